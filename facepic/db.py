@@ -1,0 +1,249 @@
+"""MongoDB: the `images`, `faces`, `persons`, `folders` and `meta` collections.
+
+Every write is an upsert keyed by a content-derived id, so replaying a step changes nothing.
+Embeddings are stored as little-endian float32 bytes (2 KiB a face), not as lists of doubles.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+from bson.binary import Binary
+from pymongo import ASCENDING, MongoClient, UpdateOne
+from pymongo.errors import (
+    ConfigurationError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    InvalidURI,
+    OperationFailure,
+    PyMongoError,
+)
+
+from facepic.detect import EMBEDDING_DIM
+from facepic.ledger import now_iso
+
+
+class DatabaseError(Exception):
+    """MongoDB refused the request; the message holds no secret."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """MongoDB could not be reached: worth retrying."""
+
+
+class ModelMismatch(DatabaseError):
+    pass
+
+
+def embedding_to_bson(vector: np.ndarray) -> Binary:
+    return Binary(np.asarray(vector, dtype="<f4").tobytes())
+
+
+def embedding_from_bson(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f4")
+
+
+def _hosts(uri: str) -> str:
+    try:
+        from pymongo.uri_parser import parse_uri
+
+        nodes = parse_uri(uri, validate=False)["nodelist"]
+        return ", ".join(f"{h}:{p}" for h, p in nodes) or "(srv)"
+    except Exception:  # noqa: BLE001 - only used to word an error
+        return "the configured server"
+
+
+class Library:
+    """FacePic's metadata in one MongoDB database."""
+
+    def __init__(self, uri: str, name: str = "facepic", timeout_ms: int = 10_000) -> None:
+        self._where = _hosts(uri)
+        try:
+            self.client: MongoClient = MongoClient(
+                uri,
+                serverSelectionTimeoutMS=timeout_ms,
+                connectTimeoutMS=timeout_ms,
+                tz_aware=True,
+                appname="facepic",
+            )
+        except (InvalidURI, ConfigurationError, ValueError) as e:
+            msg = str(e).replace(uri, "***")
+            raise DatabaseError(f"FACEPIC_MONGODB_URI is not a valid MongoDB URI ({msg[:120]})") from None
+        db = self.client[name]
+        self.images = db["images"]
+        self.faces = db["faces"]
+        self.persons = db["persons"]
+        self.folders = db["folders"]
+        self.meta = db["meta"]
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn driver errors into one clear line without the URI's credentials."""
+        try:
+            yield
+        except ConnectionFailure:
+            raise DatabaseUnavailable(f"cannot reach MongoDB at {self._where}") from None
+        except OperationFailure as e:
+            if e.code in (13, 18) or "auth" in str(e).lower():
+                raise DatabaseError(
+                    f"MongoDB at {self._where} rejected the credentials (check FACEPIC_MONGODB_URI)"
+                ) from None
+            raise DatabaseError(f"MongoDB error {e.code}: {str(e)[:160]}") from None
+        except DuplicateKeyError as e:
+            raise DatabaseError(f"MongoDB duplicate key: {str(e)[:160]}") from None
+        except PyMongoError as e:
+            raise DatabaseUnavailable(f"MongoDB failure: {type(e).__name__}") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+    def ensure_indexes(self) -> None:
+        with self.errors():
+            self.images.create_index([("sha256", ASCENDING)], unique=True)
+            self.images.create_index([("folder_id", ASCENDING)])
+            self.images.create_index([("root", ASCENDING), ("path", ASCENDING)])
+            self.faces.create_index([("image_id", ASCENDING)])
+            self.faces.create_index([("person_id", ASCENDING)])
+            self.faces.create_index([("model", ASCENDING), ("person_id", ASCENDING)])
+            self.folders.create_index([("parent_id", ASCENDING)])
+
+    # --- the library's model -------------------------------------------------
+
+    def library_model(self) -> str | None:
+        with self.errors():
+            doc = self.meta.find_one({"_id": "library"})
+        return doc.get("model") if doc else None
+
+    def claim_model(self, model: str) -> None:
+        """Record ``model`` as the library's, or ModelMismatch if it was built with another."""
+        with self.errors():
+            self.meta.update_one(
+                {"_id": "library"},
+                {"$setOnInsert": {"model": model, "created_at": now_iso()}},
+                upsert=True,
+            )
+        existing = self.library_model()
+        if existing != model:
+            raise ModelMismatch(
+                f"this library was built with face model {existing}, but this run uses {model}: "
+                f"set FACEPIC_MODEL={existing} (or auto), or re-embed the library"
+            )
+
+    # --- folders and images --------------------------------------------------
+
+    def upsert_folders(self, docs: list[dict[str, Any]]) -> None:
+        if not docs:
+            return
+        with self.errors():
+            self.folders.bulk_write(
+                [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in docs],
+                ordered=False,
+            )
+
+    def upsert_image(self, doc: dict[str, Any]) -> None:
+        with self.errors():
+            self.images.update_one(
+                {"_id": doc["_id"]},
+                {"$set": {**doc, "updated_at": now_iso()}, "$setOnInsert": {"created_at": now_iso()}},
+                upsert=True,
+            )
+
+    def set_image_fields(self, image_id: str, fields: dict[str, Any]) -> None:
+        with self.errors():
+            self.images.update_one({"_id": image_id}, {"$set": {**fields, "updated_at": now_iso()}})
+
+    def image(self, image_id: str) -> dict[str, Any] | None:
+        with self.errors():
+            return self.images.find_one({"_id": image_id})
+
+    # --- faces and persons -----------------------------------------------------
+
+    def upsert_faces(self, docs: list[dict[str, Any]]) -> None:
+        """Insert faces; a replay leaves an existing face's person assignment alone."""
+        if not docs:
+            return
+        ops = []
+        for d in docs:
+            fields = {k: v for k, v in d.items() if k not in ("_id", "person_id")}
+            ops.append(
+                UpdateOne(
+                    {"_id": d["_id"]},
+                    {"$set": fields, "$setOnInsert": {"person_id": None}},
+                    upsert=True,
+                )
+            )
+        with self.errors():
+            self.faces.bulk_write(ops, ordered=True)
+
+    def faces_of_image(self, image_id: str) -> list[dict[str, Any]]:
+        with self.errors():
+            return list(self.faces.find({"image_id": image_id}).sort("index", ASCENDING))
+
+    def known_embeddings(self, model: str) -> tuple[list[str], list[str], np.ndarray]:
+        """(face ids, person ids, N x 512 matrix) of every assigned face of ``model``."""
+        ids: list[str] = []
+        persons: list[str] = []
+        rows: list[bytes] = []
+        with self.errors():
+            cursor = self.faces.find(
+                {"model": model, "person_id": {"$ne": None}},
+                {"_id": 1, "person_id": 1, "embedding": 1},
+                batch_size=10_000,
+            )
+            for doc in cursor:
+                ids.append(doc["_id"])
+                persons.append(doc["person_id"])
+                rows.append(bytes(doc["embedding"]))
+        matrix = np.frombuffer(b"".join(rows), dtype="<f4").reshape(len(rows), EMBEDDING_DIM)
+        return ids, persons, matrix
+
+    def assign_face(self, face_id: str, person_id: str) -> None:
+        with self.errors():
+            self.faces.update_one({"_id": face_id}, {"$set": {"person_id": person_id}})
+
+    def ensure_person(self, person_id: str, model: str, founding_face_id: str) -> None:
+        with self.errors():
+            self.persons.update_one(
+                {"_id": person_id},
+                {
+                    "$setOnInsert": {
+                        "model": model,
+                        "name": "",
+                        "founded_by": founding_face_id,
+                        "best_face_id": None,
+                        "best_score": -1.0,
+                        "face_count": 0,
+                        "created_at": now_iso(),
+                    }
+                },
+                upsert=True,
+            )
+
+    def person(self, person_id: str) -> dict[str, Any] | None:
+        with self.errors():
+            return self.persons.find_one({"_id": person_id})
+
+    def refresh_person(self, person_id: str, fields: dict[str, Any] | None = None) -> None:
+        """Recount the person's faces (a replay cannot double-count) and set ``fields``."""
+        with self.errors():
+            count = self.faces.count_documents({"person_id": person_id})
+            self.persons.update_one(
+                {"_id": person_id},
+                {"$set": {"face_count": count, "updated_at": now_iso(), **(fields or {})}},
+            )
+
+    def counts(self) -> dict[str, int]:
+        with self.errors():
+            return {
+                "images": self.images.estimated_document_count(),
+                "faces": self.faces.estimated_document_count(),
+                "persons": self.persons.estimated_document_count(),
+                "folders": self.folders.estimated_document_count(),
+            }
+
+    def drop_all(self) -> None:
+        with self.errors():
+            for coll in (self.images, self.faces, self.persons, self.folders, self.meta):
+                coll.drop()

@@ -1,0 +1,187 @@
+"""Decide what to do with each photo of an import folder, and hand new ones to a dispatcher.
+
+Rules, applied in scan order:
+- the ledger has this path with the same size and mtime: already seen, skipped unread;
+- otherwise the file is hashed; a hash the ledger knows (done or queued) under another path
+  is a duplicate: recorded, not processed;
+- everything else is new: yielded to be dispatched, then given a ``queued`` ledger line
+  (only once dispatched: a broker failure never leaves a photo marked queued but unsent).
+``failed`` photos are skipped unless ``retry_failed``. With ``record_queued=False`` (the
+embedded run, where nothing outlives the process) nothing is in flight between runs, so
+``queued`` entries count as not done. The dispatcher is a plain callable,
+so this module knows nothing of Celery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+from facepic import ids
+from facepic.ledger import Ledger, LedgerState
+from facepic.pipeline import Job
+from facepic.scan import Found, ImportFolderError, check_import_folder, scan
+
+
+class Dispatcher(Protocol):
+    def __call__(self, job: Job, stages: tuple[str, ...]) -> None: ...
+
+
+FULL_CHAIN = ("detect", "thumbnails", "upload", "index", "log")
+UPLOAD_CHAIN = ("upload", "index", "log")
+
+
+@dataclass
+class Summary:
+    found: int = 0
+    already: int = 0
+    duplicates: int = 0
+    queued: int = 0
+    failed: int = 0
+    skipped_failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"found {self.found}, already done {self.already}, duplicates {self.duplicates}, "
+            f"queued {self.queued}, failed {self.failed}"
+            + (f", earlier failures skipped {self.skipped_failed}" if self.skipped_failed else "")
+        )
+
+
+def _stat_matches(entry: dict, found: Found) -> bool:
+    return entry.get("size") == found.size and entry.get("mtime_ns") == found.mtime_ns
+
+
+class Planner:
+    """Walks an import folder against the ledger and yields the jobs to run."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        model: str,
+        upload: bool,
+        retry_failed: bool = False,
+        report: Callable[[str], None] = lambda line: None,
+        record_queued: bool = True,
+    ) -> None:
+        self.ledger = ledger
+        self.model = model
+        self.upload = upload
+        self.retry_failed = retry_failed
+        self.report = report
+        self.record_queued = record_queued
+        self._queued_now: set[str] = set()
+        self.summary = Summary()
+        self.state: LedgerState = ledger.read()
+
+    def _error(self, path: Path, reason: str) -> None:
+        line = f"error: cannot process {path}: {reason}"
+        self.summary.errors.append(line)
+        self.report(line)
+
+    def check_root(self, root: Path) -> Path:
+        """The import folder, or ImportFolderError; an empty folder the ledger knows photos
+        under is taken for an unmounted drive."""
+        root = check_import_folder(root)
+        if not any(True for _ in root.iterdir()):
+            root_key = str(root)
+            if any(r == root_key for r, _ in self.state.by_path):
+                raise ImportFolderError(
+                    f"import folder {root} is empty, but the ledger holds photos from it "
+                    "(is the drive mounted?)"
+                )
+        return root
+
+    def new_jobs(self, root: Path) -> Iterator[Job]:
+        root = self.check_root(root)
+        root_key = str(root)
+        for found in scan(root, on_error=self._scan_error):
+            self.summary.found += 1
+            job = self._consider(root_key, found)
+            if job is not None:
+                yield job
+                entry = {k: job[k] for k in ("path", "root", "sha256", "image_id", "size", "mtime_ns")}
+                entry.update(path=job["rel"], status="queued")
+                if self.record_queued:
+                    self._record(entry)
+                else:
+                    self.state.add(entry)
+                    self._queued_now.add(job["sha256"])
+                self.summary.queued += 1
+
+    def _scan_error(self, path: Path, reason: str) -> None:
+        self.summary.failed += 1
+        self._error(path, reason)
+
+    def _record(self, entry: dict) -> None:
+        self.state.add(self.ledger.append(entry))
+
+    def _pending(self, entry: dict) -> bool:
+        """A ``queued`` entry left by an earlier embedded run: it was never finished."""
+        return (
+            entry.get("status") == "queued"
+            and not self.record_queued
+            and entry.get("sha256") not in self._queued_now
+        )
+
+    def _consider(self, root: str, found: Found) -> Job | None:
+        entry = self.state.by_path.get((root, found.rel))
+        if entry is not None and _stat_matches(entry, found):
+            status = entry.get("status")
+            if (status == "failed" and self.retry_failed) or self._pending(entry):
+                pass
+            elif status == "failed":
+                self.summary.skipped_failed += 1
+                return None
+            else:
+                self.summary.already += 1
+                return None
+        try:
+            sha = ids.sha256_file(found.path)
+        except OSError as e:
+            reason = f"cannot read file ({e.strerror or type(e).__name__})"
+            self.summary.failed += 1
+            self._error(found.path, reason)
+            self._record(
+                {"path": found.rel, "root": root, "status": "failed", "reason": reason,
+                 "size": found.size, "mtime_ns": found.mtime_ns}
+            )
+            return None
+        known = self.state.by_hash.get(sha)
+        base = {"path": found.rel, "root": root, "sha256": sha, "image_id": ids.image_id(sha),
+                "size": found.size, "mtime_ns": found.mtime_ns}
+        if known is not None and not self._pending(known):
+            same_path = (known.get("root"), known.get("path")) == (root, found.rel)
+            status = known.get("status")
+            if status in ("done", "queued") and not same_path:
+                self.summary.duplicates += 1
+                self._record({**base, "status": "duplicate", "duplicate_of": known.get("path"),
+                              "duplicate_root": known.get("root")})
+                return None
+            if status in ("done", "queued") and same_path:
+                self.summary.already += 1
+                self._record({**known, **base, "time": None})  # refresh size and mtime
+                return None
+            if status == "failed" and not self.retry_failed:
+                self.summary.skipped_failed += 1
+                return None
+        return Job(
+            image_id=base["image_id"], sha256=sha, path=str(found.path), root=root, rel=found.rel,
+            size=found.size, mtime_ns=found.mtime_ns, model=self.model, upload=self.upload,
+        )
+
+    def upload_jobs(self) -> Iterator[Job]:
+        """Photos processed with upload disabled, for ``--upload-only``."""
+        for entry in list(self.state.entries("done")):
+            if entry.get("uploaded") or not entry.get("image_id"):
+                continue
+            path = Path(entry["root"]) / entry["path"]
+            self.summary.queued += 1
+            yield Job(
+                image_id=entry["image_id"], sha256=entry["sha256"], path=str(path), root=entry["root"],
+                rel=entry["path"], size=entry.get("size"), mtime_ns=entry.get("mtime_ns"),
+                model=entry.get("model") or self.model, upload=True, upload_only=True,
+                faces=entry.get("faces", 0),
+            )

@@ -1,0 +1,418 @@
+"""The five stages of one photo: detect -> thumbnails -> upload -> index -> log.
+
+Each stage is a plain function ``stage(ctx, job) -> job`` over a small JSON-able ``Job``;
+Celery tasks and the embedded runner both call these. Image bytes and embeddings never
+travel in the job: the detect stage writes them to ``<data>/work/<image_id>.npz`` and the
+index stage moves them into MongoDB. A photo that cannot be processed carries ``error``
+through the remaining stages to ``log``, which records it as failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, TypedDict
+
+import numpy as np
+
+from facepic import ids, storage, thumbnails
+from facepic.db import Library, embedding_to_bson
+from facepic.decode import PhotoError, decode
+from facepic.detect import FaceEngine, default_threads
+from facepic.ledger import Ledger
+from facepic.matching import Matcher
+from facepic.models import ModelChoice, resolve
+from facepic.settings import Settings, redact
+from facepic.storage import ObjectStore
+
+
+class Job(TypedDict, total=False):
+    image_id: str
+    sha256: str
+    path: str  # the photo, absolute, as the enqueuer saw it
+    root: str  # the import folder, absolute
+    rel: str  # the photo relative to root, POSIX
+    size: int
+    mtime_ns: int
+    model: str  # the model source: buffalo_l, buffalo_s or a folder
+    upload: bool
+    upload_only: bool
+    faces: int
+    uploaded: bool
+    error: str
+    failed_stage: str
+
+
+STAGES = ("detect", "thumbnails", "upload", "index", "log")
+
+
+class Context:
+    """What the stages of one process share: settings, and lazily, models and connections."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        processes: int = 1,
+        library: Library | None = None,
+        store: ObjectStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.processes = processes
+        self.ledger = Ledger(settings.ledger_path)
+        self._library = library
+        self._store = store
+        self._engines: dict[str, FaceEngine] = {}
+        self._matchers: dict[str, Matcher] = {}
+        self._claimed: set[str] = set()
+
+    @property
+    def library(self) -> Library:
+        if self._library is None:
+            self._library = Library(self.settings.mongodb_uri, self.settings.mongodb_db)
+        return self._library
+
+    @property
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = storage.open_store(self.settings)
+        return self._store
+
+    def model_choice(self, source: str) -> ModelChoice:
+        return resolve(source, self.settings.model_root)
+
+    def engine(self, source: str) -> FaceEngine:
+        if source not in self._engines:
+            threads = self.settings.ort_threads or default_threads(self.processes)
+            self._engines[source] = FaceEngine(
+                self.model_choice(source), self.settings.detect_size, threads
+            )
+        return self._engines[source]
+
+    def matcher(self, model: str) -> Matcher:
+        if model not in self._matchers:
+            matcher = Matcher(self.settings.match_threshold)
+            _, persons, matrix = self.library.known_embeddings(model)
+            if persons:
+                matcher.add_many(persons, matrix)
+            self._matchers[model] = matcher
+        return self._matchers[model]
+
+    def claim_model(self, model: str) -> None:
+        if model not in self._claimed:
+            self.library.claim_model(model)
+            self._claimed.add(model)
+
+    # --- local files -------------------------------------------------------------
+
+    def work_path(self, image_id: str) -> Path:
+        return self.settings.work_dir / f"{image_id}.npz"
+
+    def thumb_path(self, image_id: str) -> Path:
+        return self.settings.thumbnails_dir / storage.thumbnail_key(image_id)
+
+    def face_crop_path(self, face_id: str) -> Path:
+        return self.settings.thumbnails_dir / "faces" / f"face_{face_id}.jpg"
+
+    def person_thumb_path(self, person_id: str) -> Path:
+        return self.settings.thumbnails_dir / storage.person_key(person_id)
+
+
+def _fail(job: Job, stage: str, reason: str) -> Job:
+    return {**job, "error": reason, "failed_stage": stage}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _decode(ctx: Context, job: Job):  # type: ignore[no-untyped-def]
+    return decode(Path(job["path"]), ctx.settings.detect_size, ctx.settings.max_pixels)
+
+
+# --- 1. detect -------------------------------------------------------------------
+
+
+def detect(ctx: Context, job: Job) -> Job:
+    """Decode at reduced size, find faces, and keep them in the photo's work file."""
+    if job.get("error"):
+        return job
+    try:
+        decoded = _decode(ctx, job)
+    except PhotoError as e:
+        return _fail(job, "detect", str(e))
+    engine = ctx.engine(job["model"])
+    faces = engine.detect(decoded.rgb)
+    n = len(faces)
+    boxes = np.array([decoded.to_full(f.box) for f in faces], dtype=np.float64).reshape(n, 4)
+    marks = np.array([decoded.to_full(f.landmarks) for f in faces], dtype=np.float64).reshape(n, 5, 2)
+    info = {
+        "width": decoded.width,
+        "height": decoded.height,
+        "format": decoded.format,
+        "metadata": decoded.metadata,
+        "model": engine.model,
+    }
+    path = ctx.work_path(job["image_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    with open(tmp, "wb") as f:
+        np.savez(
+            f,
+            boxes=boxes,
+            landmarks=marks,
+            scores=np.array([f_.score for f_ in faces], dtype=np.float64),
+            embeddings=np.array([f_.embedding for f_ in faces], dtype=np.float32).reshape(n, -1),
+            info=np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
+        )
+    os.replace(tmp, path)
+    return {**job, "faces": n}
+
+
+def _load_work(ctx: Context, image_id: str) -> dict[str, Any] | None:
+    path = ctx.work_path(image_id)
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        work = {k: data[k] for k in data.files}
+    work["info"] = json.loads(work["info"].tobytes().decode())
+    return work
+
+
+# --- 2. thumbnails -----------------------------------------------------------------
+
+
+def make_thumbnails(ctx: Context, job: Job) -> Job:
+    """The 300x300 thumbnail and one square crop per face, under the data folder."""
+    if job.get("error"):
+        return job
+    work = _load_work(ctx, job["image_id"])
+    if work is None:  # already indexed: its thumbnails exist
+        return job
+    try:
+        decoded = _decode(ctx, job)
+    except PhotoError as e:
+        return _fail(job, "thumbnails", str(e))
+    boxes = work["boxes"] * decoded.scale
+    _write_atomic(ctx.thumb_path(job["image_id"]), thumbnails.thumbnail(decoded.rgb, boxes))
+    for i, box in enumerate(boxes):
+        crop = thumbnails.face_crop(decoded.rgb, box)
+        _write_atomic(ctx.face_crop_path(ids.face_id(job["image_id"], i)), crop)
+    return job
+
+
+# --- 3. upload ---------------------------------------------------------------------
+
+
+def upload(ctx: Context, job: Job) -> Job:
+    """Original and thumbnail to the bucket at keys derived from the content hash."""
+    if job.get("error") or not job.get("upload"):
+        return job
+    image_id = job["image_id"]
+    ext = ids.safe_extension(job["rel"])
+    try:
+        size = os.stat(job["path"]).st_size
+    except OSError as e:
+        return _fail(job, "upload", f"cannot read file for upload ({e.strerror})")
+    if job.get("size") is not None and size != job["size"]:
+        return _fail(job, "upload", "file changed since it was scanned")
+    store = ctx.store
+    store.put_file(
+        storage.original_key(image_id, ext),
+        Path(job["path"]),
+        storage.CONTENT_TYPES.get(ext, "application/octet-stream"),
+    )
+    store.put_file(storage.thumbnail_key(image_id), ctx.thumb_path(image_id), "image/jpeg")
+    return {**job, "uploaded": True}
+
+
+# --- 4. index ------------------------------------------------------------------------
+
+
+def _folder_docs(root: str, rel: str) -> tuple[str, list[dict[str, Any]]]:
+    """The folder chain of ``rel`` up to the import root, and the photo's folder id."""
+    parts = rel.split("/")[:-1]
+    docs = []
+    parent = None
+    for depth in range(len(parts) + 1):
+        rel_folder = "/".join(parts[:depth])
+        fid = ids.folder_id(root, rel_folder)
+        docs.append(
+            {
+                "_id": fid,
+                "root": root,
+                "path": rel_folder,
+                "name": parts[depth - 1] if depth else os.path.basename(root),
+                "parent_id": parent,
+            }
+        )
+        parent = fid
+    return parent or ids.folder_id(root, ""), docs
+
+
+def index(ctx: Context, job: Job) -> Job:
+    """Record the photo and its faces in MongoDB and give every face a person."""
+    if job.get("error"):
+        return job
+    image_id = job["image_id"]
+    lib = ctx.library
+    work = _load_work(ctx, image_id)
+    uploaded = bool(job.get("uploaded"))
+    ext = ids.safe_extension(job["rel"])
+    keys = (
+        {"original": storage.original_key(image_id, ext), "thumbnail": storage.thumbnail_key(image_id)}
+        if uploaded
+        else None
+    )
+    if work is None:  # indexed before (a replay, or --upload-only): only the upload state
+        if lib.image(image_id) is None:
+            return _fail(job, "index", "intermediate results are missing; enqueue the photo again")
+        if uploaded:
+            lib.set_image_fields(image_id, {"uploaded": True, "keys": keys})
+            _upload_covers(ctx, [f["person_id"] for f in lib.faces_of_image(image_id) if f.get("person_id")])
+        return job
+
+    info = work["info"]
+    model = info["model"]
+    ctx.claim_model(model)
+    folder_id, folders = _folder_docs(job["root"], job["rel"])
+    lib.upsert_folders(folders)
+    face_docs = []
+    for i in range(len(work["scores"])):
+        face_docs.append(
+            {
+                "_id": ids.face_id(image_id, i),
+                "image_id": image_id,
+                "index": i,
+                "box": [round(float(v), 2) for v in work["boxes"][i]],
+                "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in work["landmarks"][i]],
+                "score": round(float(work["scores"][i]), 5),
+                "embedding": embedding_to_bson(work["embeddings"][i]),
+                "model": model,
+            }
+        )
+    lib.upsert_faces(face_docs)
+    meta = info["metadata"]
+    image_doc: dict[str, Any] = {
+        "_id": image_id,
+        "sha256": job["sha256"],
+        "filename": os.path.basename(job["rel"]),
+        "path": job["rel"],
+        "root": job["root"],
+        "folder_id": folder_id,
+        "ext": ext,
+        "size": job.get("size"),
+        "width": info["width"],
+        "height": info["height"],
+        "format": info["format"],
+        "orientation": meta.get("orientation", 1),
+        "taken_at": meta.get("taken_at"),
+        "camera": meta.get("camera"),
+        "gps": meta.get("gps"),
+        "model": model,
+        "uploaded": uploaded,
+        "keys": keys,
+    }
+    lib.upsert_image({**image_doc, "faces": [_face_summary(d, None) for d in face_docs]})
+    persons = _assign(ctx, model, face_docs, work["embeddings"])
+    lib.set_image_fields(
+        image_id, {"faces": [_face_summary(d, persons.get(d["_id"])) for d in face_docs]}
+    )
+    return job
+
+
+def _face_summary(face: dict[str, Any], person_id: str | None) -> dict[str, Any]:
+    return {"face_id": face["_id"], "person_id": person_id, "box": face["box"], "score": face["score"]}
+
+
+def _assign(ctx: Context, model: str, faces: list[dict[str, Any]], embeddings: np.ndarray) -> dict[str, str]:
+    """Person of each face; faces assigned by an earlier try keep theirs."""
+    lib = ctx.library
+    matcher = ctx.matcher(model)
+    stored = {f["_id"]: f.get("person_id") for f in lib.faces_of_image(faces[0]["image_id"])} if faces else {}
+    result: dict[str, str] = {fid: pid for fid, pid in stored.items() if pid}
+    in_photo: set[str] = set(result.values())  # two faces of one photo are two people
+    for i, face in enumerate(faces):
+        fid = face["_id"]
+        if fid in result:
+            continue
+        match = matcher.match(embeddings[i], exclude=in_photo)
+        person_id = match.person_id or ids.person_id(fid)
+        if match.person_id is None:
+            lib.ensure_person(person_id, model, fid)
+        lib.assign_face(fid, person_id)
+        matcher.add(person_id, embeddings[i])
+        in_photo.add(person_id)
+        result[fid] = person_id
+        _maybe_new_cover(ctx, person_id, face)
+    return result
+
+
+def _maybe_new_cover(ctx: Context, person_id: str, face: dict[str, Any]) -> None:
+    """Make ``face`` the person's cover if its detection score beats the current one."""
+    person = ctx.library.person(person_id) or {}
+    fields: dict[str, Any] = {}
+    if face["score"] > float(person.get("best_score", -1.0)):
+        crop = ctx.face_crop_path(face["_id"])
+        target = ctx.person_thumb_path(person_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(crop, target)
+        fields = {"best_face_id": face["_id"], "best_score": face["score"], "cover_uploaded": False}
+    ctx.library.refresh_person(person_id, fields)
+    if fields and ctx.settings.upload:
+        _upload_covers(ctx, [person_id])
+
+
+def _upload_covers(ctx: Context, person_ids: list[str]) -> None:
+    for person_id in dict.fromkeys(person_ids):
+        person = ctx.library.person(person_id)
+        if person is None or person.get("cover_uploaded"):
+            continue
+        path = ctx.person_thumb_path(person_id)
+        if path.exists():
+            ctx.store.put_file(storage.person_key(person_id), path, "image/jpeg")
+            ctx.library.refresh_person(person_id, {"cover_uploaded": True})
+
+
+# --- 5. log --------------------------------------------------------------------------
+
+
+def log(ctx: Context, job: Job) -> Job:
+    """The photo's ledger line; its work file is no longer needed."""
+    entry: dict[str, Any] = {
+        "path": job["rel"],
+        "root": job["root"],
+        "sha256": job["sha256"],
+        "image_id": job["image_id"],
+        "status": "failed" if job.get("error") else "done",
+        "faces": job.get("faces", 0),
+        "uploaded": bool(job.get("uploaded")),
+        "model": job.get("model"),
+        "size": job.get("size"),
+        "mtime_ns": job.get("mtime_ns"),
+    }
+    if job.get("error"):
+        entry["reason"] = redact(job["error"], ctx.settings)
+        entry["stage"] = job.get("failed_stage")
+    ctx.ledger.append(entry)
+    ctx.work_path(job["image_id"]).unlink(missing_ok=True)
+    return job
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Context, Job], Job]] = {
+    "detect": detect,
+    "thumbnails": make_thumbnails,
+    "upload": upload,
+    "index": index,
+    "log": log,
+}
+
+
+def describe_error(exc: BaseException, settings: Settings) -> str:
+    """One line for an unexpected failure of a stage, without secrets."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return redact(f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__, settings)

@@ -1,0 +1,91 @@
+"""`facepic run`: the whole chain in the foreground, no servers to set up.
+
+The CPU stages (detect, thumbnails) run in a process pool using every core; upload, index
+and log run in this process, one photo at a time, so person assignment stays serialised
+exactly as on the `index` queue.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Callable, Iterable
+
+from facepic.enqueue import Summary
+from facepic.pipeline import STAGE_FUNCTIONS, Context, Job, describe_error
+from facepic.settings import Settings
+
+CPU_STAGES = ("detect", "thumbnails")
+SERIAL_STAGES = ("upload", "index", "log")
+
+_pool_context: Context | None = None
+
+
+def _init_pool(settings: Settings, processes: int) -> None:
+    global _pool_context
+    _pool_context = Context(settings, processes=processes)
+
+
+def _cpu_stages(job: Job) -> Job:
+    assert _pool_context is not None
+    ctx = _pool_context
+    for stage in CPU_STAGES:
+        try:
+            job = STAGE_FUNCTIONS[stage](ctx, job)
+        except Exception as e:  # noqa: BLE001 - one photo never stops the run
+            return {**job, "error": describe_error(e, ctx.settings), "failed_stage": stage}
+    return job
+
+
+def run_serial_stages(ctx: Context, job: Job, stages: Iterable[str]) -> Job:
+    """The given stages in order; an unexpected error marks the photo failed, then logs it."""
+    for stage in stages:
+        try:
+            job = STAGE_FUNCTIONS[stage](ctx, job)
+        except Exception as e:  # noqa: BLE001
+            if stage == "log":
+                raise
+            job = {**job, "error": describe_error(e, ctx.settings), "failed_stage": stage}
+    return job
+
+
+def process(
+    ctx: Context,
+    jobs: list[Job],
+    stages: tuple[str, ...],
+    on_done: Callable[[Job], None],
+) -> None:
+    """Run ``stages`` over ``jobs``; ``on_done`` sees each finished job."""
+    cpu = [s for s in stages if s in CPU_STAGES]
+    serial = [s for s in stages if s not in CPU_STAGES]
+    if not cpu:
+        for job in jobs:
+            on_done(run_serial_stages(ctx, job, serial))
+        return
+    processes = ctx.settings.workers or os.cpu_count() or 1
+    processes = max(1, min(processes, len(jobs)))
+    mp = multiprocessing.get_context("spawn")  # the embedded server's threads must not be forked
+    with ProcessPoolExecutor(processes, mp_context=mp, initializer=_init_pool,
+                             initargs=(ctx.settings, processes)) as pool:
+        pending: set[Future] = set()
+        queue = iter(jobs)
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < 2 * processes:
+                job = next(queue, None)
+                if job is None:
+                    exhausted = True
+                else:
+                    pending.add(pool.submit(_cpu_stages, job))
+            if not pending:
+                break
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                on_done(run_serial_stages(ctx, future.result(), serial))
+
+
+def summarize(summary: Summary, job: Job, report: Callable[[str], None]) -> None:
+    if job.get("error"):
+        summary.failed += 1
+        report(f"error: cannot process {job.get('path')}: {job['error']}")

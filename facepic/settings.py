@@ -1,0 +1,169 @@
+"""FacePic's one settings object, read from the environment and `.env`.
+
+Nothing else in FacePic reads ``os.environ``. Every field can also be passed to
+``Settings.load(**overrides)``, which is what the tests do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+PREFIX = "FACEPIC_"
+
+
+class Secret(str):
+    """A string that never shows its value in repr, logs or error messages."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "facepic"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Folders.
+    import_dir: Path | None = None
+    data_dir: Path = field(default_factory=lambda: _default_data_dir(os.environ))
+    # Servers. An empty MongoDB URI means "embedded" for `facepic run`.
+    redis_url: str = "redis://localhost:6379/0"
+    mongodb_uri: Secret = Secret("")
+    mongodb_db: str = "facepic"
+    # Bucket. With neither endpoint nor keys, objects go to a folder under data_dir.
+    s3_endpoint: str = ""
+    s3_region: str = "auto"
+    s3_bucket: str = "facepic"
+    s3_access_key_id: Secret = Secret("")
+    s3_secret_access_key: Secret = Secret("")
+    # Faces.
+    model: str = "auto"
+    model_root: Path = field(default_factory=lambda: Path.home() / ".insightface")
+    detect_size: int = 640
+    ort_threads: int = 0  # 0: cores divided by the processes sharing them
+    match_threshold: float = 0.4
+    # Pipeline.
+    upload: bool = True
+    max_pixels: int = 150_000_000
+    workers: int = 0  # processes for `facepic run`; 0: one per core
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "processed_log.jsonl"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.data_dir / "thumbnails"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.data_dir / "work"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+    @property
+    def embedded_db_dir(self) -> Path:
+        return self.data_dir / "db"
+
+    @property
+    def bucket_configured(self) -> bool:
+        return bool(self.s3_endpoint or self.s3_access_key_id)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls,
+        env: Mapping[str, str] | None = None,
+        env_file: str | Path | None = ".env",
+        **overrides: Any,
+    ) -> "Settings":
+        """Settings from `.env`, then the environment, then ``overrides`` (last wins)."""
+        environ = dict(os.environ if env is None else env)
+        values: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            values.update(read_env_file(Path(env_file)))
+        values.update({k: v for k, v in environ.items() if k.startswith(PREFIX)})
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = values.get(PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                kwargs[f.name] = _convert(f.name, f.type, raw)
+        if "data_dir" not in kwargs:
+            kwargs["data_dir"] = _default_data_dir(environ)
+        kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        for name in ("import_dir", "data_dir", "model_root"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = Path(kwargs[name]).expanduser()
+        for name in ("mongodb_uri", "s3_access_key_id", "s3_secret_access_key"):
+            if name in kwargs:
+                kwargs[name] = Secret(kwargs[name])
+        return cls(**kwargs)
+
+    def secrets(self) -> list[str]:
+        """Every secret value in force, so that output can be scrubbed of them."""
+        found = [self.s3_access_key_id, self.s3_secret_access_key]
+        password = _uri_password(self.mongodb_uri)
+        if password:
+            found.append(password)
+        return [s for s in found if s]
+
+
+def _convert(name: str, kind: Any, raw: str) -> Any:
+    kind = str(kind)
+    if "bool" in kind:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{PREFIX}{name.upper()} must be true or false, not {raw!r}")
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{PREFIX}{name.upper()} must be a number, not {raw!r}") from None
+    return raw
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and `#` comments ignored; optional quotes stripped."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+def _uri_password(uri: str) -> str:
+    if "://" not in uri or "@" not in uri:
+        return ""
+    userinfo = uri.split("://", 1)[1].rsplit("@", 1)[0]
+    return userinfo.split(":", 1)[1] if ":" in userinfo else ""
+
+
+def redact(text: str, settings: Settings) -> str:
+    """``text`` with every secret of ``settings`` replaced by ***."""
+    for secret in settings.secrets():
+        text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,38 @@
+"""The Celery application: broker from Settings, routes from the routing table."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from facepic.settings import Settings
+from workers.routing import QUEUES, ROUTES
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.load()
+    app = Celery("facepic", broker=str(settings.redis_url), include=["workers.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_routes=ROUTES,
+        task_default_queue="cpu",
+        task_create_missing_queues=False,
+        # Every stage is idempotent, so a task is acknowledged only when it is done: a
+        # worker killed mid-task leaves it to be delivered again.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600, "socket_timeout": 30},
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_app()

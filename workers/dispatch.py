@@ -1,0 +1,46 @@
+"""Send one chain per photo to the broker, and read queue lengths for `facepic status`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, chain
+
+from facepic.pipeline import Job
+from workers.routing import QUEUES, STAGE_TASKS
+
+
+class BrokerUnavailable(Exception):
+    pass
+
+
+class CeleryDispatcher:
+    def __init__(self, app: Celery | None = None) -> None:
+        if app is None:
+            from workers.app import app as default_app
+
+            app = default_app
+        self.app = app
+        self._producer: Any = None
+
+    def check(self) -> None:
+        """Fail with one clear line (no URL, it may hold a password) if Redis is unreachable."""
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=2, interval_start=0.2, interval_step=0.5)
+        except Exception as e:  # noqa: BLE001
+            host = self.app.conf.broker_url.rsplit("@", 1)[-1].split("://")[-1].split("/")[0]
+            raise BrokerUnavailable(f"cannot reach Redis at {host} ({type(e).__name__})") from None
+
+    def __call__(self, job: Job, stages: tuple[str, ...]) -> None:
+        signatures = [self.app.signature(STAGE_TASKS[stage]) for stage in stages]
+        signatures[0] = signatures[0].clone(args=(dict(job),))
+        chain(*signatures).apply_async()
+
+    def queue_lengths(self) -> dict[str, int]:
+        lengths = {}
+        with self.app.connection_for_read() as conn:
+            client = conn.default_channel.client
+            for queue in QUEUES:
+                lengths[queue] = int(client.llen(queue))
+        return lengths
