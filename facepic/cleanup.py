@@ -27,8 +27,7 @@ class CleanupPlan:
         return lines
 
 
-def plan(settings: Settings) -> CleanupPlan:
-    library = Library(settings.mongodb_uri, settings.mongodb_db)
+def plan(settings: Settings, library: Library) -> CleanupPlan:
     store = open_store(settings)
     keys = [k for k in store.list_keys() if is_facepic_key(k)] if _store_exists(settings) else []
     files = [
@@ -44,8 +43,8 @@ def _store_exists(settings: Settings) -> bool:
     return settings.bucket_configured or settings.objects_dir.exists()
 
 
-def execute(plan: CleanupPlan, settings: Settings) -> None:
-    Library(settings.mongodb_uri, settings.mongodb_db).drop_all()
+def execute(plan: CleanupPlan, settings: Settings, library: Library) -> None:
+    library.drop_all()
     if plan.keys:
         open_store(settings).delete_keys(plan.keys)
     for path in plan.files:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -124,8 +123,7 @@ def run(obj: dict, path: Path | None, disable_upload: bool, upload_only: bool, r
         settings = settings.replace(workers=workers)
     upload = settings.upload and not disable_upload
     try:
-        with embedded_database(settings) as settings:
-            ctx = Context(settings)
+        with embedded_database(settings) as settings, Context(settings) as ctx:
             ctx.library.ensure_indexes()
             summary = _run_embedded(ctx, path, upload, upload_only, retry_failed)
     except USER_ERRORS as e:
@@ -180,14 +178,15 @@ def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: boo
             "(for a trial without servers, use `facepic run`)"
         )
     # The CLI is where the parts are put together: only here does facepic meet Celery.
+    from workers.app import make_app
     from workers.dispatch import BrokerUnavailable, CeleryDispatcher
 
     try:
-        dispatcher = CeleryDispatcher()
+        dispatcher = CeleryDispatcher(make_app(settings))
         dispatcher.check()
         ctx = Context(settings)
         ctx.library.ensure_indexes()
-        choice = _choose_model(settings, ctx.library)
+        choice = _choose_model(settings, ctx.library)  # the process exits after this command
         click.echo(choice.describe(), err=True)
         if upload or upload_only:
             ctx.store.ensure_bucket()
@@ -224,9 +223,10 @@ def status(obj: dict, as_json: bool) -> None:
     info["not_uploaded"] = sum(1 for e in state.entries("done") if not e.get("uploaded"))
     if settings.mongodb_uri:
         try:
+            from workers.app import make_app
             from workers.dispatch import CeleryDispatcher
 
-            info["queues"] = CeleryDispatcher().queue_lengths()
+            info["queues"] = CeleryDispatcher(make_app(settings)).queue_lengths()
         except Exception:  # noqa: BLE001 - status still shows the ledger
             info["queues"] = None
     if as_json:
@@ -255,9 +255,8 @@ def persons(obj: dict, as_json: bool) -> None:
     """
     settings = _settings(obj)
     try:
-        with embedded_database(settings) as settings:
-            library = Library(settings.mongodb_uri, settings.mongodb_db)
-            people = reports.persons(library)
+        with embedded_database(settings) as settings, Context(settings) as ctx:
+            people = reports.persons(ctx.library)
             sheet = reports.write_contact_sheet(people, settings)
     except USER_ERRORS as e:
         raise _fail(e, settings) from None
@@ -287,9 +286,8 @@ def cleanup(obj: dict, yes: bool, dry_run: bool) -> None:
     from facepic import cleanup as wipe
 
     try:
-        with ExitStack() as stack:
-            settings = stack.enter_context(embedded_database(settings))
-            plan = wipe.plan(settings)
+        with embedded_database(settings) as settings, Context(settings) as ctx:
+            plan = wipe.plan(settings, ctx.library)
             for line in plan.lines():
                 click.echo(line)
             if dry_run:
@@ -297,7 +295,7 @@ def cleanup(obj: dict, yes: bool, dry_run: bool) -> None:
                 return
             if not yes:
                 raise click.ClickException("nothing deleted: add --yes to delete all of the above")
-            wipe.execute(plan, settings)
+            wipe.execute(plan, settings, ctx.library)
             click.echo("deleted")
     except USER_ERRORS as e:
         raise _fail(e, settings) from None

@@ -79,6 +79,18 @@ class Context:
             self._store = storage.open_store(self.settings)
         return self._store
 
+    def close(self) -> None:
+        """Close connections (the embedded server can only shut down cleanly after this)."""
+        if self._library is not None:
+            self._library.close()
+            self._library = None
+
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def model_choice(self, source: str) -> ModelChoice:
         return resolve(source, self.settings.model_root)
 
@@ -318,7 +330,7 @@ def index(ctx: Context, job: Job) -> Job:
         "keys": keys,
     }
     lib.upsert_image({**image_doc, "faces": [_face_summary(d, None) for d in face_docs]})
-    persons = _assign(ctx, model, face_docs, work["embeddings"])
+    persons = _assign(ctx, model, face_docs, work["embeddings"], upload=bool(job.get("upload")))
     lib.set_image_fields(
         image_id, {"faces": [_face_summary(d, persons.get(d["_id"])) for d in face_docs]}
     )
@@ -329,7 +341,9 @@ def _face_summary(face: dict[str, Any], person_id: str | None) -> dict[str, Any]
     return {"face_id": face["_id"], "person_id": person_id, "box": face["box"], "score": face["score"]}
 
 
-def _assign(ctx: Context, model: str, faces: list[dict[str, Any]], embeddings: np.ndarray) -> dict[str, str]:
+def _assign(
+    ctx: Context, model: str, faces: list[dict[str, Any]], embeddings: np.ndarray, upload: bool
+) -> dict[str, str]:
     """Person of each face; faces assigned by an earlier try keep theirs."""
     lib = ctx.library
     matcher = ctx.matcher(model)
@@ -348,11 +362,11 @@ def _assign(ctx: Context, model: str, faces: list[dict[str, Any]], embeddings: n
         matcher.add(person_id, embeddings[i])
         in_photo.add(person_id)
         result[fid] = person_id
-        _maybe_new_cover(ctx, person_id, face)
+        _maybe_new_cover(ctx, person_id, face, upload)
     return result
 
 
-def _maybe_new_cover(ctx: Context, person_id: str, face: dict[str, Any]) -> None:
+def _maybe_new_cover(ctx: Context, person_id: str, face: dict[str, Any], upload: bool) -> None:
     """Make ``face`` the person's cover if its detection score beats the current one."""
     person = ctx.library.person(person_id) or {}
     fields: dict[str, Any] = {}
@@ -363,7 +377,7 @@ def _maybe_new_cover(ctx: Context, person_id: str, face: dict[str, Any]) -> None
         shutil.copyfile(crop, target)
         fields = {"best_face_id": face["_id"], "best_score": face["score"], "cover_uploaded": False}
     ctx.library.refresh_person(person_id, fields)
-    if fields and ctx.settings.upload:
+    if fields and upload:
         _upload_covers(ctx, [person_id])
 
 

