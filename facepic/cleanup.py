@@ -32,8 +32,8 @@ def plan(settings: Settings, library: Library) -> CleanupPlan:
     keys = [k for k in store.list_keys() if is_facepic_key(k)] if _store_exists(settings) else []
     files = [
         p
-        for p in (settings.ledger_path, settings.thumbnails_dir, settings.work_dir, settings.objects_dir,
-                  settings.data_dir / "persons.html")
+        # The folder store is not here: its objects go through delete_keys, FacePic's keys only.
+        for p in (settings.ledger_path, settings.thumbnails_dir, settings.work_dir, settings.data_dir / "persons.html")
         if p.exists()
     ]
     return CleanupPlan(library.counts(), keys, store.describe(), files)

@@ -75,7 +75,9 @@ def decode(path: Path, target: int, max_pixels: int) -> Decoded:
     except FileNotFoundError:
         raise PhotoError("file disappeared before it could be read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise PhotoError(f"corrupt or truncated image ({_short(e)})") from None
+        if "truncated" in str(e):
+            raise PhotoError("truncated image (the file ends before the picture does)") from None
+        raise PhotoError(f"corrupt image ({_short(e)})") from None
 
 
 def _short(e: BaseException) -> str:

@@ -111,10 +111,12 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every secret value in force, so that output can be scrubbed of them."""
-        found = [self.s3_access_key_id, self.s3_secret_access_key]
-        password = _uri_password(self.mongodb_uri)
-        if password:
-            found.append(password)
+        found = [
+            self.s3_access_key_id,
+            self.s3_secret_access_key,
+            _uri_password(self.mongodb_uri),
+            _uri_password(self.redis_url),
+        ]
         return [s for s in found if s]
 
 

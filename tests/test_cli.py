@@ -1,0 +1,108 @@
+"""The CLI as a user meets it: exact lines and exit codes, on real files and servers."""
+
+import json
+import shutil
+from pathlib import Path
+
+from facepic.storage import open_store
+from tests.conftest import PHOTOS, invoke, ledger_lines, settings_of
+
+GOOD = PHOTOS / "tom_hanks" / "07.jpg"
+
+
+def bad_folder(root: Path) -> None:
+    root.mkdir(parents=True)
+    shutil.copy(GOOD, root / "good.jpg")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.jpg").write_text("not a photo at all")
+    data = GOOD.read_bytes()
+    (root / "cut.jpg").write_bytes(data[: len(data) // 3])
+
+
+def test_run_reports_each_bad_photo_and_goes_on(offline_env, tmp_path: Path) -> None:
+    root = tmp_path / "drive"
+    bad_folder(root)
+    result = invoke(offline_env, "run", str(root))
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error: cannot process")]
+    assert sorted(errors) == sorted([
+        f"error: cannot process {root / 'cut.jpg'}: truncated image (the file ends before the picture does)",
+        f"error: cannot process {root / 'empty.jpg'}: empty file (0 bytes)",
+        f"error: cannot process {root / 'notes.jpg'}: not a recognised image format",
+    ])
+    assert "Traceback" not in result.output
+    assert "found 4, already done 0, duplicates 0, queued 4, failed 3" in result.output
+    final = {line["path"]: line for line in ledger_lines(settings_of(offline_env))}
+    assert final["good.jpg"]["status"] == "done" and final["good.jpg"]["faces"] == 1
+    assert final["empty.jpg"] == {**final["empty.jpg"], "status": "failed", "reason": "empty file (0 bytes)",
+                                  "stage": "detect"}
+    status = invoke(offline_env, "status")
+    assert "done 1, failed 3" in status.output
+    assert f"failed: notes.jpg: not a recognised image format" in status.output
+
+
+def test_missing_import_folder_is_one_clear_error(offline_env, tmp_path: Path) -> None:
+    result = invoke(offline_env, "run", str(tmp_path / "unplugged"))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: import folder {tmp_path / 'unplugged'} does not exist (is the drive mounted?)"
+    )
+
+
+def test_enqueue_without_redis_is_one_clear_error(server_env, tmp_path: Path) -> None:
+    env = {**server_env, "FACEPIC_REDIS_URL": "redis://:hunter2-secret@127.0.0.1:1/0"}
+    result = invoke(env, "enqueue", str(PHOTOS))
+    assert result.exit_code == 1
+    assert "Error: cannot reach Redis at 127.0.0.1:1" in result.output
+    assert "hunter2-secret" not in result.output
+
+
+def test_enqueue_with_wrong_bucket_key_is_one_clear_error(server_env, workers) -> None:
+    env = {**server_env, "FACEPIC_S3_SECRET_ACCESS_KEY": "wrong-secret-value-123"}
+    result = invoke(env, "enqueue", str(PHOTOS))
+    assert result.exit_code == 1
+    assert "rejected the credentials" in result.output
+    assert "wrong-secret-value-123" not in result.output
+    assert not settings_of(env).ledger_path.exists()  # nothing queued or recorded
+
+
+def test_cleanup_lists_then_deletes_only_facepic_data(offline_env, tmp_path: Path) -> None:
+    root = tmp_path / "drive"
+    root.mkdir()
+    shutil.copy(GOOD, root / "good.jpg")
+    assert invoke(offline_env, "run", str(root)).exit_code == 0
+    settings = settings_of(offline_env)
+    store = open_store(settings)
+    foreign = settings.objects_dir / "holiday-notes.txt"
+    foreign.write_text("mine")
+    keys_before = [k for k in store.list_keys() if k != "holiday-notes.txt"]
+    assert len(keys_before) == 3  # original, thumbnail, one person's cover
+
+    dry = invoke(offline_env, "cleanup", "--dry-run")
+    assert dry.exit_code == 0
+    assert "database: images 1, faces 1, persons 1, folders 1" in dry.output
+    assert "3 FacePic objects" in dry.output and "dry run: nothing deleted" in dry.output
+    refused = invoke(offline_env, "cleanup")
+    assert refused.exit_code == 1 and "add --yes" in refused.output
+    assert settings.ledger_path.exists()
+
+    done = invoke(offline_env, "cleanup", "--yes")
+    assert done.exit_code == 0, done.output
+    assert not settings.ledger_path.exists() and not settings.thumbnails_dir.exists()
+    assert foreign.read_text() == "mine"
+    after = invoke(offline_env, "cleanup", "--dry-run")
+    assert "database: images 0, faces 0, persons 0, folders 0" in after.output
+
+
+def test_persons_json_lists_faces_with_photo_paths_and_boxes(offline_env, tmp_path: Path) -> None:
+    root = tmp_path / "drive"
+    (root / "trip").mkdir(parents=True)
+    for name in ("07.jpg", "08.jpg"):
+        shutil.copy(PHOTOS / "tom_hanks" / name, root / "trip" / name)
+    assert invoke(offline_env, "run", str(root)).exit_code == 0
+    people = json.loads(invoke(offline_env, "persons", "--json").output)
+    assert len(people) == 1 and people[0]["face_count"] == 2
+    assert [f["photo"] for f in people[0]["faces"]] == ["trip/07.jpg", "trip/08.jpg"]
+    assert all(len(f["box"]) == 4 for f in people[0]["faces"])
+    text = invoke(offline_env, "persons").output
+    assert "2 faces" in text and (settings_of(offline_env).data_dir / "persons.html").exists()

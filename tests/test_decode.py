@@ -1,0 +1,110 @@
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facepic import thumbnails
+from facepic.decode import PhotoError, decode
+from tests.conftest import PHOTOS
+
+LIMIT = 150_000_000
+
+
+def save(path: Path, im: Image.Image, fmt: str = "JPEG", **kw) -> Path:
+    im.save(path, fmt, **kw)
+    return path
+
+
+def gradient(w: int, h: int) -> Image.Image:
+    x = np.linspace(0, 255, w, dtype=np.uint8)[None, :].repeat(h, 0)
+    return Image.fromarray(np.stack([x, x[::-1, ::-1], np.full_like(x, 90)], -1))
+
+
+def test_large_jpeg_is_decoded_reduced_but_reports_full_size(tmp_path: Path) -> None:
+    path = save(tmp_path / "big.jpg", gradient(4032, 3024), quality=90)
+    d = decode(path, 640, LIMIT)
+    assert (d.width, d.height) == (4032, 3024)
+    assert 640 <= max(d.rgb.shape[:2]) <= 1280  # DCT scaling: 1/4 of 4032 = 1008
+    assert d.scale == pytest.approx(d.rgb.shape[1] / 4032)
+    assert np.allclose(d.to_full(np.array([d.rgb.shape[1], d.rgb.shape[0]])), [4032, 3024], atol=4)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(tmp_path: Path, orientation: int) -> None:
+    im = Image.new("RGB", (200, 100), "white")
+    im.paste((255, 0, 0), (0, 0, 20, 20))  # red mark in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    d = decode(save(tmp_path / "o.jpg", im, exif=exif.tobytes(), quality=95), 640, LIMIT)
+    rotated = orientation in (5, 6, 7, 8)
+    assert (d.width, d.height) == ((100, 200) if rotated else (200, 100))
+    assert d.rgb.shape[:2] == ((200, 100) if rotated else (100, 200))
+    # Where the stored top-left corner ends up, per the EXIF definition of each orientation.
+    corner = {1: (0, 0), 2: (0, 1), 3: (1, 1), 4: (1, 0), 5: (0, 0), 6: (0, 1), 7: (1, 1), 8: (1, 0)}[orientation]
+    h, w = d.rgb.shape[:2]
+    y, x = (corner[0] * (h - 10) + 5, corner[1] * (w - 10) + 5)
+    assert d.rgb[y, x, 0] > 200 and d.rgb[y, x, 1] < 80
+
+
+def test_exif_time_camera_and_gps_are_extracted(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif[0x0110] = "EOS 5D"
+    exif.get_ifd(0x8769)[0x9003] = "2021:07:04 12:30:00"
+    gps = exif.get_ifd(0x8825)
+    gps.update({1: "N", 2: (48.0, 51.0, 29.88), 3: "W", 4: (2.0, 17.0, 40.2), 5: b"\x00", 6: 35.5})
+    d = decode(save(tmp_path / "e.jpg", gradient(64, 48), exif=exif.tobytes()), 640, LIMIT)
+    assert d.metadata["camera"] == "Canon EOS 5D"
+    assert d.metadata["taken_at"] == "2021-07-04T12:30:00"
+    assert d.metadata["gps"]["latitude"] == pytest.approx(48.8583, abs=1e-4)
+    assert d.metadata["gps"]["longitude"] == pytest.approx(-2.2945, abs=1e-4)
+    assert d.metadata["gps"]["altitude"] == pytest.approx(35.5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: save(p, Image.new("CMYK", (80, 60), (0, 255, 0, 0))),
+        lambda p: save(p, Image.new("L", (80, 60), 128)),
+        lambda p: save(p, Image.fromarray(np.full((60, 80), 40000, dtype=np.uint16)), "PNG"),
+        lambda p: save(p, Image.new("P", (80, 60)), "PNG", transparency=0),
+        lambda p: save(p, Image.new("RGBA", (80, 60), (0, 0, 0, 0)), "PNG"),
+        lambda p: save(p, gradient(80, 60), "PNG"),  # a PNG named .jpg
+    ],
+)
+def test_unusual_modes_decode_to_rgb(tmp_path: Path, make) -> None:
+    d = decode(make(tmp_path / "x.jpg"), 640, LIMIT)
+    assert d.rgb.dtype == np.uint8 and d.rgb.shape == (60, 80, 3)
+
+
+def test_bad_files_raise_photo_error_with_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("hello, not a photo")
+    good = (PHOTOS / "tom_hanks" / "07.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(good[: len(good) // 2])
+    cases = {
+        "empty.jpg": "empty file",
+        "text.jpg": "not a recognised image format",
+        "cut.jpg": "truncated",
+        "missing.jpg": "disappeared",
+    }
+    for name, reason in cases.items():
+        with pytest.raises(PhotoError, match=reason):
+            decode(tmp_path / name, 640, LIMIT)
+
+
+def test_pixel_limit_refuses_decompression_bombs(tmp_path: Path) -> None:
+    path = save(tmp_path / "wide.png", Image.new("L", (3000, 2000)), "PNG")
+    with pytest.raises(PhotoError, match="too large"):
+        decode(path, 640, 5_000_000)
+    assert decode(path, 640, 6_000_001).width == 3000
+
+
+def test_thumbnail_is_300_square_and_face_crop_is_square() -> None:
+    rgb = np.asarray(gradient(640, 480))
+    thumb = Image.open(io.BytesIO(thumbnails.thumbnail(rgb, [[500, 100, 600, 200]])))
+    assert thumb.size == (300, 300) and thumb.format == "JPEG"
+    crop = Image.open(io.BytesIO(thumbnails.face_crop(rgb, [600, 400, 700, 500])))  # partly outside
+    assert crop.size == (thumbnails.FACE_SIZE, thumbnails.FACE_SIZE)

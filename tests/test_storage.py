@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+
+from facepic.storage import FolderStore, S3Store, StorageError, StorageUnavailable, is_facepic_key
+from tests import servers
+
+UUID = "6ad6e29e-4449-54e3-8841-aabb7aff5901"
+
+
+def test_facepic_keys_are_recognised_and_nothing_else() -> None:
+    assert is_facepic_key(f"{UUID}.jpg")
+    assert is_facepic_key(f"thumb_{UUID}.jpg")
+    assert is_facepic_key("faces/person_p0123456789abcde.jpg")
+    for foreign in ("holiday.jpg", f"../{UUID}.jpg", f"x/{UUID}.jpg", f"thumb_{UUID}.png", "faces/other.jpg"):
+        assert not is_facepic_key(foreign)
+
+
+def test_folder_store_round_trip_and_refuses_foreign_keys(tmp_path: Path) -> None:
+    store = FolderStore(tmp_path / "objects")
+    store.put_bytes(f"thumb_{UUID}.jpg", b"abc", "image/jpeg")
+    store.put_bytes("faces/person_p0123456789abcde.jpg", b"d", "image/jpeg")
+    assert list(store.list_keys()) == ["faces/person_p0123456789abcde.jpg", f"thumb_{UUID}.jpg"]
+    assert store.get_bytes(f"thumb_{UUID}.jpg") == b"abc"
+    with pytest.raises(StorageError):
+        store.put_bytes("../escape.jpg", b"x", "image/jpeg")
+    assert store.delete_keys([f"thumb_{UUID}.jpg"]) == 1
+
+
+def s3(endpoint: str, bucket: str, secret: str = servers.S3_SECRET_KEY) -> S3Store:
+    return S3Store(endpoint, "auto", bucket, servers.S3_ACCESS_KEY, secret)
+
+
+def test_s3_store_creates_bucket_puts_lists_and_deletes(s3_server: str, tmp_path: Path) -> None:
+    store = s3(s3_server, "facepic-storage-test")
+    store.ensure_bucket()
+    store.ensure_bucket()  # already there: no error
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"original")
+    store.put_file(f"{UUID}.jpg", f, "image/jpeg")
+    store.put_bytes(f"thumb_{UUID}.jpg", b"t", "image/jpeg")
+    assert sorted(store.list_keys()) == [f"{UUID}.jpg", f"thumb_{UUID}.jpg"]
+    assert store.get_bytes(f"{UUID}.jpg") == b"original"
+    store.put_file(f"{UUID}.jpg", f, "image/jpeg")  # a retried upload overwrites the same key
+    assert len(list(store.list_keys())) == 2
+    store.delete_keys([f"{UUID}.jpg", f"thumb_{UUID}.jpg"])
+    assert list(store.list_keys()) == []
+
+
+def test_s3_wrong_credentials_are_one_clear_error_without_the_secret(s3_server: str) -> None:
+    wrong = "this-secret-must-not-leak"
+    with pytest.raises(StorageError) as info:
+        s3(s3_server, "facepic-storage-test", secret=wrong).ensure_bucket()
+    assert "rejected the credentials" in str(info.value)
+    assert wrong not in str(info.value) and info.value.__cause__ is None
+
+
+def test_s3_unreachable_is_a_retryable_error() -> None:
+    store = s3(f"http://127.0.0.1:{servers.free_port()}", "facepic-nowhere")
+    with pytest.raises(StorageUnavailable, match="cannot reach"):
+        store.ensure_bucket()
