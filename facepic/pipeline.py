@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable, TypedDict
 
@@ -43,6 +44,7 @@ class Job(TypedDict, total=False):
     uploaded: bool
     error: str
     failed_stage: str
+    timings: dict[str, float]  # seconds per stage, for benchmarks and Flower
 
 
 STAGES = ("detect", "thumbnails", "upload", "index", "log")
@@ -408,6 +410,7 @@ def log(ctx: Context, job: Job) -> Job:
         "model": job.get("model"),
         "size": job.get("size"),
         "mtime_ns": job.get("mtime_ns"),
+        "timings": job.get("timings") or {},
     }
     if job.get("error"):
         entry["reason"] = redact(job["error"], ctx.settings)
@@ -424,6 +427,14 @@ STAGE_FUNCTIONS: dict[str, Callable[[Context, Job], Job]] = {
     "index": index,
     "log": log,
 }
+
+
+def run_stage(ctx: Context, stage: str, job: Job) -> Job:
+    """Run one stage and note how long it took."""
+    start = time.perf_counter()
+    out = STAGE_FUNCTIONS[stage](ctx, job)
+    timings = {**(out.get("timings") or {}), stage: round(time.perf_counter() - start, 4)}
+    return {**out, "timings": timings}
 
 
 def describe_error(exc: BaseException, settings: Settings) -> str:

@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Callable, Iterable
 
 from facepic.enqueue import Summary
-from facepic.pipeline import STAGE_FUNCTIONS, Context, Job, describe_error
+from facepic.pipeline import Context, Job, describe_error, run_stage
 from facepic.settings import Settings
 
 CPU_STAGES = ("detect", "thumbnails")
@@ -32,7 +32,7 @@ def _cpu_stages(job: Job) -> Job:
     ctx = _pool_context
     for stage in CPU_STAGES:
         try:
-            job = STAGE_FUNCTIONS[stage](ctx, job)
+            job = run_stage(ctx, stage, job)
         except Exception as e:  # noqa: BLE001 - one photo never stops the run
             return {**job, "error": describe_error(e, ctx.settings), "failed_stage": stage}
     return job
@@ -42,7 +42,7 @@ def run_serial_stages(ctx: Context, job: Job, stages: Iterable[str]) -> Job:
     """The given stages in order; an unexpected error marks the photo failed, then logs it."""
     for stage in stages:
         try:
-            job = STAGE_FUNCTIONS[stage](ctx, job)
+            job = run_stage(ctx, stage, job)
         except Exception as e:  # noqa: BLE001
             if stage == "log":
                 raise

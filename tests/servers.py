@@ -138,3 +138,38 @@ def start_s3(workdir: Path) -> tuple[Server, str]:
     )
     wait_for(lambda: client.list_buckets() is not None, "s3", timeout=60)
     return server, endpoint
+
+
+class Worker:
+    def __init__(self, name: str, proc: subprocess.Popen, log: Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.log = log
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_worker(env: dict[str, str], workdir: Path, name: str, queues: str, concurrency: int = 1) -> Worker:
+    """A real `celery -A workers worker` process, as the README starts it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{name}.log"
+    args = [
+        sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
+        "-n", f"{name}@%h", "-l", "INFO", "--without-gossip", "--without-mingle", f"--logfile={log}",
+    ]
+    full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen(args, cwd=workdir, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    worker = Worker(name, proc, log)
+    try:
+        wait_for(lambda: log.exists() and "ready." in log.read_text(errors="replace"), f"worker {name}", 60)
+    except RuntimeError:
+        worker.stop()
+        raise
+    return worker

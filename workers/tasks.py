@@ -14,7 +14,7 @@ from celery import Task
 from celery.signals import worker_init
 
 from facepic.db import DatabaseUnavailable
-from facepic.pipeline import STAGE_FUNCTIONS, Context, Job, describe_error
+from facepic.pipeline import Context, Job, describe_error, run_stage
 from facepic.settings import Settings
 from facepic.storage import StorageUnavailable
 from workers.app import app
@@ -60,7 +60,7 @@ class StageTask(Task):
 
 
 def _run(stage: str, job: Job) -> Job:
-    result = STAGE_FUNCTIONS[stage](context(), job)
+    result = run_stage(context(), stage, job)
     if result.get("error") and not job.get("error"):
         log.warning("error: cannot process %s: %s", job.get("path"), result["error"])
     return result

@@ -1,0 +1,134 @@
+"""Throughput of the FacePic chain on camera-sized photos: photos per second and time per stage.
+
+    python bench/throughput.py --photos 40 --mode run       # embedded `facepic run`
+    python bench/throughput.py --photos 40 --mode enqueue   # Celery workers on real servers
+    python bench/throughput.py --photos 40 --mode both
+
+`run` uses the embedded database and a folder store, all cores. `enqueue` starts real Redis,
+MongoDB wire and S3 servers on loopback (as the tests do), one CPU worker with `--cpu-procs`
+processes and the index worker, and times `facepic enqueue` until the last ledger line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+from bench.corpus import build  # noqa: E402
+
+
+def stage_table(lines: list[dict]) -> str:
+    stages = ("detect", "thumbnails", "upload", "index")
+    rows = []
+    for stage in stages:
+        values = [line["timings"][stage] for line in lines if stage in line.get("timings", {})]
+        if values:
+            rows.append(f"  {stage:<11} median {statistics.median(values) * 1000:7.1f} ms   "
+                        f"mean {statistics.mean(values) * 1000:7.1f} ms   (n={len(values)})")
+    return "\n".join(rows)
+
+
+def finished_lines(ledger: Path) -> list[dict]:
+    if not ledger.exists():
+        return []
+    lines = [json.loads(x) for x in ledger.read_text().splitlines() if x.strip()]
+    return [x for x in lines if x["status"] in ("done", "failed")]
+
+
+def run_embedded(photos: Path, workdir: Path, model: str) -> tuple[float, list[dict]]:
+    from click.testing import CliRunner
+
+    from facepic.cli import cli
+
+    env = {"FACEPIC_DATA_DIR": str(workdir / "data-run"), "FACEPIC_MODEL": model, "FACEPIC_MONGODB_URI": "",
+           "FACEPIC_S3_ENDPOINT": "", "FACEPIC_S3_ACCESS_KEY_ID": ""}
+    start = time.perf_counter()
+    result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "run", str(photos)], env=env, obj={})
+    elapsed = time.perf_counter() - start
+    if result.exit_code != 0:
+        raise SystemExit(f"facepic run failed:\n{result.output}")
+    return elapsed, finished_lines(workdir / "data-run" / "processed_log.jsonl")
+
+
+def run_distributed(photos: Path, workdir: Path, model: str, cpu_procs: int) -> tuple[float, list[dict]]:
+    from click.testing import CliRunner
+
+    from facepic.cli import cli
+    from tests import servers
+
+    redis, redis_url = servers.start_redis(workdir)
+    mongo, mongo_uri = servers.start_mongo(workdir)
+    s3, endpoint = servers.start_s3(workdir)
+    env = {
+        "FACEPIC_DATA_DIR": str(workdir / "data-enqueue"), "FACEPIC_MODEL": model,
+        "FACEPIC_REDIS_URL": redis_url + "/0", "FACEPIC_MONGODB_URI": mongo_uri,
+        "FACEPIC_S3_ENDPOINT": endpoint, "FACEPIC_S3_ACCESS_KEY_ID": servers.S3_ACCESS_KEY,
+        "FACEPIC_S3_SECRET_ACCESS_KEY": servers.S3_SECRET_KEY,
+    }
+    workers = [
+        servers.start_worker(env, workdir / "w-cpu", "cpu", "cpu,upload", cpu_procs),
+        servers.start_worker(env, workdir / "w-index", "index", "index", 1),
+    ]
+    try:
+        start = time.perf_counter()
+        result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "enqueue", str(photos)], env=env, obj={})
+        if result.exit_code != 0:
+            raise SystemExit(f"facepic enqueue failed:\n{result.output}")
+        total = len(list(photos.glob("*.jpg")))
+        ledger = workdir / "data-enqueue" / "processed_log.jsonl"
+        while len(finished_lines(ledger)) < total:
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - start
+        return elapsed, finished_lines(ledger)
+    finally:
+        for w in workers:
+            w.stop()
+        for server in (redis, mongo, s3):
+            server.stop()
+
+
+def report(name: str, count: int, elapsed: float, lines: list[dict]) -> None:
+    failed = sum(1 for x in lines if x["status"] == "failed")
+    faces = sum(x.get("faces", 0) for x in lines)
+    print(f"{name}: {count} photos, {faces} faces, {failed} failed, {elapsed:.1f} s, "
+          f"{count / elapsed:.2f} photos/s")
+    print(stage_table(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=40)
+    parser.add_argument("--mode", choices=("run", "enqueue", "both"), default="both")
+    parser.add_argument("--model", default="buffalo_s")
+    parser.add_argument("--cpu-procs", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    photos = build(args.photos)
+    sizes = [p.stat().st_size for p in photos.glob("*.jpg")]
+    print(f"corpus: {len(sizes)} photos 4032x3024, {sum(sizes) / len(sizes) / 1e6:.1f} MB each, "
+          f"{os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory(prefix="facepic-bench-") as tmp:
+        workdir = Path(tmp)
+        results = {}
+        if args.mode in ("run", "both"):
+            results["run"] = run_embedded(photos, workdir, args.model)
+            report("facepic run (embedded)", len(sizes), *results["run"])
+        if args.mode in ("enqueue", "both"):
+            results["enqueue"] = run_distributed(photos, workdir, args.model, args.cpu_procs)
+            report(f"facepic enqueue ({args.cpu_procs} CPU processes + index worker)", len(sizes),
+                   *results["enqueue"])
+        if len(results) == 2:
+            ratio = results["run"][0] / results["enqueue"][0]
+            print(f"enqueue throughput / run throughput: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
