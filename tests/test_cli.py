@@ -106,3 +106,24 @@ def test_persons_json_lists_faces_with_photo_paths_and_boxes(offline_env, tmp_pa
     assert all(len(f["box"]) == 4 for f in people[0]["faces"])
     text = invoke(offline_env, "persons").output
     assert "2 faces" in text and (settings_of(offline_env).data_dir / "persons.html").exists()
+
+
+def test_a_run_with_another_model_than_the_library_stops_naming_both(offline_env, tmp_path: Path) -> None:
+    from facepic.models import offline_pack_files
+
+    root = tmp_path / "drive"
+    root.mkdir()
+    shutil.copy(GOOD, root / "good.jpg")
+    assert invoke(offline_env, "run", str(root)).exit_code == 0
+    other = tmp_path / "otherpack"
+    other.mkdir()
+    for f in offline_pack_files():
+        (other / f.name).symlink_to(f)
+    shutil.copy(PHOTOS / "tom_hanks" / "08.jpg", root / "new.jpg")
+    result = invoke({**offline_env, "FACEPIC_MODEL": str(other)}, "run", str(root))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: this library was built with face model buffalo_s, but this run uses otherpack: "
+        "set FACEPIC_MODEL=buffalo_s (or auto), or re-embed the library"
+    )
+    assert [line["path"] for line in ledger_lines(settings_of(offline_env))] == ["good.jpg"]

@@ -108,3 +108,10 @@ def test_thumbnail_is_300_square_and_face_crop_is_square() -> None:
     assert thumb.size == (300, 300) and thumb.format == "JPEG"
     crop = Image.open(io.BytesIO(thumbnails.face_crop(rgb, [600, 400, 700, 500])))  # partly outside
     assert crop.size == (thumbnails.FACE_SIZE, thumbnails.FACE_SIZE)
+
+
+def test_heic_photos_decode(tmp_path: Path) -> None:
+    im = Image.open(PHOTOS / "tom_hanks" / "07.jpg")
+    im.save(tmp_path / "phone.HEIC")
+    d = decode(tmp_path / "phone.HEIC", 640, LIMIT)
+    assert d.format == "HEIF" and (d.width, d.height) == im.size
