@@ -301,6 +301,28 @@ def cleanup(obj: dict, yes: bool, dry_run: bool) -> None:
         raise _fail(e, settings) from None
 
 
+@cli.command("fetch-model")
+@click.argument("name", default="auto")
+@click.pass_obj
+def fetch_model(obj: dict, name: str) -> None:
+    """Resolve a face model pack, download it if needed (buffalo_l), and load it once.
+
+    Example:
+
+        facepic fetch-model buffalo_l
+    """
+    settings = _settings(obj)
+    try:
+        choice = resolve(name, settings.model_root)
+        click.echo(choice.describe())
+        from facepic.detect import FaceEngine
+
+        FaceEngine(choice, settings.detect_size, 1)
+    except USER_ERRORS as e:
+        raise _fail(e, settings) from None
+    click.echo(f"face model {choice.name} is ready")
+
+
 def main() -> None:  # pragma: no cover - the console script
     cli(obj={})
 
