@@ -13,11 +13,11 @@ from facepic import report as reports
 from facepic.db import DatabaseError, Library, ModelMismatch
 from facepic.embedded import EmbeddedError, embedded_database
 from facepic.enqueue import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
-from facepic.ledger import Ledger
+from facepic.ledger import Follower, Ledger
 from facepic.models import ModelChoice, ModelError, resolve
 from facepic.pipeline import Context, Job
 from facepic.runner import process, summarize
-from facepic.scan import ImportFolderError
+from facepic.scan import ImportFolderError, display
 from facepic.settings import Settings, redact
 from facepic.storage import StorageError
 
@@ -162,13 +162,18 @@ def _run_embedded(ctx: Context, path: Path | None, upload: bool, upload_only: bo
 @cli.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @with_upload_options
+@click.option("--wait", is_flag=True, help="Wait until the workers finished every queued photo.")
 @click.pass_obj
-def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: bool, retry_failed: bool) -> None:
+def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: bool, retry_failed: bool,
+            wait: bool) -> None:
     """Scan a folder and queue one chain per new photo for the Celery workers.
+
+    With --wait, follow the workers until every queued photo is done or failed; the exit
+    code then says whether any photo failed.
 
     Example:
 
-        facepic enqueue /media/drive/Photos
+        facepic enqueue --wait /media/drive/Photos
     """
     settings = _settings(obj)
     upload = settings.upload and not disable_upload
@@ -191,16 +196,45 @@ def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: boo
         if upload or upload_only:
             ctx.store.ensure_bucket()
         planner = Planner(ctx.ledger, _model_source(choice), upload, retry_failed, report=_say_error)
+        follower = Follower(settings.ledger_path)
+        queued: set[tuple[str, str]] = set()
         if upload_only:
             for job in _progress(planner.upload_jobs(), "queueing uploads"):
                 dispatcher(job, UPLOAD_CHAIN)
+                queued.add((job["root"], job["rel"]))
         else:
             root = _import_root(settings, path)
             for job in _progress(planner.new_jobs(root), "scanning and queueing"):
                 dispatcher(job, FULL_CHAIN)
+                queued.add((job["root"], job["rel"]))
     except (*USER_ERRORS, BrokerUnavailable) as e:
         raise _fail(e, settings) from None
+    if wait and queued:
+        _wait_for(follower, queued, planner.summary, upload_only)
     _finish(planner.summary)
+
+
+def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary, upload_only: bool) -> None:
+    """Follow the ledger until every queued photo has its final line."""
+    import time
+
+    from tqdm import tqdm
+
+    with tqdm(total=len(queued), desc="processing", unit="photo", disable=None, file=sys.stderr) as bar:
+        while queued:
+            for entry in follower.new_entries():
+                key = (entry.get("root", ""), entry.get("path", ""))
+                if key not in queued or entry.get("status") not in ("done", "failed"):
+                    continue
+                queued.discard(key)
+                bar.update(1)
+                reason = entry.get("reason") if entry["status"] == "failed" else None
+                if upload_only and not entry.get("uploaded"):
+                    reason = f"upload failed: {entry.get('upload_error') or entry.get('reason')}"
+                if reason:
+                    summary.failed += 1
+                    _say_error(f"error: cannot process {display(Path(key[0]) / key[1])}: {reason}")
+            time.sleep(0.2)
 
 
 @cli.command()

@@ -6,6 +6,7 @@ Embeddings are stored as little-endian float32 bytes (2 KiB a face), not as list
 
 from __future__ import annotations
 
+import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -116,12 +117,18 @@ class Library:
             doc = self.meta.find_one({"_id": "library"})
         return doc.get("model") if doc else None
 
+    def epoch(self) -> str | None:
+        """Changes when the library is wiped and begun again: caches of it must be dropped."""
+        with self.errors():
+            doc = self.meta.find_one({"_id": "library"}, {"epoch": 1})
+        return doc.get("epoch") if doc else None
+
     def claim_model(self, model: str) -> None:
         """Record ``model`` as the library's, or ModelMismatch if it was built with another."""
         with self.errors():
             self.meta.update_one(
                 {"_id": "library"},
-                {"$setOnInsert": {"model": model, "created_at": now_iso()}},
+                {"$setOnInsert": {"model": model, "created_at": now_iso(), "epoch": uuid.uuid4().hex}},
                 upsert=True,
             )
         existing = self.library_model()

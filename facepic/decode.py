@@ -7,12 +7,17 @@ coordinate FacePic stores refers to the upright photo at its full size.
 
 from __future__ import annotations
 
+import signal
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+from typing import Iterator
 
 from facepic import exif
 
@@ -78,6 +83,29 @@ def decode(path: Path, target: int, max_pixels: int) -> Decoded:
         if "truncated" in str(e):
             raise PhotoError("truncated image (the file ends before the picture does)") from None
         raise PhotoError(f"corrupt image ({_short(e)})") from None
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """PhotoError if the block takes longer than ``seconds`` (main thread only; elsewhere no limit)."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: object) -> None:
+        raise PhotoError(f"took longer than {seconds:g} s to decode and analyse")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic",
+                     "GIF": "gif", "TIFF": "tif", "BMP": "bmp"}
 
 
 def _short(e: BaseException) -> str:

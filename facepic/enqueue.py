@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Protocol
 from facepic import ids
 from facepic.ledger import Ledger, LedgerState
 from facepic.pipeline import Job
-from facepic.scan import Found, ImportFolderError, check_import_folder, scan
+from facepic.scan import Found, ImportFolderError, check_import_folder, display, scan
 
 
 class Dispatcher(Protocol):
@@ -77,7 +77,7 @@ class Planner:
         self.state: LedgerState = ledger.read()
 
     def _error(self, path: Path, reason: str) -> None:
-        line = f"error: cannot process {path}: {reason}"
+        line = f"error: cannot process {display(path)}: {reason}"
         self.summary.errors.append(line)
         self.report(line)
 
@@ -183,5 +183,5 @@ class Planner:
                 image_id=entry["image_id"], sha256=entry["sha256"], path=str(path), root=entry["root"],
                 rel=entry["path"], size=entry.get("size"), mtime_ns=entry.get("mtime_ns"),
                 model=entry.get("model") or self.model, upload=True, upload_only=True,
-                faces=entry.get("faces", 0),
+                faces=entry.get("faces", 0), ext=entry.get("ext") or ids.safe_extension(entry["path"]),
             )

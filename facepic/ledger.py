@@ -49,6 +49,32 @@ class LedgerState:
         return (e for e in self.by_path.values() if e.get("status") == status)
 
 
+class Follower:
+    """Reads the lines appended to a ledger since the last call (complete lines only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def new_entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        entries = []
+        for line in data[:end].splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries
+
+
 class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -20,7 +20,7 @@ import numpy as np
 
 from facepic import ids, storage, thumbnails
 from facepic.db import Library, embedding_to_bson
-from facepic.decode import PhotoError, decode
+from facepic.decode import FORMAT_EXTENSIONS, PhotoError, decode, time_limit
 from facepic.detect import FaceEngine, default_threads
 from facepic.ledger import Ledger
 from facepic.matching import Matcher
@@ -40,6 +40,8 @@ class Job(TypedDict, total=False):
     model: str  # the model source: buffalo_l, buffalo_s or a folder
     upload: bool
     upload_only: bool
+    ext: str  # the object key's extension, from the decoded format (not the file's name)
+    upload_error: str
     faces: int
     uploaded: bool
     error: str
@@ -68,6 +70,10 @@ class Context:
         self._engines: dict[str, FaceEngine] = {}
         self._matchers: dict[str, Matcher] = {}
         self._claimed: set[str] = set()
+        self._epoch: str | None = None
+        # photo (root, path, sha256) -> uploaded, for every photo this ledger has as done
+        self.logged_done: dict[tuple[str, str, str], bool] | None = None
+        self._ledger_seen: tuple[int, int] = (0, 0)  # inode, size when logged_done was last right
 
     @property
     def library(self) -> Library:
@@ -114,9 +120,16 @@ class Context:
         return self._matchers[model]
 
     def claim_model(self, model: str) -> None:
+        """Record the library's model once; if the library was wiped since (another epoch),
+        forget the matchers built from the old one."""
+        epoch = self.library.epoch()
+        if epoch is None or epoch != self._epoch:
+            self._claimed.clear()
+            self._matchers.clear()
         if model not in self._claimed:
             self.library.claim_model(model)
             self._claimed.add(model)
+            self._epoch = self.library.epoch()
 
     # --- local files -------------------------------------------------------------
 
@@ -148,6 +161,10 @@ def _decode(ctx: Context, job: Job):  # type: ignore[no-untyped-def]
     return decode(Path(job["path"]), ctx.settings.detect_size, ctx.settings.max_pixels)
 
 
+def _ext(job: Job) -> str:
+    return job.get("ext") or ids.safe_extension(job["rel"])
+
+
 # --- 1. detect -------------------------------------------------------------------
 
 
@@ -155,12 +172,13 @@ def detect(ctx: Context, job: Job) -> Job:
     """Decode at reduced size, find faces, and keep them in the photo's work file."""
     if job.get("error"):
         return job
+    engine = ctx.engine(job["model"])
     try:
-        decoded = _decode(ctx, job)
+        with time_limit(ctx.settings.photo_timeout):
+            decoded = _decode(ctx, job)
+            faces = engine.detect(decoded.rgb)
     except PhotoError as e:
         return _fail(job, "detect", str(e))
-    engine = ctx.engine(job["model"])
-    faces = engine.detect(decoded.rgb)
     n = len(faces)
     boxes = np.array([decoded.to_full(f.box) for f in faces], dtype=np.float64).reshape(n, 4)
     marks = np.array([decoded.to_full(f.landmarks) for f in faces], dtype=np.float64).reshape(n, 5, 2)
@@ -184,7 +202,8 @@ def detect(ctx: Context, job: Job) -> Job:
             info=np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
         )
     os.replace(tmp, path)
-    return {**job, "faces": n}
+    ext = FORMAT_EXTENSIONS.get(decoded.format, ids.safe_extension(job["rel"]))
+    return {**job, "faces": n, "ext": ext}
 
 
 def _load_work(ctx: Context, image_id: str) -> dict[str, Any] | None:
@@ -208,7 +227,8 @@ def make_thumbnails(ctx: Context, job: Job) -> Job:
     if work is None:  # already indexed: its thumbnails exist
         return job
     try:
-        decoded = _decode(ctx, job)
+        with time_limit(ctx.settings.photo_timeout):
+            decoded = _decode(ctx, job)
     except PhotoError as e:
         return _fail(job, "thumbnails", str(e))
     boxes = work["boxes"] * decoded.scale
@@ -227,7 +247,7 @@ def upload(ctx: Context, job: Job) -> Job:
     if job.get("error") or not job.get("upload"):
         return job
     image_id = job["image_id"]
-    ext = ids.safe_extension(job["rel"])
+    ext = _ext(job)
     try:
         size = os.stat(job["path"]).st_size
     except OSError as e:
@@ -241,7 +261,13 @@ def upload(ctx: Context, job: Job) -> Job:
         storage.CONTENT_TYPES.get(ext, "application/octet-stream"),
     )
     store.put_file(storage.thumbnail_key(image_id), ctx.thumb_path(image_id), "image/jpeg")
-    return {**job, "uploaded": True}
+    return {**job, "uploaded": True, "upload_error": ""}
+
+
+def upload_gave_up(job: Job, exc: BaseException, settings: Settings) -> Job:
+    """The bucket stayed unreachable: keep the photo, processed but not uploaded, for
+    ``--upload-only`` to finish later."""
+    return {**job, "uploaded": False, "upload_error": describe_error(exc, settings)}
 
 
 # --- 4. index ------------------------------------------------------------------------
@@ -276,7 +302,7 @@ def index(ctx: Context, job: Job) -> Job:
     lib = ctx.library
     work = _load_work(ctx, image_id)
     uploaded = bool(job.get("uploaded"))
-    ext = ids.safe_extension(job["rel"])
+    ext = _ext(job)
     keys = (
         {"original": storage.original_key(image_id, ext), "thumbnail": storage.thumbnail_key(image_id)}
         if uploaded
@@ -398,7 +424,27 @@ def _upload_covers(ctx: Context, person_ids: list[str]) -> None:
 
 
 def log(ctx: Context, job: Job) -> Job:
-    """The photo's ledger line; its work file is no longer needed."""
+    """The photo's ledger line; its work file is no longer needed. A photo already logged
+    done (a replayed task) gets no second line."""
+    try:
+        st = os.stat(ctx.ledger.path)
+        seen = (st.st_ino, st.st_size)
+    except FileNotFoundError:
+        seen = (0, 0)
+    if seen[0] != ctx._ledger_seen[0] or seen[1] < ctx._ledger_seen[1]:
+        ctx.logged_done = None  # the ledger was replaced or cut (cleanup): read it again
+    if ctx.logged_done is None:
+        ctx.logged_done = {
+            (e.get("root", ""), e.get("path", ""), e.get("sha256", "")): bool(e.get("uploaded"))
+            for e in ctx.ledger.read().by_path.values()
+            if e.get("status") == "done"
+        }
+    key = (job["root"], job["rel"], job["sha256"])
+    ctx._ledger_seen = seen
+    already = key in ctx.logged_done and (ctx.logged_done[key] or not job.get("uploaded"))
+    if already and not job.get("upload_only"):
+        ctx.work_path(job["image_id"]).unlink(missing_ok=True)
+        return job
     entry: dict[str, Any] = {
         "path": job["rel"],
         "root": job["root"],
@@ -411,11 +457,18 @@ def log(ctx: Context, job: Job) -> Job:
         "size": job.get("size"),
         "mtime_ns": job.get("mtime_ns"),
         "timings": job.get("timings") or {},
+        "ext": _ext(job),
     }
     if job.get("error"):
         entry["reason"] = redact(job["error"], ctx.settings)
         entry["stage"] = job.get("failed_stage")
+    elif job.get("upload_error"):
+        entry["upload_error"] = redact(job["upload_error"], ctx.settings)
     ctx.ledger.append(entry)
+    if entry["status"] == "done":
+        ctx.logged_done[key] = entry["uploaded"]
+    st = os.stat(ctx.ledger.path)
+    ctx._ledger_seen = (st.st_ino, st.st_size)
     ctx.work_path(job["image_id"]).unlink(missing_ok=True)
     return job
 

@@ -13,7 +13,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Callable, Iterable
 
 from facepic.enqueue import Summary
-from facepic.pipeline import Context, Job, describe_error, run_stage
+from facepic.pipeline import Context, Job, describe_error, run_stage, upload_gave_up
+from facepic.scan import display
+from facepic.storage import StorageUnavailable
 from facepic.settings import Settings
 
 CPU_STAGES = ("detect", "thumbnails")
@@ -43,6 +45,11 @@ def run_serial_stages(ctx: Context, job: Job, stages: Iterable[str]) -> Job:
     for stage in stages:
         try:
             job = run_stage(ctx, stage, job)
+        except StorageUnavailable as e:
+            if stage != "upload":
+                job = {**job, "error": describe_error(e, ctx.settings), "failed_stage": stage}
+            else:
+                job = upload_gave_up(job, e, ctx.settings)
         except Exception as e:  # noqa: BLE001
             if stage == "log":
                 raise
@@ -88,4 +95,4 @@ def process(
 def summarize(summary: Summary, job: Job, report: Callable[[str], None]) -> None:
     if job.get("error"):
         summary.failed += 1
-        report(f"error: cannot process {job.get('path')}: {job['error']}")
+        report(f"error: cannot process {display(job.get('path', ''))}: {job['error']}")

@@ -54,41 +54,57 @@ def scan(
         if on_error is not None:
             on_error(path, reason)
 
-    def walk(folder: Path) -> Iterator[Found]:
+    def entries_of(folder: Path) -> Iterator[os.DirEntry] | None:
         try:
             st = folder.stat()
         except OSError as e:
             report(folder, e.strerror or str(e))
-            return
+            return None
         if (st.st_dev, st.st_ino) in seen_dirs:
-            return
+            return None
         seen_dirs.add((st.st_dev, st.st_ino))
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                return iter(sorted(it, key=lambda e: e.name))
         except OSError as e:
             report(folder, e.strerror or str(e))
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            path = Path(entry.path)
+            return None
+
+    # A stack of folder listings, not recursion: a drive's tree can be deeper than Python's stack.
+    first = entries_of(root)
+    stack: list[Iterator[os.DirEntry]] = [first] if first is not None else []
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir()  # follows symlinks
+            is_file = not is_dir and entry.is_file()
+        except OSError as e:
+            report(path, e.strerror or str(e))
+            continue
+        if is_dir:
+            listing = entries_of(path)
+            if listing is not None:
+                stack.append(listing)
+        elif is_file and is_photo_name(entry.name):
             try:
-                is_dir = entry.is_dir()  # follows symlinks
-                is_file = not is_dir and entry.is_file()
+                st = entry.stat()
             except OSError as e:
                 report(path, e.strerror or str(e))
                 continue
-            if is_dir:
-                yield from walk(path)
-            elif is_file and is_photo_name(entry.name):
-                try:
-                    st = entry.stat()
-                except OSError as e:
-                    report(path, e.strerror or str(e))
-                    continue
-                yield Found(path, path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns)
-            elif not is_file and entry.is_symlink() and is_photo_name(entry.name):
-                report(path, "broken symbolic link")
+            yield Found(path, path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns)
+        elif not is_file and entry.is_symlink() and is_photo_name(entry.name):
+            report(path, "broken symbolic link")
 
-    yield from walk(root)
+
+def display(path: Path | str) -> str:
+    """A path on one line: control characters (a newline in a file name) are escaped."""
+    text = str(path)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

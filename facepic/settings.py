@@ -51,7 +51,12 @@ class Settings:
     # Pipeline.
     upload: bool = True
     max_pixels: int = 150_000_000
+    photo_timeout: float = 60.0  # seconds to decode and detect one photo
     workers: int = 0  # processes for `facepic run`; 0: one per core
+    # Transient failures (MongoDB or the bucket unreachable): retries, backoff base in seconds.
+    retries: int = 8
+    retry_backoff: float = 2.0
+    visibility_timeout: int = 600  # seconds before a dead worker's task is delivered again
 
     @property
     def ledger_path(self) -> Path:

@@ -29,7 +29,10 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600, "socket_timeout": 30},
+        # A task whose worker died (machine off, kill -9) is delivered again after this long;
+        # it must exceed the longest task, retry countdowns included (60 s at most).
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout, "socket_timeout": 30},
+        broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
     )
     return app
