@@ -65,6 +65,7 @@ def decode(path: Path, target: int, max_pixels: int) -> Decoded:
         raise PhotoError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")  # corrupt EXIF
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
             with Image.open(path) as im:

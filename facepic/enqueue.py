@@ -138,17 +138,12 @@ class Planner:
             else:
                 self.summary.already += 1
                 return None
+        if found.size == 0:  # every empty file has the same hash: never a duplicate, just bad
+            return self._failed(root, found, "empty file (0 bytes)")
         try:
             sha = ids.sha256_file(found.path)
         except OSError as e:
-            reason = f"cannot read file ({e.strerror or type(e).__name__})"
-            self.summary.failed += 1
-            self._error(found.path, reason)
-            self._record(
-                {"path": found.rel, "root": root, "status": "failed", "reason": reason,
-                 "size": found.size, "mtime_ns": found.mtime_ns}
-            )
-            return None
+            return self._failed(root, found, f"cannot read file ({e.strerror or type(e).__name__})")
         known = self.state.by_hash.get(sha)
         base = {"path": found.rel, "root": root, "sha256": sha, "image_id": ids.image_id(sha),
                 "size": found.size, "mtime_ns": found.mtime_ns}
@@ -171,6 +166,13 @@ class Planner:
             image_id=base["image_id"], sha256=sha, path=str(found.path), root=root, rel=found.rel,
             size=found.size, mtime_ns=found.mtime_ns, model=self.model, upload=self.upload,
         )
+
+    def _failed(self, root: str, found: Found, reason: str) -> None:
+        self.summary.failed += 1
+        self._error(found.path, reason)
+        self._record({"path": found.rel, "root": root, "status": "failed", "reason": reason,
+                      "size": found.size, "mtime_ns": found.mtime_ns})
+        return None
 
     def upload_jobs(self) -> Iterator[Job]:
         """Photos processed with upload disabled, for ``--upload-only``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,12 @@ _DATETIME_ORIGINAL = 0x9003
 
 def extract(im: Image.Image) -> dict[str, Any]:
     """``{"orientation": 1..8, "taken_at"?, "camera"?, "gps"?}`` from ``im``'s EXIF."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns on corrupt EXIF; we just take less of it
+        return _extract(im)
+
+
+def _extract(im: Image.Image) -> dict[str, Any]:
     meta: dict[str, Any] = {"orientation": 1}
     try:
         tags = im.getexif()

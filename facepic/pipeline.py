@@ -78,7 +78,9 @@ class Context:
     @property
     def library(self) -> Library:
         if self._library is None:
-            self._library = Library(self.settings.mongodb_uri, self.settings.mongodb_db)
+            self._library = Library(
+                self.settings.mongodb_uri, self.settings.mongodb_db, int(self.settings.db_timeout * 1000)
+            )
         return self._library
 
     @property

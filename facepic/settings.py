@@ -56,6 +56,7 @@ class Settings:
     # Transient failures (MongoDB or the bucket unreachable): retries, backoff base in seconds.
     retries: int = 8
     retry_backoff: float = 2.0
+    db_timeout: float = 10.0  # seconds to wait for MongoDB before an attempt fails
     visibility_timeout: int = 600  # seconds before a dead worker's task is delivered again
 
     @property

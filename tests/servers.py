@@ -88,18 +88,22 @@ class Server:
                 self.proc.wait(timeout=5)
 
 
-def start_redis(workdir: Path) -> tuple[Server, str]:
-    port = free_port()
+def start_redis(workdir: Path, port: int = 0, durable: bool = False, password: str = "") -> tuple[Server, str]:
+    """A Redis server; ``durable``: append-only file fsync'd on every write, as a restart test needs."""
+    port = port or free_port()
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
+    auth = ["--requirepass", password] if password else []
     server = Server(
         "redis",
-        [redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+        [redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", *persistence, *auth,
          "--dir", str(workdir)],
         workdir / "redis.log",
     ).start()
     import redis
 
-    wait_for(lambda: redis.Redis(port=port, socket_connect_timeout=0.5).ping(), "redis")
-    return server, f"redis://127.0.0.1:{port}"
+    wait_for(lambda: redis.Redis(port=port, password=password or None, socket_connect_timeout=0.5).ping(), "redis")
+    secret = f":{password}@" if password else ""
+    return server, f"redis://{secret}127.0.0.1:{port}"
 
 
 def start_mongo(workdir: Path) -> tuple[Server, str]:

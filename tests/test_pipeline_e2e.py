@@ -81,7 +81,7 @@ def check_library(lib: Library, lines: list[dict[str, Any]], labels: dict[str, s
 def expected_keys(lib: Library) -> set[str]:
     keys = set()
     for doc in lib.images.find({}):
-        keys |= {f"{doc['_id']}.jpg", f"thumb_{doc['_id']}.jpg"}
+        keys |= {f"{doc['_id']}.{doc['ext']}", f"thumb_{doc['_id']}.jpg"}
     keys |= {f"faces/person_{p['_id']}.jpg" for p in lib.persons.find({})}
     return keys
 

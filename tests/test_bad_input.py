@@ -1,0 +1,169 @@
+"""Bad input never loses data and never stops a run: `facepic run` and `facepic enqueue` with
+workers over a folder of hostile files mixed with good photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from facepic.scan import display
+from facepic.storage import open_store
+from tests import hostile
+from tests.conftest import invoke, ledger_lines, settings_of, wait_for_ledger
+from tests.servers import start_worker
+from tests.test_pipeline_e2e import expected_keys, library_of
+
+
+def final_entries(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    final = {}
+    for line in lines:
+        if line["status"] in ("done", "failed"):
+            final[line["path"]] = line
+    return final
+
+
+def check(expect: dict, lines: list[dict], output: str, root: Path, lib, store) -> None:  # type: ignore[no-untyped-def]
+    final = final_entries(lines)
+    assert set(final) == set(expect)
+    assert "Traceback" not in output
+    for rel, (status, detail) in expect.items():
+        entry = final[rel]
+        assert entry["status"] == status, (rel, entry)
+        if status == "done":
+            assert entry["faces"] == detail, rel
+        else:
+            assert detail in entry["reason"], (rel, entry["reason"])
+            prefix = f"error: cannot process {display(root / rel)}: "
+            mine = [line for line in output.splitlines() if line.startswith(prefix)]
+            assert len(mine) == 1 and detail in mine[0], (rel, mine)
+    done = {rel for rel, (status, _) in expect.items() if status == "done"}
+    images = {doc["path"]: doc for doc in lib.images.find({})}
+    assert set(images) == done  # no partial documents of failed photos
+    image_ids = {doc["_id"] for doc in images.values()}
+    assert {f["image_id"] for f in lib.faces.find({})} <= image_ids
+    assert set(store.list_keys()) == expected_keys(lib)  # no objects of failed photos
+    assert images["png-named.jpg"]["keys"]["original"].endswith(".png")
+
+
+def test_run_survives_a_hostile_folder(offline_env, tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "drive"
+    expect = hostile.build(root)
+    hostile.make_unreadable(root, monkeypatch)
+    import facepic.cli as cli_module
+
+    real_process = cli_module.process
+
+    def process_after_a_deletion(*args, **kwargs):  # type: ignore[no-untyped-def]
+        hostile.delete_later(root)  # between the scan and the processing
+        return real_process(*args, **kwargs)
+
+    monkeypatch.setattr(cli_module, "process", process_after_a_deletion)
+    result = invoke(offline_env, "run", str(root))
+    assert result.exit_code == 1
+    failed = sum(1 for status, _ in expect.values() if status == "failed")
+    assert f"found {len(expect)}, already done 0, duplicates 0, queued {len(expect) - 3}, failed {failed}" \
+        in result.output  # the two empty files and the unreadable one fail before they are queued
+
+    from facepic.embedded import embedded_database
+    from facepic.pipeline import Context
+
+    settings = settings_of(offline_env)
+    with embedded_database(settings) as running, Context(running) as ctx:
+        check(expect, ledger_lines(running), result.output, root, ctx.library, open_store(running))
+
+
+def test_enqueue_survives_a_hostile_folder(server_env, tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "drive"
+    expect = hostile.build(root)
+    hostile.make_unreadable(root, monkeypatch)
+    result = invoke(server_env, "enqueue", str(root))  # no workers yet: nothing is processed
+    assert result.exit_code == 1  # the unreadable file failed already
+    hostile.delete_later(root)  # between the scan and the processing
+    workers = [
+        start_worker(server_env, tmp_path / "w-cpu", "cpu", "cpu,upload"),
+        start_worker(server_env, tmp_path / "w-index", "index", "index"),
+    ]
+    try:
+        lines = wait_for_ledger(settings_of(server_env), len(expect))
+    finally:
+        for worker in workers:
+            worker.stop()
+    logs = result.output + "".join(w.log.read_text() for w in workers)
+    # The workers' log lines carry Celery's prefix; the message itself is the same line.
+    output = "\n".join(line.split("] ", 1)[-1] for line in logs.splitlines())
+    check(expect, lines, output, root, library_of(server_env), open_store(settings_of(server_env)))
+
+    status = invoke(server_env, "status")
+    failed = sum(1 for s, _ in expect.values() if s == "failed")
+    assert f"failed {failed}" in status.output
+
+
+def test_a_very_large_and_deep_folder_tree_is_scanned_completely(tmp_path: Path) -> None:
+    from facepic.enqueue import Planner
+    from facepic.ledger import Ledger
+    from tests.conftest import PHOTOS
+
+    root = tmp_path / "drive"
+    root.mkdir()
+    deep = root
+    for _ in range(1200):  # deeper than Python's recursion limit, within the OS path limit
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "bottom.jpg").write_bytes((PHOTOS / "tom_hanks" / "07.jpg").read_bytes())
+    wide = root / "wide"
+    for i in range(300):
+        folder = wide / f"f{i:03d}"
+        folder.mkdir(parents=True)
+        for j in range(10):
+            (folder / f"IMG_{j}.JPG").write_bytes(b"\xff\xd8" + f"{i}-{j}".encode())
+            (folder / f"note_{j}.txt").write_text("x")
+    planner = Planner(Ledger(tmp_path / "log.jsonl"), "buffalo_s", upload=True)
+    jobs = list(planner.new_jobs(root))
+    assert len(jobs) == 3001 and planner.summary.found == 3001
+    assert jobs[0]["rel"] == "d/" * 1200 + "bottom.jpg"
+
+
+def test_photos_over_the_time_limit_fail_and_retry_failed_takes_them_again(offline_env, tmp_path: Path) -> None:
+    from tests.conftest import PHOTOS
+
+    root = tmp_path / "drive"
+    root.mkdir()
+    for name in ("07.jpg", "08.jpg"):
+        (root / name).write_bytes((PHOTOS / "tom_hanks" / name).read_bytes())
+    slow = {**offline_env, "FACEPIC_PHOTO_TIMEOUT": "0.0001"}
+    first = invoke(slow, "run", str(root))
+    assert first.exit_code == 1
+    assert "took longer than 0.0001 s to decode and analyse" in first.output
+    again = invoke(offline_env, "run", str(root))
+    assert again.exit_code == 0 and "queued 0" in again.output  # failures are not retried by default
+    retry = invoke(offline_env, "run", "--retry-failed", str(root))
+    assert retry.exit_code == 0, retry.output
+    assert "queued 2, failed 0" in retry.output
+    final = final_entries(ledger_lines(settings_of(offline_env)))
+    assert {e["status"] for e in final.values()} == {"done"}
+
+
+def test_enqueue_refuses_a_missing_file_or_unmounted_drive_before_queueing(server_env, tmp_path: Path) -> None:
+    import redis
+
+    from tests.conftest import PHOTOS
+
+    missing = invoke(server_env, "enqueue", str(tmp_path / "nope"))
+    assert missing.exit_code == 1
+    assert f"Error: import folder {tmp_path / 'nope'} does not exist (is the drive mounted?)" in missing.output
+    a_file = tmp_path / "file.jpg"
+    a_file.write_bytes(b"x")
+    assert "is not a folder" in invoke(server_env, "enqueue", str(a_file)).output
+
+    root = tmp_path / "drive"
+    root.mkdir()
+    (root / "a.jpg").write_bytes((PHOTOS / "tom_hanks" / "07.jpg").read_bytes())
+    assert invoke(server_env, "enqueue", str(root)).exit_code == 0
+    (root / "a.jpg").unlink()  # the drive is unplugged; its mount point is an empty folder
+    ledger = settings_of(server_env).ledger_path.read_text()
+    queued = redis.Redis.from_url(server_env["FACEPIC_REDIS_URL"]).llen("cpu")
+    unplugged = invoke(server_env, "enqueue", str(root))
+    assert unplugged.exit_code == 1
+    assert "is empty, but the ledger holds photos from it (is the drive mounted?)" in unplugged.output
+    assert settings_of(server_env).ledger_path.read_text() == ledger
+    assert redis.Redis.from_url(server_env["FACEPIC_REDIS_URL"]).llen("cpu") == queued
