@@ -31,11 +31,12 @@ def test_run_reports_each_bad_photo_and_goes_on(offline_env, tmp_path: Path) -> 
         f"error: cannot process {root / 'notes.jpg'}: not a recognised image format",
     ])
     assert "Traceback" not in result.output
-    assert "found 4, already done 0, duplicates 0, queued 4, failed 3" in result.output
+    assert "found 4, already done 0, duplicates 0, queued 3, failed 3" in result.output
     final = {line["path"]: line for line in ledger_lines(settings_of(offline_env))}
     assert final["good.jpg"]["status"] == "done" and final["good.jpg"]["faces"] == 1
-    assert final["empty.jpg"] == {**final["empty.jpg"], "status": "failed", "reason": "empty file (0 bytes)",
-                                  "stage": "detect"}
+    assert final["empty.jpg"] == {**final["empty.jpg"], "status": "failed", "reason": "empty file (0 bytes)"}
+    assert final["notes.jpg"] == {**final["notes.jpg"], "status": "failed", "stage": "detect",
+                                  "reason": "not a recognised image format"}
     status = invoke(offline_env, "status")
     assert "done 1, failed 3" in status.output
     assert f"failed: notes.jpg: not a recognised image format" in status.output
