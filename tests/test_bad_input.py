@@ -121,6 +121,11 @@ def test_a_very_large_and_deep_folder_tree_is_scanned_completely(tmp_path: Path)
     jobs = list(planner.new_jobs(root))
     assert len(jobs) == 3001 and planner.summary.found == 3001
     assert jobs[0]["rel"] == "d/" * 1200 + "bottom.jpg"
+    # Remove the chain bottom-up: recursive removers (pytest's own clean-up) cannot.
+    (deep / "bottom.jpg").unlink()
+    while deep != root:
+        deep.rmdir()
+        deep = deep.parent
 
 
 def test_photos_over_the_time_limit_fail_and_retry_failed_takes_them_again(offline_env, tmp_path: Path) -> None:
