@@ -33,8 +33,19 @@ class LedgerState:
     skipped_lines: int = 0
 
     def add(self, entry: dict[str, Any]) -> None:
-        self.by_path[(entry.get("root", ""), entry.get("path", ""))] = entry
+        key = (entry.get("root", ""), entry.get("path", ""))
         sha = entry.get("sha256")
+        previous = self.by_path.get(key)
+        if (
+            entry.get("status") == "queued"
+            and previous is not None
+            and previous.get("sha256") == sha
+            and previous.get("status") in ("done", "failed")
+        ):
+            # The enqueuer writes `queued` just after handing the chain over, so a fast worker
+            # can log the outcome first: a late `queued` never undoes it.
+            return
+        self.by_path[key] = entry
         if sha and entry.get("status") != "duplicate":
             self.by_hash[sha] = entry
 

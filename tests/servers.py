@@ -156,8 +156,15 @@ class Worker:
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                self.kill()
+
+    def kill(self) -> None:
+        """kill -9 the worker and its pool processes, as a power cut would."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
 
 
 def start_worker(env: dict[str, str], workdir: Path, name: str, queues: str, concurrency: int = 1) -> Worker:
@@ -169,7 +176,8 @@ def start_worker(env: dict[str, str], workdir: Path, name: str, queues: str, con
         "-n", f"{name}@%h", "-l", "INFO", "--without-gossip", "--without-mingle", f"--logfile={log}",
     ]
     full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    proc = subprocess.Popen(args, cwd=workdir, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(args, cwd=workdir, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     worker = Worker(name, proc, log)
     try:
         wait_for(lambda: log.exists() and "ready." in log.read_text(errors="replace"), f"worker {name}", 60)

@@ -57,3 +57,17 @@ def test_damaged_middle_line_is_skipped_not_fatal(tmp_path: Path) -> None:
 def test_missing_ledger_reads_empty(tmp_path: Path) -> None:
     state = Ledger(tmp_path / "none.jsonl").read()
     assert state.by_path == {} and not state.repaired
+
+
+def test_a_queued_line_written_after_the_outcome_does_not_undo_it(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "log.jsonl")
+    ledger.append(entry("a.jpg", "done", "h1"))
+    ledger.append(entry("a.jpg", "queued", "h1"))  # the enqueuer was slower than the worker
+    ledger.append(entry("b.jpg", "failed", "h2"))
+    ledger.append(entry("b.jpg", "queued", "h2"))
+    ledger.append(entry("c.jpg", "done", "h3"))
+    ledger.append(entry("c.jpg", "queued", "h4"))  # new content at the same path is new work
+    state = ledger.read()
+    assert state.by_path[("/r", "a.jpg")]["status"] == "done"
+    assert state.by_path[("/r", "b.jpg")]["status"] == "failed"
+    assert state.by_path[("/r", "c.jpg")]["status"] == "queued"

@@ -31,7 +31,13 @@ def make_app(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         # A task whose worker died (machine off, kill -9) is delivered again after this long;
         # it must exceed the longest task, retry countdowns included (60 s at most).
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout, "socket_timeout": 30},
+        # Kombu sweeps for such tasks every interval x throttle seconds (100 s by default).
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 4)),
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 30,
+        },
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
     )
