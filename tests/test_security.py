@@ -105,3 +105,17 @@ def test_cleanup_deletes_only_facepic_keys_in_the_bucket(server_env, workers, tm
     done = invoke(server_env, "cleanup", "--yes")
     assert done.exit_code == 0, done.output
     assert sorted(store.list_keys()) == sorted(foreign)
+
+
+def test_a_mongodb_password_in_the_uri_never_shows(server_env, mongo_server) -> None:
+    password = "mongo-pw-Distinct-7Hq"
+    hostport = mongo_server.split("//", 1)[1].split("/", 1)[0]
+    env = {**server_env, "FACEPIC_MONGODB_URI": f"mongodb://facepic:{password}@{hostport}/?directConnection=true",
+           "FACEPIC_DB_TIMEOUT": "2"}
+    result = invoke(env, "enqueue", str(PHOTOS))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: MongoDB at {hostport} rejected the credentials (check FACEPIC_MONGODB_URI)"
+    )
+    assert password not in result.output
+    assert "Traceback" not in result.output
