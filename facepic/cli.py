@@ -16,7 +16,7 @@ from facepic.enqueue import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
 from facepic.ledger import Follower, Ledger
 from facepic.models import ModelChoice, ModelError, resolve
 from facepic.pipeline import Context, Job
-from facepic.runner import process, summarize
+from facepic.runner import CpuPool, process, summarize
 from facepic.scan import ImportFolderError, display
 from facepic.settings import Settings, redact
 from facepic.storage import StorageError
@@ -139,12 +139,18 @@ def _run_embedded(ctx: Context, path: Path | None, upload: bool, upload_only: bo
                       report=_say_error, record_queued=False)
     if upload or upload_only:
         ctx.store.ensure_bucket()
+    pool = None
     if upload_only:
         jobs = list(planner.upload_jobs())
         stages = UPLOAD_CHAIN
     else:
-        root = _import_root(settings, path)
-        jobs = list(_progress(planner.new_jobs(root), "scanning"))
+        root = planner.check_root(_import_root(settings, path))
+        pool = CpuPool(settings, _model_source(choice))  # models load while we scan
+        try:
+            jobs = list(_progress(planner.new_jobs(root), "scanning"))
+        except BaseException:
+            pool.executor.shutdown(cancel_futures=True)
+            raise
         stages = FULL_CHAIN
     summary = planner.summary
     bar = _progress(range(len(jobs)), "processing", total=len(jobs))
@@ -153,7 +159,9 @@ def _run_embedded(ctx: Context, path: Path | None, upload: bool, upload_only: bo
         summarize(summary, job, _say_error)
         next(bar, None)
 
-    process(ctx, jobs, stages, done)
+    if pool is not None and not jobs:
+        pool.executor.shutdown(cancel_futures=True)
+    process(ctx, jobs, stages, done, pool)
     for _ in bar:
         pass
     return summary

@@ -168,7 +168,7 @@ class Library:
     # --- faces and persons -----------------------------------------------------
 
     def upsert_faces(self, docs: list[dict[str, Any]]) -> None:
-        """Insert faces; a replay leaves an existing face's person assignment alone."""
+        """Insert faces with their person; a replay leaves a stored face's person alone."""
         if not docs:
             return
         ops = []
@@ -177,7 +177,7 @@ class Library:
             ops.append(
                 UpdateOne(
                     {"_id": d["_id"]},
-                    {"$set": fields, "$setOnInsert": {"person_id": None}},
+                    {"$set": fields, "$setOnInsert": {"person_id": d.get("person_id")}},
                     upsert=True,
                 )
             )
@@ -206,40 +206,55 @@ class Library:
         matrix = np.frombuffer(b"".join(rows), dtype="<f4").reshape(len(rows), EMBEDDING_DIM)
         return ids, persons, matrix
 
-    def assign_face(self, face_id: str, person_id: str) -> None:
+    def best_scores(self, person_ids: set[str]) -> dict[str, float]:
         with self.errors():
-            self.faces.update_one({"_id": face_id}, {"$set": {"person_id": person_id}})
+            return {
+                d["_id"]: float(d.get("best_score", -1.0))
+                for d in self.persons.find({"_id": {"$in": sorted(person_ids)}}, {"best_score": 1})
+            }
 
-    def ensure_person(self, person_id: str, model: str, founding_face_id: str) -> None:
+    def update_persons(
+        self,
+        model: str,
+        founders: dict[str, str],
+        covers: dict[str, dict[str, Any]],
+        touched: set[str],
+    ) -> None:
+        """Create new persons, set new covers, and recount the faces of every touched person
+        (a recount, not an increment, so that a replayed photo cannot count twice)."""
+        if not touched:
+            return
         with self.errors():
-            self.persons.update_one(
-                {"_id": person_id},
-                {
-                    "$setOnInsert": {
-                        "model": model,
-                        "name": "",
-                        "founded_by": founding_face_id,
-                        "best_face_id": None,
-                        "best_score": -1.0,
-                        "face_count": 0,
-                        "created_at": now_iso(),
-                    }
-                },
-                upsert=True,
-            )
+            counts = {
+                d["_id"]: d["n"]
+                for d in self.faces.aggregate(
+                    [{"$match": {"person_id": {"$in": sorted(touched)}}},
+                     {"$group": {"_id": "$person_id", "n": {"$sum": 1}}}]
+                )
+            }
+            ops = []
+            now = now_iso()
+            for pid in sorted(touched):
+                fields: dict[str, Any] = {"face_count": counts.get(pid, 0), "updated_at": now}
+                if pid in covers:
+                    fields.update(best_face_id=covers[pid]["_id"], best_score=covers[pid]["score"],
+                                  cover_uploaded=False)
+                on_insert: dict[str, Any] = {"model": model, "name": "", "created_at": now,
+                                             "founded_by": founders.get(pid)}
+                if pid not in covers:
+                    on_insert.update(best_face_id=None, best_score=-1.0, cover_uploaded=False)
+                ops.append(UpdateOne({"_id": pid}, {"$set": fields, "$setOnInsert": on_insert}, upsert=True))
+            self.persons.bulk_write(ops, ordered=False)
 
-    def person(self, person_id: str) -> dict[str, Any] | None:
+    def persons_without_uploaded_cover(self, person_ids: list[str]) -> list[str]:
         with self.errors():
-            return self.persons.find_one({"_id": person_id})
+            return [d["_id"] for d in self.persons.find(
+                {"_id": {"$in": list(person_ids)}, "cover_uploaded": {"$ne": True}}, {"_id": 1})]
 
-    def refresh_person(self, person_id: str, fields: dict[str, Any] | None = None) -> None:
-        """Recount the person's faces (a replay cannot double-count) and set ``fields``."""
-        with self.errors():
-            count = self.faces.count_documents({"person_id": person_id})
-            self.persons.update_one(
-                {"_id": person_id},
-                {"$set": {"face_count": count, "updated_at": now_iso(), **(fields or {})}},
-            )
+    def mark_covers_uploaded(self, person_ids: list[str]) -> None:
+        if person_ids:
+            with self.errors():
+                self.persons.update_many({"_id": {"$in": person_ids}}, {"$set": {"cover_uploaded": True}})
 
     def counts(self) -> dict[str, int]:
         with self.errors():

@@ -50,6 +50,7 @@ class Job(TypedDict, total=False):
 
 
 STAGES = ("detect", "thumbnails", "upload", "index", "log")
+EPOCH_CHECK_SECONDS = 2.0
 
 
 class Context:
@@ -71,6 +72,11 @@ class Context:
         self._matchers: dict[str, Matcher] = {}
         self._claimed: set[str] = set()
         self._epoch: str | None = None
+        self._epoch_checked = 0.0
+        self._folders: set[str] = set()
+        # The last photo decoded by detect, for thumbnails when it runs next in this process.
+        self.last_decoded: tuple[str, Any] | None = None
+        self.best_scores: dict[str, float] = {}
         # photo (root, path, sha256) -> uploaded, for every photo this ledger has as done
         self.logged_done: dict[tuple[str, str, str], bool] | None = None
         self._ledger_seen: tuple[int, int] = (0, 0)  # inode, size when logged_done was last right
@@ -122,16 +128,35 @@ class Context:
         return self._matchers[model]
 
     def claim_model(self, model: str) -> None:
-        """Record the library's model once; if the library was wiped since (another epoch),
-        forget the matchers built from the old one."""
-        epoch = self.library.epoch()
-        if epoch is None or epoch != self._epoch:
-            self._claimed.clear()
-            self._matchers.clear()
+        """Record the library's model once; if the library was wiped since (another epoch,
+        looked at every few seconds at most), forget what was cached of the old one."""
+        now = time.monotonic()
+        if now - self._epoch_checked >= EPOCH_CHECK_SECONDS or model not in self._claimed:
+            self._epoch_checked = now
+            epoch = self.library.epoch()
+            if epoch is None or epoch != self._epoch:
+                self._claimed.clear()
+                self._matchers.clear()
+                self.best_scores.clear()
+                self._folders.clear()
         if model not in self._claimed:
             self.library.claim_model(model)
             self._claimed.add(model)
             self._epoch = self.library.epoch()
+
+    def upsert_folders(self, docs: list[dict[str, Any]]) -> None:
+        """Folders not written by this process yet (a drive has few, a photo many ancestors)."""
+        new = [d for d in docs if d["_id"] not in self._folders]
+        if new:
+            self.library.upsert_folders(new)
+            self._folders.update(d["_id"] for d in new)
+
+    def person_best_scores(self, person_ids: set[str]) -> dict[str, float]:
+        """Cover scores of persons, cached: the index worker is the only writer of covers."""
+        missing = person_ids - self.best_scores.keys()
+        if missing:
+            self.best_scores.update(self.library.best_scores(missing))
+        return {pid: self.best_scores.get(pid, -1.0) for pid in person_ids}
 
     # --- local files -------------------------------------------------------------
 
@@ -181,6 +206,7 @@ def detect(ctx: Context, job: Job) -> Job:
             faces = engine.detect(decoded.rgb)
     except PhotoError as e:
         return _fail(job, "detect", str(e))
+    ctx.last_decoded = (job["image_id"], decoded)
     n = len(faces)
     boxes = np.array([decoded.to_full(f.box) for f in faces], dtype=np.float64).reshape(n, 4)
     marks = np.array([decoded.to_full(f.landmarks) for f in faces], dtype=np.float64).reshape(n, 5, 2)
@@ -228,11 +254,15 @@ def make_thumbnails(ctx: Context, job: Job) -> Job:
     work = _load_work(ctx, job["image_id"])
     if work is None:  # already indexed: its thumbnails exist
         return job
-    try:
-        with time_limit(ctx.settings.photo_timeout):
-            decoded = _decode(ctx, job)
-    except PhotoError as e:
-        return _fail(job, "thumbnails", str(e))
+    cached, ctx.last_decoded = ctx.last_decoded, None
+    if cached is not None and cached[0] == job["image_id"]:
+        decoded = cached[1]
+    else:
+        try:
+            with time_limit(ctx.settings.photo_timeout):
+                decoded = _decode(ctx, job)
+        except PhotoError as e:
+            return _fail(job, "thumbnails", str(e))
     boxes = work["boxes"] * decoded.scale
     _write_atomic(ctx.thumb_path(job["image_id"]), thumbnails.thumbnail(decoded.rgb, boxes))
     for i, box in enumerate(boxes):
@@ -322,12 +352,15 @@ def index(ctx: Context, job: Job) -> Job:
     model = info["model"]
     ctx.claim_model(model)
     folder_id, folders = _folder_docs(job["root"], job["rel"])
-    lib.upsert_folders(folders)
+    ctx.upsert_folders(folders)
+    face_ids = [ids.face_id(image_id, i) for i in range(len(work["scores"]))]
+    stored = {f["_id"]: f.get("person_id") for f in lib.faces_of_image(image_id)} if face_ids else {}
+    persons, founders = _assign(ctx, model, face_ids, stored, work["embeddings"])
     face_docs = []
-    for i in range(len(work["scores"])):
+    for i, fid in enumerate(face_ids):
         face_docs.append(
             {
-                "_id": ids.face_id(image_id, i),
+                "_id": fid,
                 "image_id": image_id,
                 "index": i,
                 "box": [round(float(v), 2) for v in work["boxes"][i]],
@@ -335,91 +368,94 @@ def index(ctx: Context, job: Job) -> Job:
                 "score": round(float(work["scores"][i]), 5),
                 "embedding": embedding_to_bson(work["embeddings"][i]),
                 "model": model,
+                "person_id": persons[fid],
             }
         )
-    lib.upsert_faces(face_docs)
+    lib.upsert_faces(face_docs)  # a face stored by an earlier try keeps its person
+    covers = _new_covers(ctx, face_docs)
+    lib.update_persons(model, founders, covers, set(persons.values()))
+    ctx.best_scores.update({pid: face["score"] for pid, face in covers.items()})
+    if covers and job.get("upload"):
+        _upload_covers(ctx, list(covers))
     meta = info["metadata"]
-    image_doc: dict[str, Any] = {
-        "_id": image_id,
-        "sha256": job["sha256"],
-        "filename": os.path.basename(job["rel"]),
-        "path": job["rel"],
-        "root": job["root"],
-        "folder_id": folder_id,
-        "ext": ext,
-        "size": job.get("size"),
-        "width": info["width"],
-        "height": info["height"],
-        "format": info["format"],
-        "orientation": meta.get("orientation", 1),
-        "taken_at": meta.get("taken_at"),
-        "camera": meta.get("camera"),
-        "gps": meta.get("gps"),
-        "model": model,
-        "uploaded": uploaded,
-        "keys": keys,
-    }
-    lib.upsert_image({**image_doc, "faces": [_face_summary(d, None) for d in face_docs]})
-    persons = _assign(ctx, model, face_docs, work["embeddings"], upload=bool(job.get("upload")))
-    lib.set_image_fields(
-        image_id, {"faces": [_face_summary(d, persons.get(d["_id"])) for d in face_docs]}
+    lib.upsert_image(
+        {
+            "_id": image_id,
+            "sha256": job["sha256"],
+            "filename": os.path.basename(job["rel"]),
+            "path": job["rel"],
+            "root": job["root"],
+            "folder_id": folder_id,
+            "ext": ext,
+            "size": job.get("size"),
+            "width": info["width"],
+            "height": info["height"],
+            "format": info["format"],
+            "orientation": meta.get("orientation", 1),
+            "taken_at": meta.get("taken_at"),
+            "camera": meta.get("camera"),
+            "gps": meta.get("gps"),
+            "model": model,
+            "uploaded": uploaded,
+            "keys": keys,
+            "faces": [
+                {"face_id": d["_id"], "person_id": d["person_id"], "box": d["box"], "score": d["score"]}
+                for d in face_docs
+            ],
+        }
     )
     return job
 
 
-def _face_summary(face: dict[str, Any], person_id: str | None) -> dict[str, Any]:
-    return {"face_id": face["_id"], "person_id": person_id, "box": face["box"], "score": face["score"]}
-
-
 def _assign(
-    ctx: Context, model: str, faces: list[dict[str, Any]], embeddings: np.ndarray, upload: bool
-) -> dict[str, str]:
-    """Person of each face; faces assigned by an earlier try keep theirs."""
-    lib = ctx.library
+    ctx: Context, model: str, face_ids: list[str], stored: dict[str, str | None], embeddings: np.ndarray
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Person of each face, and the faces that founded new persons. Faces assigned by an
+    earlier try keep theirs; two faces of one photo are two people."""
     matcher = ctx.matcher(model)
-    stored = {f["_id"]: f.get("person_id") for f in lib.faces_of_image(faces[0]["image_id"])} if faces else {}
-    result: dict[str, str] = {fid: pid for fid, pid in stored.items() if pid}
-    in_photo: set[str] = set(result.values())  # two faces of one photo are two people
-    for i, face in enumerate(faces):
-        fid = face["_id"]
-        if fid in result:
+    persons: dict[str, str] = {fid: pid for fid, pid in stored.items() if pid}
+    founders: dict[str, str] = {}
+    in_photo: set[str] = set(persons.values())
+    for i, fid in enumerate(face_ids):
+        if fid in persons:
             continue
         match = matcher.match(embeddings[i], exclude=in_photo)
         person_id = match.person_id or ids.person_id(fid)
         if match.person_id is None:
-            lib.ensure_person(person_id, model, fid)
-        lib.assign_face(fid, person_id)
+            founders[person_id] = fid
         matcher.add(person_id, embeddings[i])
         in_photo.add(person_id)
-        result[fid] = person_id
-        _maybe_new_cover(ctx, person_id, face, upload)
-    return result
+        persons[fid] = person_id
+    return persons, founders
 
 
-def _maybe_new_cover(ctx: Context, person_id: str, face: dict[str, Any], upload: bool) -> None:
-    """Make ``face`` the person's cover if its detection score beats the current one."""
-    person = ctx.library.person(person_id) or {}
-    fields: dict[str, Any] = {}
-    if face["score"] > float(person.get("best_score", -1.0)):
-        crop = ctx.face_crop_path(face["_id"])
-        target = ctx.person_thumb_path(person_id)
+def _new_covers(ctx: Context, faces: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Persons whose cover one of ``faces`` beats (higher detection score); their local
+    cover file is replaced by that face's crop."""
+    scores = ctx.person_best_scores({f["person_id"] for f in faces})
+    covers: dict[str, dict[str, Any]] = {}
+    for face in faces:
+        pid = face["person_id"]
+        best = covers[pid]["score"] if pid in covers else scores.get(pid, -1.0)
+        if face["score"] > best:
+            covers[pid] = face
+    for pid, face in covers.items():
+        target = ctx.person_thumb_path(pid)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(crop, target)
-        fields = {"best_face_id": face["_id"], "best_score": face["score"], "cover_uploaded": False}
-    ctx.library.refresh_person(person_id, fields)
-    if fields and upload:
-        _upload_covers(ctx, [person_id])
+        shutil.copyfile(ctx.face_crop_path(face["_id"]), target)
+    return covers
 
 
 def _upload_covers(ctx: Context, person_ids: list[str]) -> None:
-    for person_id in dict.fromkeys(person_ids):
-        person = ctx.library.person(person_id)
-        if person is None or person.get("cover_uploaded"):
-            continue
+    """Upload the covers of ``person_ids`` that are not in the bucket yet."""
+    pending = ctx.library.persons_without_uploaded_cover(person_ids)
+    uploaded = []
+    for person_id in pending:
         path = ctx.person_thumb_path(person_id)
         if path.exists():
             ctx.store.put_file(storage.person_key(person_id), path, "image/jpeg")
-            ctx.library.refresh_person(person_id, {"cover_uploaded": True})
+            uploaded.append(person_id)
+    ctx.library.mark_covers_uploaded(uploaded)
 
 
 # --- 5. log --------------------------------------------------------------------------

@@ -24,9 +24,33 @@ SERIAL_STAGES = ("upload", "index", "log")
 _pool_context: Context | None = None
 
 
-def _init_pool(settings: Settings, processes: int) -> None:
+def _init_pool(settings: Settings, processes: int, model: str | None) -> None:
     global _pool_context
     _pool_context = Context(settings, processes=processes)
+    if model:
+        _pool_context.engine(model)  # load while the main process is still scanning
+
+
+def _ready() -> bool:
+    return True
+
+
+class CpuPool:
+    """The process pool for the CPU stages, started (models loading) before the scan."""
+
+    def __init__(self, settings: Settings, model: str | None, processes: int = 0) -> None:
+        self.processes = max(1, processes or settings.workers or os.cpu_count() or 1)
+        mp = multiprocessing.get_context("spawn")  # the embedded server's threads must not be forked
+        self.executor = ProcessPoolExecutor(self.processes, mp_context=mp, initializer=_init_pool,
+                                            initargs=(settings, self.processes, model))
+        for _ in range(self.processes):
+            self.executor.submit(_ready)
+
+    def __enter__(self) -> "CpuPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.shutdown(cancel_futures=True)
 
 
 def _cpu_stages(job: Job) -> Job:
@@ -62,19 +86,17 @@ def process(
     jobs: list[Job],
     stages: tuple[str, ...],
     on_done: Callable[[Job], None],
+    pool: CpuPool | None = None,
 ) -> None:
     """Run ``stages`` over ``jobs``; ``on_done`` sees each finished job."""
     cpu = [s for s in stages if s in CPU_STAGES]
     serial = [s for s in stages if s not in CPU_STAGES]
-    if not cpu:
+    if not cpu or not jobs:
         for job in jobs:
             on_done(run_serial_stages(ctx, job, serial))
         return
-    processes = ctx.settings.workers or os.cpu_count() or 1
-    processes = max(1, min(processes, len(jobs)))
-    mp = multiprocessing.get_context("spawn")  # the embedded server's threads must not be forked
-    with ProcessPoolExecutor(processes, mp_context=mp, initializer=_init_pool,
-                             initargs=(ctx.settings, processes)) as pool:
+    with pool or CpuPool(ctx.settings, None) as cpu_pool:
+        executor, processes = cpu_pool.executor, cpu_pool.processes
         pending: set[Future] = set()
         queue = iter(jobs)
         exhausted = False
@@ -84,7 +106,7 @@ def process(
                 if job is None:
                     exhausted = True
                 else:
-                    pending.add(pool.submit(_cpu_stages, job))
+                    pending.add(executor.submit(_cpu_stages, job))
             if not pending:
                 break
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
