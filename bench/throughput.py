@@ -3,6 +3,7 @@
     python bench/throughput.py --photos 40 --mode run       # embedded `facepic run`
     python bench/throughput.py --photos 40 --mode enqueue   # Celery workers on real servers
     python bench/throughput.py --photos 40 --mode both
+    python bench/throughput.py --photos 100 --mode all     # and the naive script, with ratios
 
 `run` uses the embedded database and a folder store, all cores. `enqueue` starts real Redis,
 MongoDB wire and S3 servers on loopback (as the tests do), one CPU worker with `--cpu-procs`
@@ -59,6 +60,30 @@ def run_embedded(photos: Path, workdir: Path, model: str) -> tuple[float, list[d
     return elapsed, finished_lines(workdir / "data-run" / "processed_log.jsonl")
 
 
+def peak_memory_mb(pid: int) -> dict[int, float]:
+    """Peak resident memory (VmHWM) of a process and its children, in MB."""
+    pids = [pid] + [
+        int(p.name) for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _ppid(p) == pid
+    ]
+    peaks = {}
+    for child in pids:
+        try:
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[child] = int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return peaks
+
+
+def _ppid(proc: Path) -> int:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 def run_distributed(photos: Path, workdir: Path, model: str, cpu_procs: int) -> tuple[float, list[dict]]:
     from click.testing import CliRunner
 
@@ -88,6 +113,9 @@ def run_distributed(photos: Path, workdir: Path, model: str, cpu_procs: int) -> 
         while len(finished_lines(ledger)) < total:
             time.sleep(0.1)
         elapsed = time.perf_counter() - start
+        peaks = peak_memory_mb(workers[0].proc.pid)
+        print("CPU worker peak memory: " + ", ".join(f"{mb:.0f} MB" for mb in sorted(peaks.values())) +
+              " (main process and each pool process)")
         return elapsed, finished_lines(ledger)
     finally:
         for w in workers:
@@ -107,7 +135,7 @@ def report(name: str, count: int, elapsed: float, lines: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=40)
-    parser.add_argument("--mode", choices=("run", "enqueue", "both"), default="both")
+    parser.add_argument("--mode", choices=("run", "enqueue", "both", "all"), default="both")
     parser.add_argument("--model", default="buffalo_s")
     parser.add_argument("--cpu-procs", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
@@ -118,14 +146,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="facepic-bench-") as tmp:
         workdir = Path(tmp)
         results = {}
-        if args.mode in ("run", "both"):
+        if args.mode == "all":
+            from bench.naive import run as naive_run
+
+            seconds, count, faces = naive_run(photos, workdir)
+            results["naive"] = (seconds, [])
+            print(f"naive script: {count} photos, {faces} faces, {seconds:.1f} s, {count / seconds:.2f} photos/s")
+        if args.mode in ("run", "both", "all"):
             results["run"] = run_embedded(photos, workdir, args.model)
             report("facepic run (embedded)", len(sizes), *results["run"])
-        if args.mode in ("enqueue", "both"):
+        if args.mode in ("enqueue", "both", "all"):
             results["enqueue"] = run_distributed(photos, workdir, args.model, args.cpu_procs)
             report(f"facepic enqueue ({args.cpu_procs} CPU processes + index worker)", len(sizes),
                    *results["enqueue"])
-        if len(results) == 2:
+        if "naive" in results:
+            print(f"facepic run throughput / naive throughput: {results['naive'][0] / results['run'][0]:.2f}")
+        if "run" in results and "enqueue" in results:
             ratio = results["run"][0] / results["enqueue"][0]
             print(f"enqueue throughput / run throughput: {ratio:.2f}")
 
