@@ -7,6 +7,7 @@ doubling; the person of each row is kept as an integer code so exclusions are ve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -69,3 +70,32 @@ class Matcher:
         if similarity > self.threshold:
             return Match(self._person_ids[self._codes[best]], similarity)
         return Match(None, similarity)
+
+
+def assign_photo(
+    matcher: Matcher,
+    face_ids: Sequence[str],
+    stored: Mapping[str, str | None],
+    embeddings: np.ndarray,
+    new_person_id: Callable[[str], str],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Person of each face of one photo, and the faces that founded new persons.
+
+    Faces with a ``stored`` person (an earlier try) keep it; two faces of one photo never
+    join the same person; a face with no known person above the threshold founds one, whose
+    id ``new_person_id`` derives from the face.
+    """
+    persons: dict[str, str] = {fid: pid for fid, pid in stored.items() if pid}
+    founders: dict[str, str] = {}
+    in_photo: set[str] = set(persons.values())
+    for i, fid in enumerate(face_ids):
+        if fid in persons:
+            continue
+        match = matcher.match(embeddings[i], exclude=in_photo)
+        person_id = match.person_id or new_person_id(fid)
+        if match.person_id is None:
+            founders[person_id] = fid
+        matcher.add(person_id, embeddings[i])
+        in_photo.add(person_id)
+        persons[fid] = person_id
+    return persons, founders

@@ -23,7 +23,7 @@ from facepic.db import Library, embedding_to_bson
 from facepic.decode import FORMAT_EXTENSIONS, PhotoError, decode, time_limit
 from facepic.detect import FaceEngine, default_threads
 from facepic.ledger import Ledger
-from facepic.matching import Matcher
+from facepic.matching import Matcher, assign_photo
 from facepic.models import ModelChoice, resolve
 from facepic.settings import Settings, redact
 from facepic.storage import ObjectStore
@@ -410,23 +410,7 @@ def index(ctx: Context, job: Job) -> Job:
 def _assign(
     ctx: Context, model: str, face_ids: list[str], stored: dict[str, str | None], embeddings: np.ndarray
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Person of each face, and the faces that founded new persons. Faces assigned by an
-    earlier try keep theirs; two faces of one photo are two people."""
-    matcher = ctx.matcher(model)
-    persons: dict[str, str] = {fid: pid for fid, pid in stored.items() if pid}
-    founders: dict[str, str] = {}
-    in_photo: set[str] = set(persons.values())
-    for i, fid in enumerate(face_ids):
-        if fid in persons:
-            continue
-        match = matcher.match(embeddings[i], exclude=in_photo)
-        person_id = match.person_id or ids.person_id(fid)
-        if match.person_id is None:
-            founders[person_id] = fid
-        matcher.add(person_id, embeddings[i])
-        in_photo.add(person_id)
-        persons[fid] = person_id
-    return persons, founders
+    return assign_photo(ctx.matcher(model), face_ids, stored, embeddings, ids.person_id)
 
 
 def _new_covers(ctx: Context, faces: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

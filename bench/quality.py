@@ -1,0 +1,148 @@
+"""How well persons match identities: BCubed and pairwise scores of the assignment rules.
+
+Every face of every photo is assigned, photo by photo in folder order, as the index stage does;
+the score counts the labelled face of each photo (identity = folder name; the labelled face is
+the one nearest the photo's centre). Rows:
+
+- ``naive``: the design's rule alone (join the most similar known face above 0.4, else found a
+  person), the baseline;
+- ``shipped``: what `facepic.matching.assign_photo` does in the pipeline (today: the naive rule
+  plus "two faces of one photo are two people").
+
+    python bench/quality.py                   # ../shared/photos
+    python bench/quality.py --photos tests/photos
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+from facepic import ids  # noqa: E402
+from facepic.matching import Matcher, assign_photo  # noqa: E402
+
+SHARED = HERE.parent.parent / "shared" / "photos"
+
+
+@dataclass
+class Photo:
+    identity: str
+    embeddings: np.ndarray  # every face of the photo, N x 512
+    labelled: int  # index of the face nearest the centre
+
+
+def embed(folder: Path, model: str = "buffalo_s") -> tuple[list[Photo], int]:
+    """Faces of every labelled photo under ``folder``; also how many photos had none."""
+    from facepic.decode import decode
+    from facepic.detect import FaceEngine
+    from facepic.models import resolve
+    from facepic.settings import Settings
+
+    settings = Settings.load(env_file=None)
+    engine = FaceEngine(resolve(model, settings.model_root), settings.detect_size, 2)
+    photos, without = [], 0
+    for path in sorted(folder.glob("*/*")):
+        if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
+            continue
+        decoded = decode(path, settings.detect_size, settings.max_pixels)
+        faces = engine.detect(decoded.rgb)
+        if not faces:
+            without += 1
+            continue
+        h, w = decoded.rgb.shape[:2]
+        centre = np.array([w / 2, h / 2])
+        labelled = min(range(len(faces)),
+                       key=lambda i: np.linalg.norm((faces[i].box[:2] + faces[i].box[2:]) / 2 - centre))
+        photos.append(Photo(path.parent.name, np.array([f.embedding for f in faces]), labelled))
+    return photos, without
+
+
+def naive(photos: list[Photo], threshold: float) -> list[str]:
+    """The design's rule, face by face, nothing else."""
+    known: list[np.ndarray] = []
+    owners: list[int] = []
+    labels = []
+    persons = 0
+    for photo in photos:
+        for i, e in enumerate(photo.embeddings):
+            sims = np.array([float(k @ e) for k in known]) if known else np.array([])
+            if len(sims) and sims.max() > threshold:
+                person = owners[int(sims.argmax())]
+            else:
+                persons += 1
+                person = persons
+            known.append(e)
+            owners.append(person)
+            if i == photo.labelled:
+                labels.append(f"n{person}")
+    return labels
+
+
+def shipped(photos: list[Photo], threshold: float) -> list[str]:
+    matcher = Matcher(threshold)
+    labels = []
+    for n, photo in enumerate(photos):
+        face_ids = [f"photo{n}-f{i}" for i in range(len(photo.embeddings))]
+        persons, _ = assign_photo(matcher, face_ids, {}, photo.embeddings, ids.person_id)
+        labels.append(persons[face_ids[photo.labelled]])
+    return labels
+
+
+ALGORITHMS = {"naive": naive, "shipped": shipped}
+
+
+def scores(truth: list[str], found: list[str]) -> dict[str, float]:
+    """BCubed precision, recall and F; pairwise F; number of persons."""
+    by_truth = Counter(truth)
+    by_found = Counter(found)
+    both = Counter(zip(truth, found))
+    precision = sum(both[(t, f)] / by_found[f] for t, f in zip(truth, found)) / len(truth)
+    recall = sum(both[(t, f)] / by_truth[t] for t, f in zip(truth, found)) / len(truth)
+    f = 2 * precision * recall / (precision + recall)
+    same_both = sum(n * (n - 1) / 2 for n in both.values())
+    same_found = sum(n * (n - 1) / 2 for n in by_found.values())
+    same_truth = sum(n * (n - 1) / 2 for n in by_truth.values())
+    pp = same_both / same_found if same_found else 1.0
+    pr = same_both / same_truth if same_truth else 1.0
+    pairwise = 2 * pp * pr / (pp + pr) if pp + pr else 0.0
+    return {"precision": precision, "recall": recall, "f": f, "pairwise_f": pairwise, "persons": len(by_found)}
+
+
+def table(photos: list[Photo], without: int, threshold: float, model: str) -> dict[str, dict[str, float]]:
+    truth = [p.identity for p in photos]
+    identities = len(set(truth))
+    print(f"{len(photos)} photos with a face, {without} without, {identities} identities, "
+          f"model {model}, threshold {threshold}")
+    print(f"{'algorithm':<10} {'BCubed P':>9} {'BCubed R':>9} {'BCubed F':>9} {'pair F':>7} {'persons':>8}")
+    results = {}
+    for name, algorithm in ALGORITHMS.items():
+        row = scores(truth, algorithm(photos, threshold))
+        results[name] = row
+        print(f"{name:<10} {row['precision']:9.3f} {row['recall']:9.3f} {row['f']:9.3f} "
+              f"{row['pairwise_f']:7.3f} {row['persons']:8d}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=Path, default=SHARED)
+    parser.add_argument("--model", default="buffalo_s")
+    parser.add_argument("--threshold", type=float, default=0.4)
+    args = parser.parse_args()
+    photos, without = embed(args.photos, args.model)
+    table(photos, without, args.threshold, args.model)
+
+
+if __name__ == "__main__":
+    main()
+
+
+
