@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,7 +15,7 @@ from click.testing import CliRunner, Result
 from facepic.cli import cli
 from facepic.settings import Settings
 from tests import servers
-from tests.servers import Worker, start_worker
+from tests.servers import Worker, start_pipeline_workers
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
@@ -154,10 +151,7 @@ def wait_until(check: Any, what: str, timeout: float = 120.0) -> None:
 @pytest.fixture
 def workers(server_env: dict[str, str], tmp_path: Path) -> Iterator[list[Worker]]:
     """One CPU worker (cpu and upload queues) and the one index worker, concurrency 1 each."""
-    started = [
-        start_worker(server_env, tmp_path / "w-cpu", "cpu", "cpu,upload"),
-        start_worker(server_env, tmp_path / "w-index", "index", "index"),
-    ]
+    started = start_pipeline_workers(server_env, tmp_path)
     yield started
     for worker in started:
         worker.stop()

@@ -185,3 +185,11 @@ def start_worker(env: dict[str, str], workdir: Path, name: str, queues: str, con
         worker.stop()
         raise
     return worker
+
+
+def start_pipeline_workers(env: dict[str, str], workdir: Path) -> list[Worker]:
+    """One CPU worker (cpu and upload queues) and the one index worker, concurrency 1 each."""
+    return [
+        start_worker(env, workdir / "w-cpu", "cpu", "cpu,upload", 1),
+        start_worker(env, workdir / "w-index", "index", "index", 1),
+    ]

@@ -10,7 +10,7 @@ from facepic.scan import display
 from facepic.storage import open_store
 from tests import hostile
 from tests.conftest import invoke, ledger_lines, settings_of, wait_for_ledger
-from tests.servers import start_worker
+from tests.servers import start_pipeline_workers
 from tests.test_pipeline_e2e import expected_keys, library_of
 
 
@@ -79,10 +79,7 @@ def test_enqueue_survives_a_hostile_folder(server_env, tmp_path: Path, monkeypat
     result = invoke(server_env, "enqueue", str(root))  # no workers yet: nothing is processed
     assert result.exit_code == 1  # the unreadable file failed already
     hostile.delete_later(root)  # between the scan and the processing
-    workers = [
-        start_worker(server_env, tmp_path / "w-cpu", "cpu", "cpu,upload"),
-        start_worker(server_env, tmp_path / "w-index", "index", "index"),
-    ]
+    workers = start_pipeline_workers(server_env, tmp_path)
     try:
         lines = wait_for_ledger(settings_of(server_env), len(expect))
     finally:

@@ -39,7 +39,7 @@ def test_run_reports_each_bad_photo_and_goes_on(offline_env, tmp_path: Path) -> 
                                   "reason": "not a recognised image format"}
     status = invoke(offline_env, "status")
     assert "done 1, failed 3" in status.output
-    assert f"failed: notes.jpg: not a recognised image format" in status.output
+    assert "failed: notes.jpg: not a recognised image format" in status.output
 
 
 def test_missing_import_folder_is_one_clear_error(offline_env, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from facepic.storage import open_store
 from tests import servers
 from tests.conftest import PHOTOS, REPO, copy_photos, invoke, ledger_lines, settings_of, wait_for_ledger, wait_until
 from tests.proxy import Proxy
-from tests.servers import start_worker
+from tests.servers import start_pipeline_workers, start_worker
 from tests.test_pipeline_e2e import expected_keys, library_of
 
 VOLATILE = ("created_at", "updated_at")
@@ -196,8 +196,7 @@ def test_redis_restart_loses_no_queued_photo(server_env, tmp_path: Path) -> None
         assert invoke(env, "enqueue", str(photos)).exit_code == 0
         server.stop(signal.SIGKILL)  # everything is queued, nothing processed yet
         server, _ = servers.start_redis(workdir, port=port, durable=True)
-        workers = [start_worker(env, tmp_path / "w-cpu", "cpu", "cpu,upload", 1),
-                   start_worker(env, tmp_path / "w-index", "index", "index", 1)]
+        workers = start_pipeline_workers(env, tmp_path)
         settings = settings_of(env)
         wait_until(lambda: sum(1 for x in ledger_lines(settings) if x["status"] == "done") >= 5, "5 photos")
         server.stop(signal.SIGKILL)  # again, with the workers in the middle of the batch
@@ -224,8 +223,7 @@ def test_mongodb_out_of_reach_fails_photos_after_bounded_retries_then_retry_fail
         (photos / rel).write_bytes((PHOTOS / rel).read_bytes())
     assert invoke(env, "enqueue", str(photos)).exit_code == 0
     proxy.down()
-    workers = [start_worker(env, tmp_path / "w-cpu", "cpu", "cpu,upload", 1),
-               start_worker(env, tmp_path / "w-index", "index", "index", 1)]
+    workers = start_pipeline_workers(env, tmp_path)
     try:
         settings = settings_of(env)
         lines = wait_for_ledger(settings, len(labels), timeout=240)
@@ -255,8 +253,7 @@ def test_bucket_out_of_reach_keeps_photos_not_uploaded_then_upload_only(
     labels = copy_photos(photos, group=False)
     assert invoke(env, "enqueue", str(photos)).exit_code == 0
     proxy.down()
-    workers = [start_worker(env, tmp_path / "w-cpu", "cpu", "cpu,upload", 1),
-               start_worker(env, tmp_path / "w-index", "index", "index", 1)]
+    workers = start_pipeline_workers(env, tmp_path)
     try:
         settings = settings_of(env)
         lines = wait_for_ledger(settings, len(labels), timeout=240)

@@ -12,7 +12,7 @@ from facepic.ids import safe_extension
 from facepic.storage import is_facepic_key, open_store
 from tests import servers
 from tests.conftest import PHOTOS, invoke, settings_of
-from tests.servers import start_worker
+from tests.servers import start_pipeline_workers
 
 REDIS_PASSWORD = "redis-pw-Zq8xKv2NdistinctPASS"
 
@@ -41,8 +41,7 @@ def test_no_secret_reaches_a_log_an_error_the_ledger_or_a_task_argument(server_e
             body = base64.b64decode(message["body"]).decode()
             arguments = json.dumps(message["headers"]) + body
             assert not [s for s in secrets if s in arguments]
-        workers = [start_worker(env, tmp_path / "w-cpu", "cpu", "cpu,upload"),
-                   start_worker(env, tmp_path / "w-index", "index", "index")]
+        workers = start_pipeline_workers(env, tmp_path)
         waited = invoke(env, "enqueue", "--wait", str(photos))
         outputs.append(waited.output)
         outputs.append(invoke(env, "status").output)
