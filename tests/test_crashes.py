@@ -199,7 +199,8 @@ def test_redis_restart_loses_no_queued_photo(server_env, tmp_path: Path) -> None
         workers = start_pipeline_workers(env, tmp_path)
         settings = settings_of(env)
         wait_until(lambda: sum(1 for x in ledger_lines(settings) if x["status"] == "done") >= 5, "5 photos")
-        server.stop(signal.SIGKILL)  # again, with the workers in the middle of the batch
+        server.stop(signal.SIGKILL)  # again, with the workers in the middle of the batch,
+        time.sleep(3)  # and down long enough that chains are being handed on meanwhile
         server, _ = servers.start_redis(workdir, port=port, durable=True)
         wait_for_ledger(settings, total, timeout=240)
     finally:

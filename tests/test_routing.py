@@ -36,3 +36,12 @@ def test_domain_package_imports_nothing_from_celery() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_publishing_outlasts_a_broker_restart() -> None:
+    app = make_app(Settings.load(env={}, env_file=None))
+    policy = app.conf.task_publish_retry_policy
+    assert app.conf.task_publish_retry
+    waits = [min(policy["interval_start"] + i * policy["interval_step"], policy["interval_max"])
+             for i in range(policy["max_retries"])]
+    assert sum(waits) > 300  # minutes, not the default half second
