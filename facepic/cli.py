@@ -171,9 +171,11 @@ def _run_embedded(ctx: Context, path: Path | None, upload: bool, upload_only: bo
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @with_upload_options
 @click.option("--wait", is_flag=True, help="Wait until the workers finished every queued photo.")
+@click.option("--requeue-pending", is_flag=True,
+              help="Send again the photos still queued (after Redis crashed with the queues drained).")
 @click.pass_obj
 def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: bool, retry_failed: bool,
-            wait: bool) -> None:
+            wait: bool, requeue_pending: bool) -> None:
     """Scan a folder and queue one chain per new photo for the Celery workers.
 
     With --wait, follow the workers until every queued photo is done or failed; the exit
@@ -209,6 +211,10 @@ def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: boo
         if upload_only:
             for job in _progress(planner.upload_jobs(), "queueing uploads"):
                 dispatcher(job, UPLOAD_CHAIN)
+                queued.add((job["root"], job["rel"]))
+        elif requeue_pending:
+            for job in _progress(planner.pending_jobs(), "queueing pending photos"):
+                dispatcher(job, FULL_CHAIN)
                 queued.add((job["root"], job["rel"]))
         else:
             root = _import_root(settings, path)

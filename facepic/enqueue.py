@@ -174,6 +174,18 @@ class Planner:
                       "size": found.size, "mtime_ns": found.mtime_ns})
         return None
 
+    def pending_jobs(self) -> Iterator[Job]:
+        """Photos still `queued`: to send again when a broker crash lost their chains."""
+        for entry in list(self.state.entries("queued")):
+            if not entry.get("sha256"):
+                continue
+            self.summary.queued += 1
+            yield Job(
+                image_id=entry["image_id"], sha256=entry["sha256"], path=str(Path(entry["root"]) / entry["path"]),
+                root=entry["root"], rel=entry["path"], size=entry.get("size"), mtime_ns=entry.get("mtime_ns"),
+                model=self.model, upload=self.upload,
+            )
+
     def upload_jobs(self) -> Iterator[Job]:
         """Photos processed with upload disabled, for ``--upload-only``."""
         for entry in list(self.state.entries("done")):

@@ -113,3 +113,17 @@ def test_empty_folder_that_the_ledger_knows_is_an_unmounted_drive(tmp_path: Path
     with pytest.raises(ImportFolderError, match="is the drive mounted"):
         plan(ledger, root)
     assert (tmp_path / "log.jsonl").read_text() == lines_before
+
+
+def test_pending_photos_can_be_sent_again(tmp_path: Path) -> None:
+    root = tmp_path / "drive"
+    root.mkdir()
+    shutil.copy(A, root / "a.jpg")
+    shutil.copy(B, root / "b.jpg")
+    ledger = Ledger(tmp_path / "log.jsonl")
+    _, jobs = plan(ledger, root)
+    finish(ledger, jobs[:1])  # a.jpg finished, b.jpg's chain was lost
+    pending = list(Planner(ledger, "buffalo_s", upload=True).pending_jobs())
+    assert [(j["rel"], j["sha256"], j["path"]) for j in pending] == [
+        ("b.jpg", jobs[1]["sha256"], str(root / "b.jpg"))
+    ]
