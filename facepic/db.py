@@ -6,6 +6,7 @@ Embeddings are stored as little-endian float32 bytes (2 KiB a face), not as list
 
 from __future__ import annotations
 
+import math
 import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -73,6 +74,7 @@ class Library:
             msg = str(e).replace(uri, "***")
             raise DatabaseError(f"FACEPIC_MONGODB_URI is not a valid MongoDB URI ({msg[:120]})") from None
         db = self.client[name]
+        self.db = db
         self.images = db["images"]
         self.faces = db["faces"]
         self.persons = db["persons"]
@@ -118,10 +120,13 @@ class Library:
         return doc.get("model") if doc else None
 
     def epoch(self) -> str | None:
-        """Changes when the library is wiped and begun again: caches of it must be dropped."""
+        """Changes when the library is wiped and begun again, or when persons were changed
+        outside the index worker (a correction, recluster): caches of it must be dropped."""
         with self.errors():
-            doc = self.meta.find_one({"_id": "library"}, {"epoch": 1})
-        return doc.get("epoch") if doc else None
+            doc = self.meta.find_one({"_id": "library"}, {"epoch": 1, "revision": 1})
+        if not doc or not doc.get("epoch"):
+            return None
+        return f"{doc['epoch']}:{doc.get('revision', '')}"
 
     def claim_model(self, model: str) -> None:
         """Record ``model`` as the library's, or ModelMismatch if it was built with another."""
@@ -207,10 +212,13 @@ class Library:
         return ids, persons, matrix
 
     def best_scores(self, person_ids: set[str]) -> dict[str, float]:
+        """Cover quality of persons; a cover the user picked counts as unbeatable."""
         with self.errors():
             return {
-                d["_id"]: float(d.get("best_score", -1.0))
-                for d in self.persons.find({"_id": {"$in": sorted(person_ids)}}, {"best_score": 1})
+                d["_id"]: math.inf if d.get("cover_locked") else float(d.get("best_score", -1.0))
+                for d in self.persons.find(
+                    {"_id": {"$in": sorted(person_ids)}}, {"best_score": 1, "cover_locked": 1}
+                )
             }
 
     def update_persons(
@@ -237,7 +245,7 @@ class Library:
             for pid in sorted(touched):
                 fields: dict[str, Any] = {"face_count": counts.get(pid, 0), "updated_at": now}
                 if pid in covers:
-                    fields.update(best_face_id=covers[pid]["_id"], best_score=covers[pid]["score"],
+                    fields.update(best_face_id=covers[pid]["_id"], best_score=covers[pid]["quality"]["value"],
                                   cover_uploaded=False)
                 on_insert: dict[str, Any] = {"model": model, "name": "", "created_at": now,
                                              "founded_by": founders.get(pid)}

@@ -18,12 +18,12 @@ from typing import Any, Callable, TypedDict
 
 import numpy as np
 
-from facepic import ids, storage, thumbnails
+from facepic import ids, quality, storage, thumbnails
 from facepic.db import Library, embedding_to_bson
 from facepic.decode import FORMAT_EXTENSIONS, PhotoError, decode, time_limit
 from facepic.detect import FaceEngine, default_threads
 from facepic.ledger import Ledger
-from facepic.matching import Matcher, assign_photo
+from facepic.matching import PersonIndex, assign_photo
 from facepic.models import ModelChoice, resolve
 from facepic.settings import Settings, redact
 from facepic.storage import ObjectStore
@@ -69,7 +69,7 @@ class Context:
         self._library = library
         self._store = store
         self._engines: dict[str, FaceEngine] = {}
-        self._matchers: dict[str, Matcher] = {}
+        self._matchers: dict[str, PersonIndex] = {}
         self._claimed: set[str] = set()
         self._epoch: str | None = None
         self._epoch_checked = 0.0
@@ -118,9 +118,9 @@ class Context:
             )
         return self._engines[source]
 
-    def matcher(self, model: str) -> Matcher:
+    def matcher(self, model: str) -> PersonIndex:
         if model not in self._matchers:
-            matcher = Matcher(self.settings.match_threshold)
+            matcher = PersonIndex(self.settings.rules)
             _, persons, matrix = self.library.known_embeddings(model)
             if persons:
                 matcher.add_many(persons, matrix)
@@ -210,6 +210,7 @@ def detect(ctx: Context, job: Job) -> Job:
     n = len(faces)
     boxes = np.array([decoded.to_full(f.box) for f in faces], dtype=np.float64).reshape(n, 4)
     marks = np.array([decoded.to_full(f.landmarks) for f in faces], dtype=np.float64).reshape(n, 5, 2)
+    assessed = [quality.assess(decoded.rgb, f.box, boxes[i], marks[i], f.score) for i, f in enumerate(faces)]
     info = {
         "width": decoded.width,
         "height": decoded.height,
@@ -227,6 +228,7 @@ def detect(ctx: Context, job: Job) -> Job:
             landmarks=marks,
             scores=np.array([f_.score for f_ in faces], dtype=np.float64),
             embeddings=np.array([f_.embedding for f_ in faces], dtype=np.float32).reshape(n, -1),
+            quality=np.array([[q.size, q.sharpness, q.frontal] for q in assessed], dtype=np.float64).reshape(n, 3),
             info=np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
         )
     os.replace(tmp, path)
@@ -354,27 +356,36 @@ def index(ctx: Context, job: Job) -> Job:
     folder_id, folders = _folder_docs(job["root"], job["rel"])
     ctx.upsert_folders(folders)
     face_ids = [ids.face_id(image_id, i) for i in range(len(work["scores"]))]
+    assessed = _qualities(work)
+    limits = ctx.settings.limits
+    can_found = [q.can_found(limits) for q in assessed]
     stored = {f["_id"]: f.get("person_id") for f in lib.faces_of_image(image_id)} if face_ids else {}
-    persons, founders = _assign(ctx, model, face_ids, stored, work["embeddings"])
+    persons, founders, decisions = assign_photo(
+        ctx.matcher(model), face_ids, stored, work["embeddings"], ids.person_id, can_found
+    )
     face_docs = []
     for i, fid in enumerate(face_ids):
-        face_docs.append(
-            {
-                "_id": fid,
-                "image_id": image_id,
-                "index": i,
-                "box": [round(float(v), 2) for v in work["boxes"][i]],
-                "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in work["landmarks"][i]],
-                "score": round(float(work["scores"][i]), 5),
-                "embedding": embedding_to_bson(work["embeddings"][i]),
-                "model": model,
-                "person_id": persons[fid],
-            }
-        )
+        doc: dict[str, Any] = {
+            "_id": fid,
+            "image_id": image_id,
+            "index": i,
+            "box": [round(float(v), 2) for v in work["boxes"][i]],
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in work["landmarks"][i]],
+            "score": round(float(work["scores"][i]), 5),
+            "quality": assessed[i].as_dict(),
+            "can_found": can_found[i],
+            "embedding": embedding_to_bson(work["embeddings"][i]),
+            "model": model,
+            "person_id": persons[fid],
+        }
+        decision = decisions.get(fid)
+        if decision is not None and decision.ambiguous:
+            doc["candidates"] = [decision.best, decision.runner_up]
+        face_docs.append(doc)
     lib.upsert_faces(face_docs)  # a face stored by an earlier try keeps its person
     covers = _new_covers(ctx, face_docs)
-    lib.update_persons(model, founders, covers, set(persons.values()))
-    ctx.best_scores.update({pid: face["score"] for pid, face in covers.items()})
+    lib.update_persons(model, founders, covers, {p for p in persons.values() if p})
+    ctx.best_scores.update({pid: face["quality"]["value"] for pid, face in covers.items()})
     if covers and job.get("upload"):
         _upload_covers(ctx, list(covers))
     meta = info["metadata"]
@@ -407,21 +418,24 @@ def index(ctx: Context, job: Job) -> Job:
     return job
 
 
-def _assign(
-    ctx: Context, model: str, face_ids: list[str], stored: dict[str, str | None], embeddings: np.ndarray
-) -> tuple[dict[str, str], dict[str, str]]:
-    return assign_photo(ctx.matcher(model), face_ids, stored, embeddings, ids.person_id)
+def _qualities(work: dict[str, Any]) -> list[quality.FaceQuality]:
+    scores = work["scores"]
+    measured = work.get("quality")
+    if measured is None:  # a work file from before quality was measured
+        return [quality.FaceQuality(1e9, 1e9, 1.0, float(s)) for s in scores]
+    return [quality.FaceQuality(float(m[0]), float(m[1]), float(m[2]), float(s)) for m, s in zip(measured, scores)]
 
 
 def _new_covers(ctx: Context, faces: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Persons whose cover one of ``faces`` beats (higher detection score); their local
-    cover file is replaced by that face's crop."""
+    """Persons whose cover one of ``faces`` beats (a higher quality value; a cover the user
+    picked is never beaten); their local cover file is replaced by that face's crop."""
+    faces = [f for f in faces if f["person_id"]]
     scores = ctx.person_best_scores({f["person_id"] for f in faces})
     covers: dict[str, dict[str, Any]] = {}
     for face in faces:
         pid = face["person_id"]
-        best = covers[pid]["score"] if pid in covers else scores.get(pid, -1.0)
-        if face["score"] > best:
+        best = covers[pid]["quality"]["value"] if pid in covers else scores.get(pid, -1.0)
+        if face["quality"]["value"] > best:
             covers[pid] = face
     for pid, face in covers.items():
         target = ctx.person_thumb_path(pid)

@@ -10,7 +10,11 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from facepic.matching import Rules
+    from facepic.quality import Limits
 
 PREFIX = "FACEPIC_"
 
@@ -47,7 +51,12 @@ class Settings:
     model_root: Path = field(default_factory=lambda: Path.home() / ".insightface")
     detect_size: int = 640
     ort_threads: int = 0  # 0: cores divided by the processes sharing them
-    match_threshold: float = 0.4
+    match_threshold: float = 0.4  # the most similar face of a person (the design's rule)
+    match_mean_threshold: float = 0.25  # the mean similarity to all faces of a person
+    ambiguity_margin: float = 0.03  # best and runner-up persons closer than this: decide later
+    min_face_size: float = 40.0  # pixels; smaller faces never found a person on their own
+    min_face_score: float = 0.55
+    min_face_sharpness: float = 50.0
     # Pipeline.
     upload: bool = True
     max_pixels: int = 150_000_000
@@ -58,6 +67,18 @@ class Settings:
     retry_backoff: float = 2.0
     db_timeout: float = 10.0  # seconds to wait for MongoDB before an attempt fails
     visibility_timeout: int = 600  # seconds before a dead worker's task is delivered again
+
+    @property
+    def rules(self) -> "Rules":
+        from facepic.matching import Rules
+
+        return Rules(self.match_threshold, self.match_mean_threshold, self.ambiguity_margin)
+
+    @property
+    def limits(self) -> "Limits":
+        from facepic.quality import Limits
+
+        return Limits(self.min_face_size, self.min_face_score, self.min_face_sharpness)
 
     @property
     def ledger_path(self) -> Path:

@@ -67,8 +67,13 @@ def check_library(lib: Library, lines: list[dict[str, Any]], labels: dict[str, s
     for person in persons:
         count = sum(1 for f in faces if f["person_id"] == person["_id"])
         assert person["face_count"] == count
-        best = max((f for f in faces if f["person_id"] == person["_id"]), key=lambda f: f["score"])
-        assert person["best_face_id"] == best["_id"]
+        best = max((f for f in faces if f["person_id"] == person["_id"]), key=lambda f: f["quality"]["value"])
+        assert person["best_face_id"] == best["_id"]  # the cover: the best quality value
+        assert person["best_score"] == best["quality"]["value"]
+    for face in faces:
+        q = face["quality"]
+        assert q["size"] >= 40 and q["sharpness"] > 50 and 0 <= q["frontal"] <= 1 and 0 < q["value"] <= 1
+        assert face["can_found"] is True
     return {
         "images": sorted(images),
         "groups": sorted(sorted(p for p, pid in person_of_path.items() if pid == person) for person in

@@ -1,0 +1,109 @@
+"""Person matching at scale: per-face decision latency, index build time, memory per face, and
+the share of decisions identical to the full comparison, on synthetic clustered embeddings.
+
+    python bench/matching.py                       # 10k, 100k and 1M faces
+    python bench/matching.py --sizes 10000 100000
+    python bench/matching.py --sizes 100000 --mongodb-uri mongodb://127.0.0.1:27017
+        # also: write the faces to MongoDB and time reading them back into the index,
+        # which is what the index worker does when it starts
+
+Below `PersonIndex.exact_limit` faces the decision is the full comparison itself (identical by
+construction); above it, an inverted-file index (faiss IVF-Flat) narrows the candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+from bench.synthetic import clustered  # noqa: E402
+from facepic.matching import PersonIndex, Rules  # noqa: E402
+
+
+def _from_database(uri: str, known: np.ndarray, persons: list[str]) -> tuple[float, float]:
+    """Seconds to write the faces to MongoDB (not part of the goal) and to read them back into
+    a new index (the index worker's start)."""
+    from facepic.db import Library, embedding_to_bson
+
+    lib = Library(uri, "facepic_bench_matching")
+    lib.drop_all()
+    lib.ensure_indexes()
+    start = time.perf_counter()
+    for s in range(0, len(known), 5000):
+        lib.faces.insert_many(
+            [{"_id": f"f{i}", "model": "bench", "person_id": persons[i], "embedding": embedding_to_bson(known[i])}
+             for i in range(s, min(s + 5000, len(known)))],
+            ordered=False,
+        )
+    write = time.perf_counter() - start
+    start = time.perf_counter()
+    _, read_persons, matrix = lib.known_embeddings("bench")
+    PersonIndex(Rules()).add_many(read_persons, matrix)
+    read = time.perf_counter() - start
+    lib.drop_all()
+    lib.close()
+    return write, read
+
+
+def measure(size: int, queries: int, uri: str | None) -> dict[str, float]:
+    known, persons, query = clustered(size, max(10, size // 50), queries, seed=size)
+    start = time.perf_counter()
+    index = PersonIndex(Rules())
+    index.add_many(persons, known)
+    build = time.perf_counter() - start
+    exact = PersonIndex(Rules(), exact_limit=10**12)
+    exact.add_many(persons, known)
+    times = []
+    same = 0
+    for q in query:
+        t = time.perf_counter()
+        decision = index.decide(q)
+        times.append(time.perf_counter() - t)
+        same += decision.person_id == exact.decide(q).person_id
+    # Keeping the index current: adding one face as the index worker does after deciding.
+    t = time.perf_counter()
+    for q in query[:100]:
+        index.add("new", q)
+    add = (time.perf_counter() - t) / min(100, len(query))
+    row = {
+        "faces": size,
+        "persons": index.persons,
+        "mode": "ivf" if index.approximate else "exact",
+        "median_ms": float(np.median(times) * 1e3),
+        "p99_ms": float(np.percentile(times, 99) * 1e3),
+        "add_ms": add * 1e3,
+        "build_s": build,
+        "bytes_per_face": index.memory_bytes() / len(index),
+        "identical": same / len(query),
+    }
+    if uri:
+        row["db_write_s"], row["db_build_s"] = _from_database(uri, known, persons)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--mongodb-uri", default=None)
+    args = parser.parse_args()
+    print(f"{'faces':>9} {'persons':>8} {'mode':>5} {'median ms':>9} {'p99 ms':>7} {'add ms':>7} "
+          f"{'build s':>8} {'B/face':>7} {'identical':>9}" + ("  db build s" if args.mongodb_uri else ""))
+    for size in args.sizes:
+        r = measure(size, args.queries, args.mongodb_uri)
+        line = (f"{r['faces']:9d} {r['persons']:8d} {r['mode']:>5} {r['median_ms']:9.3f} {r['p99_ms']:7.3f} "
+                f"{r['add_ms']:7.3f} {r['build_s']:8.2f} {r['bytes_per_face']:7.0f} {r['identical']:9.2%}")
+        if "db_build_s" in r:
+            line += f"  {r['db_build_s']:10.2f}"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

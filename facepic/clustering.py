@@ -1,0 +1,238 @@
+"""Reclustering: revisit every person at once, the way arrival order could not.
+
+Arrival-order assignment (`facepic.matching`) splits a person whose first photos happened to
+differ, and can only defer an ambiguous face. `recluster` starts from the current persons and:
+
+1. splits each person whose faces form more than one group under average linkage (the
+   mean similarity between two groups' faces) at ``rules.mean_threshold``;
+2. merges persons greedily, most similar pair first, while their average linkage is above
+   the same threshold: the same rule both ways, so a split is not undone by the merge;
+3. gives the faces left unassigned (ambiguous, too poor to found a person, rejected) a
+   person by the incremental rule against the result.
+
+The result depends on the starting partition only through which groups exist, not on the
+order photos arrived in (``bench/quality.py`` shows both orders).
+
+What the user decided is never undone: a locked person (named or merged by the user) is
+never split, deleted or merged into another (another may be merged into it); two locked
+persons are never merged; a face the user moved stays where they put it; a face never joins
+a person it was rejected from; two faces of one photo never share a person.
+
+Average linkage between groups is ``S_a . S_b / (n_a n_b)`` with ``S`` the sum of a group's
+unit embeddings, so merging costs one vector addition and no pairwise matrix.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from facepic.matching import PersonIndex, Rules
+
+SPLIT_LIMIT = 5000  # a person with more faces is not considered for splitting (n^2 memory)
+
+
+@dataclass
+class Faces:
+    """The faces of one model, as recluster sees them (index i is one face)."""
+
+    ids: list[str]
+    embeddings: np.ndarray  # N x 512, unit rows
+    person: list[str | None]
+    photo: list[str]
+    locked: list[bool] = field(default_factory=list)  # placed by the user
+    rejected: list[frozenset[str]] = field(default_factory=list)
+    can_found: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        self.locked = self.locked or [False] * n
+        self.rejected = self.rejected or [frozenset()] * n
+        self.can_found = self.can_found or [True] * n
+
+
+@dataclass
+class _Group:
+    sum: np.ndarray
+    members: list[int]
+    names: set[str]  # person ids this group is or has absorbed
+    photos: set[str]
+    rejects: set[str]
+    locked: bool  # a locked person: never absorbed by another
+    person: str | None
+
+    @property
+    def n(self) -> int:
+        return len(self.members)
+
+
+def _link(a: _Group, b: _Group) -> float:
+    return float(a.sum @ b.sum) / (a.n * b.n)
+
+
+def _compatible(a: _Group, b: _Group) -> bool:
+    return (
+        not (a.locked and b.locked)
+        and not (a.photos & b.photos)
+        and not (a.rejects & b.names)
+        and not (b.rejects & a.names)
+    )
+
+
+def _absorb(keep: _Group, gone: _Group) -> None:
+    keep.sum = keep.sum + gone.sum
+    keep.members += gone.members
+    keep.names |= gone.names
+    keep.photos |= gone.photos
+    keep.rejects |= gone.rejects
+
+
+def _survivor(a: _Group, b: _Group) -> tuple[_Group, _Group]:
+    if a.locked != b.locked:
+        return (a, b) if a.locked else (b, a)
+    if (a.person is None) != (b.person is None):
+        return (a, b) if a.person is not None else (b, a)
+    if a.n != b.n:
+        return (a, b) if a.n > b.n else (b, a)
+    return (a, b) if (a.person or "") <= (b.person or "") else (b, a)
+
+
+def agglomerate(groups: list[_Group], threshold: float, block: int = 2048) -> list[_Group]:
+    """Greedy average-linkage merging, most similar compatible pair first, above ``threshold``."""
+    alive = list(groups)
+    if len(alive) < 2:
+        return alive
+    means = np.stack([g.sum / g.n for g in alive]).astype(np.float32)
+    neighbours: list[set[int]] = [set() for _ in alive]
+    heap: list[tuple[float, int, int, int, int]] = []
+    version = [0] * len(alive)
+    # Candidate pairs: link(a, b) = mean_a . mean_b, computed in blocks of rows.
+    for start in range(0, len(alive), block):
+        sims = means[start : start + block] @ means.T
+        rows, cols = np.nonzero(sims > threshold)
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            a = start + r
+            if c <= a:
+                continue
+            neighbours[a].add(c)
+            neighbours[c].add(a)
+            heapq.heappush(heap, (-float(sims[r, c]), a, c, 0, 0))
+    dead = [False] * len(alive)
+    while heap:
+        neg, a, b, va, vb = heapq.heappop(heap)
+        if dead[a] or dead[b] or va != version[a] or vb != version[b]:
+            continue
+        ga, gb = alive[a], alive[b]
+        if not _compatible(ga, gb):
+            continue
+        keep, gone = _survivor(ga, gb)
+        k, g = (a, b) if keep is ga else (b, a)
+        _absorb(keep, gone)
+        dead[g] = True
+        version[k] += 1
+        neighbours[k] = (neighbours[k] | neighbours[g]) - {k, g}
+        for x in neighbours[k]:
+            if dead[x]:
+                continue
+            neighbours[x].discard(g)
+            neighbours[x].add(k)
+            link = _link(keep, alive[x])
+            if link > threshold:
+                lo, hi = (k, x) if k < x else (x, k)
+                heapq.heappush(heap, (-link, lo, hi, version[lo], version[hi]))
+    return [g for i, g in enumerate(alive) if not dead[i]]
+
+
+def _singletons(faces: Faces, members: Sequence[int]) -> list[_Group]:
+    return [
+        _Group(faces.embeddings[i].astype(np.float64), [i], set(), {faces.photo[i]},
+               set(faces.rejected[i]), faces.locked[i], None)
+        for i in members
+    ]
+
+
+def recluster(
+    faces: Faces,
+    locked_persons: set[str],
+    rules: Rules,
+    new_person_id: Callable[[str, set[str]], str],
+) -> list[str | None]:
+    """The person of every face after reclustering (None: still unassigned).
+
+    ``new_person_id(founding_face_id, taken)`` names a person this creates (a split-off group
+    or a founder among the unassigned) with an id not in ``taken``.
+    """
+    # A person holding a face the user placed there is the user's too.
+    locked_persons = set(locked_persons) | {p for p, lk in zip(faces.person, faces.locked) if lk and p}
+    by_person: dict[str, list[int]] = {}
+    unassigned: list[int] = []
+    for i, p in enumerate(faces.person):
+        (by_person.setdefault(p, []) if p else unassigned).append(i)
+    taken = set(by_person) | set(locked_persons)
+    groups: list[_Group] = []
+    for pid, members in sorted(by_person.items()):
+        locked = pid in locked_persons
+        parts: list[list[int]]
+        if locked or len(members) < 2 or len(members) > SPLIT_LIMIT:
+            parts = [members]
+        else:
+            pieces = agglomerate(_singletons(faces, members), rules.mean_threshold)
+            parts = [g.members for g in pieces]
+            # The part holding the user's placed faces keeps the person, else the largest.
+            parts.sort(key=lambda m: (not any(faces.locked[i] for i in m), -len(m), min(m)))
+        for n, part in enumerate(parts):
+            part = sorted(part)
+            if n == 0:
+                person: str | None = pid
+            elif any(faces.can_found[i] for i in part):
+                person = new_person_id(faces.ids[part[0]], taken)
+                taken.add(person)
+            else:
+                unassigned.extend(part)
+                continue
+            groups.append(_Group(
+                faces.embeddings[part].astype(np.float64).sum(axis=0), part, {person} | ({pid} if n == 0 else set()),
+                {faces.photo[i] for i in part}, set().union(*(faces.rejected[i] for i in part)),
+                locked and n == 0, person,
+            ))
+    merged = agglomerate(groups, rules.mean_threshold)
+    result: list[str | None] = [None] * len(faces.ids)
+    for g in merged:
+        for i in g.members:
+            result[i] = g.person
+    _place_unassigned(faces, sorted(set(unassigned)), result, rules, new_person_id, taken)
+    return result
+
+
+def _place_unassigned(
+    faces: Faces,
+    pending: list[int],
+    result: list[str | None],
+    rules: Rules,
+    new_person_id: Callable[[str, set[str]], str],
+    taken: set[str],
+) -> None:
+    index = PersonIndex(rules)
+    assigned = [i for i, p in enumerate(result) if p is not None]
+    if assigned:
+        index.add_many([result[i] for i in assigned], faces.embeddings[assigned])  # type: ignore[misc]
+    in_photo: dict[str, set[str]] = {}
+    for i in assigned:
+        in_photo.setdefault(faces.photo[i], set()).add(result[i])  # type: ignore[arg-type]
+    # Clear faces first, then by id: deterministic, and a poor face cannot claim first.
+    for i in sorted(pending, key=lambda i: (not faces.can_found[i], faces.ids[i])):
+        if faces.locked[i]:
+            continue
+        exclude = in_photo.get(faces.photo[i], set()) | set(faces.rejected[i])
+        decision = index.decide(faces.embeddings[i], exclude=exclude)
+        person = decision.person_id
+        if person is None and not decision.ambiguous and faces.can_found[i]:
+            person = new_person_id(faces.ids[i], taken)
+            taken.add(person)
+        result[i] = person
+        if person is not None:
+            index.add(person, faces.embeddings[i])
+            in_photo.setdefault(faces.photo[i], set()).add(person)
