@@ -293,8 +293,9 @@ def status(obj: dict, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Every person with its faces, for scripts.")
+@click.option("--all", "show_all", is_flag=True, help="Hidden persons too.")
 @click.pass_obj
-def persons(obj: dict, as_json: bool) -> None:
+def persons(obj: dict, as_json: bool, show_all: bool) -> None:
     """List the persons found, with their face counts, and write an HTML contact sheet.
 
     Example:
@@ -304,7 +305,7 @@ def persons(obj: dict, as_json: bool) -> None:
     settings = _settings(obj)
     try:
         with embedded_database(settings) as settings, Context(settings) as ctx:
-            people = reports.persons(ctx.library)
+            people = reports.persons(ctx.library, hidden=show_all)
             sheet = reports.write_contact_sheet(people, settings)
     except USER_ERRORS as e:
         raise _fail(e, settings) from None
@@ -312,8 +313,9 @@ def persons(obj: dict, as_json: bool) -> None:
         click.echo(json.dumps(people, indent=2, ensure_ascii=False))
         return
     for n, person in enumerate(people, 1):
-        name = person["name"] or "(unnamed)"
-        click.echo(f"{n:4d}  {person['id']}  {name}  {person['face_count']} faces")
+        label = person["name"] or "(unnamed)"
+        flag = "  [hidden]" if person["hidden"] else ""
+        click.echo(f"{n:4d}  {person['id']}  {label}  {person['face_count']} faces{flag}")
     click.echo(f"{len(people)} persons; contact sheet: {sheet}")
 
 
@@ -347,6 +349,203 @@ def cleanup(obj: dict, yes: bool, dry_run: bool) -> None:
             click.echo("deleted")
     except USER_ERRORS as e:
         raise _fail(e, settings) from None
+
+
+# --- persons: corrections and recluster ------------------------------------------------
+
+
+def _persons_op(obj: dict, op: Callable[[Library, Any], str]) -> None:
+    """Run one change to persons against the library; print its one-line result."""
+    from facepic.persons import Covers, PersonError
+
+    settings = _settings(obj)
+    try:
+        with embedded_database(settings) as settings, Context(settings) as ctx:
+            covers = Covers(settings, ctx.store if settings.upload else None)
+            message = op(ctx.library, covers)
+    except PersonError as e:
+        raise click.ClickException(str(e)) from None
+    except USER_ERRORS as e:
+        raise _fail(e, settings) from None
+    click.echo(message)
+
+
+@cli.command()
+@click.argument("person")
+@click.argument("name")
+@click.pass_obj
+def name(obj: dict, person: str, name: str) -> None:
+    """Name a person (by id, id prefix or current name). A named person is never split or
+    merged away by FacePic.
+
+    Example:
+
+        facepic name p3f2a9c1d Alice
+    """
+    from facepic.persons import name_person
+
+    _persons_op(obj, lambda lib, covers: f"{name_person(lib, person, name)['_id']} is now {name!r}")
+
+
+@cli.command()
+@click.argument("target")
+@click.argument("sources", nargs=-1, required=True)
+@click.pass_obj
+def merge(obj: dict, target: str, sources: tuple[str, ...]) -> None:
+    """Merge persons SOURCES into TARGET: they are one person.
+
+    Example:
+
+        facepic merge Alice p91c0d2e7 p0aa81b33
+    """
+    from facepic.persons import merge_persons
+
+    def op(lib: Library, covers: Any) -> str:
+        merged = merge_persons(lib, target, list(sources), covers)
+        return f"merged {len(sources)} person(s) into {merged['_id']}"
+
+    _persons_op(obj, op)
+
+
+@cli.command()
+@click.argument("face_id")
+@click.argument("person", required=False)
+@click.option("--new", "new_person", is_flag=True, help="Move the face to a new person of its own.")
+@click.pass_obj
+def move(obj: dict, face_id: str, person: str | None, new_person: bool) -> None:
+    """Move a face to PERSON (or --new); it stays there through new photos and recluster.
+
+    Example:
+
+        facepic move 1b9e...-f0 Alice
+    """
+    from facepic.persons import move_face
+
+    if (person is None) == (not new_person):
+        raise click.UsageError("give a PERSON or --new (not both)")
+    _persons_op(obj, lambda lib, covers: f"face {face_id} is in person {move_face(lib, face_id, person, covers)}")
+
+
+@cli.command()
+@click.argument("face_id")
+@click.pass_obj
+def reject(obj: dict, face_id: str) -> None:
+    """Not this person: the face leaves its person and never joins it again.
+
+    Example:
+
+        facepic reject 1b9e...-f0
+    """
+    from facepic.persons import reject_face
+
+    _persons_op(obj, lambda lib, covers: f"face {face_id} left person {reject_face(lib, face_id, covers)}")
+
+
+@cli.command()
+@click.argument("person")
+@click.argument("face_id")
+@click.pass_obj
+def cover(obj: dict, person: str, face_id: str) -> None:
+    """Use FACE_ID as PERSON's cover; better faces arriving later do not replace it.
+
+    Example:
+
+        facepic cover Alice 1b9e...-f0
+    """
+    from facepic.persons import pick_cover
+
+    def op(lib: Library, covers: Any) -> str:
+        pick_cover(lib, person, face_id, covers)
+        return f"face {face_id} is the cover of {person}"
+
+    _persons_op(obj, op)
+
+
+@cli.command()
+@click.argument("person")
+@click.option("--unhide", is_flag=True, help="Show the person again.")
+@click.pass_obj
+def hide(obj: dict, person: str, unhide: bool) -> None:
+    """Hide a person from listings (its faces still go to it, not to new persons).
+
+    Example:
+
+        facepic hide p91c0d2e7
+    """
+    from facepic.persons import hide_person
+
+    def op(lib: Library, covers: Any) -> str:
+        doc = hide_person(lib, person, hidden=not unhide)
+        return f"{doc['_id']} is {'shown' if unhide else 'hidden'}"
+
+    _persons_op(obj, op)
+
+
+@cli.command()
+@click.pass_obj
+def recluster(obj: dict) -> None:
+    """Revisit every person: merge persons that are one identity, split ones that are not,
+    and place faces left unassigned, never undoing a correction.
+
+    Example:
+
+        facepic recluster
+    """
+    from facepic.persons import recluster_library
+
+    def op(lib: Library, covers: Any) -> str:
+        s = recluster_library(lib, _settings(obj).rules, covers)
+        return (f"persons {s.persons_before} -> {s.persons_after} (created {s.persons_created}, "
+                f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}")
+
+    _persons_op(obj, op)
+
+
+@cli.command()
+@click.option("--model", "model_name", required=True, help="buffalo_l, buffalo_s or a folder of ONNX files.")
+@click.option("--no-switch", is_flag=True, help="Only compute the new faces; switch in a later run.")
+@click.pass_obj
+def reembed(obj: dict, model_name: str, no_switch: bool) -> None:
+    """Recompute every face with another model and rebuild persons, keeping names and
+    corrections. Until the switch at the end, the library keeps working on its old model;
+    an interrupted run goes on where it stopped.
+
+    Example:
+
+        facepic reembed --model buffalo_l
+    """
+    from tqdm import tqdm
+
+    from facepic.detect import FaceEngine, default_threads
+    from facepic.persons import Covers
+    from facepic.reembed import reembed as run_reembed
+
+    settings = _settings(obj)
+    try:
+        with embedded_database(settings) as settings, Context(settings) as ctx:
+            lib = ctx.library
+            choice = resolve(model_name, settings.model_root)
+            click.echo(choice.describe(), err=True)
+            engine = FaceEngine(choice, settings.detect_size, settings.ort_threads or default_threads(1))
+            covers = Covers(settings, ctx.store if settings.upload else None)
+            with lib.errors():
+                total = lib.images.count_documents({"reembed": {"$ne": choice.name}})
+            with tqdm(total=total, desc="re-embedding", unit="photo", disable=None, file=sys.stderr) as bar:
+                progress = run_reembed(lib, engine, settings, covers, switch_now=not no_switch,
+                                       on_photo=lambda: bar.update(1))
+    except USER_ERRORS as e:
+        raise _fail(e, settings) from None
+    click.echo(f"staged {progress.staged} photos ({progress.missing} without an original to read): "
+               f"{progress.faces_matched} faces kept, {progress.faces_new} new, {progress.faces_lost} not found again")
+    if progress.switched and progress.recluster is not None:
+        r = progress.recluster
+        click.echo(f"the library now uses {choice.name}; persons {r.persons_before} -> {r.persons_after}")
+    else:
+        click.echo("the library still uses its old model; run again without --no-switch to switch")
+    if progress.missing:
+        click.echo(f"{progress.missing} photos could not be read (drive unplugged, not uploaded): "
+                   "their faces stay on the old model and are not compared", err=True)
+        sys.exit(1)
 
 
 @cli.command("fetch-model")

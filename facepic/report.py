@@ -12,8 +12,9 @@ from facepic.db import Library
 from facepic.settings import Settings
 
 
-def persons(library: Library) -> list[dict[str, Any]]:
-    """Persons, most faces first; each face with its photo (relative to its import root) and box."""
+def persons(library: Library, hidden: bool = False) -> list[dict[str, Any]]:
+    """Persons, named first, then most faces first; each face with its photo (relative to
+    its import root) and box. Hidden persons only with ``hidden``."""
     with library.errors():
         images = {
             d["_id"]: d
@@ -33,18 +34,21 @@ def persons(library: Library) -> list[dict[str, Any]]:
             )
         people = []
         for doc in library.persons.find({}):
+            if doc.get("hidden") and not hidden:
+                continue
             faces = sorted(faces_by_person.get(doc["_id"], []), key=lambda f: (f["photo"] or "", f["face_id"]))
             people.append(
                 {
                     "id": doc["_id"],
                     "name": doc.get("name", ""),
+                    "hidden": bool(doc.get("hidden")),
                     "face_count": len(faces),
                     "best_face_id": doc.get("best_face_id"),
                     "cover": storage.person_key(doc["_id"]),
                     "faces": faces,
                 }
             )
-    people.sort(key=lambda p: (-p["face_count"], p["id"]))
+    people.sort(key=lambda p: (not p["name"], -p["face_count"], p["id"]))
     return people
 
 

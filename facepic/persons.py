@@ -1,0 +1,358 @@
+"""Changing persons: the user's corrections, and `recluster`, on the library.
+
+Every function here is what a CLI command (and later a UI) calls. Corrections are stored as
+constraints that every later step respects:
+
+- a named or merged person is ``user_locked``: never deleted, split or merged away;
+- a face the user moved is ``locked`` where they put it;
+- ``rejected`` on a face lists persons it must never join again;
+- ``cover_locked`` on a person keeps the cover the user picked;
+- ``hidden`` persons still take their faces (so they do not come back as new persons), but
+  listings leave them out.
+
+Each change bumps the library's revision, so the index worker reloads its persons within
+seconds; ``images.faces`` (the redundant copy) is rewritten for every photo touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+from pymongo import UpdateOne
+
+from facepic import clustering, ids, storage
+from facepic.matching import Rules
+from facepic.db import EMBEDDING_DIM, Library
+from facepic.ledger import now_iso
+
+
+class PersonError(Exception):
+    """A correction that cannot be made: the message says why, for the user."""
+
+
+@dataclass
+class Summary:
+    persons_before: int = 0
+    persons_after: int = 0
+    faces_moved: int = 0
+    persons_created: int = 0
+    persons_deleted: int = 0
+    faces_assigned: int = 0  # unassigned before, a person now
+
+
+# --- looking things up ---------------------------------------------------------------
+
+
+def find_person(lib: Library, ref: str) -> dict[str, Any]:
+    """A person by id, unique id prefix, or name (case-insensitive)."""
+    with lib.errors():
+        doc = lib.persons.find_one({"_id": ref})
+        if doc:
+            return doc
+        named = [d for d in lib.persons.find({"name": {"$ne": ""}}) if d.get("name", "").lower() == ref.lower()]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            raise PersonError(f"{len(named)} persons are named {ref!r}: use an id")
+        prefixed = list(lib.persons.find({"_id": {"$regex": "^" + _escape(ref)}}).limit(2)) if len(ref) >= 4 else []
+    if len(prefixed) == 1:
+        return prefixed[0]
+    raise PersonError(f"no person {ref!r} (give an id from `facepic persons`, or a name)")
+
+
+def _escape(text: str) -> str:
+    return "".join("\\" + c if not c.isalnum() else c for c in text)
+
+
+def find_face(lib: Library, face_id: str) -> dict[str, Any]:
+    with lib.errors():
+        doc = lib.faces.find_one({"_id": face_id}, {"embedding": 0})
+    if doc is None:
+        raise PersonError(f"no face {face_id!r} (face ids are listed by `facepic persons --json`)")
+    return doc
+
+
+# --- keeping derived data right ---------------------------------------------------------
+
+
+def bump_revision(lib: Library) -> None:
+    with lib.errors():
+        lib.meta.update_one({"_id": "library"}, {"$set": {"revision": uuid.uuid4().hex}}, upsert=True)
+
+
+def refresh_images(lib: Library, image_ids: Iterable[str]) -> None:
+    """Rewrite the redundant face list of each photo from the faces collection."""
+    for image_id in sorted(set(image_ids)):
+        with lib.errors():
+            faces = list(lib.faces.find({"image_id": image_id}, {"embedding": 0}).sort("index", 1))
+            lib.images.update_one(
+                {"_id": image_id},
+                {"$set": {"faces": [{"face_id": f["_id"], "person_id": f.get("person_id"), "box": f.get("box"),
+                                     "score": f.get("score")} for f in faces], "updated_at": now_iso()}},
+            )
+
+
+class Covers:
+    """Local cover files and their objects in the bucket (``store`` None: local only)."""
+
+    def __init__(self, settings: Any, store: storage.ObjectStore | None) -> None:
+        self.settings = settings
+        self.store = store
+
+    def crop(self, face_id: str):  # type: ignore[no-untyped-def]
+        return self.settings.thumbnails_dir / "faces" / f"face_{face_id}.jpg"
+
+    def cover(self, person_id: str):  # type: ignore[no-untyped-def]
+        return self.settings.thumbnails_dir / storage.person_key(person_id)
+
+    def set(self, lib: Library, person_id: str, face_id: str) -> None:
+        src, dst = self.crop(face_id), self.cover(person_id)
+        uploaded = False
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            if self.store is not None:
+                self.store.put_file(storage.person_key(person_id), dst, "image/jpeg")
+                uploaded = True
+        with lib.errors():
+            lib.persons.update_one({"_id": person_id}, {"$set": {"cover_uploaded": uploaded}})
+
+    def remove(self, person_id: str) -> None:
+        self.cover(person_id).unlink(missing_ok=True)
+        if self.store is not None:
+            self.store.delete_keys([storage.person_key(person_id)])
+
+
+def settle(lib: Library, person_ids: Iterable[str], covers: Covers) -> tuple[int, int]:
+    """Recount the faces of ``person_ids``; delete those left empty unless the user made
+    them; choose covers again (best quality) unless the user picked one. Returns (created,
+    deleted) persons."""
+    wanted = sorted({p for p in person_ids if p})
+    if not wanted:
+        return 0, 0
+    created = deleted = 0
+    with lib.errors():
+        counts = {d["_id"]: d["n"] for d in lib.faces.aggregate(
+            [{"$match": {"person_id": {"$in": wanted}}}, {"$group": {"_id": "$person_id", "n": {"$sum": 1}}}])}
+        existing = {d["_id"]: d for d in lib.persons.find({"_id": {"$in": wanted}})}
+        model = lib.library_model()
+    for pid in wanted:
+        doc = existing.get(pid)
+        n = counts.get(pid, 0)
+        if n == 0 and not (doc and doc.get("user_locked")):
+            if doc:
+                with lib.errors():
+                    lib.persons.delete_one({"_id": pid})
+                covers.remove(pid)
+                deleted += 1
+            continue
+        if doc is None:
+            created += 1
+            doc = {"_id": pid, "model": model, "name": "", "created_at": now_iso(), "best_face_id": None,
+                   "best_score": -1.0, "cover_uploaded": False}
+            with lib.errors():
+                lib.persons.update_one({"_id": pid}, {"$setOnInsert": doc}, upsert=True)
+        fields: dict[str, Any] = {"face_count": n, "updated_at": now_iso()}
+        with lib.errors():
+            lib.persons.update_one({"_id": pid}, {"$set": fields})
+        if doc.get("cover_locked") and doc.get("best_face_id"):
+            with lib.errors():
+                still = lib.faces.count_documents({"_id": doc["best_face_id"], "person_id": pid})
+            if still:
+                continue
+            with lib.errors():
+                lib.persons.update_one({"_id": pid}, {"$set": {"cover_locked": False}})
+        best = _best_face(lib, pid)
+        if best is None:
+            with lib.errors():
+                lib.persons.update_one({"_id": pid}, {"$set": {"best_face_id": None, "best_score": -1.0}})
+            covers.remove(pid)
+        elif best["_id"] != doc.get("best_face_id"):
+            with lib.errors():
+                lib.persons.update_one({"_id": pid}, {"$set": {
+                    "best_face_id": best["_id"], "best_score": _quality(best)}})
+            covers.set(lib, pid, best["_id"])
+    return created, deleted
+
+
+def _quality(face: dict[str, Any]) -> float:
+    return float((face.get("quality") or {}).get("value", face.get("score", 0.0)))
+
+
+def _best_face(lib: Library, person_id: str) -> dict[str, Any] | None:
+    with lib.errors():
+        faces = list(lib.faces.find({"person_id": person_id}, {"quality": 1, "score": 1}))
+    return max(faces, key=lambda f: (_quality(f), f["_id"])) if faces else None
+
+
+# --- corrections -------------------------------------------------------------------------
+
+
+def name_person(lib: Library, ref: str, name: str) -> dict[str, Any]:
+    person = find_person(lib, ref)
+    name = name.strip()
+    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise PersonError("a name is 1 to 200 printable characters")
+    with lib.errors():
+        lib.persons.update_one({"_id": person["_id"]},
+                               {"$set": {"name": name, "user_locked": True, "updated_at": now_iso()}})
+    bump_revision(lib)
+    return {**person, "name": name}
+
+
+def hide_person(lib: Library, ref: str, hidden: bool = True) -> dict[str, Any]:
+    person = find_person(lib, ref)
+    with lib.errors():
+        lib.persons.update_one({"_id": person["_id"]}, {"$set": {"hidden": hidden, "updated_at": now_iso()}})
+    bump_revision(lib)
+    return person
+
+
+def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers: Covers) -> dict[str, Any]:
+    """Every face of the sources joins the target; the sources are gone, the target is the
+    user's (never split or merged away later). A face rejected from the target stays out."""
+    target = find_person(lib, target_ref)
+    sources = [find_person(lib, r) for r in source_refs]
+    if any(s["_id"] == target["_id"] for s in sources):
+        raise PersonError("a person cannot be merged into itself")
+    source_ids = [s["_id"] for s in sources]
+    with lib.errors():
+        faces = list(lib.faces.find({"person_id": {"$in": source_ids}}, {"image_id": 1, "rejected": 1}))
+        moving = [f["_id"] for f in faces if target["_id"] not in (f.get("rejected") or [])]
+        staying = [f["_id"] for f in faces if target["_id"] in (f.get("rejected") or [])]
+        lib.faces.update_many({"_id": {"$in": moving}}, {"$set": {"person_id": target["_id"]}})
+        lib.faces.update_many({"_id": {"$in": staying}}, {"$set": {"person_id": None, "locked": False}})
+        # A face that had rejected a source must not meet it again under the target's name:
+        # the target absorbed the source, so rejecting the source means rejecting the target.
+        lib.faces.update_many({"rejected": {"$in": source_ids}}, {"$addToSet": {"rejected": target["_id"]}})
+        name = target.get("name") or next((s.get("name") for s in sources if s.get("name")), "")
+        lib.persons.update_one({"_id": target["_id"]},
+                               {"$set": {"user_locked": True, "name": name, "updated_at": now_iso()}})
+        lib.persons.update_many({"_id": {"$in": source_ids}}, {"$set": {"user_locked": False}})
+    settle(lib, [target["_id"], *source_ids], covers)
+    refresh_images(lib, [f["image_id"] for f in faces])
+    bump_revision(lib)
+    return {**target, "name": name}
+
+
+def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers) -> str:
+    """Put a face in a person (``None``: a new person of its own); it stays there. Returns
+    the person's id."""
+    face = find_face(lib, face_id)
+    old = face.get("person_id")
+    if target_ref is None:
+        target_id = ids.person_id(face_id + ":moved")
+    else:
+        target_id = find_person(lib, target_ref)["_id"]
+    if target_id == old:
+        raise PersonError(f"face {face_id} is already in person {old}")
+    with lib.errors():
+        clash = lib.faces.find_one({"image_id": face["image_id"], "person_id": target_id, "_id": {"$ne": face_id}})
+    if clash:
+        raise PersonError(f"person {target_id} already has a face in this photo ({clash['_id']})")
+    with lib.errors():
+        lib.faces.update_one({"_id": face_id}, {"$set": {"person_id": target_id, "locked": True},
+                                                 "$pull": {"rejected": target_id}, "$unset": {"candidates": ""}})
+    settle(lib, [target_id, old] if old else [target_id], covers)
+    if target_ref is None:
+        with lib.errors():
+            lib.persons.update_one({"_id": target_id}, {"$set": {"user_locked": True}})
+    refresh_images(lib, [face["image_id"]])
+    bump_revision(lib)
+    return target_id
+
+
+def reject_face(lib: Library, face_id: str, covers: Covers) -> str:
+    """"Not this person": the face leaves its person and never joins it again. It waits
+    unassigned until `recluster` finds where it belongs. Returns the person it left."""
+    face = find_face(lib, face_id)
+    old = face.get("person_id")
+    if not old:
+        raise PersonError(f"face {face_id} has no person")
+    with lib.errors():
+        lib.faces.update_one({"_id": face_id}, {"$set": {"person_id": None, "locked": False},
+                                                 "$addToSet": {"rejected": old}})
+    settle(lib, [old], covers)
+    refresh_images(lib, [face["image_id"]])
+    bump_revision(lib)
+    return old
+
+
+def pick_cover(lib: Library, ref: str, face_id: str, covers: Covers) -> None:
+    person = find_person(lib, ref)
+    face = find_face(lib, face_id)
+    if face.get("person_id") != person["_id"]:
+        raise PersonError(f"face {face_id} is not a face of person {person['_id']}")
+    with lib.errors():
+        lib.persons.update_one({"_id": person["_id"]}, {"$set": {
+            "best_face_id": face_id, "best_score": _quality(face), "cover_locked": True, "updated_at": now_iso()}})
+    covers.set(lib, person["_id"], face_id)
+    bump_revision(lib)
+
+
+# --- recluster ------------------------------------------------------------------------------
+
+
+def recluster_library(lib: Library, rules: Rules, covers: Covers) -> Summary:
+    """Run `facepic.clustering.recluster` over the library's faces and write the result."""
+    model = lib.library_model()
+    summary = Summary()
+    if model is None:
+        return summary
+    face_ids: list[str] = []
+    rows: list[bytes] = []
+    person: list[str | None] = []
+    photo: list[str] = []
+    locked: list[bool] = []
+    rejected: list[frozenset[str]] = []
+    can_found: list[bool] = []
+    with lib.errors():
+        for doc in lib.faces.find({"model": model}, {"landmarks": 0, "box": 0}).sort("_id", 1):
+            face_ids.append(doc["_id"])
+            rows.append(bytes(doc["embedding"]))
+            person.append(doc.get("person_id"))
+            photo.append(doc["image_id"])
+            locked.append(bool(doc.get("locked")))
+            rejected.append(frozenset(doc.get("rejected") or ()))
+            can_found.append(bool(doc.get("can_found", True)))
+        locked_persons = {d["_id"] for d in lib.persons.find({"user_locked": True}, {"_id": 1})}
+        summary.persons_before = lib.persons.count_documents({})
+    if not face_ids:
+        return summary
+    embeddings = np.frombuffer(b"".join(rows), dtype="<f4").reshape(len(rows), EMBEDDING_DIM)
+    faces = clustering.Faces(face_ids, embeddings, person, photo, locked, rejected, can_found)
+
+    def new_id(face_id: str, taken: set[str]) -> str:
+        n = 0
+        while True:
+            pid = ids.person_id(f"{face_id}:recluster:{n}")
+            if pid not in taken:
+                return pid
+            n += 1
+
+    result = clustering.recluster(faces, locked_persons, rules, new_id)
+    changed = [i for i in range(len(face_ids)) if result[i] != person[i]]
+    touched: set[str] = set()
+    ops = []
+    for i in changed:
+        update: dict[str, Any] = {"$set": {"person_id": result[i]}}
+        if result[i] is not None:
+            update["$unset"] = {"candidates": ""}
+        ops.append(UpdateOne({"_id": face_ids[i]}, update))
+    for start in range(0, len(ops), 1000):
+        with lib.errors():
+            lib.faces.bulk_write(ops[start : start + 1000], ordered=False)
+    for i in changed:
+        touched.update(p for p in (person[i], result[i]) if p)
+    summary.faces_moved = sum(1 for i in changed if person[i] is not None and result[i] is not None)
+    summary.faces_assigned = sum(1 for i in changed if person[i] is None)
+    summary.persons_created, summary.persons_deleted = settle(lib, touched, covers)
+    refresh_images(lib, {photo[i] for i in changed})
+    with lib.errors():
+        summary.persons_after = lib.persons.count_documents({})
+    bump_revision(lib)
+    return summary

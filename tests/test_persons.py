@@ -1,0 +1,176 @@
+"""User corrections that last: name, merge, move, reject, cover, hide, through new photos,
+`recluster` and a re-run of the pipeline, on the real MongoDB wire server and S3 server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from facepic import storage
+from facepic.db import Library
+from tests.conftest import PHOTOS, copy_photos, invoke, settings_of
+
+pytestmark = pytest.mark.servers
+
+
+def library_of(env: dict[str, str]) -> Library:
+    settings = settings_of(env)
+    return Library(settings.mongodb_uri, settings.mongodb_db)
+
+
+def person_of_photo(lib: Library) -> dict[str, str | None]:
+    """relative path -> person id of its (single) face."""
+    out = {}
+    for image in lib.images.find({}):
+        if len(image["faces"]) == 1:
+            out[image["path"]] = image["faces"][0]["person_id"]
+    return out
+
+
+def faces_by_path(lib: Library) -> dict[str, dict[str, Any]]:
+    images = {d["_id"]: d["path"] for d in lib.images.find({}, {"path": 1})}
+    return {images[f["image_id"]]: f for f in lib.faces.find({}, {"embedding": 0}) if f["index"] == 0}
+
+
+def check_consistent(lib: Library) -> None:
+    """What every change must leave true: counts, the redundant copy, no empty persons."""
+    faces = list(lib.faces.find({}, {"embedding": 0}))
+    for person in lib.persons.find({}):
+        mine = [f for f in faces if f["person_id"] == person["_id"]]
+        assert person["face_count"] == len(mine)
+        assert mine or person.get("user_locked"), f"empty person {person['_id']} left behind"
+        if mine:
+            assert person["best_face_id"] in {f["_id"] for f in mine}
+    persons = {p["_id"] for p in lib.persons.find({}, {"_id": 1})}
+    for face in faces:
+        assert face["person_id"] is None or face["person_id"] in persons
+    for image in lib.images.find({}):
+        stored = {f["_id"]: f["person_id"] for f in faces if f["image_id"] == image["_id"]}
+        assert {f["face_id"]: f["person_id"] for f in image["faces"]} == stored
+
+
+def test_corrections_last_through_new_photos_recluster_and_a_rerun(server_env, tmp_path: Path) -> None:
+    drive = tmp_path / "drive"
+    labels = copy_photos(drive, group=False)
+    # Hold back one photo of each identity: "new photos" arriving after the corrections.
+    later = {}
+    for identity in sorted(set(labels.values())):
+        rel = sorted(p for p, i in labels.items() if i == identity)[-1]
+        later[rel] = drive / rel
+        shutil.move(drive / rel, tmp_path / rel.replace("/", "_"))
+    result = invoke(server_env, "run", str(drive))
+    assert result.exit_code == 0, result.output
+    lib = library_of(server_env)
+    person = person_of_photo(lib)
+    ids = sorted(set(labels.values()))
+    of_identity = {i: person[sorted(p for p in person if labels[p] == i)[0]] for i in ids}
+    assert len(set(of_identity.values())) == len(ids)
+    a, b, c, d, e, f = (of_identity[i] for i in ids[:6])
+
+    # Name A; merge B into A (the user says they are one); the merged person is the user's.
+    assert invoke(server_env, "name", a, "Alice Smith").exit_code == 0
+    result = invoke(server_env, "merge", "alice smith", b)  # by name, case-insensitive
+    assert result.exit_code == 0, result.output
+    assert lib.persons.find_one({"_id": b}) is None
+    alice = lib.persons.find_one({"_id": a})
+    assert alice["name"] == "Alice Smith" and alice["user_locked"] and alice["face_count"] == 4
+    check_consistent(lib)
+
+    # "Not this person" for one of B's old faces: it leaves Alice for good.
+    faces = faces_by_path(lib)
+    b_paths = sorted(p for p in faces if labels.get(p) == ids[1])
+    rejected = faces[b_paths[0]]["_id"]
+    assert invoke(server_env, "reject", rejected).exit_code == 0
+    assert lib.faces.find_one({"_id": rejected})["person_id"] is None
+    # Move one of C's faces into D; pick D's cover; hide E.
+    c_face = faces[sorted(p for p in faces if labels.get(p) == ids[2])[0]]["_id"]
+    assert invoke(server_env, "move", c_face, d).exit_code == 0
+    d_faces = [x for x in lib.faces.find({"person_id": d}, {"_id": 1, "quality": 1})]
+    worst = min(d_faces, key=lambda x: x["quality"]["value"])["_id"]
+    assert invoke(server_env, "cover", d, worst).exit_code == 0
+    assert invoke(server_env, "hide", e).exit_code == 0
+    check_consistent(lib)
+
+    def corrections_hold() -> None:
+        alice = lib.persons.find_one({"_id": a})
+        assert alice is not None and alice["name"] == "Alice Smith"
+        assert lib.faces.find_one({"_id": rejected})["person_id"] != a
+        assert lib.faces.find_one({"_id": c_face})["person_id"] == d
+        dd = lib.persons.find_one({"_id": d})
+        assert dd["best_face_id"] == worst and dd["cover_locked"]
+        assert lib.persons.find_one({"_id": e})["hidden"]
+        # B's faces that were merged stay with Alice (a merged person is not split).
+        for p in b_paths[1:]:
+            assert lib.faces.find_one({"_id": faces[p]["_id"]})["person_id"] == a
+        check_consistent(lib)
+
+    # New photos of every identity arrive.
+    for rel, back in later.items():
+        shutil.move(tmp_path / rel.replace("/", "_"), back)
+    result = invoke(server_env, "run", str(drive))
+    assert result.exit_code == 0, result.output
+    corrections_hold()
+    new_b = faces_by_path(lib)[[p for p in later if labels[p] == ids[1]][0]]
+    assert new_b["person_id"] == a  # B's new photo joins Alice, who absorbed B
+
+    # Recluster: may move what nobody corrected, never what the user did.
+    result = invoke(server_env, "recluster")
+    assert result.exit_code == 0, result.output
+    assert "persons" in result.output
+    corrections_hold()
+    # The rejected face found a person of its own again (it is clear enough), not Alice.
+    assert lib.faces.find_one({"_id": rejected})["person_id"] is not None
+
+    # A re-run of the pipeline from scratch (ledger gone): every face keeps its person.
+    before = {x["_id"]: x["person_id"] for x in lib.faces.find({}, {"person_id": 1})}
+    settings_of(server_env).ledger_path.unlink()
+    result = invoke(server_env, "run", str(drive))
+    assert result.exit_code == 0, result.output
+    assert {x["_id"]: x["person_id"] for x in lib.faces.find({}, {"person_id": 1})} == before
+    corrections_hold()
+
+    # Listing: the name first, the hidden person only with --all; covers in the bucket.
+    listing = invoke(server_env, "persons")
+    assert listing.output.splitlines()[0].split()[2:4] == ["Alice", "Smith"]
+    assert e not in listing.output
+    assert e in invoke(server_env, "persons", "--all").output
+    people = json.loads(invoke(server_env, "persons", "--json").output)
+    assert {p["id"] for p in people} == {x["_id"] for x in lib.persons.find({"hidden": {"$ne": True}})}
+    settings = settings_of(server_env)
+    keys = set(storage.open_store(settings).list_keys("faces/"))
+    assert keys == {storage.person_key(x["_id"]) for x in lib.persons.find({})}
+    assert (settings.thumbnails_dir / storage.person_key(d)).read_bytes() == (
+        settings.thumbnails_dir / "faces" / f"face_{worst}.jpg").read_bytes()
+    lib.close()
+
+
+def test_corrections_refuse_what_makes_no_sense(server_env, tmp_path: Path) -> None:
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    for src in sorted(PHOTOS.glob("*/*.jpg"))[:6]:
+        shutil.copy(src, drive / src.name)
+    assert invoke(server_env, "run", str(drive)).exit_code == 0
+    lib = library_of(server_env)
+    person_ids = sorted(x["_id"] for x in lib.persons.find({}))
+    face = lib.faces.find_one({"person_id": person_ids[0]})
+    other_face = lib.faces.find_one({"person_id": {"$ne": person_ids[0]}})
+    cases = [
+        (("name", "nobody-here", "X"), "no person 'nobody-here'"),
+        (("merge", person_ids[0], person_ids[0]), "cannot be merged into itself"),
+        (("move", "no-such-face", person_ids[0]), "no face 'no-such-face'"),
+        (("move", face["_id"], person_ids[0]), "already in person"),
+        (("cover", person_ids[0], other_face["_id"]), "is not a face of person"),
+        (("name", person_ids[0], " "), "a name is 1 to 200 printable characters"),
+    ]
+    for args, message in cases:
+        result = invoke(server_env, *args)
+        assert result.exit_code == 1 and message in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+    assert sorted(x["_id"] for x in lib.persons.find({})) == person_ids  # nothing changed
+    result = invoke(server_env, "move", face["_id"])
+    assert result.exit_code == 2  # usage: a person or --new
+    lib.close()
