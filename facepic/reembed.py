@@ -1,0 +1,181 @@
+"""Changing the face model of a library: `facepic reembed --model NAME`.
+
+Two phases, so the library keeps working on its old model until the new one is complete:
+
+1. Stage (resumable, can take hours): every photo is decoded again (from its import folder,
+   or from the bucket when the drive is gone) and its faces found with the new model. Each
+   new face is matched to the photo's old face by box overlap and staged on it (``next``);
+   a face only the new model finds is staged in ``faces_next``. Photos are marked when
+   staged, so an interrupted run goes on where it stopped. Nothing the pipeline reads changes.
+2. Switch (seconds to minutes): photos added meanwhile are staged too; then every staged
+   face takes its new embedding, box and model, the new faces are added unassigned, the
+   library records the new model, and `recluster` rebuilds persons from the new embeddings.
+   Faces keep their ids and persons, so names, merges, moves, rejections, covers and hidden
+   persons all carry over. An old face the new model does not find keeps its person but is
+   no longer compared (it stays on the old model).
+
+Workers still running the old model get a clear "library was built with ..." error after the
+switch: restart them with ``FACEPIC_MODEL`` set to the new model.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from pymongo import UpdateOne
+
+from facepic import ids, quality, storage, thumbnails
+from facepic.db import Library, embedding_to_bson
+from facepic.decode import PhotoError, decode, time_limit
+from facepic.detect import FaceEngine
+from facepic.ledger import now_iso
+from facepic.persons import Covers, Summary, bump_revision, recluster_library, refresh_images
+from facepic.settings import Settings
+
+MIN_OVERLAP = 0.3  # intersection over union for a new face to be an old face again
+
+
+@dataclass
+class Progress:
+    photos: int = 0
+    staged: int = 0
+    missing: int = 0  # neither the file nor the bucket has the original
+    faces_matched: int = 0
+    faces_new: int = 0
+    faces_lost: int = 0
+    switched: bool = False
+    recluster: Summary | None = None
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _original(image: dict[str, Any], store: storage.ObjectStore | None) -> Iterator[Path]:
+    """The photo's original file: at its import path if it is still there, else from the bucket."""
+    path = Path(image.get("root", "")) / image.get("path", "")
+    if image.get("root") and path.is_file():
+        yield path
+        return
+    keys = image.get("keys") or {}
+    if store is not None and keys.get("original"):
+        data = store.get_bytes(keys["original"])
+        with tempfile.NamedTemporaryFile(suffix="." + image.get("ext", "jpg")) as f:
+            f.write(data)
+            f.flush()
+            yield Path(f.name)
+        return
+    raise FileNotFoundError(path)
+
+
+def _stage_image(lib: Library, engine: FaceEngine, settings: Settings, image: dict[str, Any],
+                 store: storage.ObjectStore | None, progress: Progress) -> None:
+    try:
+        with time_limit(settings.photo_timeout):
+            for path in _original(image, store):
+                decoded = decode(path, settings.detect_size, settings.max_pixels)
+                found = engine.detect(decoded.rgb)
+    except (FileNotFoundError, PhotoError, storage.StorageError):
+        progress.missing += 1
+        return
+    old = list(lib.faces.find({"image_id": image["_id"]}, {"box": 1, "index": 1}).sort("index", 1))
+    staged: list[UpdateOne] = []
+    extra: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    next_index = max([f["index"] for f in old], default=-1) + 1
+    for face in sorted(found, key=lambda f: -f.score):
+        box_full = decoded.to_full(face.box)
+        marks = decoded.to_full(face.landmarks)
+        q = quality.assess(decoded.rgb, face.box, box_full, marks, face.score)
+        fields = {
+            "model": engine.model,
+            "embedding": embedding_to_bson(face.embedding),
+            "box": [round(float(v), 2) for v in box_full],
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in marks],
+            "score": round(float(face.score), 5),
+            "quality": q.as_dict(),
+            "can_found": q.can_found(settings.limits),
+        }
+        overlaps = [(_iou(fields["box"], f["box"]), f["_id"]) for f in old if f["_id"] not in taken]
+        best = max(overlaps, default=(0.0, None))
+        if best[0] >= MIN_OVERLAP:
+            taken.add(best[1])
+            staged.append(UpdateOne({"_id": best[1]}, {"$set": {"next": fields}}))
+            progress.faces_matched += 1
+        else:
+            fid = ids.face_id(image["_id"], next_index)
+            next_index += 1
+            crop = settings.thumbnails_dir / "faces" / f"face_{fid}.jpg"
+            crop.parent.mkdir(parents=True, exist_ok=True)
+            crop.write_bytes(thumbnails.face_crop(decoded.rgb, face.box))
+            extra.append({"_id": fid, "image_id": image["_id"], "index": next_index - 1, **fields})
+            progress.faces_new += 1
+    lost = [f["_id"] for f in old if f["_id"] not in taken]
+    staged += [UpdateOne({"_id": fid}, {"$set": {"next": None}}) for fid in lost]
+    progress.faces_lost += len(lost)
+    with lib.errors():
+        if staged:
+            lib.faces.bulk_write(staged, ordered=False)
+        for doc in extra:
+            lib.db["faces_next"].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        lib.images.update_one({"_id": image["_id"]}, {"$set": {"reembed": engine.model}})
+    progress.staged += 1
+
+
+def stage(lib: Library, engine: FaceEngine, settings: Settings, store: storage.ObjectStore | None,
+          progress: Progress, on_photo: Callable[[], None] = lambda: None) -> None:
+    """Stage every photo not staged for ``engine.model`` yet."""
+    with lib.errors():
+        pending = [d for d in lib.images.find({"reembed": {"$ne": engine.model}}).sort("_id", 1)]
+    progress.photos += len(pending)
+    for image in pending:
+        _stage_image(lib, engine, settings, image, store, progress)
+        on_photo()
+
+
+def switch(lib: Library, model: str, settings: Settings, covers: Covers, progress: Progress) -> None:
+    """Make the staged faces the library's; then recluster on the new embeddings."""
+    old_model = lib.library_model()
+    with lib.errors():
+        staged = list(lib.faces.find({"next": {"$exists": True}}, {"next": 1, "image_id": 1}))
+        ops = []
+        for face in staged:
+            nxt = face["next"]
+            if nxt is None:  # the new model does not find it: keep its person, stop comparing it
+                ops.append(UpdateOne({"_id": face["_id"]}, {"$unset": {"next": ""}}))
+            else:
+                ops.append(UpdateOne({"_id": face["_id"]}, {"$set": nxt, "$unset": {"next": "", "candidates": ""}}))
+        for start in range(0, len(ops), 1000):
+            lib.faces.bulk_write(ops[start : start + 1000], ordered=False)
+        extra = list(lib.db["faces_next"].find({}))
+        for doc in extra:
+            lib.faces.update_one({"_id": doc["_id"]}, {"$setOnInsert": {**doc, "person_id": None}}, upsert=True)
+        lib.meta.update_one({"_id": "library"}, {"$set": {"model": model, "model_before": old_model,
+                                                          "reembedded_at": now_iso()}})
+        lib.persons.update_many({}, {"$set": {"model": model}})
+        lib.images.update_many({}, {"$set": {"model": model}})
+        lib.db["faces_next"].drop()
+    refresh_images(lib, {f["image_id"] for f in staged} | {d["image_id"] for d in extra})
+    bump_revision(lib)
+    progress.switched = True
+    progress.recluster = recluster_library(lib, settings.rules, covers)
+
+
+def reembed(lib: Library, engine: FaceEngine, settings: Settings, covers: Covers,
+            switch_now: bool = True, on_photo: Callable[[], None] = lambda: None) -> Progress:
+    progress = Progress()
+    current = lib.library_model()
+    if current == engine.model:
+        raise ValueError(f"the library already uses face model {engine.model}")
+    stage(lib, engine, settings, covers.store, progress, on_photo)
+    if switch_now:
+        stage(lib, engine, settings, covers.store, progress, on_photo)  # photos added meanwhile
+        switch(lib, engine.model, settings, covers, progress)
+    return progress
