@@ -111,3 +111,12 @@ def test_the_inverted_file_index_decides_as_the_full_comparison_does() -> None:
     assert same >= 0.99 * len(queries)
     joined = sum(exact.decide(q).person_id is not None for q in queries)
     assert 0.75 * len(queries) <= joined <= 0.9 * len(queries)  # 20% of the queries are new persons
+
+
+def test_the_matching_benchmark_measures_what_it_prints() -> None:
+    from bench.matching import measure
+
+    row = measure(3000, 40, None)
+    assert row["faces"] == 3000 and row["mode"] == "exact" and row["identical"] == 1.0
+    assert row["median_ms"] > 0 and row["p99_ms"] >= row["median_ms"]
+    assert 2048 <= row["bytes_per_face"] <= 8192  # float32 rows plus bookkeeping, doubled capacity at most

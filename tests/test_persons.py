@@ -174,3 +174,36 @@ def test_corrections_refuse_what_makes_no_sense(server_env, tmp_path: Path) -> N
     result = invoke(server_env, "move", face["_id"])
     assert result.exit_code == 2  # usage: a person or --new
     lib.close()
+
+
+def test_small_or_blurred_faces_are_kept_but_found_no_person(server_env, tmp_path: Path) -> None:
+    from PIL import Image, ImageFilter
+
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    identities = sorted({p.parent.name for p in PHOTOS.glob("*/*.jpg")})
+    # One identity with three sharp photos, plus a blurred photo of it.
+    sharp = sorted((PHOTOS / identities[0]).glob("*.jpg"))
+    for src in sharp:
+        shutil.copy(src, drive / src.name)
+    # A blurred photo and a tiny face, of two identities not otherwise in the folder.
+    blurred_src = sorted((PHOTOS / identities[1]).glob("*.jpg"))[0]
+    Image.open(blurred_src).convert("RGB").filter(ImageFilter.GaussianBlur(8)).save(drive / "blurred.jpg", quality=90)
+    tiny_src = Image.open(sorted((PHOTOS / identities[2]).glob("*.jpg"))[0]).convert("RGB")
+    canvas = Image.new("RGB", (640, 480), (128, 128, 128))
+    canvas.paste(tiny_src.resize((tiny_src.width // 9, tiny_src.height // 9), Image.Resampling.LANCZOS), (200, 150))
+    canvas.save(drive / "tiny.jpg", quality=92)
+
+    result = invoke(server_env, "run", str(drive))
+    assert result.exit_code == 0, result.output
+    lib = library_of(server_env)
+    faces = faces_by_path(lib)
+    assert set(faces) == {s.name for s in sharp} | {"blurred.jpg", "tiny.jpg"}  # all stored
+    blurred, tiny = faces["blurred.jpg"], faces["tiny.jpg"]
+    assert blurred["quality"]["sharpness"] < 50 and blurred["can_found"] is False
+    assert tiny["quality"]["size"] < 40 and tiny["can_found"] is False
+    assert blurred["person_id"] is None and tiny["person_id"] is None
+    assert lib.persons.count_documents({}) == 1  # only the sharp identity is a person
+    assert {faces[s.name]["person_id"] for s in sharp} == {lib.persons.find_one({})["_id"]}
+    check_consistent(lib)
+    lib.close()
