@@ -76,6 +76,9 @@ class Context:
         self._folders: set[str] = set()
         # The last photo decoded by detect, for thumbnails when it runs next in this process.
         self.last_decoded: tuple[str, Any] | None = None
+        # Keep the decoded pixels in the work file for a thumbnails task in another process
+        # (Celery); `facepic run` runs both stages in one process and needs no copy.
+        self.pixels_in_work_file = True
         self.best_scores: dict[str, float] = {}
         # photo (root, path, sha256) -> uploaded, for every photo this ledger has as done
         self.logged_done: dict[tuple[str, str, str], bool] | None = None
@@ -218,30 +221,38 @@ def detect(ctx: Context, job: Job) -> Job:
         "metadata": decoded.metadata,
         "model": engine.model,
     }
-    path = ctx.work_path(job["image_id"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    with open(tmp, "wb") as f:
-        np.savez(
-            f,
-            boxes=boxes,
-            landmarks=marks,
-            scores=np.array([f_.score for f_ in faces], dtype=np.float64),
-            embeddings=np.array([f_.embedding for f_ in faces], dtype=np.float32).reshape(n, -1),
-            quality=np.array([[q.size, q.sharpness, q.frontal] for q in assessed], dtype=np.float64).reshape(n, 3),
-            info=np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
-        )
-    os.replace(tmp, path)
+    arrays = {
+        "boxes": boxes,
+        "landmarks": marks,
+        "scores": np.array([f_.score for f_ in faces], dtype=np.float64),
+        "embeddings": np.array([f_.embedding for f_ in faces], dtype=np.float32).reshape(n, -1),
+        "quality": np.array([[q.size, q.sharpness, q.frontal] for q in assessed], dtype=np.float64).reshape(n, 3),
+        "info": np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
+        # The decoded pixels, for a thumbnails task that lands in another process (a Celery
+        # chain's next task may): reading 2 MB back beats decoding the photo again. The
+        # thumbnails stage drops them from the file.
+    }
+    if ctx.pixels_in_work_file:
+        arrays.update(rgb=decoded.rgb, scale=np.array(decoded.scale))
+    _save_work(ctx.work_path(job["image_id"]), arrays)
     ext = FORMAT_EXTENSIONS.get(decoded.format, ids.safe_extension(job["rel"]))
     return {**job, "faces": n, "ext": ext}
 
 
-def _load_work(ctx: Context, image_id: str) -> dict[str, Any] | None:
+def _save_work(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_work(ctx: Context, image_id: str, pixels: bool = False) -> dict[str, Any] | None:
     path = ctx.work_path(image_id)
     if not path.exists():
         return None
     with np.load(path) as data:
-        work = {k: data[k] for k in data.files}
+        work = {k: data[k] for k in data.files if pixels or k not in ("rgb", "scale")}
     work["info"] = json.loads(work["info"].tobytes().decode())
     return work
 
@@ -253,23 +264,31 @@ def make_thumbnails(ctx: Context, job: Job) -> Job:
     """The 300x300 thumbnail and one square crop per face, under the data folder."""
     if job.get("error"):
         return job
-    work = _load_work(ctx, job["image_id"])
+    cached, ctx.last_decoded = ctx.last_decoded, None
+    hit = cached is not None and cached[0] == job["image_id"]
+    work = _load_work(ctx, job["image_id"], pixels=not hit)
     if work is None:  # already indexed: its thumbnails exist
         return job
-    cached, ctx.last_decoded = ctx.last_decoded, None
-    if cached is not None and cached[0] == job["image_id"]:
-        decoded = cached[1]
-    else:
+    rgb = work.pop("rgb", None)
+    scale = float(work.pop("scale", 0.0))
+    if hit:
+        rgb, scale = cached[1].rgb, cached[1].scale  # type: ignore[index]
+    elif rgb is None:  # a work file from before pixels were kept in it
         try:
             with time_limit(ctx.settings.photo_timeout):
                 decoded = _decode(ctx, job)
         except PhotoError as e:
             return _fail(job, "thumbnails", str(e))
-    boxes = work["boxes"] * decoded.scale
-    _write_atomic(ctx.thumb_path(job["image_id"]), thumbnails.thumbnail(decoded.rgb, boxes))
+        rgb, scale = decoded.rgb, decoded.scale
+    boxes = work["boxes"] * scale
+    _write_atomic(ctx.thumb_path(job["image_id"]), thumbnails.thumbnail(rgb, boxes))
     for i, box in enumerate(boxes):
-        crop = thumbnails.face_crop(decoded.rgb, box)
+        crop = thumbnails.face_crop(rgb, box)
         _write_atomic(ctx.face_crop_path(ids.face_id(job["image_id"], i)), crop)
+    if not hit or ctx.pixels_in_work_file:
+        # The pixels have served: the work file waits for the index stage without them.
+        work["info"] = np.frombuffer(json.dumps(work["info"]).encode(), dtype=np.uint8)
+        _save_work(ctx.work_path(job["image_id"]), work)
     return job
 
 

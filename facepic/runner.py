@@ -27,6 +27,7 @@ _pool_context: Context | None = None
 def _init_pool(settings: Settings, processes: int, model: str | None) -> None:
     global _pool_context
     _pool_context = Context(settings, processes=processes)
+    _pool_context.pixels_in_work_file = False  # detect and thumbnails share this process
     if model:
         _pool_context.engine(model)  # load while the main process is still scanning
 

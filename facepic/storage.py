@@ -108,6 +108,9 @@ class FolderStore:
         return count
 
 
+SINGLE_PUT_LIMIT = 64 * 1024 * 1024
+
+
 class S3Store:
     """A bucket through boto3, path-style addressing, credentials from Settings only."""
 
@@ -186,6 +189,13 @@ class S3Store:
         self._call(key, self._client.put_object, Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
+        # One PUT for a photo-sized file: the transfer manager's threads and parts only pay
+        # off for large files (bench/throughput.py, enqueue: upload median 61 -> 51 ms).
+        if path.stat().st_size < SINGLE_PUT_LIMIT:
+            with open(path, "rb") as body:
+                self._call(key, self._client.put_object, Bucket=self.bucket, Key=key, Body=body,
+                           ContentType=content_type)
+            return
         self._call(
             key,
             self._client.upload_file,
