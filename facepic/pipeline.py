@@ -166,6 +166,9 @@ class Context:
     def work_path(self, image_id: str) -> Path:
         return self.settings.work_dir / f"{image_id}.npz"
 
+    def pixels_path(self, image_id: str) -> Path:
+        return self.settings.work_dir / f"{image_id}.rgb.npy"
+
     def thumb_path(self, image_id: str) -> Path:
         return self.settings.thumbnails_dir / storage.thumbnail_key(image_id)
 
@@ -228,12 +231,17 @@ def detect(ctx: Context, job: Job) -> Job:
         "embeddings": np.array([f_.embedding for f_ in faces], dtype=np.float32).reshape(n, -1),
         "quality": np.array([[q.size, q.sharpness, q.frontal] for q in assessed], dtype=np.float64).reshape(n, 3),
         "info": np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
-        # The decoded pixels, for a thumbnails task that lands in another process (a Celery
-        # chain's next task may): reading 2 MB back beats decoding the photo again. The
-        # thumbnails stage drops them from the file.
     }
     if ctx.pixels_in_work_file:
-        arrays.update(rgb=decoded.rgb, scale=np.array(decoded.scale))
+        # The decoded pixels, for a thumbnails task that lands in another process (a Celery
+        # chain's next task may): reading 2 MB back beats decoding the photo again. The
+        # thumbnails stage deletes the file.
+        pixels = ctx.pixels_path(job["image_id"])
+        pixels.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pixels.with_name(f".tmp-{os.getpid()}-{pixels.name}")
+        np.save(tmp, decoded.rgb, allow_pickle=False)
+        os.replace(tmp, pixels)
+        arrays["scale"] = np.array(decoded.scale)
     _save_work(ctx.work_path(job["image_id"]), arrays)
     ext = FORMAT_EXTENSIONS.get(decoded.format, ids.safe_extension(job["rel"]))
     return {**job, "faces": n, "ext": ext}
@@ -252,7 +260,12 @@ def _load_work(ctx: Context, image_id: str, pixels: bool = False) -> dict[str, A
     if not path.exists():
         return None
     with np.load(path) as data:
-        work = {k: data[k] for k in data.files if pixels or k not in ("rgb", "scale")}
+        work = {k: data[k] for k in data.files if k != "scale" or pixels}
+    if pixels:
+        try:
+            work["rgb"] = np.load(ctx.pixels_path(image_id), allow_pickle=False)
+        except (FileNotFoundError, ValueError, OSError):
+            pass
     work["info"] = json.loads(work["info"].tobytes().decode())
     return work
 
@@ -285,10 +298,7 @@ def make_thumbnails(ctx: Context, job: Job) -> Job:
     for i, box in enumerate(boxes):
         crop = thumbnails.face_crop(rgb, box)
         _write_atomic(ctx.face_crop_path(ids.face_id(job["image_id"], i)), crop)
-    if not hit or ctx.pixels_in_work_file:
-        # The pixels have served: the work file waits for the index stage without them.
-        work["info"] = np.frombuffer(json.dumps(work["info"]).encode(), dtype=np.uint8)
-        _save_work(ctx.work_path(job["image_id"]), work)
+    ctx.pixels_path(job["image_id"]).unlink(missing_ok=True)  # the pixels have served
     return job
 
 
@@ -499,6 +509,7 @@ def log(ctx: Context, job: Job) -> Job:
     already = key in ctx.logged_done and (ctx.logged_done[key] or not job.get("uploaded"))
     if already and not job.get("upload_only"):
         ctx.work_path(job["image_id"]).unlink(missing_ok=True)
+        ctx.pixels_path(job["image_id"]).unlink(missing_ok=True)
         return job
     entry: dict[str, Any] = {
         "path": job["rel"],
@@ -525,6 +536,7 @@ def log(ctx: Context, job: Job) -> Job:
     st = os.stat(ctx.ledger.path)
     ctx._ledger_seen = (st.st_ino, st.st_size)
     ctx.work_path(job["image_id"]).unlink(missing_ok=True)
+    ctx.pixels_path(job["image_id"]).unlink(missing_ok=True)  # left by a photo that failed early
     return job
 
 

@@ -1,0 +1,47 @@
+"""The CPU stages across processes: a thumbnails task that lands in another worker process
+uses the pixels detect left in the work folder, and nothing of them is left behind."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from facepic.pipeline import Context, run_stage
+from facepic.settings import Settings
+from tests.conftest import PHOTOS
+
+
+def setup(tmp_path: Path, model_root: Path, image_id: str) -> tuple[Settings, Path, dict]:
+    settings = Settings.load(env={"FACEPIC_DATA_DIR": str(tmp_path / "data"), "FACEPIC_MODEL": "buffalo_s",
+                                  "FACEPIC_MODEL_ROOT": str(model_root)}, env_file=None)
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(sorted(PHOTOS.glob("*/*.jpg"))[0], photo)
+    job = {"image_id": image_id, "sha256": "0" * 64, "path": str(photo), "root": str(tmp_path), "rel": "photo.jpg",
+           "model": "buffalo_s", "upload": False}
+    return settings, photo, job
+
+
+def test_thumbnails_in_another_process_reuse_the_decoded_pixels(tmp_path: Path, model_root: Path) -> None:
+    settings, photo, job = setup(tmp_path, model_root, "img1")
+    detector, other = Context(settings), Context(settings)  # two worker processes' contexts
+    job = run_stage(detector, "detect", job)
+    assert not job.get("error") and job["faces"] == 1
+    pixels = detector.pixels_path("img1")
+    assert pixels.exists()
+    photo.unlink()  # the thumbnails stage can no longer decode the photo: it must not need to
+    job = run_stage(other, "thumbnails", job)
+    assert not job.get("error"), job.get("error")
+    assert other.thumb_path("img1").stat().st_size > 1000
+    assert other.face_crop_path("img1-f0").stat().st_size > 1000
+    assert not pixels.exists()  # served and removed; the work file stays for index
+    assert detector.work_path("img1").exists()
+
+
+def test_the_embedded_runner_keeps_no_pixels_on_disk(tmp_path: Path, model_root: Path) -> None:
+    settings, _, job = setup(tmp_path, model_root, "img2")
+    ctx = Context(settings)
+    ctx.pixels_in_work_file = False  # as the runner's pool processes set it
+    job = run_stage(ctx, "detect", job)
+    assert not ctx.pixels_path("img2").exists()
+    job = run_stage(ctx, "thumbnails", job)
+    assert not job.get("error") and ctx.thumb_path("img2").exists()
