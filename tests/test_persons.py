@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,5 +206,34 @@ def test_small_or_blurred_faces_are_kept_but_found_no_person(server_env, tmp_pat
     assert blurred["person_id"] is None and tiny["person_id"] is None
     assert lib.persons.count_documents({}) == 1  # only the sharp identity is a person
     assert {faces[s.name]["person_id"] for s in sharp} == {lib.persons.find_one({})["_id"]}
+    check_consistent(lib)
+    lib.close()
+
+
+def test_a_running_index_worker_sees_corrections_made_meanwhile(server_env, workers, tmp_path: Path) -> None:
+    from tests.conftest import wait_for_ledger
+
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    identities = sorted({p.parent.name for p in PHOTOS.glob("*/*.jpg")})[:2]
+    first = {i: sorted((PHOTOS / i).glob("*.jpg")) for i in identities}
+    for i in identities:
+        shutil.copy(first[i][0], drive / f"{i}-0.jpg")
+    assert invoke(server_env, "enqueue", str(drive)).exit_code == 0
+    settings = settings_of(server_env)
+    wait_for_ledger(settings, 2)
+    lib = library_of(server_env)
+    person = person_of_photo(lib)
+    a, b = person[f"{identities[0]}-0.jpg"], person[f"{identities[1]}-0.jpg"]
+    assert a != b
+    # While the index worker runs (its persons in memory), the user merges b into a.
+    assert invoke(server_env, "merge", a, b).exit_code == 0
+    time.sleep(2.5)  # the worker looks at the library's revision every 2 s at most
+    shutil.copy(first[identities[1]][1], drive / f"{identities[1]}-1.jpg")
+    assert invoke(server_env, "enqueue", str(drive)).exit_code == 0
+    wait_for_ledger(settings, 3)
+    person = person_of_photo(lib)
+    assert person[f"{identities[1]}-1.jpg"] == a  # not the merged-away b, which is not recreated
+    assert lib.persons.find_one({"_id": b}) is None
     check_consistent(lib)
     lib.close()
