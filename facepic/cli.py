@@ -307,6 +307,8 @@ def persons(obj: dict, as_json: bool, show_all: bool) -> None:
         with embedded_database(settings) as settings, Context(settings) as ctx:
             people = reports.persons(ctx.library, hidden=show_all)
             sheet = reports.write_contact_sheet(people, settings)
+            with ctx.library.errors():
+                unassigned = ctx.library.faces.count_documents({"person_id": None})
     except USER_ERRORS as e:
         raise _fail(e, settings) from None
     if as_json:
@@ -317,6 +319,9 @@ def persons(obj: dict, as_json: bool, show_all: bool) -> None:
         flag = "  [hidden]" if person["hidden"] else ""
         click.echo(f"{n:4d}  {person['id']}  {label}  {person['face_count']} faces{flag}")
     click.echo(f"{len(people)} persons; contact sheet: {sheet}")
+    if unassigned:
+        click.echo(f"{unassigned} faces belong to nobody yet (too small or blurred to found a person, "
+                   "ambiguous, or rejected): `facepic recluster` places those it can")
 
 
 @cli.command()

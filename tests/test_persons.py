@@ -207,6 +207,8 @@ def test_small_or_blurred_faces_are_kept_but_found_no_person(server_env, tmp_pat
     assert lib.persons.count_documents({}) == 1  # only the sharp identity is a person
     assert {faces[s.name]["person_id"] for s in sharp} == {lib.persons.find_one({})["_id"]}
     check_consistent(lib)
+    listing = invoke(server_env, "persons").output
+    assert "1 persons" in listing and "2 faces belong to nobody yet" in listing
     lib.close()
 
 
