@@ -32,7 +32,7 @@ import numpy as np
 
 from facepic.matching import PersonIndex, Rules
 
-SPLIT_LIMIT = 5000  # a person with more faces is not considered for splitting (n^2 memory)
+SPLIT_LIMIT = 1000  # a person with more faces is not considered for splitting (pairs grow as n^2)
 
 
 @dataclass

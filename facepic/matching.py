@@ -179,6 +179,7 @@ class PersonIndex:
         quantizer = faiss.IndexFlatIP(EMBEDDING_DIM)
         ivf = faiss.IndexIVFFlat(quantizer, EMBEDDING_DIM, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.niter = 10
+        ivf.cp.min_points_per_centroid = 1  # few persons per list is intended, not a warning
         # The lists are trained on the persons' mean faces where there are enough persons:
         # a face then lands in the list of its person's neighbourhood, and the few lists a
         # new face probes hold the persons it could join (bench/matching.py: 100% identical
