@@ -358,7 +358,8 @@ def _folder_docs(root: str, rel: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 def index(ctx: Context, job: Job) -> Job:
-    """Record the photo and its faces in MongoDB and give every face a person."""
+    """Record the photo and its faces in MongoDB and give each face a person (or leave an
+    unsure or poor one unassigned)."""
     if job.get("error"):
         return job
     image_id = job["image_id"]
