@@ -56,7 +56,7 @@ class PersonIndex:
     def __init__(
         self,
         rules: Rules = Rules(),
-        exact_limit: int = 50_000,
+        exact_limit: int = 20_000,
         neighbours: int = 64,
         nprobe: int = 8,
         per_person: int = 256,
@@ -72,6 +72,7 @@ class PersonIndex:
         self._matrix: np.ndarray | None = np.empty((capacity, EMBEDDING_DIM), dtype=np.float32)
         self._codes = np.empty(capacity, dtype=np.int32)  # person code of each searched row
         self._ivf = None  # faiss index once past exact_limit
+        self._sims = np.empty(0, dtype=np.float32)  # the last exact comparison
         self._person_ids: list[str] = []
         self._code_of: dict[str, int] = {}
         self._sums = np.zeros((16, EMBEDDING_DIM), dtype=np.float32)
@@ -209,9 +210,13 @@ class PersonIndex:
         if self._ivf is None:
             assert self._matrix is not None
             sims = self._matrix[: self._rows] @ embedding
+            # Only faces above the threshold can make their person a candidate: the nearest
+            # face of the others is looked up for the one decision that reports it.
             nearest = np.full(persons, -np.inf, dtype=np.float32)
-            np.maximum.at(nearest, self._codes[: self._rows], sims)
+            hits = np.flatnonzero(sims > self.rules.threshold)
+            np.maximum.at(nearest, self._codes[hits], sims[hits])
             codes = np.arange(persons)
+            self._sims = sims
         else:
             k = min(self.neighbours, self._rows)
             found, rows = self._ivf.search(embedding.reshape(1, -1), k)
@@ -224,6 +229,15 @@ class PersonIndex:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(counts > 0, (self._sums[codes] @ embedding) / np.maximum(counts, 1), -np.inf)
         return codes, nearest, mean.astype(np.float32)
+
+    def _nearest(self, codes: np.ndarray, nearest: np.ndarray, i: int) -> float:
+        """The nearest-face similarity of candidate ``i``, computed if it was skipped."""
+        if i < 0:
+            return -1.0
+        if np.isfinite(nearest[i]) or self._ivf is not None:
+            return float(nearest[i])
+        mine = self._sims[self._codes[: self._rows] == codes[i]]
+        return float(mine.max()) if len(mine) else -1.0
 
     def decide(self, embedding: np.ndarray, exclude: Iterable[str] = ()) -> Decision:
         """The person this face joins, or None (nobody fits, or ambiguous), never one of
@@ -239,8 +253,7 @@ class PersonIndex:
             ok &= ~np.isin(codes, excluded)
         if not ok.any():
             best = int(np.argmax(mean)) if len(mean) else -1
-            return Decision(None, float(mean[best]) if best >= 0 else -1.0,
-                            float(nearest[best]) if best >= 0 else -1.0)
+            return Decision(None, float(mean[best]) if best >= 0 else -1.0, self._nearest(codes, nearest, best))
         ranked = np.where(ok, mean, -np.inf)
         order = np.argsort(-ranked, kind="stable")
         best = int(order[0])
@@ -248,13 +261,9 @@ class PersonIndex:
         if ok.sum() > 1:
             second = int(order[1])
             if ranked[best] - ranked[second] < rules.ambiguity_margin:
-                return Decision(None, float(mean[best]), float(nearest[best]),
+                return Decision(None, float(mean[best]), self._nearest(codes, nearest, best),
                                 runner_up=self._person_ids[codes[second]], best=chosen)
-        return Decision(chosen, float(mean[best]), float(nearest[best]), best=chosen)
-
-
-# The name the pipeline's first version used.
-Matcher = PersonIndex
+        return Decision(chosen, float(mean[best]), self._nearest(codes, nearest, best), best=chosen)
 
 
 def assign_photo(
