@@ -183,11 +183,18 @@ def _fail(job: Job, stage: str, reason: str) -> Job:
     return {**job, "error": reason, "failed_stage": stage}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _replace_atomically(path: Path, write: Callable[[Any], None]) -> None:
+    """Write ``path`` through ``write(file)`` into a temporary file, then rename it in place:
+    a reader sees the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_bytes(data)
+    with open(tmp, "wb") as f:
+        write(f)
     os.replace(tmp, path)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    _replace_atomically(path, lambda f: f.write(data))
 
 
 def _decode(ctx: Context, job: Job):  # type: ignore[no-untyped-def]
@@ -236,11 +243,8 @@ def detect(ctx: Context, job: Job) -> Job:
         # The decoded pixels, for a thumbnails task that lands in another process (a Celery
         # chain's next task may): reading 2 MB back beats decoding the photo again. The
         # thumbnails stage deletes the file.
-        pixels = ctx.pixels_path(job["image_id"])
-        pixels.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pixels.with_name(f".tmp-{os.getpid()}-{pixels.name}")
-        np.save(tmp, decoded.rgb, allow_pickle=False)
-        os.replace(tmp, pixels)
+        _replace_atomically(ctx.pixels_path(job["image_id"]),
+                            lambda f: np.save(f, decoded.rgb, allow_pickle=False))
         arrays["scale"] = np.array(decoded.scale)
     _save_work(ctx.work_path(job["image_id"]), arrays)
     ext = FORMAT_EXTENSIONS.get(decoded.format, ids.safe_extension(job["rel"]))
@@ -248,11 +252,7 @@ def detect(ctx: Context, job: Job) -> Job:
 
 
 def _save_work(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    _replace_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def _load_work(ctx: Context, image_id: str, pixels: bool = False) -> dict[str, Any] | None:
@@ -509,8 +509,7 @@ def log(ctx: Context, job: Job) -> Job:
     ctx._ledger_seen = seen
     already = key in ctx.logged_done and (ctx.logged_done[key] or not job.get("uploaded"))
     if already and not job.get("upload_only"):
-        ctx.work_path(job["image_id"]).unlink(missing_ok=True)
-        ctx.pixels_path(job["image_id"]).unlink(missing_ok=True)
+        _drop_work(ctx, job["image_id"])
         return job
     entry: dict[str, Any] = {
         "path": job["rel"],
@@ -536,9 +535,14 @@ def log(ctx: Context, job: Job) -> Job:
         ctx.logged_done[key] = entry["uploaded"]
     st = os.stat(ctx.ledger.path)
     ctx._ledger_seen = (st.st_ino, st.st_size)
-    ctx.work_path(job["image_id"]).unlink(missing_ok=True)
-    ctx.pixels_path(job["image_id"]).unlink(missing_ok=True)  # left by a photo that failed early
+    _drop_work(ctx, job["image_id"])
     return job
+
+
+def _drop_work(ctx: Context, image_id: str) -> None:
+    """The photo's work file, and its pixels if a photo that failed early left them."""
+    ctx.work_path(image_id).unlink(missing_ok=True)
+    ctx.pixels_path(image_id).unlink(missing_ok=True)
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Context, Job], Job]] = {
