@@ -366,7 +366,7 @@ def _persons_op(obj: dict, op: Callable[[Library, Any], str]) -> None:
     settings = _settings(obj)
     try:
         with embedded_database(settings) as settings, Context(settings) as ctx:
-            covers = Covers(settings, ctx.store if settings.upload else None)
+            covers = Covers(ctx)
             message = op(ctx.library, covers)
     except PersonError as e:
         raise click.ClickException(str(e)) from None
@@ -532,7 +532,7 @@ def reembed(obj: dict, model_name: str, no_switch: bool) -> None:
             choice = resolve(model_name, settings.model_root)
             click.echo(choice.describe(), err=True)
             engine = FaceEngine(choice, settings.detect_size, settings.ort_threads or default_threads(1))
-            covers = Covers(settings, ctx.store if settings.upload else None)
+            covers = Covers(ctx)
             with lib.errors():
                 total = lib.images.count_documents({"reembed": {"$ne": choice.name}})
             with tqdm(total=total, desc="re-embedding", unit="photo", disable=None, file=sys.stderr) as bar:

@@ -26,6 +26,7 @@ from pymongo import UpdateOne
 
 from facepic import clustering, ids, storage
 from facepic.matching import Rules
+from facepic.pipeline import Context
 from facepic.db import EMBEDDING_DIM, Library
 from facepic.ledger import now_iso
 
@@ -97,17 +98,13 @@ def refresh_images(lib: Library, image_ids: Iterable[str]) -> None:
 
 
 class Covers:
-    """Local cover files and their objects in the bucket (``store`` None: local only)."""
+    """Local cover files and their objects in the bucket (only the local files when uploads
+    are off), at the paths the pipeline uses."""
 
-    def __init__(self, settings: Any, store: storage.ObjectStore | None) -> None:
-        self.settings = settings
-        self.store = store
-
-    def crop(self, face_id: str):  # type: ignore[no-untyped-def]
-        return self.settings.thumbnails_dir / "faces" / f"face_{face_id}.jpg"
-
-    def cover(self, person_id: str):  # type: ignore[no-untyped-def]
-        return self.settings.thumbnails_dir / storage.person_key(person_id)
+    def __init__(self, ctx: Context) -> None:
+        self.crop = ctx.face_crop_path
+        self.cover = ctx.person_thumb_path
+        self.store: storage.ObjectStore | None = ctx.store if ctx.settings.upload else None
 
     def set(self, lib: Library, person_id: str, face_id: str) -> None:
         src, dst = self.crop(face_id), self.cover(person_id)

@@ -193,7 +193,7 @@ def _replace_atomically(path: Path, write: Callable[[Any], None]) -> None:
     os.replace(tmp, path)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     _replace_atomically(path, lambda f: f.write(data))
 
 
@@ -294,10 +294,10 @@ def make_thumbnails(ctx: Context, job: Job) -> Job:
             return _fail(job, "thumbnails", str(e))
         rgb, scale = decoded.rgb, decoded.scale
     boxes = work["boxes"] * scale
-    _write_atomic(ctx.thumb_path(job["image_id"]), thumbnails.thumbnail(rgb, boxes))
+    write_atomic(ctx.thumb_path(job["image_id"]), thumbnails.thumbnail(rgb, boxes))
     for i, box in enumerate(boxes):
         crop = thumbnails.face_crop(rgb, box)
-        _write_atomic(ctx.face_crop_path(ids.face_id(job["image_id"], i)), crop)
+        write_atomic(ctx.face_crop_path(ids.face_id(job["image_id"], i)), crop)
     ctx.pixels_path(job["image_id"]).unlink(missing_ok=True)  # the pixels have served
     return job
 

@@ -33,6 +33,7 @@ from facepic.decode import PhotoError, decode, time_limit
 from facepic.detect import FaceEngine
 from facepic.ledger import now_iso
 from facepic.persons import Covers, Summary, bump_revision, recluster_library, refresh_images
+from facepic.pipeline import write_atomic
 from facepic.settings import Settings
 
 MIN_OVERLAP = 0.3  # intersection over union for a new face to be an old face again
@@ -76,10 +77,10 @@ def _original(image: dict[str, Any], store: storage.ObjectStore | None) -> Itera
 
 
 def _stage_image(lib: Library, engine: FaceEngine, settings: Settings, image: dict[str, Any],
-                 store: storage.ObjectStore | None, progress: Progress) -> None:
+                 covers: Covers, progress: Progress) -> None:
     try:
         with time_limit(settings.photo_timeout):
-            for path in _original(image, store):
+            for path in _original(image, covers.store):
                 decoded = decode(path, settings.detect_size, settings.max_pixels)
                 found = engine.detect(decoded.rgb)
     except (FileNotFoundError, PhotoError, storage.StorageError):
@@ -112,9 +113,7 @@ def _stage_image(lib: Library, engine: FaceEngine, settings: Settings, image: di
         else:
             fid = ids.face_id(image["_id"], next_index)
             next_index += 1
-            crop = settings.thumbnails_dir / "faces" / f"face_{fid}.jpg"
-            crop.parent.mkdir(parents=True, exist_ok=True)
-            crop.write_bytes(thumbnails.face_crop(decoded.rgb, face.box))
+            write_atomic(covers.crop(fid), thumbnails.face_crop(decoded.rgb, face.box))
             extra.append({"_id": fid, "image_id": image["_id"], "index": next_index - 1, **fields})
             progress.faces_new += 1
     lost = [f["_id"] for f in old if f["_id"] not in taken]
@@ -129,14 +128,14 @@ def _stage_image(lib: Library, engine: FaceEngine, settings: Settings, image: di
     progress.staged += 1
 
 
-def stage(lib: Library, engine: FaceEngine, settings: Settings, store: storage.ObjectStore | None,
+def stage(lib: Library, engine: FaceEngine, settings: Settings, covers: Covers,
           progress: Progress, on_photo: Callable[[], None] = lambda: None) -> None:
     """Stage every photo not staged for ``engine.model`` yet."""
     with lib.errors():
         pending = [d for d in lib.images.find({"reembed": {"$ne": engine.model}}).sort("_id", 1)]
     progress.photos += len(pending)
     for image in pending:
-        _stage_image(lib, engine, settings, image, store, progress)
+        _stage_image(lib, engine, settings, image, covers, progress)
         on_photo()
 
 
@@ -174,8 +173,8 @@ def reembed(lib: Library, engine: FaceEngine, settings: Settings, covers: Covers
     current = lib.library_model()
     if current == engine.model:
         raise ValueError(f"the library already uses face model {engine.model}")
-    stage(lib, engine, settings, covers.store, progress, on_photo)
+    stage(lib, engine, settings, covers, progress, on_photo)
     if switch_now:
-        stage(lib, engine, settings, covers.store, progress, on_photo)  # photos added meanwhile
+        stage(lib, engine, settings, covers, progress, on_photo)  # photos added meanwhile
         switch(lib, engine.model, settings, covers, progress)
     return progress
