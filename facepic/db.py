@@ -221,6 +221,17 @@ class Library:
                 )
             }
 
+    def face_counts(self, person_ids: set[str]) -> dict[str, int]:
+        """How many faces each of ``person_ids`` has (absent: none)."""
+        with self.errors():
+            return {
+                d["_id"]: d["n"]
+                for d in self.faces.aggregate(
+                    [{"$match": {"person_id": {"$in": sorted(person_ids)}}},
+                     {"$group": {"_id": "$person_id", "n": {"$sum": 1}}}]
+                )
+            }
+
     def update_persons(
         self,
         model: str,
@@ -232,14 +243,8 @@ class Library:
         (a recount, not an increment, so that a replayed photo cannot count twice)."""
         if not touched:
             return
+        counts = self.face_counts(touched)
         with self.errors():
-            counts = {
-                d["_id"]: d["n"]
-                for d in self.faces.aggregate(
-                    [{"$match": {"person_id": {"$in": sorted(touched)}}},
-                     {"$group": {"_id": "$person_id", "n": {"$sum": 1}}}]
-                )
-            }
             ops = []
             now = now_iso()
             for pid in sorted(touched):

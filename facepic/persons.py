@@ -16,6 +16,7 @@ seconds; ``images.faces`` (the redundant copy) is rewritten for every photo touc
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -59,14 +60,10 @@ def find_person(lib: Library, ref: str) -> dict[str, Any]:
             return named[0]
         if len(named) > 1:
             raise PersonError(f"{len(named)} persons are named {ref!r}: use an id")
-        prefixed = list(lib.persons.find({"_id": {"$regex": "^" + _escape(ref)}}).limit(2)) if len(ref) >= 4 else []
+        prefixed = list(lib.persons.find({"_id": {"$regex": "^" + re.escape(ref)}}).limit(2)) if len(ref) >= 4 else []
     if len(prefixed) == 1:
         return prefixed[0]
     raise PersonError(f"no person {ref!r} (give an id from `facepic persons`, or a name)")
-
-
-def _escape(text: str) -> str:
-    return "".join("\\" + c if not c.isalnum() else c for c in text)
 
 
 def find_face(lib: Library, face_id: str) -> dict[str, Any]:
@@ -132,9 +129,8 @@ def settle(lib: Library, person_ids: Iterable[str], covers: Covers) -> tuple[int
     if not wanted:
         return 0, 0
     created = deleted = 0
+    counts = lib.face_counts(set(wanted))
     with lib.errors():
-        counts = {d["_id"]: d["n"] for d in lib.faces.aggregate(
-            [{"$match": {"person_id": {"$in": wanted}}}, {"$group": {"_id": "$person_id", "n": {"$sum": 1}}}])}
         existing = {d["_id"]: d for d in lib.persons.find({"_id": {"$in": wanted}})}
         model = lib.library_model()
     for pid in wanted:

@@ -174,6 +174,9 @@ def test_corrections_refuse_what_makes_no_sense(server_env, tmp_path: Path) -> N
     assert sorted(x["_id"] for x in lib.persons.find({})) == person_ids  # nothing changed
     result = invoke(server_env, "move", face["_id"])
     assert result.exit_code == 2  # usage: a person or --new
+    # A unique id prefix names a person too.
+    assert invoke(server_env, "hide", person_ids[0][:8]).exit_code == 0
+    assert lib.persons.find_one({"_id": person_ids[0]})["hidden"] is True
     lib.close()
 
 
