@@ -120,86 +120,135 @@ class PersonIndex:
         count = len(person_ids)
         if count == 0:
             return
-        codes = np.fromiter((self._code(p) for p in person_ids), dtype=np.int32, count=count)
-        order = np.argsort(codes, kind="stable")
-        uniq, starts = np.unique(codes[order], return_index=True)
-        self._sums[uniq] += np.add.reduceat(embeddings[order], starts, axis=0)
-        np.add.at(self._counts, codes, 1)
-        if self._ivf is not None:
-            keep = self._take_ranks(codes) < self.per_person
-            codes, embeddings = codes[keep], embeddings[keep]
-        self._append_rows(codes, embeddings)
+        codes = np.fromiter((self._code(p) for p in person_ids), dtype=np.int64, count=count)
+        self._add_sums(codes, embeddings)
+        self._counts += np.bincount(codes, minlength=len(self._counts))
         self._n += count
-        if self._ivf is None and self._n > self.exact_limit:
-            self._build_ivf()
+        if self._ivf is None and self._n > self.exact_limit and self._build_ivf(codes, embeddings):
+            return
+        if self._ivf is not None:
+            self._ivf_add(codes, embeddings)
+        else:
+            self._append_rows(codes, embeddings)
+
+    def _add_sums(self, codes: np.ndarray, embeddings: np.ndarray) -> None:
+        if len(codes) < 4096:
+            np.add.at(self._sums, codes, embeddings)
+            return
+        from scipy import sparse  # a dependency of the face engine's scikit-image
+
+        # One sparse product instead of a sort and gather: a million faces add up in under a
+        # second instead of ten (copying gigabytes is what costs on a small machine).
+        onehot = sparse.csr_matrix(
+            (np.ones(len(codes), dtype=np.float32), (codes, np.arange(len(codes)))),
+            shape=(len(self._sums), len(codes)),
+        )
+        self._sums += onehot @ embeddings
 
     def _take_ranks(self, codes: np.ndarray) -> np.ndarray:
         """Each face's rank among its person's searched faces, counting it in."""
+        order = np.argsort(codes, kind="stable")
+        ordered = codes[order]
+        first = np.searchsorted(ordered, ordered, side="left")
         ranks = np.empty(len(codes), dtype=np.int64)
-        indexed = self._indexed
-        for i, c in enumerate(codes.tolist()):
-            ranks[i] = indexed[c]
-            indexed[c] += 1
+        ranks[order] = np.arange(len(codes)) - first + self._indexed[ordered]
+        self._indexed += np.bincount(codes, minlength=len(self._indexed))
         return ranks
 
     def _append_rows(self, codes: np.ndarray, embeddings: np.ndarray) -> None:
         count = len(codes)
+        assert self._matrix is not None
         if self._rows + count > len(self._codes):
             capacity = max(len(self._codes) * 2, self._rows + count)
             grown = np.empty(capacity, dtype=np.int32)
             grown[: self._rows] = self._codes[: self._rows]
             self._codes = grown
-            if self._matrix is not None:
-                matrix = np.empty((capacity, EMBEDDING_DIM), dtype=np.float32)
-                matrix[: self._rows] = self._matrix[: self._rows]
-                self._matrix = matrix
+            matrix = np.empty((capacity, EMBEDDING_DIM), dtype=np.float32)
+            matrix[: self._rows] = self._matrix[: self._rows]
+            self._matrix = matrix
         self._codes[self._rows : self._rows + count] = codes
-        if self._ivf is not None:
-            if count:
-                self._ivf.add(embeddings)
-        else:
-            assert self._matrix is not None
-            self._matrix[self._rows : self._rows + count] = embeddings
+        self._matrix[self._rows : self._rows + count] = embeddings
         self._rows += count
 
-    def _build_ivf(self) -> None:
+    def _build_ivf(self, codes: np.ndarray, embeddings: np.ndarray) -> bool:
+        """Move the faces held so far and the batch ``codes``/``embeddings`` being added into
+        an inverted-file index; False (the exact search goes on) without faiss."""
         try:
             import faiss  # type: ignore[import-not-found]
         except ImportError:  # the exact search still works, only slower
             self.exact_limit = math.inf  # type: ignore[assignment]
-            return
+            return False
         assert self._matrix is not None
-        # A person is searched through at most ``per_person`` of its faces (its mean still
-        # counts them all): someone in ten thousand photos must not fill the lists a new
-        # face scans.
-        codes = self._codes[: self._rows]
-        self._indexed[:] = 0
-        keep = self._take_ranks(codes) < self.per_person
-        faces = self._matrix[: self._rows][keep]
-        nlist = int(min(4096, 2 * math.sqrt(len(faces)), len(faces) // 40))
+        held_codes, held = self._codes[: self._rows].astype(np.int64), self._matrix[: self._rows]
+        persons = len(self._person_ids)
+        live = self._counts[:persons] > 0
+        nlist = int(min(4096, 2 * math.sqrt(self._n), self._n // 40))
         quantizer = faiss.IndexFlatIP(EMBEDDING_DIM)
         ivf = faiss.IndexIVFFlat(quantizer, EMBEDDING_DIM, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.niter = 10
         ivf.cp.min_points_per_centroid = 1  # few persons per list is intended, not a warning
-        # The lists are trained on the persons' mean faces where there are enough persons:
-        # a face then lands in the list of its person's neighbourhood, and the few lists a
-        # new face probes hold the persons it could join (bench/matching.py: 100% identical
-        # decisions at nprobe 8, against 98% when trained on a sample of faces).
-        live = self._counts[: len(self._person_ids)] > 0
+        # The lists are trained on the persons' mean faces where there are enough persons, and
+        # every face is filed in the list of its person's mean: the few lists a new face probes
+        # hold the persons it could join (bench/matching.py: identical decisions at nprobe 8,
+        # against 98% when trained on a sample of faces), and filing costs one search per
+        # person, not per face.
         if live.sum() >= nlist:
-            means = self._sums[: len(self._person_ids)][live]
+            means = self._sums[:persons][live]
             sample = means / np.linalg.norm(means, axis=1, keepdims=True)
         else:
             rng = np.random.default_rng(0)
-            sample = faces[rng.choice(len(faces), min(len(faces), nlist * 40), replace=False)]
+            pool = np.concatenate([held, embeddings[: nlist * 40]]) if len(held) else embeddings
+            sample = pool[rng.choice(len(pool), min(len(pool), nlist * 40), replace=False)]
         ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
-        ivf.add(faces)
         ivf.nprobe = self.nprobe
         self._ivf = ivf
         self._quantizer = quantizer  # faiss does not own it from Python
-        self._codes = codes[keep].copy()
-        self._rows = len(faces)
+        self._person_list = np.full(len(self._sums), -1, dtype=np.int64)
+        self._indexed[:] = 0
+        self._codes = np.empty(0, dtype=np.int32)
+        self._rows = 0
         self._matrix = None
+        self._ivf_add(held_codes, held)
+        self._ivf_add(codes, embeddings)
+        return True
+
+    def _ivf_add(self, codes: np.ndarray, embeddings: np.ndarray, chunk: int = 65536) -> None:
+        """File faces in the list of their person (a new person's list is its first face's);
+        a person is searched through at most ``per_person`` of its faces (its mean still
+        counts them all): someone in ten thousand photos must not fill the lists a new face
+        scans."""
+        import faiss  # type: ignore[import-not-found]
+
+        if len(self._person_list) < len(self._sums):
+            grown = np.full(len(self._sums), -1, dtype=np.int64)
+            grown[: len(self._person_list)] = self._person_list
+            self._person_list = grown
+        kept = self._take_ranks(codes) < self.per_person
+        everyone = bool(kept.all())
+        keep = np.flatnonzero(kept)
+        for start in range(0, len(keep), chunk):
+            if everyone:  # a view, not a copy
+                part_codes, part = codes[start : start + chunk], embeddings[start : start + chunk]
+            else:
+                rows = keep[start : start + chunk]
+                part_codes, part = codes[rows], np.ascontiguousarray(embeddings[rows])
+            lists = self._person_list[part_codes]
+            new = np.unique(part_codes[lists < 0])  # a person's first faces decide its list
+            if len(new):
+                means = np.ascontiguousarray(self._sums[new], dtype=np.float32)
+                self._person_list[new] = self._quantizer.search(means, 1)[1][:, 0]
+                lists = self._person_list[part_codes]
+            ids = np.arange(self._rows, self._rows + len(part), dtype=np.int64)
+            self._ivf.add_core(len(part), faiss.swig_ptr(part), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
+            self._append_codes(part_codes)
+
+    def _append_codes(self, codes: np.ndarray) -> None:
+        if self._rows + len(codes) > len(self._codes):
+            grown = np.empty(max(2 * len(self._codes), self._rows + len(codes), 1024), dtype=np.int32)
+            grown[: self._rows] = self._codes[: self._rows]
+            self._codes = grown
+        self._codes[self._rows : self._rows + len(codes)] = codes
+        self._rows += len(codes)
 
     # --- deciding ----------------------------------------------------------------
 

@@ -113,6 +113,23 @@ def test_the_inverted_file_index_decides_as_the_full_comparison_does() -> None:
     assert 0.75 * len(queries) <= joined <= 0.9 * len(queries)  # 20% of the queries are new persons
 
 
+def test_faces_added_after_the_index_is_built_are_found_and_capped_per_person() -> None:
+    known, known_persons, queries = clustered(faces=4000, persons=200, queries=200, seed=5)
+    exact = PersonIndex(exact_limit=10**9)
+    approximate = PersonIndex(exact_limit=1000, per_person=40)
+    for index in (exact, approximate):
+        index.add_many(known_persons[:2000], known[:2000])  # builds the inverted file
+        for person, face in zip(known_persons[2000:], known[2000:]):  # as the index worker adds
+            index.add(person, face)
+        index.add("newcomer", queries[-1])  # a person founded after the build
+    assert approximate.approximate and len(approximate) == len(exact) == 4001
+    assert approximate.decide(queries[-1]).person_id == "newcomer"
+    same = sum(exact.decide(q).person_id == approximate.decide(q).person_id for q in queries[:-1])
+    assert same >= 0.98 * (len(queries) - 1)
+    searched = np.bincount(approximate._codes[: approximate._rows])
+    assert searched.max() == 40 and approximate._rows < 4001  # the biggest persons are capped
+
+
 def test_the_matching_benchmark_measures_what_it_prints() -> None:
     from bench.matching import measure
 
