@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 from bson.binary import Binary
-from pymongo import ASCENDING, MongoClient, UpdateOne
+from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import (
     ConfigurationError,
     ConnectionFailure,
@@ -110,6 +110,7 @@ class Library:
             self.faces.create_index([("image_id", ASCENDING)])
             self.faces.create_index([("person_id", ASCENDING)])
             self.faces.create_index([("model", ASCENDING), ("person_id", ASCENDING)])
+            self.faces.create_index([("model", ASCENDING), ("seq", ASCENDING)])
             self.folders.create_index([("parent_id", ASCENDING)])
 
     # --- the library's model -------------------------------------------------
@@ -173,21 +174,37 @@ class Library:
     # --- faces and persons -----------------------------------------------------
 
     def upsert_faces(self, docs: list[dict[str, Any]]) -> None:
-        """Insert faces with their person; a replay leaves a stored face's person alone."""
+        """Insert faces with their person and sequence number; a replay leaves a stored face's
+        person and number alone."""
         if not docs:
             return
         ops = []
         for d in docs:
-            fields = {k: v for k, v in d.items() if k not in ("_id", "person_id")}
+            fields = {k: v for k, v in d.items() if k not in ("_id", "person_id", "seq")}
             ops.append(
                 UpdateOne(
                     {"_id": d["_id"]},
-                    {"$set": fields, "$setOnInsert": {"person_id": d.get("person_id")}},
+                    {"$set": fields, "$setOnInsert": {"person_id": d.get("person_id"), "seq": d.get("seq")}},
                     upsert=True,
                 )
             )
         with self.errors():
             self.faces.bulk_write(ops, ordered=True)
+
+    def next_seq(self, count: int) -> int:
+        """Reserve ``count`` face sequence numbers; returns the first. New faces are numbered
+        in the order they are stored, so that a start can read only those after a snapshot."""
+        with self.errors():
+            doc = self.meta.find_one_and_update(
+                {"_id": "face_seq"}, {"$inc": {"value": count}}, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        return int(doc["value"]) - count + 1
+
+    def current_seq(self) -> int:
+        """The last face sequence number handed out (0: none yet)."""
+        with self.errors():
+            doc = self.meta.find_one({"_id": "face_seq"})
+        return int(doc["value"]) if doc else 0
 
     def faces_of_image(self, image_id: str) -> list[dict[str, Any]]:
         with self.errors():
@@ -280,5 +297,5 @@ class Library:
 
     def drop_all(self) -> None:
         with self.errors():
-            for coll in (self.images, self.faces, self.persons, self.folders, self.meta):
+            for coll in (self.images, self.faces, self.persons, self.folders, self.meta, self.db["face_snapshots"]):
                 coll.drop()

@@ -10,6 +10,7 @@ through the remaining stages to ``log``, which records it as failed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -18,7 +19,7 @@ from typing import Any, Callable, TypedDict
 
 import numpy as np
 
-from facepic import ids, quality, storage, thumbnails
+from facepic import ids, quality, snapshot, storage, thumbnails
 from facepic.db import Library, embedding_to_bson
 from facepic.decode import FORMAT_EXTENSIONS, PhotoError, decode, time_limit
 from facepic.detect import FaceEngine, default_threads
@@ -27,6 +28,8 @@ from facepic.matching import PersonIndex, assign_photo
 from facepic.models import ModelChoice, resolve
 from facepic.settings import Settings, redact
 from facepic.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
 
 
 class Job(TypedDict, total=False):
@@ -124,9 +127,12 @@ class Context:
     def matcher(self, model: str) -> PersonIndex:
         if model not in self._matchers:
             matcher = PersonIndex(self.settings.rules)
-            _, persons, matrix = self.library.known_embeddings(model)
-            if persons:
-                matcher.add_many(persons, matrix)
+            started = time.monotonic()
+            known = snapshot.load(self.library, model)
+            if known.persons:
+                matcher.add_many(known.persons, known.matrix)
+            logger.info("index of %s faces (%s) ready in %.1f s", len(known.ids), known.source,
+                     time.monotonic() - started)
             self._matchers[model] = matcher
         return self._matchers[model]
 
@@ -393,6 +399,9 @@ def index(ctx: Context, job: Job) -> Job:
     persons, founders, decisions = assign_photo(
         ctx.matcher(model), face_ids, stored, work["embeddings"], ids.person_id, can_found
     )
+    fresh = [fid for fid in face_ids if fid not in stored]
+    first_seq = lib.next_seq(len(fresh)) if fresh else 0
+    seqs = {fid: first_seq + n for n, fid in enumerate(fresh)}
     face_docs = []
     for i, fid in enumerate(face_ids):
         doc: dict[str, Any] = {
@@ -407,6 +416,7 @@ def index(ctx: Context, job: Job) -> Job:
             "embedding": embedding_to_bson(work["embeddings"][i]),
             "model": model,
             "person_id": persons[fid],
+            "seq": seqs.get(fid),
         }
         decision = decisions.get(fid)
         if decision is not None and decision.ambiguous:

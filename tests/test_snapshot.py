@@ -1,0 +1,108 @@
+"""The index worker's start from a snapshot of the known faces, on the real MongoDB wire server:
+it must return exactly what reading every face returns, and never a stale person."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from facepic import snapshot
+from facepic.db import Library, embedding_to_bson
+from facepic.persons import bump_revision
+
+pytestmark = pytest.mark.servers
+_names = itertools.count()
+
+
+@pytest.fixture
+def lib(mongo_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Library]:
+    monkeypatch.setattr(snapshot, "CHUNK", 7)  # several parts from a few faces
+    library = Library(mongo_server, f"facepic_snapshot_{next(_names)}")
+    library.ensure_indexes()
+    library.claim_model("m")
+    yield library
+    library.drop_all()
+    library.close()
+
+
+def store(lib: Library, count: int, start: int, rng: np.random.Generator, person: str | None = None) -> None:
+    """``count`` faces as the index stage stores them: numbered, some unassigned."""
+    first = lib.next_seq(count)
+    vectors = rng.normal(size=(count, 512)).astype(np.float32)
+    lib.upsert_faces([
+        {"_id": f"f{start + i}", "image_id": f"i{start + i}", "index": 0, "model": "m", "seq": first + i,
+         "embedding": embedding_to_bson(vectors[i]),
+         "person_id": person or (None if (start + i) % 5 == 4 else f"p{(start + i) % 3}")}
+        for i in range(count)
+    ])
+
+
+def as_rows(known: snapshot.Known) -> dict[str, tuple[str, bytes]]:
+    assert len(known.ids) == len(set(known.ids)) == len(known.persons) == len(known.matrix)
+    return {fid: (person, known.matrix[i].tobytes()) for i, (fid, person) in enumerate(zip(known.ids, known.persons))}
+
+
+def full_read(lib: Library) -> dict[str, tuple[str, bytes]]:
+    ids, persons, matrix = lib.known_embeddings("m")
+    return as_rows(snapshot.Known(ids, persons, matrix, ""))
+
+
+def test_a_start_reads_the_snapshot_and_only_the_faces_stored_after_it(lib: Library) -> None:
+    rng = np.random.default_rng(0)
+    store(lib, 30, 0, rng)
+    first = snapshot.load(lib, "m")
+    assert "read one by one" in first.source and as_rows(first) == full_read(lib) and len(first.ids) == 24
+    assert lib.meta.find_one({"_id": snapshot.META_ID})["parts"] == 4  # 24 faces, 7 a part
+
+    store(lib, 3, 30, rng)  # photos indexed after the snapshot
+    replay = lib.faces.find_one({"_id": "f2"})
+    lib.upsert_faces([{**replay, "person_id": "p9", "seq": 10**6}])  # a replay keeps person and number
+    assert lib.faces.find_one({"_id": "f2"})["seq"] == replay["seq"]
+    second = snapshot.load(lib, "m")
+    assert second.source == "24 faces from the snapshot, 3 stored after it"
+    assert as_rows(second) == full_read(lib)
+
+    # A face both in the snapshot and numbered after it (stored while a full read ran) counts once.
+    lib.faces.update_one({"_id": "f0"}, {"$set": {"seq": lib.next_seq(1)}})
+    assert as_rows(snapshot.load(lib, "m")) == full_read(lib)
+
+
+def test_a_correction_makes_the_snapshot_stale_and_a_start_reads_every_face(lib: Library) -> None:
+    rng = np.random.default_rng(1)
+    store(lib, 20, 0, rng)
+    snapshot.load(lib, "m")
+    lib.faces.update_many({"person_id": "p1"}, {"$set": {"person_id": "p0"}})  # a merge
+    bump_revision(lib)
+    after = snapshot.load(lib, "m")
+    assert "read one by one" in after.source and "p1" not in after.persons
+    assert as_rows(after) == full_read(lib)
+    again = snapshot.load(lib, "m")  # the snapshot written by that read is current again
+    assert again.source.endswith("0 stored after it") and as_rows(again) == full_read(lib)
+
+
+def test_an_incomplete_snapshot_is_not_used(lib: Library, caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(2)
+    store(lib, 20, 0, rng)
+    snapshot.load(lib, "m")
+    lib.db["face_snapshots"].delete_one({"part": 1})  # a lost part
+    with caplog.at_level(logging.WARNING):
+        known = snapshot.load(lib, "m")
+    assert "incomplete" in caplog.text and "read one by one" in known.source
+    assert as_rows(known) == full_read(lib)
+
+
+def test_many_faces_after_the_snapshot_refresh_it_and_a_wipe_drops_it(lib: Library) -> None:
+    rng = np.random.default_rng(3)
+    store(lib, 10, 0, rng)
+    snapshot.load(lib, "m")
+    store(lib, 20, 10, rng, person="p7")  # more than a part and more than a tenth of the snapshot
+    assert snapshot.load(lib, "m").source == "8 faces from the snapshot, 20 stored after it"
+    assert snapshot.load(lib, "m").source == "28 faces from the snapshot, 0 stored after it"
+    generations = lib.db["face_snapshots"].distinct("generation")
+    assert len(generations) == 1  # the replaced snapshot's parts are gone
+    lib.drop_all()
+    assert lib.db["face_snapshots"].count_documents({}) == 0
