@@ -104,13 +104,13 @@ def _after(lib: Library, model: str, seq: int, seen: set[str]) -> Known:
     persons: list[str] = []
     rows: list[bytes] = []
     with lib.errors():
+        # Unassigned faces are skipped here rather than in the query: a condition on the
+        # person makes some servers scan the whole collection instead of the (model, seq) index.
         cursor = lib.faces.find(
-            {"model": model, "seq": {"$gt": seq}, "person_id": {"$ne": None}},
-            {"_id": 1, "person_id": 1, "embedding": 1},
-            batch_size=10_000,
+            {"model": model, "seq": {"$gt": seq}}, {"_id": 1, "person_id": 1, "embedding": 1}, batch_size=10_000
         )
         for doc in cursor:
-            if doc["_id"] in seen:
+            if doc["_id"] in seen or doc.get("person_id") is None:
                 continue
             ids.append(doc["_id"])
             persons.append(doc["person_id"])
