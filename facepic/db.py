@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import uuid
 from contextlib import contextmanager
-from typing import Any, Iterator
+from datetime import datetime, timezone
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from bson.binary import Binary
@@ -80,6 +81,7 @@ class Library:
         self.persons = db["persons"]
         self.folders = db["folders"]
         self.meta = db["meta"]
+        self.face_moves = db["face_moves"]
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -111,6 +113,7 @@ class Library:
             self.faces.create_index([("person_id", ASCENDING)])
             self.faces.create_index([("model", ASCENDING), ("person_id", ASCENDING)])
             self.faces.create_index([("model", ASCENDING), ("seq", ASCENDING)])
+            self.face_moves.create_index([("at", ASCENDING)])
             self.folders.create_index([("parent_id", ASCENDING)])
 
     # --- the library's model -------------------------------------------------
@@ -199,6 +202,23 @@ class Library:
                 {"_id": "face_seq"}, {"$inc": {"value": count}}, upsert=True, return_document=ReturnDocument.AFTER
             )
         return int(doc["value"]) - count + 1
+
+    def set_person(self, face_ids: Sequence[str], person_id: str | None,
+                   update: dict[str, dict[str, Any]] | None = None) -> None:
+        """Put faces in a person (None: unassigned), with ``update``'s other changes: every
+        change of a stored face's person goes through here. The faces are first noted in
+        `face_moves` (numbered like new faces), so that a start from the face snapshot reads
+        their person again; a crash between the note and the change leaves a note too many,
+        never one too few."""
+        ids = list(face_ids)
+        change = {op: dict(fields) for op, fields in (update or {}).items()}
+        change.setdefault("$set", {})["person_id"] = person_id
+        for start in range(0, len(ids), 10_000):
+            part = ids[start : start + 10_000]
+            seq = self.next_seq(1)
+            with self.errors():
+                self.face_moves.insert_one({"_id": seq, "faces": part, "at": datetime.now(timezone.utc)})
+                self.faces.update_many({"_id": {"$in": part}}, change)
 
     def current_seq(self) -> int:
         """The last face sequence number handed out (0: none yet)."""
@@ -297,5 +317,6 @@ class Library:
 
     def drop_all(self) -> None:
         with self.errors():
-            for coll in (self.images, self.faces, self.persons, self.folders, self.meta, self.db["face_snapshots"]):
+            for coll in (self.images, self.faces, self.persons, self.folders, self.meta, self.face_moves,
+                         self.db["face_snapshots"]):
                 coll.drop()

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
-from pymongo import UpdateOne
 
 from facepic import clustering, ids, storage
 from facepic.matching import Rules
@@ -217,8 +216,9 @@ def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers:
         faces = list(lib.faces.find({"person_id": {"$in": source_ids}}, {"image_id": 1, "rejected": 1}))
         moving = [f["_id"] for f in faces if target["_id"] not in (f.get("rejected") or [])]
         staying = [f["_id"] for f in faces if target["_id"] in (f.get("rejected") or [])]
-        lib.faces.update_many({"_id": {"$in": moving}}, {"$set": {"person_id": target["_id"]}})
-        lib.faces.update_many({"_id": {"$in": staying}}, {"$set": {"person_id": None, "locked": False}})
+    lib.set_person(moving, target["_id"])
+    lib.set_person(staying, None, {"$set": {"locked": False}})
+    with lib.errors():
         # A face that had rejected a source must not meet it again under the target's name:
         # the target absorbed the source, so rejecting the source means rejecting the target.
         lib.faces.update_many({"rejected": {"$in": source_ids}}, {"$addToSet": {"rejected": target["_id"]}})
@@ -247,9 +247,8 @@ def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers
         clash = lib.faces.find_one({"image_id": face["image_id"], "person_id": target_id, "_id": {"$ne": face_id}})
     if clash:
         raise PersonError(f"person {target_id} already has a face in this photo ({clash['_id']})")
-    with lib.errors():
-        lib.faces.update_one({"_id": face_id}, {"$set": {"person_id": target_id, "locked": True},
-                                                 "$pull": {"rejected": target_id}, "$unset": {"candidates": ""}})
+    lib.set_person([face_id], target_id,
+                   {"$set": {"locked": True}, "$pull": {"rejected": target_id}, "$unset": {"candidates": ""}})
     settle(lib, [target_id, old] if old else [target_id], covers)
     if target_ref is None:
         with lib.errors():
@@ -266,9 +265,7 @@ def reject_face(lib: Library, face_id: str, covers: Covers) -> str:
     old = face.get("person_id")
     if not old:
         raise PersonError(f"face {face_id} has no person")
-    with lib.errors():
-        lib.faces.update_one({"_id": face_id}, {"$set": {"person_id": None, "locked": False},
-                                                 "$addToSet": {"rejected": old}})
+    lib.set_person([face_id], None, {"$set": {"locked": False}, "$addToSet": {"rejected": old}})
     settle(lib, [old], covers)
     refresh_images(lib, [face["image_id"]])
     bump_revision(lib)
@@ -330,15 +327,11 @@ def recluster_library(lib: Library, rules: Rules, covers: Covers) -> Summary:
     result = clustering.recluster(faces, locked_persons, rules, new_id)
     changed = [i for i in range(len(face_ids)) if result[i] != person[i]]
     touched: set[str] = set()
-    ops = []
+    joining: dict[str | None, list[str]] = {}
     for i in changed:
-        update: dict[str, Any] = {"$set": {"person_id": result[i]}}
-        if result[i] is not None:
-            update["$unset"] = {"candidates": ""}
-        ops.append(UpdateOne({"_id": face_ids[i]}, update))
-    for start in range(0, len(ops), 1000):
-        with lib.errors():
-            lib.faces.bulk_write(ops[start : start + 1000], ordered=False)
+        joining.setdefault(result[i], []).append(face_ids[i])
+    for pid, moved in joining.items():
+        lib.set_person(moved, pid, {"$unset": {"candidates": ""}} if pid is not None else None)
     for i in changed:
         touched.update(p for p in (person[i], result[i]) if p)
     summary.faces_moved = sum(1 for i in changed if person[i] is not None and result[i] is not None)

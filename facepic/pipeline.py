@@ -129,10 +129,11 @@ class Context:
             matcher = PersonIndex(self.settings.rules)
             started = time.monotonic()
             known = snapshot.load(self.library, model)
-            if known.persons:
-                matcher.add_many(known.persons, known.matrix)
-            logger.info("index of %s faces (%s) ready in %.1f s", len(known.ids), known.source,
-                     time.monotonic() - started)
+            persons, matrix = known.assigned()
+            if persons:
+                matcher.add_many(persons, matrix)
+            logger.info("index of %s assigned faces (%s) ready in %.1f s", len(persons), known.source,
+                        time.monotonic() - started)
             self._matchers[model] = matcher
         return self._matchers[model]
 

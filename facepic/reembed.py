@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 from pymongo import UpdateOne
 
-from facepic import ids, quality, storage, thumbnails
+from facepic import ids, quality, snapshot, storage, thumbnails
 from facepic.db import Library, embedding_to_bson
 from facepic.decode import PhotoError, decode, time_limit
 from facepic.detect import FaceEngine
@@ -142,6 +142,7 @@ def stage(lib: Library, engine: FaceEngine, settings: Settings, covers: Covers,
 def switch(lib: Library, model: str, settings: Settings, covers: Covers, progress: Progress) -> None:
     """Make the staged faces the library's; then recluster on the new embeddings."""
     old_model = lib.library_model()
+    snapshot.forget(lib)  # the faces' embeddings are about to be replaced
     with lib.errors():
         staged = list(lib.faces.find({"next": {"$exists": True}}, {"next": 1, "image_id": 1}))
         ops = []

@@ -1,18 +1,22 @@
 """The index worker's start: every known face of the library's model, read back from MongoDB
 in seconds rather than minutes.
 
-Reading a million face documents costs the server a decode per document (about 10,000 a
-second on the embedded server, minutes at a million). So the index worker also keeps what it
-loaded in `face_snapshots`: face ids, person ids and embeddings, ``CHUNK`` faces per document,
-tagged with the library's epoch and revision and with the last face sequence number they
-cover. Every face the index stage stores gets the next number (`seq`), so a start reads the
-snapshot plus the faces stamped after it.
+Reading a million face documents costs the server a decode per document (about 8,500 a
+second on the embedded server: two minutes at a million). So the index worker also keeps what
+it loaded in `face_snapshots`: face ids, person ids and embeddings, ``CHUNK`` faces per
+document, with the last face sequence number they cover. A start reads the snapshot and then
+only what changed after it:
 
-A snapshot is only used while the library's revision is the one it was taken at: any
-correction, recluster, re-embedding or wipe changes the revision (persons may have changed
-anywhere), and the next load reads the faces one by one and writes a new snapshot. The index
-stage is the only writer of new faces and it never changes the person of a stored face, so
-between two revisions "snapshot + faces after it" is exactly what a full read returns.
+- new faces: the index stage numbers every face it stores (`seq`);
+- faces put in another person by a correction, recluster or re-embedding: each such change
+  is noted in `face_moves` before it is made (`Library.set_person`), and a start reads those
+  faces' persons again (notes older than the snapshot by less than ``SETTLE`` are read too,
+  in case the change landed after the snapshot read the face).
+
+A face's embedding never changes within a model, and the index stage never changes the
+person of a stored face, so "snapshot + new faces + noted faces read again" is what a full
+read returns. A wiped library (another epoch), another model, or a snapshot with a part
+missing is never used: the faces are then read one by one and a new snapshot is written.
 """
 
 from __future__ import annotations
@@ -20,66 +24,85 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
 
 import numpy as np
 from bson.binary import Binary
 
 from facepic.db import Library, embedding_from_bson
 from facepic.detect import EMBEDDING_DIM
-from facepic.ledger import now_iso
 
 log = logging.getLogger(__name__)
 
 CHUNK = 4000  # faces per snapshot document: 8 MB of embeddings, under MongoDB's 16 MB
 META_ID = "face_snapshot"
+SETTLE = timedelta(minutes=2)  # a noted change has landed in the faces well within this
 
 
 @dataclass
 class Known:
-    """The assigned faces of one model, as the index worker searches them."""
+    """The faces of one model, as the index worker searches them ("" person: unassigned)."""
 
     ids: list[str]
     persons: list[str]
     matrix: np.ndarray  # N x 512 float32
-    source: str  # how they were read, for the log line
+    source: str = ""  # how they were read, for the log line
+
+    def assigned(self) -> tuple[list[str], np.ndarray]:
+        """Person ids and embeddings of the assigned faces."""
+        rows = [i for i, p in enumerate(self.persons) if p]
+        if len(rows) == len(self.persons):
+            return self.persons, self.matrix
+        return [self.persons[i] for i in rows], self.matrix[rows]
 
 
 def _collection(lib: Library):  # noqa: ANN202 - a pymongo collection
     return lib.db["face_snapshots"]
 
 
+def _epoch(lib: Library) -> str | None:
+    with lib.errors():
+        doc = lib.meta.find_one({"_id": "library"}, {"epoch": 1})
+    return doc.get("epoch") if doc else None
+
+
 def load(lib: Library, model: str, refresh_after: float = 0.1) -> Known:
-    """Every assigned face of ``model``: from the snapshot and the faces stored after it when
-    the snapshot is current, else from the faces themselves (then a new snapshot is written).
-    The snapshot is also rewritten when the faces after it are more than ``refresh_after`` of
-    it, so that a start never reads many faces one by one."""
-    state = lib.epoch()
-    snap = _read(lib, model, state)
-    if snap is None:
-        seq = lib.current_seq()
-        ids, persons, matrix = lib.known_embeddings(model)
-        known = Known(ids, persons, matrix, f"{len(ids)} faces read one by one")
-        if state is not None:
-            write(lib, model, state, seq, known)
-        return known
-    known, covered = snap
+    """Every face of ``model``, from the snapshot and what changed after it, or read one by
+    one (then a new snapshot is written). The snapshot is also rewritten when what changed
+    after it is more than ``refresh_after`` of it, so a start never reads many faces one by one."""
+    epoch = _epoch(lib)
+    taken_at = datetime.now(timezone.utc)
     seq = lib.current_seq()
-    tail = _after(lib, model, covered, set(known.ids))
-    if tail.ids:
-        known = Known(known.ids + tail.ids, known.persons + tail.persons,
-                      np.concatenate([known.matrix, tail.matrix]), "")
-    known.source = f"{len(known.ids) - len(tail.ids)} faces from the snapshot, {len(tail.ids)} stored after it"
-    if len(tail.ids) > max(CHUNK, refresh_after * len(known.ids)) and state is not None:
-        write(lib, model, state, seq, known)
+    snap = _read(lib, model, epoch)
+    if snap is None:
+        known = _read_faces(lib, {"model": model})
+        known.source = f"{len(known.ids)} faces read one by one"
+        if epoch is not None:
+            write(lib, model, epoch, seq, taken_at, known)
+        return known
+    known, covered, covered_at = snap
+    position = {fid: i for i, fid in enumerate(known.ids)}
+    moved = _moved_since(lib, covered, covered_at - SETTLE)
+    again = [fid for fid in moved if fid in position]
+    for fid, doc in _docs(lib, again).items():
+        known.persons[position[fid]] = doc.get("person_id") or ""
+    new = _read_faces(lib, {"model": model, "seq": {"$gt": covered}}, skip=position)
+    if new.ids:
+        known = Known(known.ids + new.ids, known.persons + new.persons, np.concatenate([known.matrix, new.matrix]))
+    known.source = (f"{len(position)} faces from the snapshot, {len(again)} of them read again, "
+                    f"{len(new.ids)} stored after it")
+    if len(again) + len(new.ids) > max(CHUNK, refresh_after * len(known.ids)) and epoch is not None:
+        write(lib, model, epoch, seq, taken_at, known)
     return known
 
 
-def _read(lib: Library, model: str, state: str | None) -> tuple[Known, int] | None:
-    """The snapshot of ``model`` taken at ``state``, whole, with the sequence number it covers."""
+def _read(lib: Library, model: str, epoch: str | None) -> tuple[Known, int, datetime] | None:
+    """The snapshot of ``model`` in this epoch, whole, with the sequence number it covers and
+    when it was taken."""
     with lib.errors():
         meta = lib.meta.find_one({"_id": META_ID})
-        if not meta or state is None or meta.get("state") != state or meta.get("model") != model:
+        if not meta or epoch is None or meta.get("epoch") != epoch or meta.get("model") != model:
             return None
         docs = list(_collection(lib).find({"generation": meta["generation"]}).sort("part", 1))
     if len(docs) != meta["parts"] or sum(d["count"] for d in docs) != meta["faces"]:
@@ -92,43 +115,57 @@ def _read(lib: Library, model: str, state: str | None) -> tuple[Known, int] | No
     for d in docs:
         count = d["count"]
         matrix[row : row + count] = embedding_from_bson(d["embeddings"]).reshape(count, EMBEDDING_DIM)
-        ids.extend(d["ids"].split("\n") if count else [])
-        persons.extend(d["persons"].split("\n") if count else [])
+        if count:
+            ids.extend(d["ids"].split("\n"))
+            persons.extend(d["persons"].split("\n"))
         row += count
-    return Known(ids, persons, matrix, ""), int(meta["seq"])
+    return Known(ids, persons, matrix), int(meta["seq"]), meta["taken_at"]
 
 
-def _after(lib: Library, model: str, seq: int, seen: set[str]) -> Known:
-    """Assigned faces of ``model`` stored after sequence number ``seq``, less ``seen`` ones."""
+def _moved_since(lib: Library, seq: int, since: datetime) -> list[str]:
+    """Faces noted as changing person after sequence number ``seq`` or at ``since`` or later."""
+    with lib.errors():
+        notes = lib.face_moves.find({"$or": [{"_id": {"$gt": seq}}, {"at": {"$gte": since}}]}, {"faces": 1})
+        return list(dict.fromkeys(fid for note in notes for fid in note["faces"]))
+
+
+def _docs(lib: Library, face_ids: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    with lib.errors():
+        for start in range(0, len(face_ids), 10_000):
+            part = face_ids[start : start + 10_000]
+            found.update((d["_id"], d) for d in lib.faces.find({"_id": {"$in": part}}, {"person_id": 1}))
+    return found
+
+
+def _read_faces(lib: Library, query: dict[str, Any], skip: Iterable[str] = ()) -> Known:
+    """The faces matching ``query`` (the person is not part of a query: a condition on it
+    makes some servers scan the whole collection instead of the (model, seq) index)."""
+    skip = skip if isinstance(skip, (set, dict)) else set(skip)
     ids: list[str] = []
     persons: list[str] = []
     rows: list[bytes] = []
     with lib.errors():
-        # Unassigned faces are skipped here rather than in the query: a condition on the
-        # person makes some servers scan the whole collection instead of the (model, seq) index.
-        cursor = lib.faces.find(
-            {"model": model, "seq": {"$gt": seq}}, {"_id": 1, "person_id": 1, "embedding": 1}, batch_size=10_000
-        )
-        for doc in cursor:
-            if doc["_id"] in seen or doc.get("person_id") is None:
+        for doc in lib.faces.find(query, {"_id": 1, "person_id": 1, "embedding": 1}, batch_size=10_000):
+            if doc["_id"] in skip:
                 continue
             ids.append(doc["_id"])
-            persons.append(doc["person_id"])
+            persons.append(doc.get("person_id") or "")
             rows.append(bytes(doc["embedding"]))
     matrix = np.frombuffer(b"".join(rows), dtype="<f4").reshape(len(rows), EMBEDDING_DIM)
-    return Known(ids, persons, matrix, "")
+    return Known(ids, persons, matrix)
 
 
-def write(lib: Library, model: str, state: str, seq: int, known: Known) -> None:
-    """Store ``known`` as the snapshot of ``model`` at ``state`` covering faces up to ``seq``;
-    the previous snapshot stays in use until the new one is whole."""
+def write(lib: Library, model: str, epoch: str, seq: int, taken_at: datetime, known: Known) -> None:
+    """Store ``known`` as the snapshot of ``model``, covering faces up to ``seq`` as they were
+    at ``taken_at``; the previous snapshot stays in use until the new one is whole."""
     generation = uuid.uuid4().hex
     coll = _collection(lib)
     parts = 0
     with lib.errors():
         for start in range(0, max(1, len(known.ids)), CHUNK):
             end = min(start + CHUNK, len(known.ids))
-            doc: dict[str, Any] = {
+            coll.insert_one({
                 "_id": f"{generation}:{parts:06d}",
                 "generation": generation,
                 "part": parts,
@@ -136,13 +173,21 @@ def write(lib: Library, model: str, state: str, seq: int, known: Known) -> None:
                 "ids": "\n".join(known.ids[start:end]),
                 "persons": "\n".join(known.persons[start:end]),
                 "embeddings": Binary(np.ascontiguousarray(known.matrix[start:end], dtype="<f4").tobytes()),
-            }
-            coll.insert_one(doc)
+            })
             parts += 1
         lib.meta.replace_one(
             {"_id": META_ID},
-            {"model": model, "state": state, "seq": seq, "generation": generation, "parts": parts,
-             "faces": len(known.ids), "written_at": now_iso()},
+            {"model": model, "epoch": epoch, "seq": seq, "taken_at": taken_at, "generation": generation,
+             "parts": parts, "faces": len(known.ids)},
             upsert=True,
         )
         coll.delete_many({"generation": {"$ne": generation}})
+        # Notes the snapshot has taken in, older than any start will read again.
+        lib.face_moves.delete_many({"_id": {"$lte": seq}, "at": {"$lt": taken_at - 2 * SETTLE}})
+
+
+def forget(lib: Library) -> None:
+    """No start may use the snapshot (the faces' embeddings were replaced)."""
+    with lib.errors():
+        lib.meta.delete_one({"_id": META_ID})
+        _collection(lib).drop()
