@@ -30,7 +30,7 @@ from typing import Any, Iterable
 import numpy as np
 from bson.binary import Binary
 
-from facepic.db import Library, embedding_from_bson
+from facepic.db import IN_BATCH, Library, embedding_from_bson
 from facepic.detect import EMBEDDING_DIM
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,8 @@ def _moved_since(lib: Library, seq: int, since: datetime) -> list[str]:
 def _docs(lib: Library, face_ids: list[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     with lib.errors():
-        for start in range(0, len(face_ids), 10_000):
-            part = face_ids[start : start + 10_000]
+        for start in range(0, len(face_ids), IN_BATCH):
+            part = face_ids[start : start + IN_BATCH]
             found.update((d["_id"], d) for d in lib.faces.find({"_id": {"$in": part}}, {"person_id": 1}))
     return found
 
