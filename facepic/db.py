@@ -24,7 +24,6 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from facepic.detect import EMBEDDING_DIM
 from facepic.ledger import now_iso
 
 
@@ -235,24 +234,6 @@ class Library:
     def faces_of_image(self, image_id: str) -> list[dict[str, Any]]:
         with self.errors():
             return list(self.faces.find({"image_id": image_id}).sort("index", ASCENDING))
-
-    def known_embeddings(self, model: str) -> tuple[list[str], list[str], np.ndarray]:
-        """(face ids, person ids, N x 512 matrix) of every assigned face of ``model``."""
-        ids: list[str] = []
-        persons: list[str] = []
-        rows: list[bytes] = []
-        with self.errors():
-            cursor = self.faces.find(
-                {"model": model, "person_id": {"$ne": None}},
-                {"_id": 1, "person_id": 1, "embedding": 1},
-                batch_size=10_000,
-            )
-            for doc in cursor:
-                ids.append(doc["_id"])
-                persons.append(doc["person_id"])
-                rows.append(bytes(doc["embedding"]))
-        matrix = np.frombuffer(b"".join(rows), dtype="<f4").reshape(len(rows), EMBEDDING_DIM)
-        return ids, persons, matrix
 
     def best_scores(self, person_ids: set[str]) -> dict[str, float]:
         """Cover quality of persons; a cover the user picked counts as unbeatable."""

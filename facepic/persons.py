@@ -27,7 +27,8 @@ import numpy as np
 from facepic import clustering, ids, storage
 from facepic.matching import Rules
 from facepic.pipeline import Context
-from facepic.db import EMBEDDING_DIM, Library
+from facepic.db import Library
+from facepic.detect import EMBEDDING_DIM
 from facepic.ledger import now_iso
 
 
