@@ -78,6 +78,7 @@ class PersonIndex:
         self._sums = np.zeros((16, EMBEDDING_DIM), dtype=np.float32)
         self._counts = np.zeros(16, dtype=np.int64)  # faces of each person
         self._indexed = np.zeros(16, dtype=np.int64)  # of which searched rows
+        self._person_list = np.full(16, -1, dtype=np.int64)  # inverted list of each person's faces
 
     def __len__(self) -> int:
         return self._n
@@ -109,6 +110,7 @@ class PersonIndex:
                 self._sums = np.concatenate([self._sums, np.zeros_like(self._sums)])
                 self._counts = np.concatenate([self._counts, np.zeros_like(self._counts)])
                 self._indexed = np.concatenate([self._indexed, np.zeros_like(self._indexed)])
+                self._person_list = np.concatenate([self._person_list, np.full_like(self._person_list, -1)])
         return code
 
     def add(self, person_id: str, embedding: np.ndarray) -> None:
@@ -156,19 +158,14 @@ class PersonIndex:
         return ranks
 
     def _append_rows(self, codes: np.ndarray, embeddings: np.ndarray) -> None:
-        count = len(codes)
         assert self._matrix is not None
-        if self._rows + count > len(self._codes):
-            capacity = max(len(self._codes) * 2, self._rows + count)
-            grown = np.empty(capacity, dtype=np.int32)
-            grown[: self._rows] = self._codes[: self._rows]
-            self._codes = grown
-            matrix = np.empty((capacity, EMBEDDING_DIM), dtype=np.float32)
+        end = self._rows + len(codes)
+        if end > len(self._matrix):
+            matrix = np.empty((max(len(self._matrix) * 2, end), EMBEDDING_DIM), dtype=np.float32)
             matrix[: self._rows] = self._matrix[: self._rows]
             self._matrix = matrix
-        self._codes[self._rows : self._rows + count] = codes
-        self._matrix[self._rows : self._rows + count] = embeddings
-        self._rows += count
+        self._matrix[self._rows : end] = embeddings
+        self._append_codes(codes)
 
     def _build_ivf(self, codes: np.ndarray, embeddings: np.ndarray) -> bool:
         """Move the faces held so far and the batch ``codes``/``embeddings`` being added into
@@ -203,7 +200,6 @@ class PersonIndex:
         ivf.nprobe = self.nprobe
         self._ivf = ivf
         self._quantizer = quantizer  # faiss does not own it from Python
-        self._person_list = np.full(len(self._sums), -1, dtype=np.int64)
         self._indexed[:] = 0
         self._codes = np.empty(0, dtype=np.int32)
         self._rows = 0
@@ -219,10 +215,6 @@ class PersonIndex:
         scans."""
         import faiss  # type: ignore[import-not-found]
 
-        if len(self._person_list) < len(self._sums):
-            grown = np.full(len(self._sums), -1, dtype=np.int64)
-            grown[: len(self._person_list)] = self._person_list
-            self._person_list = grown
         kept = self._take_ranks(codes) < self.per_person
         everyone = bool(kept.all())
         keep = np.flatnonzero(kept)
@@ -243,6 +235,7 @@ class PersonIndex:
             self._append_codes(part_codes)
 
     def _append_codes(self, codes: np.ndarray) -> None:
+        """The person codes of the rows being added (the last step of adding rows)."""
         if self._rows + len(codes) > len(self._codes):
             grown = np.empty(max(2 * len(self._codes), self._rows + len(codes), 1024), dtype=np.int32)
             grown[: self._rows] = self._codes[: self._rows]
