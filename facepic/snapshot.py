@@ -25,7 +25,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Container
 
 import numpy as np
 from bson.binary import Binary
@@ -138,10 +138,10 @@ def _docs(lib: Library, face_ids: list[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _read_faces(lib: Library, query: dict[str, Any], skip: Iterable[str] = ()) -> Known:
-    """The faces matching ``query`` (the person is not part of a query: a condition on it
-    makes some servers scan the whole collection instead of the (model, seq) index)."""
-    skip = skip if isinstance(skip, (set, dict)) else set(skip)
+def _read_faces(lib: Library, query: dict[str, Any], skip: Container[str] = frozenset()) -> Known:
+    """The faces matching ``query``, less ``skip`` (the person is not part of a query: a
+    condition on it makes some servers scan the whole collection instead of the (model, seq)
+    index)."""
     ids: list[str] = []
     persons: list[str] = []
     rows: list[bytes] = []
