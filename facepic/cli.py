@@ -12,7 +12,8 @@ import click
 from facepic import report as reports
 from facepic.db import DatabaseError, Library, ModelMismatch
 from facepic.embedded import EmbeddedError, embedded_database
-from facepic.enqueue import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
+from facepic.enqueue import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary, count_skipped
+from facepic.errors import FacePicError
 from facepic.ledger import Follower, Ledger
 from facepic.models import ModelChoice, ModelError, resolve
 from facepic.pipeline import Context, Job
@@ -21,7 +22,7 @@ from facepic.scan import ImportFolderError, display
 from facepic.settings import Settings, redact
 from facepic.storage import StorageError
 
-USER_ERRORS = (ImportFolderError, DatabaseError, StorageError, ModelError, EmbeddedError, ValueError)
+USER_ERRORS = (ImportFolderError, DatabaseError, StorageError, ModelError, EmbeddedError, ValueError, FacePicError)
 
 
 def _settings(obj: dict[str, Any]) -> Settings:
@@ -72,10 +73,13 @@ def _import_root(settings: Settings, path: Path | None) -> Path:
     return Path(root)
 
 
-def _finish(summary: Summary) -> None:
+def _finish(summary: Summary, root: Path | None = None) -> None:
     click.echo(summary.line())
+    if root is not None and summary.photos == 0:
+        click.echo(f"no photos in {root}: FacePic reads JPEG, PNG, WebP, HEIC/HEIF, AVIF, TIFF, GIF, BMP "
+                   "and camera RAW files (is this the right folder?)", err=True)
     if summary.failed:
-        click.echo("some photos failed: see the lines above, or `facepic status`", err=True)
+        click.echo("some photos failed: see the lines above, or `facepic status --failed`", err=True)
         sys.exit(1)
 
 
@@ -93,6 +97,8 @@ upload_options = [
     click.option("--disable-upload", is_flag=True, help="Do everything but upload to the bucket."),
     click.option("--upload-only", is_flag=True, help="Only upload what was processed but not uploaded."),
     click.option("--retry-failed", is_flag=True, help="Process photos that failed before once more."),
+    click.option("--follow-links", is_flag=True,
+                 help="Follow symbolic links that point outside the import folder (default: skip them)."),
 ]
 
 
@@ -108,7 +114,7 @@ def with_upload_options(fn: Callable) -> Callable:
 @click.option("--workers", type=int, help="Processes for the CPU stages (default: one per core).")
 @click.pass_obj
 def run(obj: dict, path: Path | None, disable_upload: bool, upload_only: bool, retry_failed: bool,
-        workers: int | None) -> None:
+        follow_links: bool, workers: int | None) -> None:
     """Process a folder of photos completely, in the foreground, with no servers to set up.
 
     Without FACEPIC_MONGODB_URI an embedded database keeps its files in the data folder;
@@ -121,22 +127,25 @@ def run(obj: dict, path: Path | None, disable_upload: bool, upload_only: bool, r
     settings = _settings(obj)
     if workers:
         settings = settings.replace(workers=workers)
-    upload = settings.upload and not disable_upload
+    if follow_links:
+        settings = settings.replace(follow_links=True)
+    upload = settings.stores_originals and not disable_upload
+    root = None if upload_only else _import_root(settings, path)
     try:
         with embedded_database(settings) as settings, Context(settings) as ctx:
             ctx.library.ensure_indexes()
-            summary = _run_embedded(ctx, path, upload, upload_only, retry_failed)
+            summary = _run_embedded(ctx, root, upload, upload_only, retry_failed)
     except USER_ERRORS as e:
         raise _fail(e, settings) from None
-    _finish(summary)
+    _finish(summary, root)
 
 
-def _run_embedded(ctx: Context, path: Path | None, upload: bool, upload_only: bool, retry_failed: bool) -> Summary:
+def _run_embedded(ctx: Context, root: Path | None, upload: bool, upload_only: bool, retry_failed: bool) -> Summary:
     settings = ctx.settings
     choice = _choose_model(settings, ctx.library)
     click.echo(choice.describe(), err=True)
     planner = Planner(ctx.ledger, _model_source(choice), upload, retry_failed,
-                      report=_say_error, record_queued=False)
+                      report=_say_error, record_queued=False, follow_links=settings.follow_links)
     if upload or upload_only:
         ctx.store.ensure_bucket()
     pool = None
@@ -144,7 +153,8 @@ def _run_embedded(ctx: Context, path: Path | None, upload: bool, upload_only: bo
         jobs = list(planner.upload_jobs())
         stages = UPLOAD_CHAIN
     else:
-        root = planner.check_root(_import_root(settings, path))
+        assert root is not None
+        root = planner.check_root(root)
         pool = CpuPool(settings, _model_source(choice))  # models load while we scan
         try:
             jobs = list(_progress(planner.new_jobs(root), "scanning"))
@@ -175,7 +185,7 @@ def _run_embedded(ctx: Context, path: Path | None, upload: bool, upload_only: bo
               help="Send again the photos still queued (after Redis crashed with the queues drained).")
 @click.pass_obj
 def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: bool, retry_failed: bool,
-            wait: bool, requeue_pending: bool) -> None:
+            follow_links: bool, wait: bool, requeue_pending: bool) -> None:
     """Scan a folder and queue one chain per new photo for the Celery workers.
 
     With --wait, follow the workers until every queued photo is done or failed; the exit
@@ -186,7 +196,10 @@ def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: boo
         facepic enqueue --wait /media/drive/Photos
     """
     settings = _settings(obj)
-    upload = settings.upload and not disable_upload
+    if follow_links:
+        settings = settings.replace(follow_links=True)
+    upload = settings.stores_originals and not disable_upload
+    root = None
     if not settings.mongodb_uri:
         raise click.ClickException(
             "FACEPIC_MONGODB_URI is not set: the workers need a shared MongoDB "
@@ -205,7 +218,8 @@ def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: boo
         click.echo(choice.describe(), err=True)
         if upload or upload_only:
             ctx.store.ensure_bucket()
-        planner = Planner(ctx.ledger, _model_source(choice), upload, retry_failed, report=_say_error)
+        planner = Planner(ctx.ledger, _model_source(choice), upload, retry_failed, report=_say_error,
+                          follow_links=settings.follow_links)
         follower = Follower(settings.ledger_path)
         queued: set[tuple[str, str]] = set()
         if upload_only:
@@ -225,7 +239,7 @@ def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: boo
         raise _fail(e, settings) from None
     if wait and queued:
         _wait_for(follower, queued, planner.summary, upload_only)
-    _finish(planner.summary)
+    _finish(planner.summary, root)
 
 
 def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary, upload_only: bool) -> None:
@@ -245,30 +259,54 @@ def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary
                 reason = entry.get("reason") if entry["status"] == "failed" else None
                 if upload_only and not entry.get("uploaded"):
                     reason = f"upload failed: {entry.get('upload_error') or entry.get('reason')}"
+                summary.finished({"error": reason} if reason else {"faces": entry.get("faces", 0)})
                 if reason:
-                    summary.failed += 1
                     _say_error(f"error: cannot process {display(Path(key[0]) / key[1])}: {reason}")
             time.sleep(0.2)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--failed", "list_failed", is_flag=True, help="Only list the failed photos, with their reasons.")
+@click.option("--skipped", "list_skipped", is_flag=True, help="Only list the skipped files, with their reasons.")
 @click.pass_obj
-def status(obj: dict, as_json: bool) -> None:
-    """What is done, pending and failed, from the ledger (and the queues, when Redis is up).
+def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> None:
+    """What is done, pending, failed and skipped, from the ledger (and the queues, when Redis
+    is up). The counts are the ones `run` and `enqueue` print.
 
     Example:
 
-        facepic status
+        facepic status --failed
     """
     settings = _settings(obj)
-    state = Ledger(settings.ledger_path).read()
-    info: dict[str, Any] = {"ledger": state.counts()}
+    try:
+        state = Ledger(settings.ledger_path).read()
+    except OSError as e:
+        raise click.ClickException(f"cannot read the ledger {settings.ledger_path} ({e.strerror})") from None
+    counts = state.counts()
+    done = list(state.entries("done"))
+    skipped: dict[str, int] = {}
+    for entry in state.entries("skipped"):
+        skipped[entry.get("category", "other")] = skipped.get(entry.get("category", "other"), 0) + 1
+    info: dict[str, Any] = {
+        "ledger": counts,
+        "photos": counts["done"] + counts["failed"] + counts["duplicate"] + counts["queued"],
+        "faces": sum(int(e.get("faces") or 0) for e in done),
+        "no_face": sum(1 for e in done if not e.get("faces")),
+        "skipped_by_category": skipped,
+    }
     info["failed"] = [
         {"path": e.get("path"), "root": e.get("root"), "reason": e.get("reason")}
         for e in state.entries("failed")
     ]
-    info["not_uploaded"] = sum(1 for e in state.entries("done") if not e.get("uploaded"))
+    info["skipped"] = [
+        {"path": e.get("path"), "root": e.get("root"), "reason": e.get("reason"), "category": e.get("category"),
+         "folder": bool(e.get("folder"))}
+        for e in state.entries("skipped")
+    ]
+    # Without a bucket (and without copying), originals stay where they are: nothing to upload.
+    info["not_uploaded"] = (sum(1 for e in done if not e.get("uploaded")) if settings.bucket_configured
+                            or settings.copy_originals else None)
     if settings.mongodb_uri:
         try:
             from workers.app import make_app
@@ -280,15 +318,25 @@ def status(obj: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    c = info["ledger"]
-    click.echo(f"done {c['done']}, failed {c['failed']}, duplicates {c['duplicate']}, "
-               f"pending {c['queued']}, not uploaded {info['not_uploaded']}")
-    if info.get("queues") is not None:
-        click.echo("queues: " + ", ".join(f"{k} {v}" for k, v in info["queues"].items()))
-    elif settings.mongodb_uri:
-        click.echo("queues: Redis not reachable")
-    for failure in info["failed"]:
-        click.echo(f"failed: {failure['path']}: {failure['reason']}")
+    if not (list_failed or list_skipped):
+        c = counts
+        line = (f"photos {info['photos']:,}: done {c['done']:,} (faces {info['faces']:,}, no face {info['no_face']:,}), "
+                f"duplicates {c['duplicate']:,}, pending {c['queued']:,}, failed {c['failed']:,}")
+        if info["not_uploaded"] is not None:
+            line += f", not uploaded {info['not_uploaded']:,}"
+        click.echo(line + (f"; {count_skipped(skipped)}" if skipped else ""))
+        if info.get("queues") is not None:
+            click.echo("queues: " + ", ".join(f"{k} {v}" for k, v in info["queues"].items()))
+        elif settings.mongodb_uri:
+            click.echo("queues: Redis not reachable")
+    if list_failed or not list_skipped:
+        for failure in info["failed"]:
+            click.echo(f"failed: {failure['path']}: {failure['reason']}")
+    from facepic.scan import QUIET
+
+    for skip in info["skipped"]:
+        if list_skipped or (not list_failed and skip["category"] not in QUIET):
+            click.echo(f"skipped: {skip['path']}{'/' if skip['folder'] else ''}: {skip['reason']}")
 
 
 @cli.command()

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Protocol
 from facepic import ids
 from facepic.ledger import Ledger, LedgerState
 from facepic.pipeline import Job
-from facepic.scan import Found, ImportFolderError, check_import_folder, display, scan
+from facepic.scan import Found, ImportFolderError, Skipped, Unreadable, check_import_folder, display, scan
 
 
 class Dispatcher(Protocol):
@@ -32,22 +32,60 @@ FULL_CHAIN = ("detect", "thumbnails", "upload", "index", "log")
 UPLOAD_CHAIN = ("upload", "index", "log")
 
 
+SKIP_LABELS = {
+    "not a photo": ("file that is not a photo", "files that are not photos"),
+    "hidden": ("hidden file or folder", "hidden files or folders"),
+    "RAW+JPEG pair": ("RAW file paired with its JPEG", "RAW files paired with their JPEGs"),
+    "link": ("symbolic link not followed", "symbolic links not followed"),
+    "folder": ("unreadable folder", "unreadable folders"),
+    "special": ("special file", "special files"),
+    "seen": ("folder scanned already", "folders scanned already"),
+}
+
+
+def count_skipped(counts: dict[str, int]) -> str:
+    """``skipped 95 files that are not photos, 1 unreadable folder``, or "" for none."""
+    parts = [f"{counts[c]:,} {SKIP_LABELS.get(c, (c, c))[counts[c] != 1]}"
+             for c in [*SKIP_LABELS, *sorted(set(counts) - set(SKIP_LABELS))] if counts.get(c)]
+    return "skipped " + ", ".join(parts) if parts else ""
+
+
 @dataclass
 class Summary:
-    found: int = 0
+    """What became of every file a run looked at; one line for the user."""
+
+    photos: int = 0  # photo files considered (a RAW+JPEG pair counts once)
+    done: int = 0
+    faces: int = 0
+    no_face: int = 0
     already: int = 0
     duplicates: int = 0
-    queued: int = 0
+    queued: int = 0  # handed on; done or failed once its outcome is known
     failed: int = 0
-    skipped_failed: int = 0
-    errors: list[str] = field(default_factory=list)
+    skipped_failed: int = 0  # failed in an earlier run, not tried again
+    skipped: dict[str, int] = field(default_factory=dict)  # category -> files
+
+    def finished(self, job: Job) -> None:
+        """A queued photo's outcome."""
+        self.queued -= 1
+        if job.get("error"):
+            self.failed += 1
+        else:
+            self.done += 1
+            faces = int(job.get("faces") or 0)
+            self.faces += faces
+            self.no_face += faces == 0
 
     def line(self) -> str:
-        return (
-            f"found {self.found}, already done {self.already}, duplicates {self.duplicates}, "
-            f"queued {self.queued}, failed {self.failed}"
-            + (f", earlier failures skipped {self.skipped_failed}" if self.skipped_failed else "")
-        )
+        parts = [f"done {self.done:,} (faces {self.faces:,}, no face {self.no_face:,})",
+                 f"already done {self.already:,}", f"duplicates {self.duplicates:,}"]
+        if self.queued:
+            parts.append(f"queued {self.queued:,}")
+        parts.append(f"failed {self.failed:,}")
+        if self.skipped_failed:
+            parts.append(f"failed earlier {self.skipped_failed:,} (--retry-failed takes them again)")
+        skipped = count_skipped(self.skipped)
+        return f"photos {self.photos:,}: " + ", ".join(parts) + (f"; {skipped}" if skipped else "")
 
 
 def _stat_matches(entry: dict, found: Found) -> bool:
@@ -65,6 +103,7 @@ class Planner:
         retry_failed: bool = False,
         report: Callable[[str], None] = lambda line: None,
         record_queued: bool = True,
+        follow_links: bool = False,
     ) -> None:
         self.ledger = ledger
         self.model = model
@@ -72,34 +111,42 @@ class Planner:
         self.retry_failed = retry_failed
         self.report = report
         self.record_queued = record_queued
+        self.follow_links = follow_links
         self._queued_now: set[str] = set()
         self.summary = Summary()
         self.state: LedgerState = ledger.read()
 
     def _error(self, path: Path, reason: str) -> None:
-        line = f"error: cannot process {display(path)}: {reason}"
-        self.summary.errors.append(line)
-        self.report(line)
+        self.report(f"error: cannot process {display(path)}: {reason}")
 
     def check_root(self, root: Path) -> Path:
-        """The import folder, or ImportFolderError; an empty folder the ledger knows photos
-        under is taken for an unmounted drive."""
+        """The import folder, or ImportFolderError: missing, unreadable or empty (an empty
+        folder is most often a drive that is not mounted)."""
         root = check_import_folder(root)
-        if not any(True for _ in root.iterdir()):
-            root_key = str(root)
-            if any(r == root_key for r, _ in self.state.by_path):
-                raise ImportFolderError(
-                    f"import folder {root} is empty, but the ledger holds photos from it "
-                    "(is the drive mounted?)"
-                )
+        try:
+            empty = not any(True for _ in root.iterdir())
+        except OSError as e:
+            raise ImportFolderError(f"import folder {root} cannot be read ({e.strerror})") from None
+        if empty:
+            known = any(r == str(root) for r, _ in self.state.by_path)
+            raise ImportFolderError(
+                f"import folder {root} is empty" + (", but the ledger holds photos from it" if known else "")
+                + " (is the drive mounted? check the path)"
+            )
         return root
 
     def new_jobs(self, root: Path) -> Iterator[Job]:
         root = self.check_root(root)
         root_key = str(root)
-        for found in scan(root, on_error=self._scan_error):
-            self.summary.found += 1
-            job = self._consider(root_key, found)
+        for item in scan(root, follow_links=self.follow_links):
+            if isinstance(item, Skipped):
+                self._skipped(root_key, item)
+                continue
+            self.summary.photos += 1
+            if isinstance(item, Unreadable):
+                self._failed(root_key, item.path, item.rel, item.reason, None, None)
+                continue
+            job = self._consider(root_key, item)
             if job is not None:
                 yield job
                 entry = {k: job[k] for k in ("path", "root", "sha256", "image_id", "size", "mtime_ns")}
@@ -111,9 +158,18 @@ class Planner:
                     self._queued_now.add(job["sha256"])
                 self.summary.queued += 1
 
-    def _scan_error(self, path: Path, reason: str) -> None:
-        self.summary.failed += 1
-        self._error(path, reason)
+    def _skipped(self, root: str, item: Skipped) -> None:
+        counts = self.summary.skipped
+        counts[item.category] = counts.get(item.category, 0) + 1
+        if not item.quiet:
+            self.report(f"skipped: {display(item.path)}: {item.reason}")
+        known = self.state.by_path.get((root, item.rel))
+        if known is None or known.get("status") != "skipped" or known.get("reason") != item.reason:
+            entry = {"path": item.rel, "root": root, "status": "skipped", "reason": item.reason,
+                     "category": item.category}
+            if item.folder:
+                entry["folder"] = True
+            self._record(entry)
 
     def _record(self, entry: dict) -> None:
         self.state.add(self.ledger.append(entry))
@@ -139,11 +195,12 @@ class Planner:
                 self.summary.already += 1
                 return None
         if found.size == 0:  # every empty file has the same hash: never a duplicate, just bad
-            return self._failed(root, found, "empty file (0 bytes)")
+            return self._failed(root, found.path, found.rel, "empty file (0 bytes)", found.size, found.mtime_ns)
         try:
             sha = ids.sha256_file(found.path)
         except OSError as e:
-            return self._failed(root, found, f"cannot read file ({e.strerror or type(e).__name__})")
+            return self._failed(root, found.path, found.rel, f"cannot read file ({e.strerror or type(e).__name__})",
+                                found.size, found.mtime_ns)
         known = self.state.by_hash.get(sha)
         base = {"path": found.rel, "root": root, "sha256": sha, "image_id": ids.image_id(sha),
                 "size": found.size, "mtime_ns": found.mtime_ns}
@@ -165,13 +222,15 @@ class Planner:
         return Job(
             image_id=base["image_id"], sha256=sha, path=str(found.path), root=root, rel=found.rel,
             size=found.size, mtime_ns=found.mtime_ns, model=self.model, upload=self.upload,
+            companions=list(found.companions),
         )
 
-    def _failed(self, root: str, found: Found, reason: str) -> None:
+    def _failed(self, root: str, path: Path, rel: str, reason: str, size: int | None,
+                mtime_ns: int | None) -> None:
         self.summary.failed += 1
-        self._error(found.path, reason)
-        self._record({"path": found.rel, "root": root, "status": "failed", "reason": reason,
-                      "size": found.size, "mtime_ns": found.mtime_ns})
+        self._error(path, reason)
+        self._record({"path": rel, "root": root, "status": "failed", "reason": reason,
+                      "size": size, "mtime_ns": mtime_ns})
         return None
 
     def pending_jobs(self) -> Iterator[Job]:
@@ -179,6 +238,7 @@ class Planner:
         for entry in list(self.state.entries("queued")):
             if not entry.get("sha256"):
                 continue
+            self.summary.photos += 1
             self.summary.queued += 1
             yield Job(
                 image_id=entry["image_id"], sha256=entry["sha256"], path=str(Path(entry["root"]) / entry["path"]),
@@ -192,6 +252,7 @@ class Planner:
             if entry.get("uploaded") or not entry.get("image_id"):
                 continue
             path = Path(entry["root"]) / entry["path"]
+            self.summary.photos += 1
             self.summary.queued += 1
             yield Job(
                 image_id=entry["image_id"], sha256=entry["sha256"], path=str(path), root=entry["root"],

@@ -1,13 +1,15 @@
 """`processed_log.jsonl`: the append-only record of every photo FacePic has seen.
 
-One JSON object a line, each written with a single ``write`` on an ``O_APPEND``
-descriptor and fsync'd, so concurrent writers on one machine never interleave and a
-crash can only tear the last line. Reading tolerates (and repairs) a torn last line.
-A photo's state is its last line.
+One JSON object a line, appended under an exclusive lock on an ``O_APPEND`` descriptor
+and fsync'd, so concurrent writers on one machine never interleave and a crash can only
+tear the last line. Before each append a torn tail is cut off, and a write that cannot be
+completed (a full disk) is rolled back, so a complete entry is never lost or glued to a
+fragment. Reading tolerates (and repairs) a torn last line. A file's state is its last line.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass, field
@@ -15,8 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-Status = Literal["queued", "done", "failed", "duplicate"]
-FINAL: frozenset[str] = frozenset({"done", "duplicate"})
+from facepic.errors import DataFolderError, data_folder_error
+
+Status = Literal["queued", "done", "failed", "duplicate", "skipped"]
 
 
 def now_iso() -> str:
@@ -50,7 +53,7 @@ class LedgerState:
             self.by_hash[sha] = entry
 
     def counts(self) -> dict[str, int]:
-        counts = {"done": 0, "failed": 0, "duplicate": 0, "queued": 0}
+        counts = {"done": 0, "failed": 0, "duplicate": 0, "queued": 0, "skipped": 0}
         for entry in self.by_path.values():
             status = entry.get("status", "")
             counts[status] = counts.get(status, 0) + 1
@@ -114,31 +117,82 @@ class Ledger:
                 state.add(entry)
             good_end = end
             pos = end
-        if good_end < len(data):
-            self._truncate(good_end)
-            state.repaired = True
-        elif data and not data.endswith(b"\n"):  # whole last object, newline lost
-            with open(self.path, "ab") as f:
-                f.write(b"\n")
-                f.flush()
-                os.fsync(f.fileno())
+        if good_end < len(data) or (data and not data.endswith(b"\n")):
+            self._repair()
             state.repaired = True
         return state
 
-    def _truncate(self, size: int) -> None:
-        with open(self.path, "r+b") as f:
-            f.truncate(size)
-            f.flush()
-            os.fsync(f.fileno())
-
-    def append(self, entry: dict[str, Any]) -> dict[str, Any]:
-        entry = {**entry, "time": entry.get("time") or now_iso()}
-        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    def _repair(self) -> None:
+        """Cut a torn tail (or terminate a whole last object), under the writers' lock: what
+        looks torn from here may be an append still under way."""
         try:
-            os.write(fd, line)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        except OSError:
+            return  # read-only: readers skip the torn tail anyway, the next append cuts it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _cut_torn_tail(fd)
             os.fsync(fd)
+        except OSError:
+            pass
         finally:
             os.close(fd)
+
+    def append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Append one entry, durably; DataFolderError (the file as it was) if it cannot."""
+        entry = {**entry, "time": entry.get("time") or now_iso()}
+        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise data_folder_error(e, self.path.parent) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            start = _cut_torn_tail(fd)
+            try:
+                _write_all(fd, line)
+                os.fsync(fd)
+            except OSError as e:
+                # Whatever part of the line reached the file goes again: the next append
+                # must not be glued onto a fragment.
+                os.ftruncate(fd, start)
+                os.fsync(fd)
+                raise data_folder_error(e, self.path.parent) from None
+        except OSError as e:  # the lock, the cut or the rollback itself
+            raise data_folder_error(e, self.path.parent) from None
+        finally:
+            os.close(fd)  # also releases the lock
         return entry
+
+
+def _cut_torn_tail(fd: int) -> int:
+    """Cut an unterminated last line (a crash mid-append) off the file; return its size."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    tail_start = max(0, size - (1 << 16))
+    tail = os.pread(fd, size - tail_start, tail_start)
+    nl = tail.rfind(b"\n")
+    good = tail_start + nl + 1 if nl >= 0 else 0
+    if nl < 0 and tail_start > 0:  # a line longer than 64 KiB: look further back
+        data = os.pread(fd, size, 0)
+        good = data.rfind(b"\n") + 1
+    try:
+        json.loads(os.pread(fd, size - good, good))
+    except ValueError:
+        os.ftruncate(fd, good)
+        return good
+    # A whole object whose newline was lost: keep it, terminate it.
+    _write_all(fd, b"\n")
+    return size + 1
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written; a short write is not success."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(28, "No space left on device")
+        view = view[n:]

@@ -101,7 +101,7 @@ class Covers:
     def __init__(self, ctx: Context) -> None:
         self.crop = ctx.face_crop_path
         self.cover = ctx.person_thumb_path
-        self.store: storage.ObjectStore | None = ctx.store if ctx.settings.upload else None
+        self.store: storage.ObjectStore | None = ctx.store if ctx.settings.stores_originals else None
 
     def set(self, lib: Library, person_id: str, face_id: str) -> None:
         src, dst = self.crop(face_id), self.cover(person_id)

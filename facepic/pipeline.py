@@ -22,7 +22,7 @@ import numpy as np
 from facepic import ids, quality, snapshot, storage, thumbnails
 from facepic.db import Library, embedding_to_bson
 from facepic.decode import FORMAT_EXTENSIONS, PhotoError, decode, time_limit
-from facepic.detect import FaceEngine, default_threads
+from facepic.detect import EMBEDDING_DIM, FaceEngine, default_threads
 from facepic.ledger import Ledger
 from facepic.matching import PersonIndex, assign_photo
 from facepic.models import ModelChoice, resolve
@@ -46,6 +46,7 @@ class Job(TypedDict, total=False):
     ext: str  # the object key's extension, from the decoded format (not the file's name)
     upload_error: str
     faces: int
+    companions: list[str]  # RAW files of a RAW+JPEG pair, relative to root
     uploaded: bool
     error: str
     failed_stage: str
@@ -242,7 +243,7 @@ def detect(ctx: Context, job: Job) -> Job:
         "boxes": boxes,
         "landmarks": marks,
         "scores": np.array([f_.score for f_ in faces], dtype=np.float64),
-        "embeddings": np.array([f_.embedding for f_ in faces], dtype=np.float32).reshape(n, -1),
+        "embeddings": np.array([f_.embedding for f_ in faces], dtype=np.float32).reshape(n, EMBEDDING_DIM),
         "quality": np.array([[q.size, q.sharpness, q.frontal] for q in assessed], dtype=np.float64).reshape(n, 3),
         "info": np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
     }
@@ -448,6 +449,7 @@ def index(ctx: Context, job: Job) -> Job:
             "camera": meta.get("camera"),
             "gps": meta.get("gps"),
             "model": model,
+            "companions": job.get("companions") or [],
             "uploaded": uploaded,
             "keys": keys,
             "faces": [
@@ -536,6 +538,8 @@ def log(ctx: Context, job: Job) -> Job:
         "timings": job.get("timings") or {},
         "ext": _ext(job),
     }
+    if job.get("companions"):
+        entry["companions"] = job["companions"]
     if job.get("error"):
         entry["reason"] = redact(job["error"], ctx.settings)
         entry["stage"] = job.get("failed_stage")

@@ -7,9 +7,14 @@ exactly as on the `index` queue.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import threading
+import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable
 
 from facepic.enqueue import Summary
@@ -19,13 +24,29 @@ from facepic.storage import StorageUnavailable
 from facepic.settings import Settings
 
 CPU_STAGES = ("detect", "thumbnails")
-SERIAL_STAGES = ("upload", "index", "log")
+logger = logging.getLogger(__name__)
 
 _pool_context: Context | None = None
+PARENT_POLL_SECONDS = 1.0
+PROCESS_DIED = ("the process analysing it died twice (killed by the system, for example for lack of "
+                "memory, or a crash in a decoder)")
 
 
-def _init_pool(settings: Settings, processes: int, model: str | None) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """End this pool process within a second of its parent's death (kill -9 included), so
+    no orphan keeps its memory."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="facepic-parent-watch", daemon=True).start()
+
+
+def _init_pool(settings: Settings, processes: int, model: str | None, parent: int) -> None:
     global _pool_context
+    _exit_with_parent(parent)
     _pool_context = Context(settings, processes=processes)
     _pool_context.pixels_in_work_file = False  # detect and thumbnails share this process
     if model:
@@ -37,15 +58,26 @@ def _ready() -> bool:
 
 
 class CpuPool:
-    """The process pool for the CPU stages, started (models loading) before the scan."""
+    """The process pool for the CPU stages, started (models loading) before the scan. A pool
+    broken by the death of one of its processes is replaced by a fresh one."""
 
     def __init__(self, settings: Settings, model: str | None, processes: int = 0) -> None:
+        self.settings = settings
+        self.model = model
         self.processes = max(1, processes or settings.workers or os.cpu_count() or 1)
+        self.executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
         mp = multiprocessing.get_context("spawn")  # the embedded server's threads must not be forked
-        self.executor = ProcessPoolExecutor(self.processes, mp_context=mp, initializer=_init_pool,
-                                            initargs=(settings, self.processes, model))
+        executor = ProcessPoolExecutor(self.processes, mp_context=mp, initializer=_init_pool,
+                                       initargs=(self.settings, self.processes, self.model, os.getpid()))
         for _ in range(self.processes):
-            self.executor.submit(_ready)
+            executor.submit(_ready)
+        return executor
+
+    def restart(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.executor = self._start()
 
     def __enter__(self) -> "CpuPool":
         return self
@@ -89,7 +121,11 @@ def process(
     on_done: Callable[[Job], None],
     pool: CpuPool | None = None,
 ) -> None:
-    """Run ``stages`` over ``jobs``; ``on_done`` sees each finished job."""
+    """Run ``stages`` over ``jobs``; ``on_done`` sees each finished job, in the order of
+    ``jobs`` whatever the pool's timing, so the same folder always gives the same persons.
+
+    A photo whose pool process dies (the OOM killer, a decoder crash) is tried again alone in
+    a fresh process; if that one dies too, the photo fails and the run goes on."""
     cpu = [s for s in stages if s in CPU_STAGES]
     serial = [s for s in stages if s not in CPU_STAGES]
     if not cpu or not jobs:
@@ -97,25 +133,47 @@ def process(
             on_done(run_serial_stages(ctx, job, serial))
         return
     with pool or CpuPool(ctx.settings, None) as cpu_pool:
-        executor, processes = cpu_pool.executor, cpu_pool.processes
-        pending: set[Future] = set()
-        queue = iter(jobs)
-        exhausted = False
-        while pending or not exhausted:
-            while not exhausted and len(pending) < 2 * processes:
-                job = next(queue, None)
-                if job is None:
-                    exhausted = True
-                else:
-                    pending.add(executor.submit(_cpu_stages, job))
-            if not pending:
-                break
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                on_done(run_serial_stages(ctx, future.result(), serial))
+        ahead = 4 * cpu_pool.processes  # bounds the photos waiting for their turn in order
+        results: dict[int, Job] = {}
+        running: dict[Future, int] = {}
+        suspects: deque[int] = deque()
+        alone: int | None = None  # a suspect running with nothing beside it
+        submitted = served = 0
+        while served < len(jobs):
+            if suspects and not running:
+                alone = suspects.popleft()
+                running[cpu_pool.executor.submit(_cpu_stages, jobs[alone])] = alone
+            while not suspects and alone is None and submitted < len(jobs) and submitted - served < ahead \
+                    and len(running) < 2 * cpu_pool.processes:
+                running[cpu_pool.executor.submit(_cpu_stages, jobs[submitted])] = submitted
+                submitted += 1
+            if running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                broken = False
+                for future in finished:
+                    i = running.pop(future)
+                    try:
+                        results[i] = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        if i == alone:
+                            logger.warning("pool process died twice on %s", display(jobs[i].get("path", "")))
+                            results[i] = {**jobs[i], "error": PROCESS_DIED, "failed_stage": "detect"}
+                        else:
+                            suspects.append(i)
+                    if i == alone:
+                        alone = None
+                if broken:
+                    # Every photo still in the broken pool is a suspect until it runs alone.
+                    suspects.extend(sorted(running.values()))
+                    running.clear()
+                    cpu_pool.restart()
+            while served in results:
+                on_done(run_serial_stages(ctx, results.pop(served), serial))
+                served += 1
 
 
 def summarize(summary: Summary, job: Job, report: Callable[[str], None]) -> None:
+    summary.finished(job)
     if job.get("error"):
-        summary.failed += 1
         report(f"error: cannot process {display(job.get('path', ''))}: {job['error']}")

@@ -1,17 +1,33 @@
-"""Find the photos under an import folder: recursive, stable order, no symlink loops."""
+"""Walk an import folder: every entry ends as a photo found or a file skipped with its reason.
+
+Rules (the README's "What the scan reads"):
+- hidden files and folders (a leading dot: `.thumbnails`, macOS `._IMG_0001.JPG`) and files
+  that are not photos (videos, sidecars, system files) are skipped quietly and counted;
+- a symbolic link is followed only while it stays inside the import folder, unless
+  ``follow_links``; a link out, a broken link or a loop is skipped with the reason, once;
+- a folder that cannot be read is skipped with the reason; its siblings go on;
+- a FIFO, socket or device is never opened;
+- a RAW file with a photo of the same name beside it (RAW+JPEG shooting) is one photo: the
+  JPEG is processed and carries the RAW as its companion.
+The order is stable (sorted, depth-first), so two scans of one folder agree.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator, Union
 
-PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".heic", ".heif"})
+from facepic.formats import classify
+
+QUIET = ("hidden", "not a photo", "RAW+JPEG pair", "seen")
 
 
 class ImportFolderError(Exception):
-    """The import folder cannot be scanned at all (missing, not a folder, unreadable)."""
+    """The import folder cannot be scanned at all (missing, not a folder, unreadable, empty)."""
 
 
 @dataclass(frozen=True)
@@ -20,86 +36,174 @@ class Found:
     rel: str  # POSIX path relative to the import root
     size: int
     mtime_ns: int
+    companions: tuple[str, ...] = ()  # RAW files of a RAW+JPEG pair, relative to the root
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or folder the scan does not process, and why."""
+
+    path: Path
+    rel: str
+    reason: str
+    category: str  # hidden, not a photo, RAW+JPEG pair, seen, link, special, folder
+    folder: bool = False
+
+    @property
+    def quiet(self) -> bool:
+        """Counted in the summary but not worth a line of its own."""
+        return self.category in QUIET
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A photo that cannot even be looked at: it counts as failed."""
+
+    path: Path
+    rel: str
+    reason: str
+
+
+Entry = Union[Found, Skipped, Unreadable]
 
 
 def check_import_folder(root: Path) -> Path:
     """The absolute import folder, or ImportFolderError saying what is wrong with it."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise ImportFolderError(f"import folder {root} does not exist (is the drive mounted?)")
+        raise ImportFolderError(f"import folder {root} does not exist (is the drive mounted? check the path)")
     if not root.is_dir():
         raise ImportFolderError(f"import folder {root} is not a folder")
     if not os.access(root, os.R_OK | os.X_OK):
-        raise ImportFolderError(f"import folder {root} cannot be read (permissions)")
+        raise ImportFolderError(f"import folder {root} cannot be read (check its permissions)")
     return root.absolute()
 
 
-def is_photo_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in PHOTO_EXTENSIONS
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def scan(
-    root: Path,
-    on_error: Callable[[Path, str], None] | None = None,
-) -> Iterator[Found]:
-    """Yield every photo under ``root`` in a stable (sorted, depth-first) order.
+def _reason(e: OSError) -> str:
+    return e.strerror or type(e).__name__
 
-    Hidden files and folders are skipped. A folder reached twice through symlinks
-    is visited once, so a symlink cycle ends. Unreadable entries go to ``on_error``.
-    """
+
+def _special(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "not a regular file"
+
+
+def _pairs(names: list[str]) -> dict[str, str]:
+    """RAW name -> the photo of the same stem beside it (the one processed)."""
+    photos = {}
+    for name in names:
+        if not name.startswith(".") and classify(name) == "photo":
+            photos.setdefault(os.path.splitext(name)[0].lower(), name)
+    return {
+        name: photos[os.path.splitext(name)[0].lower()]
+        for name in names
+        if classify(name) == "raw" and os.path.splitext(name)[0].lower() in photos
+    }
+
+
+def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
+    """Every entry under ``root`` in a stable (sorted, depth-first) order: a ``Found`` photo,
+    a ``Skipped`` file or folder, or an ``Unreadable`` photo."""
     root = check_import_folder(root)
+    root_real = os.path.realpath(root)
     seen_dirs: set[tuple[int, int]] = set()
 
-    def report(path: Path, reason: str) -> None:
-        if on_error is not None:
-            on_error(path, reason)
+    def rel_of(path: Path) -> str:
+        return path.relative_to(root).as_posix()
 
-    def entries_of(folder: Path) -> Iterator[os.DirEntry] | None:
-        try:
-            st = folder.stat()
-        except OSError as e:
-            report(folder, e.strerror or str(e))
-            return None
-        if (st.st_dev, st.st_ino) in seen_dirs:
-            return None
-        seen_dirs.add((st.st_dev, st.st_ino))
+    def listing(folder: Path) -> list[os.DirEntry] | OSError:
         try:
             with os.scandir(folder) as it:
-                return iter(sorted(it, key=lambda e: e.name))
+                return sorted(it, key=lambda e: e.name)
         except OSError as e:
-            report(folder, e.strerror or str(e))
-            return None
+            return e
 
+    root_st = root.stat()
+    seen_dirs.add((root_st.st_dev, root_st.st_ino))
+    first = listing(root)
+    if isinstance(first, OSError):
+        raise ImportFolderError(f"import folder {root} cannot be read ({_reason(first)})")
     # A stack of folder listings, not recursion: a drive's tree can be deeper than Python's stack.
-    first = entries_of(root)
-    stack: list[Iterator[os.DirEntry]] = [first] if first is not None else []
+    stack: list[tuple[Iterator[os.DirEntry], dict[str, str], dict[str, list[str]], tuple[int, int]]] = []
+
+    def push(entries: list[os.DirEntry], key: tuple[int, int]) -> None:
+        pairs = _pairs([e.name for e in entries])
+        companions: dict[str, list[str]] = {}
+        for raw, photo in pairs.items():
+            companions.setdefault(photo, []).append(raw)
+        stack.append((iter(entries), pairs, companions, key))
+
+    push(first, (root_st.st_dev, root_st.st_ino))
     while stack:
-        entry = next(stack[-1], None)
+        entries, pairs, companions, _ = stack[-1]
+        entry = next(entries, None)
         if entry is None:
             stack.pop()
             continue
-        if entry.name.startswith("."):
-            continue
         path = Path(entry.path)
-        try:
-            is_dir = entry.is_dir()  # follows symlinks
-            is_file = not is_dir and entry.is_file()
-        except OSError as e:
-            report(path, e.strerror or str(e))
+        rel = rel_of(path)
+        if entry.name.startswith("."):
+            kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
+            yield Skipped(path, rel, f"hidden {kind}", "hidden", folder=kind == "folder")
             continue
-        if is_dir:
-            listing = entries_of(path)
-            if listing is not None:
-                stack.append(listing)
-        elif is_file and is_photo_name(entry.name):
-            try:
-                st = entry.stat()
-            except OSError as e:
-                report(path, e.strerror or str(e))
+        try:
+            is_link = entry.is_symlink()
+            st = entry.stat(follow_symlinks=True)
+        except OSError as e:
+            if is_link and e.errno == errno.ELOOP:
+                yield Skipped(path, rel, "symbolic link loop", "link")
+            elif is_link and e.errno == errno.ENOENT:
+                yield Skipped(path, rel, "broken symbolic link (its target is gone)", "link")
+            elif classify(entry.name) != "other":
+                yield Unreadable(path, rel, f"cannot read file ({_reason(e)})")
+            else:
+                yield Skipped(path, rel, f"cannot be read ({_reason(e)})", "special")
+            continue
+        if is_link and not follow_links and not _inside(os.path.realpath(path), root_real):
+            yield Skipped(path, rel, "symbolic link to outside the import folder", "link",
+                          folder=stat.S_ISDIR(st.st_mode))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if any(frame[3] == key for frame in stack):
+                yield Skipped(path, rel, "symbolic link loop (points to an enclosing folder)", "link", folder=True)
                 continue
-            yield Found(path, path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns)
-        elif not is_file and entry.is_symlink() and is_photo_name(entry.name):
-            report(path, "broken symbolic link")
+            if key in seen_dirs:
+                yield Skipped(path, rel, "folder scanned already under another path", "seen", folder=True)
+                continue
+            seen_dirs.add(key)
+            entries_of = listing(path)
+            if isinstance(entries_of, OSError):
+                yield Skipped(path, rel, f"unreadable folder ({_reason(entries_of)})", "folder", folder=True)
+                continue
+            push(entries_of, key)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            yield Skipped(path, rel, f"special file ({_special(st.st_mode)}), never opened", "special")
+            continue
+        kind = classify(entry.name)
+        if kind == "other":
+            yield Skipped(path, rel, "not a photo", "not a photo")
+        elif entry.name in pairs:
+            partner = rel_of(path.with_name(pairs[entry.name]))
+            yield Skipped(path, rel, f"RAW+JPEG pair: processed as {partner}", "RAW+JPEG pair")
+        else:
+            pair = tuple(rel_of(path.with_name(n)) for n in companions.get(entry.name, ()))
+            yield Found(path, rel, st.st_size, st.st_mtime_ns, pair)
+
+
+def photos(root: Path, follow_links: bool = False) -> Iterator[Found]:
+    """Only the photos of ``scan``."""
+    return (e for e in scan(root, follow_links) if isinstance(e, Found))
 
 
 def display(path: Path | str) -> str:

@@ -59,6 +59,9 @@ class Settings:
     min_face_sharpness: float = 50.0
     # Pipeline.
     upload: bool = True
+    # Without a bucket, originals stay where they are; true copies them into objects_dir.
+    copy_originals: bool = False
+    follow_links: bool = False  # follow symbolic links that leave the import folder
     max_pixels: int = 150_000_000
     photo_timeout: float = 60.0  # seconds to decode and detect one photo
     workers: int = 0  # processes for `facepic run`; 0: one per core
@@ -103,6 +106,11 @@ class Settings:
     @property
     def bucket_configured(self) -> bool:
         return bool(self.s3_endpoint or self.s3_access_key_id)
+
+    @property
+    def stores_originals(self) -> bool:
+        """Whether photos go to an object store: a bucket, or the folder store when asked."""
+        return self.upload and (self.bucket_configured or self.copy_originals)
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)

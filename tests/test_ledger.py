@@ -17,7 +17,7 @@ def test_append_then_read_gives_last_state_per_path_and_hash(tmp_path: Path) -> 
     assert state.by_path[("/r", "a.jpg")]["status"] == "done"
     assert state.by_path[("/r", "b.jpg")]["status"] == "duplicate"
     assert state.by_hash["h1"]["path"] == "a.jpg"  # duplicates never own a hash
-    assert state.counts() == {"done": 1, "failed": 0, "duplicate": 1, "queued": 0}
+    assert state.counts() == {"done": 1, "failed": 0, "duplicate": 1, "queued": 0, "skipped": 0}
     assert all("time" in json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines())
 
 

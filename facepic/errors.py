@@ -1,0 +1,35 @@
+"""Errors a user can cause or cure: each is one line for the user, never a traceback."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+
+class FacePicError(Exception):
+    """Base of the errors FacePic reports as one line ("Error: ...")."""
+
+
+class DataFolderError(FacePicError):
+    """The data folder cannot be written: full, read-only, or not ours to write."""
+
+
+def data_folder_error(e: OSError, data_dir: Path) -> DataFolderError:
+    """One line for an OSError met while writing the data folder: what it is, and what to do."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DataFolderError(
+            f"the data folder {data_dir} is full (no space left on its disk): free some space "
+            "there, or set FACEPIC_DATA_DIR to a folder on another disk, then run again: it "
+            "resumes where it stopped"
+        )
+    if e.errno == errno.EROFS:
+        return DataFolderError(
+            f"the data folder {data_dir} is on a read-only file system: set FACEPIC_DATA_DIR to a "
+            "writable folder"
+        )
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return DataFolderError(
+            f"the data folder {data_dir} cannot be written (permission denied on "
+            f"{e.filename or data_dir}): fix its owner or permissions, or set FACEPIC_DATA_DIR"
+        )
+    return DataFolderError(f"cannot write the data folder {data_dir} ({e.strerror or type(e).__name__})")
