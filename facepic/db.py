@@ -24,8 +24,11 @@ from pymongo.errors import (
     PyMongoError,
 )
 
+from facepic import storage as storage_keys
 from facepic.ledger import now_iso
 
+# Every collection FacePic makes; `cleanup` drops these and nothing else.
+COLLECTIONS = ("images", "faces", "persons", "folders", "meta", "face_moves", "face_snapshots", "faces_next")
 
 # Ids per `$in` when looking faces up by id: some servers (the embedded one) slow down
 # faster than the list grows (5,000 ids in one `$in` cost 40 s on a million faces there).
@@ -303,7 +306,17 @@ class Library:
             }
 
     def drop_all(self) -> None:
+        """Drop every collection FacePic makes (staged re-embedding data included), and no other."""
         with self.errors():
-            for coll in (self.images, self.faces, self.persons, self.folders, self.meta, self.face_moves,
-                         self.db["face_snapshots"]):
-                coll.drop()
+            for name in COLLECTIONS:
+                self.db[name].drop()
+
+    def object_keys(self) -> set[str]:
+        """Every bucket key this library recorded: originals, thumbnails, person covers."""
+        keys: set[str] = set()
+        with self.errors():
+            for doc in self.images.find({"keys": {"$ne": None}}, {"keys": 1}):
+                keys.update(v for v in (doc.get("keys") or {}).values() if isinstance(v, str))
+            for doc in self.persons.find({}, {"_id": 1}):
+                keys.add(storage_keys.person_key(doc["_id"]))
+        return keys

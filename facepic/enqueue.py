@@ -77,8 +77,9 @@ class Summary:
             self.no_face += faces == 0
 
     def line(self) -> str:
-        parts = [f"done {self.done:,} (faces {self.faces:,}, no face {self.no_face:,})",
-                 f"already done {self.already:,}", f"duplicates {self.duplicates:,}"]
+        parts = [f"done {self.done:,} (faces {self.faces:,}, no face {self.no_face:,})"] \
+            if self.done or not self.queued else []  # `enqueue` without --wait knows no outcome
+        parts += [f"already done {self.already:,}", f"duplicates {self.duplicates:,}"]
         if self.queued:
             parts.append(f"queued {self.queued:,}")
         parts.append(f"failed {self.failed:,}")

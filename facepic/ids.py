@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -11,8 +14,13 @@ _CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
+    """The file's SHA-256. A FIFO or device put in a photo's place is refused, never read
+    (O_NONBLOCK: opening a FIFO must not wait for a writer)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        h = hashlib.sha256()
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()

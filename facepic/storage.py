@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
 
+from facepic import ids
 from facepic.settings import Settings
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"

@@ -58,11 +58,17 @@ def test_run_survives_a_hostile_folder(offline_env, tmp_path: Path, monkeypatch)
         return real_process(*args, **kwargs)
 
     monkeypatch.setattr(cli_module, "process", process_after_a_deletion)
+    # Originals copied into the folder store (an explicit setting), so that the objects made
+    # for bad photos can be checked too.
+    offline_env = {**offline_env, "FACEPIC_COPY_ORIGINALS": "true"}
     result = invoke(offline_env, "run", str(root))
     assert result.exit_code == 1
     failed = sum(1 for status, _ in expect.values() if status == "failed")
-    assert f"found {len(expect)}, already done 0, duplicates 0, queued {len(expect) - 3}, failed {failed}" \
-        in result.output  # the two empty files and the unreadable one fail before they are queued
+    done = len(expect) - failed
+    faces = sum(detail for status, detail in expect.values() if status == "done")
+    no_face = sum(1 for status, detail in expect.values() if status == "done" and detail == 0)
+    assert f"photos {len(expect)}: done {done} (faces {faces}, no face {no_face}), already done 0, duplicates 0, " \
+        f"failed {failed}" in result.output
 
     from facepic.embedded import embedded_database
     from facepic.pipeline import Context
@@ -116,7 +122,7 @@ def test_a_very_large_and_deep_folder_tree_is_scanned_completely(tmp_path: Path)
             (folder / f"note_{j}.txt").write_text("x")
     planner = Planner(Ledger(tmp_path / "log.jsonl"), "buffalo_s", upload=True)
     jobs = list(planner.new_jobs(root))
-    assert len(jobs) == 3001 and planner.summary.found == 3001
+    assert len(jobs) == 3001 and planner.summary.photos == 3001
     assert jobs[0]["rel"] == "d/" * 1200 + "bottom.jpg"
     # Remove the chain bottom-up: recursive removers (pytest's own clean-up) cannot.
     (deep / "bottom.jpg").unlink()
@@ -137,10 +143,12 @@ def test_photos_over_the_time_limit_fail_and_retry_failed_takes_them_again(offli
     assert first.exit_code == 1
     assert "took longer than 0.0001 s to decode and analyse" in first.output
     again = invoke(offline_env, "run", str(root))
-    assert again.exit_code == 0 and "queued 0" in again.output  # failures are not retried by default
+    # Failures are not retried by default.
+    assert again.exit_code == 0 and "done 0 (faces 0, no face 0)" in again.output
+    assert "failed earlier 2 (--retry-failed takes them again)" in again.output
     retry = invoke(offline_env, "run", "--retry-failed", str(root))
     assert retry.exit_code == 0, retry.output
-    assert "queued 2, failed 0" in retry.output
+    assert "photos 2: done 2 (faces 2, no face 0), already done 0, duplicates 0, failed 0" in retry.output
     final = final_entries(ledger_lines(settings_of(offline_env)))
     assert {e["status"] for e in final.values()} == {"done"}
 
@@ -152,7 +160,7 @@ def test_enqueue_refuses_a_missing_file_or_unmounted_drive_before_queueing(serve
 
     missing = invoke(server_env, "enqueue", str(tmp_path / "nope"))
     assert missing.exit_code == 1
-    assert f"Error: import folder {tmp_path / 'nope'} does not exist (is the drive mounted?)" in missing.output
+    assert f"Error: import folder {tmp_path / 'nope'} does not exist (is the drive mounted? check the path)" in missing.output
     a_file = tmp_path / "file.jpg"
     a_file.write_bytes(b"x")
     assert "is not a folder" in invoke(server_env, "enqueue", str(a_file)).output
@@ -166,6 +174,6 @@ def test_enqueue_refuses_a_missing_file_or_unmounted_drive_before_queueing(serve
     queued = redis.Redis.from_url(server_env["FACEPIC_REDIS_URL"]).llen("cpu")
     unplugged = invoke(server_env, "enqueue", str(root))
     assert unplugged.exit_code == 1
-    assert "is empty, but the ledger holds photos from it (is the drive mounted?)" in unplugged.output
+    assert "is empty, but the ledger holds photos from it (is the drive mounted? check the path)" in unplugged.output
     assert settings_of(server_env).ledger_path.read_text() == ledger
     assert redis.Redis.from_url(server_env["FACEPIC_REDIS_URL"]).llen("cpu") == queued

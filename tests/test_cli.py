@@ -31,14 +31,14 @@ def test_run_reports_each_bad_photo_and_goes_on(offline_env, tmp_path: Path) -> 
         f"error: cannot process {root / 'notes.jpg'}: not a recognised image format",
     ])
     assert "Traceback" not in result.output
-    assert "found 4, already done 0, duplicates 0, queued 3, failed 3" in result.output
+    assert "photos 4: done 1 (faces 1, no face 0), already done 0, duplicates 0, failed 3\n" in result.output
     final = {line["path"]: line for line in ledger_lines(settings_of(offline_env))}
     assert final["good.jpg"]["status"] == "done" and final["good.jpg"]["faces"] == 1
     assert final["empty.jpg"] == {**final["empty.jpg"], "status": "failed", "reason": "empty file (0 bytes)"}
     assert final["notes.jpg"] == {**final["notes.jpg"], "status": "failed", "stage": "detect",
                                   "reason": "not a recognised image format"}
     status = invoke(offline_env, "status")
-    assert "done 1, failed 3" in status.output
+    assert "photos 4: done 1 (faces 1, no face 0), duplicates 0, pending 0, failed 3\n" in status.output
     assert "failed: notes.jpg: not a recognised image format" in status.output
 
 
@@ -46,7 +46,7 @@ def test_missing_import_folder_is_one_clear_error(offline_env, tmp_path: Path) -
     result = invoke(offline_env, "run", str(tmp_path / "unplugged"))
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == (
-        f"Error: import folder {tmp_path / 'unplugged'} does not exist (is the drive mounted?)"
+        f"Error: import folder {tmp_path / 'unplugged'} does not exist (is the drive mounted? check the path)"
     )
 
 
@@ -68,6 +68,7 @@ def test_enqueue_with_wrong_bucket_key_is_one_clear_error(server_env, workers) -
 
 
 def test_cleanup_lists_then_deletes_only_facepic_data(offline_env, tmp_path: Path) -> None:
+    offline_env = {**offline_env, "FACEPIC_COPY_ORIGINALS": "true"}  # objects in the folder store
     root = tmp_path / "drive"
     root.mkdir()
     shutil.copy(GOOD, root / "good.jpg")
@@ -76,7 +77,12 @@ def test_cleanup_lists_then_deletes_only_facepic_data(offline_env, tmp_path: Pat
     store = open_store(settings)
     foreign = settings.objects_dir / "holiday-notes.txt"
     foreign.write_text("mine")
-    keys_before = [k for k in store.list_keys() if k != "holiday-notes.txt"]
+    # Objects whose keys look like FacePic's, made by another library sharing the bucket.
+    uuid_like = ["0b6c5e1e-1111-4222-8333-944455556666.jpg", "thumb_0b6c5e1e-1111-4222-8333-944455556666.jpg",
+                 "faces/person_p0123456789abcde.jpg"]
+    for key in uuid_like:
+        store.put_bytes(key, b"another library's", "image/jpeg")
+    keys_before = [k for k in store.list_keys() if k != "holiday-notes.txt" and k not in uuid_like]
     assert len(keys_before) == 3  # original, thumbnail, one person's cover
 
     dry = invoke(offline_env, "cleanup", "--dry-run")
@@ -91,6 +97,7 @@ def test_cleanup_lists_then_deletes_only_facepic_data(offline_env, tmp_path: Pat
     assert done.exit_code == 0, done.output
     assert not settings.ledger_path.exists() and not settings.thumbnails_dir.exists()
     assert foreign.read_text() == "mine"
+    assert sorted(store.list_keys()) == sorted(["holiday-notes.txt", *uuid_like])
     after = invoke(offline_env, "cleanup", "--dry-run")
     assert "database: images 0, faces 0, persons 0, folders 0" in after.output
 

@@ -159,7 +159,7 @@ def test_killed_enqueuer_queues_the_rest_on_the_next_run(server_env, tmp_path: P
     again = invoke(server_env, "enqueue", str(photos))
     assert again.exit_code == 0, again.output
     assert f"already done {first}" in again.output
-    assert f"queued {1500 - first}" in again.output
+    assert f"queued {1500 - first}, failed 0" in again.output
     paths = [x["path"] for x in ledger_lines(settings) if x["status"] == "queued"]
     assert len(paths) == len(set(paths)) == 1500
     # At most the one photo being handed over at the instant of the kill went to Redis twice.
@@ -178,7 +178,7 @@ def test_a_torn_ledger_line_is_repaired_and_the_run_goes_on(offline_env, tmp_pat
     ledger.write_bytes(data[: last_start + (len(data) - last_start) // 2])  # a crash mid-write
     result = invoke(offline_env, "run", str(photos))
     assert result.exit_code == 0, result.output
-    assert "found 3, already done 2, duplicates 0, queued 1, failed 0" in result.output
+    assert "photos 3: done 1 (faces 1, no face 0), already done 2, duplicates 0, failed 0" in result.output
     lines = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert sorted(x["path"] for x in lines if x["status"] == "done") == ["07.jpg", "08.jpg", "09.jpg"]
 
@@ -250,7 +250,8 @@ def test_mongodb_out_of_reach_fails_photos_after_bounded_retries_then_retry_fail
         proxy.up()
         result = invoke(env, "enqueue", "--retry-failed", "--wait", str(photos))
         assert result.exit_code == 0, result.output
-        assert f"queued {len(labels)}, failed 0" in result.output
+        assert f"photos {len(labels)}: done {len(labels)} (faces {len(labels)}, no face 0), already done 0, " \
+            "duplicates 0, failed 0" in result.output
     finally:
         for worker in workers:
             worker.stop()

@@ -96,7 +96,8 @@ def test_enqueue_with_workers_builds_the_library(server_env, workers, tmp_path: 
     labels = copy_photos(photos)
     result = invoke(server_env, "enqueue", str(photos))
     assert result.exit_code == 0, result.output
-    assert f"found {len(labels) + 1}, already done 0, duplicates 0, queued {len(labels) + 1}" in result.output
+    assert f"photos {len(labels) + 1}: already done 0, duplicates 0, queued {len(labels) + 1}, failed 0" \
+        in result.output
 
     settings = settings_of(server_env)
     lines = wait_for_ledger(settings, len(labels) + 1)
@@ -113,10 +114,12 @@ def test_enqueue_with_workers_builds_the_library(server_env, workers, tmp_path: 
 
     again = invoke(server_env, "enqueue", str(photos))
     assert again.exit_code == 0, again.output
-    assert f"already done {len(labels) + 1}, duplicates 0, queued 0" in again.output
+    assert f"photos {len(labels) + 1}: done 0 (faces 0, no face 0), already done {len(labels) + 1}, duplicates 0, " \
+        "failed 0" in again.output
 
     status = invoke(server_env, "status")
-    assert f"done {len(labels) + 1}, failed 0, duplicates 0, pending 0" in status.output
+    assert f"photos {len(labels) + 1}: done {len(labels) + 1} (faces {len(labels) + 2}, no face 0), duplicates 0, " \
+        "pending 0, failed 0, not uploaded 0" in status.output
 
 
 def test_embedded_run_gives_the_same_library_as_the_workers(offline_env, server_env, workers, tmp_path: Path) -> None:
@@ -125,13 +128,16 @@ def test_embedded_run_gives_the_same_library_as_the_workers(offline_env, server_
 
     result = invoke(offline_env, "run", str(photos))
     assert result.exit_code == 0, result.output
-    assert f"queued {len(labels) + 1}, failed 0" in result.output
+    assert f"photos {len(labels) + 1}: done {len(labels) + 1} (faces {len(labels) + 2}, no face 0)" in result.output
     embedded = settings_of(offline_env)
     from facepic.embedded import embedded_database
 
     with embedded_database(embedded) as running, Context(running) as ctx:
         local = check_library(ctx.library, ledger_lines(running), labels)
-        assert set(open_store(running).list_keys()) == expected_keys(ctx.library)
+        # No bucket: originals stay where they are, nothing is copied into the data folder.
+        assert not running.objects_dir.exists()
+        assert ctx.library.images.count_documents({"uploaded": False, "keys": None}) == len(labels) + 1
+        assert all((photos / doc["path"]).is_file() for doc in ctx.library.images.find({}))
 
     assert invoke(server_env, "enqueue", str(photos)).exit_code == 0
     distributed = check_library(
@@ -157,7 +163,7 @@ def test_disable_upload_then_upload_only(server_env, workers, tmp_path: Path) ->
 
     result = invoke(server_env, "enqueue", "--upload-only")
     assert result.exit_code == 0, result.output
-    assert f"queued {len(labels)}" in result.output
+    assert f"photos {len(labels)}: already done 0, duplicates 0, queued {len(labels)}" in result.output
 
     def uploaded_lines() -> int:
         return sum(1 for line in ledger_lines(settings) if line["status"] == "done" and line["uploaded"])
