@@ -207,8 +207,8 @@ def _decode_raw(path: Path, kind: str, target: int, max_pixels: int) -> Decoded 
             # at 160 pixels no face can be found, and "0 faces" would hide the reason.
             raise PhotoError(f"RAW file whose embedded preview is only {preview.width}x{preview.height} "
                              "pixels (too small to find faces; the preview may be missing or cut off)")
-        # The preview is usually stored as the sensor is, untagged or tagged 1, and the RAW's own
-        # orientation (LibRaw reads it from IFD0 or the maker notes) turns it upright.
+        # A preview is stored as the sensor is. One that carries no EXIF gets LibRaw's, with the
+        # RAW's orientation (IFD0 or maker notes) in it; one tagged 1 or not at all takes the RAW's.
         own = _orientation_tag(preview) if preview.format == "JPEG" else 1
         orientation = own if own != 1 else _FLIP_TO_ORIENTATION.get(flip, 1)
         meta = {**_raw_tiff_metadata(path), "orientation": orientation}
