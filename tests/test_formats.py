@@ -248,9 +248,20 @@ def test_dng_decodes_its_embedded_preview_with_the_raw_exif(tmp_path: Path) -> N
     assert d.metadata["orientation"] == 6
 
 
-@pytest.mark.parametrize("raw_orientation", [1, 6])
-def test_a_preview_tagged_with_its_own_orientation_is_turned_once(tmp_path: Path, raw_orientation: int) -> None:
-    (tmp_path / "p.dng").write_bytes(dng(marked(), raw_orientation, preview_exif=exif_bytes(6)))
+def _camera_only() -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("raw_orientation, preview_exif", [
+    (1, exif_bytes(6)),  # the preview's own tag wins
+    (6, exif_bytes(6)),  # both say 6: turned once, not twice
+    (6, _camera_only()),  # the preview's EXIF has no orientation: the RAW's applies
+    (6, exif_bytes(1)),  # tagged 1, stored as the sensor is: the RAW's applies
+])
+def test_raw_preview_orientation(tmp_path: Path, raw_orientation: int, preview_exif: bytes) -> None:
+    (tmp_path / "p.dng").write_bytes(dng(marked(), raw_orientation, preview_exif=preview_exif))
     d = decode(tmp_path / "p.dng", 640, LIMIT)
     assert (d.width, d.height) == (200, 400) and is_colour(d.rgb[10, d.rgb.shape[1] - 10], RED)
 
