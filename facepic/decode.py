@@ -3,11 +3,17 @@
 JPEGs are decoded with libjpeg's DCT scaling (``draft``: 1/2, 1/4, 1/8 almost for free);
 other formats are decoded and then reduced. EXIF orientation is applied, so every
 coordinate FacePic stores refers to the upright photo at its full size.
+
+A camera RAW is decoded from the preview JPEG the camera embeds in it (LibRaw, via rawpy),
+never from the sensor data: the photo's width and height are the upright preview's, and
+face coordinates refer to it. The RAW's own TIFF EXIF (camera, time, GPS) is kept.
 """
 
 from __future__ import annotations
 
+import io
 import signal
+import struct
 import threading
 import warnings
 from contextlib import contextmanager
@@ -20,6 +26,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from typing import Iterator
 
 from facepic import exif
+from facepic.formats import FORMAT_EXTENSIONS, PILLOW_FORMATS, raw_format
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -29,6 +36,10 @@ try:  # HEIC/HEIF when pillow-heif is installed
     register_heif_opener()
 except ImportError:  # pragma: no cover - optional
     pass
+
+Image.init()
+# Only the formats this Pillow can open: Image.open raises KeyError on a name it does not know.
+_OPENERS = tuple(f for f in PILLOW_FORMATS if f in Image.OPEN)
 
 
 class PhotoError(Exception):
@@ -68,7 +79,18 @@ def decode(path: Path, target: int, max_pixels: int) -> Decoded:
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")  # corrupt EXIF
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
-            with Image.open(path) as im:
+            kind = raw_format(path.name)
+            if kind is not None:
+                decoded = _decode_raw(path, kind, target, max_pixels)
+                if decoded is not None:
+                    return decoded
+            with Image.open(path, formats=_OPENERS) as im:
+                if im.format == "TIFF" and (kind is not None or _DNG_VERSION in im.tag_v2):
+                    # Pillow would decode a RAW's first TIFF page: a tiny thumbnail, or nothing.
+                    decoded = None if kind is not None else _decode_raw(path, "DNG", target, max_pixels)
+                    if decoded is None:
+                        raise PhotoError("unreadable RAW file (LibRaw does not recognise it)")
+                    return decoded
                 return _decode_open(im, target, max_pixels)
     except PhotoError:
         raise
@@ -105,28 +127,30 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic",
-                     "GIF": "gif", "TIFF": "tif", "BMP": "bmp"}
-
-
 def _short(e: BaseException) -> str:
     text = str(e).splitlines()[0] if str(e) else type(e).__name__
     return text[:160]
 
 
-def _decode_open(im: Image.Image, target: int, max_pixels: int) -> Decoded:
+def _decode_open(im: Image.Image, target: int, max_pixels: int, orientation: int | None = None,
+                 fmt: str | None = None, meta: dict | None = None) -> Decoded:
     w, h = im.size
     if w <= 0 or h <= 0:
         raise PhotoError("image has no pixels")
     if w * h > max_pixels:
         raise PhotoError(f"image too large ({w}x{h} pixels, limit {max_pixels})")
-    fmt = im.format or "unknown"
-    meta = exif.extract(im)
-    orientation = meta.get("orientation", 1)
+    fmt = fmt or im.format or "unknown"
+    own = exif.extract(im)  # before load(): Pillow's TIFF plugin drops the tag once it has applied it
+    meta = own if meta is None else {**own, **meta}
     if im.format == "JPEG":
         r = min(1.0, target / max(w, h))
         im.draft("RGB", (max(1, int(w * r)), max(1, int(h * r))))
     im.load()
+    if orientation is None:
+        # Only what the decoder left undone: Pillow 13 turns TIFFs upright itself (its size is the
+        # upright one from open()) and pillow-heif turns HEIC upright; both then drop the tag.
+        # JPEG, PNG, WebP and AVIF keep it, and their pixels as stored.
+        orientation = _orientation_tag(im)
     rgb = _to_rgb(im)
     cap = 2 * target
     if max(rgb.size) > cap:
@@ -136,6 +160,79 @@ def _decode_open(im: Image.Image, target: int, max_pixels: int) -> Decoded:
     full_w, full_h = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
     scale = rgb.size[0] / full_w
     return Decoded(np.asarray(rgb), full_w, full_h, scale, fmt, meta)
+
+
+def _orientation_tag(im: Image.Image) -> int:
+    try:
+        value = int(im.getexif().get(_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - corrupt EXIF: the pixels as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+_ORIENTATION = 0x0112
+_DNG_VERSION = 50706
+# LibRaw's flip (bit 0: mirror, bit 1: upside down, bit 2: transpose) as an EXIF orientation.
+_FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
+_MIN_PREVIEW = 320  # long side, pixels
+
+
+def _decode_raw(path: Path, kind: str, target: int, max_pixels: int) -> Decoded | None:
+    """Decode the preview a camera embeds in a RAW; None when LibRaw says it is no RAW at all."""
+    try:
+        import rawpy  # only the worker decodes RAWs; the enqueuer never imports this
+    except ImportError:
+        raise PhotoError("RAW photos need the rawpy package (pip install rawpy)") from None
+    try:
+        with rawpy.imread(str(path)) as raw:
+            flip = raw.sizes.flip
+            thumb = raw.extract_thumb()
+    except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+        raise PhotoError("RAW file without an embedded preview (FacePic decodes only the camera's "
+                         "preview; export a JPEG from the RAW to include it)") from None
+    except rawpy.LibRawFileUnsupportedError:
+        return None  # a JPEG named .cr2, say: decoded by content
+    except rawpy.LibRawError as e:
+        raise PhotoError(f"corrupt RAW file ({_short(e)})") from None
+    try:
+        if thumb.format == rawpy.ThumbFormat.JPEG:
+            preview = Image.open(io.BytesIO(thumb.data), formats=["JPEG"])
+        else:  # an uncompressed RGB preview
+            preview = Image.fromarray(np.ascontiguousarray(thumb.data))
+    except UnidentifiedImageError:
+        raise PhotoError("RAW file whose embedded preview is not a readable JPEG") from None
+    with preview:
+        if max(preview.size) < _MIN_PREVIEW:
+            # LibRaw falls back to the IFD0 thumbnail when the real preview is missing or cut off;
+            # at 160 pixels no face can be found, and "0 faces" would hide the reason.
+            raise PhotoError(f"RAW file whose embedded preview is only {preview.width}x{preview.height} "
+                             "pixels (too small to find faces; the preview may be missing or cut off)")
+        # A preview is stored as the sensor is. One that carries no EXIF gets LibRaw's, with the
+        # RAW's orientation (IFD0 or maker notes) in it; one tagged 1 or not at all takes the RAW's.
+        own = _orientation_tag(preview) if preview.format == "JPEG" else 1
+        orientation = own if own != 1 else _FLIP_TO_ORIENTATION.get(flip, 1)
+        meta = {**_raw_tiff_metadata(path), "orientation": orientation}
+        return _decode_open(preview, target, max_pixels, orientation, kind, meta)
+
+
+def _raw_tiff_metadata(path: Path) -> dict:
+    """EXIF from a TIFF-based RAW's IFD0 (DNG, CR2, NEF, ARW, ORF, RW2); {} for CR3 and RAF."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            endian = {b"II": "<", b"MM": ">"}.get(head[:2])
+            if endian is None or len(head) < 8:
+                return {}
+            # ORF ("IIRO") and RW2 ("IIU\0") are TIFF with a magic number of their own that
+            # Pillow's header check refuses: read IFD0 at its offset with the byte order given.
+            tags = Image.Exif()
+            tags.endian = endian
+            tags.load_from_fp(f, struct.unpack(endian + "I", head[4:])[0])
+            meta = exif.from_tags(tags)  # inside the with: the EXIF and GPS IFDs are read lazily
+    except Exception:  # noqa: BLE001 - unreadable metadata: the preview's, if any, remains
+        return {}
+    meta.pop("orientation", None)
+    return meta
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -164,4 +261,4 @@ def _orient(im: Image.Image, orientation: int) -> Image.Image:
     return im.transpose(method) if method is not None else im
 
 
-__all__ = ["Decoded", "PhotoError", "decode"]
+__all__ = ["FORMAT_EXTENSIONS", "Decoded", "PhotoError", "decode", "time_limit"]

@@ -18,15 +18,22 @@ def extract(im: Image.Image) -> dict[str, Any]:
     """``{"orientation": 1..8, "taken_at"?, "camera"?, "gps"?}`` from ``im``'s EXIF."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns on corrupt EXIF; we just take less of it
-        return _extract(im)
+        try:
+            tags = im.getexif()
+        except Exception:  # noqa: BLE001 - any parse failure means "no EXIF"
+            return {"orientation": 1}
+        return _extract(tags)
 
 
-def _extract(im: Image.Image) -> dict[str, Any]:
+def from_tags(tags: Image.Exif) -> dict[str, Any]:
+    """As ``extract``, from EXIF tags read elsewhere (a RAW file's own TIFF structure)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _extract(tags)
+
+
+def _extract(tags: Image.Exif) -> dict[str, Any]:
     meta: dict[str, Any] = {"orientation": 1}
-    try:
-        tags = im.getexif()
-    except Exception:  # noqa: BLE001 - any parse failure means "no EXIF"
-        return meta
     try:
         orientation = int(tags.get(_ORIENTATION, 1))
         meta["orientation"] = orientation if 1 <= orientation <= 8 else 1

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
-from facepic.formats import classify
+from facepic.formats import classify, is_photo_name
 
 QUIET = ("hidden", "not a photo", "RAW+JPEG pair", "seen")
 
@@ -163,7 +163,7 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
                 yield Skipped(path, rel, "symbolic link loop", "link")
             elif is_link and e.errno == errno.ENOENT:
                 yield Skipped(path, rel, "broken symbolic link (its target is gone)", "link")
-            elif classify(entry.name) != "other":
+            elif is_photo_name(entry.name):
                 yield Unreadable(path, rel, f"cannot read file ({_reason(e)})")
             else:
                 yield Skipped(path, rel, f"cannot be read ({_reason(e)})", "special")
@@ -190,8 +190,7 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
         if not stat.S_ISREG(st.st_mode):
             yield Skipped(path, rel, f"special file ({_special(st.st_mode)}), never opened", "special")
             continue
-        kind = classify(entry.name)
-        if kind == "other":
+        if not is_photo_name(entry.name):
             yield Skipped(path, rel, "not a photo", "not a photo")
         elif entry.name in pairs:
             partner = rel_of(path.with_name(pairs[entry.name]))

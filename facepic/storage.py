@@ -257,4 +257,9 @@ CONTENT_TYPES = {
     "webp": "image/webp",
     "heic": "image/heic",
     "heif": "image/heif",
+    "avif": "image/avif",
+    "tif": "image/tiff",
+    "gif": "image/gif",
+    "bmp": "image/bmp",
+    "dng": "image/x-adobe-dng",
 }
