@@ -7,23 +7,32 @@ The server is SecantusDB (GPL-2.0), an optional extra: ``pip install 'facepic[em
 from __future__ import annotations
 
 import fcntl
+import io
+import logging
 import os
+import re
+import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+from facepic.errors import FacePicError, data_folder_error
 from facepic.settings import Secret, Settings
 
 
-class EmbeddedError(Exception):
+class EmbeddedError(FacePicError):
     pass
 
 
 @contextmanager
 def data_folder_lock(data_dir: Path) -> Iterator[None]:
     """One embedded run per data folder: two would write the same database files."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / ".facepic.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(data_dir / ".facepic.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise data_folder_error(e, data_dir) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -50,11 +59,121 @@ def embedded_database(settings: Settings) -> Iterator[Settings]:
         ) from None
     with data_folder_lock(settings.data_dir):
         path = settings.embedded_db_dir
-        path.mkdir(parents=True, exist_ok=True)
-        server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(path))
-        server.start()
         try:
-            host, port = server.address
-            yield settings.replace(mongodb_uri=Secret(f"mongodb://{host}:{port}/?directConnection=true"))
-        finally:
-            server.stop()
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise data_folder_error(e, settings.data_dir) from None
+        with _diagnostics_to(path / "server.log"):
+            server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(path))
+            server.start()
+            try:
+                host, port = server.address
+                yield settings.replace(mongodb_uri=Secret(f"mongodb://{host}:{port}/?directConnection=true"))
+            finally:
+                try:
+                    server.stop()
+                except Exception:  # noqa: BLE001 - a panicked engine (full disk) recovers from its log on the next start
+                    logging.getLogger("secantus").exception("the embedded database did not close cleanly")
+                    # Its threads go on printing until the process ends: keep them off the terminal.
+                    _keep_redirected.set()
+
+
+_keep_redirected = threading.Event()
+
+
+@contextmanager
+def _diagnostics_to(log: Path) -> Iterator[None]:
+    """The embedded server's own messages go to ``log``, not the user's terminal: its storage
+    engine writes to file descriptor 2 (a full disk makes it print pages of panics), and its
+    Python side logs tracebacks. FacePic's own lines still reach the terminal."""
+    handler: logging.Handler = _QuietFileHandler(log, delay=True) if _writable(log) else logging.NullHandler()
+    server_log = logging.getLogger("secantus")
+    saved_propagate = server_log.propagate
+    server_log.addHandler(handler)
+    server_log.propagate = False
+    saved_fd, saved_stderr = None, sys.stderr
+    try:
+        sys.stderr.flush()
+        uses_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # a test runner's captured stderr
+        uses_fd2 = False
+    try:
+        target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        target = os.open(os.devnull, os.O_WRONLY)
+    try:
+        saved_fd = os.dup(2)
+        terminal: Any = saved_stderr
+        if uses_fd2:  # Python's stderr keeps the terminal through a copy of descriptor 2
+            terminal = io.TextIOWrapper(os.fdopen(os.dup(saved_fd), "wb", buffering=0),
+                                        encoding=saved_stderr.encoding, errors="backslashreplace",
+                                        line_buffering=True)
+        # The storage engine reports through Python's sys.stderr (PySys_WriteStderr).
+        sys.stderr = _WithoutEngineLines(terminal, handler)
+        os.dup2(target, 2)
+        yield
+    finally:
+        os.close(target)
+        if _keep_redirected.is_set() or uses_fd2:
+            # The engine's threads may print until the process ends (a panic goes on past
+            # close): in the CLI's own process descriptor 2 stays redirected, and the
+            # rebound sys.stderr stays the user's terminal.
+            pass
+        else:
+            if saved_fd is not None:
+                os.dup2(saved_fd, 2)
+                os.close(saved_fd)
+            if sys.stderr is not saved_stderr:
+                sys.stderr.flush()
+                sys.stderr = saved_stderr
+        server_log.removeHandler(handler)
+        server_log.propagate = saved_propagate
+        try:
+            handler.close()
+        except OSError:
+            pass  # a full disk: the log is lost, the run's own error says why
+
+
+_ENGINE_LINE = re.compile(r"^\[\d+:\d+\]\[\d+:0x[0-9a-f]+\]")
+
+
+class _WithoutEngineLines(io.TextIOBase):
+    """A text stream that passes everything to ``out`` but the storage engine's own lines,
+    which go to ``log``."""
+
+    def __init__(self, out: Any, log: logging.Handler) -> None:
+        self.out = out
+        self.log = log
+
+    def write(self, text: str) -> int:
+        if _ENGINE_LINE.match(text):
+            self.log.handle(logging.makeLogRecord({"msg": text.rstrip("\n"), "levelno": logging.ERROR,
+                                                   "levelname": "ERROR", "name": "wiredtiger"}))
+            return len(text)
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def fileno(self) -> int:
+        return self.out.fileno()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.out, "isatty", lambda: False)())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.out, "encoding", "utf-8")
+
+
+class _QuietFileHandler(logging.FileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """A full disk cannot take the log either: drop the record instead of printing it."""
+
+
+def _writable(path: Path) -> bool:
+    try:
+        with open(path, "a"):
+            return True
+    except OSError:
+        return False

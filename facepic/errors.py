@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import shutil
 from pathlib import Path
 
 
@@ -33,3 +34,21 @@ def data_folder_error(e: OSError, data_dir: Path) -> DataFolderError:
             f"{e.filename or data_dir}): fix its owner or permissions, or set FACEPIC_DATA_DIR"
         )
     return DataFolderError(f"cannot write the data folder {data_dir} ({e.strerror or type(e).__name__})")
+
+
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def is_disk_error(e: BaseException) -> bool:
+    """A write refused by the disk itself (full, over quota, read-only): no photo's fault."""
+    return isinstance(e, OSError) and e.errno in DISK_ERRNOS
+
+
+def disk_full(path: Path, margin: int = 1 << 20) -> bool:
+    """Whether the disk holding ``path`` has less than ``margin`` bytes free."""
+    for candidate in (Path(path), *Path(path).parents):
+        try:
+            return shutil.disk_usage(candidate).free < margin
+        except OSError:
+            continue
+    return False

@@ -7,9 +7,11 @@ exactly as on the `index` queue.
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import os
+import random
 import threading
 import time
 from collections import deque
@@ -20,11 +22,15 @@ from typing import Callable, Iterable
 from facepic.enqueue import Summary
 from facepic.pipeline import Context, Job, describe_error, run_stage, upload_gave_up
 from facepic.scan import display
-from facepic.storage import StorageUnavailable
+from facepic.db import DatabaseError, DatabaseUnavailable
+from facepic.errors import DataFolderError, FacePicError, data_folder_error, disk_full, is_disk_error
+from facepic.storage import StorageError, StorageUnavailable
 from facepic.settings import Settings
 
 CPU_STAGES = ("detect", "thumbnails")
 logger = logging.getLogger(__name__)
+TRANSIENT = (DatabaseUnavailable, StorageUnavailable)
+_gave_up: set[type] = set()
 
 _pool_context: Context | None = None
 PARENT_POLL_SECONDS = 1.0
@@ -93,24 +99,51 @@ def _cpu_stages(job: Job) -> Job:
         try:
             job = run_stage(ctx, stage, job)
         except Exception as e:  # noqa: BLE001 - one photo never stops the run
+            if is_disk_error(e):  # but a full data folder stops it: every photo would fail
+                return {**job, "fatal": str(data_folder_error(e, ctx.settings.data_dir))}  # type: ignore[typeddict-unknown-key]
             return {**job, "error": describe_error(e, ctx.settings), "failed_stage": stage}
     return job
 
 
-def run_serial_stages(ctx: Context, job: Job, stages: Iterable[str]) -> Job:
-    """The given stages in order; an unexpected error marks the photo failed, then logs it."""
+def run_serial_stages(ctx: Context, job: Job, stages: Iterable[str], sleep: Callable[[float], None] = time.sleep) -> Job:
+    """The given stages in order. A transient failure (MongoDB or the bucket out of reach) is
+    retried with backoff as the Celery tasks do, then the photo fails (or, for the upload,
+    goes on not uploaded); a full or read-only data folder stops the run (DataFolderError)."""
+    settings = ctx.settings
     for stage in stages:
-        try:
-            job = run_stage(ctx, stage, job)
-        except StorageUnavailable as e:
-            if stage != "upload":
-                job = {**job, "error": describe_error(e, ctx.settings), "failed_stage": stage}
-            else:
-                job = upload_gave_up(job, e, ctx.settings)
-        except Exception as e:  # noqa: BLE001
-            if stage == "log":
+        attempt = 0
+        while True:
+            try:
+                job = run_stage(ctx, stage, job)
+                _gave_up.clear()
+                break
+            except FacePicError:
                 raise
-            job = {**job, "error": describe_error(e, ctx.settings), "failed_stage": stage}
+            except (DatabaseError, StorageError, OSError) as e:
+                if is_disk_error(e) or (isinstance(e, DatabaseError) and disk_full(settings.data_dir)):
+                    # The embedded database on a full disk fails every write from here on.
+                    raise data_folder_error(e if isinstance(e, OSError) else OSError(errno.ENOSPC, "full"),
+                                            settings.data_dir) from None
+                # Once a server stayed out of reach through every retry, later photos try it
+                # once each until it answers again, so a long outage does not stall the run.
+                if isinstance(e, TRANSIENT) and attempt < settings.retries and type(e) not in _gave_up:
+                    sleep(min(60.0, settings.retry_backoff * 2**attempt) * random.uniform(0.5, 1.0))
+                    attempt += 1
+                    continue
+                if isinstance(e, TRANSIENT):
+                    _gave_up.add(type(e))
+                if stage == "log":
+                    raise
+                if stage == "upload" and isinstance(e, StorageUnavailable):
+                    job = upload_gave_up(job, e, settings)
+                else:
+                    job = {**job, "error": describe_error(e, settings), "failed_stage": stage}
+                break
+            except Exception as e:  # noqa: BLE001 - one photo never stops the run
+                if stage == "log":
+                    raise
+                job = {**job, "error": describe_error(e, settings), "failed_stage": stage}
+                break
     return job
 
 
@@ -154,6 +187,8 @@ def process(
                     i = running.pop(future)
                     try:
                         results[i] = future.result()
+                        if "fatal" in results[i]:
+                            raise DataFolderError(results[i]["fatal"])  # type: ignore[typeddict-item]
                     except BrokenProcessPool:
                         broken = True
                         if i == alone:
