@@ -172,17 +172,36 @@ def process(
         suspects: deque[int] = deque()
         alone: int | None = None  # a suspect running with nothing beside it
         submitted = served = 0
+        def broken() -> None:
+            # Every photo still in the broken pool is a suspect until it runs alone.
+            suspects.extend(sorted(i for i in running.values() if i != alone))
+            running.clear()
+            cpu_pool.restart()
+
+        def submit(i: int) -> bool:
+            try:
+                running[cpu_pool.executor.submit(_cpu_stages, jobs[i])] = i
+                return True
+            except BrokenProcessPool:  # a process died before the pool noticed
+                return False
+
         while served < len(jobs):
             if suspects and not running:
                 alone = suspects.popleft()
-                running[cpu_pool.executor.submit(_cpu_stages, jobs[alone])] = alone
+                if not submit(alone):
+                    suspects.appendleft(alone)
+                    alone = None
+                    broken()
+                    continue
             while not suspects and alone is None and submitted < len(jobs) and submitted - served < ahead \
                     and len(running) < 2 * cpu_pool.processes:
-                running[cpu_pool.executor.submit(_cpu_stages, jobs[submitted])] = submitted
+                if not submit(submitted):
+                    broken()
+                    break
                 submitted += 1
             if running:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                broken = False
+                pool_died = False
                 for future in finished:
                     i = running.pop(future)
                     try:
@@ -190,7 +209,7 @@ def process(
                         if "fatal" in results[i]:
                             raise DataFolderError(results[i]["fatal"])  # type: ignore[typeddict-item]
                     except BrokenProcessPool:
-                        broken = True
+                        pool_died = True
                         if i == alone:
                             logger.warning("pool process died twice on %s", display(jobs[i].get("path", "")))
                             results[i] = {**jobs[i], "error": PROCESS_DIED, "failed_stage": "detect"}
@@ -198,11 +217,8 @@ def process(
                             suspects.append(i)
                     if i == alone:
                         alone = None
-                if broken:
-                    # Every photo still in the broken pool is a suspect until it runs alone.
-                    suspects.extend(sorted(running.values()))
-                    running.clear()
-                    cpu_pool.restart()
+                if pool_died:
+                    broken()
             while served in results:
                 on_done(run_serial_stages(ctx, results.pop(served), serial))
                 served += 1

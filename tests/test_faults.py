@@ -1,0 +1,329 @@
+"""Fault injection: a full disk, a read-only data folder, dead pool processes, a killed run,
+links out of the import folder, special files, and a bucket shared with another library.
+
+Each test reproduces a probe that broke FacePic before (issue "Nothing lost under faults,
+part two"). A full disk is a real small tmpfs mounted by the test (root, as in CI); a process
+killed by the OOM killer is a real SIGKILL, sent from inside the decoder by a
+`sitecustomize` on the run's PYTHONPATH, which every pool process imports at start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from PIL import Image
+
+from facepic.errors import DataFolderError
+from facepic.ledger import Ledger
+from facepic.storage import open_store
+from tests.conftest import PHOTOS, REPO, invoke, ledger_lines, settings_of, wait_until
+
+FAULTS = '''
+import os, signal
+from pathlib import Path
+
+_dir = os.environ.get("FAULT_DIR")
+if _dir:
+    import facepic.decode as _decode
+
+    _real = _decode.decode
+
+    def decode(path, *args, **kwargs):
+        name = Path(path).name
+        if name.startswith("poison"):  # a decoder that crashes its process every time
+            os.kill(os.getpid(), signal.SIGKILL)
+        if name.startswith("oom"):  # killed once, as the OOM killer would
+            flag = Path(_dir) / (name + ".killed")
+            if not flag.exists():
+                flag.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+        if name.startswith("slow"):
+            import time
+            time.sleep(0.5)
+        return _real(path, *args, **kwargs)
+
+    _decode.decode = decode
+'''
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    """mount(size) -> a fresh tmpfs of that size, unmounted after the test."""
+    mounted: list[Path] = []
+
+    def mount(size: str, name: str = "disk") -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            if os.environ.get("CI"):
+                raise AssertionError(f"CI runs as root and must mount a tmpfs: {result.stderr}")
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def distinct_photos(target: Path, count: int, prefix: str = "", start: int = 0) -> list[str]:
+    """``count`` distinct photos with a face: the labelled photos re-encoded at other qualities."""
+    sources = sorted(PHOTOS.glob("*/*.jpg"))
+    names = []
+    for n in range(start, start + count):
+        src = sources[n % len(sources)]
+        rel = f"{src.parent.name}/{prefix}{n:03d}-{src.name}"
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.open(src).save(target / rel, "JPEG", quality=80 + n // len(sources))
+        names.append(rel)
+    return names
+
+
+def run_cli(env: dict[str, str], *args: str, faults: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`facepic ARGS` in a process of its own, as a user runs it (pool processes and all)."""
+    full = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    if faults is not None:
+        faults.mkdir(exist_ok=True)
+        (faults / "sitecustomize.py").write_text(FAULTS)
+        full["PYTHONPATH"] = os.pathsep.join([str(faults), str(REPO)])
+        full["FAULT_DIR"] = str(faults)
+    return subprocess.run([sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", *args],
+                          env=full, capture_output=True, text=True, timeout=timeout)
+
+
+def no_traceback(output: str) -> None:
+    assert "Traceback" not in output and "WT_VERB" not in output and "WT_PANIC" not in output, output[-3000:]
+
+
+# --- 1. the ledger on a full disk -------------------------------------------------------------
+
+
+def test_a_full_disk_never_costs_the_ledger_a_complete_entry(tmpfs) -> None:  # type: ignore[no-untyped-def]
+    disk = tmpfs("64k")
+    ledger = Ledger(disk / "processed_log.jsonl")
+    written = []
+    (disk / "filler").write_bytes(b"x" * (64 * 1024 - 6 * 4096))  # leave a few pages
+    with pytest.raises(DataFolderError, match="is full"):
+        for n in range(10_000):
+            entry = {"path": f"photo-{n}.jpg", "root": "/r", "status": "done", "note": "x" * 500}
+            ledger.append(entry)
+            written.append(entry["path"])
+    assert written, "the disk was full before the first entry"
+    # The failed append left nothing behind: the file ends with a complete line.
+    assert ledger.path.read_bytes().endswith(b"\n")
+    (disk / "filler").unlink()  # space comes back
+    ledger.append({"path": "after.jpg", "root": "/r", "status": "done"})
+    lines = [json.loads(line) for line in ledger.path.read_text().splitlines()]  # every line parses
+    assert [x["path"] for x in lines] == [*written, "after.jpg"]
+
+
+def test_a_torn_tail_is_cut_before_the_next_append(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "processed_log.jsonl")
+    ledger.append({"path": "a.jpg", "root": "/r", "status": "done"})
+    with open(ledger.path, "ab") as f:
+        f.write(b'{"path": "b.jpg", "ro')  # a crash mid-append
+    ledger.append({"path": "c.jpg", "root": "/r", "status": "done"})
+    assert [json.loads(x)["path"] for x in ledger.path.read_text().splitlines()] == ["a.jpg", "c.jpg"]
+
+
+# --- 2. a full or read-only data folder stops the run with one line ----------------------------------
+
+
+def test_a_full_data_folder_stops_run_with_one_line_and_the_next_run_resumes(offline_env, tmp_path, tmpfs) -> None:  # type: ignore[no-untyped-def]
+    disk = tmpfs("1m")
+    root = tmp_path / "drive"
+    names = distinct_photos(root, 40)
+    env = {**offline_env, "FACEPIC_DATA_DIR": str(disk / "data")}
+    first = run_cli(env, "run", str(root))
+    output = first.stdout + first.stderr
+    assert first.returncode == 1, output
+    no_traceback(output)
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: the data folder {disk / 'data'} is full (no space left on its disk): free some "
+                      "space there, or set FACEPIC_DATA_DIR to a folder on another disk, then run again: it "
+                      "resumes where it stopped"]
+    done_before = {x["path"] for x in ledger_lines(settings_of(env)) if x["status"] == "done"}  # all parse
+    assert len(done_before) < len(names)
+
+    subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)  # space is freed
+    again = run_cli(env, "run", str(root))
+    assert again.returncode == 0, again.stdout + again.stderr
+    no_traceback(again.stdout + again.stderr)
+    assert f"photos {len(names)}: done {len(names) - len(done_before)} " in again.stdout
+    lines = ledger_lines(settings_of(env))
+    done = [x["path"] for x in lines if x["status"] == "done"]
+    assert sorted(done) == sorted(names)  # each photo done exactly once
+    status = invoke(env, "status")
+    assert f"photos {len(names)}: done {len(names)} (faces {len(names)}, no face 0)" in status.output
+
+
+def test_a_read_only_data_folder_is_one_clear_error(offline_env, tmp_path, tmpfs) -> None:  # type: ignore[no-untyped-def]
+    disk = tmpfs("4m")
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    root = tmp_path / "drive"
+    distinct_photos(root, 2)
+    result = run_cli({**offline_env, "FACEPIC_DATA_DIR": str(disk / "data")}, "run", str(root))
+    assert result.returncode == 1
+    no_traceback(result.stdout + result.stderr)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: the data folder {disk / 'data'} is on a read-only file system: set FACEPIC_DATA_DIR to a "
+        "writable folder")
+
+
+# --- 3. dead pool processes ----------------------------------------------------------------------
+
+
+def test_a_pool_process_killed_once_costs_nothing_and_a_crashing_photo_fails_alone(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "drive"
+    names = distinct_photos(root, 12)
+    for src, name in (("tom_hanks/07.jpg", "oom-07.jpg"), ("tom_hanks/08.jpg", "poison-08.jpg")):
+        Image.open(PHOTOS / src).save(root / name, "JPEG", quality=77)
+    result = run_cli({**offline_env, "FACEPIC_WORKERS": "2"}, "run", str(root), faults=tmp_path / "faults")
+    output = result.stdout + result.stderr
+    assert (tmp_path / "faults" / "oom-07.jpg.killed").exists(), "the fault was never injected"
+    assert result.returncode == 1, output
+    no_traceback(output)
+    assert [line for line in output.splitlines() if line.startswith("error:")] == [
+        f"error: cannot process {root / 'poison-08.jpg'}: the process analysing it died twice (killed by the "
+        "system, for example for lack of memory, or a crash in a decoder)"]
+    assert f"photos {len(names) + 2}: done {len(names) + 1} (faces {len(names) + 1}, no face 0), already done 0, " \
+        "duplicates 0, failed 1" in result.stdout
+    final = {x["path"]: x for x in ledger_lines(settings_of(offline_env))}
+    assert final["oom-07.jpg"]["status"] == "done" and final["oom-07.jpg"]["faces"] == 1
+    assert final["poison-08.jpg"]["status"] == "failed"
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        for c in map(int, children):
+            if c not in found:
+                found.add(c)
+                todo.append(c)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_killing_run_takes_its_pool_processes_down(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "drive"
+    distinct_photos(root, 30, prefix="slow-")
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "sitecustomize.py").write_text(FAULTS)
+    env = {**os.environ, **offline_env, "FACEPIC_WORKERS": "2", "FAULT_DIR": str(faults),
+           "PYTHONPATH": os.pathsep.join([str(faults), str(REPO)])}
+    proc = subprocess.Popen([sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "run", str(root)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger = settings_of(offline_env).ledger_path
+    try:
+        wait_until(lambda: ledger.exists() and b'"done"' in ledger.read_bytes(), "the run to finish a photo")
+        children = _descendants(proc.pid)
+        assert len(children) >= 2, "no pool processes found"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        wait_until(lambda: not any(_alive(c) for c in children), "the pool processes to exit", timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+# --- 4. cleanup and a shared bucket -----------------------------------------------------------------
+
+
+@pytest.mark.servers
+def test_cleanup_leaves_another_librarys_uuid_keys_in_the_bucket(server_env, workers, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "drive"
+    distinct_photos(root, 3)
+    assert invoke(server_env, "enqueue", "--wait", str(root)).exit_code == 0
+    store = open_store(settings_of(server_env))
+    ours = set(store.list_keys())
+    from tests.test_pipeline_e2e import expected_keys, library_of
+
+    assert ours == expected_keys(library_of(server_env)) and len(ours) >= 7  # originals, thumbnails, covers
+    foreign = ["6f1d4a52-0000-4000-8000-000000000001.jpg", "thumb_6f1d4a52-0000-4000-8000-000000000001.jpg",
+               "faces/person_p0000000000abcde.jpg", "6f1d4a52-0000-4000-8000-000000000002.png"]
+    for key in foreign:
+        store.put_bytes(key, b"someone else's", "image/jpeg")
+    dry = invoke(server_env, "cleanup", "--dry-run")
+    assert f": {len(ours)} FacePic objects" in dry.output
+    assert invoke(server_env, "cleanup", "--yes").exit_code == 0
+    assert sorted(store.list_keys()) == sorted(foreign)
+
+
+# --- 5. and 6. links, special files, every file accounted for --------------------------------------
+
+
+def test_every_file_ends_in_exactly_one_outcome_and_status_agrees_with_the_run(offline_env, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    root, outside = tmp_path / "drive", tmp_path / "elsewhere"
+    names = distinct_photos(root, 2)
+    distinct_photos(outside, 2, prefix="out-", start=2)
+    (root / "linked-folder").symlink_to(outside, target_is_directory=True)
+    (root / "passwd.jpg").symlink_to("/etc/passwd")
+    (root / "loop").symlink_to(root, target_is_directory=True)
+    (root / "gone.jpg").symlink_to(root / "missing.jpg")
+    os.mkfifo(root / "fifo.jpg")
+    (root / "..jpg").write_bytes((PHOTOS / "tom_hanks" / "07.jpg").read_bytes())
+    (root / "..weird").mkdir()
+    (root / "..weird" / "a.jpg").write_bytes(b"x")
+    frames = [Image.open(PHOTOS / "tom_hanks" / "09.jpg").convert("RGB"), Image.new("RGB", (250, 250), "black")]
+    frames[0].save(root / "animated.gif", save_all=True, append_images=frames[1:], duration=100)
+    (root / "clip.mov").write_bytes(b"\x00" * 100)
+    (root / "private").mkdir()
+    (root / "private" / "p.jpg").write_bytes((PHOTOS / "keanu_reeves" / "00.jpg").read_bytes())
+    real = os.scandir
+
+    def scandir(path):  # type: ignore[no-untyped-def]
+        if Path(path).name == "private":  # root reads every folder: inject the refusal
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = invoke(offline_env, "run", str(root))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("\n") < 20
+    assert ("photos 3: done 3 (faces 3, no face 0), already done 0, duplicates 0, failed 0; skipped 1 file that is "
+            "not a photo, 2 hidden files or folders, 4 symbolic links not followed, 1 unreadable folder, "
+            "1 special file\n") in result.output
+    for line in [f"skipped: {root / 'linked-folder'}: symbolic link to outside the import folder",
+                 f"skipped: {root / 'passwd.jpg'}: symbolic link to outside the import folder",
+                 f"skipped: {root / 'loop'}: symbolic link loop (points to an enclosing folder)",
+                 f"skipped: {root / 'gone.jpg'}: broken symbolic link (its target is gone)",
+                 f"skipped: {root / 'fifo.jpg'}: special file (FIFO), never opened",
+                 f"skipped: {root / 'private'}: unreadable folder (Permission denied)"]:
+        assert line in result.output.splitlines(), line
+    settings = settings_of(offline_env)
+    final = {x["path"]: x["status"] for x in ledger_lines(settings)}
+    entries = ({p.name for p in root.iterdir()} - {n.split("/")[0] for n in names}) | set(names)
+    assert set(final) == entries  # every entry the scan met has its ledger line
+    status = invoke(offline_env, "status")
+    assert status.output.splitlines()[0] == (
+        "photos 3: done 3 (faces 3, no face 0), duplicates 0, pending 0, failed 0; skipped 1 file that is not a "
+        "photo, 2 hidden files or folders, 4 symbolic links not followed, 1 unreadable folder, 1 special file")
+    listed = invoke(offline_env, "status", "--skipped").output.splitlines()
+    assert "skipped: clip.mov: not a photo" in listed and "skipped: ..weird/: hidden folder" in listed
+    assert len(listed) == 9
+    followed = invoke(offline_env, "run", "--follow-links", str(root))
+    assert "photos 6: done 2 (faces 2, no face 0), already done 3, duplicates 0, failed 1" in followed.output
+    assert f"error: cannot process {root / 'passwd.jpg'}: not a recognised image format" in followed.output
