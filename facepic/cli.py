@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Iterator
 import click
 
 from facepic import report as reports
-from facepic.db import DatabaseError, Library, ModelMismatch
+from facepic.db import DatabaseError, DatabaseUnavailable, Library, ModelMismatch
 from facepic.embedded import EmbeddedError, embedded_database
 from facepic.enqueue import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary, count_skipped
 from facepic.errors import FacePicError
@@ -20,22 +20,42 @@ from facepic.pipeline import Context, Job
 from facepic.runner import CpuPool, process, summarize
 from facepic.scan import ImportFolderError, display
 from facepic.settings import Settings, redact
-from facepic.storage import StorageError
+from facepic.storage import StorageError, StorageUnavailable
 
 USER_ERRORS = (ImportFolderError, DatabaseError, StorageError, ModelError, EmbeddedError, ValueError, FacePicError)
+
+
+SERVER_SETTINGS = ("redis_url", "mongodb_uri", "s3_endpoint", "data_dir")
 
 
 def _settings(obj: dict[str, Any]) -> Settings:
     if "settings" not in obj:
         try:
-            obj["settings"] = Settings.load(env_file=obj["env_file"])
+            obj["settings"] = settings = Settings.load(env_file=obj["env_file"])
         except ValueError as e:
             raise click.ClickException(str(e)) from None
+        # A .env in the working folder (one written for Docker, say) must not switch servers silently.
+        from_file = [f"FACEPIC_{name.upper()}" for name in SERVER_SETTINGS
+                     if settings.sources.get(name, "the environment") != "the environment"]
+        if from_file:
+            click.echo(f"settings from {_file_of(settings)}: " + ", ".join(from_file), err=True)
     return obj["settings"]
+
+
+def _file_of(settings: Settings) -> str:
+    return next(v for v in settings.sources.values() if v != "the environment")
 
 
 def _fail(e: Exception, settings: Settings | None) -> click.ClickException:
     message = str(e)
+    if settings is not None:
+        # A server out of reach: name the setting that pointed there and where it came from,
+        # since a .env written for Docker (`mongo`, `redis`, `s3`) is the usual cause.
+        setting = {DatabaseUnavailable: "mongodb_uri", StorageUnavailable: "s3_endpoint"}.get(type(e))
+        if setting is None and type(e).__name__ == "BrokerUnavailable":
+            setting = "redis_url"
+        if setting is not None:
+            message += f"; check {settings.origin(setting)}"
     return click.ClickException(redact(message, settings) if settings else message)
 
 

@@ -70,6 +70,8 @@ class Settings:
     retry_backoff: float = 2.0
     db_timeout: float = 10.0  # seconds to wait for MongoDB before an attempt fails
     visibility_timeout: int = 600  # seconds before a dead worker's task is delivered again
+    # Where each value set from outside came from: field -> "the environment" or a .env path.
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def rules(self) -> "Rules":
@@ -125,14 +127,22 @@ class Settings:
         """Settings from `.env`, then the environment, then ``overrides`` (last wins)."""
         environ = dict(os.environ if env is None else env)
         values: dict[str, str] = {}
+        origin: dict[str, str] = {}
         if env_file is not None and Path(env_file).is_file():
-            values.update(read_env_file(Path(env_file)))
-        values.update({k: v for k, v in environ.items() if k.startswith(PREFIX)})
-        kwargs: dict[str, Any] = {}
+            from_file = read_env_file(Path(env_file))
+            values.update(from_file)
+            origin.update({k: str(Path(env_file).absolute()) for k in from_file})
+        from_env = {k: v for k, v in environ.items() if k.startswith(PREFIX)}
+        values.update(from_env)
+        origin.update({k: "the environment" for k in from_env})
+        kwargs: dict[str, Any] = {"sources": {}}
         for f in dataclasses.fields(cls):
+            if f.name == "sources":
+                continue
             raw = values.get(PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 kwargs[f.name] = _convert(f.name, f.type, raw)
+                kwargs["sources"][f.name] = origin[PREFIX + f.name.upper()]
         if "data_dir" not in kwargs:
             kwargs["data_dir"] = _default_data_dir(environ)
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
@@ -143,6 +153,14 @@ class Settings:
             if name in kwargs:
                 kwargs[name] = Secret(kwargs[name])
         return cls(**kwargs)
+
+    def origin(self, name: str) -> str:
+        """``FACEPIC_X (set in /path/.env)``: which setting, and where its value came from."""
+        where = self.sources.get(name)
+        key = PREFIX + name.upper()
+        if where is None:
+            return f"{key} (not set: the default)"
+        return f"{key} (set in {where})" if where != "the environment" else f"{key} (set in the environment)"
 
     def secrets(self) -> list[str]:
         """Every secret value in force, so that output can be scrubbed of them."""

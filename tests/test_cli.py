@@ -4,6 +4,9 @@ import json
 import shutil
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from facepic.cli import cli
 from facepic.storage import open_store
 from tests.conftest import PHOTOS, invoke, ledger_lines, settings_of
 
@@ -135,3 +138,36 @@ def test_a_run_with_another_model_than_the_library_stops_naming_both(offline_env
         "set FACEPIC_MODEL=buffalo_s (or auto), or re-embed the library"
     )
     assert [line["path"] for line in ledger_lines(settings_of(offline_env))] == ["good.jpg"]
+
+
+def test_a_dotenv_for_docker_is_named_when_its_servers_are_out_of_reach(offline_env, tmp_path: Path) -> None:
+    root = tmp_path / "drive"
+    root.mkdir()
+    shutil.copy(GOOD, root / "good.jpg")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("FACEPIC_MONGODB_URI=mongodb://127.0.0.1:9/\nFACEPIC_DB_TIMEOUT=0.5\n")
+    env = {k: v for k, v in offline_env.items() if k != "FACEPIC_MONGODB_URI"}
+    result = CliRunner().invoke(cli, ["--env-file", str(dotenv), "run", str(root)], env=env, obj={})
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == f"settings from {dotenv}: FACEPIC_MONGODB_URI"
+    assert lines[-1] == (f"Error: cannot reach MongoDB at 127.0.0.1:9; check FACEPIC_MONGODB_URI (set in {dotenv})")
+
+
+def test_an_empty_folder_and_a_folder_without_photos_say_so(offline_env, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = invoke(offline_env, "run", str(empty))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: import folder {empty} is empty (is the drive mounted? check the path)")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes(b"\0" * 10)
+    (videos / "notes.txt").write_text("hello")
+    result = invoke(offline_env, "run", str(videos))
+    assert result.exit_code == 0
+    assert "photos 0: done 0 (faces 0, no face 0), already done 0, duplicates 0, failed 0; skipped 2 files that " \
+        "are not photos\n" in result.output
+    assert f"no photos in {videos}: FacePic reads JPEG, PNG, WebP, HEIC/HEIF, AVIF, TIFF, GIF, BMP and camera " \
+        "RAW files (is this the right folder?)" in result.output

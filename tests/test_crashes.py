@@ -158,8 +158,7 @@ def test_killed_enqueuer_queues_the_rest_on_the_next_run(server_env, tmp_path: P
     assert first < 1500, "the enqueuer finished before it was killed"
     again = invoke(server_env, "enqueue", str(photos))
     assert again.exit_code == 0, again.output
-    assert f"already done {first}" in again.output
-    assert f"queued {1500 - first}, failed 0" in again.output
+    assert f"photos 1,500: already done {first:,}, duplicates 0, queued {1500 - first:,}, failed 0" in again.output
     paths = [x["path"] for x in ledger_lines(settings) if x["status"] == "queued"]
     assert len(paths) == len(set(paths)) == 1500
     # At most the one photo being handed over at the instant of the kill went to Redis twice.
