@@ -48,6 +48,9 @@ if _dir:
         if name.startswith("slow"):
             import time
             time.sleep(0.5)
+        if os.environ.get("FAULT_JITTER"):  # photos finish in a random order
+            import random, time
+            time.sleep(random.uniform(0, float(os.environ["FAULT_JITTER"])))
         return _real(path, *args, **kwargs)
 
     _decode.decode = decode
@@ -327,3 +330,33 @@ def test_every_file_ends_in_exactly_one_outcome_and_status_agrees_with_the_run(o
     followed = invoke(offline_env, "run", "--follow-links", str(root))
     assert "photos 6: done 2 (faces 2, no face 0), already done 3, duplicates 0, failed 1" in followed.output
     assert f"error: cannot process {root / 'passwd.jpg'}: not a recognised image format" in followed.output
+
+
+# --- same input, same persons ----------------------------------------------------------------------
+
+
+def _persons(env: dict[str, str]) -> dict[str, list[str]]:
+    from facepic.embedded import embedded_database
+    from facepic.pipeline import Context
+
+    with embedded_database(settings_of(env)) as running, Context(running) as ctx:
+        out: dict[str, list[str]] = {}
+        for f in ctx.library.faces.find({}, {"person_id": 1}):
+            out.setdefault(f["person_id"], []).append(f["_id"])
+    return {p: sorted(faces) for p, faces in out.items()}
+
+
+def test_the_same_folder_gives_the_same_persons_whatever_the_pool_timing(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import copy_photos
+
+    root = tmp_path / "drive"
+    copy_photos(root)
+    results = []
+    for n, workers in enumerate(("2", "3", "2")):
+        env = {**offline_env, "FACEPIC_DATA_DIR": str(tmp_path / f"data-{n}"), "FACEPIC_WORKERS": workers}
+        faults = tmp_path / f"faults-{n}"
+        run = run_cli({**env, "FAULT_JITTER": "0.4"}, "run", str(root), faults=faults)
+        assert run.returncode == 0, run.stdout + run.stderr
+        results.append(_persons(env))
+    assert results[0] == results[1] == results[2]
+    assert len(results[0]) >= 8

@@ -74,6 +74,7 @@ def test_object_keys_never_contain_parts_of_a_photo_name(offline_env, tmp_path: 
     sources = sorted(PHOTOS.glob("*/*.jpg"))
     for name, src in zip(names, sources):
         (photos / "weird.." / "faces" / name).write_bytes(src.read_bytes())
+    offline_env = {**offline_env, "FACEPIC_COPY_ORIGINALS": "true"}  # objects in the folder store
     assert invoke(offline_env, "run", str(photos)).exit_code == 0
     keys = list(open_store(settings_of(offline_env)).list_keys())
     assert len(keys) >= 2 * len(names)
