@@ -325,7 +325,13 @@ def recluster_library(lib: Library, rules: Rules, covers: Covers) -> Summary:
                 return pid
             n += 1
 
-    result = clustering.recluster(faces, locked_persons, rules, new_id)
+    merged_into: dict[str, str] = {}
+    result = clustering.recluster(faces, locked_persons, rules, new_id, merged_into)
+    with lib.errors():
+        # As after a user's merge: a face rejected from a person merged away rejects the person
+        # that absorbed it, so that new photos, re-runs and the next recluster keep it out too.
+        for gone, kept in sorted(merged_into.items()):
+            lib.faces.update_many({"rejected": gone}, {"$addToSet": {"rejected": kept}})
     changed = [i for i in range(len(face_ids)) if result[i] != person[i]]
     touched: set[str] = set()
     joining: dict[str | None, list[str]] = {}
