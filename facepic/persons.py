@@ -234,8 +234,8 @@ def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers:
 
 
 def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers) -> str:
-    """Put a face in a person (``None``: a new person of its own); it stays there. Returns
-    the person's id."""
+    """Put a face in a person (``None``: a new person of its own); it stays there, and never
+    joins the person it left again (unless moved back). Returns the person's id."""
     face = find_face(lib, face_id)
     old = face.get("person_id")
     if target_ref is None:
@@ -248,8 +248,13 @@ def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers
         clash = lib.faces.find_one({"image_id": face["image_id"], "person_id": target_id, "_id": {"$ne": face_id}})
     if clash:
         raise PersonError(f"person {target_id} already has a face in this photo ({clash['_id']})")
+    # Moving a face out of a person says it is not that person, as a reject does: without it
+    # recluster would fold the rest of the old person into the new one (or the target).
+    rejected = [r for r in face.get("rejected") or [] if r != target_id]
+    if old and old not in rejected:
+        rejected.append(old)
     lib.set_person([face_id], target_id,
-                   {"$set": {"locked": True}, "$pull": {"rejected": target_id}, "$unset": {"candidates": ""}})
+                   {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": ""}})
     settle(lib, [target_id, old] if old else [target_id], covers)
     if target_ref is None:
         with lib.errors():

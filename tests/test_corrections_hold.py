@@ -103,3 +103,32 @@ def test_a_rejected_face_never_joins_the_person_its_person_was_merged_into(serve
     assert lib.library_model() == "alt-model"
     held()
     lib.close()
+
+
+def test_move_new_then_recluster_keeps_both_persons(server_env, tmp_path: Path) -> None:
+    (x0, x1, x2), ys = identity_photos(2)
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    for src in [x0, x1, x2, *ys]:
+        shutil.copy(src, drive / f"{src.parent.name}-{src.name}")
+    assert invoke(server_env, "run", str(drive)).exit_code == 0
+    lib = library_of(server_env)
+    faces = faces_by_path(lib)
+    f0, f1, f2 = (faces[f"{x.parent.name}-{x.name}"]["_id"] for x in (x0, x1, x2))
+    old = person_of(lib, f0)
+    assert {person_of(lib, f1), person_of(lib, f2)} == {old}
+    persons_before = {p["_id"] for p in lib.persons.find({})}
+
+    result = invoke(server_env, "move", f0, "--new")
+    assert result.exit_code == 0, result.output
+    new = person_of(lib, f0)
+    assert new not in (old, None)
+
+    for _ in range(2):
+        result = invoke(server_env, "recluster")
+        assert result.exit_code == 0, result.output
+        assert person_of(lib, f0) == new
+        assert {person_of(lib, f1), person_of(lib, f2)} == {old}
+        assert {p["_id"] for p in lib.persons.find({})} == persons_before | {new}
+        check_consistent(lib)
+    lib.close()
