@@ -49,8 +49,21 @@ class Summary:
 # --- looking things up ---------------------------------------------------------------
 
 
+LISTED = 20  # candidates an ambiguous reference lists
+
+
+def _candidates(docs: list[dict[str, Any]], total: int) -> str:
+    """One line per candidate person (id, name, face count), for an ambiguous reference."""
+    lines = [f"  {d['_id']}  {d.get('name') or '(unnamed)'}  {d.get('face_count', 0)} faces"
+             for d in sorted(docs, key=lambda d: d["_id"])[:LISTED]]
+    if total > LISTED:
+        lines.append(f"  ... and {total - LISTED} more")
+    return "\n".join(lines)
+
+
 def find_person(lib: Library, ref: str) -> dict[str, Any]:
-    """A person by id, unique id prefix, or name (case-insensitive)."""
+    """A person by id, unique id prefix (4 characters or more), or name (case-insensitive).
+    An ambiguous name or prefix is refused with the candidates listed."""
     with lib.errors():
         doc = lib.persons.find_one({"_id": ref})
         if doc:
@@ -59,11 +72,24 @@ def find_person(lib: Library, ref: str) -> dict[str, Any]:
         if len(named) == 1:
             return named[0]
         if len(named) > 1:
-            raise PersonError(f"{len(named)} persons are named {ref!r}: use an id")
-        prefixed = list(lib.persons.find({"_id": {"$regex": "^" + re.escape(ref)}}).limit(2)) if len(ref) >= 4 else []
-    if len(prefixed) == 1:
+            raise PersonError(f"{len(named)} persons are named {ref!r} (give an id):\n"
+                              + _candidates(named, len(named)))
+        by_prefix = {"_id": {"$regex": "^" + re.escape(ref)}}
+        prefixed = list(lib.persons.find(by_prefix).sort("_id", 1).limit(LISTED)) if len(ref) >= 4 else []
+        total = lib.persons.count_documents(by_prefix) if len(prefixed) > 1 else len(prefixed)
+    if total == 1:
         return prefixed[0]
+    if total > 1:
+        raise PersonError(f"{total} persons have ids starting {ref!r} (give more of the id):\n"
+                          + _candidates(prefixed, total))
     raise PersonError(f"no person {ref!r} (give an id from `facepic persons`, or a name)")
+
+
+def others_named(lib: Library, name: str, person_id: str) -> list[str]:
+    """The ids of the other persons called ``name`` (case-insensitive)."""
+    with lib.errors():
+        docs = lib.persons.find({"name": {"$ne": ""}, "_id": {"$ne": person_id}}, {"name": 1})
+        return sorted(d["_id"] for d in docs if d.get("name", "").lower() == name.strip().lower())
 
 
 def find_face(lib: Library, face_id: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from facepic.models import offline_pack_files
+from facepic.persons import PersonError, find_person
 from tests.conftest import PHOTOS, invoke, settings_of
 from tests.test_persons import check_consistent, faces_by_path, library_of
 
@@ -131,4 +132,48 @@ def test_move_new_then_recluster_keeps_both_persons(server_env, tmp_path: Path) 
         assert {person_of(lib, f1), person_of(lib, f2)} == {old}
         assert {p["_id"] for p in lib.persons.find({})} == persons_before | {new}
         check_consistent(lib)
+    lib.close()
+
+
+def test_an_ambiguous_name_or_id_prefix_lists_the_candidates(server_env, tmp_path: Path) -> None:
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    first_three = identity_photos(3)
+    for src in [*first_three[0], *first_three[1], *first_three[2][:2]]:
+        shutil.copy(src, drive / f"{src.parent.name}-{src.name}")
+    assert invoke(server_env, "run", str(drive)).exit_code == 0
+    lib = library_of(server_env)
+    a, b, c = sorted(lib.persons.find({}), key=lambda p: (-p["face_count"], p["_id"]))
+    assert (a["face_count"], b["face_count"], c["face_count"]) == (3, 3, 2)
+
+    # Two persons may carry one name (two friends called Alex): naming says so.
+    assert invoke(server_env, "name", a["_id"], "Alex").exit_code == 0
+    result = invoke(server_env, "name", c["_id"], "Alex")
+    assert result.exit_code == 0, result.output
+    assert result.output == (f"{c['_id']} is now 'Alex'\n"
+                             f"note: {a['_id']} is named 'Alex' too: refer to them by id\n")
+
+    # The name then names neither: every command lists both, with their face counts.
+    first, second = sorted([a, c], key=lambda p: p["_id"])
+    listing = "".join(f"  {p['_id']}  Alex  {p['face_count']} faces\n" for p in (first, second))
+    for args in (("hide", "alex"), ("merge", "Alex", b["_id"]), ("name", "Alex", "Bob"), ("cover", "Alex", "x")):
+        result = invoke(server_env, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output == f"Error: 2 persons are named {args[1]!r} (give an id):\n{listing}", args
+    assert not lib.persons.find_one({"hidden": True})
+
+    # An id prefix shared by two persons lists them too (unnamed ones as such), and a prefix
+    # naming one still works. Ids are hashes, so two sharing a prefix are made here: persons
+    # the user named and then emptied (kept, without faces).
+    twins = [{"_id": "pabcd" + s * 11, "name": n, "face_count": 0, "user_locked": True}
+             for s, n in (("1", ""), ("2", "Kim"))]
+    lib.persons.insert_many(twins)
+    with pytest.raises(PersonError) as err:
+        find_person(lib, "pabcd")
+    assert str(err.value) == ("2 persons have ids starting 'pabcd' (give more of the id):\n"
+                              f"  {twins[0]['_id']}  (unnamed)  0 faces\n"
+                              f"  {twins[1]['_id']}  Kim  0 faces")
+    assert find_person(lib, "pabcd2")["_id"] == twins[1]["_id"]
+    result = invoke(server_env, "hide", "pabcd")
+    assert result.exit_code == 1 and f"  {twins[0]['_id']}  (unnamed)  0 faces" in result.output
     lib.close()
