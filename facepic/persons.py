@@ -233,19 +233,28 @@ def hide_person(lib: Library, ref: str, hidden: bool = True) -> dict[str, Any]:
 
 def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers: Covers) -> dict[str, Any]:
     """Every face of the sources joins the target; the sources are gone, the target is the
-    user's (never split or merged away later). A face rejected from the target stays out."""
+    user's (never split or merged away later). A face that rejected any of them leaves, unless
+    the user placed it (a move): their placement and this merge are their latest word."""
     target = find_person(lib, target_ref)
     sources = [find_person(lib, r) for r in source_refs]
     if any(s["_id"] == target["_id"] for s in sources):
         raise PersonError("a person cannot be merged into itself")
     source_ids = [s["_id"] for s in sources]
+    one = {target["_id"], *source_ids}
     with lib.errors():
-        faces = list(lib.faces.find({"person_id": {"$in": source_ids}}, {"image_id": 1, "rejected": 1}))
-        moving = [f["_id"] for f in faces if target["_id"] not in (f.get("rejected") or [])]
-        staying = [f["_id"] for f in faces if target["_id"] in (f.get("rejected") or [])]
-    lib.set_person(moving, target["_id"])
-    lib.set_person(staying, None, {"$set": {"locked": False}})
+        # The sources' faces, and those of the target's that reject one of them.
+        faces = list(lib.faces.find(
+            {"$or": [{"person_id": {"$in": source_ids}},
+                     {"person_id": target["_id"], "rejected": {"$in": sorted(one)}}]},
+            {"image_id": 1, "rejected": 1, "locked": 1, "person_id": 1}))
+    clash = [f for f in faces if one & set(f.get("rejected") or [])]
+    out = {f["_id"] for f in clash if not f.get("locked")}
+    moving = [f for f in faces if f["person_id"] != target["_id"] and f["_id"] not in out]
+    lib.set_person([f["_id"] for f in moving], target["_id"])
+    lib.set_person(sorted(out), None, {"$set": {"locked": False}})
     with lib.errors():
+        placed = sorted(f["_id"] for f in clash if f.get("locked"))
+        lib.faces.update_many({"_id": {"$in": placed}}, {"$pull": {"rejected": {"$in": sorted(one)}}})
         # A face that had rejected a source must not meet it again under the target's name:
         # the target absorbed the source, so rejecting the source means rejecting the target.
         lib.faces.update_many({"rejected": {"$in": source_ids}}, {"$addToSet": {"rejected": target["_id"]}})

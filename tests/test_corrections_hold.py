@@ -103,6 +103,15 @@ def test_a_rejected_face_never_joins_the_person_its_person_was_merged_into(serve
     assert result.exit_code == 0, result.output
     assert lib.library_model() == "alt-model"
     held()
+
+    # Even the user's merge of the person f0 founded with X's person does not put it back
+    # beside f1: f0 leaves (it is not a face the user placed), the rest are one person.
+    alone = person_of(lib, f0)
+    assert invoke(server_env, "merge", alone, person_of(lib, f1)).exit_code == 0
+    assert person_of(lib, f1) == alone and person_of(lib, f0) is None
+    assert invoke(server_env, "recluster").exit_code == 0
+    assert person_of(lib, f1) == alone and person_of(lib, f0) != alone
+    check_consistent(lib)
     lib.close()
 
 
@@ -176,4 +185,32 @@ def test_an_ambiguous_name_or_id_prefix_lists_the_candidates(server_env, tmp_pat
     assert find_person(lib, "pabcd2")["_id"] == twins[1]["_id"]
     result = invoke(server_env, "hide", "pabcd")
     assert result.exit_code == 1 and f"  {twins[0]['_id']}  (unnamed)  0 faces" in result.output
+    lib.close()
+
+
+@pytest.mark.parametrize("into_old", [True, False])
+def test_a_merge_after_a_move_keeps_the_moved_face_with_the_merged_person(
+        server_env, tmp_path: Path, into_old: bool) -> None:
+    (x0, x1, x2), (y0, y1, y2) = identity_photos(2)
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    for src in [x0, x1, x2, y0, y1, y2]:
+        shutil.copy(src, drive / f"{src.parent.name}-{src.name}")
+    assert invoke(server_env, "run", str(drive)).exit_code == 0
+    lib = library_of(server_env)
+    faces = faces_by_path(lib)
+    f0 = faces[f"{x0.parent.name}-{x0.name}"]["_id"]
+    old, other = person_of(lib, f0), faces[f"{y0.parent.name}-{y0.name}"]["person_id"]
+    assert invoke(server_env, "move", f0, other).exit_code == 0
+    # The user then says the two are one person, either way round: the face they placed goes
+    # with it (their latest word), and no face sits in a person it lists as rejected.
+    target, source = (old, other) if into_old else (other, old)
+    result = invoke(server_env, "merge", target, source)
+    assert result.exit_code == 0, result.output
+    assert lib.faces.count_documents({"person_id": target}) == 6
+    face = lib.faces.find_one({"_id": f0})
+    assert face["person_id"] == target and face["locked"] and target not in face["rejected"]
+    assert invoke(server_env, "recluster").exit_code == 0
+    assert lib.faces.count_documents({"person_id": target}) == 6
+    check_consistent(lib)
     lib.close()
