@@ -449,15 +449,25 @@ def _persons_op(obj: dict, op: Callable[[Library, Any], str]) -> None:
 @click.pass_obj
 def name(obj: dict, person: str, name: str) -> None:
     """Name a person (by id, id prefix or current name). A named person is never split or
-    merged away by FacePic.
+    merged away by FacePic. Two persons may share a name; a name shared is then no longer a
+    way to refer to either (use the id).
 
     Example:
 
         facepic name p3f2a9c1d Alice
     """
-    from facepic.persons import name_person
+    from facepic.persons import name_person, others_named
 
-    _persons_op(obj, lambda lib, covers: f"{name_person(lib, person, name)['_id']} is now {name!r}")
+    def op(lib: Library, covers: Any) -> str:
+        named = name_person(lib, person, name)
+        message = f"{named['_id']} is now {named['name']!r}"
+        others = others_named(lib, named["name"], named["_id"])
+        if others:
+            verb = "is" if len(others) == 1 else "are"
+            message += f"\nnote: {', '.join(others)} {verb} named {named['name']!r} too: refer to them by id"
+        return message
+
+    _persons_op(obj, op)
 
 
 @cli.command()

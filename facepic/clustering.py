@@ -16,7 +16,8 @@ order photos arrived in (``bench/quality.py`` shows both orders).
 What the user decided is never undone: a locked person (named or merged by the user) is
 never split, deleted or merged into another (another may be merged into it); two locked
 persons are never merged; a face the user moved stays where they put it; a face never joins
-a person it was rejected from; two faces of one photo never share a person.
+a person it was rejected from, nor the person that absorbed it; two faces of one photo never
+share a person.
 
 Average linkage between groups is ``S_a . S_b / (n_a n_b)`` with ``S`` the sum of a group's
 unit embeddings, so merging costs one vector addition and no pairwise matrix.
@@ -159,11 +160,13 @@ def recluster(
     locked_persons: set[str],
     rules: Rules,
     new_person_id: Callable[[str, set[str]], str],
+    merged_into: dict[str, str] | None = None,
 ) -> list[str | None]:
     """The person of every face after reclustering (None: still unassigned).
 
     ``new_person_id(founding_face_id, taken)`` names a person this creates (a split-off group
-    or a founder among the unassigned) with an id not in ``taken``.
+    or a founder among the unassigned) with an id not in ``taken``. ``merged_into``, when
+    given, is filled with each person merged away and the person that absorbed it.
     """
     # A person holding a face the user placed there is the user's too.
     locked_persons = set(locked_persons) | {p for p, lk in zip(faces.person, faces.locked) if lk and p}
@@ -200,10 +203,14 @@ def recluster(
             ))
     merged = agglomerate(groups, rules.mean_threshold)
     result: list[str | None] = [None] * len(faces.ids)
+    absorbed: dict[str, str] = {}
     for g in merged:
         for i in g.members:
             result[i] = g.person
-    _place_unassigned(faces, sorted(set(unassigned)), result, rules, new_person_id, taken)
+        absorbed.update((name, g.person) for name in g.names if name != g.person and g.person)
+    _place_unassigned(faces, sorted(set(unassigned)), result, rules, new_person_id, taken, absorbed)
+    if merged_into is not None:
+        merged_into.update(absorbed)
     return result
 
 
@@ -214,6 +221,7 @@ def _place_unassigned(
     rules: Rules,
     new_person_id: Callable[[str, set[str]], str],
     taken: set[str],
+    absorbed: dict[str, str],
 ) -> None:
     index = PersonIndex(rules)
     assigned = [i for i, p in enumerate(result) if p is not None]
@@ -226,7 +234,9 @@ def _place_unassigned(
     for i in sorted(pending, key=lambda i: (not faces.can_found[i], faces.ids[i])):
         if faces.locked[i]:
             continue
-        exclude = in_photo.get(faces.photo[i], set()) | set(faces.rejected[i])
+        # Rejecting a person rejects whoever absorbed it: the face must not meet it there.
+        rejected = set(faces.rejected[i])
+        exclude = in_photo.get(faces.photo[i], set()) | rejected | {absorbed[r] for r in rejected if r in absorbed}
         decision = index.decide(faces.embeddings[i], exclude=exclude)
         person = decision.person_id
         if person is None and not decision.ambiguous and faces.can_found[i]:

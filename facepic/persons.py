@@ -49,8 +49,21 @@ class Summary:
 # --- looking things up ---------------------------------------------------------------
 
 
+LISTED = 20  # candidates an ambiguous reference lists
+
+
+def _candidates(docs: list[dict[str, Any]], total: int) -> str:
+    """One line per candidate person (id, name, face count), for an ambiguous reference."""
+    lines = [f"  {d['_id']}  {d.get('name') or '(unnamed)'}  {d.get('face_count', 0)} faces"
+             for d in sorted(docs, key=lambda d: d["_id"])[:LISTED]]
+    if total > LISTED:
+        lines.append(f"  ... and {total - LISTED} more")
+    return "\n".join(lines)
+
+
 def find_person(lib: Library, ref: str) -> dict[str, Any]:
-    """A person by id, unique id prefix, or name (case-insensitive)."""
+    """A person by id, unique id prefix (4 characters or more), or name (case-insensitive).
+    An ambiguous name or prefix is refused with the candidates listed."""
     with lib.errors():
         doc = lib.persons.find_one({"_id": ref})
         if doc:
@@ -59,11 +72,24 @@ def find_person(lib: Library, ref: str) -> dict[str, Any]:
         if len(named) == 1:
             return named[0]
         if len(named) > 1:
-            raise PersonError(f"{len(named)} persons are named {ref!r}: use an id")
-        prefixed = list(lib.persons.find({"_id": {"$regex": "^" + re.escape(ref)}}).limit(2)) if len(ref) >= 4 else []
-    if len(prefixed) == 1:
+            raise PersonError(f"{len(named)} persons are named {ref!r} (give an id):\n"
+                              + _candidates(named, len(named)))
+        by_prefix = {"_id": {"$regex": "^" + re.escape(ref)}}
+        prefixed = list(lib.persons.find(by_prefix).sort("_id", 1).limit(LISTED)) if len(ref) >= 4 else []
+        total = lib.persons.count_documents(by_prefix) if len(prefixed) > 1 else len(prefixed)
+    if total == 1:
         return prefixed[0]
+    if total > 1:
+        raise PersonError(f"{total} persons have ids starting {ref!r} (give more of the id):\n"
+                          + _candidates(prefixed, total))
     raise PersonError(f"no person {ref!r} (give an id from `facepic persons`, or a name)")
+
+
+def others_named(lib: Library, name: str, person_id: str) -> list[str]:
+    """The ids of the other persons called ``name`` (case-insensitive)."""
+    with lib.errors():
+        docs = lib.persons.find({"name": {"$ne": ""}, "_id": {"$ne": person_id}}, {"name": 1})
+        return sorted(d["_id"] for d in docs if d.get("name", "").lower() == name.strip().lower())
 
 
 def find_face(lib: Library, face_id: str) -> dict[str, Any]:
@@ -207,19 +233,28 @@ def hide_person(lib: Library, ref: str, hidden: bool = True) -> dict[str, Any]:
 
 def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers: Covers) -> dict[str, Any]:
     """Every face of the sources joins the target; the sources are gone, the target is the
-    user's (never split or merged away later). A face rejected from the target stays out."""
+    user's (never split or merged away later). A face that rejected any of them leaves, unless
+    the user placed it (a move): their placement and this merge are their latest word."""
     target = find_person(lib, target_ref)
     sources = [find_person(lib, r) for r in source_refs]
     if any(s["_id"] == target["_id"] for s in sources):
         raise PersonError("a person cannot be merged into itself")
     source_ids = [s["_id"] for s in sources]
+    one = {target["_id"], *source_ids}
     with lib.errors():
-        faces = list(lib.faces.find({"person_id": {"$in": source_ids}}, {"image_id": 1, "rejected": 1}))
-        moving = [f["_id"] for f in faces if target["_id"] not in (f.get("rejected") or [])]
-        staying = [f["_id"] for f in faces if target["_id"] in (f.get("rejected") or [])]
-    lib.set_person(moving, target["_id"])
-    lib.set_person(staying, None, {"$set": {"locked": False}})
+        # The sources' faces, and those of the target's that reject one of them.
+        faces = list(lib.faces.find(
+            {"$or": [{"person_id": {"$in": source_ids}},
+                     {"person_id": target["_id"], "rejected": {"$in": sorted(one)}}]},
+            {"image_id": 1, "rejected": 1, "locked": 1, "person_id": 1}))
+    clash = [f for f in faces if one & set(f.get("rejected") or [])]
+    out = {f["_id"] for f in clash if not f.get("locked")}
+    moving = [f for f in faces if f["person_id"] != target["_id"] and f["_id"] not in out]
+    lib.set_person([f["_id"] for f in moving], target["_id"])
+    lib.set_person(sorted(out), None, {"$set": {"locked": False}})
     with lib.errors():
+        placed = sorted(f["_id"] for f in clash if f.get("locked"))
+        lib.faces.update_many({"_id": {"$in": placed}}, {"$pull": {"rejected": {"$in": sorted(one)}}})
         # A face that had rejected a source must not meet it again under the target's name:
         # the target absorbed the source, so rejecting the source means rejecting the target.
         lib.faces.update_many({"rejected": {"$in": source_ids}}, {"$addToSet": {"rejected": target["_id"]}})
@@ -234,8 +269,8 @@ def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers:
 
 
 def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers) -> str:
-    """Put a face in a person (``None``: a new person of its own); it stays there. Returns
-    the person's id."""
+    """Put a face in a person (``None``: a new person of its own); it stays there, and never
+    joins the person it left again (unless moved back). Returns the person's id."""
     face = find_face(lib, face_id)
     old = face.get("person_id")
     if target_ref is None:
@@ -248,8 +283,13 @@ def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers
         clash = lib.faces.find_one({"image_id": face["image_id"], "person_id": target_id, "_id": {"$ne": face_id}})
     if clash:
         raise PersonError(f"person {target_id} already has a face in this photo ({clash['_id']})")
+    # Moving a face out of a person says it is not that person, as a reject does: without it
+    # recluster would fold the rest of the old person into the new one (or the target).
+    rejected = [r for r in face.get("rejected") or [] if r != target_id]
+    if old and old not in rejected:
+        rejected.append(old)
     lib.set_person([face_id], target_id,
-                   {"$set": {"locked": True}, "$pull": {"rejected": target_id}, "$unset": {"candidates": ""}})
+                   {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": ""}})
     settle(lib, [target_id, old] if old else [target_id], covers)
     if target_ref is None:
         with lib.errors():
@@ -325,7 +365,13 @@ def recluster_library(lib: Library, rules: Rules, covers: Covers) -> Summary:
                 return pid
             n += 1
 
-    result = clustering.recluster(faces, locked_persons, rules, new_id)
+    merged_into: dict[str, str] = {}
+    result = clustering.recluster(faces, locked_persons, rules, new_id, merged_into)
+    with lib.errors():
+        # As after a user's merge: a face rejected from a person merged away rejects the person
+        # that absorbed it, so that new photos, re-runs and the next recluster keep it out too.
+        for gone, kept in sorted(merged_into.items()):
+            lib.faces.update_many({"rejected": gone}, {"$addToSet": {"rejected": kept}})
     changed = [i for i in range(len(face_ids)) if result[i] != person[i]]
     touched: set[str] = set()
     joining: dict[str | None, list[str]] = {}

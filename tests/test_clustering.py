@@ -118,3 +118,14 @@ def test_a_face_the_user_placed_stays_where_they_put_it() -> None:
     locked = [i == 0 for i in range(12)]
     result = recluster(faces_of(labels, emb, persons, locked=locked), set(), RULES, new_id)
     assert result[0] == "B" and set(result[1:6]) == {"A"} and set(result[6:]) == {"B"}
+
+
+def test_a_rejected_face_never_joins_the_person_that_absorbed_its_person() -> None:
+    labels, emb = people({"ann": 8}, seed=6)
+    # ann split in two persons (arrival order); face 7 was rejected from "O".
+    persons: list[str | None] = ["O"] * 3 + ["P"] * 4 + [None]
+    faces = faces_of(labels, emb, persons, rejected=[frozenset()] * 7 + [frozenset({"O"})])
+    merged_into: dict[str, str] = {}
+    result = recluster(faces, set(), RULES, new_id, merged_into)
+    assert result[:7] == ["P"] * 7 and merged_into == {"O": "P"}  # the larger keeps its id
+    assert result[7] not in ("O", "P", None)
