@@ -8,7 +8,7 @@ dest=$1
 here=$(cd "$(dirname "$0")" && pwd)
 mirror=$("$here/mirror.sh")
 state=$(mktemp -d)
-chmod 755 "$state"  # apt downloads as _apt
+chmod 777 "$state"  # apt downloads as _apt
 trap 'rm -rf "$state"' EXIT
 mkdir -p "$state/lists/partial" "$state/archives/partial" "$state/parts" "$state/prefs"
 echo "deb $mirror sid main" > "$state/sources.list"
