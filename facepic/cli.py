@@ -82,6 +82,24 @@ def _choose_model(settings: Settings, library: Library) -> ModelChoice:
     return choice
 
 
+def _requested_model(settings: Settings, library: Library) -> str:
+    """The model the enqueuer sends with each job, decided without model files or the network
+    (the enqueuer image has neither): the library's model under auto, else the setting; the
+    workers resolve it."""
+    library_model = library.library_model()
+    setting = (settings.model or "auto").strip()
+    if setting == "auto":
+        return library_model or "auto"
+    named = setting in ("buffalo_l", "buffalo_s")
+    name = setting if named else Path(setting).expanduser().name
+    if library_model and name != library_model:
+        raise ModelMismatch(
+            f"this library was built with face model {library_model}, but this run uses "
+            f"{name}: set FACEPIC_MODEL={library_model} (or auto), or re-embed the library"
+        )
+    return setting if named else str(Path(setting).expanduser().absolute())
+
+
 def _model_source(choice: ModelChoice) -> str:
     return choice.name if choice.name in ("buffalo_l", "buffalo_s") else choice.location
 
@@ -234,11 +252,11 @@ def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: boo
         dispatcher.check()
         ctx = Context(settings)
         ctx.library.ensure_indexes()
-        choice = _choose_model(settings, ctx.library)  # the process exits after this command
-        click.echo(choice.describe(), err=True)
+        model = _requested_model(settings, ctx.library)
+        click.echo(f"face model: {model} (the workers load it)", err=True)
         if upload or upload_only:
             ctx.store.ensure_bucket()
-        planner = Planner(ctx.ledger, _model_source(choice), upload, retry_failed, report=_say_error,
+        planner = Planner(ctx.ledger, model, upload, retry_failed, report=_say_error,
                           follow_links=settings.follow_links)
         follower = Follower(settings.ledger_path)
         queued: set[tuple[str, str]] = set()

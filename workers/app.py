@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from celery import Celery
 from kombu import Queue
 
@@ -48,5 +51,9 @@ def make_app(settings: Settings | None = None) -> Celery:
     )
     return app
 
+
+# `celery -A workers flower` reads FacePic's Flower configuration from any folder: loopback by
+# default, and no other address without a login.
+os.environ.setdefault("FLOWER_CONF", str(Path(__file__).with_name("flowerconfig.py")))
 
 app = make_app()
