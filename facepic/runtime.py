@@ -41,7 +41,10 @@ def default_threads(processes: int) -> int:
 
 
 def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module blocked in sys.modules, as the enqueuer's tests do
+        return False
 
 
 def engine_installed() -> bool:
