@@ -139,7 +139,7 @@ class Runtime:
         """``OpenVINO bf16, 1 thread per process``, with auto's reason where it chose."""
         name = "OpenVINO" if self.backend == "openvino" else "onnxruntime"
         accelerated = [p.removesuffix("ExecutionProvider") for p in self.providers if p in ACCELERATED]
-        device = f" ({accelerated[0]})" if accelerated else ""
+        device = f" with {accelerated[0]}" if accelerated else ""
         threads = f"{self.threads} thread{'s' if self.threads != 1 else ''} per process"
         why = f" ({self.reason})" if self.reason else ""
         detector = f" (detector {self.detector_precision})" if self.detector_precision != self.precision else ""
