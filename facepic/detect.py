@@ -34,8 +34,12 @@ def _task(model_file: Path) -> str | None:
     ``ModelRouter``), read from the ONNX graph so that no session is built for the models of
     the pack FacePic does not use."""
     import onnx
+    from google.protobuf.message import DecodeError
 
-    graph = onnx.load_model(str(model_file), load_external_data=False).graph
+    try:
+        graph = onnx.load_model(str(model_file), load_external_data=False).graph
+    except (OSError, ValueError, DecodeError):
+        return None  # not a model: the pack then lacks one, and says which
     if len(graph.output) >= 5:
         return "detection"
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] if graph.input else []
