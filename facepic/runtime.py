@@ -109,7 +109,7 @@ class Runtime:
             if accelerated:
                 setting, reason = "onnxruntime", f"auto: onnxruntime has {accelerated[0]}"
             elif _installed("openvino"):
-                setting, reason = "openvino", "auto"
+                setting, reason = "openvino", "auto: OpenVINO is installed"
             elif _installed("onnxruntime"):
                 setting, reason = "onnxruntime", "auto: OpenVINO is not installed"
             else:
@@ -136,14 +136,15 @@ class Runtime:
         return cls.resolve(settings.runtime, settings.ort_threads or default_threads(processes))
 
     def describe(self) -> str:
-        """``OpenVINO bf16, 1 thread per process``, with auto's reason where it chose."""
+        """``OpenVINO bf16 (detector f32), 1 thread per process``, with auto's reason where it chose."""
         name = "OpenVINO" if self.backend == "openvino" else "onnxruntime"
         accelerated = [p.removesuffix("ExecutionProvider") for p in self.providers if p in ACCELERATED]
         device = f" with {accelerated[0]}" if accelerated else ""
         threads = f"{self.threads} thread{'s' if self.threads != 1 else ''} per process"
-        why = f" ({self.reason})" if self.reason else ""
-        detector = f" (detector {self.detector_precision})" if self.detector_precision != self.precision else ""
-        return f"{name} {self.precision}{detector}{device}{why}, {threads}"
+        notes = [f"detector {self.detector_precision}"] if self.detector_precision != self.precision else []
+        notes += [self.reason] if self.reason else []
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        return f"{name} {self.precision}{device}{extra}, {threads}"
 
     def session(self, model_file: Path, precision: str | None = None, shape: Sequence[int] | None = None) -> Any:
         """An inference session over ``model_file`` with onnxruntime's ``InferenceSession``

