@@ -102,7 +102,8 @@ def test_a_bad_runtime_is_one_clear_error(offline_env, tmp_path: Path) -> None:
 
 def test_openvino_missing(monkeypatch: pytest.MonkeyPatch, offline_env, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # as on a machine without it
-    assert Runtime.resolve("auto").describe() == "onnxruntime f32 (auto: OpenVINO is not installed), 1 thread per process"
+    auto = Runtime.resolve("auto").describe()
+    assert auto == "onnxruntime f32 (auto: OpenVINO is not installed), 1 thread per process"
     with pytest.raises(RuntimeUnavailable, match=r"^FACEPIC_RUNTIME=openvino, but OpenVINO is not installed: "
                        r"pip install openvino==2026\.4\.1, or set FACEPIC_RUNTIME=auto$"):
         Runtime.resolve("openvino")
