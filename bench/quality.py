@@ -15,6 +15,7 @@ the one nearest the photo's centre). Rows:
 
     python bench/quality.py                   # ../shared/photos
     python bench/quality.py --photos tests/photos
+    python bench/quality.py --photos tests/photos --runtime onnxruntime   # or openvino
 """
 
 from __future__ import annotations
@@ -44,15 +45,17 @@ class Photo:
     labelled: int  # index of the face nearest the centre
 
 
-def embed(folder: Path, model: str = "buffalo_s") -> tuple[list[Photo], int]:
+def embed(folder: Path, model: str = "buffalo_s", runtime: str = "auto") -> tuple[list[Photo], int]:
     """Faces of every labelled photo under ``folder``; also how many photos had none."""
     from facepic.decode import decode
     from facepic.detect import FaceEngine
     from facepic.models import resolve
+    from facepic.runtime import Runtime
     from facepic.settings import Settings
 
     settings = Settings.load(env_file=None)
-    engine = FaceEngine(resolve(model, settings.model_root), settings.detect_size, 2)
+    engine = FaceEngine(resolve(model, settings.model_root), settings.detect_size, Runtime.resolve(runtime, 2))
+    print(f"face model {model} on {engine.runtime.describe()}")
     photos, without = [], 0
     for path in sorted(folder.glob("*/*")):
         if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
@@ -180,8 +183,9 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=SHARED)
     parser.add_argument("--model", default="buffalo_s")
     parser.add_argument("--threshold", type=float, default=0.4)
+    parser.add_argument("--runtime", choices=("auto", "openvino", "onnxruntime"), default="auto")
     args = parser.parse_args()
-    photos, without = embed(args.photos, args.model)
+    photos, without = embed(args.photos, args.model, args.runtime)
     table(photos, without, args.threshold, args.model)
 
 

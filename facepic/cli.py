@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -18,6 +19,7 @@ from facepic.ledger import Follower, Ledger
 from facepic.models import ModelChoice, ModelError, resolve
 from facepic.pipeline import Context, Job
 from facepic.runner import CpuPool, process, summarize
+from facepic.runtime import Runtime, engine_installed
 from facepic.scan import ImportFolderError, display
 from facepic.settings import Settings, redact
 from facepic.storage import StorageError, StorageUnavailable
@@ -79,7 +81,15 @@ def _choose_model(settings: Settings, library: Library) -> ModelChoice:
             f"this library was built with face model {library_model}, but this run uses "
             f"{choice.name}: set FACEPIC_MODEL={library_model} (or auto), or re-embed the library"
         )
-    return choice
+    return _on_runtime(choice, settings, settings.workers or os.cpu_count() or 1)
+
+
+def _on_runtime(choice: ModelChoice, settings: Settings, processes: int) -> ModelChoice:
+    """``choice`` described with the runtime its ``processes`` processes use, where this machine
+    has the face engine (the enqueuer's image has none: its workers choose their own)."""
+    if not engine_installed():
+        return choice
+    return choice.on(Runtime.for_settings(settings, processes).describe())
 
 
 def _requested_model(settings: Settings, library: Library) -> str:
@@ -617,7 +627,7 @@ def reembed(obj: dict, model_name: str, no_switch: bool) -> None:
     """
     from tqdm import tqdm
 
-    from facepic.detect import FaceEngine, default_threads
+    from facepic.detect import FaceEngine
     from facepic.persons import Covers
     from facepic.reembed import reembed as run_reembed
 
@@ -625,9 +635,10 @@ def reembed(obj: dict, model_name: str, no_switch: bool) -> None:
     try:
         with embedded_database(settings) as settings, Context(settings) as ctx:
             lib = ctx.library
-            choice = resolve(model_name, settings.model_root)
+            runtime = Runtime.for_settings(settings, 1)
+            choice = resolve(model_name, settings.model_root).on(runtime.describe())
             click.echo(choice.describe(), err=True)
-            engine = FaceEngine(choice, settings.detect_size, settings.ort_threads or default_threads(1))
+            engine = FaceEngine(choice, settings.detect_size, runtime)
             covers = Covers(ctx)
             with lib.errors():
                 total = lib.images.count_documents({"reembed": {"$ne": choice.name}})
@@ -661,11 +672,12 @@ def fetch_model(obj: dict, name: str) -> None:
     """
     settings = _settings(obj)
     try:
-        choice = resolve(name, settings.model_root)
+        runtime = Runtime.for_settings(settings, 1)
+        choice = resolve(name, settings.model_root).on(runtime.describe())
         click.echo(choice.describe())
         from facepic.detect import FaceEngine
 
-        FaceEngine(choice, settings.detect_size, 1)
+        FaceEngine(choice, settings.detect_size, runtime)
     except USER_ERRORS as e:
         raise _fail(e, settings) from None
     click.echo(f"face model {choice.name} is ready")

@@ -1,15 +1,17 @@
-"""The face engine: InsightFace detection + recognition on onnxruntime, nothing else loaded."""
+"""The face engine: InsightFace detection + recognition, nothing else loaded, on the runtime
+of :mod:`facepic.runtime` (OpenVINO or onnxruntime)."""
 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from facepic.models import ModelChoice, ModelError
+from facepic.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -27,50 +29,77 @@ class DetectedFace:
     embedding: np.ndarray  # 512 float32, L2-normalised
 
 
-def providers() -> list[str]:
-    """Accelerated providers first where installed, always ending with the CPU."""
-    import onnxruntime
+def _task(model_file: Path) -> str | None:
+    """``detection``, ``recognition`` or None, by InsightFace's own routing rules (its
+    ``ModelRouter``), read from the ONNX graph so that no session is built for the models of
+    the pack FacePic does not use."""
+    import onnx
+    from google.protobuf.message import DecodeError
 
-    available = set(onnxruntime.get_available_providers())
-    preferred = ["CUDAExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in preferred if p in available] or ["CPUExecutionProvider"]
+    try:
+        graph = onnx.load_model(str(model_file), load_external_data=False).graph
+    except (OSError, ValueError, DecodeError):
+        return None  # not a model: the pack then lacks one, and says which
+    if len(graph.output) >= 5:
+        return "detection"
+    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] if graph.input else []
+    # 192: the landmark models, 96: gender and age, two inputs: the face swapper.
+    if len(graph.input) == 1 and len(dims) == 4 and dims[2] == dims[3] and dims[2] >= 112 \
+            and dims[2] % 16 == 0 and dims[2] != 192:
+        return "recognition"
+    return None
 
 
-def default_threads(processes: int) -> int:
-    """onnxruntime threads per process so that processes x threads fits the cores."""
-    cores = os.cpu_count() or 1
-    return max(1, cores // max(1, processes))
+def pack_files(choice: ModelChoice) -> dict[str, Path]:
+    """The pack's detector and recognizer files, downloading the pack where InsightFace can."""
+    folder = Path(choice.location).expanduser()
+    if not folder.is_dir():
+        from insightface.utils import ensure_available
+
+        try:
+            folder = Path(ensure_available("models", choice.location, root=str(choice.root)))
+        except (OSError, ConnectionError) as e:
+            raise ModelError(f"cannot load face model {choice.name}: {e}") from None
+    files: dict[str, Path] = {}
+    for model_file in sorted(folder.glob("*.onnx")):  # the first of each task, as InsightFace does
+        task = _task(model_file)
+        if task is not None and task not in files:
+            files[task] = model_file
+    if "detection" not in files:
+        raise ModelError(f"face model {choice.name} has no detection model")
+    if "recognition" not in files:
+        raise ModelError(f"face model {choice.name} has no recognition model")
+    return files
 
 
 class FaceEngine:
-    """Loads the pack's detector and recognizer once; ``detect`` is then called per photo."""
+    """Loads the pack's detector and recognizer once; ``detect`` is then called per photo.
+    The only place that builds the models' sessions, all of them from ``runtime``."""
 
-    def __init__(self, choice: ModelChoice, det_size: int = 640, threads: int = 1) -> None:
-        import onnxruntime
-        from insightface.app import FaceAnalysis
+    def __init__(self, choice: ModelChoice, det_size: int = 640, runtime: Runtime | None = None) -> None:
+        from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+        from insightface.model_zoo.scrfd import SCRFD
 
         self.model = choice.name
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
-        options.inter_op_num_threads = 1
+        self.runtime = runtime or Runtime.resolve("auto")
+        files = pack_files(choice)
         try:
-            self._app = FaceAnalysis(
-                name=choice.location,
-                root=str(choice.root),
-                allowed_modules=["detection", "recognition"],
-                providers=providers(),
-                sess_options=options,
+            self._detector = SCRFD(
+                model_file=str(files["detection"]),
+                session=self.runtime.session(files["detection"], self.runtime.detector_precision),
+                resolution_session_factory=self.runtime.detector_sessions(),
             )
-        except (OSError, ConnectionError) as e:
+            self._recognizer = ArcFaceONNX(
+                model_file=str(files["recognition"]),
+                session=self.runtime.session(files["recognition"]),
+            )
+        except (OSError, RuntimeError) as e:
             raise ModelError(f"cannot load face model {choice.name}: {e}") from None
-        except AssertionError:
-            raise ModelError(f"face model {choice.name} has no detection model") from None
-        if "recognition" not in self._app.models:
-            raise ModelError(f"face model {choice.name} has no recognition model")
-        self._app.prepare(ctx_id=-1, det_size=(det_size, det_size))
+        # ctx_id 0 keeps the sessions' providers; -1 would drop onnxruntime's CUDA or CoreML.
+        self._detector.prepare(0, input_size=(det_size, det_size), det_thresh=0.5)
+        self._recognizer.prepare(0)
         self._det_size = det_size
-        self._detector = self._app.det_model
-        self._recognizer = self._app.models["recognition"]
+        log.info("face model %s on %s", choice.name, self.runtime.describe())
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """The detector's input (width, height): the long side ``det_size``, the short side

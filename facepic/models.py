@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import socket
 from dataclasses import dataclass
@@ -31,9 +32,15 @@ class ModelChoice:
     location: str  # a pack name InsightFace resolves under root, or a folder of ONNX files
     root: Path
     reason: str
+    runtime: str = ""  # where it runs (facepic.runtime.Runtime.describe), where known here
 
     def describe(self) -> str:
-        return f"face model: {self.name} ({self.reason})"
+        where = f" on {self.runtime}" if self.runtime else ""
+        return f"face model: {self.name} ({self.reason}){where}"
+
+    def on(self, runtime: str) -> "ModelChoice":
+        """The same choice, described as running on ``runtime``."""
+        return dataclasses.replace(self, runtime=runtime)
 
 
 def internet_reachable(timeout: float = 2.0) -> bool:

@@ -22,10 +22,11 @@ import numpy as np
 from facepic import ids, quality, snapshot, storage, thumbnails
 from facepic.db import Library, embedding_to_bson
 from facepic.decode import FORMAT_EXTENSIONS, PhotoError, decode, time_limit
-from facepic.detect import EMBEDDING_DIM, FaceEngine, default_threads
+from facepic.detect import EMBEDDING_DIM, FaceEngine
 from facepic.ledger import Ledger
 from facepic.matching import PersonIndex, assign_photo
 from facepic.models import ModelChoice, resolve
+from facepic.runtime import Runtime
 from facepic.settings import Settings, redact
 from facepic.storage import ObjectStore
 
@@ -119,10 +120,8 @@ class Context:
 
     def engine(self, source: str) -> FaceEngine:
         if source not in self._engines:
-            threads = self.settings.ort_threads or default_threads(self.processes)
-            self._engines[source] = FaceEngine(
-                self.model_choice(source), self.settings.detect_size, threads
-            )
+            runtime = Runtime.for_settings(self.settings, self.processes)
+            self._engines[source] = FaceEngine(self.model_choice(source), self.settings.detect_size, runtime)
         return self._engines[source]
 
     def matcher(self, model: str) -> PersonIndex:

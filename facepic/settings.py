@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from facepic.quality import Limits
 
 PREFIX = "FACEPIC_"
+RUNTIMES = ("auto", "openvino", "onnxruntime")  # where the face models run: facepic.runtime
 
 
 class Secret(str):
@@ -50,7 +51,8 @@ class Settings:
     model: str = "auto"
     model_root: Path = field(default_factory=lambda: Path.home() / ".insightface")
     detect_size: int = 640
-    ort_threads: int = 0  # 0: cores divided by the processes sharing them
+    runtime: str = "auto"  # auto, openvino or onnxruntime (facepic.runtime)
+    ort_threads: int = 0  # threads per process, either runtime; 0: cores divided by the processes
     match_threshold: float = 0.4  # the most similar face of a person (the design's rule)
     match_mean_threshold: float = 0.25  # the mean similarity to all faces of a person
     ambiguity_margin: float = 0.03  # best and runner-up persons closer than this: decide later
@@ -72,6 +74,13 @@ class Settings:
     visibility_timeout: int = 600  # seconds before a dead worker's task is delivered again
     # Where each value set from outside came from: field -> "the environment" or a .env path.
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        runtime = str(self.runtime).strip().lower()
+        if runtime not in RUNTIMES:
+            raise ValueError(f"{PREFIX}RUNTIME must be {', '.join(RUNTIMES[:-1])} or {RUNTIMES[-1]}, "
+                             f"not {self.runtime!r}")
+        object.__setattr__(self, "runtime", runtime)
 
     @property
     def rules(self) -> "Rules":

@@ -1,0 +1,241 @@
+"""Where the face models run, and the one place that builds their inference sessions.
+
+- ``openvino``: the pack's ONNX files compiled by OpenVINO for the CPU, in bf16 where the CPU
+  has bf16 instructions (AVX-512 BF16, AMX) and f32 elsewhere. 2 to 4x faster than
+  onnxruntime on such CPUs (README, "Performance").
+- ``onnxruntime``: the fallback, and the runtime of a user whose onnxruntime has CUDA or
+  CoreML.
+- ``auto``: onnxruntime where it has an accelerated provider, else OpenVINO where it is
+  installed, else onnxruntime.
+
+InsightFace's model classes take a session object; :class:`OpenVINOSession` is the part of
+onnxruntime's ``InferenceSession`` they use, so their pre- and post-processing and alignment
+stay InsightFace's own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from facepic.errors import FacePicError
+from facepic.settings import RUNTIMES as CHOICES
+
+ACCELERATED = ("CUDAExecutionProvider", "CoreMLExecutionProvider")
+OPENVINO_PIN = "openvino==2026.4.1"
+
+
+class RuntimeUnavailable(FacePicError):
+    """The runtime asked for is not installed; the message says what to install or set."""
+
+
+def default_threads(processes: int) -> int:
+    """Inference threads per process so that processes x threads fits the cores."""
+    cores = os.cpu_count() or 1
+    return max(1, cores // max(1, processes))
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module blocked in sys.modules, as the enqueuer's tests do
+        return False
+
+
+def engine_installed() -> bool:
+    """Whether this machine can run the face models at all (the enqueuer's image cannot)."""
+    return _installed("openvino") or _installed("onnxruntime")
+
+
+def onnxruntime_providers() -> list[str]:
+    """Accelerated providers first where installed, always ending with the CPU."""
+    import onnxruntime
+
+    available = set(onnxruntime.get_available_providers())
+    preferred = [*ACCELERATED, "CPUExecutionProvider"]
+    return [p for p in preferred if p in available] or ["CPUExecutionProvider"]
+
+
+_core: Any = None
+
+
+def openvino_core() -> Any:
+    """One OpenVINO Core per process (it holds the plugins and their thread pools)."""
+    global _core
+    if _core is None:
+        import openvino
+
+        _core = openvino.Core()
+    return _core
+
+
+def openvino_precision() -> str:
+    """bf16 where the CPU computes it natively (AVX-512 BF16 or AMX), else f32."""
+    capabilities = openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "bf16" if "BF16" in capabilities else "f32"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Which runtime, precision and threads the face models of this process run with."""
+
+    backend: str  # "openvino" or "onnxruntime"
+    precision: str  # the recognizer's, where the time goes: "bf16" or "f32"
+    threads: int  # per process
+    providers: tuple[str, ...] = ()  # onnxruntime's, accelerated first
+    reason: str = ""  # why ``auto`` chose it; empty when configured
+    # The detector stays f32: its bf16 landmarks move by up to a pixel, which moves the
+    # aligned face enough to take embeddings to cosine 0.991 of onnxruntime's (0.9998 with
+    # f32 landmarks and the bf16 recognizer), for 2 to 4 ms a photo (README, "Performance").
+    detector_precision: str = "f32"
+
+    @classmethod
+    def resolve(cls, setting: str = "auto", threads: int = 1, precision: str | None = None,
+                detector_precision: str = "f32") -> "Runtime":
+        """The runtime for FACEPIC_RUNTIME ``setting``; ``precision`` and ``detector_precision``
+        override OpenVINO's (the benchmark and the tests compare f32 with bf16)."""
+        setting = (setting or "auto").strip().lower()
+        if setting not in CHOICES:
+            raise RuntimeUnavailable(f"unknown runtime {setting!r}: use {', '.join(CHOICES)}")
+        threads = max(1, threads)
+        reason = ""
+        if setting == "auto":
+            accelerated = [p for p in onnxruntime_providers() if p in ACCELERATED] if _installed("onnxruntime") else []
+            if accelerated:
+                setting, reason = "onnxruntime", f"auto: onnxruntime has {accelerated[0]}"
+            elif _installed("openvino"):
+                setting, reason = "openvino", "auto: OpenVINO is installed"
+            elif _installed("onnxruntime"):
+                setting, reason = "onnxruntime", "auto: OpenVINO is not installed"
+            else:
+                raise RuntimeUnavailable(
+                    "no face model runtime is installed: pip install -r requirements/worker.txt"
+                )
+        if setting == "openvino":
+            if not _installed("openvino"):
+                raise RuntimeUnavailable(
+                    f"FACEPIC_RUNTIME=openvino, but OpenVINO is not installed: pip install {OPENVINO_PIN}, "
+                    "or set FACEPIC_RUNTIME=auto"
+                )
+            return cls("openvino", precision or openvino_precision(), threads, (), reason, detector_precision)
+        if not _installed("onnxruntime"):
+            raise RuntimeUnavailable(
+                "FACEPIC_RUNTIME=onnxruntime, but onnxruntime is not installed: "
+                "pip install -r requirements/worker.txt, or set FACEPIC_RUNTIME=auto"
+            )
+        return cls("onnxruntime", "f32", threads, tuple(onnxruntime_providers()), reason)
+
+    @classmethod
+    def for_settings(cls, settings: Any, processes: int = 1) -> "Runtime":
+        """The runtime of one of ``processes`` processes sharing this machine's cores."""
+        return cls.resolve(settings.runtime, settings.ort_threads or default_threads(processes))
+
+    def describe(self) -> str:
+        """``OpenVINO bf16 (detector f32), 1 thread per process``, with auto's reason where it chose."""
+        name = "OpenVINO" if self.backend == "openvino" else "onnxruntime"
+        accelerated = [p.removesuffix("ExecutionProvider") for p in self.providers if p in ACCELERATED]
+        device = f" with {accelerated[0]}" if accelerated else ""
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''} per process"
+        notes = [f"detector {self.detector_precision}"] if self.detector_precision != self.precision else []
+        notes += [self.reason] if self.reason else []
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        return f"{name} {self.precision}{device}{extra}, {threads}"
+
+    def session(self, model_file: Path, precision: str | None = None, shape: Sequence[int] | None = None) -> Any:
+        """An inference session over ``model_file`` with onnxruntime's ``InferenceSession``
+        interface; OpenVINO's in ``precision`` (default: the recognizer's), its first input
+        fixed to ``shape`` if given."""
+        if self.backend == "openvino":
+            return OpenVINOSession(model_file, self._openvino_config(precision or self.precision), shape)
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        onnxruntime.set_default_logger_severity(3)
+        return onnxruntime.InferenceSession(str(model_file), sess_options=options, providers=list(self.providers))
+
+    def detector_sessions(self) -> Callable[[Any, tuple[int, int], Any], Any] | None:
+        """For InsightFace's SCRFD: a session per detector input size (width, height), or None
+        for its own (onnxruntime: it clones the reference session with that size fixed).
+        OpenVINO runs a fixed shape 10 to 20% faster than a dynamic one; SCRFD caches them."""
+        if self.backend != "openvino":
+            return None
+
+        def factory(model_file: Any, input_size: tuple[int, int], reference: Any) -> Any:
+            width, height = input_size
+            return self.session(Path(model_file), self.detector_precision, (1, 3, int(height), int(width)))
+
+        return factory
+
+    def _openvino_config(self, precision: str) -> dict[str, Any]:
+        return {
+            "INFERENCE_NUM_THREADS": self.threads,
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision,
+            # OpenVINO pins its threads to cores it picks per process, without knowing of the
+            # other processes of a pool: they would all pin to the same core.
+            "ENABLE_CPU_PINNING": False,
+        }
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What onnxruntime's ``NodeArg`` tells of an input or output: name, shape, type."""
+
+    name: str
+    shape: list[int | str]
+    type: str = "tensor(float)"
+
+
+class OpenVINOSession:
+    """An OpenVINO model behind onnxruntime's session interface, as far as InsightFace's model
+    classes use it: ``get_inputs``, ``get_outputs``, ``run``, ``get_providers``. Compiled on the
+    first ``run``, so a session kept only for its shapes costs no compilation."""
+
+    def __init__(self, model_file: Path, config: Mapping[str, Any], shape: Sequence[int] | None = None) -> None:
+        core = openvino_core()
+        self.model_file = str(model_file)
+        self._model = core.read_model(self.model_file)
+        if shape is not None:
+            self._model.reshape({0: list(shape)})
+        self._config = dict(config)
+        self._request: Any = None
+        self._inputs = [TensorInfo(p.get_any_name(), _dims(p.get_partial_shape())) for p in self._model.inputs]
+        self._outputs = [TensorInfo(p.get_any_name(), _dims(p.get_partial_shape())) for p in self._model.outputs]
+        self._output_index = {name: i for i, p in enumerate(self._model.outputs) for name in p.get_names()}
+
+    def get_inputs(self) -> list[TensorInfo]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[TensorInfo]:
+        return list(self._outputs)
+
+    def get_providers(self) -> list[str]:
+        return [f"OpenVINO-CPU-{self._config['INFERENCE_PRECISION_HINT']}"]
+
+    def get_provider_options(self) -> dict[str, dict[str, str]]:
+        return {}
+
+    def set_providers(self, providers: Sequence[str] | None = None, provider_options: Any = None) -> None:
+        """InsightFace's ``prepare(ctx_id=-1)`` asks for the CPU: this session is on it already."""
+
+    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, np.ndarray],
+            run_options: Any = None) -> list[np.ndarray]:
+        if self._request is None:
+            compiled = openvino_core().compile_model(self._model, "CPU", self._config)
+            self._request = compiled.create_infer_request()
+        results = self._request.infer(dict(input_feed), share_inputs=True, share_outputs=False)
+        names = output_names or [o.name for o in self._outputs]
+        return [np.asarray(results[self._output_index[name]]) for name in names]
+
+
+def _dims(shape: Any) -> list[int | str]:
+    """onnxruntime's way of writing a shape: an int per fixed dimension, ``?`` for a free one."""
+    return [d.get_length() if d.is_static else "?" for d in shape]

