@@ -72,8 +72,6 @@ class Settings:
     retry_backoff: float = 2.0
     db_timeout: float = 10.0  # seconds to wait for MongoDB before an attempt fails
     visibility_timeout: int = 600  # seconds before a dead worker's task is delivered again
-    # Where each value set from outside came from: field -> "the environment" or a .env path.
-    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         runtime = str(self.runtime).strip().lower()
@@ -123,8 +121,17 @@ class Settings:
         """Whether photos go to an object store: a bucket, or the folder store when asked."""
         return self.upload and (self.bucket_configured or self.copy_originals)
 
+    @property
+    def sources(self) -> dict[str, str]:
+        """Where each value set from outside came from: field -> "the environment" or a .env path."""
+        return getattr(self, "_sources", {})
+
+    def _with_sources(self, sources: dict[str, str]) -> "Settings":
+        object.__setattr__(self, "_sources", dict(sources))  # not a setting: kept beside the fields
+        return self
+
     def replace(self, **changes: Any) -> "Settings":
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **changes)._with_sources(self.sources)
 
     @classmethod
     def load(
@@ -144,14 +151,13 @@ class Settings:
         from_env = {k: v for k, v in environ.items() if k.startswith(PREFIX)}
         values.update(from_env)
         origin.update({k: "the environment" for k in from_env})
-        kwargs: dict[str, Any] = {"sources": {}}
+        kwargs: dict[str, Any] = {}
+        sources: dict[str, str] = {}
         for f in dataclasses.fields(cls):
-            if f.name == "sources":
-                continue
             raw = values.get(PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 kwargs[f.name] = _convert(f.name, f.type, raw)
-                kwargs["sources"][f.name] = origin[PREFIX + f.name.upper()]
+                sources[f.name] = origin[PREFIX + f.name.upper()]
         if "data_dir" not in kwargs:
             kwargs["data_dir"] = _default_data_dir(environ)
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
@@ -161,7 +167,7 @@ class Settings:
         for name in ("mongodb_uri", "s3_access_key_id", "s3_secret_access_key"):
             if name in kwargs:
                 kwargs[name] = Secret(kwargs[name])
-        return cls(**kwargs)
+        return cls(**kwargs)._with_sources(sources)
 
     def origin(self, name: str) -> str:
         """``FACEPIC_X (set in /path/.env)``: which setting, and where its value came from."""
