@@ -54,17 +54,14 @@ def plan(settings: Settings, library: Library) -> CleanupPlan:
     files = [
         p
         # The folder store is not here: its objects go through delete_keys, this library's keys only.
-        for p in (settings.ledger_path, settings.thumbnails_dir, settings.work_dir, settings.data_dir / "persons.html")
+        for p in settings.folder.wipeable()
         if p.exists()
     ]
-    with library.errors():
-        staged = library.db["faces_next"].estimated_document_count() + library.faces.count_documents(
-            {"next": {"$exists": True}})
-    return CleanupPlan(library.counts(), keys, store.describe(), files, staged)
+    return CleanupPlan(library.counts(), keys, store.describe(), files, library.staged_faces())
 
 
 def _store_exists(settings: Settings) -> bool:
-    return settings.bucket_configured or settings.objects_dir.exists()
+    return settings.bucket_configured or settings.folder.objects.exists()
 
 
 def execute(plan: CleanupPlan, settings: Settings, library: Library) -> None:

@@ -25,6 +25,8 @@ from pymongo.errors import (
 )
 
 from facepic import storage as storage_keys
+from facepic.errors import FacePicError
+from facepic.documents import embedding_from_bson, embedding_to_bson  # noqa: F401 - re-exported
 from facepic.ledger import now_iso
 
 # Every collection FacePic makes; `cleanup` drops these and nothing else.
@@ -35,7 +37,7 @@ COLLECTIONS = ("images", "faces", "persons", "folders", "meta", "face_moves", "f
 IN_BATCH = 100
 
 
-class DatabaseError(Exception):
+class DatabaseError(FacePicError):
     """MongoDB refused the request; the message holds no secret."""
 
 
@@ -45,14 +47,6 @@ class DatabaseUnavailable(DatabaseError):
 
 class ModelMismatch(DatabaseError):
     pass
-
-
-def embedding_to_bson(vector: np.ndarray) -> Binary:
-    return Binary(np.asarray(vector, dtype="<f4").tobytes())
-
-
-def embedding_from_bson(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype="<f4")
 
 
 def _hosts(uri: str) -> str:
@@ -310,6 +304,12 @@ class Library:
         with self.errors():
             for name in COLLECTIONS:
                 self.db[name].drop()
+
+    def staged_faces(self) -> int:
+        """Faces staged by `reembed --no-switch` and not switched yet."""
+        with self.errors():
+            return self.db["faces_next"].estimated_document_count() + self.faces.count_documents(
+                {"next": {"$exists": True}})
 
     def object_keys(self) -> set[str]:
         """Every bucket key this library recorded: originals, thumbnails, person covers."""

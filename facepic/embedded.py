@@ -58,7 +58,7 @@ def embedded_database(settings: Settings) -> Iterator[Settings]:
             "pip install 'facepic[embedded]' (or set FACEPIC_MONGODB_URI)"
         ) from None
     with data_folder_lock(settings.data_dir):
-        path = settings.embedded_db_dir
+        path = settings.folder.database
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Protocol
 
 from facepic import ids
 from facepic.ledger import Ledger, LedgerState
-from facepic.pipeline import Job
+from facepic.pipeline.job import Job
 from facepic.scan import Found, ImportFolderError, Skipped, Unreadable, check_import_folder, display, scan
 
 

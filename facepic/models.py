@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from facepic.errors import FacePicError
+
 DETECTOR_FILES = ("scrfd_500m_bnkps.onnx",)
 RECOGNIZER_FILES = ("w600k_mbf.onnx",)
 DOWNLOAD_HOST = ("github.com", 443)
 
 
-class ModelError(Exception):
+class ModelError(FacePicError):
     """No usable model pack; the message says what to install or set."""
 
 

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from facepic.errors import FacePicError
 import numpy as np
 
 from facepic import clustering, ids, storage
@@ -32,7 +33,7 @@ from facepic.detect import EMBEDDING_DIM
 from facepic.ledger import now_iso
 
 
-class PersonError(Exception):
+class PersonError(FacePicError):
     """A correction that cannot be made: the message says why, for the user."""
 
 
@@ -125,8 +126,8 @@ class Covers:
     are off), at the paths the pipeline uses."""
 
     def __init__(self, ctx: Context) -> None:
-        self.crop = ctx.face_crop_path
-        self.cover = ctx.person_thumb_path
+        self.crop = ctx.folder.face_crop
+        self.cover = ctx.folder.cover
         self.store: storage.ObjectStore | None = ctx.store if ctx.settings.stores_originals else None
 
     def set(self, lib: Library, person_id: str, face_id: str) -> None:

@@ -33,7 +33,7 @@ from facepic.decode import PhotoError, decode, time_limit
 from facepic.detect import FaceEngine
 from facepic.ledger import now_iso
 from facepic.persons import Covers, Summary, bump_revision, recluster_library, refresh_images
-from facepic.pipeline import write_atomic
+from facepic.datafolder import write_atomic
 from facepic.settings import Settings
 
 MIN_OVERLAP = 0.3  # intersection over union for a new face to be an old face again

@@ -54,9 +54,9 @@ def persons(library: Library, hidden: bool = False) -> list[dict[str, Any]]:
 
 def write_contact_sheet(people: list[dict[str, Any]], settings: Settings) -> Path:
     """``<data>/persons.html``: each person's cover and a strip of its face crops."""
-    out = settings.data_dir / "persons.html"
+    out = settings.folder.contact_sheet
     out.parent.mkdir(parents=True, exist_ok=True)
-    thumbs = settings.thumbnails_dir
+    folder = settings.folder
 
     def rel(path: Path) -> str:
         return html.escape(os.path.relpath(path, out.parent))
@@ -64,9 +64,9 @@ def write_contact_sheet(people: list[dict[str, Any]], settings: Settings) -> Pat
     rows = []
     for n, person in enumerate(people, 1):
         title = html.escape(person["name"] or f"Person {n}")
-        cover = rel(thumbs / person["cover"])
+        cover = rel(folder.cover(person["id"]))
         strip = "".join(
-            f'<img src="{rel(thumbs / "faces" / ("face_" + f["face_id"] + ".jpg"))}" '
+            f'<img src="{rel(folder.face_crop(f["face_id"]))}" '
             f'title="{html.escape(f["photo"] or "")}" width="64" height="64">'
             for f in person["faces"][:40]
         )

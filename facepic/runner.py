@@ -7,11 +7,9 @@ exactly as on the `index` queue.
 
 from __future__ import annotations
 
-import errno
 import logging
 import multiprocessing
 import os
-import random
 import threading
 import time
 from collections import deque
@@ -20,17 +18,14 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable
 
 from facepic.enqueue import Summary
-from facepic.pipeline import Context, Job, describe_error, run_stage, upload_gave_up
+from facepic.errors import DataFolderError
+from facepic.pipeline import Context, Job, cannot_process, execute
 from facepic.scan import display
-from facepic.db import DatabaseError, DatabaseUnavailable
-from facepic.errors import DataFolderError, FacePicError, data_folder_error, disk_full, is_disk_error
-from facepic.storage import StorageError, StorageUnavailable
 from facepic.settings import Settings
 
 CPU_STAGES = ("detect", "thumbnails")
 logger = logging.getLogger(__name__)
-TRANSIENT = (DatabaseUnavailable, StorageUnavailable)
-_gave_up: set[type] = set()
+_gave_up: set[str] = set()  # stages whose server stayed out of reach through every retry
 
 _pool_context: Context | None = None
 PARENT_POLL_SECONDS = 1.0
@@ -94,56 +89,34 @@ class CpuPool:
 
 def _cpu_stages(job: Job) -> Job:
     assert _pool_context is not None
-    ctx = _pool_context
     for stage in CPU_STAGES:
         try:
-            job = run_stage(ctx, stage, job)
-        except Exception as e:  # noqa: BLE001 - one photo never stops the run
-            if is_disk_error(e):  # but a full data folder stops it: every photo would fail
-                return {**job, "fatal": str(data_folder_error(e, ctx.settings.data_dir))}  # type: ignore[typeddict-unknown-key]
-            return {**job, "error": describe_error(e, ctx.settings), "failed_stage": stage}
+            outcome = execute(_pool_context, stage, job, retries=0)  # CPU stages meet no server
+        except DataFolderError as e:  # the main process stops the run with this line
+            return {**job, "fatal": str(e)}  # type: ignore[typeddict-unknown-key]
+        assert outcome.job is not None
+        job = outcome.job
     return job
 
 
 def run_serial_stages(ctx: Context, job: Job, stages: Iterable[str], sleep: Callable[[float], None] = time.sleep) -> Job:
-    """The given stages in order. A transient failure (MongoDB or the bucket out of reach) is
-    retried with backoff as the Celery tasks do, then the photo fails (or, for the upload,
-    goes on not uploaded); a full or read-only data folder stops the run (DataFolderError)."""
-    settings = ctx.settings
+    """The given stages in order, under the one failure policy (``facepic.pipeline.policy``).
+    Once a server stayed out of reach through every retry, later photos try it once each
+    until it answers again, so a long outage does not stall the run photo after photo."""
     for stage in stages:
         attempt = 0
         while True:
-            try:
-                job = run_stage(ctx, stage, job)
-                _gave_up.clear()
-                break
-            except FacePicError:
-                raise
-            except (DatabaseError, StorageError, OSError) as e:
-                if is_disk_error(e) or (isinstance(e, DatabaseError) and disk_full(settings.data_dir)):
-                    # The embedded database on a full disk fails every write from here on.
-                    raise data_folder_error(e if isinstance(e, OSError) else OSError(errno.ENOSPC, "full"),
-                                            settings.data_dir) from None
-                # Once a server stayed out of reach through every retry, later photos try it
-                # once each until it answers again, so a long outage does not stall the run.
-                if isinstance(e, TRANSIENT) and attempt < settings.retries and type(e) not in _gave_up:
-                    sleep(min(60.0, settings.retry_backoff * 2**attempt) * random.uniform(0.5, 1.0))
-                    attempt += 1
-                    continue
-                if isinstance(e, TRANSIENT):
-                    _gave_up.add(type(e))
-                if stage == "log":
-                    raise
-                if stage == "upload" and isinstance(e, StorageUnavailable):
-                    job = upload_gave_up(job, e, settings)
+            outcome = execute(ctx, stage, job, attempt, retries=0 if _gave_up else None)
+            if outcome.job is not None:
+                if outcome.gave_up:
+                    _gave_up.add(stage)
                 else:
-                    job = {**job, "error": describe_error(e, settings), "failed_stage": stage}
+                    _gave_up.discard(stage)
+                job = outcome.job
                 break
-            except Exception as e:  # noqa: BLE001 - one photo never stops the run
-                if stage == "log":
-                    raise
-                job = {**job, "error": describe_error(e, settings), "failed_stage": stage}
-                break
+            assert outcome.retry_in is not None
+            sleep(outcome.retry_in)
+            attempt += 1
     return job
 
 
@@ -227,4 +200,4 @@ def process(
 def summarize(summary: Summary, job: Job, report: Callable[[str], None]) -> None:
     summary.finished(job)
     if job.get("error"):
-        report(f"error: cannot process {display(job.get('path', ''))}: {job['error']}")
+        report(cannot_process(job.get("path", ""), job["error"]))

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
+from facepic.errors import FacePicError
 from facepic.formats import classify, is_photo_name
 
 QUIET = ("hidden", "not a photo", "RAW+JPEG pair", "seen")
 
 
-class ImportFolderError(Exception):
+class ImportFolderError(FacePicError):
     """The import folder cannot be scanned at all (missing, not a folder, unreadable, empty)."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
+    from facepic.datafolder import DataFolder
     from facepic.matching import Rules
     from facepic.quality import Limits
 
@@ -93,24 +94,15 @@ class Settings:
         return Limits(self.min_face_size, self.min_face_score, self.min_face_sharpness)
 
     @property
+    def folder(self) -> "DataFolder":
+        """The data folder's layout (facepic.datafolder)."""
+        from facepic.datafolder import DataFolder
+
+        return DataFolder(self.data_dir)
+
+    @property
     def ledger_path(self) -> Path:
-        return self.data_dir / "processed_log.jsonl"
-
-    @property
-    def thumbnails_dir(self) -> Path:
-        return self.data_dir / "thumbnails"
-
-    @property
-    def work_dir(self) -> Path:
-        return self.data_dir / "work"
-
-    @property
-    def objects_dir(self) -> Path:
-        return self.data_dir / "objects"
-
-    @property
-    def embedded_db_dir(self) -> Path:
-        return self.data_dir / "db"
+        return self.folder.ledger
 
     @property
     def bucket_configured(self) -> bool:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Iterable, Iterator, Protocol
 
 from facepic import ids
+from facepic.datafolder import write_atomic
+from facepic.errors import FacePicError
 from facepic.settings import Settings
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -37,7 +39,7 @@ def is_facepic_key(key: str) -> bool:
     return bool(FACEPIC_KEY.match(key))
 
 
-class StorageError(Exception):
+class StorageError(FacePicError):
     """The object store refused or could not be reached; the message holds no secret."""
 
 
@@ -73,16 +75,7 @@ class FolderStore:
         return self.root / key
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self._path(key), data)
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         self.put_bytes(key, Path(path).read_bytes(), content_type)
@@ -248,7 +241,7 @@ def open_store(settings: Settings) -> ObjectStore:
             settings.s3_access_key_id,
             settings.s3_secret_access_key,
         )
-    return FolderStore(settings.objects_dir)
+    return FolderStore(settings.folder.objects)
 
 
 CONTENT_TYPES = {

@@ -78,7 +78,7 @@ def test_cleanup_lists_then_deletes_only_facepic_data(offline_env, tmp_path: Pat
     assert invoke(offline_env, "run", str(root)).exit_code == 0
     settings = settings_of(offline_env)
     store = open_store(settings)
-    foreign = settings.objects_dir / "holiday-notes.txt"
+    foreign = settings.folder.objects / "holiday-notes.txt"
     foreign.write_text("mine")
     # Objects whose keys look like FacePic's, made by another library sharing the bucket.
     uuid_like = ["0b6c5e1e-1111-4222-8333-944455556666.jpg", "thumb_0b6c5e1e-1111-4222-8333-944455556666.jpg",
@@ -98,7 +98,7 @@ def test_cleanup_lists_then_deletes_only_facepic_data(offline_env, tmp_path: Pat
 
     done = invoke(offline_env, "cleanup", "--yes")
     assert done.exit_code == 0, done.output
-    assert not settings.ledger_path.exists() and not settings.thumbnails_dir.exists()
+    assert not settings.ledger_path.exists() and not settings.folder.thumbnails.exists()
     assert foreign.read_text() == "mine"
     assert sorted(store.list_keys()) == sorted(["holiday-notes.txt", *uuid_like])
     after = invoke(offline_env, "cleanup", "--dry-run")

@@ -109,8 +109,8 @@ def test_enqueue_with_workers_builds_the_library(server_env, workers, tmp_path: 
     for doc in lib.images.find({}):
         assert doc["uploaded"] is True
         assert doc["keys"] == {"original": f"{doc['_id']}.jpg", "thumbnail": f"thumb_{doc['_id']}.jpg"}
-    assert (settings.thumbnails_dir / f"thumb_{lib.images.find_one({})['_id']}.jpg").exists()
-    assert not list(settings.work_dir.glob("*.npz"))
+    assert (settings.folder.thumbnails / f"thumb_{lib.images.find_one({})['_id']}.jpg").exists()
+    assert not list(settings.folder.work.glob("*.npz"))
 
     again = invoke(server_env, "enqueue", str(photos))
     assert again.exit_code == 0, again.output
@@ -135,7 +135,7 @@ def test_embedded_run_gives_the_same_library_as_the_workers(offline_env, server_
     with embedded_database(embedded) as running, Context(running) as ctx:
         local = check_library(ctx.library, ledger_lines(running), labels)
         # No bucket: originals stay where they are, nothing is copied into the data folder.
-        assert not running.objects_dir.exists()
+        assert not running.folder.objects.exists()
         assert ctx.library.images.count_documents({"uploaded": False, "keys": None}) == len(labels) + 1
         assert all((photos / doc["path"]).is_file() for doc in ctx.library.images.find({}))
 

@@ -26,15 +26,15 @@ def test_thumbnails_in_another_process_reuse_the_decoded_pixels(tmp_path: Path, 
     detector, other = Context(settings), Context(settings)  # two worker processes' contexts
     job = run_stage(detector, "detect", job)
     assert not job.get("error") and job["faces"] == 1
-    pixels = detector.pixels_path("img1")
+    pixels = detector.folder.pixels_file("img1")
     assert pixels.exists()
     photo.unlink()  # the thumbnails stage can no longer decode the photo: it must not need to
     job = run_stage(other, "thumbnails", job)
     assert not job.get("error"), job.get("error")
-    assert other.thumb_path("img1").stat().st_size > 1000
-    assert other.face_crop_path("img1-f0").stat().st_size > 1000
+    assert other.folder.thumbnail("img1").stat().st_size > 1000
+    assert other.folder.face_crop("img1-f0").stat().st_size > 1000
     assert not pixels.exists()  # served and removed; the work file stays for index
-    assert detector.work_path("img1").exists()
+    assert detector.folder.work_file("img1").exists()
 
 
 def test_the_embedded_runner_keeps_no_pixels_on_disk(tmp_path: Path, model_root: Path) -> None:
@@ -42,6 +42,6 @@ def test_the_embedded_runner_keeps_no_pixels_on_disk(tmp_path: Path, model_root:
     ctx = Context(settings)
     ctx.pixels_in_work_file = False  # as the runner's pool processes set it
     job = run_stage(ctx, "detect", job)
-    assert not ctx.pixels_path("img2").exists()
+    assert not ctx.folder.pixels_file("img2").exists()
     job = run_stage(ctx, "thumbnails", job)
-    assert not job.get("error") and ctx.thumb_path("img2").exists()
+    assert not job.get("error") and ctx.folder.thumbnail("img2").exists()

@@ -6,11 +6,12 @@ from typing import Any
 
 from celery import Celery, chain
 
-from facepic.pipeline import Job
+from facepic.errors import FacePicError
+from facepic.pipeline.job import Job
 from workers.routing import QUEUES, STAGE_TASKS
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(FacePicError):
     pass
 
 

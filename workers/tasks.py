@@ -8,17 +8,13 @@ failed so the run goes on and the ledger says why.
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
 from celery import Task
 from celery.signals import worker_init
 
-from facepic.db import DatabaseUnavailable
-from facepic.pipeline import Context, Job, describe_error, run_stage, upload_gave_up
-from facepic.scan import display
+from facepic.pipeline import Context, Job, cannot_process, describe_error, execute
 from facepic.settings import Settings
-from facepic.storage import StorageUnavailable
 from workers.app import app
 from workers.routing import STAGE_TASKS
 
@@ -43,7 +39,6 @@ def context() -> Context:
     return _context
 
 
-TRANSIENT = (DatabaseUnavailable, StorageUnavailable)
 
 
 class StageTask(Task):
@@ -54,31 +49,19 @@ class StageTask(Task):
             return
         stage = self.name.removeprefix("facepic.")
         reason = describe_error(exc, context().settings)
-        log.error("error: cannot process %s: %s", display(job.get("path", "")), reason)
+        log.error("%s", cannot_process(job.get("path", ""), reason))
         app.send_task(STAGE_TASKS["log"], args=[{**job, "error": reason, "failed_stage": stage}])
 
 
 def _run(task: Task, stage: str, job: Job) -> Job:
-    """One stage; transient failures are retried with exponential backoff and jitter, a
-    bounded number of times (FACEPIC_RETRIES), then the photo fails or, for the upload,
-    goes on as processed but not uploaded."""
-    ctx = context()
-    try:
-        result = run_stage(ctx, stage, job)
-    except TRANSIENT as e:
-        settings = ctx.settings
-        attempt = task.request.retries
-        if attempt < settings.retries:
-            countdown = min(60.0, settings.retry_backoff * 2**attempt) * random.uniform(0.5, 1.0)
-            log.warning("retrying %s of %s in %.1f s: %s", stage, display(job.get("path", "")), countdown, e)
-            raise task.retry(exc=e, countdown=countdown, max_retries=settings.retries) from None
-        if stage == "upload" and isinstance(e, StorageUnavailable):
-            log.error("error: cannot upload %s: %s", display(job.get("path", "")), e)
-            return upload_gave_up(job, e, settings)
-        raise
-    if result.get("error") and not job.get("error"):
-        log.warning("error: cannot process %s: %s", display(job.get("path", "")), result["error"])
-    return result
+    """One stage under the one failure policy (``facepic.pipeline.policy``): a retry it asks
+    for becomes a Celery retry with its countdown."""
+    outcome = execute(context(), stage, job, task.request.retries)
+    if outcome.job is None:
+        raise task.retry(countdown=outcome.retry_in, max_retries=context().settings.retries)
+    if outcome.job.get("error") and not job.get("error"):
+        log.warning("%s", cannot_process(job.get("path", ""), outcome.job["error"]))
+    return outcome.job
 
 
 @app.task(name="facepic.detect", base=StageTask, bind=True)

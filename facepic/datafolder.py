@@ -1,0 +1,85 @@
+"""The data folder: where every local file lives, and the one way to write one atomically.
+
+    <data>/processed_log.jsonl          the ledger
+    <data>/work/<image id>.npz          a photo's faces between detect and index
+    <data>/work/<image id>.rgb.npy      its decoded pixels, for a thumbnails task elsewhere
+    <data>/thumbnails/thumb_<id>.jpg    photo thumbnails (the bucket's key, locally)
+    <data>/thumbnails/faces/face_<face id>.jpg, faces/person_<person id>.jpg
+    <data>/objects/                     the folder store (no bucket, FACEPIC_COPY_ORIGINALS)
+    <data>/db/                          the embedded database
+    <data>/persons.html                 the contact sheet
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable
+
+
+@dataclass(frozen=True)
+class DataFolder:
+    root: Path
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "processed_log.jsonl"
+
+    @property
+    def thumbnails(self) -> Path:
+        return self.root / "thumbnails"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def objects(self) -> Path:
+        return self.root / "objects"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "db"
+
+    @property
+    def contact_sheet(self) -> Path:
+        return self.root / "persons.html"
+
+    def work_file(self, image_id: str) -> Path:
+        return self.work / f"{image_id}.npz"
+
+    def pixels_file(self, image_id: str) -> Path:
+        return self.work / f"{image_id}.rgb.npy"
+
+    def thumbnail(self, image_id: str) -> Path:
+        return self.thumbnails / f"thumb_{image_id}.jpg"
+
+    def face_crop(self, face_id: str) -> Path:
+        return self.thumbnails / "faces" / f"face_{face_id}.jpg"
+
+    def cover(self, person_id: str) -> Path:
+        return self.thumbnails / "faces" / f"person_{person_id}.jpg"
+
+    def wipeable(self) -> list[Path]:
+        """What `cleanup` deletes here (the folder store's objects go key by key)."""
+        return [self.ledger, self.thumbnails, self.work, self.contact_sheet]
+
+
+def replace_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename it
+    in place: a reader sees the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    replace_atomically(path, lambda f: f.write(data))

@@ -1,0 +1,62 @@
+"""Stage 1, detect: decode the photo at reduced size, find its faces, keep them in its work file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from facepic import ids, quality
+from facepic.decode import FORMAT_EXTENSIONS, Decoded, PhotoError, decode, time_limit
+from facepic.detect import EMBEDDING_DIM
+from facepic.pipeline import workfile
+from facepic.pipeline.context import Context
+from facepic.pipeline.job import Job, fail
+
+
+def decode_photo(ctx: Context, job: Job) -> Decoded:
+    return decode(Path(job["path"]), ctx.settings.detect_size, ctx.settings.max_pixels)
+
+
+
+def detect(ctx: Context, job: Job) -> Job:
+    """Decode at reduced size, find faces, and keep them in the photo's work file."""
+    if job.get("error"):
+        return job
+    engine = ctx.engine(job["model"])
+    try:
+        with time_limit(ctx.settings.photo_timeout):
+            decoded = decode_photo(ctx, job)
+            faces = engine.detect(decoded.rgb)
+    except PhotoError as e:
+        return fail(job, "detect", str(e))
+    ctx.last_decoded = (job["image_id"], decoded)
+    n = len(faces)
+    boxes = np.array([decoded.to_full(f.box) for f in faces], dtype=np.float64).reshape(n, 4)
+    marks = np.array([decoded.to_full(f.landmarks) for f in faces], dtype=np.float64).reshape(n, 5, 2)
+    assessed = [quality.assess(decoded.rgb, f.box, boxes[i], marks[i], f.score) for i, f in enumerate(faces)]
+    info = {
+        "width": decoded.width,
+        "height": decoded.height,
+        "format": decoded.format,
+        "metadata": decoded.metadata,
+        "model": engine.model,
+    }
+    arrays = {
+        "boxes": boxes,
+        "landmarks": marks,
+        "scores": np.array([f_.score for f_ in faces], dtype=np.float64),
+        "embeddings": np.array([f_.embedding for f_ in faces], dtype=np.float32).reshape(n, EMBEDDING_DIM),
+        "quality": np.array([[q.size, q.sharpness, q.frontal] for q in assessed], dtype=np.float64).reshape(n, 3),
+        "info": np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
+    }
+    if ctx.pixels_in_work_file:
+        # The decoded pixels, for a thumbnails task that lands in another process (a Celery
+        # chain's next task may): reading 2 MB back beats decoding the photo again. The
+        # thumbnails stage deletes the file.
+        workfile.save_pixels(ctx.folder, job["image_id"], decoded.rgb)
+        arrays["scale"] = np.array(decoded.scale)
+    workfile.save(ctx.folder, job["image_id"], arrays)
+    ext = FORMAT_EXTENSIONS.get(decoded.format, ids.safe_extension(job["rel"]))
+    return {**job, "faces": n, "ext": ext}

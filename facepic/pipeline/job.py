@@ -1,0 +1,46 @@
+"""The job: the small JSON-able record of one photo that travels from stage to stage.
+
+Image bytes and embeddings never travel in it: the detect stage keeps them in the photo's work
+file (``facepic.pipeline.workfile``) and the index stage moves them into MongoDB. A photo that
+cannot be processed carries ``error`` through the remaining stages to ``log``.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from facepic import ids
+
+STAGES = ("detect", "thumbnails", "upload", "index", "log")
+
+
+class Job(TypedDict, total=False):
+    image_id: str
+    sha256: str
+    path: str  # the photo, absolute, as the enqueuer saw it
+    root: str  # the import folder, absolute
+    rel: str  # the photo relative to root, POSIX
+    size: int
+    mtime_ns: int
+    model: str  # the model source: buffalo_l, buffalo_s or a folder
+    upload: bool
+    upload_only: bool
+    ext: str  # the object key's extension, from the decoded format (not the file's name)
+    upload_error: str
+    faces: int
+    companions: list[str]  # RAW files of a RAW+JPEG pair, relative to root
+    uploaded: bool
+    error: str
+    failed_stage: str
+    timings: dict[str, float]  # seconds per stage, for benchmarks and Flower
+
+
+
+def fail(job: Job, stage: str, reason: str) -> Job:
+    """The job, marked failed at ``stage`` for ``reason`` (shown to the user)."""
+    return {**job, "error": reason, "failed_stage": stage}
+
+
+def extension(job: Job) -> str:
+    """The extension of the original's object key: the decoded format's, else the name's."""
+    return job.get("ext") or ids.safe_extension(job["rel"])

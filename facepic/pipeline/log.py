@@ -1,0 +1,63 @@
+"""Stage 5, log: the photo's ledger line; its work file is no longer needed."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from facepic.pipeline import workfile
+from facepic.pipeline.context import Context
+from facepic.pipeline.job import Job, extension
+from facepic.settings import redact
+
+
+def log(ctx: Context, job: Job) -> Job:
+    """The photo's ledger line; its work file is no longer needed. A photo already logged
+    done (a replayed task) gets no second line."""
+    try:
+        st = os.stat(ctx.ledger.path)
+        seen = (st.st_ino, st.st_size)
+    except FileNotFoundError:
+        seen = (0, 0)
+    if seen[0] != ctx._ledger_seen[0] or seen[1] < ctx._ledger_seen[1]:
+        ctx.logged_done = None  # the ledger was replaced or cut (cleanup): read it again
+    if ctx.logged_done is None:
+        ctx.logged_done = {
+            (e.get("root", ""), e.get("path", ""), e.get("sha256", "")): bool(e.get("uploaded"))
+            for e in ctx.ledger.read().by_path.values()
+            if e.get("status") == "done"
+        }
+    key = (job["root"], job["rel"], job["sha256"])
+    ctx._ledger_seen = seen
+    already = key in ctx.logged_done and (ctx.logged_done[key] or not job.get("uploaded"))
+    if already and not job.get("upload_only"):
+        workfile.drop(ctx.folder, job["image_id"])
+        return job
+    entry: dict[str, Any] = {
+        "path": job["rel"],
+        "root": job["root"],
+        "sha256": job["sha256"],
+        "image_id": job["image_id"],
+        "status": "failed" if job.get("error") else "done",
+        "faces": job.get("faces", 0),
+        "uploaded": bool(job.get("uploaded")),
+        "model": job.get("model"),
+        "size": job.get("size"),
+        "mtime_ns": job.get("mtime_ns"),
+        "timings": job.get("timings") or {},
+        "ext": extension(job),
+    }
+    if job.get("companions"):
+        entry["companions"] = job["companions"]
+    if job.get("error"):
+        entry["reason"] = redact(job["error"], ctx.settings)
+        entry["stage"] = job.get("failed_stage")
+    elif job.get("upload_error"):
+        entry["upload_error"] = redact(job["upload_error"], ctx.settings)
+    ctx.ledger.append(entry)
+    if entry["status"] == "done":
+        ctx.logged_done[key] = entry["uploaded"]
+    st = os.stat(ctx.ledger.path)
+    ctx._ledger_seen = (st.st_ino, st.st_size)
+    workfile.drop(ctx.folder, job["image_id"])
+    return job
