@@ -48,7 +48,7 @@ def finished_lines(ledger: Path) -> list[dict]:
 def run_embedded(photos: Path, workdir: Path, model: str) -> tuple[float, list[dict]]:
     from click.testing import CliRunner
 
-    from facepic.cli import cli
+    from workers.cli import cli
 
     env = {"FACEPIC_DATA_DIR": str(workdir / "data-run"), "FACEPIC_MODEL": model, "FACEPIC_MONGODB_URI": "",
            "FACEPIC_S3_ENDPOINT": "", "FACEPIC_S3_ACCESS_KEY_ID": ""}
@@ -87,7 +87,7 @@ def _ppid(proc: Path) -> int:
 def run_distributed(photos: Path, workdir: Path, model: str, cpu_procs: int) -> tuple[float, list[dict]]:
     from click.testing import CliRunner
 
-    from facepic.cli import cli
+    from workers.cli import cli
     from tests import servers
 
     redis, redis_url = servers.start_redis(workdir)

@@ -26,6 +26,7 @@ from pymongo.errors import (
 
 from facepic import storage as storage_keys
 from facepic.errors import FacePicError
+from facepic.models import ModelMismatch
 from facepic.documents import embedding_from_bson, embedding_to_bson  # noqa: F401 - re-exported
 from facepic.ledger import now_iso
 
@@ -45,8 +46,6 @@ class DatabaseUnavailable(DatabaseError):
     """MongoDB could not be reached: worth retrying."""
 
 
-class ModelMismatch(DatabaseError):
-    pass
 
 
 def _hosts(uri: str) -> str:
@@ -143,10 +142,7 @@ class Library:
             )
         existing = self.library_model()
         if existing != model:
-            raise ModelMismatch(
-                f"this library was built with face model {existing}, but this run uses {model}: "
-                f"set FACEPIC_MODEL={existing} (or auto), or re-embed the library"
-            )
+            raise ModelMismatch(str(existing), model)
 
     # --- folders and images --------------------------------------------------
 
@@ -304,6 +300,16 @@ class Library:
         with self.errors():
             for name in COLLECTIONS:
                 self.db[name].drop()
+
+    def unassigned_faces(self) -> int:
+        """Faces that belong to nobody yet."""
+        with self.errors():
+            return self.faces.count_documents({"person_id": None})
+
+    def images_to_reembed(self, model: str) -> int:
+        """Photos not staged for ``model`` yet."""
+        with self.errors():
+            return self.images.count_documents({"reembed": {"$ne": model}})
 
     def staged_faces(self) -> int:
         """Faces staged by `reembed --no-switch` and not switched yet."""

@@ -44,6 +44,48 @@ class ModelChoice:
         """The same choice, described as running on ``runtime``."""
         return dataclasses.replace(self, runtime=runtime)
 
+    @property
+    def source(self) -> str:
+        """What a job carries for the workers to resolve again: the pack's name, or its folder
+        (a job never carries a resolved location: each machine has its own model folder)."""
+        return self.name if self.name in PACKS else self.location
+
+
+PACKS = ("buffalo_l", "buffalo_s")
+
+
+class ModelMismatch(ModelError):
+    """A run with another face model than the library's: embeddings of two models never meet."""
+
+    def __init__(self, library_model: str, model: str) -> None:
+        super().__init__(
+            f"this library was built with face model {library_model}, but this run uses {model}: "
+            f"set FACEPIC_MODEL={library_model} (or auto), or re-embed the library"
+        )
+
+
+def for_library(setting: str, model_root: Path, library_model: str | None) -> ModelChoice:
+    """The model a run uses on a library built with ``library_model`` (None: a new library),
+    or ModelMismatch."""
+    choice = resolve(setting, model_root, library_model)
+    if library_model and choice.name != library_model:
+        raise ModelMismatch(library_model, choice.name)
+    return choice
+
+
+def requested(setting: str, library_model: str | None) -> str:
+    """The model source the enqueuer sends with each job, decided without model files or the
+    network (its image has neither): the library's model under auto, else the setting; the
+    workers resolve it."""
+    setting = (setting or "auto").strip()
+    if setting == "auto":
+        return library_model or "auto"
+    named = setting in PACKS
+    name = setting if named else Path(setting).expanduser().name
+    if library_model and name != library_model:
+        raise ModelMismatch(library_model, name)
+    return setting if named else str(Path(setting).expanduser().absolute())
+
 
 def internet_reachable(timeout: float = 2.0) -> bool:
     try:

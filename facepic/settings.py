@@ -17,8 +17,14 @@ if TYPE_CHECKING:
     from facepic.matching import Rules
     from facepic.quality import Limits
 
+from facepic.errors import FacePicError
+
 PREFIX = "FACEPIC_"
 RUNTIMES = ("auto", "openvino", "onnxruntime")  # where the face models run: facepic.runtime
+
+
+class SettingsError(FacePicError, ValueError):
+    """A setting whose value cannot be used; the message names it."""
 
 
 class Secret(str):
@@ -77,7 +83,7 @@ class Settings:
     def __post_init__(self) -> None:
         runtime = str(self.runtime).strip().lower()
         if runtime not in RUNTIMES:
-            raise ValueError(f"{PREFIX}RUNTIME must be {', '.join(RUNTIMES[:-1])} or {RUNTIMES[-1]}, "
+            raise SettingsError(f"{PREFIX}RUNTIME must be {', '.join(RUNTIMES[:-1])} or {RUNTIMES[-1]}, "
                              f"not {self.runtime!r}")
         object.__setattr__(self, "runtime", runtime)
 
@@ -188,14 +194,14 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{PREFIX}{name.upper()} must be true or false, not {raw!r}")
+        raise SettingsError(f"{PREFIX}{name.upper()} must be true or false, not {raw!r}")
     try:
         if kind == "int":
             return int(raw)
         if kind == "float":
             return float(raw)
     except ValueError:
-        raise ValueError(f"{PREFIX}{name.upper()} must be a number, not {raw!r}") from None
+        raise SettingsError(f"{PREFIX}{name.upper()} must be a number, not {raw!r}") from None
     return raw
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 from click.testing import CliRunner, Result
 
-from facepic.cli import cli
+from workers.cli import cli
 from facepic.settings import Settings
 from tests import servers
 from tests.servers import Worker, start_pipeline_workers

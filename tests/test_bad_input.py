@@ -49,7 +49,7 @@ def test_run_survives_a_hostile_folder(offline_env, tmp_path: Path, monkeypatch)
     root = tmp_path / "drive"
     expect = hostile.build(root)
     hostile.make_unreadable(root, monkeypatch)
-    import facepic.cli as cli_module
+    import facepic.cli.run as cli_module
 
     real_process = cli_module.process
 

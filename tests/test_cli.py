@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from facepic.cli import cli
+from workers.cli import cli
 from facepic.storage import open_store
 from tests.conftest import PHOTOS, invoke, ledger_lines, settings_of
 

@@ -143,7 +143,7 @@ def test_killed_enqueuer_queues_the_rest_on_the_next_run(server_env, tmp_path: P
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"IMG_{i:04d}.jpg").write_bytes(b"\xff\xd8\xff" + f"photo {i}".encode())
     settings = settings_of(server_env)
-    code = "from facepic.cli import main; import sys; sys.argv[0] = 'facepic'; main()"
+    code = "from workers.cli import main; import sys; sys.argv[0] = 'facepic'; main()"
     proc = subprocess.Popen([sys.executable, "-c", code, "--env-file", "/nonexistent", "enqueue", str(photos)],
                             env={**os.environ, **server_env, "PYTHONPATH": str(REPO)}, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

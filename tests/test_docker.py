@@ -257,10 +257,10 @@ def test_enqueuer_image_has_no_face_engine() -> None:
     code = (
         "import sys\n"
         "for m in ('onnxruntime', 'insightface', 'cv2', 'onnx', 'secantus'): sys.modules[m] = None\n"
-        "import facepic.cli, workers.dispatch, workers.app\n"
+        "import workers.cli, workers.dispatch, workers.app\n"
         "from click.testing import CliRunner\n"
-        "r = CliRunner().invoke(facepic.cli.cli, ['--help'], obj={})\n"
-        "assert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(workers.cli.cli, ['--help'], obj={})\n"
+        "assert r.exit_code == 0 and 'enqueue' in r.output, r.output\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
@@ -279,14 +279,11 @@ def test_enqueuer_decides_the_model_without_model_files_or_network(tmp_path: Pat
         "def offline(*a, **k): raise AssertionError('the enqueuer went to the network')\n"
         "socket.create_connection = offline\n"
         "from pathlib import Path\n"
-        "from facepic.cli import _requested_model\n"
-        "from facepic.db import ModelMismatch\n"
+        "from facepic.models import requested\n"
+        "from facepic.models import ModelMismatch\n"
         "from facepic.settings import Settings\n"
-        "class Lib:\n"
-        "    def __init__(self, model): self.model = model\n"
-        "    def library_model(self): return self.model\n"
         f"root = {str(tmp_path / 'no-models')!r}\n"
-        "ask = lambda model, lib: _requested_model(Settings(model=model, model_root=Path(root)), Lib(lib))\n"
+        "ask = lambda model, lib: requested(model, lib)\n"
         "assert ask('auto', None) == 'auto'\n"
         "assert ask('auto', 'buffalo_s') == 'buffalo_s'\n"
         "assert ask('buffalo_s', None) == 'buffalo_s' and ask('buffalo_l', 'buffalo_l') == 'buffalo_l'\n"

@@ -1,5 +1,7 @@
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 from workers.app import make_app
 from workers.routing import QUEUES, ROUTES, STAGE_TASKS
@@ -28,14 +30,22 @@ def test_assignment_and_ledger_share_the_single_index_queue() -> None:
 
 
 def test_domain_package_imports_nothing_from_celery() -> None:
+    """Every module of facepic/, the CLI included, loads without Celery or workers/; and no
+    import of them hides inside a function either."""
     code = (
         "import sys, pkgutil, importlib, facepic\n"
-        "for m in pkgutil.iter_modules(facepic.__path__):\n"
-        "    if m.name != 'cli': importlib.import_module('facepic.' + m.name)\n"
+        "for m in pkgutil.walk_packages(facepic.__path__, 'facepic.'):\n"
+        "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
         "print(sorted(n for n in sys.modules if n.split('.')[0] in ('celery', 'kombu', 'workers')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+    forbidden = ("celery", "kombu", "workers")
+    for path in sorted((Path(__file__).parent.parent / "facepic").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.split(".")[0] in forbidden], f"{path.name} imports {names}"
 
 
 def test_publishing_outlasts_a_broker_restart() -> None:

@@ -12,7 +12,9 @@ from workers.routing import QUEUES, STAGE_TASKS
 
 
 class BrokerUnavailable(FacePicError):
-    pass
+    """Redis cannot be reached."""
+
+    setting = "redis_url"
 
 
 class CeleryDispatcher:

@@ -1,0 +1,136 @@
+"""The `facepic` command line: one module per group of commands, one place for errors.
+
+- ``run``: `facepic run` (the embedded default: the five stages in the foreground);
+- ``library``: `status`, `persons`, `cleanup`;
+- ``corrections``: `name`, `merge`, `move`, `reject`, `cover`, `hide`, `recluster`;
+- ``models``: `reembed`, `fetch-model`;
+- the Celery layer adds `enqueue` (``workers.cli``): facepic itself never imports Celery.
+
+Every error a user can cause or cure is a ``FacePicError``: this group turns it into one line,
+"Error: ...", exit 1, scrubbed of secrets and naming the setting behind a server out of reach.
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import click
+
+from facepic.db import DatabaseUnavailable
+from facepic.enqueue import Summary
+from facepic.errors import FacePicError
+from facepic.settings import Settings, SettingsError, redact
+from facepic.storage import StorageUnavailable
+
+# Server settings a .env in the working folder may have switched: the first line says so.
+SERVER_SETTINGS = ("redis_url", "mongodb_uri", "s3_endpoint", "data_dir")
+
+
+class FacePicGroup(click.Group):
+    """Runs a command; a FacePicError becomes one line for the user."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FacePicError as e:
+            raise click.ClickException(user_message(e, (ctx.obj or {}).get("settings"))) from None
+
+
+def user_message(e: FacePicError, settings: Settings | None) -> str:
+    """The error's line, with the setting behind a server out of reach and where it came from
+    (a .env written for Docker names hosts such as `mongo` that only exist inside compose)."""
+    message = str(e)
+    if settings is None:
+        return message
+    setting = getattr(e, "setting", None)
+    if setting is None and isinstance(e, DatabaseUnavailable):
+        setting = "mongodb_uri"
+    if setting is None and isinstance(e, StorageUnavailable):
+        setting = "s3_endpoint"
+    if setting is not None:
+        message += f"; check {settings.origin(setting)}"
+    return redact(message, settings)
+
+
+@click.group(cls=FacePicGroup)
+@click.option("--env-file", default=".env", show_default=True, help="Settings file read before the environment.")
+@click.version_option(package_name="facepic")
+@click.pass_context
+def cli(ctx: click.Context, env_file: str) -> None:
+    """FacePic: organise a photo library by the people in it."""
+    ctx.ensure_object(dict)
+    ctx.obj["env_file"] = env_file
+
+
+def settings_of(obj: dict[str, Any]) -> Settings:
+    """The command's settings, read once; says which server settings came from a .env file."""
+    if "settings" not in obj:
+        try:
+            obj["settings"] = settings = Settings.load(env_file=obj["env_file"])
+        except SettingsError as e:
+            raise click.ClickException(str(e)) from None
+        from_file = [f"FACEPIC_{name.upper()}" for name in SERVER_SETTINGS
+                     if settings.sources.get(name, "the environment") != "the environment"]
+        if from_file:
+            file = next(v for v in settings.sources.values() if v != "the environment")
+            click.echo(f"settings from {file}: " + ", ".join(from_file), err=True)
+    return obj["settings"]
+
+
+def progress(items: Iterable[Any], desc: str, total: int | None = None) -> Iterator[Any]:
+    from tqdm import tqdm
+
+    yield from tqdm(items, desc=desc, total=total, unit="photo", disable=None, file=sys.stderr)
+
+
+def say_error(line: str) -> None:
+    """A line for the user above the progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def import_root(settings: Settings, path: Path | None) -> Path:
+    root = path or settings.import_dir
+    if root is None:
+        raise click.ClickException("no import folder: give a PATH or set FACEPIC_IMPORT_DIR")
+    return Path(root)
+
+
+def finish(summary: Summary, root: Path | None = None) -> None:
+    """The summary line; exit 1 when a photo failed."""
+    click.echo(summary.line())
+    if root is not None and summary.photos == 0:
+        click.echo(f"no photos in {root}: FacePic reads JPEG, PNG, WebP, HEIC/HEIF, AVIF, TIFF, GIF, BMP "
+                   "and camera RAW files (is this the right folder?)", err=True)
+    if summary.failed:
+        click.echo("some photos failed: see the lines above, or `facepic status --failed`", err=True)
+        sys.exit(1)
+
+
+upload_options = [
+    click.option("--disable-upload", is_flag=True, help="Do everything but upload to the bucket."),
+    click.option("--upload-only", is_flag=True, help="Only upload what was processed but not uploaded."),
+    click.option("--retry-failed", is_flag=True, help="Process photos that failed before once more."),
+    click.option("--follow-links", is_flag=True,
+                 help="Follow symbolic links that point outside the import folder (default: skip them)."),
+]
+
+
+def with_upload_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(upload_options):
+        fn = option(fn)
+    return fn
+
+
+# Queue lengths for `status`, where the Celery layer is installed (workers.cli sets it).
+queue_lengths: Callable[[Settings], dict[str, int]] | None = None
+
+from facepic.cli import corrections, library, models, run  # noqa: E402,F401 - the commands register themselves
+
+
+def main() -> None:  # pragma: no cover - the console script without the Celery layer
+    cli(obj={})

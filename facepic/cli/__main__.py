@@ -1,0 +1,3 @@
+from facepic.cli import main
+
+main()

@@ -1,0 +1,160 @@
+"""Corrections and recluster: `name`, `merge`, `move`, `reject`, `cover`, `hide`, `recluster`.
+Each command calls one function of ``facepic.persons``, the same one any other front end calls."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+from facepic.cli import cli, settings_of
+from facepic.db import Library
+from facepic.embedded import embedded_database
+from facepic.persons import (
+    Covers,
+    hide_person,
+    merge_persons,
+    move_face,
+    name_person,
+    others_named,
+    pick_cover,
+    recluster_library,
+    reject_face,
+)
+from facepic.pipeline import Context
+
+
+def _persons_op(obj: dict, op: Callable[[Library, Any], str]) -> None:
+    """Run one change to persons against the library; print its one-line result."""
+    settings = settings_of(obj)
+    with embedded_database(settings) as settings, Context(settings) as ctx:
+        covers = Covers(ctx)
+        message = op(ctx.library, covers)
+    click.echo(message)
+
+
+@cli.command()
+@click.argument("person")
+@click.argument("name")
+@click.pass_obj
+def name(obj: dict, person: str, name: str) -> None:
+    """Name a person (by id, id prefix or current name). A named person is never split or
+    merged away by FacePic. Two persons may share a name; a name shared is then no longer a
+    way to refer to either (use the id).
+
+    Example:
+
+        facepic name p3f2a9c1d Alice
+    """
+    def op(lib: Library, covers: Any) -> str:
+        named = name_person(lib, person, name)
+        message = f"{named['_id']} is now {named['name']!r}"
+        others = others_named(lib, named["name"], named["_id"])
+        if others:
+            verb = "is" if len(others) == 1 else "are"
+            message += f"\nnote: {', '.join(others)} {verb} named {named['name']!r} too: refer to them by id"
+        return message
+
+    _persons_op(obj, op)
+
+
+@cli.command()
+@click.argument("target")
+@click.argument("sources", nargs=-1, required=True)
+@click.pass_obj
+def merge(obj: dict, target: str, sources: tuple[str, ...]) -> None:
+    """Merge persons SOURCES into TARGET: they are one person.
+
+    Example:
+
+        facepic merge Alice p91c0d2e7 p0aa81b33
+    """
+    def op(lib: Library, covers: Any) -> str:
+        merged = merge_persons(lib, target, list(sources), covers)
+        return f"merged {len(sources)} person(s) into {merged['_id']}"
+
+    _persons_op(obj, op)
+
+
+@cli.command()
+@click.argument("face_id")
+@click.argument("person", required=False)
+@click.option("--new", "new_person", is_flag=True, help="Move the face to a new person of its own.")
+@click.pass_obj
+def move(obj: dict, face_id: str, person: str | None, new_person: bool) -> None:
+    """Move a face to PERSON (or --new); it stays there through new photos and recluster.
+
+    Example:
+
+        facepic move 1b9e...-f0 Alice
+    """
+    if (person is None) == (not new_person):
+        raise click.UsageError("give a PERSON or --new (not both)")
+    _persons_op(obj, lambda lib, covers: f"face {face_id} is in person {move_face(lib, face_id, person, covers)}")
+
+
+@cli.command()
+@click.argument("face_id")
+@click.pass_obj
+def reject(obj: dict, face_id: str) -> None:
+    """Not this person: the face leaves its person and never joins it again.
+
+    Example:
+
+        facepic reject 1b9e...-f0
+    """
+    _persons_op(obj, lambda lib, covers: f"face {face_id} left person {reject_face(lib, face_id, covers)}")
+
+
+@cli.command()
+@click.argument("person")
+@click.argument("face_id")
+@click.pass_obj
+def cover(obj: dict, person: str, face_id: str) -> None:
+    """Use FACE_ID as PERSON's cover; better faces arriving later do not replace it.
+
+    Example:
+
+        facepic cover Alice 1b9e...-f0
+    """
+    def op(lib: Library, covers: Any) -> str:
+        pick_cover(lib, person, face_id, covers)
+        return f"face {face_id} is the cover of {person}"
+
+    _persons_op(obj, op)
+
+
+@cli.command()
+@click.argument("person")
+@click.option("--unhide", is_flag=True, help="Show the person again.")
+@click.pass_obj
+def hide(obj: dict, person: str, unhide: bool) -> None:
+    """Hide a person from listings (its faces still go to it, not to new persons).
+
+    Example:
+
+        facepic hide p91c0d2e7
+    """
+    def op(lib: Library, covers: Any) -> str:
+        doc = hide_person(lib, person, hidden=not unhide)
+        return f"{doc['_id']} is {'shown' if unhide else 'hidden'}"
+
+    _persons_op(obj, op)
+
+
+@cli.command()
+@click.pass_obj
+def recluster(obj: dict) -> None:
+    """Revisit every person: merge persons that are one identity, split ones that are not,
+    and place faces left unassigned, never undoing a correction.
+
+    Example:
+
+        facepic recluster
+    """
+    def op(lib: Library, covers: Any) -> str:
+        s = recluster_library(lib, settings_of(obj).rules, covers)
+        return (f"persons {s.persons_before} -> {s.persons_after} (created {s.persons_created}, "
+                f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}")
+
+    _persons_op(obj, op)

@@ -1,0 +1,144 @@
+"""`facepic status`, `persons` and `cleanup`: what the library holds, and wiping it on purpose."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+import facepic.cli as facepic_cli
+from facepic import cleanup as wipe
+from facepic import report as reports
+from facepic.cli import cli, settings_of
+from facepic.embedded import embedded_database
+from facepic.enqueue import count_skipped
+from facepic.ledger import Ledger
+from facepic.pipeline import Context
+from facepic.scan import QUIET
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--failed", "list_failed", is_flag=True, help="Only list the failed photos, with their reasons.")
+@click.option("--skipped", "list_skipped", is_flag=True, help="Only list the skipped files, with their reasons.")
+@click.pass_obj
+def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> None:
+    """What is done, pending, failed and skipped, from the ledger (and the queues, when Redis
+    is up). The counts are the ones `run` and `enqueue` print.
+
+    Example:
+
+        facepic status --failed
+    """
+    settings = settings_of(obj)
+    try:
+        state = Ledger(settings.ledger_path).read()
+    except OSError as e:
+        raise click.ClickException(f"cannot read the ledger {settings.ledger_path} ({e.strerror})") from None
+    counts = state.counts()
+    done = list(state.entries("done"))
+    skipped: dict[str, int] = {}
+    for entry in state.entries("skipped"):
+        skipped[entry.get("category", "other")] = skipped.get(entry.get("category", "other"), 0) + 1
+    info: dict[str, Any] = {
+        "ledger": counts,
+        "photos": counts["done"] + counts["failed"] + counts["duplicate"] + counts["queued"],
+        "faces": sum(int(e.get("faces") or 0) for e in done),
+        "no_face": sum(1 for e in done if not e.get("faces")),
+        "skipped_by_category": skipped,
+    }
+    info["failed"] = [
+        {"path": e.get("path"), "root": e.get("root"), "reason": e.get("reason")}
+        for e in state.entries("failed")
+    ]
+    info["skipped"] = [
+        {"path": e.get("path"), "root": e.get("root"), "reason": e.get("reason"), "category": e.get("category"),
+         "folder": bool(e.get("folder"))}
+        for e in state.entries("skipped")
+    ]
+    # Without a bucket (and without copying), originals stay where they are: nothing to upload.
+    info["not_uploaded"] = (sum(1 for e in done if not e.get("uploaded")) if settings.bucket_configured
+                            or settings.copy_originals else None)
+    lengths = facepic_cli.queue_lengths
+    if settings.mongodb_uri and lengths is not None:
+        try:
+            info["queues"] = lengths(settings)
+        except Exception:  # noqa: BLE001 - Redis out of reach: status still shows the ledger
+            info["queues"] = None
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    if not (list_failed or list_skipped):
+        c = counts
+        line = (f"photos {info['photos']:,}: done {c['done']:,} (faces {info['faces']:,}, no face {info['no_face']:,}), "
+                f"duplicates {c['duplicate']:,}, pending {c['queued']:,}, failed {c['failed']:,}")
+        if info["not_uploaded"] is not None:
+            line += f", not uploaded {info['not_uploaded']:,}"
+        click.echo(line + (f"; {count_skipped(skipped)}" if skipped else ""))
+        if info.get("queues") is not None:
+            click.echo("queues: " + ", ".join(f"{k} {v}" for k, v in info["queues"].items()))
+        elif settings.mongodb_uri:
+            click.echo("queues: Redis not reachable")
+    if list_failed or not list_skipped:
+        for failure in info["failed"]:
+            click.echo(f"failed: {failure['path']}: {failure['reason']}")
+    for skip in info["skipped"]:
+        if list_skipped or (not list_failed and skip["category"] not in QUIET):
+            click.echo(f"skipped: {skip['path']}{'/' if skip['folder'] else ''}: {skip['reason']}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Every person with its faces, for scripts.")
+@click.option("--all", "show_all", is_flag=True, help="Hidden persons too.")
+@click.pass_obj
+def persons(obj: dict, as_json: bool, show_all: bool) -> None:
+    """List the persons found, with their face counts, and write an HTML contact sheet.
+
+    Example:
+
+        facepic persons --json > persons.json
+    """
+    settings = settings_of(obj)
+    with embedded_database(settings) as settings, Context(settings) as ctx:
+        people = reports.persons(ctx.library, hidden=show_all)
+        sheet = reports.write_contact_sheet(people, settings)
+        unassigned = ctx.library.unassigned_faces()
+    if as_json:
+        click.echo(json.dumps(people, indent=2, ensure_ascii=False))
+        return
+    for n, person in enumerate(people, 1):
+        label = person["name"] or "(unnamed)"
+        flag = "  [hidden]" if person["hidden"] else ""
+        click.echo(f"{n:4d}  {person['id']}  {label}  {person['face_count']} faces{flag}")
+    click.echo(f"{len(people)} persons; contact sheet: {sheet}")
+    if unassigned:
+        click.echo(f"{unassigned} faces belong to nobody yet (too small or blurred to found a person, "
+                   "ambiguous, or rejected): `facepic recluster` places those it can")
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Confirm: really delete.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@click.pass_obj
+def cleanup(obj: dict, yes: bool, dry_run: bool) -> None:
+    """Wipe FacePic's data: database, FacePic's objects in the bucket, ledger, thumbnails.
+
+    Objects in the bucket that FacePic did not make are left alone.
+
+    Example:
+
+        facepic cleanup --dry-run
+    """
+    settings = settings_of(obj)
+    with embedded_database(settings) as settings, Context(settings) as ctx:
+        plan = wipe.plan(settings, ctx.library)
+        for line in plan.lines():
+            click.echo(line)
+        if dry_run:
+            click.echo("dry run: nothing deleted")
+            return
+        if not yes:
+            raise click.ClickException("nothing deleted: add --yes to delete all of the above")
+        wipe.execute(plan, settings, ctx.library)
+        click.echo("deleted")

@@ -1,0 +1,106 @@
+"""The Celery layer's commands, added to the same `facepic` command: `enqueue`, and the queue
+lengths `status` shows. The `facepic` console script starts here; facepic itself never
+imports Celery."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+import facepic.cli as facepic_cli
+from facepic import models
+from facepic.cli import cli, finish, import_root, progress, say_error, settings_of, with_upload_options
+from facepic.enqueue import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
+from facepic.ledger import Follower
+from facepic.pipeline import Context, cannot_process
+from facepic.settings import Settings
+from workers.app import make_app
+from workers.dispatch import CeleryDispatcher
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@with_upload_options
+@click.option("--wait", is_flag=True, help="Wait until the workers finished every queued photo.")
+@click.option("--requeue-pending", is_flag=True,
+              help="Send again the photos still queued (after Redis crashed with the queues drained).")
+@click.pass_obj
+def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: bool, retry_failed: bool,
+            follow_links: bool, wait: bool, requeue_pending: bool) -> None:
+    """Scan a folder and queue one chain per new photo for the Celery workers.
+
+    With --wait, follow the workers until every queued photo is done or failed; the exit
+    code then says whether any photo failed.
+
+    Example:
+
+        facepic enqueue --wait /media/drive/Photos
+    """
+    settings = settings_of(obj)
+    if follow_links:
+        settings = settings.replace(follow_links=True)
+    upload = settings.stores_originals and not disable_upload
+    if not settings.mongodb_uri:
+        raise click.ClickException(
+            "FACEPIC_MONGODB_URI is not set: the workers need a shared MongoDB "
+            "(for a trial without servers, use `facepic run`)"
+        )
+    root = None
+    dispatcher = CeleryDispatcher(make_app(settings))
+    dispatcher.check()
+    ctx = Context(settings)
+    ctx.library.ensure_indexes()
+    model = models.requested(settings.model, ctx.library.library_model())
+    click.echo(f"face model: {model} (the workers load it)", err=True)
+    if upload or upload_only:
+        ctx.store.ensure_bucket()
+    planner = Planner(ctx.ledger, model, upload, retry_failed, report=say_error, follow_links=settings.follow_links)
+    follower = Follower(settings.ledger_path)
+    queued: set[tuple[str, str]] = set()
+    if upload_only:
+        jobs, stages, what = planner.upload_jobs(), UPLOAD_CHAIN, "queueing uploads"
+    elif requeue_pending:
+        jobs, stages, what = planner.pending_jobs(), FULL_CHAIN, "queueing pending photos"
+    else:
+        root = import_root(settings, path)
+        jobs, stages, what = planner.new_jobs(root), FULL_CHAIN, "scanning and queueing"
+    for job in progress(jobs, what):
+        dispatcher(job, stages)
+        queued.add((job["root"], job["rel"]))
+    if wait and queued:
+        _wait_for(follower, queued, planner.summary, upload_only)
+    finish(planner.summary, root)
+
+
+def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary, upload_only: bool) -> None:
+    """Follow the ledger until every queued photo has its final line."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(queued), desc="processing", unit="photo", disable=None) as bar:
+        while queued:
+            for entry in follower.new_entries():
+                key = (entry.get("root", ""), entry.get("path", ""))
+                if key not in queued or entry.get("status") not in ("done", "failed"):
+                    continue
+                queued.discard(key)
+                bar.update(1)
+                reason = entry.get("reason") if entry["status"] == "failed" else None
+                if upload_only and not entry.get("uploaded"):
+                    reason = f"upload failed: {entry.get('upload_error') or entry.get('reason')}"
+                summary.finished({"error": reason} if reason else {"faces": entry.get("faces", 0)})
+                if reason:
+                    say_error(cannot_process(str(Path(key[0]) / key[1]), reason))
+            time.sleep(0.2)
+
+
+def queue_lengths(settings: Settings) -> dict[str, int]:
+    return CeleryDispatcher(make_app(settings)).queue_lengths()
+
+
+facepic_cli.queue_lengths = queue_lengths
+
+
+def main() -> None:  # pragma: no cover - the console script
+    cli(obj={})
