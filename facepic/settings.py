@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
     from facepic.datafolder import DataFolder
@@ -151,20 +153,17 @@ class Settings:
         origin.update({k: "the environment" for k in from_env})
         kwargs: dict[str, Any] = {}
         sources: dict[str, str] = {}
+        types = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             raw = values.get(PREFIX + f.name.upper())
             if raw is not None and raw != "":
-                kwargs[f.name] = _convert(f.name, f.type, raw)
+                kwargs[f.name] = _convert(f.name, types[f.name], raw)
                 sources[f.name] = origin[PREFIX + f.name.upper()]
         if "data_dir" not in kwargs:
             kwargs["data_dir"] = _default_data_dir(environ)
-        kwargs.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("import_dir", "data_dir", "model_root"):
-            if kwargs.get(name) is not None:
-                kwargs[name] = Path(kwargs[name]).expanduser()
-        for name in ("mongodb_uri", "s3_access_key_id", "s3_secret_access_key"):
-            if name in kwargs:
-                kwargs[name] = Secret(kwargs[name])
+        for name, value in overrides.items():
+            if value is not None:
+                kwargs[name] = _convert(name, types[name], value) if isinstance(value, str) else value
         return cls(**kwargs)._with_sources(sources)
 
     def origin(self, name: str) -> str:
@@ -186,23 +185,34 @@ class Settings:
         return [s for s in found if s]
 
 
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not a boolean")
+
+
+# A field's type decides how its text is read: one converter per type, no guessing by name.
+CONVERTERS: dict[Any, tuple[Callable[[str], Any], str]] = {
+    bool: (_boolean, "true or false"),
+    int: (int, "a whole number"),
+    float: (float, "a number"),
+    str: (str, "text"),
+    Secret: (Secret, "text"),
+    Path: (lambda raw: Path(raw).expanduser(), "a path"),
+}
+
+
 def _convert(name: str, kind: Any, raw: str) -> Any:
-    kind = str(kind)
-    if "bool" in kind:
-        lowered = raw.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise SettingsError(f"{PREFIX}{name.upper()} must be true or false, not {raw!r}")
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # Path | None
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    convert, expected = CONVERTERS[kind]
     try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
+        return convert(raw)
     except ValueError:
-        raise SettingsError(f"{PREFIX}{name.upper()} must be a number, not {raw!r}") from None
-    return raw
+        raise SettingsError(f"{PREFIX}{name.upper()} must be {expected}, not {raw!r}") from None
 
 
 def read_env_file(path: Path) -> dict[str, str]:

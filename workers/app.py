@@ -13,9 +13,19 @@ from workers.routing import QUEUES, ROUTES
 
 
 def make_app(settings: Settings | None = None) -> Celery:
-    settings = settings or Settings.load()
-    app = Celery("facepic", broker=str(settings.redis_url), include=["workers.tasks"])
+    """The Celery app for ``settings``; without them (a worker's `celery -A workers`), read from
+    the environment and ./.env when Celery first needs its configuration, never at import."""
+    app = Celery("facepic", include=["workers.tasks"])
+    if settings is not None:
+        configure(app, settings)
+    else:
+        app.on_configure.connect(lambda sender, **_: configure(sender, Settings.load()), weak=False)
+    return app
+
+
+def configure(app: Celery, settings: Settings) -> None:
     app.conf.update(
+        broker_url=str(settings.redis_url),
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",
@@ -49,7 +59,6 @@ def make_app(settings: Settings | None = None) -> Celery:
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
     )
-    return app
 
 
 # `celery -A workers flower` reads FacePic's Flower configuration from any folder: loopback by
