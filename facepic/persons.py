@@ -38,7 +38,7 @@ class PersonError(FacePicError):
 
 
 @dataclass
-class Summary:
+class ReclusterSummary:
     persons_before: int = 0
     persons_after: int = 0
     faces_moved: int = 0
@@ -329,10 +329,10 @@ def pick_cover(lib: Library, ref: str, face_id: str, covers: Covers) -> None:
 # --- recluster ------------------------------------------------------------------------------
 
 
-def recluster_library(lib: Library, rules: Rules, covers: Covers) -> Summary:
+def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSummary:
     """Run `facepic.clustering.recluster` over the library's faces and write the result."""
     model = lib.library_model()
-    summary = Summary()
+    summary = ReclusterSummary()
     if model is None:
         return summary
     face_ids: list[str] = []

@@ -32,7 +32,7 @@ from facepic.db import Library, embedding_to_bson
 from facepic.decode import PhotoError, decode, time_limit
 from facepic.detect import FaceEngine
 from facepic.ledger import now_iso
-from facepic.persons import Covers, Summary, bump_revision, recluster_library, refresh_images
+from facepic.persons import Covers, ReclusterSummary, bump_revision, recluster_library, refresh_images
 from facepic.datafolder import write_atomic
 from facepic.settings import Settings
 
@@ -41,14 +41,13 @@ MIN_OVERLAP = 0.3  # intersection over union for a new face to be an old face ag
 
 @dataclass
 class Progress:
-    photos: int = 0
     staged: int = 0
     missing: int = 0  # neither the file nor the bucket has the original
     faces_matched: int = 0
     faces_new: int = 0
     faces_lost: int = 0
     switched: bool = False
-    recluster: Summary | None = None
+    recluster: ReclusterSummary | None = None
 
 
 def _iou(a: list[float], b: list[float]) -> float:
@@ -133,7 +132,6 @@ def stage(lib: Library, engine: FaceEngine, settings: Settings, covers: Covers,
     """Stage every photo not staged for ``engine.model`` yet."""
     with lib.errors():
         pending = [d for d in lib.images.find({"reembed": {"$ne": engine.model}}).sort("_id", 1)]
-    progress.photos += len(pending)
     for image in pending:
         _stage_image(lib, engine, settings, image, covers, progress)
         on_photo()

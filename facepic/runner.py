@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable
 
-from facepic.enqueue import Summary
+from facepic.planner import Summary
 from facepic.errors import DataFolderError
 from facepic.pipeline import Context, Job, cannot_process, execute
 from facepic.scan import display
@@ -184,7 +184,7 @@ def process(
                     except BrokenProcessPool:
                         pool_died = True
                         if i == alone:
-                            logger.warning("pool process died twice on %s", display(jobs[i].get("path", "")))
+                            logger.warning("pool process died twice on %s", display(jobs[i].get("file", "")))
                             results[i] = {**jobs[i], "error": PROCESS_DIED, "failed_stage": "detect"}
                         else:
                             suspects.append(i)
@@ -200,4 +200,4 @@ def process(
 def summarize(summary: Summary, job: Job, report: Callable[[str], None]) -> None:
     summary.finished(job)
     if job.get("error"):
-        report(cannot_process(job.get("path", ""), job["error"]))
+        report(cannot_process(job.get("file", ""), job["error"]))

@@ -102,7 +102,7 @@ def test_enqueue_survives_a_hostile_folder(server_env, tmp_path: Path, monkeypat
 
 
 def test_a_very_large_and_deep_folder_tree_is_scanned_completely(tmp_path: Path) -> None:
-    from facepic.enqueue import Planner
+    from facepic.planner import Planner
     from facepic.ledger import Ledger
     from tests.conftest import PHOTOS
 

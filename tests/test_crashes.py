@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from facepic.enqueue import Planner
+from facepic.planner import Planner
 from facepic.pipeline import STAGES, Context, run_stage
 from facepic.storage import open_store
 from tests import servers

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from facepic.enqueue import Planner
+from facepic.planner import Planner
 from facepic.ledger import Ledger
 from facepic.scan import ImportFolderError
 from tests.conftest import PHOTOS
@@ -124,6 +124,6 @@ def test_pending_photos_can_be_sent_again(tmp_path: Path) -> None:
     _, jobs = plan(ledger, root)
     finish(ledger, jobs[:1])  # a.jpg finished, b.jpg's chain was lost
     pending = list(Planner(ledger, "buffalo_s", upload=True).pending_jobs())
-    assert [(j["rel"], j["sha256"], j["path"]) for j in pending] == [
+    assert [(j["rel"], j["sha256"], j["file"]) for j in pending] == [
         ("b.jpg", jobs[1]["sha256"], str(root / "b.jpg"))
     ]

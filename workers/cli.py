@@ -12,7 +12,7 @@ import click
 import facepic.cli as facepic_cli
 from facepic import models
 from facepic.cli import cli, finish, import_root, progress, say_error, settings_of, with_upload_options
-from facepic.enqueue import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
+from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
 from facepic.ledger import Follower
 from facepic.pipeline import Context, cannot_process
 from facepic.settings import Settings

@@ -49,7 +49,7 @@ class StageTask(Task):
             return
         stage = self.name.removeprefix("facepic.")
         reason = describe_error(exc, context().settings)
-        log.error("%s", cannot_process(job.get("path", ""), reason))
+        log.error("%s", cannot_process(job.get("file", ""), reason))
         app.send_task(STAGE_TASKS["log"], args=[{**job, "error": reason, "failed_stage": stage}])
 
 
@@ -60,7 +60,7 @@ def _run(task: Task, stage: str, job: Job) -> Job:
     if outcome.job is None:
         raise task.retry(countdown=outcome.retry_in, max_retries=context().settings.retries)
     if outcome.job.get("error") and not job.get("error"):
-        log.warning("%s", cannot_process(job.get("path", ""), outcome.job["error"]))
+        log.warning("%s", cannot_process(job.get("file", ""), outcome.job["error"]))
     return outcome.job
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 import click
 
 from facepic.db import DatabaseUnavailable
-from facepic.enqueue import Summary
+from facepic.planner import Summary
 from facepic.errors import FacePicError
 from facepic.settings import Settings, SettingsError, redact
 from facepic.storage import StorageUnavailable

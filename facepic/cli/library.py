@@ -12,7 +12,7 @@ from facepic import cleanup as wipe
 from facepic import report as reports
 from facepic.cli import cli, settings_of
 from facepic.embedded import embedded_database
-from facepic.enqueue import count_skipped
+from facepic.planner import count_skipped
 from facepic.ledger import Ledger
 from facepic.pipeline import Context
 from facepic.scan import QUIET

@@ -10,7 +10,7 @@ import click
 from facepic import models
 from facepic.cli import cli, finish, import_root, progress, say_error, settings_of, with_upload_options
 from facepic.embedded import embedded_database
-from facepic.enqueue import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
+from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
 from facepic.pipeline import Context, Job
 from facepic.runner import CpuPool, process, summarize
 from facepic.runtime import Runtime, engine_installed

@@ -16,7 +16,7 @@ from facepic.pipeline.job import Job, fail
 
 
 def decode_photo(ctx: Context, job: Job) -> Decoded:
-    return decode(Path(job["path"]), ctx.settings.detect_size, ctx.settings.max_pixels)
+    return decode(Path(job["file"]), ctx.settings.detect_size, ctx.settings.max_pixels)
 
 
 

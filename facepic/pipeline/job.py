@@ -17,7 +17,8 @@ STAGES = ("detect", "thumbnails", "upload", "index", "log")
 class Job(TypedDict, total=False):
     image_id: str
     sha256: str
-    path: str  # the photo, absolute, as the enqueuer saw it
+    file: str  # the photo file to read, absolute, as the scan saw it
+    # (``rel`` is the photo relative to ``root``: what the ledger and MongoDB call its path)
     root: str  # the import folder, absolute
     rel: str  # the photo relative to root, POSIX
     size: int

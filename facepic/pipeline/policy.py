@@ -80,19 +80,19 @@ def execute(ctx: Context, stage: str, job: Job, attempt: int = 0, retries: int |
     except Exception as e:  # noqa: BLE001 - one photo never stops the run
         if stage == "log":
             raise
-        logger.exception("stage %s failed on %s", stage, display(job.get("path", "")))
+        logger.exception("stage %s failed on %s", stage, display(job.get("file", "")))
         return Outcome(fail(job, stage, describe_error(e, settings)))
     if isinstance(error, DatabaseError) and disk_full(settings.data_dir):
         # The embedded database on a full disk fails every write from here on.
         raise data_folder_error(OSError(errno.ENOSPC, "No space left on device"), settings.data_dir) from None
     if isinstance(error, TRANSIENT) and attempt < allowed:
-        logger.warning("retrying %s of %s: %s", stage, display(job.get("path", "")), error)
+        logger.warning("retrying %s of %s: %s", stage, display(job.get("file", "")), error)
         return Outcome(None, retry_in=backoff(settings, attempt))
     if stage == "log":
         raise error
     gave_up = isinstance(error, TRANSIENT)
     if stage == "upload" and isinstance(error, StorageUnavailable):
-        logger.error("%s", cannot_process(job.get("path", ""), f"upload failed: {error}"))
+        logger.error("%s", cannot_process(job.get("file", ""), f"upload failed: {error}"))
         return Outcome(upload_gave_up(job, error, settings), gave_up=True)
     return Outcome(fail(job, stage, describe_error(error, settings)), gave_up=gave_up)
 

@@ -17,7 +17,7 @@ def upload(ctx: Context, job: Job) -> Job:
     image_id = job["image_id"]
     ext = extension(job)
     try:
-        size = os.stat(job["path"]).st_size
+        size = os.stat(job["file"]).st_size
     except OSError as e:
         return fail(job, "upload", f"cannot read file for upload ({e.strerror})")
     if job.get("size") is not None and size != job["size"]:
@@ -25,7 +25,7 @@ def upload(ctx: Context, job: Job) -> Job:
     store = ctx.store
     store.put_file(
         storage.original_key(image_id, ext),
-        Path(job["path"]),
+        Path(job["file"]),
         storage.CONTENT_TYPES.get(ext, "application/octet-stream"),
     )
     store.put_file(storage.thumbnail_key(image_id), ctx.folder.thumbnail(image_id), "image/jpeg")

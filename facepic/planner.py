@@ -1,4 +1,4 @@
-"""Decide what to do with each photo of an import folder, and hand new ones to a dispatcher.
+"""Decide what to do with each file of an import folder, for `facepic run` and `enqueue` alike.
 
 Rules, applied in scan order:
 - the ledger has this path with the same size and mtime: already seen, skipped unread;
@@ -8,24 +8,20 @@ Rules, applied in scan order:
   (only once dispatched: a broker failure never leaves a photo marked queued but unsent).
 ``failed`` photos are skipped unless ``retry_failed``. With ``record_queued=False`` (the
 embedded run, where nothing outlives the process) nothing is in flight between runs, so
-``queued`` entries count as not done. The dispatcher is a plain callable,
-so this module knows nothing of Celery.
+``queued`` entries count as not done. The caller hands the jobs on (the runner's pool, or
+Celery), so this module knows nothing of Celery.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator
 
 from facepic import ids
 from facepic.ledger import Ledger, LedgerState
 from facepic.pipeline.job import Job
 from facepic.scan import Found, ImportFolderError, Skipped, Unreadable, check_import_folder, display, scan
-
-
-class Dispatcher(Protocol):
-    def __call__(self, job: Job, stages: tuple[str, ...]) -> None: ...
 
 
 FULL_CHAIN = ("detect", "thumbnails", "upload", "index", "log")
@@ -150,7 +146,7 @@ class Planner:
             job = self._consider(root_key, item)
             if job is not None:
                 yield job
-                entry = {k: job[k] for k in ("path", "root", "sha256", "image_id", "size", "mtime_ns")}
+                entry = {k: job[k] for k in ("root", "sha256", "image_id", "size", "mtime_ns")}
                 entry.update(path=job["rel"], status="queued")
                 if self.record_queued:
                     self._record(entry)
@@ -221,7 +217,7 @@ class Planner:
                 self.summary.skipped_failed += 1
                 return None
         return Job(
-            image_id=base["image_id"], sha256=sha, path=str(found.path), root=root, rel=found.rel,
+            image_id=base["image_id"], sha256=sha, file=str(found.path), root=root, rel=found.rel,
             size=found.size, mtime_ns=found.mtime_ns, model=self.model, upload=self.upload,
             companions=list(found.companions),
         )
@@ -242,7 +238,7 @@ class Planner:
             self.summary.photos += 1
             self.summary.queued += 1
             yield Job(
-                image_id=entry["image_id"], sha256=entry["sha256"], path=str(Path(entry["root"]) / entry["path"]),
+                image_id=entry["image_id"], sha256=entry["sha256"], file=str(Path(entry["root"]) / entry["path"]),
                 root=entry["root"], rel=entry["path"], size=entry.get("size"), mtime_ns=entry.get("mtime_ns"),
                 model=self.model, upload=self.upload,
             )
@@ -256,7 +252,7 @@ class Planner:
             self.summary.photos += 1
             self.summary.queued += 1
             yield Job(
-                image_id=entry["image_id"], sha256=entry["sha256"], path=str(path), root=entry["root"],
+                image_id=entry["image_id"], sha256=entry["sha256"], file=str(path), root=entry["root"],
                 rel=entry["path"], size=entry.get("size"), mtime_ns=entry.get("mtime_ns"),
                 model=entry.get("model") or self.model, upload=True, upload_only=True,
                 faces=entry.get("faces", 0), ext=entry.get("ext") or ids.safe_extension(entry["path"]),
