@@ -24,6 +24,18 @@ GROUP_PHOTO = TESTS / "photos-group" / "couple.jpg"
 _counter = itertools.count(1)
 
 
+# Fixtures that start a real server (Redis, the MongoDB wire server, the S3 server, Celery
+# workers, or the embedded database of `facepic run`): tests using them are marked `servers`,
+# so that `pytest -m "not servers"` runs the fast part alone.
+SERVER_FIXTURES = {"redis_server", "mongo_server", "s3_server", "server_env", "workers", "offline_env"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
 @pytest.fixture(scope="session")
 def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("servers")
