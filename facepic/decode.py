@@ -85,7 +85,7 @@ def decode(path: Path, target: int, max_pixels: int) -> Decoded:
                 if decoded is not None:
                     return decoded
             with Image.open(path, formats=_OPENERS) as im:
-                if im.format == "TIFF" and (kind is not None or _DNG_VERSION in im.tag_v2):
+                if im.format == "TIFF" and (kind is not None or _DNG_VERSION in im.tag_v2):  # type: ignore[attr-defined]
                     # Pillow would decode a RAW's first TIFF page: a tiny thumbnail, or nothing.
                     decoded = None if kind is not None else _decode_raw(path, "DNG", target, max_pixels)
                     if decoded is None:
@@ -196,7 +196,7 @@ def _decode_raw(path: Path, kind: str, target: int, max_pixels: int) -> Decoded 
         raise PhotoError(f"corrupt RAW file ({_short(e)})") from None
     try:
         if thumb.format == rawpy.ThumbFormat.JPEG:
-            preview = Image.open(io.BytesIO(thumb.data), formats=["JPEG"])
+            preview: Image.Image = Image.open(io.BytesIO(bytes(thumb.data)), formats=["JPEG"])
         else:  # an uncompressed RGB preview
             preview = Image.fromarray(np.ascontiguousarray(thumb.data))
     except UnidentifiedImageError:

@@ -20,12 +20,12 @@ from typing import Callable, Iterator
 
 from facepic import ids
 from facepic.ledger import Ledger, LedgerState
-from facepic.pipeline.job import Job
+from facepic.pipeline.job import STAGES, Job
 from facepic.scan import Found, ImportFolderError, Skipped, Unreadable, check_import_folder, display, scan
 
 
-FULL_CHAIN = ("detect", "thumbnails", "upload", "index", "log")
-UPLOAD_CHAIN = ("upload", "index", "log")
+FULL_CHAIN: tuple[str, ...] = STAGES
+UPLOAD_CHAIN: tuple[str, ...] = STAGES[STAGES.index("upload"):]
 
 
 SKIP_LABELS = {
@@ -162,8 +162,8 @@ class Planner:
             self.report(f"skipped: {display(item.path)}: {item.reason}")
         known = self.state.by_path.get((root, item.rel))
         if known is None or known.get("status") != "skipped" or known.get("reason") != item.reason:
-            entry = {"path": item.rel, "root": root, "status": "skipped", "reason": item.reason,
-                     "category": item.category}
+            entry: dict[str, object] = {"path": item.rel, "root": root, "status": "skipped", "reason": item.reason,
+                                        "category": item.category}
             if item.folder:
                 entry["folder"] = True
             self._record(entry)
@@ -192,12 +192,14 @@ class Planner:
                 self.summary.already += 1
                 return None
         if found.size == 0:  # every empty file has the same hash: never a duplicate, just bad
-            return self._failed(root, found.path, found.rel, "empty file (0 bytes)", found.size, found.mtime_ns)
+            self._failed(root, found.path, found.rel, "empty file (0 bytes)", found.size, found.mtime_ns)
+            return None
         try:
             sha = ids.sha256_file(found.path)
         except OSError as e:
-            return self._failed(root, found.path, found.rel, f"cannot read file ({e.strerror or type(e).__name__})",
-                                found.size, found.mtime_ns)
+            self._failed(root, found.path, found.rel, f"cannot read file ({e.strerror or type(e).__name__})",
+                         found.size, found.mtime_ns)
+            return None
         known = self.state.by_hash.get(sha)
         base = {"path": found.rel, "root": root, "sha256": sha, "image_id": ids.image_id(sha),
                 "size": found.size, "mtime_ns": found.mtime_ns}
@@ -217,7 +219,7 @@ class Planner:
                 self.summary.skipped_failed += 1
                 return None
         return Job(
-            image_id=base["image_id"], sha256=sha, file=str(found.path), root=root, rel=found.rel,
+            image_id=ids.image_id(sha), sha256=sha, file=str(found.path), root=root, rel=found.rel,
             size=found.size, mtime_ns=found.mtime_ns, model=self.model, upload=self.upload,
             companions=list(found.companions),
         )

@@ -19,11 +19,11 @@ from typing import Callable, Iterable
 
 from facepic.planner import Summary
 from facepic.errors import DataFolderError
-from facepic.pipeline import Context, Job, cannot_process, execute
+from facepic.pipeline import STAGES, Context, Job, cannot_process, execute
 from facepic.scan import display
 from facepic.settings import Settings
 
-CPU_STAGES = ("detect", "thumbnails")
+CPU_STAGES = STAGES[: STAGES.index("upload")]  # detect, thumbnails: in the pool
 logger = logging.getLogger(__name__)
 _gave_up: set[str] = set()  # stages whose server stayed out of reach through every retry
 

@@ -100,7 +100,7 @@ def _special(mode: int) -> str:
 
 def _pairs(names: list[str]) -> dict[str, str]:
     """RAW name -> the photo of the same stem beside it (the one processed)."""
-    photos = {}
+    photos: dict[str, str] = {}
     for name in names:
         if not name.startswith(".") and classify(name) == "photo":
             photos.setdefault(os.path.splitext(name)[0].lower(), name)

@@ -138,7 +138,7 @@ class S3Store:
     def describe(self) -> str:
         return f"bucket {self.bucket!r} at {self.endpoint}"
 
-    def _call(self, what: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _call(self, what: str, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - every boto error becomes one clear line

@@ -7,22 +7,13 @@
   ledger has a single writer.
 """
 
+from facepic.pipeline.job import STAGES
+
 QUEUES = ("cpu", "upload", "index")
 CPU_QUEUES = ("cpu", "upload")  # what a CPU worker consumes
 INDEX_QUEUE = "index"
 
-ROUTES = {
-    "facepic.detect": {"queue": "cpu"},
-    "facepic.thumbnails": {"queue": "cpu"},
-    "facepic.upload": {"queue": "upload"},
-    "facepic.index": {"queue": "index"},
-    "facepic.log": {"queue": "index"},
-}
-
-STAGE_TASKS = {
-    "detect": "facepic.detect",
-    "thumbnails": "facepic.thumbnails",
-    "upload": "facepic.upload",
-    "index": "facepic.index",
-    "log": "facepic.log",
-}
+# The queue of each stage (the stages themselves are named once, in facepic.pipeline.job).
+STAGE_QUEUES = {"detect": "cpu", "thumbnails": "cpu", "upload": "upload", "index": "index", "log": "index"}
+STAGE_TASKS = {stage: f"facepic.{stage}" for stage in STAGES}
+ROUTES = {STAGE_TASKS[stage]: {"queue": STAGE_QUEUES[stage]} for stage in STAGES}

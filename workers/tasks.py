@@ -42,7 +42,7 @@ def context() -> Context:
 
 
 class StageTask(Task):
-    def on_failure(self, exc, task_id, args, kwargs, einfo):  # type: ignore[no-untyped-def]
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
         """A stage gave up: record the photo as failed instead of leaving it hanging."""
         job = args[0] if args else None
         if not isinstance(job, dict) or self.name == STAGE_TASKS["log"]:

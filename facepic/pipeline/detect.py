@@ -43,7 +43,7 @@ def detect(ctx: Context, job: Job) -> Job:
         "metadata": decoded.metadata,
         "model": engine.model,
     }
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "boxes": boxes,
         "landmarks": marks,
         "scores": np.array([f_.score for f_ in faces], dtype=np.float64),

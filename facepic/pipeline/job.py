@@ -21,8 +21,8 @@ class Job(TypedDict, total=False):
     # (``rel`` is the photo relative to ``root``: what the ledger and MongoDB call its path)
     root: str  # the import folder, absolute
     rel: str  # the photo relative to root, POSIX
-    size: int
-    mtime_ns: int
+    size: int | None
+    mtime_ns: int | None
     model: str  # the model source: buffalo_l, buffalo_s or a folder
     upload: bool
     upload_only: bool

@@ -13,7 +13,7 @@ from facepic.datafolder import DataFolder, replace_atomically
 
 
 def save(folder: DataFolder, image_id: str, arrays: dict[str, np.ndarray]) -> None:
-    replace_atomically(folder.work_file(image_id), lambda f: np.savez(f, **arrays))
+    replace_atomically(folder.work_file(image_id), lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 def save_pixels(folder: DataFolder, image_id: str, rgb: np.ndarray) -> None:
