@@ -1,4 +1,8 @@
-"""MongoDB: the `images`, `faces`, `persons`, `folders` and `meta` collections.
+"""MongoDB: the `images`, `faces`, `persons`, `folders` and `meta` collections, and the notes
+(`face_moves`), snapshots (`face_snapshots`) and staged faces (`faces_next`) kept beside them.
+
+`Library` is the only code that touches them: everything else calls its methods, each named
+by what it does (tests/test_routing.py checks that no other module takes a collection).
 
 Every write is an upsert keyed by a content-derived id, so replaying a step changes nothing.
 Embeddings are stored as little-endian float32 bytes (2 KiB a face), not as lists of doubles.
