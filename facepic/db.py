@@ -1,4 +1,8 @@
-"""MongoDB: the `images`, `faces`, `persons`, `folders` and `meta` collections.
+"""MongoDB: the `images`, `faces`, `persons`, `folders` and `meta` collections, and the notes
+(`face_moves`), snapshots (`face_snapshots`) and staged faces (`faces_next`) kept beside them.
+
+`Library` is the only code that touches them: everything else calls its methods, each named
+by what it does (tests/test_routing.py checks that no other module takes a collection).
 
 Every write is an upsert keyed by a content-derived id, so replaying a step changes nothing.
 Embeddings are stored as little-endian float32 bytes (2 KiB a face), not as lists of doubles.
@@ -7,10 +11,11 @@ Embeddings are stored as little-endian float32 bytes (2 KiB a face), not as list
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from bson.binary import Binary
@@ -28,6 +33,7 @@ from facepic import storage as storage_keys
 from facepic.errors import FacePicError
 from facepic.models import ModelMismatch
 from facepic.documents import embedding_from_bson, embedding_to_bson  # noqa: F401 - re-exported
+from facepic.documents import image_faces, new_person
 from facepic.ledger import now_iso
 
 # Every collection FacePic makes; `cleanup` drops these and nothing else.
@@ -36,6 +42,9 @@ COLLECTIONS = ("images", "faces", "persons", "folders", "meta", "face_moves", "f
 # Ids per `$in` when looking faces up by id: some servers (the embedded one) slow down
 # faster than the list grows (5,000 ids in one `$in` cost 40 s on a million faces there).
 IN_BATCH = 100
+
+# The `meta` document that describes the index worker's face snapshot (see facepic/snapshot.py).
+SNAPSHOT_META_ID = "face_snapshot"
 
 
 class DatabaseError(FacePicError):
@@ -269,10 +278,8 @@ class Library:
                 if pid in covers:
                     fields.update(best_face_id=covers[pid]["_id"], best_score=covers[pid]["quality"]["value"],
                                   cover_uploaded=False)
-                on_insert: dict[str, Any] = {"model": model, "name": "", "created_at": now,
-                                             "founded_by": founders.get(pid)}
-                if pid not in covers:
-                    on_insert.update(best_face_id=None, best_score=-1.0, cover_uploaded=False)
+                # A new person's fields, less those the recount and cover set.
+                on_insert = {k: v for k, v in new_person(model, now, founders.get(pid)).items() if k not in fields}
                 ops.append(UpdateOne({"_id": pid}, {"$set": fields, "$setOnInsert": on_insert}, upsert=True))
             self.persons.bulk_write(ops, ordered=False)
 
@@ -326,3 +333,248 @@ class Library:
             for doc in self.persons.find({}, {"_id": 1}):
                 keys.add(storage_keys.person_key(doc["_id"]))
         return keys
+
+    # --- looking persons and faces up --------------------------------------------------
+
+    def person(self, person_id: str) -> dict[str, Any] | None:
+        with self.errors():
+            return self.persons.find_one({"_id": person_id})
+
+    def persons_by_id(self, person_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored ones of ``person_ids``, by id."""
+        with self.errors():
+            return {d["_id"]: d for d in self.persons.find({"_id": {"$in": list(person_ids)}})}
+
+    def persons_named(self, name: str, other_than: str | None = None) -> list[dict[str, Any]]:
+        """Persons called ``name`` (case-insensitive), less ``other_than``."""
+        query: dict[str, Any] = {"name": {"$ne": ""}}
+        if other_than is not None:
+            query["_id"] = {"$ne": other_than}
+        with self.errors():
+            return [d for d in self.persons.find(query) if d.get("name", "").lower() == name.lower()]
+
+    def persons_with_prefix(self, prefix: str, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` persons (by id) whose id starts with ``prefix``."""
+        with self.errors():
+            return list(self.persons.find(self._id_prefix(prefix)).sort("_id", ASCENDING).limit(limit))
+
+    def count_persons_with_prefix(self, prefix: str) -> int:
+        with self.errors():
+            return self.persons.count_documents(self._id_prefix(prefix))
+
+    @staticmethod
+    def _id_prefix(prefix: str) -> dict[str, Any]:
+        return {"_id": {"$regex": "^" + re.escape(prefix)}}
+
+    def user_locked_person_ids(self) -> set[str]:
+        """Persons the user made or named: never deleted, split or merged away."""
+        with self.errors():
+            return {d["_id"] for d in self.persons.find({"user_locked": True}, {"_id": 1})}
+
+    def person_count(self) -> int:
+        with self.errors():
+            return self.persons.count_documents({})
+
+    def all_persons(self) -> Iterator[dict[str, Any]]:
+        with self.errors():
+            yield from self.persons.find({})
+
+    def face(self, face_id: str) -> dict[str, Any] | None:
+        """A face without its embedding."""
+        with self.errors():
+            return self.faces.find_one({"_id": face_id}, {"embedding": 0})
+
+    def face_in_person(self, face_id: str, person_id: str) -> bool:
+        with self.errors():
+            return bool(self.faces.count_documents({"_id": face_id, "person_id": person_id}))
+
+    def person_face_in_image(self, image_id: str, person_id: str, other_than: str) -> dict[str, Any] | None:
+        """A face of ``person_id`` in the photo, other than the face ``other_than``."""
+        with self.errors():
+            return self.faces.find_one({"image_id": image_id, "person_id": person_id, "_id": {"$ne": other_than}})
+
+    def face_qualities(self, person_id: str) -> list[dict[str, Any]]:
+        """The faces of a person with their quality and detection score (to choose a cover)."""
+        with self.errors():
+            return list(self.faces.find({"person_id": person_id}, {"quality": 1, "score": 1}))
+
+    def faces_for_merge(self, target_id: str, source_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The sources' faces, and those of the target that reject the target or a source."""
+        one = sorted({target_id, *source_ids})
+        with self.errors():
+            return list(self.faces.find(
+                {"$or": [{"person_id": {"$in": list(source_ids)}},
+                         {"person_id": target_id, "rejected": {"$in": one}}]},
+                {"image_id": 1, "rejected": 1, "locked": 1, "person_id": 1}))
+
+    def faces_of_model(self, model: str) -> Iterator[dict[str, Any]]:
+        """Every face of ``model`` by id, without landmarks and box (what recluster reads)."""
+        with self.errors():
+            yield from self.faces.find({"model": model}, {"landmarks": 0, "box": 0}).sort("_id", ASCENDING)
+
+    def assigned_faces(self) -> Iterator[dict[str, Any]]:
+        """Every face in a person, without its embedding."""
+        with self.errors():
+            yield from self.faces.find({"person_id": {"$ne": None}}, {"embedding": 0})
+
+    def image_places(self) -> dict[str, dict[str, Any]]:
+        """Every photo's path, import root and object keys, by id."""
+        with self.errors():
+            return {d["_id"]: d for d in self.images.find({}, {"path": 1, "root": 1, "keys": 1})}
+
+    # --- corrections and recluster ------------------------------------------------------
+
+    def bump_revision(self) -> None:
+        """Persons changed outside the index worker: its caches of them must be dropped."""
+        with self.errors():
+            self.meta.update_one({"_id": "library"}, {"$set": {"revision": uuid.uuid4().hex}}, upsert=True)
+
+    def refresh_image_faces(self, image_ids: Iterable[str]) -> None:
+        """Rewrite the redundant face list of each photo from the faces collection."""
+        for image_id in sorted(set(image_ids)):
+            with self.errors():
+                faces = list(self.faces.find({"image_id": image_id}, {"embedding": 0}).sort("index", ASCENDING))
+                self.images.update_one({"_id": image_id},
+                                       {"$set": {"faces": image_faces(faces), "updated_at": now_iso()}})
+
+    def new_person_if_missing(self, person_id: str, doc: dict[str, Any]) -> None:
+        """Create the person with ``doc`` (from `documents.new_person`) unless it exists."""
+        with self.errors():
+            self.persons.update_one({"_id": person_id}, {"$setOnInsert": doc}, upsert=True)
+
+    def set_person_fields(self, person_id: str, fields: dict[str, Any]) -> None:
+        with self.errors():
+            self.persons.update_one({"_id": person_id}, {"$set": fields})
+
+    def set_persons_fields(self, person_ids: Sequence[str], fields: dict[str, Any]) -> None:
+        with self.errors():
+            self.persons.update_many({"_id": {"$in": list(person_ids)}}, {"$set": fields})
+
+    def delete_person(self, person_id: str) -> None:
+        with self.errors():
+            self.persons.delete_one({"_id": person_id})
+
+    def reject_for(self, absorbed_ids: Sequence[str], target_id: str) -> None:
+        """Every face that rejects one of ``absorbed_ids`` rejects ``target_id`` too (it took
+        them in, by a merge or a recluster)."""
+        with self.errors():
+            self.faces.update_many({"rejected": {"$in": list(absorbed_ids)}}, {"$addToSet": {"rejected": target_id}})
+
+    def forget_rejections(self, face_ids: Sequence[str], person_ids: Sequence[str]) -> None:
+        """``face_ids`` no longer reject any of ``person_ids``."""
+        with self.errors():
+            self.faces.update_many({"_id": {"$in": list(face_ids)}},
+                                   {"$pull": {"rejected": {"$in": sorted(person_ids)}}})
+
+    # --- re-embedding ---------------------------------------------------------------------
+
+    def images_pending_reembed(self, model: str) -> list[dict[str, Any]]:
+        """Photos not staged for ``model`` yet, by id."""
+        with self.errors():
+            return list(self.images.find({"reembed": {"$ne": model}}).sort("_id", ASCENDING))
+
+    def face_boxes(self, image_id: str) -> list[dict[str, Any]]:
+        """The photo's faces (id, box, index) in index order."""
+        with self.errors():
+            return list(self.faces.find({"image_id": image_id}, {"box": 1, "index": 1}).sort("index", ASCENDING))
+
+    def stage_reembedding(self, image_id: str, model: str, staged: dict[str, dict[str, Any] | None],
+                          new_faces: list[dict[str, Any]]) -> None:
+        """Stage ``model``'s fields on the photo's faces (None: it does not find that face) and
+        its new faces in `faces_next`; then mark the photo staged."""
+        with self.errors():
+            if staged:
+                self.faces.bulk_write([UpdateOne({"_id": fid}, {"$set": {"next": fields}})
+                                       for fid, fields in staged.items()], ordered=False)
+            for doc in new_faces:
+                self.db["faces_next"].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+            self.images.update_one({"_id": image_id}, {"$set": {"reembed": model}})
+
+    def switch_model(self, model: str, old_model: str | None) -> set[str]:
+        """Make the staged faces the library's and ``model`` its model; the ids of the photos
+        whose faces changed."""
+        with self.errors():
+            staged = list(self.faces.find({"next": {"$exists": True}}, {"next": 1, "image_id": 1}))
+            ops = []
+            for face in staged:
+                nxt = face["next"]
+                if nxt is None:  # the new model does not find it: keep its person, stop comparing it
+                    ops.append(UpdateOne({"_id": face["_id"]}, {"$unset": {"next": ""}}))
+                else:
+                    ops.append(UpdateOne({"_id": face["_id"]},
+                                         {"$set": nxt, "$unset": {"next": "", "candidates": ""}}))
+            for start in range(0, len(ops), 1000):
+                self.faces.bulk_write(ops[start : start + 1000], ordered=False)
+            extra = list(self.db["faces_next"].find({}))
+            for doc in extra:
+                self.faces.update_one({"_id": doc["_id"]}, {"$setOnInsert": {**doc, "person_id": None}}, upsert=True)
+            self.meta.update_one({"_id": "library"}, {"$set": {"model": model, "model_before": old_model,
+                                                               "reembedded_at": now_iso()}})
+            self.persons.update_many({}, {"$set": {"model": model}})
+            self.images.update_many({}, {"$set": {"model": model}})
+            self.db["faces_next"].drop()
+        return {f["image_id"] for f in staged} | {d["image_id"] for d in extra}
+
+    # --- the index worker's face snapshot (its format: facepic/snapshot.py) ------------------
+
+    def library_epoch(self) -> str | None:
+        """The library's epoch alone (changes only when it is wiped and begun again)."""
+        with self.errors():
+            doc = self.meta.find_one({"_id": "library"}, {"epoch": 1})
+        return doc.get("epoch") if doc else None
+
+    def snapshot_meta(self) -> dict[str, Any] | None:
+        with self.errors():
+            return self.meta.find_one({"_id": SNAPSHOT_META_ID})
+
+    def snapshot_parts(self, generation: str) -> list[dict[str, Any]]:
+        """The parts of one snapshot, in order."""
+        with self.errors():
+            return list(self.db["face_snapshots"].find({"generation": generation}).sort("part", ASCENDING))
+
+    def add_snapshot_part(self, doc: dict[str, Any]) -> None:
+        with self.errors():
+            self.db["face_snapshots"].insert_one(doc)
+
+    def commit_snapshot(self, meta: dict[str, Any]) -> None:
+        """Make the snapshot ``meta`` describes (its parts all stored) the one in use, and drop
+        the parts of every other."""
+        with self.errors():
+            self.meta.replace_one({"_id": SNAPSHOT_META_ID}, meta, upsert=True)
+            self.db["face_snapshots"].delete_many({"generation": {"$ne": meta["generation"]}})
+
+    def forget_snapshot(self) -> None:
+        with self.errors():
+            self.meta.delete_one({"_id": SNAPSHOT_META_ID})
+            self.db["face_snapshots"].drop()
+
+    def face_moves_since(self, seq: int, since: datetime) -> list[str]:
+        """Faces noted as changing person after sequence number ``seq`` or at ``since`` or later."""
+        with self.errors():
+            notes = self.face_moves.find({"$or": [{"_id": {"$gt": seq}}, {"at": {"$gte": since}}]}, {"faces": 1})
+            return list(dict.fromkeys(fid for note in notes for fid in note["faces"]))
+
+    def drop_face_moves(self, through_seq: int, before: datetime) -> None:
+        """Forget the notes numbered up to ``through_seq`` and made before ``before``."""
+        with self.errors():
+            self.face_moves.delete_many({"_id": {"$lte": through_seq}, "at": {"$lt": before}})
+
+    def face_persons(self, face_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The person of each of ``face_ids`` (documents with ``person_id``), by id."""
+        found: dict[str, dict[str, Any]] = {}
+        ids = list(face_ids)
+        with self.errors():
+            for start in range(0, len(ids), IN_BATCH):
+                part = ids[start : start + IN_BATCH]
+                found.update((d["_id"], d) for d in self.faces.find({"_id": {"$in": part}}, {"person_id": 1}))
+        return found
+
+    def face_embeddings(self, model: str, after_seq: int | None = None) -> Iterator[dict[str, Any]]:
+        """Id, person and embedding of the faces of ``model`` (numbered after ``after_seq``).
+        The person is no condition here: one makes some servers scan the whole collection
+        instead of the (model, seq) index."""
+        query: dict[str, Any] = {"model": model}
+        if after_seq is not None:
+            query["seq"] = {"$gt": after_seq}
+        with self.errors():
+            yield from self.faces.find(query, {"_id": 1, "person_id": 1, "embedding": 1}, batch_size=10_000)

@@ -16,16 +16,14 @@ seconds; ``images.faces`` (the redundant copy) is rewritten for every photo touc
 
 from __future__ import annotations
 
-import re
 import shutil
-import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from facepic.errors import FacePicError
 import numpy as np
 
-from facepic import clustering, ids, storage
+from facepic import clustering, documents, ids, storage
 from facepic.matching import Rules
 from facepic.pipeline import Context
 from facepic.db import Library
@@ -65,19 +63,17 @@ def _candidates(docs: list[dict[str, Any]], total: int) -> str:
 def find_person(lib: Library, ref: str) -> dict[str, Any]:
     """A person by id, unique id prefix (4 characters or more), or name (case-insensitive).
     An ambiguous name or prefix is refused with the candidates listed."""
-    with lib.errors():
-        doc = lib.persons.find_one({"_id": ref})
-        if doc:
-            return doc
-        named = [d for d in lib.persons.find({"name": {"$ne": ""}}) if d.get("name", "").lower() == ref.lower()]
-        if len(named) == 1:
-            return named[0]
-        if len(named) > 1:
-            raise PersonError(f"{len(named)} persons are named {ref!r} (give an id):\n"
-                              + _candidates(named, len(named)))
-        by_prefix = {"_id": {"$regex": "^" + re.escape(ref)}}
-        prefixed = list(lib.persons.find(by_prefix).sort("_id", 1).limit(LISTED)) if len(ref) >= 4 else []
-        total = lib.persons.count_documents(by_prefix) if len(prefixed) > 1 else len(prefixed)
+    doc = lib.person(ref)
+    if doc:
+        return doc
+    named = lib.persons_named(ref)
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise PersonError(f"{len(named)} persons are named {ref!r} (give an id):\n"
+                          + _candidates(named, len(named)))
+    prefixed = lib.persons_with_prefix(ref, LISTED) if len(ref) >= 4 else []
+    total = lib.count_persons_with_prefix(ref) if len(prefixed) > 1 else len(prefixed)
     if total == 1:
         return prefixed[0]
     if total > 1:
@@ -88,14 +84,11 @@ def find_person(lib: Library, ref: str) -> dict[str, Any]:
 
 def others_named(lib: Library, name: str, person_id: str) -> list[str]:
     """The ids of the other persons called ``name`` (case-insensitive)."""
-    with lib.errors():
-        docs = lib.persons.find({"name": {"$ne": ""}, "_id": {"$ne": person_id}}, {"name": 1})
-        return sorted(d["_id"] for d in docs if d.get("name", "").lower() == name.strip().lower())
+    return sorted(d["_id"] for d in lib.persons_named(name.strip(), other_than=person_id))
 
 
 def find_face(lib: Library, face_id: str) -> dict[str, Any]:
-    with lib.errors():
-        doc = lib.faces.find_one({"_id": face_id}, {"embedding": 0})
+    doc = lib.face(face_id)
     if doc is None:
         raise PersonError(f"no face {face_id!r} (face ids are listed by `facepic persons --json`)")
     return doc
@@ -105,20 +98,12 @@ def find_face(lib: Library, face_id: str) -> dict[str, Any]:
 
 
 def bump_revision(lib: Library) -> None:
-    with lib.errors():
-        lib.meta.update_one({"_id": "library"}, {"$set": {"revision": uuid.uuid4().hex}}, upsert=True)
+    lib.bump_revision()
 
 
 def refresh_images(lib: Library, image_ids: Iterable[str]) -> None:
     """Rewrite the redundant face list of each photo from the faces collection."""
-    for image_id in sorted(set(image_ids)):
-        with lib.errors():
-            faces = list(lib.faces.find({"image_id": image_id}, {"embedding": 0}).sort("index", 1))
-            lib.images.update_one(
-                {"_id": image_id},
-                {"$set": {"faces": [{"face_id": f["_id"], "person_id": f.get("person_id"), "box": f.get("box"),
-                                     "score": f.get("score")} for f in faces], "updated_at": now_iso()}},
-            )
+    lib.refresh_image_faces(image_ids)
 
 
 class Covers:
@@ -139,8 +124,7 @@ class Covers:
             if self.store is not None:
                 self.store.put_file(storage.person_key(person_id), dst, "image/jpeg")
                 uploaded = True
-        with lib.errors():
-            lib.persons.update_one({"_id": person_id}, {"$set": {"cover_uploaded": uploaded}})
+        lib.set_person_fields(person_id, {"cover_uploaded": uploaded})
 
     def remove(self, person_id: str) -> None:
         self.cover(person_id).unlink(missing_ok=True)
@@ -157,44 +141,32 @@ def settle(lib: Library, person_ids: Iterable[str], covers: Covers) -> tuple[int
         return 0, 0
     created = deleted = 0
     counts = lib.face_counts(set(wanted))
-    with lib.errors():
-        existing = {d["_id"]: d for d in lib.persons.find({"_id": {"$in": wanted}})}
-        model = lib.library_model()
+    existing = lib.persons_by_id(wanted)
+    model = lib.library_model()
     for pid in wanted:
         doc = existing.get(pid)
         n = counts.get(pid, 0)
         if n == 0 and not (doc and doc.get("user_locked")):
             if doc:
-                with lib.errors():
-                    lib.persons.delete_one({"_id": pid})
+                lib.delete_person(pid)
                 covers.remove(pid)
                 deleted += 1
             continue
         if doc is None:
             created += 1
-            doc = {"_id": pid, "model": model, "name": "", "created_at": now_iso(), "best_face_id": None,
-                   "best_score": -1.0, "cover_uploaded": False}
-            with lib.errors():
-                lib.persons.update_one({"_id": pid}, {"$setOnInsert": doc}, upsert=True)
-        fields: dict[str, Any] = {"face_count": n, "updated_at": now_iso()}
-        with lib.errors():
-            lib.persons.update_one({"_id": pid}, {"$set": fields})
+            doc = documents.new_person(model, now_iso())
+            lib.new_person_if_missing(pid, doc)
+        lib.set_person_fields(pid, {"face_count": n, "updated_at": now_iso()})
         if doc.get("cover_locked") and doc.get("best_face_id"):
-            with lib.errors():
-                still = lib.faces.count_documents({"_id": doc["best_face_id"], "person_id": pid})
-            if still:
+            if lib.face_in_person(doc["best_face_id"], pid):
                 continue
-            with lib.errors():
-                lib.persons.update_one({"_id": pid}, {"$set": {"cover_locked": False}})
+            lib.set_person_fields(pid, {"cover_locked": False})
         best = _best_face(lib, pid)
         if best is None:
-            with lib.errors():
-                lib.persons.update_one({"_id": pid}, {"$set": {"best_face_id": None, "best_score": -1.0}})
+            lib.set_person_fields(pid, {"best_face_id": None, "best_score": -1.0})
             covers.remove(pid)
         elif best["_id"] != doc.get("best_face_id"):
-            with lib.errors():
-                lib.persons.update_one({"_id": pid}, {"$set": {
-                    "best_face_id": best["_id"], "best_score": _quality(best)}})
+            lib.set_person_fields(pid, {"best_face_id": best["_id"], "best_score": _quality(best)})
             covers.set(lib, pid, best["_id"])
     return created, deleted
 
@@ -204,8 +176,7 @@ def _quality(face: dict[str, Any]) -> float:
 
 
 def _best_face(lib: Library, person_id: str) -> dict[str, Any] | None:
-    with lib.errors():
-        faces = list(lib.faces.find({"person_id": person_id}, {"quality": 1, "score": 1}))
+    faces = lib.face_qualities(person_id)
     return max(faces, key=lambda f: (_quality(f), f["_id"])) if faces else None
 
 
@@ -217,17 +188,14 @@ def name_person(lib: Library, ref: str, name: str) -> dict[str, Any]:
     name = name.strip()
     if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
         raise PersonError("a name is 1 to 200 printable characters")
-    with lib.errors():
-        lib.persons.update_one({"_id": person["_id"]},
-                               {"$set": {"name": name, "user_locked": True, "updated_at": now_iso()}})
+    lib.set_person_fields(person["_id"], {"name": name, "user_locked": True, "updated_at": now_iso()})
     bump_revision(lib)
     return {**person, "name": name}
 
 
 def hide_person(lib: Library, ref: str, hidden: bool = True) -> dict[str, Any]:
     person = find_person(lib, ref)
-    with lib.errors():
-        lib.persons.update_one({"_id": person["_id"]}, {"$set": {"hidden": hidden, "updated_at": now_iso()}})
+    lib.set_person_fields(person["_id"], {"hidden": hidden, "updated_at": now_iso()})
     bump_revision(lib)
     return person
 
@@ -242,27 +210,20 @@ def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers:
         raise PersonError("a person cannot be merged into itself")
     source_ids = [s["_id"] for s in sources]
     one = {target["_id"], *source_ids}
-    with lib.errors():
-        # The sources' faces, and those of the target's that reject one of them.
-        faces = list(lib.faces.find(
-            {"$or": [{"person_id": {"$in": source_ids}},
-                     {"person_id": target["_id"], "rejected": {"$in": sorted(one)}}]},
-            {"image_id": 1, "rejected": 1, "locked": 1, "person_id": 1}))
+    # The sources' faces, and those of the target's that reject one of them.
+    faces = lib.faces_for_merge(target["_id"], source_ids)
     clash = [f for f in faces if one & set(f.get("rejected") or [])]
     out = {f["_id"] for f in clash if not f.get("locked")}
     moving = [f for f in faces if f["person_id"] != target["_id"] and f["_id"] not in out]
     lib.set_person([f["_id"] for f in moving], target["_id"])
     lib.set_person(sorted(out), None, {"$set": {"locked": False}})
-    with lib.errors():
-        placed = sorted(f["_id"] for f in clash if f.get("locked"))
-        lib.faces.update_many({"_id": {"$in": placed}}, {"$pull": {"rejected": {"$in": sorted(one)}}})
-        # A face that had rejected a source must not meet it again under the target's name:
-        # the target absorbed the source, so rejecting the source means rejecting the target.
-        lib.faces.update_many({"rejected": {"$in": source_ids}}, {"$addToSet": {"rejected": target["_id"]}})
-        name = target.get("name") or next((s.get("name") for s in sources if s.get("name")), "")
-        lib.persons.update_one({"_id": target["_id"]},
-                               {"$set": {"user_locked": True, "name": name, "updated_at": now_iso()}})
-        lib.persons.update_many({"_id": {"$in": source_ids}}, {"$set": {"user_locked": False}})
+    lib.forget_rejections(sorted(f["_id"] for f in clash if f.get("locked")), sorted(one))
+    # A face that had rejected a source must not meet it again under the target's name:
+    # the target absorbed the source, so rejecting the source means rejecting the target.
+    lib.reject_for(source_ids, target["_id"])
+    name = target.get("name") or next((s.get("name") for s in sources if s.get("name")), "")
+    lib.set_person_fields(target["_id"], {"user_locked": True, "name": name, "updated_at": now_iso()})
+    lib.set_persons_fields(source_ids, {"user_locked": False})
     settle(lib, [target["_id"], *source_ids], covers)
     refresh_images(lib, [f["image_id"] for f in faces])
     bump_revision(lib)
@@ -280,8 +241,7 @@ def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers
         target_id = find_person(lib, target_ref)["_id"]
     if target_id == old:
         raise PersonError(f"face {face_id} is already in person {old}")
-    with lib.errors():
-        clash = lib.faces.find_one({"image_id": face["image_id"], "person_id": target_id, "_id": {"$ne": face_id}})
+    clash = lib.person_face_in_image(face["image_id"], target_id, other_than=face_id)
     if clash:
         raise PersonError(f"person {target_id} already has a face in this photo ({clash['_id']})")
     # Moving a face out of a person says it is not that person, as a reject does: without it
@@ -293,8 +253,7 @@ def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers
                    {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": ""}})
     settle(lib, [target_id, old] if old else [target_id], covers)
     if target_ref is None:
-        with lib.errors():
-            lib.persons.update_one({"_id": target_id}, {"$set": {"user_locked": True}})
+        lib.set_person_fields(target_id, {"user_locked": True})
     refresh_images(lib, [face["image_id"]])
     bump_revision(lib)
     return target_id
@@ -319,9 +278,8 @@ def pick_cover(lib: Library, ref: str, face_id: str, covers: Covers) -> None:
     face = find_face(lib, face_id)
     if face.get("person_id") != person["_id"]:
         raise PersonError(f"face {face_id} is not a face of person {person['_id']}")
-    with lib.errors():
-        lib.persons.update_one({"_id": person["_id"]}, {"$set": {
-            "best_face_id": face_id, "best_score": _quality(face), "cover_locked": True, "updated_at": now_iso()}})
+    lib.set_person_fields(person["_id"], {
+        "best_face_id": face_id, "best_score": _quality(face), "cover_locked": True, "updated_at": now_iso()})
     covers.set(lib, person["_id"], face_id)
     bump_revision(lib)
 
@@ -342,17 +300,16 @@ def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSu
     locked: list[bool] = []
     rejected: list[frozenset[str]] = []
     can_found: list[bool] = []
-    with lib.errors():
-        for doc in lib.faces.find({"model": model}, {"landmarks": 0, "box": 0}).sort("_id", 1):
-            face_ids.append(doc["_id"])
-            rows.append(bytes(doc["embedding"]))
-            person.append(doc.get("person_id"))
-            photo.append(doc["image_id"])
-            locked.append(bool(doc.get("locked")))
-            rejected.append(frozenset(doc.get("rejected") or ()))
-            can_found.append(bool(doc.get("can_found", True)))
-        locked_persons = {d["_id"] for d in lib.persons.find({"user_locked": True}, {"_id": 1})}
-        summary.persons_before = lib.persons.count_documents({})
+    for doc in lib.faces_of_model(model):
+        face_ids.append(doc["_id"])
+        rows.append(bytes(doc["embedding"]))
+        person.append(doc.get("person_id"))
+        photo.append(doc["image_id"])
+        locked.append(bool(doc.get("locked")))
+        rejected.append(frozenset(doc.get("rejected") or ()))
+        can_found.append(bool(doc.get("can_found", True)))
+    locked_persons = lib.user_locked_person_ids()
+    summary.persons_before = lib.person_count()
     if not face_ids:
         return summary
     embeddings = np.frombuffer(b"".join(rows), dtype="<f4").reshape(len(rows), EMBEDDING_DIM)
@@ -368,11 +325,10 @@ def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSu
 
     merged_into: dict[str, str] = {}
     result = clustering.recluster(faces, locked_persons, rules, new_id, merged_into)
-    with lib.errors():
-        # As after a user's merge: a face rejected from a person merged away rejects the person
-        # that absorbed it, so that new photos, re-runs and the next recluster keep it out too.
-        for gone, kept in sorted(merged_into.items()):
-            lib.faces.update_many({"rejected": gone}, {"$addToSet": {"rejected": kept}})
+    # As after a user's merge: a face rejected from a person merged away rejects the person
+    # that absorbed it, so that new photos, re-runs and the next recluster keep it out too.
+    for gone, kept in sorted(merged_into.items()):
+        lib.reject_for([gone], kept)
     changed = [i for i in range(len(face_ids)) if result[i] != person[i]]
     touched: set[str] = set()
     joining: dict[str | None, list[str]] = {}
@@ -386,7 +342,6 @@ def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSu
     summary.faces_assigned = sum(1 for i in changed if person[i] is None)
     summary.persons_created, summary.persons_deleted = settle(lib, touched, covers)
     refresh_images(lib, {photo[i] for i in changed})
-    with lib.errors():
-        summary.persons_after = lib.persons.count_documents({})
+    summary.persons_after = lib.person_count()
     bump_revision(lib)
     return summary

@@ -25,13 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from pymongo import UpdateOne
-
 from facepic import ids, quality, snapshot, storage, thumbnails
 from facepic.db import Library, embedding_to_bson
 from facepic.decode import PhotoError, decode, time_limit
 from facepic.detect import FaceEngine
-from facepic.ledger import now_iso
 from facepic.persons import Covers, ReclusterSummary, bump_revision, recluster_library, refresh_images
 from facepic.datafolder import write_atomic
 from facepic.settings import Settings
@@ -85,8 +82,8 @@ def _stage_image(lib: Library, engine: FaceEngine, settings: Settings, image: di
     except (FileNotFoundError, PhotoError, storage.StorageError):
         progress.missing += 1
         return
-    old = list(lib.faces.find({"image_id": image["_id"]}, {"box": 1, "index": 1}).sort("index", 1))
-    staged: list[UpdateOne] = []
+    old = lib.face_boxes(image["_id"])
+    staged: dict[str, dict[str, Any] | None] = {}  # face id: the new model's fields (None: not found)
     extra: list[dict[str, Any]] = []
     taken: set[str] = set()
     next_index = max([f["index"] for f in old], default=-1) + 1
@@ -107,7 +104,7 @@ def _stage_image(lib: Library, engine: FaceEngine, settings: Settings, image: di
         best = max(overlaps, default=(0.0, None))
         if best[0] >= MIN_OVERLAP:
             taken.add(best[1])
-            staged.append(UpdateOne({"_id": best[1]}, {"$set": {"next": fields}}))
+            staged[best[1]] = fields
             progress.faces_matched += 1
         else:
             fid = ids.face_id(image["_id"], next_index)
@@ -116,23 +113,16 @@ def _stage_image(lib: Library, engine: FaceEngine, settings: Settings, image: di
             extra.append({"_id": fid, "image_id": image["_id"], "index": next_index - 1, **fields})
             progress.faces_new += 1
     lost = [f["_id"] for f in old if f["_id"] not in taken]
-    staged += [UpdateOne({"_id": fid}, {"$set": {"next": None}}) for fid in lost]
+    staged.update((fid, None) for fid in lost)
     progress.faces_lost += len(lost)
-    with lib.errors():
-        if staged:
-            lib.faces.bulk_write(staged, ordered=False)
-        for doc in extra:
-            lib.db["faces_next"].replace_one({"_id": doc["_id"]}, doc, upsert=True)
-        lib.images.update_one({"_id": image["_id"]}, {"$set": {"reembed": engine.model}})
+    lib.stage_reembedding(image["_id"], engine.model, staged, extra)
     progress.staged += 1
 
 
 def stage(lib: Library, engine: FaceEngine, settings: Settings, covers: Covers,
           progress: Progress, on_photo: Callable[[], None] = lambda: None) -> None:
     """Stage every photo not staged for ``engine.model`` yet."""
-    with lib.errors():
-        pending = [d for d in lib.images.find({"reembed": {"$ne": engine.model}}).sort("_id", 1)]
-    for image in pending:
+    for image in lib.images_pending_reembed(engine.model):
         _stage_image(lib, engine, settings, image, covers, progress)
         on_photo()
 
@@ -141,26 +131,7 @@ def switch(lib: Library, model: str, settings: Settings, covers: Covers, progres
     """Make the staged faces the library's; then recluster on the new embeddings."""
     old_model = lib.library_model()
     snapshot.forget(lib)  # the faces' embeddings are about to be replaced
-    with lib.errors():
-        staged = list(lib.faces.find({"next": {"$exists": True}}, {"next": 1, "image_id": 1}))
-        ops = []
-        for face in staged:
-            nxt = face["next"]
-            if nxt is None:  # the new model does not find it: keep its person, stop comparing it
-                ops.append(UpdateOne({"_id": face["_id"]}, {"$unset": {"next": ""}}))
-            else:
-                ops.append(UpdateOne({"_id": face["_id"]}, {"$set": nxt, "$unset": {"next": "", "candidates": ""}}))
-        for start in range(0, len(ops), 1000):
-            lib.faces.bulk_write(ops[start : start + 1000], ordered=False)
-        extra = list(lib.db["faces_next"].find({}))
-        for doc in extra:
-            lib.faces.update_one({"_id": doc["_id"]}, {"$setOnInsert": {**doc, "person_id": None}}, upsert=True)
-        lib.meta.update_one({"_id": "library"}, {"$set": {"model": model, "model_before": old_model,
-                                                          "reembedded_at": now_iso()}})
-        lib.persons.update_many({}, {"$set": {"model": model}})
-        lib.images.update_many({}, {"$set": {"model": model}})
-        lib.db["faces_next"].drop()
-    refresh_images(lib, {f["image_id"] for f in staged} | {d["image_id"] for d in extra})
+    refresh_images(lib, lib.switch_model(model, old_model))
     bump_revision(lib)
     progress.switched = True
     progress.recluster = recluster_library(lib, settings.rules, covers)

@@ -15,39 +15,35 @@ from facepic.settings import Settings
 def persons(library: Library, hidden: bool = False) -> list[dict[str, Any]]:
     """Persons, named first, then most faces first; each face with its photo (relative to
     its import root) and box. Hidden persons only with ``hidden``."""
-    with library.errors():
-        images = {
-            d["_id"]: d
-            for d in library.images.find({}, {"path": 1, "root": 1, "keys": 1})
-        }
-        faces_by_person: dict[str, list[dict[str, Any]]] = {}
-        for face in library.faces.find({"person_id": {"$ne": None}}, {"embedding": 0}):
-            image = images.get(face["image_id"], {})
-            faces_by_person.setdefault(face["person_id"], []).append(
-                {
-                    "face_id": face["_id"],
-                    "photo": image.get("path"),
-                    "root": image.get("root"),
-                    "box": face.get("box"),
-                    "score": face.get("score"),
-                }
-            )
-        people = []
-        for doc in library.persons.find({}):
-            if doc.get("hidden") and not hidden:
-                continue
-            faces = sorted(faces_by_person.get(doc["_id"], []), key=lambda f: (f["photo"] or "", f["face_id"]))
-            people.append(
-                {
-                    "id": doc["_id"],
-                    "name": doc.get("name", ""),
-                    "hidden": bool(doc.get("hidden")),
-                    "face_count": len(faces),
-                    "best_face_id": doc.get("best_face_id"),
-                    "cover": storage.person_key(doc["_id"]),
-                    "faces": faces,
-                }
-            )
+    images = library.image_places()
+    faces_by_person: dict[str, list[dict[str, Any]]] = {}
+    for face in library.assigned_faces():
+        image = images.get(face["image_id"], {})
+        faces_by_person.setdefault(face["person_id"], []).append(
+            {
+                "face_id": face["_id"],
+                "photo": image.get("path"),
+                "root": image.get("root"),
+                "box": face.get("box"),
+                "score": face.get("score"),
+            }
+        )
+    people = []
+    for doc in library.all_persons():
+        if doc.get("hidden") and not hidden:
+            continue
+        faces = sorted(faces_by_person.get(doc["_id"], []), key=lambda f: (f["photo"] or "", f["face_id"]))
+        people.append(
+            {
+                "id": doc["_id"],
+                "name": doc.get("name", ""),
+                "hidden": bool(doc.get("hidden")),
+                "face_count": len(faces),
+                "best_face_id": doc.get("best_face_id"),
+                "cover": storage.person_key(doc["_id"]),
+                "faces": faces,
+            }
+        )
     people.sort(key=lambda p: (not p["name"], -p["face_count"], p["id"]))
     return people
 

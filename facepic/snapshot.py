@@ -25,18 +25,18 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Container
+from typing import Container
 
 import numpy as np
 from bson.binary import Binary
 
-from facepic.db import IN_BATCH, Library, embedding_from_bson
+from facepic.db import SNAPSHOT_META_ID, Library, embedding_from_bson
 from facepic.detect import EMBEDDING_DIM
 
 log = logging.getLogger(__name__)
 
 CHUNK = 4000  # faces per snapshot document: 8 MB of embeddings, under MongoDB's 16 MB
-META_ID = "face_snapshot"
+META_ID = SNAPSHOT_META_ID  # the `meta` document that describes the snapshot in use
 SETTLE = timedelta(minutes=2)  # a noted change has landed in the faces well within this
 
 
@@ -57,37 +57,27 @@ class Known:
         return [self.persons[i] for i in rows], self.matrix[rows]
 
 
-def _collection(lib: Library):  # noqa: ANN202 - a pymongo collection
-    return lib.db["face_snapshots"]
-
-
-def _epoch(lib: Library) -> str | None:
-    with lib.errors():
-        doc = lib.meta.find_one({"_id": "library"}, {"epoch": 1})
-    return doc.get("epoch") if doc else None
-
-
 def load(lib: Library, model: str, refresh_after: float = 0.1) -> Known:
     """Every face of ``model``, from the snapshot and what changed after it, or read one by
     one (then a new snapshot is written). The snapshot is also rewritten when what changed
     after it is more than ``refresh_after`` of it, so a start never reads many faces one by one."""
-    epoch = _epoch(lib)
+    epoch = lib.library_epoch()
     taken_at = datetime.now(timezone.utc)
     seq = lib.current_seq()
     snap = _read(lib, model, epoch)
     if snap is None:
-        known = _read_faces(lib, {"model": model})
+        known = _read_faces(lib, model)
         known.source = f"{len(known.ids)} faces read one by one"
         if epoch is not None:
             write(lib, model, epoch, seq, taken_at, known)
         return known
     known, covered, covered_at = snap
     position = {fid: i for i, fid in enumerate(known.ids)}
-    moved = _moved_since(lib, covered, covered_at - SETTLE)
+    moved = lib.face_moves_since(covered, covered_at - SETTLE)
     again = [fid for fid in moved if fid in position]
-    for fid, doc in _docs(lib, again).items():
+    for fid, doc in lib.face_persons(again).items():
         known.persons[position[fid]] = doc.get("person_id") or ""
-    new = _read_faces(lib, {"model": model, "seq": {"$gt": covered}}, skip=position)
+    new = _read_faces(lib, model, after_seq=covered, skip=position)
     if new.ids:
         known = Known(known.ids + new.ids, known.persons + new.persons, np.concatenate([known.matrix, new.matrix]))
     known.source = (f"{len(position)} faces from the snapshot, {len(again)} of them read again, "
@@ -100,11 +90,10 @@ def load(lib: Library, model: str, refresh_after: float = 0.1) -> Known:
 def _read(lib: Library, model: str, epoch: str | None) -> tuple[Known, int, datetime] | None:
     """The snapshot of ``model`` in this epoch, whole, with the sequence number it covers and
     when it was taken."""
-    with lib.errors():
-        meta = lib.meta.find_one({"_id": META_ID})
-        if not meta or epoch is None or meta.get("epoch") != epoch or meta.get("model") != model:
-            return None
-        docs = list(_collection(lib).find({"generation": meta["generation"]}).sort("part", 1))
+    meta = lib.snapshot_meta()
+    if not meta or epoch is None or meta.get("epoch") != epoch or meta.get("model") != model:
+        return None
+    docs = lib.snapshot_parts(meta["generation"])
     if len(docs) != meta["parts"] or sum(d["count"] for d in docs) != meta["faces"]:
         log.warning("face snapshot incomplete; reading the faces one by one")
         return None
@@ -122,36 +111,18 @@ def _read(lib: Library, model: str, epoch: str | None) -> tuple[Known, int, date
     return Known(ids, persons, matrix), int(meta["seq"]), meta["taken_at"]
 
 
-def _moved_since(lib: Library, seq: int, since: datetime) -> list[str]:
-    """Faces noted as changing person after sequence number ``seq`` or at ``since`` or later."""
-    with lib.errors():
-        notes = lib.face_moves.find({"$or": [{"_id": {"$gt": seq}}, {"at": {"$gte": since}}]}, {"faces": 1})
-        return list(dict.fromkeys(fid for note in notes for fid in note["faces"]))
-
-
-def _docs(lib: Library, face_ids: list[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    with lib.errors():
-        for start in range(0, len(face_ids), IN_BATCH):
-            part = face_ids[start : start + IN_BATCH]
-            found.update((d["_id"], d) for d in lib.faces.find({"_id": {"$in": part}}, {"person_id": 1}))
-    return found
-
-
-def _read_faces(lib: Library, query: dict[str, Any], skip: Container[str] = frozenset()) -> Known:
-    """The faces matching ``query``, less ``skip`` (the person is not part of a query: a
-    condition on it makes some servers scan the whole collection instead of the (model, seq)
-    index)."""
+def _read_faces(lib: Library, model: str, after_seq: int | None = None,
+                skip: Container[str] = frozenset()) -> Known:
+    """The faces of ``model`` (numbered after ``after_seq``), less ``skip``."""
     ids: list[str] = []
     persons: list[str] = []
     rows: list[bytes] = []
-    with lib.errors():
-        for doc in lib.faces.find(query, {"_id": 1, "person_id": 1, "embedding": 1}, batch_size=10_000):
-            if doc["_id"] in skip:
-                continue
-            ids.append(doc["_id"])
-            persons.append(doc.get("person_id") or "")
-            rows.append(bytes(doc["embedding"]))
+    for doc in lib.face_embeddings(model, after_seq):
+        if doc["_id"] in skip:
+            continue
+        ids.append(doc["_id"])
+        persons.append(doc.get("person_id") or "")
+        rows.append(bytes(doc["embedding"]))
     matrix = np.frombuffer(b"".join(rows), dtype="<f4").reshape(len(rows), EMBEDDING_DIM)
     return Known(ids, persons, matrix)
 
@@ -160,34 +131,25 @@ def write(lib: Library, model: str, epoch: str, seq: int, taken_at: datetime, kn
     """Store ``known`` as the snapshot of ``model``, covering faces up to ``seq`` as they were
     at ``taken_at``; the previous snapshot stays in use until the new one is whole."""
     generation = uuid.uuid4().hex
-    coll = _collection(lib)
     parts = 0
-    with lib.errors():
-        for start in range(0, max(1, len(known.ids)), CHUNK):
-            end = min(start + CHUNK, len(known.ids))
-            coll.insert_one({
-                "_id": f"{generation}:{parts:06d}",
-                "generation": generation,
-                "part": parts,
-                "count": end - start,
-                "ids": "\n".join(known.ids[start:end]),
-                "persons": "\n".join(known.persons[start:end]),
-                "embeddings": Binary(np.ascontiguousarray(known.matrix[start:end], dtype="<f4").tobytes()),
-            })
-            parts += 1
-        lib.meta.replace_one(
-            {"_id": META_ID},
-            {"model": model, "epoch": epoch, "seq": seq, "taken_at": taken_at, "generation": generation,
-             "parts": parts, "faces": len(known.ids)},
-            upsert=True,
-        )
-        coll.delete_many({"generation": {"$ne": generation}})
-        # Notes the snapshot has taken in, older than any start will read again.
-        lib.face_moves.delete_many({"_id": {"$lte": seq}, "at": {"$lt": taken_at - 2 * SETTLE}})
+    for start in range(0, max(1, len(known.ids)), CHUNK):
+        end = min(start + CHUNK, len(known.ids))
+        lib.add_snapshot_part({
+            "_id": f"{generation}:{parts:06d}",
+            "generation": generation,
+            "part": parts,
+            "count": end - start,
+            "ids": "\n".join(known.ids[start:end]),
+            "persons": "\n".join(known.persons[start:end]),
+            "embeddings": Binary(np.ascontiguousarray(known.matrix[start:end], dtype="<f4").tobytes()),
+        })
+        parts += 1
+    lib.commit_snapshot({"model": model, "epoch": epoch, "seq": seq, "taken_at": taken_at, "generation": generation,
+                         "parts": parts, "faces": len(known.ids)})
+    # Notes the snapshot has taken in, older than any start will read again.
+    lib.drop_face_moves(seq, taken_at - 2 * SETTLE)
 
 
 def forget(lib: Library) -> None:
     """No start may use the snapshot (the faces' embeddings were replaced)."""
-    with lib.errors():
-        lib.meta.delete_one({"_id": META_ID})
-        _collection(lib).drop()
+    lib.forget_snapshot()

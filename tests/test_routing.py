@@ -55,3 +55,63 @@ def test_publishing_outlasts_a_broker_restart() -> None:
     waits = [min(policy["interval_start"] + i * policy["interval_step"], policy["interval_max"])
              for i in range(policy["max_retries"])]
     assert sum(waits) > 300  # minutes, not the default half second
+
+
+def _db_layer_leaks(source: str, name: str) -> list[str]:
+    """Where a module reaches past `Library` into MongoDB: a collection (or the database, the
+    client, the error wrapper) taken from a library object, pymongo imported, or a collection's
+    name written out (a dict key, a document's field, or ``.get``'s argument is a field, not a
+    collection)."""
+    from facepic.db import COLLECTIONS
+
+    leaks: list[str] = []
+    tree = ast.parse(source)
+    fields: set[int] = set()  # ids of string constants used as document fields or path parts
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            fields.update(id(k) for k in node.keys if k is not None)
+        elif isinstance(node, ast.Subscript) and not _library_like(node.value):
+            fields.add(id(node.slice))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and node.args):
+            fields.add(id(node.args[0]))
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            fields.update((id(node.left), id(node.right)))
+    for node in ast.walk(tree):
+        where = f"{name}:{getattr(node, 'lineno', '?')}"
+        if (isinstance(node, ast.Attribute) and _library_like(node.value)
+                and node.attr in (*COLLECTIONS, "db", "client", "errors")):
+            leaks.append(f"{where} {ast.unparse(node)}")
+        elif isinstance(node, ast.Subscript) and _library_like(node.value):
+            leaks.append(f"{where} {ast.unparse(node)}")
+        elif isinstance(node, ast.Constant) and node.value in COLLECTIONS and id(node) not in fields:
+            leaks.append(f"{where} collection name {node.value!r}")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            leaks += [f"{where} imports {n}" for n in names if n.split(".")[0] == "pymongo"]
+    return leaks
+
+
+def _library_like(node: ast.expr) -> bool:
+    """``lib``, ``library``, ``ctx.library``, ``self._library``, ``lib.db``, ``client`` ..."""
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return "lib" in name.lower() or name in ("db", "client", "database", "collection")
+
+
+def test_only_the_database_layer_touches_collections() -> None:
+    """`Library` (facepic/db.py) is the only code that queries MongoDB: everything else calls
+    its methods, so each query, and each collection's name, lives in one place."""
+    package = Path(__file__).parent.parent / "facepic"
+    db_layer = {package / "db.py"}
+    leaks = [leak for path in sorted(package.rglob("*.py")) if path not in db_layer
+             for leak in _db_layer_leaks(path.read_text(), str(path.relative_to(package)))]
+    assert not leaks, "queries outside facepic/db.py:\n" + "\n".join(leaks)
+    # The scan finds what it must (a leak written another way must not pass it silently).
+    probe = ("from pymongo import UpdateOne\n"
+             "def f(lib, library, ctx):\n"
+             "    lib.faces.find({'faces': 1})\n"
+             "    library.db['face_snapshots'].drop()\n"
+             "    ctx.library.meta.find_one({})\n"
+             "    with lib.errors():\n"
+             "        names = ('images', 'persons')\n")
+    assert len(_db_layer_leaks(probe, "probe")) == 9, _db_layer_leaks(probe, "probe")
