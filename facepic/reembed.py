@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from facepic import ids, quality, snapshot, storage, thumbnails
-from facepic.db import Library, embedding_to_bson
+from facepic import documents, ids, quality, snapshot, storage, thumbnails
+from facepic.db import Library
 from facepic.decode import PhotoError, decode, time_limit
 from facepic.detect import FaceEngine
 from facepic.persons import Covers, ReclusterSummary, bump_revision, recluster_library, refresh_images
@@ -91,26 +91,19 @@ def _stage_image(lib: Library, engine: FaceEngine, settings: Settings, image: di
         box_full = decoded.to_full(face.box)
         marks = decoded.to_full(face.landmarks)
         q = quality.assess(decoded.rgb, face.box, box_full, marks, face.score)
-        fields = {
-            "model": engine.model,
-            "embedding": embedding_to_bson(face.embedding),
-            "box": [round(float(v), 2) for v in box_full],
-            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in marks],
-            "score": round(float(face.score), 5),
-            "quality": q.as_dict(),
-            "can_found": q.can_found(settings.limits),
-        }
-        overlaps = [(_iou(fields["box"], f["box"]), f["_id"]) for f in old if f["_id"] not in taken]
-        best = max(overlaps, default=(0.0, None))
-        if best[0] >= MIN_OVERLAP:
-            taken.add(best[1])
-            staged[best[1]] = fields
+        fields = documents.face_fields(engine.model, face.embedding, box_full, marks, face.score, q,
+                                       q.can_found(settings.limits))
+        overlaps = [(_iou(fields["box"], f["box"]), str(f["_id"])) for f in old if f["_id"] not in taken]
+        best_iou, best_id = max(overlaps, default=(0.0, ""))
+        if best_iou >= MIN_OVERLAP:
+            taken.add(best_id)
+            staged[best_id] = fields
             progress.faces_matched += 1
         else:
             fid = ids.face_id(image["_id"], next_index)
             next_index += 1
             write_atomic(covers.crop(fid), thumbnails.face_crop(decoded.rgb, face.box))
-            extra.append({"_id": fid, "image_id": image["_id"], "index": next_index - 1, **fields})
+            extra.append({"_id": fid, "image_id": image["_id"], "index": next_index - 1, **fields})  # no person yet
             progress.faces_new += 1
     lost = [f["_id"] for f in old if f["_id"] not in taken]
     staged.update((fid, None) for fid in lost)
