@@ -4,6 +4,7 @@
 - ``library``: `status`, `persons`, `cleanup`;
 - ``corrections``: `name`, `merge`, `move`, `reject`, `cover`, `hide`, `recluster`;
 - ``models``: `reembed`, `fetch-model`;
+- ``serve``: `serve`, the web page on the library (``facepic.web``);
 - the Celery layer adds `enqueue` (``workers.cli``): facepic itself never imports Celery.
 
 Every error a user can cause or cure is a ``FacePicError``: this group turns it into one line,

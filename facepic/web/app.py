@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import io
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from flask import (
     Flask,
-    Response,
     abort,
     flash,
     jsonify,
@@ -24,6 +24,7 @@ from flask import (
     url_for,
 )
 from PIL import Image
+from werkzeug.wrappers import Response as BaseResponse
 
 from facepic import storage
 from facepic.errors import FacePicError
@@ -45,7 +46,7 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
     app.extensions["facepic"] = site
 
     @app.before_request
-    def gate() -> Response | None:
+    def gate() -> BaseResponse | None:
         denied = guard.check_login(login)
         if denied is not None:
             return denied
@@ -53,7 +54,7 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
         return None
 
     @app.after_request
-    def headers(response: Response) -> Response:
+    def headers(response: BaseResponse) -> BaseResponse:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -88,7 +89,7 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
 
 
 def _pages(app: Flask, site: Site) -> None:
-    def back(fallback: str) -> Response:
+    def back(fallback: str) -> BaseResponse:
         return redirect(guard.safe_next(request.form.get("next"), fallback))
 
     @app.get("/")
@@ -116,7 +117,7 @@ def _pages(app: Flask, site: Site) -> None:
                                query=query, found=site.find(query) if query else [])
 
     @app.post("/persons/<person_id>/name")
-    def rename(person_id: str) -> Response:
+    def rename(person_id: str) -> BaseResponse:
         done = site.rename(person_id, request.form.get("name", ""))
         flash(f"named {done['name']}", "ok")
         if done["others_named"]:
@@ -124,33 +125,33 @@ def _pages(app: Flask, site: Site) -> None:
         return back(url_for("person", person_id=person_id))
 
     @app.post("/persons/<person_id>/merge")
-    def merge(person_id: str) -> Response:
+    def merge(person_id: str) -> BaseResponse:
         done = site.merge(request.form.get("into", ""), [person_id])
         flash(f"merged into {done['name'] or done['id']}", "ok")
         return redirect(url_for("person", person_id=done["id"]))
 
     @app.post("/persons/<person_id>/cover")
-    def cover(person_id: str) -> Response:
+    def cover(person_id: str) -> BaseResponse:
         site.cover(person_id, request.form.get("face_id", ""))
         flash("cover changed", "ok")
         return back(url_for("person", person_id=person_id))
 
     @app.post("/persons/<person_id>/hide")
-    def hide(person_id: str) -> Response:
+    def hide(person_id: str) -> BaseResponse:
         hidden = request.form.get("hidden", "1") == "1"
         site.hide(person_id, hidden)
         flash("hidden: it stays out of the people page" if hidden else "shown again", "ok")
         return back(url_for("person", person_id=person_id))
 
     @app.post("/faces/<face_id>/move")
-    def move(face_id: str) -> Response:
+    def move(face_id: str) -> BaseResponse:
         target = None if request.form.get("new") == "1" else request.form.get("person", "")
         done = site.move(face_id, target)
         flash("moved to a new person" if target is None else "moved", "ok")
         return back(url_for("person", person_id=done["person_id"]))
 
     @app.post("/faces/<face_id>/reject")
-    def reject(face_id: str) -> Response:
+    def reject(face_id: str) -> BaseResponse:
         site.reject(face_id)
         flash("not this person: the face waits among the unassigned", "ok")
         return back(url_for("unassigned"))
@@ -217,10 +218,10 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
     folder = ctx.folder
     bucket = ctx.store if isinstance(ctx.store, storage.S3Store) else None
 
-    def local(path: Path) -> Response | None:
+    def local(path: Path) -> BaseResponse | None:
         return send_file(path, mimetype="image/jpeg", max_age=3600) if path.is_file() else None
 
-    def presigned(key: str) -> Response:
+    def presigned(key: str) -> BaseResponse:
         assert bucket is not None
         response = redirect(bucket.presigned_url(key, PRESIGNED_SECONDS))
         response.headers["Cache-Control"] = "no-store"
@@ -234,7 +235,7 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
         return ctx.store.get_bytes(key) if key and image.get("uploaded") else None
 
     @app.get("/img/thumb/<image_id>.jpg")
-    def thumb_image(image_id: str) -> Response:
+    def thumb_image(image_id: str) -> BaseResponse:
         image = site.image(image_id)
         if image is None:
             abort(404, "no such photo")
@@ -247,7 +248,7 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
         abort(404, "this photo's thumbnail is neither in the data folder nor in a bucket")
 
     @app.get("/img/face/<face_id>.jpg")
-    def face_image(face_id: str) -> Response:
+    def face_image(face_id: str) -> BaseResponse:
         doc = site.face_doc(face_id)
         if doc is None:
             abort(404, "no such face")
@@ -265,7 +266,7 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
                          max_age=3600)
 
     @app.get("/img/cover/<person_id>.jpg")
-    def cover_image(person_id: str) -> Response:
+    def cover_image(person_id: str) -> BaseResponse:
         person = site.person_doc(person_id)
         if person is None:
             abort(404, "no such person")
@@ -279,7 +280,7 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
         abort(404, "this person has no cover")
 
     @app.get("/photos/<image_id>/original")
-    def original(image_id: str) -> Response:
+    def original(image_id: str) -> BaseResponse:
         image = site.image(image_id)
         if image is None:
             abort(404, "no such photo")
@@ -309,5 +310,5 @@ def _crop_from_thumbnail(data: bytes, image: dict[str, Any], face: dict[str, Any
     window = [(cx - half - left) * scale, (cy - half - top) * scale, (cx + half - left) * scale,
               (cy + half - top) * scale]
     out = io.BytesIO()
-    thumb.crop(tuple(int(round(v)) for v in window)).resize((FACE_SIZE, FACE_SIZE)).save(out, "JPEG", quality=85)
+    thumb.crop((window[0], window[1], window[2], window[3])).resize((FACE_SIZE, FACE_SIZE)).save(out, "JPEG", quality=85)
     return out.getvalue()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from facepic import persons as corrections
 from facepic.db import Library
@@ -106,9 +107,9 @@ class Site:
         if doc is None:
             raise NotFound(f"no photo {image_id!r}")
         faces = self.lib.faces_of_image(image_id)
-        people = self.lib.web_persons_by_id([f.get("person_id") for f in faces])
+        people = self.lib.web_persons_by_id([f["person_id"] for f in faces if f.get("person_id")])
         width, height = int(doc.get("width") or 1), int(doc.get("height") or 1)
-        left, top, side = square_window(width, height, [f["box"] for f in faces if f.get("box")])
+        left, top, side = square_window(width, height, [f["box"] for f in faces if f.get("box") is not None])
         out = []
         for f in faces:
             pid = f.get("person_id")
