@@ -339,3 +339,19 @@ def test_serve_holds_the_embedded_database_so_a_run_waits(server: Server, librar
     result = invoke(library, "run", str(REPO / "tests" / "photos"))
     assert result.exit_code == 1
     assert "another FacePic run is using the data folder" in result.output
+
+
+def test_a_presigned_url_reads_one_object_without_the_bucket_keys(server_env: dict[str, str]) -> None:
+    from facepic.storage import S3Store, thumbnail_key
+    from tests.conftest import settings_of
+
+    settings = settings_of(server_env)
+    store = S3Store(settings.s3_endpoint, settings.s3_region, settings.s3_bucket, settings.s3_access_key_id,
+                    settings.s3_secret_access_key)
+    store.ensure_bucket()
+    key = thumbnail_key("00000000-0000-0000-0000-000000000001")
+    store.put_bytes(key, b"\xff\xd8\xff thumbnail", "image/jpeg")
+    url = store.presigned_url(key, 60)
+    assert settings.s3_secret_access_key not in url
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.read() == b"\xff\xd8\xff thumbnail"
