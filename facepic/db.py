@@ -578,3 +578,74 @@ class Library:
             query["seq"] = {"$gt": after_seq}
         with self.errors():
             yield from self.faces.find(query, {"_id": 1, "person_id": 1, "embedding": 1}, batch_size=10_000)
+
+    # --- the web page's reads (facepic.web): pages of persons, faces and photos ----------
+
+    def web_persons(self, hidden: bool, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of persons, most faces first (hidden ones too with ``hidden``), and how many in all."""
+        query: dict[str, Any] = {} if hidden else {"hidden": {"$ne": True}}
+        with self.errors():
+            total = self.persons.count_documents(query)
+            docs = list(self.persons.find(query).sort([("face_count", -1), ("_id", 1)]).skip(skip).limit(limit))
+        return docs, total
+
+    def web_person(self, person_id: str) -> dict[str, Any] | None:
+        with self.errors():
+            return self.persons.find_one({"_id": person_id})
+
+    def web_persons_by_id(self, person_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        wanted = sorted({p for p in person_ids if p})
+        found: dict[str, dict[str, Any]] = {}
+        with self.errors():
+            for i in range(0, len(wanted), IN_BATCH):
+                for doc in self.persons.find({"_id": {"$in": wanted[i : i + IN_BATCH]}},
+                                             {"name": 1, "face_count": 1, "hidden": 1, "best_face_id": 1}):
+                    found[doc["_id"]] = doc
+        return found
+
+    def web_name_search(self, text: str, limit: int) -> list[dict[str, Any]]:
+        """Persons whose name contains ``text`` (case-insensitive) or whose id starts with it."""
+        pattern = re.escape(text.strip())
+        query = {"$or": [{"name": {"$regex": pattern, "$options": "i"}}, {"_id": {"$regex": "^" + pattern}}]}
+        with self.errors():
+            return list(self.persons.find(query, {"name": 1, "face_count": 1, "hidden": 1})
+                        .sort([("face_count", -1), ("_id", 1)]).limit(limit))
+
+    def web_faces_of_person(self, person_id: str, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of a person's faces (without embeddings), and how many it has."""
+        query = {"person_id": person_id}
+        with self.errors():
+            total = self.faces.count_documents(query)
+            docs = list(self.faces.find(query, {"embedding": 0, "landmarks": 0})
+                        .sort("_id", ASCENDING).skip(skip).limit(limit))
+        return docs, total
+
+    def web_unassigned(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of the faces that belong to nobody, ambiguous ones (with candidates) first."""
+        query = {"person_id": None}
+        with self.errors():
+            total = self.faces.count_documents(query)
+            docs = list(self.faces.find(query, {"embedding": 0, "landmarks": 0})
+                        .sort([("candidates", -1), ("_id", 1)]).skip(skip).limit(limit))
+        return docs, total
+
+    def web_images(self, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        wanted = sorted(set(image_ids))
+        found: dict[str, dict[str, Any]] = {}
+        with self.errors():
+            for i in range(0, len(wanted), IN_BATCH):
+                for doc in self.images.find({"_id": {"$in": wanted[i : i + IN_BATCH]}}, {"faces": 0}):
+                    found[doc["_id"]] = doc
+        return found
+
+    def web_photos_with(self, person_ids: Sequence[str], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of the photos holding every one of ``person_ids``, newest first, and how many."""
+        query = {"faces.person_id": {"$all": sorted(set(person_ids))}}
+        with self.errors():
+            total = self.images.count_documents(query)
+            docs = list(self.images.find(query).sort([("taken_at", -1), ("path", 1)]).skip(skip).limit(limit))
+        return docs, total
+
+    def web_folder(self, folder_id: str) -> dict[str, Any] | None:
+        with self.errors():
+            return self.folders.find_one({"_id": folder_id})

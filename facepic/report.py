@@ -48,8 +48,14 @@ def persons(library: Library, hidden: bool = False) -> list[dict[str, Any]]:
     return people
 
 
-def write_contact_sheet(people: list[dict[str, Any]], settings: Settings) -> Path:
-    """``<data>/persons.html``: each person's cover and a strip of its face crops."""
+SHOWN = 40  # faces of a person in view; the rest open behind "more"
+
+
+def write_contact_sheet(people: list[dict[str, Any]], settings: Settings,
+                        unassigned: list[dict[str, Any]] | None = None, unassigned_total: int = 0) -> Path:
+    """``<data>/persons.html``, to share: each person (by name, else by its id, as the
+    commands take it) with its cover and every face (past 40 behind "more"), each face linking
+    to its photo's thumbnail; then the faces that belong to nobody."""
     out = settings.folder.contact_sheet
     out.parent.mkdir(parents=True, exist_ok=True)
     folder = settings.folder
@@ -57,24 +63,36 @@ def write_contact_sheet(people: list[dict[str, Any]], settings: Settings) -> Pat
     def rel(path: Path) -> str:
         return html.escape(os.path.relpath(path, out.parent))
 
+    def tile(face: dict[str, Any]) -> str:
+        image_id = str(face.get("image_id") or face["face_id"].rpartition("-f")[0])
+        title = html.escape(f"{face.get('photo') or ''} ({face['face_id']})")
+        return (f'<a href="{rel(folder.thumbnail(image_id))}"><img src="{rel(folder.face_crop(face["face_id"]))}" '
+                f'title="{title}" alt="" width="64" height="64" loading="lazy"></a>')
+
+    def strip(faces: list[dict[str, Any]]) -> str:
+        shown = "".join(tile(f) for f in faces[:SHOWN])
+        if len(faces) > SHOWN:
+            shown += (f"<details><summary>{len(faces) - SHOWN} more</summary>"
+                      + "".join(tile(f) for f in faces[SHOWN:]) + "</details>")
+        return shown
+
     rows = []
-    for n, person in enumerate(people, 1):
-        title = html.escape(person["name"] or f"Person {n}")
-        cover = rel(folder.cover(person["id"]))
-        strip = "".join(
-            f'<img src="{rel(folder.face_crop(f["face_id"]))}" '
-            f'title="{html.escape(f["photo"] or "")}" width="64" height="64">'
-            for f in person["faces"][:40]
-        )
+    for person in people:
+        title = html.escape(person["name"] or person["id"])
+        flag = " &middot; hidden" if person.get("hidden") else ""
         rows.append(
-            f'<section><img class="cover" src="{cover}" width="128" height="128">'
-            f'<div><h2>{title}</h2><p>{person["face_count"]} faces &middot; {html.escape(person["id"])}</p>'
-            f"<div>{strip}</div></div></section>"
+            f'<section><img class="cover" src="{rel(folder.cover(person["id"]))}" alt="" width="128" height="128">'
+            f'<div><h2>{title}</h2><p>{person["face_count"]} faces &middot; <code>{html.escape(person["id"])}</code>'
+            f"{flag}</p><div>{strip(person['faces'])}</div></div></section>"
         )
+    if unassigned_total:
+        listed = f" (the first {len(unassigned or [])})" if len(unassigned or []) < unassigned_total else ""
+        rows.append(f"<h1>{unassigned_total} faces belong to nobody yet{listed}</h1>"
+                    f"<div>{strip(list(unassigned or []))}</div>")
     out.write_text(
         "<!doctype html><meta charset=utf-8><title>FacePic persons</title>"
         "<style>body{font-family:sans-serif;margin:2em}section{display:flex;gap:1em;margin:1em 0}"
-        "img{border-radius:6px;margin:2px}h2{margin:0}</style>"
+        "img{border-radius:6px;margin:2px}h2{margin:0}summary{cursor:pointer;color:#555}</style>"
         f"<h1>{len(people)} persons</h1>" + "".join(rows),
         encoding="utf-8",
     )

@@ -81,6 +81,10 @@ class Settings:
     retry_backoff: float = 2.0
     db_timeout: float = 10.0  # seconds to wait for MongoDB before an attempt fails
     visibility_timeout: int = 600  # seconds before a dead worker's task is delivered again
+    # `facepic serve`: the login (user:password), required beyond loopback; where it listens.
+    web_auth: Secret = Secret("")
+    web_bind: str = "127.0.0.1"
+    web_port: int = 8000
 
     def __post_init__(self) -> None:
         runtime = str(self.runtime).strip().lower()
@@ -181,6 +185,7 @@ class Settings:
             self.s3_secret_access_key,
             _uri_password(self.mongodb_uri),
             _uri_password(self.redis_url),
+            self.web_auth.partition(":")[2],
         ]
         return [s for s in found if s]
 

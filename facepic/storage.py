@@ -203,6 +203,11 @@ class S3Store:
         body = self._call(key, self._client.get_object, Bucket=self.bucket, Key=key)["Body"]
         return body.read()
 
+    def presigned_url(self, key: str, seconds: int = 300) -> str:
+        """A URL that reads ``key`` for ``seconds``, without the bucket's keys: for a browser."""
+        return self._call(key, self._client.generate_presigned_url, "get_object",
+                          Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=seconds)
+
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
         pages = self._call("listing", lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=prefix)))

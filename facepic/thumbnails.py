@@ -28,6 +28,14 @@ def _jpeg(im: Image.Image) -> bytes:
 def thumbnail(rgb: np.ndarray, face_boxes: Sequence[Sequence[float]] = (), size: int = THUMB_SIZE) -> bytes:
     """A ``size`` x ``size`` JPEG of the photo, cropped to a square centred on its faces."""
     h, w = rgb.shape[:2]
+    left, top, side = square_window(w, h, face_boxes)
+    square = Image.fromarray(rgb[top : top + side, left : left + side])
+    return _jpeg(square.resize((size, size), Image.Resampling.LANCZOS))
+
+
+def square_window(w: int, h: int, face_boxes: Sequence[Sequence[float]] = ()) -> tuple[int, int, int]:
+    """The thumbnail's square (left, top, side) in a ``w`` x ``h`` photo, centred on its faces:
+    the web page draws face boxes on the thumbnail with it."""
     side = min(w, h)
     if len(face_boxes):
         boxes = np.asarray(face_boxes, dtype=np.float64)
@@ -37,8 +45,7 @@ def thumbnail(rgb: np.ndarray, face_boxes: Sequence[Sequence[float]] = (), size:
         cx, cy = w / 2, h / 2
     left = int(round(min(max(cx - side / 2, 0), w - side)))
     top = int(round(min(max(cy - side / 2, 0), h - side)))
-    square = Image.fromarray(rgb[top : top + side, left : left + side])
-    return _jpeg(square.resize((size, size), Image.Resampling.LANCZOS))
+    return left, top, side
 
 
 def face_crop(rgb: np.ndarray, box: Sequence[float], size: int = FACE_SIZE) -> bytes:

@@ -116,7 +116,13 @@ def test_persons_json_lists_faces_with_photo_paths_and_boxes(offline_env, tmp_pa
     assert [f["photo"] for f in people[0]["faces"]] == ["trip/07.jpg", "trip/08.jpg"]
     assert all(len(f["box"]) == 4 for f in people[0]["faces"])
     text = invoke(offline_env, "persons").output
-    assert "2 faces" in text and (settings_of(offline_env).data_dir / "persons.html").exists()
+    assert "2 faces" in text and not (settings_of(offline_env).data_dir / "persons.html").exists()
+    text = invoke(offline_env, "persons", "--html").output
+    sheet = settings_of(offline_env).data_dir / "persons.html"
+    assert f"1 persons; contact sheet: {sheet}\n" in text
+    page = sheet.read_text()
+    assert f"<h2>{people[0]['id']}</h2>" in page and "Person 1" not in page  # an id the commands take
+    assert page.count('<a href="thumbnails/thumb_') == 2  # each face links to its photo
 
 
 def test_a_run_with_another_model_than_the_library_stops_naming_both(offline_env, tmp_path: Path) -> None:

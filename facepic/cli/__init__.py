@@ -4,6 +4,7 @@
 - ``library``: `status`, `persons`, `cleanup`;
 - ``corrections``: `name`, `merge`, `move`, `reject`, `cover`, `hide`, `recluster`;
 - ``models``: `reembed`, `fetch-model`;
+- ``serve``: `serve`, the web page on the library (``facepic.web``);
 - the Celery layer adds `enqueue` (``workers.cli``): facepic itself never imports Celery.
 
 Every error a user can cause or cure is a ``FacePicError``: this group turns it into one line,
@@ -129,7 +130,7 @@ def with_upload_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 # Queue lengths for `status`, where the Celery layer is installed (workers.cli sets it).
 queue_lengths: Callable[[Settings], dict[str, int]] | None = None
 
-from facepic.cli import corrections, library, models, run  # noqa: E402,F401 - the commands register themselves
+from facepic.cli import corrections, library, models, run, serve  # noqa: E402,F401 - the commands register themselves
 
 
 def main() -> None:  # pragma: no cover - the console script without the Celery layer

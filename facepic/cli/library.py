@@ -91,19 +91,26 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Every person with its faces, for scripts.")
 @click.option("--all", "show_all", is_flag=True, help="Hidden persons too.")
+@click.option("--html", "as_html", is_flag=True,
+              help="Also write <data>/persons.html, a contact sheet to share (every face, the unassigned ones too).")
 @click.pass_obj
-def persons(obj: dict, as_json: bool, show_all: bool) -> None:
-    """List the persons found, with their face counts, and write an HTML contact sheet.
+def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
+    """List the persons found, with their face counts (`facepic serve` shows them on a page
+    where they can be fixed).
 
     Example:
 
         facepic persons --json > persons.json
     """
     settings = settings_of(obj)
+    sheet = None
     with embedded_database(settings) as settings, Context(settings) as ctx:
         people = reports.persons(ctx.library, hidden=show_all)
-        sheet = reports.write_contact_sheet(people, settings)
         unassigned = ctx.library.unassigned_faces()
+        if as_html:
+            loose, _ = ctx.library.web_unassigned(0, UNASSIGNED_ON_SHEET)
+            faces = [{"face_id": f["_id"], "image_id": f["image_id"]} for f in loose]
+            sheet = reports.write_contact_sheet(people, settings, faces, unassigned)
     if as_json:
         click.echo(json.dumps(people, indent=2, ensure_ascii=False))
         return
@@ -111,10 +118,14 @@ def persons(obj: dict, as_json: bool, show_all: bool) -> None:
         label = person["name"] or "(unnamed)"
         flag = "  [hidden]" if person["hidden"] else ""
         click.echo(f"{n:4d}  {person['id']}  {label}  {person['face_count']} faces{flag}")
-    click.echo(f"{len(people)} persons; contact sheet: {sheet}")
+    click.echo(f"{len(people)} persons" + (f"; contact sheet: {sheet}" if sheet else
+                                          "; `facepic serve` shows them, `--html` writes a contact sheet"))
     if unassigned:
         click.echo(f"{unassigned} faces belong to nobody yet (too small or blurred to found a person, "
                    "ambiguous, or rejected): `facepic recluster` places those it can")
+
+
+UNASSIGNED_ON_SHEET = 2_000  # faces of nobody on the contact sheet
 
 
 @cli.command()

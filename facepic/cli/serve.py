@@ -1,0 +1,68 @@
+"""`facepic serve`: the web page on the library (``facepic.web``), until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+import click
+
+from facepic.cli import cli, settings_of
+from facepic.embedded import embedded_database
+from facepic.pipeline import Context
+
+
+@cli.command()
+@click.option("--bind", default=None, help="Address to listen on (FACEPIC_WEB_BIND, default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to listen on (FACEPIC_WEB_PORT, default 8000; 0: any free port).")
+@click.pass_obj
+def serve(obj: dict, bind: str | None, port: int | None) -> None:
+    """Start the web page on the library: people, persons, photos, unassigned faces and search,
+    with the same corrections as the commands, and a JSON API under /api/. Listens on 127.0.0.1
+    unless told otherwise; any other address needs a login (FACEPIC_WEB_AUTH=user:password).
+    With the embedded database the page holds the data folder: stop it before `facepic run`.
+
+    Example:
+
+        facepic serve --port 8000
+    """
+    settings = settings_of(obj)
+    try:
+        import waitress
+
+        from facepic.web import guard
+        from facepic.web.app import create_app
+    except ImportError:
+        raise click.ClickException("the web page is not installed: pip install 'facepic[web]' "
+                                   "(or pip install -r requirements/web.txt)") from None
+    try:
+        login = guard.parse_login(settings.web_auth)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    host = bind or settings.web_bind
+    port = settings.web_port if port is None else port
+    if login is None and not guard.is_loopback(host):
+        raise click.ClickException(f"refusing to listen on {host} without a login: set FACEPIC_WEB_AUTH=user:password "
+                                   "(or listen on 127.0.0.1)")
+    with embedded_database(settings) as settings, Context(settings) as ctx:
+        app = create_app(ctx, login)
+        try:
+            server = waitress.create_server(app, host=host, port=port, threads=4, ident="FacePic")
+        except OSError as e:
+            raise click.ClickException(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            raise SystemExit(0)
+
+        previous = signal.signal(signal.SIGTERM, stop)
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"FacePic is at http://{shown}:{server.effective_port}/ "
+                   f"({'login required' if login else 'this machine only, no login'}); Ctrl-C stops it", err=False)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            server.close()

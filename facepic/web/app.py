@@ -1,0 +1,314 @@
+"""The Flask app of `facepic serve`: server-rendered pages, the JSON API under /api/, images.
+
+Pages and API read and change the library through one ``Site`` (``facepic.web.site``);
+``guard`` decides who may come in and which requests may change anything.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Flask,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from PIL import Image
+from werkzeug.wrappers import Response as BaseResponse
+
+from facepic import storage
+from facepic.errors import FacePicError
+from facepic.persons import PersonError
+from facepic.pipeline import Context
+from facepic.thumbnails import FACE_SIZE, square_window
+from facepic.web import guard
+from facepic.web.site import NotFound, Site, page_number
+
+PRESIGNED_SECONDS = 300  # how long a bucket URL handed to the browser works
+
+
+def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
+    """The app on ``ctx``'s library, store and data folder; ``login`` (user, password) or None."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=secrets.token_bytes(32), SESSION_COOKIE_SAMESITE="Strict",
+                      SESSION_COOKIE_HTTPONLY=True, JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=1 << 20)
+    site = Site(ctx)
+    app.extensions["facepic"] = site
+
+    @app.before_request
+    def gate() -> BaseResponse | None:
+        denied = guard.check_login(login)
+        if denied is not None:
+            return denied
+        guard.check_change()
+        return None
+
+    @app.after_request
+    def headers(response: BaseResponse) -> BaseResponse:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' https: http: data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'")
+        return response
+
+    app.jinja_env.globals["csrf_token"] = guard.csrf_token
+
+    @app.errorhandler(NotFound)
+    def not_found(e: NotFound) -> Any:
+        if request.path.startswith("/api/"):
+            return jsonify(error=str(e)), 404
+        return render_template("error.html", message=str(e)), 404
+
+    @app.errorhandler(FacePicError)
+    def refused(e: FacePicError) -> Any:
+        code = 400 if isinstance(e, PersonError) else 503  # else: the database or bucket failed
+        if request.path.startswith("/api/"):
+            return jsonify(error=str(e)), code
+        if request.method == "GET" or code != 400:
+            return render_template("error.html", message=str(e)), code
+        flash(str(e), "error")
+        return redirect(guard.safe_next(request.form.get("next"), url_for("people")))
+
+    _pages(app, site)
+    _api(app, site)
+    _images(app, site, ctx)
+    return app
+
+
+def _pages(app: Flask, site: Site) -> None:
+    def back(fallback: str) -> BaseResponse:
+        return redirect(guard.safe_next(request.form.get("next"), fallback))
+
+    @app.get("/")
+    def people() -> str:
+        hidden = request.args.get("hidden") == "1"
+        return render_template("people.html", data=site.people(page_number(request.args.get("page")), hidden))
+
+    @app.get("/persons/<person_id>")
+    def person(person_id: str) -> str:
+        return render_template("person.html", data=site.person(person_id, page_number(request.args.get("page"))))
+
+    @app.get("/photos/<image_id>")
+    def photo(image_id: str) -> str:
+        return render_template("photo.html", data=site.photo(image_id))
+
+    @app.get("/unassigned")
+    def unassigned() -> str:
+        return render_template("unassigned.html", data=site.unassigned(page_number(request.args.get("page"))))
+
+    @app.get("/search")
+    def search() -> str:
+        wanted = request.args.getlist("person")
+        query = request.args.get("q", "")
+        return render_template("search.html", data=site.search(wanted, page_number(request.args.get("page"))),
+                               query=query, found=site.find(query) if query else [])
+
+    @app.post("/persons/<person_id>/name")
+    def rename(person_id: str) -> BaseResponse:
+        done = site.rename(person_id, request.form.get("name", ""))
+        flash(f"named {done['name']}", "ok")
+        if done["others_named"]:
+            flash(f"{len(done['others_named'])} other person(s) have this name too", "note")
+        return back(url_for("person", person_id=person_id))
+
+    @app.post("/persons/<person_id>/merge")
+    def merge(person_id: str) -> BaseResponse:
+        done = site.merge(request.form.get("into", ""), [person_id])
+        flash(f"merged into {done['name'] or done['id']}", "ok")
+        return redirect(url_for("person", person_id=done["id"]))
+
+    @app.post("/persons/<person_id>/cover")
+    def cover(person_id: str) -> BaseResponse:
+        site.cover(person_id, request.form.get("face_id", ""))
+        flash("cover changed", "ok")
+        return back(url_for("person", person_id=person_id))
+
+    @app.post("/persons/<person_id>/hide")
+    def hide(person_id: str) -> BaseResponse:
+        hidden = request.form.get("hidden", "1") == "1"
+        site.hide(person_id, hidden)
+        flash("hidden: it stays out of the people page" if hidden else "shown again", "ok")
+        return back(url_for("person", person_id=person_id))
+
+    @app.post("/faces/<face_id>/move")
+    def move(face_id: str) -> BaseResponse:
+        target = None if request.form.get("new") == "1" else request.form.get("person", "")
+        done = site.move(face_id, target)
+        flash("moved to a new person" if target is None else "moved", "ok")
+        return back(url_for("person", person_id=done["person_id"]))
+
+    @app.post("/faces/<face_id>/reject")
+    def reject(face_id: str) -> BaseResponse:
+        site.reject(face_id)
+        flash("not this person: the face waits among the unassigned", "ok")
+        return back(url_for("unassigned"))
+
+
+def _api(app: Flask, site: Site) -> None:
+    def body() -> dict[str, Any]:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            abort(400, "send a JSON object (Content-Type: application/json)")
+        return data
+
+    def text(data: dict[str, Any], key: str) -> str:
+        value = data.get(key)
+        if not isinstance(value, str):
+            abort(400, f"{key!r} must be a string")
+        return value
+
+    page = lambda: page_number(request.args.get("page"))  # noqa: E731
+
+    app.add_url_rule("/api/persons", "api_persons",
+                     lambda: jsonify(site.people(page(), request.args.get("hidden") == "1")))
+    app.add_url_rule("/api/persons/search", "api_find", lambda: jsonify(site.find(request.args.get("q", ""))))
+    app.add_url_rule("/api/persons/<person_id>", "api_person",
+                     lambda person_id: jsonify(site.person(person_id, page())))
+    app.add_url_rule("/api/photos/<image_id>", "api_photo", lambda image_id: jsonify(site.photo(image_id)))
+    app.add_url_rule("/api/unassigned", "api_unassigned", lambda: jsonify(site.unassigned(page())))
+    app.add_url_rule("/api/search", "api_search",
+                     lambda: jsonify(site.search(request.args.getlist("person"), page())))
+
+    def post(rule: str, name: str, fn: Callable[..., Any]) -> None:
+        app.add_url_rule(rule, name, lambda **kw: jsonify(fn(body(), **kw)), methods=["POST"])
+
+    post("/api/persons/<person_id>/name", "api_name", lambda d, person_id: site.rename(person_id, text(d, "name")))
+    post("/api/persons/<person_id>/merge", "api_merge",
+         lambda d, person_id: site.merge(person_id, _strings(d.get("sources"))))
+    post("/api/persons/<person_id>/cover", "api_cover",
+         lambda d, person_id: site.cover(person_id, text(d, "face_id")))
+    post("/api/persons/<person_id>/hide", "api_hide",
+         lambda d, person_id: site.hide(person_id, bool(d.get("hidden", True))))
+    post("/api/faces/<face_id>/move", "api_move",
+         lambda d, face_id: site.move(face_id, None if d.get("new") else text(d, "person")))
+    post("/api/faces/<face_id>/reject", "api_reject", lambda d, face_id: site.reject(face_id))
+
+    @app.errorhandler(400)
+    @app.errorhandler(403)
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def http_error(e: Any) -> Any:
+        if request.path.startswith("/api/"):
+            return jsonify(error=e.description), e.code
+        return render_template("error.html", message=e.description), e.code
+
+
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        abort(400, "'sources' must be a list of person ids or names")
+    return value
+
+
+def _images(app: Flask, site: Site, ctx: Context) -> None:
+    """Thumbnails, face crops and covers from the data folder, else from the bucket through a
+    short-lived presigned URL (the browser never sees the bucket's keys); originals on demand."""
+    folder = ctx.folder
+    bucket = ctx.store if isinstance(ctx.store, storage.S3Store) else None
+
+    def local(path: Path) -> BaseResponse | None:
+        return send_file(path, mimetype="image/jpeg", max_age=3600) if path.is_file() else None
+
+    def presigned(key: str) -> BaseResponse:
+        assert bucket is not None
+        response = redirect(bucket.presigned_url(key, PRESIGNED_SECONDS))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def thumbnail_bytes(image: dict[str, Any]) -> bytes | None:
+        path = folder.thumbnail(image["_id"])
+        if path.is_file():
+            return path.read_bytes()
+        key = (image.get("keys") or {}).get("thumbnail")
+        return ctx.store.get_bytes(key) if key and image.get("uploaded") else None
+
+    @app.get("/img/thumb/<image_id>.jpg")
+    def thumb_image(image_id: str) -> BaseResponse:
+        image = site.image(image_id)
+        if image is None:
+            abort(404, "no such photo")
+        found = local(folder.thumbnail(image_id))
+        if found is not None:
+            return found
+        key = (image.get("keys") or {}).get("thumbnail")
+        if bucket is not None and key:
+            return presigned(key)
+        abort(404, "this photo's thumbnail is neither in the data folder nor in a bucket")
+
+    @app.get("/img/face/<face_id>.jpg")
+    def face_image(face_id: str) -> BaseResponse:
+        doc = site.face_doc(face_id)
+        if doc is None:
+            abort(404, "no such face")
+        found = local(folder.face_crop(face_id))
+        if found is not None:
+            return found
+        image = site.image(doc["image_id"])
+        if image is None:
+            abort(404, "no such photo")
+        # No local crop (a data folder elsewhere): cut it from the thumbnail.
+        data = thumbnail_bytes(image)
+        if data is None:
+            abort(404, "no thumbnail to cut this face from")
+        return send_file(io.BytesIO(_crop_from_thumbnail(data, image, doc, site)), mimetype="image/jpeg",
+                         max_age=3600)
+
+    @app.get("/img/cover/<person_id>.jpg")
+    def cover_image(person_id: str) -> BaseResponse:
+        person = site.person_doc(person_id)
+        if person is None:
+            abort(404, "no such person")
+        found = local(folder.cover(person_id))
+        if found is not None:
+            return found
+        if bucket is not None and person.get("cover_uploaded"):
+            return presigned(storage.person_key(person_id))
+        if person.get("best_face_id"):
+            return redirect(url_for("face_image", face_id=person["best_face_id"]))
+        abort(404, "this person has no cover")
+
+    @app.get("/photos/<image_id>/original")
+    def original(image_id: str) -> BaseResponse:
+        image = site.image(image_id)
+        if image is None:
+            abort(404, "no such photo")
+        key = (image.get("keys") or {}).get("original")
+        if key and image.get("uploaded"):
+            if bucket is not None:
+                return presigned(key)
+            copied = folder.objects / key
+            if copied.is_file():
+                return send_file(copied, mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None))
+        path = Path(image.get("root") or "") / (image.get("path") or "")
+        if image.get("root") and path.is_file():
+            return send_file(path, mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None),
+                             download_name=image.get("filename") or path.name)
+        abort(404, "the original is neither in the bucket nor at its path (is the drive mounted?)")
+
+
+def _crop_from_thumbnail(data: bytes, image: dict[str, Any], face: dict[str, Any], site: Site) -> bytes:
+    width, height = int(image.get("width") or 1), int(image.get("height") or 1)
+    boxes = [f["box"] for f in site.lib.faces_of_image(image["_id"]) if f.get("box")]
+    left, top, side = square_window(width, height, boxes)
+    thumb = Image.open(io.BytesIO(data)).convert("RGB")
+    scale = thumb.width / side
+    x1, y1, x2, y2 = (float(v) for v in face.get("box") or (0, 0, 0, 0))
+    half = max(x2 - x1, y2 - y1) * 0.75
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    window = [(cx - half - left) * scale, (cy - half - top) * scale, (cx + half - left) * scale,
+              (cy + half - top) * scale]
+    out = io.BytesIO()
+    thumb.crop((window[0], window[1], window[2], window[3])).resize((FACE_SIZE, FACE_SIZE)).save(out, "JPEG", quality=85)
+    return out.getvalue()

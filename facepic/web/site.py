@@ -1,0 +1,196 @@
+"""What the page and its JSON API read and change: plain dicts, the same for both.
+
+Every change calls the function of ``facepic.persons`` that the CLI command calls, so a
+correction made here is the same constraint, kept by new photos, `recluster` and re-runs,
+and seen by a running index worker (each bumps the library's revision).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from facepic import persons as corrections
+from facepic.db import Library
+from facepic.errors import FacePicError
+from facepic.pipeline import Context
+from facepic.thumbnails import square_window
+
+PER_PAGE = 60  # persons or faces on one page
+SEARCH_LIMIT = 20
+
+IMAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+FACE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-f[0-9]{1,5}$")
+PERSON_ID = re.compile(r"^p[0-9a-f]{15}$")
+
+
+class NotFound(FacePicError):
+    """No such person, face or photo: the page answers 404."""
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int
+    per_page: int
+    total: int
+
+    @property
+    def skip(self) -> int:
+        return (self.number - 1) * self.per_page
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    def as_dict(self) -> dict[str, int]:
+        return {"page": self.number, "per_page": self.per_page, "total": self.total, "pages": self.pages}
+
+
+def page_number(raw: str | None) -> int:
+    try:
+        return max(1, min(int(raw or 1), 1_000_000))
+    except ValueError:
+        return 1
+
+
+def person_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"id": doc["_id"], "name": doc.get("name", ""), "face_count": int(doc.get("face_count", 0)),
+            "hidden": bool(doc.get("hidden")), "cover_face_id": doc.get("best_face_id")}
+
+
+def photo_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    path = doc.get("path") or ""
+    return {"id": doc["_id"], "path": path, "folder": os.path.dirname(path), "root": doc.get("root"),
+            "taken_at": doc.get("taken_at"), "camera": doc.get("camera"), "gps": doc.get("gps"),
+            "width": doc.get("width"), "height": doc.get("height")}
+
+
+class Site:
+    """The library as the page sees it; changes are made one at a time."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.covers = corrections.Covers(ctx)
+        self._lock = threading.Lock()
+
+    @property
+    def lib(self) -> Library:
+        return self.ctx.library
+
+    # --- reads ------------------------------------------------------------------------
+
+    def people(self, page: int, hidden: bool) -> dict[str, Any]:
+        docs, total = self.lib.web_persons(hidden, (page - 1) * PER_PAGE, PER_PAGE)
+        return {"persons": [person_summary(d) for d in docs], **Page(page, PER_PAGE, total).as_dict(),
+                "hidden_included": hidden}
+
+    def find(self, text: str) -> list[dict[str, Any]]:
+        if not text.strip():
+            return []
+        return [person_summary(d) for d in self.lib.web_name_search(text, SEARCH_LIMIT)]
+
+    def person(self, person_id: str, page: int) -> dict[str, Any]:
+        doc = self.lib.web_person(person_id) if PERSON_ID.match(person_id) else None
+        if doc is None:
+            raise NotFound(f"no person {person_id!r}")
+        faces, total = self.lib.web_faces_of_person(person_id, (page - 1) * PER_PAGE, PER_PAGE)
+        images = self.lib.web_images([f["image_id"] for f in faces])
+        return {**person_summary(doc), "face_count": total, **Page(page, PER_PAGE, total).as_dict(),
+                "faces": [self._face(f, images.get(f["image_id"])) for f in faces]}
+
+    def photo(self, image_id: str) -> dict[str, Any]:
+        doc = self.lib.web_images([image_id]).get(image_id) if IMAGE_ID.match(image_id) else None
+        if doc is None:
+            raise NotFound(f"no photo {image_id!r}")
+        faces = self.lib.faces_of_image(image_id)
+        people = self.lib.web_persons_by_id([f["person_id"] for f in faces if f.get("person_id")])
+        width, height = int(doc.get("width") or 1), int(doc.get("height") or 1)
+        left, top, side = square_window(width, height, [f["box"] for f in faces if f.get("box") is not None])
+        out = []
+        for f in faces:
+            pid = f.get("person_id")
+            x1, y1, x2, y2 = (float(v) for v in f.get("box") or (0, 0, 0, 0))
+            # Where the box lies on the square thumbnail, in percent (clipped to it).
+            on_thumb = [max(0.0, min(100.0, 100 * (v - o) / side)) for v, o in
+                        ((x1, left), (y1, top), (x2, left), (y2, top))]
+            out.append({"face_id": f["_id"], "box": f.get("box"), "on_thumbnail": [round(v, 2) for v in on_thumb],
+                        "person": person_summary(people[pid]) if pid in people else None,
+                        "candidates": [c for c in f.get("candidates") or [] if c],
+                        "rejected": list(f.get("rejected") or []), "locked": bool(f.get("locked"))})
+        return {**photo_summary(doc), "faces": out}
+
+    def unassigned(self, page: int) -> dict[str, Any]:
+        faces, total = self.lib.web_unassigned((page - 1) * PER_PAGE, PER_PAGE)
+        images = self.lib.web_images([f["image_id"] for f in faces])
+        people = self.lib.web_persons_by_id([c for f in faces for c in f.get("candidates") or [] if c])
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for f in faces:
+            key = tuple(c for c in f.get("candidates") or [] if c in people)
+            groups.setdefault(key, []).append(self._face(f, images.get(f["image_id"])))
+        ordered = sorted(groups.items(), key=lambda kv: (not kv[0], -len(kv[1]), kv[0]))
+        return {"groups": [{"candidates": [person_summary(people[c]) for c in key], "faces": group}
+                           for key, group in ordered], **Page(page, PER_PAGE, total).as_dict()}
+
+    def search(self, person_ids: Sequence[str], page: int) -> dict[str, Any]:
+        wanted = [p for p in dict.fromkeys(person_ids) if PERSON_ID.match(p)]
+        chosen = self.lib.web_persons_by_id(wanted)
+        if not wanted:
+            return {"persons": [], "photos": [], **Page(page, PER_PAGE, 0).as_dict()}
+        docs, total = self.lib.web_photos_with(wanted, (page - 1) * PER_PAGE, PER_PAGE)
+        return {"persons": [person_summary(chosen[p]) for p in wanted if p in chosen],
+                "photos": [photo_summary(d) for d in docs], **Page(page, PER_PAGE, total).as_dict()}
+
+    def image(self, image_id: str) -> dict[str, Any] | None:
+        return self.lib.web_images([image_id]).get(image_id) if IMAGE_ID.match(image_id) else None
+
+    def face_doc(self, face_id: str) -> dict[str, Any] | None:
+        if not FACE_ID.match(face_id):
+            return None
+        try:
+            return corrections.find_face(self.lib, face_id)
+        except corrections.PersonError:
+            return None
+
+    def person_doc(self, person_id: str) -> dict[str, Any] | None:
+        return self.lib.web_person(person_id) if PERSON_ID.match(person_id) else None
+
+    @staticmethod
+    def _face(face: dict[str, Any], image: dict[str, Any] | None) -> dict[str, Any]:
+        return {"face_id": face["_id"], "image_id": face["image_id"], "box": face.get("box"),
+                "photo": (image or {}).get("path"), "person_id": face.get("person_id"),
+                "candidates": [c for c in face.get("candidates") or [] if c]}
+
+    # --- changes: the CLI's functions ---------------------------------------------------
+
+    def _change(self, fn: Callable[[], Any]) -> Any:
+        with self._lock:  # one change at a time: each reads, then writes, several documents
+            return fn()
+
+    def rename(self, ref: str, name: str) -> dict[str, Any]:
+        doc = self._change(lambda: corrections.name_person(self.lib, ref, name))
+        return {"id": doc["_id"], "name": doc["name"],
+                "others_named": corrections.others_named(self.lib, doc["name"], doc["_id"])}
+
+    def merge(self, target: str, sources: Sequence[str]) -> dict[str, Any]:
+        doc = self._change(lambda: corrections.merge_persons(self.lib, target, list(sources), self.covers))
+        return {"id": doc["_id"], "name": doc.get("name", "")}
+
+    def move(self, face_id: str, target: str | None) -> dict[str, Any]:
+        pid = self._change(lambda: corrections.move_face(self.lib, face_id, target, self.covers))
+        return {"face_id": face_id, "person_id": pid}
+
+    def reject(self, face_id: str) -> dict[str, Any]:
+        left = self._change(lambda: corrections.reject_face(self.lib, face_id, self.covers))
+        return {"face_id": face_id, "left": left}
+
+    def cover(self, ref: str, face_id: str) -> dict[str, Any]:
+        self._change(lambda: corrections.pick_cover(self.lib, ref, face_id, self.covers))
+        return {"id": corrections.find_person(self.lib, ref)["_id"], "cover_face_id": face_id}
+
+    def hide(self, ref: str, hidden: bool) -> dict[str, Any]:
+        doc = self._change(lambda: corrections.hide_person(self.lib, ref, hidden))
+        return {"id": doc["_id"], "hidden": hidden}

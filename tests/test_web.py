@@ -1,0 +1,357 @@
+"""`facepic serve` in a real browser (Debian's chromium through chromium-driver, driven by
+Selenium), on a library built from the committed photos: every correction is made by clicking
+through the page, and the library is checked afterwards with the CLI, as a user would."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, copy_photos, invoke
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+XSS = "<script>alert(1)</script>"
+XSS_FILE = "<img src=x onerror=alert(2)>.jpg"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> tuple[dict[str, str], Path]:
+    """A library of the committed photos (one of them under a hostile file name), built once:
+    each test serves its own copy of the data folder."""
+    base = tmp_path_factory.mktemp("web")
+    photos = base / "photos"
+    copy_photos(photos)
+    # Another photo by its content (a byte after the JPEG's end), not a duplicate of its source.
+    (photos / XSS_FILE).write_bytes((photos / "tom_hanks" / "07.jpg").read_bytes() + b"\0")
+    env = {"FACEPIC_DATA_DIR": str(base / "data"), "FACEPIC_MODEL": "buffalo_s",
+           "FACEPIC_MODEL_ROOT": str(model_root), "FACEPIC_MONGODB_URI": "", "FACEPIC_S3_ENDPOINT": "",
+           "FACEPIC_S3_ACCESS_KEY_ID": "", "FACEPIC_S3_SECRET_ACCESS_KEY": "", "FACEPIC_WORKERS": "2"}
+    assert invoke(env, "run", str(photos)).exit_code == 0
+    return env, base / "data"
+
+
+@pytest.fixture
+def library(built: tuple[dict[str, str], Path], tmp_path: Path) -> dict[str, str]:
+    env, data = built
+    shutil.copytree(data, tmp_path / "data", ignore=shutil.ignore_patterns(".facepic.lock"))
+    return {**env, "FACEPIC_DATA_DIR": str(tmp_path / "data")}
+
+
+class Server:
+    """`facepic serve --port 0` in its own process, as a user starts it."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("FACEPIC_")}
+        environ.update(env, PYTHONPATH=str(REPO))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environ, cwd=REPO, text=True)
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], 60)
+        self.line = self.process.stdout.readline() if ready else ""
+        assert self.line.startswith("FacePic is at http://127.0.0.1:"), self.line
+        self.url = self.line.split()[3].rstrip("/")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+@pytest.fixture
+def server(library: dict[str, str]) -> Iterator[Server]:
+    started = Server(library)
+    yield started
+    started.stop()
+
+
+def call(url: str, data: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any]:
+    body = raw if raw is not None else (json.dumps(data).encode() if data is not None else None)
+    all_headers = {"Content-Type": "application/json"} if data is not None else {}
+    all_headers.update(headers or {})
+    request = urllib.request.Request(url, data=body, headers=all_headers, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read()
+            status = response.status
+    except urllib.error.HTTPError as e:
+        text, status = e.read(), e.code
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text.decode("utf-8", "replace")
+
+
+def persons_json(env: dict[str, str]) -> list[dict[str, Any]]:
+    result = invoke(env, "persons", "--json", "--all")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+# --- the browser ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromium-driver are missing: .ci/run installs them")
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+def click(driver: Any, css: str, within: Any = None) -> None:
+    """Click a button that submits a form, and wait for the next page."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button = (within or driver).find_element("css selector", css)
+    old = driver.find_element("tag name", "html")
+    button.click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+
+
+def no_alert(driver: Any) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    with pytest.raises(NoAlertPresentException):
+        driver.switch_to.alert  # noqa: B018 - raises when no script ran
+
+
+def flash(driver: Any) -> str:
+    return " | ".join(e.text for e in driver.find_elements("css selector", ".flash"))
+
+
+def test_fixing_the_people_through_the_page(server: Server, browser: Any, library: dict[str, str]) -> None:
+    before = {p["id"]: p for p in persons_json_from(server)}
+    driver = browser
+    driver.get(server.url + "/")
+    cards = driver.find_elements("css selector", "li.card[data-person]")
+    assert [c.get_attribute("data-person") for c in cards] == list(before)  # most faces first
+    counts = [int(c.find_element("css selector", ".count").text.split()[0]) for c in cards]
+    assert counts == sorted(counts, reverse=True)
+    first, second, third = list(before)[:3]
+
+    # Rename: the name is text, never markup.
+    driver.get(f"{server.url}/persons/{first}")
+    field = driver.find_element("css selector", "form[action$='/name'] input[name=name]")
+    field.clear()
+    field.send_keys(XSS)
+    click(driver, "form[action$='/name'] button")
+    assert driver.find_element("id", "person-name").text == XSS
+    no_alert(driver)
+    driver.get(server.url + "/")
+    assert XSS in driver.find_element("css selector", f"li[data-person='{first}'] .name").text
+    no_alert(driver)
+
+    # Merge `second` into `first`, chosen by a name search.
+    driver.get(f"{server.url}/persons/{second}")
+    driver.find_element("css selector", "input[name=into]").send_keys(XSS)
+    click(driver, "form[action$='/merge'] button")
+    assert driver.current_url.endswith(f"/persons/{first}")
+    merged = before[first]["face_count"] + before[second]["face_count"]
+    assert f"{merged} faces" in driver.find_element("css selector", ".person-head .meta").text
+
+    # Pick the cover: the last face on the page.
+    face_cards = driver.find_elements("css selector", "li.card[data-face]:not(.is-cover)")[1:]
+    chosen = face_cards[-1].get_attribute("data-face")
+    click(driver, "form[action$='/cover'] button", within=face_cards[-1])
+    assert driver.find_element("css selector", "li.is-cover").get_attribute("data-face") == chosen
+
+    # Not this person: the first face leaves and waits among the unassigned.
+    rejected = driver.find_elements("css selector", "li.card[data-face]")[0].get_attribute("data-face")
+    click(driver, "form[action$='/reject'] button")
+    assert f"{merged - 1} faces" in driver.find_element("css selector", ".person-head .meta").text
+    driver.get(server.url + "/unassigned")
+    assert driver.find_elements("css selector", f"li[data-face='{rejected}']")
+
+    # Move a face of `third` to a new person, from its photo's page.
+    driver.get(f"{server.url}/persons/{third}")
+    moved = driver.find_elements("css selector", "li.card[data-face]")[0].get_attribute("data-face")
+    driver.find_elements("css selector", "li.card[data-face] a")[0].click()
+    item = driver.find_element("css selector", f".face-list li[data-face='{moved}']")
+    click(driver, "form input[name=new] ~ button", within=item)
+    assert "moved to a new person" in flash(driver)
+
+    # Move the rejected face to `third`, by typing its id on the unassigned page.
+    driver.get(server.url + "/unassigned")
+    card = driver.find_element("css selector", f"li[data-face='{rejected}']")
+    card.find_element("css selector", "summary").click()
+    card.find_element("css selector", "form.move input[name=person]").send_keys(third)
+    click(driver, "form.move button", within=card)
+    assert "moved" in flash(driver)
+
+    # Hide `third`: gone from the people page, back behind the toggle.
+    driver.get(f"{server.url}/persons/{third}")
+    click(driver, "form[action$='/hide'] button")
+    driver.get(server.url + "/")
+    assert not driver.find_elements("css selector", f"li[data-person='{third}']")
+    driver.find_element("link text", "Show hidden people too").click()
+    assert driver.find_element("css selector", f"li.hidden-person[data-person='{third}']")
+
+    # Search: the photos of the person found by its name.
+    driver.get(server.url + "/search?q=" + urllib.request.quote(XSS))
+    driver.find_element("partial link text", "+ ").click()
+    tiles = driver.find_elements("css selector", ".grid.photos li")
+    assert len(tiles) == merged - 1
+    no_alert(driver)
+    server.stop()
+
+    # The library, as the CLI sees it afterwards.
+    after = {p["id"]: p for p in persons_json(library)}
+    assert second not in after
+    assert after[first]["name"] == XSS and after[first]["face_count"] == merged - 1
+    assert after[first]["best_face_id"] == chosen
+    assert rejected not in {f["face_id"] for f in after[first]["faces"]}
+    assert rejected in {f["face_id"] for f in after[third]["faces"]}
+    assert moved not in {f["face_id"] for f in after[third]["faces"]}
+    assert any(p["faces"] and [f["face_id"] for f in p["faces"]] == [moved] for p in after.values())
+    assert after[third]["hidden"] is True
+    # A correction made on the page holds through recluster, as the CLI's do.
+    assert invoke(library, "recluster").exit_code == 0
+    again = {p["id"]: p for p in persons_json(library)}
+    assert rejected not in {f["face_id"] for f in again[first]["faces"]}
+    assert again[first]["name"] == XSS and again[third]["hidden"] is True
+
+
+def persons_json_from(server: Server) -> list[dict[str, Any]]:
+    status, data = call(server.url + "/api/persons")
+    assert status == 200
+    return data["persons"]
+
+
+def test_a_photo_page_shows_a_hostile_file_name_as_text(server: Server, browser: Any) -> None:
+    status, found = call(server.url + "/api/persons")
+    for person in found["persons"]:
+        _, detail = call(f"{server.url}/api/persons/{person['id']}")
+        hostile = [f for f in detail["faces"] if f["photo"] == XSS_FILE]
+        if hostile:
+            break
+    assert hostile, "the photo with the hostile name has a person"
+    browser.get(f"{server.url}/photos/{hostile[0]['image_id']}")
+    assert browser.find_element("css selector", "h1.path").text == XSS_FILE
+    assert browser.find_elements("css selector", "svg.boxes rect")
+    no_alert(browser)
+    browser.get(f"{server.url}/persons/{person['id']}")
+    assert XSS_FILE in [e.get_attribute("textContent") for e in browser.find_elements("css selector", ".file")]
+    no_alert(browser)
+
+
+# --- the API, the login and the guards, without a browser ---------------------------------------
+
+
+def test_the_api_reads_and_changes_what_the_page_does(server: Server, library: dict[str, str]) -> None:
+    status, people = call(server.url + "/api/persons")
+    assert status == 200 and people["total"] == len(people["persons"]) > 3
+    top, other = people["persons"][0]["id"], people["persons"][1]["id"]
+    status, person = call(f"{server.url}/api/persons/{top}")
+    assert status == 200 and len(person["faces"]) == person["face_count"]
+    face = person["faces"][0]
+    status, photo = call(f"{server.url}/api/photos/{face['image_id']}")
+    assert status == 200 and photo["path"] == face["photo"] and photo["faces"][0]["person"]["id"] == top
+    assert call(f"{server.url}/api/persons/{top}/name", {"name": "Alice"}) == (
+        200, {"id": top, "name": "Alice", "others_named": []})
+    assert call(f"{server.url}/api/persons/search?q=ali")[1][0]["id"] == top
+    status, search = call(f"{server.url}/api/search?person={top}")
+    assert status == 200 and search["total"] == person["face_count"]
+    assert call(f"{server.url}/api/persons/Alice/merge", {"sources": [other]})[0] == 200
+    status, error = call(f"{server.url}/api/persons/Alice/merge", {"sources": [other]})
+    assert status == 400 and error["error"].startswith(f"no person {other!r}")
+    status, done = call(f"{server.url}/api/faces/{face['face_id']}/move", {"new": True})
+    assert status == 200 and done["person_id"] != top
+    assert call(f"{server.url}/api/faces/{face['face_id']}/reject", {})[0] == 200
+    status, unassigned = call(server.url + "/api/unassigned")
+    assert face["face_id"] in {f["face_id"] for g in unassigned["groups"] for f in g["faces"]}
+    assert call(f"{server.url}/api/persons/Alice/hide", {"hidden": True}) == (200, {"id": top, "hidden": True})
+    assert call(f"{server.url}/api/persons/nobody-at-all")[0] == 404
+    # Images come from the data folder; the original on request.
+    for path in (f"/img/thumb/{face['image_id']}.jpg", f"/img/face/{face['face_id']}.jpg", f"/img/cover/{top}.jpg",
+                 f"/photos/{face['image_id']}/original"):
+        with urllib.request.urlopen(server.url + path) as response:
+            assert response.status == 200 and response.read(3) == b"\xff\xd8\xff"
+    assert call(server.url + "/img/thumb/..%2F..%2Fetc%2Fpasswd.jpg")[0] == 404
+    server.stop()
+    after = {p["id"]: p for p in persons_json(library)}
+    assert other not in after and after[top]["name"] == "Alice" and after[top]["hidden"] is True
+
+
+def test_changes_only_come_from_the_page_itself(server: Server) -> None:
+    status, people = call(server.url + "/api/persons")
+    pid = people["persons"][0]["id"]
+    # A form posted from elsewhere has no token; another site's fetch names its origin.
+    assert call(f"{server.url}/persons/{pid}/name", raw=b"name=Mallory",
+                headers={"Content-Type": "application/x-www-form-urlencoded"})[0] == 403
+    assert call(f"{server.url}/api/persons/{pid}/name", {"name": "Mallory"},
+                headers={"Origin": "http://evil.example"})[0] == 403
+    assert call(f"{server.url}/api/persons/{pid}/name", {"name": "Mallory"},
+                headers={"Sec-Fetch-Site": "cross-site"})[0] == 403
+    # A name that points at 127.0.0.1 (DNS rebinding) is not this page's.
+    port = server.url.rsplit(":", 1)[1]
+    assert call(server.url + "/api/persons", headers={"Host": f"evil.example:{port}"})[0] == 403
+    assert call(server.url + "/api/persons")[1]["persons"][0]["name"] == ""
+
+
+def test_a_login_guards_everything_and_is_required_beyond_loopback(library: dict[str, str]) -> None:
+    refused = invoke(library, "serve", "--bind", "0.0.0.0")
+    assert refused.exit_code == 1
+    assert refused.output.strip().splitlines()[-1] == (
+        "Error: refusing to listen on 0.0.0.0 without a login: set FACEPIC_WEB_AUTH=user:password "
+        "(or listen on 127.0.0.1)")
+    server = Server({**library, "FACEPIC_WEB_AUTH": "ann:s3cret-pass"})
+    try:
+        assert "login required" in server.line
+        for path in ("/", "/api/persons", "/unassigned"):
+            assert call(server.url + path)[0] == 401
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"ann:nope").decode()}
+        assert call(server.url + "/api/persons", headers=wrong)[0] == 401
+        right = {"Authorization": "Basic " + base64.b64encode(b"ann:s3cret-pass").decode()}
+        assert call(server.url + "/api/persons", headers=right)[0] == 200
+    finally:
+        server.stop()
+
+
+def test_serve_holds_the_embedded_database_so_a_run_waits(server: Server, library: dict[str, str]) -> None:
+    result = invoke(library, "run", str(REPO / "tests" / "photos"))
+    assert result.exit_code == 1
+    assert "another FacePic run is using the data folder" in result.output
+
+
+def test_a_presigned_url_reads_one_object_without_the_bucket_keys(server_env: dict[str, str]) -> None:
+    from facepic.storage import S3Store, thumbnail_key
+    from tests.conftest import settings_of
+
+    settings = settings_of(server_env)
+    store = S3Store(settings.s3_endpoint, settings.s3_region, settings.s3_bucket, settings.s3_access_key_id,
+                    settings.s3_secret_access_key)
+    store.ensure_bucket()
+    key = thumbnail_key("00000000-0000-0000-0000-000000000001")
+    store.put_bytes(key, b"\xff\xd8\xff thumbnail", "image/jpeg")
+    url = store.presigned_url(key, 60)
+    assert settings.s3_secret_access_key not in url
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.read() == b"\xff\xd8\xff thumbnail"
