@@ -24,8 +24,8 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench.synthetic import clustered  # noqa: E402
-from facepic.matching import PersonIndex, Rules  # noqa: E402
+from bench.synthetic import clustered
+from facepic.matching import PersonIndex, Rules
 
 
 def _from_database(uri: str, known: np.ndarray, persons: list[str]) -> dict[str, float]:
@@ -47,10 +47,21 @@ def _from_database(uri: str, known: np.ndarray, persons: list[str]) -> dict[str,
         first = lib.next_seq(hi - lo)
         for s in range(lo, hi, 5000):
             lib.faces.insert_many(
-                [{"_id": f"f{i}", "image_id": f"i{i}", "index": 0, "model": "bench", "seq": first + i - lo,
-                  "person_id": persons[i], "embedding": embedding_to_bson(known[i]), "score": 0.8,
-                  "box": [0.0, 0.0, 100.0, 100.0], "quality": {"value": 1.0}}
-                 for i in range(s, min(s + 5000, hi))],
+                [
+                    {
+                        "_id": f"f{i}",
+                        "image_id": f"i{i}",
+                        "index": 0,
+                        "model": "bench",
+                        "seq": first + i - lo,
+                        "person_id": persons[i],
+                        "embedding": embedding_to_bson(known[i]),
+                        "score": 0.8,
+                        "box": [0.0, 0.0, 100.0, 100.0],
+                        "quality": {"value": 1.0},
+                    }
+                    for i in range(s, min(s + 5000, hi))
+                ],
                 ordered=False,
             )
         return time.perf_counter() - start
@@ -69,10 +80,12 @@ def _from_database(uri: str, known: np.ndarray, persons: list[str]) -> dict[str,
     lib.set_person([f"f{i}" for i in range(0, len(known), 200)], "merged")  # a merge of 0.5% of the faces
     row["db_merge_s"] = time.perf_counter() - start
     row["db_corrected_start_s"], third = start_worker()
-    print(f"    database: first start ({first}) {row['db_first_start_s']:.1f} s; "
-          f"later start ({second}) {row['db_start_s']:.1f} s; "
-          f"after a merge ({row['db_merge_s']:.1f} s to write; {third}) {row['db_corrected_start_s']:.1f} s",
-          flush=True)
+    print(
+        f"    database: first start ({first}) {row['db_first_start_s']:.1f} s; "
+        f"later start ({second}) {row['db_start_s']:.1f} s; "
+        f"after a merge ({row['db_merge_s']:.1f} s to write; {third}) {row['db_corrected_start_s']:.1f} s",
+        flush=True,
+    )
     lib.drop_all()
     lib.close()
     return row
@@ -120,12 +133,17 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--mongodb-uri", default=None)
     args = parser.parse_args()
-    print(f"{'faces':>9} {'persons':>8} {'mode':>5} {'median ms':>9} {'p99 ms':>7} {'add ms':>7} "
-          f"{'build s':>8} {'B/face':>7} {'identical':>9}" + ("  db first start s  db start s" if args.mongodb_uri else ""))
+    print(
+        f"{'faces':>9} {'persons':>8} {'mode':>5} {'median ms':>9} {'p99 ms':>7} {'add ms':>7} "
+        f"{'build s':>8} {'B/face':>7} {'identical':>9}"
+        + ("  db first start s  db start s" if args.mongodb_uri else "")
+    )
     for size in args.sizes:
         r = measure(size, args.queries, args.mongodb_uri)
-        line = (f"{r['faces']:9d} {r['persons']:8d} {r['mode']:>5} {r['median_ms']:9.3f} {r['p99_ms']:7.3f} "
-                f"{r['add_ms']:7.3f} {r['build_s']:8.2f} {r['bytes_per_face']:7.0f} {r['identical']:9.2%}")
+        line = (
+            f"{r['faces']:9d} {r['persons']:8d} {r['mode']:>5} {r['median_ms']:9.3f} {r['p99_ms']:7.3f} "
+            f"{r['add_ms']:7.3f} {r['build_s']:8.2f} {r['bytes_per_face']:7.0f} {r['identical']:9.2%}"
+        )
         if "db_start_s" in r:
             line += f"  {r['db_first_start_s']:16.1f}  {r['db_start_s']:10.1f}"
         print(line, flush=True)

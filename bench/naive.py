@@ -63,8 +63,11 @@ def run(photos: Path, workdir: Path) -> tuple[float, int, int]:
                 x1, y1, x2, y2 = (int(v) for v in face.bbox)
                 crop = image[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)]
                 if crop.size:
-                    cv2.imwrite(str(out / f"face_{path.stem}_{i}.jpg"), cv2.resize(crop, (160, 160)),
-                                [cv2.IMWRITE_JPEG_QUALITY, 95])
+                    cv2.imwrite(
+                        str(out / f"face_{path.stem}_{i}.jpg"),
+                        cv2.resize(crop, (160, 160)),
+                        [cv2.IMWRITE_JPEG_QUALITY, 95],
+                    )
                 embedding = face.normed_embedding
                 best, best_person = -1.0, -1
                 for other, person in known:  # one by one

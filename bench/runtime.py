@@ -24,18 +24,20 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
-from facepic.decode import decode  # noqa: E402
-from facepic.detect import FaceEngine  # noqa: E402
-from facepic.models import resolve  # noqa: E402
-from facepic.runtime import Runtime, openvino_precision  # noqa: E402
+from facepic.decode import decode
+from facepic.detect import FaceEngine
+from facepic.models import resolve
+from facepic.runtime import Runtime, openvino_precision
 
 TESTS = HERE.parent / "tests"
 
 
 def engines(model: str, threads: int) -> dict[str, FaceEngine]:
     choice = resolve(model, Path(tempfile.mkdtemp(prefix="facepic-bench-models-")))
-    rows = {"onnxruntime f32": Runtime.resolve("onnxruntime", threads),
-            "OpenVINO f32": Runtime.resolve("openvino", threads, "f32", "f32")}
+    rows = {
+        "onnxruntime f32": Runtime.resolve("onnxruntime", threads),
+        "OpenVINO f32": Runtime.resolve("openvino", threads, "f32", "f32"),
+    }
     if openvino_precision() == "bf16":
         rows["OpenVINO bf16 (both models)"] = Runtime.resolve("openvino", threads, "bf16", "bf16")
     shipped = Runtime.resolve("openvino", threads)
@@ -67,8 +69,9 @@ def main() -> None:
     # and the recognizer-only cosine do not depend on the detector.
     sizes = [reference.input_size(img.shape[1], img.shape[0]) for img in images]
     boxes = [reference._detector.detect(img, input_size=size, max_num=0) for img, size in zip(images, sizes)]
-    aligned = [face_align.norm_crop(img, landmark=k, image_size=112)
-               for img, (_, kpss) in zip(images, boxes) for k in kpss]
+    aligned = [
+        face_align.norm_crop(img, landmark=k, image_size=112) for img, (_, kpss) in zip(images, boxes) for k in kpss
+    ]
     det_ms: dict[str, list[float]] = {name: [] for name in built}
     rec_ms: dict[str, list[float]] = {name: [] for name in built}
     for engine in built.values():  # compile every input size and warm up
@@ -88,26 +91,40 @@ def main() -> None:
     ref_faces = [reference.detect(img[:, :, ::-1]) for img in images]
     ref_embeddings = np.array([reference._recognizer.get_feat(a).ravel() for a in aligned])
     ref_embeddings /= np.linalg.norm(ref_embeddings, axis=1, keepdims=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    print(f"{len(images)} photos (detector input {', '.join(sorted({f'{w}x{h}' for w, h in sizes}))}), "
-          f"{len(aligned)} faces, {args.threads} thread, {args.rounds} rounds, {cpu}")
-    print(f"{'runtime':<44} {'ms/detect':>9} {'ms/face':>8} {'faces':>6} {'box px':>7} "
-          f"{'cos rec':>8} {'cos all':>8}")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    print(
+        f"{len(images)} photos (detector input {', '.join(sorted({f'{w}x{h}' for w, h in sizes}))}), "
+        f"{len(aligned)} faces, {args.threads} thread, {args.rounds} rounds, {cpu}"
+    )
+    print(f"{'runtime':<44} {'ms/detect':>9} {'ms/face':>8} {'faces':>6} {'box px':>7} {'cos rec':>8} {'cos all':>8}")
     for name, engine in built.items():
         faces = [engine.detect(img[:, :, ::-1]) for img in images]
         same = all(len(a) == len(b) for a, b in zip(faces, ref_faces))
-        box = max((float(np.abs(a.box - b.box).max()) for fa, fb in zip(faces, ref_faces) for a, b in zip(fa, fb)),
-                  default=0.0)
-        cos_all = min((float(a.embedding @ b.embedding) for fa, fb in zip(faces, ref_faces) for a, b in zip(fa, fb)),
-                      default=1.0)
+        box = max(
+            (float(np.abs(a.box - b.box).max()) for fa, fb in zip(faces, ref_faces) for a, b in zip(fa, fb)),
+            default=0.0,
+        )
+        cos_all = min(
+            (float(a.embedding @ b.embedding) for fa, fb in zip(faces, ref_faces) for a, b in zip(fa, fb)), default=1.0
+        )
         emb = np.array([engine._recognizer.get_feat(a).ravel() for a in aligned])
         emb /= np.linalg.norm(emb, axis=1, keepdims=True)
         cos_rec = float(np.min(np.sum(emb * ref_embeddings, axis=1)))
-        print(f"{name:<44} {statistics.median(det_ms[name]):9.2f} {statistics.median(rec_ms[name]):8.2f} "
-              f"{'same' if same else 'DIFF':>6} {box:7.2f} {cos_rec:8.4f} {cos_all:8.4f}")
-    print("box px: largest box difference to onnxruntime; cos rec: least cosine to onnxruntime's embedding "
-          "of the same aligned face; cos all: least cosine through detection, alignment and recognition")
+        print(
+            f"{name:<44} {statistics.median(det_ms[name]):9.2f} {statistics.median(rec_ms[name]):8.2f} "
+            f"{'same' if same else 'DIFF':>6} {box:7.2f} {cos_rec:8.4f} {cos_all:8.4f}"
+        )
+    print(
+        "box px: largest box difference to onnxruntime; cos rec: least cosine to onnxruntime's embedding "
+        "of the same aligned face; cos all: least cosine through detection, alignment and recognition"
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench.corpus import build  # noqa: E402
+from bench.corpus import build
 
 
 def stage_table(lines: list[dict]) -> str:
@@ -33,8 +33,10 @@ def stage_table(lines: list[dict]) -> str:
     for stage in stages:
         values = [line["timings"][stage] for line in lines if stage in line.get("timings", {})]
         if values:
-            rows.append(f"  {stage:<11} median {statistics.median(values) * 1000:7.1f} ms   "
-                        f"mean {statistics.mean(values) * 1000:7.1f} ms   (n={len(values)})")
+            rows.append(
+                f"  {stage:<11} median {statistics.median(values) * 1000:7.1f} ms   "
+                f"mean {statistics.mean(values) * 1000:7.1f} ms   (n={len(values)})"
+            )
     return "\n".join(rows)
 
 
@@ -50,8 +52,13 @@ def run_embedded(photos: Path, workdir: Path, model: str) -> tuple[float, list[d
 
     from workers.cli import cli
 
-    env = {"FACEPIC_DATA_DIR": str(workdir / "data-run"), "FACEPIC_MODEL": model, "FACEPIC_MONGODB_URI": "",
-           "FACEPIC_S3_ENDPOINT": "", "FACEPIC_S3_ACCESS_KEY_ID": ""}
+    env = {
+        "FACEPIC_DATA_DIR": str(workdir / "data-run"),
+        "FACEPIC_MODEL": model,
+        "FACEPIC_MONGODB_URI": "",
+        "FACEPIC_S3_ENDPOINT": "",
+        "FACEPIC_S3_ACCESS_KEY_ID": "",
+    }
     start = time.perf_counter()
     result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "run", str(photos)], env=env, obj={})
     elapsed = time.perf_counter() - start
@@ -62,10 +69,7 @@ def run_embedded(photos: Path, workdir: Path, model: str) -> tuple[float, list[d
 
 def peak_memory_mb(pid: int) -> dict[int, float]:
     """Peak resident memory (VmHWM) of a process and its children, in MB."""
-    pids = [pid] + [
-        int(p.name) for p in Path("/proc").iterdir()
-        if p.name.isdigit() and _ppid(p) == pid
-    ]
+    pids = [pid] + [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == pid]
     peaks = {}
     for child in pids:
         try:
@@ -87,16 +91,19 @@ def _ppid(proc: Path) -> int:
 def run_distributed(photos: Path, workdir: Path, model: str, cpu_procs: int) -> tuple[float, list[dict]]:
     from click.testing import CliRunner
 
-    from workers.cli import cli
     from tests import servers
+    from workers.cli import cli
 
     redis, redis_url = servers.start_redis(workdir)
     mongo, mongo_uri = servers.start_mongo(workdir)
     s3, endpoint = servers.start_s3(workdir)
     env = {
-        "FACEPIC_DATA_DIR": str(workdir / "data-enqueue"), "FACEPIC_MODEL": model,
-        "FACEPIC_REDIS_URL": redis_url + "/0", "FACEPIC_MONGODB_URI": mongo_uri,
-        "FACEPIC_S3_ENDPOINT": endpoint, "FACEPIC_S3_ACCESS_KEY_ID": servers.S3_ACCESS_KEY,
+        "FACEPIC_DATA_DIR": str(workdir / "data-enqueue"),
+        "FACEPIC_MODEL": model,
+        "FACEPIC_REDIS_URL": redis_url + "/0",
+        "FACEPIC_MONGODB_URI": mongo_uri,
+        "FACEPIC_S3_ENDPOINT": endpoint,
+        "FACEPIC_S3_ACCESS_KEY_ID": servers.S3_ACCESS_KEY,
         "FACEPIC_S3_SECRET_ACCESS_KEY": servers.S3_SECRET_KEY,
     }
     workers = [
@@ -114,8 +121,11 @@ def run_distributed(photos: Path, workdir: Path, model: str, cpu_procs: int) -> 
             time.sleep(0.1)
         elapsed = time.perf_counter() - start
         peaks = peak_memory_mb(workers[0].proc.pid)
-        print("CPU worker peak memory: " + ", ".join(f"{mb:.0f} MB" for mb in sorted(peaks.values())) +
-              " (main process and each pool process)")
+        print(
+            "CPU worker peak memory: "
+            + ", ".join(f"{mb:.0f} MB" for mb in sorted(peaks.values()))
+            + " (main process and each pool process)"
+        )
         return elapsed, finished_lines(ledger)
     finally:
         for w in workers:
@@ -127,8 +137,7 @@ def run_distributed(photos: Path, workdir: Path, model: str, cpu_procs: int) -> 
 def report(name: str, count: int, elapsed: float, lines: list[dict]) -> None:
     failed = sum(1 for x in lines if x["status"] == "failed")
     faces = sum(x.get("faces", 0) for x in lines)
-    print(f"{name}: {count} photos, {faces} faces, {failed} failed, {elapsed:.1f} s, "
-          f"{count / elapsed:.2f} photos/s")
+    print(f"{name}: {count} photos, {faces} faces, {failed} failed, {elapsed:.1f} s, {count / elapsed:.2f} photos/s")
     print(stage_table(lines))
 
 
@@ -141,8 +150,7 @@ def main() -> None:
     args = parser.parse_args()
     photos = build(args.photos)
     sizes = [p.stat().st_size for p in photos.glob("*.jpg")]
-    print(f"corpus: {len(sizes)} photos 4032x3024, {sum(sizes) / len(sizes) / 1e6:.1f} MB each, "
-          f"{os.cpu_count()} cores")
+    print(f"corpus: {len(sizes)} photos 4032x3024, {sum(sizes) / len(sizes) / 1e6:.1f} MB each, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="facepic-bench-") as tmp:
         workdir = Path(tmp)
         results = {}
@@ -157,8 +165,7 @@ def main() -> None:
             report("facepic run (embedded)", len(sizes), *results["run"])
         if args.mode in ("enqueue", "both", "all"):
             results["enqueue"] = run_distributed(photos, workdir, args.model, args.cpu_procs)
-            report(f"facepic enqueue ({args.cpu_procs} CPU processes + index worker)", len(sizes),
-                   *results["enqueue"])
+            report(f"facepic enqueue ({args.cpu_procs} CPU processes + index worker)", len(sizes), *results["enqueue"])
         if "naive" in results:
             print(f"facepic run throughput / naive throughput: {results['naive'][0] / results['run'][0]:.2f}")
         if "run" in results and "enqueue" in results:

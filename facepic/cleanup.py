@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facepic import storage
+from facepic import ids, storage
 from facepic.db import COLLECTIONS, Library
 from facepic.ledger import Ledger
 from facepic.settings import Settings
@@ -29,7 +29,8 @@ class CleanupPlan:
 
     def lines(self) -> list[str]:
         lines = [
-            "database: " + ", ".join(f"{k} {v}" for k, v in self.database.items())
+            "database: "
+            + ", ".join(f"{k} {v}" for k, v in self.database.items())
             + (f" (and {self.staged} faces staged for re-embedding)" if self.staged else ""),
             f"{self.store}: {len(self.keys)} FacePic objects",
         ]
@@ -42,7 +43,7 @@ def _ledger_keys(settings: Settings) -> set[str]:
     for entry in Ledger(settings.ledger_path).read().by_path.values():
         image_id = entry.get("image_id")
         if image_id and entry.get("status") in ("done", "queued", "failed"):
-            keys.add(storage.original_key(image_id, entry.get("ext") or storage.ids.safe_extension(entry["path"])))
+            keys.add(storage.original_key(image_id, entry.get("ext") or ids.safe_extension(entry["path"])))
             keys.add(storage.thumbnail_key(image_id))
     return keys
 

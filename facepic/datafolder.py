@@ -1,22 +1,23 @@
 """The data folder: where every local file lives, and the one way to write one atomically.
 
-    <data>/processed_log.jsonl          the ledger
-    <data>/work/<image id>.npz          a photo's faces between detect and index
-    <data>/work/<image id>.rgb.npy      its decoded pixels, for a thumbnails task elsewhere
-    <data>/thumbnails/thumb_<id>.jpg    photo thumbnails (the bucket's key, locally)
-    <data>/thumbnails/faces/face_<face id>.jpg, faces/person_<person id>.jpg
-    <data>/objects/                     the folder store (no bucket, FACEPIC_COPY_ORIGINALS)
-    <data>/db/                          the embedded database
-    <data>/persons.html                 the contact sheet
+<data>/processed_log.jsonl          the ledger
+<data>/work/<image id>.npz          a photo's faces between detect and index
+<data>/work/<image id>.rgb.npy      its decoded pixels, for a thumbnails task elsewhere
+<data>/thumbnails/thumb_<id>.jpg    photo thumbnails (the bucket's key, locally)
+<data>/thumbnails/faces/face_<face id>.jpg, faces/person_<person id>.jpg
+<data>/objects/                     the folder store (no bucket, FACEPIC_COPY_ORIGINALS)
+<data>/db/                          the embedded database
+<data>/persons.html                 the contact sheet
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 
 @dataclass(frozen=True)

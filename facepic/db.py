@@ -13,12 +13,11 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
-import numpy as np
-from bson.binary import Binary
 from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import (
     ConfigurationError,
@@ -30,11 +29,10 @@ from pymongo.errors import (
 )
 
 from facepic import storage as storage_keys
+from facepic.documents import embedding_from_bson, embedding_to_bson, image_faces, new_person  # noqa: F401 - re-exported
 from facepic.errors import FacePicError
-from facepic.models import ModelMismatch
-from facepic.documents import embedding_from_bson, embedding_to_bson  # noqa: F401 - re-exported
-from facepic.documents import image_faces, new_person
 from facepic.ledger import now_iso
+from facepic.models import ModelMismatch
 
 # Every collection FacePic makes; `cleanup` drops these and nothing else.
 COLLECTIONS = ("images", "faces", "persons", "folders", "meta", "face_moves", "face_snapshots", "faces_next")
@@ -53,8 +51,6 @@ class DatabaseError(FacePicError):
 
 class DatabaseUnavailable(DatabaseError):
     """MongoDB could not be reached: worth retrying."""
-
-
 
 
 def _hosts(uri: str) -> str:
@@ -207,10 +203,12 @@ class Library:
             doc = self.meta.find_one_and_update(
                 {"_id": "face_seq"}, {"$inc": {"value": count}}, upsert=True, return_document=ReturnDocument.AFTER
             )
+        assert doc is not None  # an upsert returning the document after it
         return int(doc["value"]) - count + 1
 
-    def set_person(self, face_ids: Sequence[str], person_id: str | None,
-                   update: dict[str, dict[str, Any]] | None = None) -> None:
+    def set_person(
+        self, face_ids: Sequence[str], person_id: str | None, update: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         """Put faces in a person (None: unassigned), with ``update``'s other changes: every
         change of a stored face's person goes through here. The faces are first noted in
         `face_moves` (numbered like new faces), so that a start from the face snapshot reads
@@ -223,7 +221,7 @@ class Library:
             part = ids[start : start + 10_000]
             seq = self.next_seq(1)
             with self.errors():
-                self.face_moves.insert_one({"_id": seq, "faces": part, "at": datetime.now(timezone.utc)})
+                self.face_moves.insert_one({"_id": seq, "faces": part, "at": datetime.now(UTC)})
                 for i in range(0, len(part), IN_BATCH):
                     self.faces.update_many({"_id": {"$in": part[i : i + IN_BATCH]}}, change)
 
@@ -242,9 +240,7 @@ class Library:
         with self.errors():
             return {
                 d["_id"]: math.inf if d.get("cover_locked") else float(d.get("best_score", -1.0))
-                for d in self.persons.find(
-                    {"_id": {"$in": sorted(person_ids)}}, {"best_score": 1, "cover_locked": 1}
-                )
+                for d in self.persons.find({"_id": {"$in": sorted(person_ids)}}, {"best_score": 1, "cover_locked": 1})
             }
 
     def face_counts(self, person_ids: set[str]) -> dict[str, int]:
@@ -253,8 +249,10 @@ class Library:
             return {
                 d["_id"]: d["n"]
                 for d in self.faces.aggregate(
-                    [{"$match": {"person_id": {"$in": sorted(person_ids)}}},
-                     {"$group": {"_id": "$person_id", "n": {"$sum": 1}}}]
+                    [
+                        {"$match": {"person_id": {"$in": sorted(person_ids)}}},
+                        {"$group": {"_id": "$person_id", "n": {"$sum": 1}}},
+                    ]
                 )
             }
 
@@ -276,8 +274,11 @@ class Library:
             for pid in sorted(touched):
                 fields: dict[str, Any] = {"face_count": counts.get(pid, 0), "updated_at": now}
                 if pid in covers:
-                    fields.update(best_face_id=covers[pid]["_id"], best_score=covers[pid]["quality"]["value"],
-                                  cover_uploaded=False)
+                    fields.update(
+                        best_face_id=covers[pid]["_id"],
+                        best_score=covers[pid]["quality"]["value"],
+                        cover_uploaded=False,
+                    )
                 # A new person's fields, less those the recount and cover set.
                 on_insert = {k: v for k, v in new_person(model, now, founders.get(pid)).items() if k not in fields}
                 ops.append(UpdateOne({"_id": pid}, {"$set": fields, "$setOnInsert": on_insert}, upsert=True))
@@ -285,8 +286,12 @@ class Library:
 
     def persons_without_uploaded_cover(self, person_ids: list[str]) -> list[str]:
         with self.errors():
-            return [d["_id"] for d in self.persons.find(
-                {"_id": {"$in": list(person_ids)}, "cover_uploaded": {"$ne": True}}, {"_id": 1})]
+            return [
+                d["_id"]
+                for d in self.persons.find(
+                    {"_id": {"$in": list(person_ids)}, "cover_uploaded": {"$ne": True}}, {"_id": 1}
+                )
+            ]
 
     def mark_covers_uploaded(self, person_ids: list[str]) -> None:
         if person_ids:
@@ -322,7 +327,8 @@ class Library:
         """Faces staged by `reembed --no-switch` and not switched yet."""
         with self.errors():
             return self.db["faces_next"].estimated_document_count() + self.faces.count_documents(
-                {"next": {"$exists": True}})
+                {"next": {"$exists": True}}
+            )
 
     def object_keys(self) -> set[str]:
         """Every bucket key this library recorded: originals, thumbnails, person covers."""
@@ -402,10 +408,17 @@ class Library:
         """The sources' faces, and those of the target that reject the target or a source."""
         one = sorted({target_id, *source_ids})
         with self.errors():
-            return list(self.faces.find(
-                {"$or": [{"person_id": {"$in": list(source_ids)}},
-                         {"person_id": target_id, "rejected": {"$in": one}}]},
-                {"image_id": 1, "rejected": 1, "locked": 1, "person_id": 1}))
+            return list(
+                self.faces.find(
+                    {
+                        "$or": [
+                            {"person_id": {"$in": list(source_ids)}},
+                            {"person_id": target_id, "rejected": {"$in": one}},
+                        ]
+                    },
+                    {"image_id": 1, "rejected": 1, "locked": 1, "person_id": 1},
+                )
+            )
 
     def faces_of_model(self, model: str) -> Iterator[dict[str, Any]]:
         """Every face of ``model`` by id, without landmarks and box (what recluster reads)."""
@@ -434,8 +447,9 @@ class Library:
         for image_id in sorted(set(image_ids)):
             with self.errors():
                 faces = list(self.faces.find({"image_id": image_id}, {"embedding": 0}).sort("index", ASCENDING))
-                self.images.update_one({"_id": image_id},
-                                       {"$set": {"faces": image_faces(faces), "updated_at": now_iso()}})
+                self.images.update_one(
+                    {"_id": image_id}, {"$set": {"faces": image_faces(faces), "updated_at": now_iso()}}
+                )
 
     def new_person_if_missing(self, person_id: str, doc: dict[str, Any]) -> None:
         """Create the person with ``doc`` (from `documents.new_person`) unless it exists."""
@@ -463,8 +477,9 @@ class Library:
     def forget_rejections(self, face_ids: Sequence[str], person_ids: Sequence[str]) -> None:
         """``face_ids`` no longer reject any of ``person_ids``."""
         with self.errors():
-            self.faces.update_many({"_id": {"$in": list(face_ids)}},
-                                   {"$pull": {"rejected": {"$in": sorted(person_ids)}}})
+            self.faces.update_many(
+                {"_id": {"$in": list(face_ids)}}, {"$pull": {"rejected": {"$in": sorted(person_ids)}}}
+            )
 
     # --- re-embedding ---------------------------------------------------------------------
 
@@ -478,14 +493,17 @@ class Library:
         with self.errors():
             return list(self.faces.find({"image_id": image_id}, {"box": 1, "index": 1}).sort("index", ASCENDING))
 
-    def stage_reembedding(self, image_id: str, model: str, staged: dict[str, dict[str, Any] | None],
-                          new_faces: list[dict[str, Any]]) -> None:
+    def stage_reembedding(
+        self, image_id: str, model: str, staged: dict[str, dict[str, Any] | None], new_faces: list[dict[str, Any]]
+    ) -> None:
         """Stage ``model``'s fields on the photo's faces (None: it does not find that face) and
         its new faces in `faces_next`; then mark the photo staged."""
         with self.errors():
             if staged:
-                self.faces.bulk_write([UpdateOne({"_id": fid}, {"$set": {"next": fields}})
-                                       for fid, fields in staged.items()], ordered=False)
+                self.faces.bulk_write(
+                    [UpdateOne({"_id": fid}, {"$set": {"next": fields}}) for fid, fields in staged.items()],
+                    ordered=False,
+                )
             for doc in new_faces:
                 self.db["faces_next"].replace_one({"_id": doc["_id"]}, doc, upsert=True)
             self.images.update_one({"_id": image_id}, {"$set": {"reembed": model}})
@@ -501,15 +519,15 @@ class Library:
                 if nxt is None:  # the new model does not find it: keep its person, stop comparing it
                     ops.append(UpdateOne({"_id": face["_id"]}, {"$unset": {"next": ""}}))
                 else:
-                    ops.append(UpdateOne({"_id": face["_id"]},
-                                         {"$set": nxt, "$unset": {"next": "", "candidates": ""}}))
+                    ops.append(UpdateOne({"_id": face["_id"]}, {"$set": nxt, "$unset": {"next": "", "candidates": ""}}))
             for start in range(0, len(ops), 1000):
                 self.faces.bulk_write(ops[start : start + 1000], ordered=False)
             extra = list(self.db["faces_next"].find({}))
             for doc in extra:
                 self.faces.update_one({"_id": doc["_id"]}, {"$setOnInsert": {**doc, "person_id": None}}, upsert=True)
-            self.meta.update_one({"_id": "library"}, {"$set": {"model": model, "model_before": old_model,
-                                                               "reembedded_at": now_iso()}})
+            self.meta.update_one(
+                {"_id": "library"}, {"$set": {"model": model, "model_before": old_model, "reembedded_at": now_iso()}}
+            )
             self.persons.update_many({}, {"$set": {"model": model}})
             self.images.update_many({}, {"$set": {"model": model}})
             self.db["faces_next"].drop()
@@ -598,8 +616,10 @@ class Library:
         found: dict[str, dict[str, Any]] = {}
         with self.errors():
             for i in range(0, len(wanted), IN_BATCH):
-                for doc in self.persons.find({"_id": {"$in": wanted[i : i + IN_BATCH]}},
-                                             {"name": 1, "face_count": 1, "hidden": 1, "best_face_id": 1}):
+                for doc in self.persons.find(
+                    {"_id": {"$in": wanted[i : i + IN_BATCH]}},
+                    {"name": 1, "face_count": 1, "hidden": 1, "best_face_id": 1},
+                ):
                     found[doc["_id"]] = doc
         return found
 
@@ -608,16 +628,20 @@ class Library:
         pattern = re.escape(text.strip())
         query = {"$or": [{"name": {"$regex": pattern, "$options": "i"}}, {"_id": {"$regex": "^" + pattern}}]}
         with self.errors():
-            return list(self.persons.find(query, {"name": 1, "face_count": 1, "hidden": 1})
-                        .sort([("face_count", -1), ("_id", 1)]).limit(limit))
+            return list(
+                self.persons.find(query, {"name": 1, "face_count": 1, "hidden": 1})
+                .sort([("face_count", -1), ("_id", 1)])
+                .limit(limit)
+            )
 
     def web_faces_of_person(self, person_id: str, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """A page of a person's faces (without embeddings), and how many it has."""
         query = {"person_id": person_id}
         with self.errors():
             total = self.faces.count_documents(query)
-            docs = list(self.faces.find(query, {"embedding": 0, "landmarks": 0})
-                        .sort("_id", ASCENDING).skip(skip).limit(limit))
+            docs = list(
+                self.faces.find(query, {"embedding": 0, "landmarks": 0}).sort("_id", ASCENDING).skip(skip).limit(limit)
+            )
         return docs, total
 
     def web_unassigned(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -625,8 +649,12 @@ class Library:
         query = {"person_id": None}
         with self.errors():
             total = self.faces.count_documents(query)
-            docs = list(self.faces.find(query, {"embedding": 0, "landmarks": 0})
-                        .sort([("candidates", -1), ("_id", 1)]).skip(skip).limit(limit))
+            docs = list(
+                self.faces.find(query, {"embedding": 0, "landmarks": 0})
+                .sort([("candidates", -1), ("_id", 1)])
+                .skip(skip)
+                .limit(limit)
+            )
         return docs, total
 
     def web_images(self, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -16,14 +16,13 @@ import signal
 import struct
 import threading
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
-
-from typing import Iterator
 
 from facepic import exif
 from facepic.formats import FORMAT_EXTENSIONS, PILLOW_FORMATS, raw_format
@@ -132,8 +131,14 @@ def _short(e: BaseException) -> str:
     return text[:160]
 
 
-def _decode_open(im: Image.Image, target: int, max_pixels: int, orientation: int | None = None,
-                 fmt: str | None = None, meta: dict | None = None) -> Decoded:
+def _decode_open(
+    im: Image.Image,
+    target: int,
+    max_pixels: int,
+    orientation: int | None = None,
+    fmt: str | None = None,
+    meta: dict | None = None,
+) -> Decoded:
     w, h = im.size
     if w <= 0 or h <= 0:
         raise PhotoError("image has no pixels")
@@ -188,8 +193,10 @@ def _decode_raw(path: Path, kind: str, target: int, max_pixels: int) -> Decoded 
             flip = raw.sizes.flip
             thumb = raw.extract_thumb()
     except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
-        raise PhotoError("RAW file without an embedded preview (FacePic decodes only the camera's "
-                         "preview; export a JPEG from the RAW to include it)") from None
+        raise PhotoError(
+            "RAW file without an embedded preview (FacePic decodes only the camera's "
+            "preview; export a JPEG from the RAW to include it)"
+        ) from None
     except rawpy.LibRawFileUnsupportedError:
         return None  # a JPEG named .cr2, say: decoded by content
     except rawpy.LibRawError as e:
@@ -205,8 +212,10 @@ def _decode_raw(path: Path, kind: str, target: int, max_pixels: int) -> Decoded 
         if max(preview.size) < _MIN_PREVIEW:
             # LibRaw falls back to the IFD0 thumbnail when the real preview is missing or cut off;
             # at 160 pixels no face can be found, and "0 faces" would hide the reason.
-            raise PhotoError(f"RAW file whose embedded preview is only {preview.width}x{preview.height} "
-                             "pixels (too small to find faces; the preview may be missing or cut off)")
+            raise PhotoError(
+                f"RAW file whose embedded preview is only {preview.width}x{preview.height} "
+                "pixels (too small to find faces; the preview may be missing or cut off)"
+            )
         # A preview is stored as the sensor is. One that carries no EXIF gets LibRaw's, with the
         # RAW's orientation (IFD0 or maker notes) in it; one tagged 1 or not at all takes the RAW's.
         own = _orientation_tag(preview) if preview.format == "JPEG" else 1

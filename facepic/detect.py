@@ -44,8 +44,14 @@ def _task(model_file: Path) -> str | None:
         return "detection"
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] if graph.input else []
     # 192: the landmark models, 96: gender and age, two inputs: the face swapper.
-    if len(graph.input) == 1 and len(dims) == 4 and dims[2] == dims[3] and dims[2] >= 112 \
-            and dims[2] % 16 == 0 and dims[2] != 192:
+    if (
+        len(graph.input) == 1
+        and len(dims) == 4
+        and dims[2] == dims[3]
+        and dims[2] >= 112
+        and dims[2] % 16 == 0
+        and dims[2] != 192
+    ):
         return "recognition"
     return None
 

@@ -7,7 +7,8 @@ these functions, so a field is named, rounded and defaulted in one place.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from bson.binary import Binary
@@ -29,7 +30,7 @@ def embeddings_from_bson(rows: Sequence[bytes], dim: int = 512) -> np.ndarray:
     return np.frombuffer(b"".join(bytes(r) for r in rows), dtype="<f4").reshape(len(rows), dim)
 
 
-def face_geometry(box: Sequence[float], landmarks: np.ndarray, score: float) -> dict[str, Any]:
+def face_geometry(box: Sequence[float] | np.ndarray, landmarks: np.ndarray, score: float) -> dict[str, Any]:
     """A face's box, five landmarks (pixels of the full-size upright photo) and detection score."""
     return {
         "box": [round(float(v), 2) for v in box],
@@ -38,8 +39,15 @@ def face_geometry(box: Sequence[float], landmarks: np.ndarray, score: float) -> 
     }
 
 
-def face_fields(model: str, embedding: np.ndarray, box: Sequence[float], landmarks: np.ndarray, score: float,
-                quality: FaceQuality, can_found: bool) -> dict[str, Any]:
+def face_fields(
+    model: str,
+    embedding: np.ndarray,
+    box: Sequence[float] | np.ndarray,
+    landmarks: np.ndarray,
+    score: float,
+    quality: FaceQuality,
+    can_found: bool,
+) -> dict[str, Any]:
     """What a model computed about one face: the part reembed stages and switches."""
     return {
         "model": model,
@@ -50,20 +58,30 @@ def face_fields(model: str, embedding: np.ndarray, box: Sequence[float], landmar
     }
 
 
-def face(face_id: str, image_id: str, index: int, fields: Mapping[str, Any], person_id: str | None,
-         seq: int | None) -> dict[str, Any]:
+def face(
+    face_id: str, image_id: str, index: int, fields: Mapping[str, Any], person_id: str | None, seq: int | None
+) -> dict[str, Any]:
     """A face document: its model's fields, its photo, its person and its sequence number."""
     return {"_id": face_id, "image_id": image_id, "index": index, **fields, "person_id": person_id, "seq": seq}
 
 
 def image_faces(faces: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The photo's redundant list of its faces, in index order."""
-    return [{"face_id": f["_id"], "person_id": f.get("person_id"), "box": f.get("box"), "score": f.get("score")}
-            for f in faces]
+    return [
+        {"face_id": f["_id"], "person_id": f.get("person_id"), "box": f.get("box"), "score": f.get("score")}
+        for f in faces
+    ]
 
 
-def image(image_id: str, job: Mapping[str, Any], info: Mapping[str, Any], folder_id: str, ext: str,
-          keys: Mapping[str, str] | None, faces: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def image(
+    image_id: str,
+    job: Mapping[str, Any],
+    info: Mapping[str, Any],
+    folder_id: str,
+    ext: str,
+    keys: Mapping[str, str] | None,
+    faces: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
     """A photo's document: where it is, what it is (EXIF and GPS), where its objects are, its faces."""
     meta = info["metadata"]
     return {
@@ -92,8 +110,15 @@ def image(image_id: str, job: Mapping[str, Any], info: Mapping[str, Any], folder
 
 def new_person(model: str | None, now: str, founded_by: str | None = None) -> dict[str, Any]:
     """A person's fields when it is created (a recount and a cover come after)."""
-    return {"model": model, "name": "", "created_at": now, "founded_by": founded_by, "best_face_id": None,
-            "best_score": -1.0, "cover_uploaded": False}
+    return {
+        "model": model,
+        "name": "",
+        "created_at": now,
+        "founded_by": founded_by,
+        "best_face_id": None,
+        "best_score": -1.0,
+        "cover_uploaded": False,
+    }
 
 
 def folder(folder_id: str, root: str, rel_folder: str, name: str, parent_id: str | None) -> dict[str, Any]:

@@ -13,9 +13,10 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from facepic.errors import FacePicError, data_folder_error
 from facepic.settings import Secret, Settings
@@ -72,7 +73,7 @@ def embedded_database(settings: Settings) -> Iterator[Settings]:
             finally:
                 try:
                     server.stop()
-                except Exception:  # noqa: BLE001 - a panicked engine (full disk) recovers from its log on the next start
+                except Exception:
                     logging.getLogger("secantus").exception("the embedded database did not close cleanly")
                     # Its threads go on printing until the process ends: keep them off the terminal.
                     _keep_redirected.set()
@@ -105,9 +106,12 @@ def _diagnostics_to(log: Path) -> Iterator[None]:
         saved_fd = os.dup(2)
         terminal: Any = saved_stderr
         if uses_fd2:  # Python's stderr keeps the terminal through a copy of descriptor 2
-            terminal = io.TextIOWrapper(os.fdopen(os.dup(saved_fd), "wb", buffering=0),
-                                        encoding=saved_stderr.encoding, errors="backslashreplace",
-                                        line_buffering=True)
+            terminal = io.TextIOWrapper(
+                os.fdopen(os.dup(saved_fd), "wb", buffering=0),
+                encoding=saved_stderr.encoding,
+                errors="backslashreplace",
+                line_buffering=True,
+            )
         # The storage engine reports through Python's sys.stderr (PySys_WriteStderr).
         sys.stderr = _WithoutEngineLines(terminal, handler)
         os.dup2(target, 2)
@@ -147,8 +151,11 @@ class _WithoutEngineLines(io.TextIOBase):
 
     def write(self, text: str) -> int:
         if _ENGINE_LINE.match(text):
-            self.log.handle(logging.makeLogRecord({"msg": text.rstrip("\n"), "levelno": logging.ERROR,
-                                                   "levelname": "ERROR", "name": "wiredtiger"}))
+            self.log.handle(
+                logging.makeLogRecord(
+                    {"msg": text.rstrip("\n"), "levelno": logging.ERROR, "levelname": "ERROR", "name": "wiredtiger"}
+                )
+            )
             return len(text)
         return self.out.write(text)
 

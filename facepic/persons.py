@@ -17,18 +17,19 @@ seconds; ``images.faces`` (the redundant copy) is rewritten for every photo touc
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-from facepic.errors import FacePicError
 import numpy as np
 
 from facepic import clustering, documents, ids, storage
-from facepic.matching import Rules
-from facepic.pipeline import Context
 from facepic.db import Library
 from facepic.detect import EMBEDDING_DIM
+from facepic.errors import FacePicError
 from facepic.ledger import now_iso
+from facepic.matching import Rules
+from facepic.pipeline import Context
 
 
 class PersonError(FacePicError):
@@ -53,8 +54,10 @@ LISTED = 20  # candidates an ambiguous reference lists
 
 def _candidates(docs: list[dict[str, Any]], total: int) -> str:
     """One line per candidate person (id, name, face count), for an ambiguous reference."""
-    lines = [f"  {d['_id']}  {d.get('name') or '(unnamed)'}  {d.get('face_count', 0)} faces"
-             for d in sorted(docs, key=lambda d: d["_id"])[:LISTED]]
+    lines = [
+        f"  {d['_id']}  {d.get('name') or '(unnamed)'}  {d.get('face_count', 0)} faces"
+        for d in sorted(docs, key=lambda d: d["_id"])[:LISTED]
+    ]
     if total > LISTED:
         lines.append(f"  ... and {total - LISTED} more")
     return "\n".join(lines)
@@ -70,15 +73,15 @@ def find_person(lib: Library, ref: str) -> dict[str, Any]:
     if len(named) == 1:
         return named[0]
     if len(named) > 1:
-        raise PersonError(f"{len(named)} persons are named {ref!r} (give an id):\n"
-                          + _candidates(named, len(named)))
+        raise PersonError(f"{len(named)} persons are named {ref!r} (give an id):\n" + _candidates(named, len(named)))
     prefixed = lib.persons_with_prefix(ref, LISTED) if len(ref) >= 4 else []
     total = lib.count_persons_with_prefix(ref) if len(prefixed) > 1 else len(prefixed)
     if total == 1:
         return prefixed[0]
     if total > 1:
-        raise PersonError(f"{total} persons have ids starting {ref!r} (give more of the id):\n"
-                          + _candidates(prefixed, total))
+        raise PersonError(
+            f"{total} persons have ids starting {ref!r} (give more of the id):\n" + _candidates(prefixed, total)
+        )
     raise PersonError(f"no person {ref!r} (give an id from `facepic persons`, or a name)")
 
 
@@ -249,8 +252,7 @@ def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers
     rejected = [r for r in face.get("rejected") or [] if r != target_id]
     if old and old not in rejected:
         rejected.append(old)
-    lib.set_person([face_id], target_id,
-                   {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": ""}})
+    lib.set_person([face_id], target_id, {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": ""}})
     settle(lib, [target_id, old] if old else [target_id], covers)
     if target_ref is None:
         lib.set_person_fields(target_id, {"user_locked": True})
@@ -260,7 +262,7 @@ def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers
 
 
 def reject_face(lib: Library, face_id: str, covers: Covers) -> str:
-    """"Not this person": the face leaves its person and never joins it again. It waits
+    """ "Not this person": the face leaves its person and never joins it again. It waits
     unassigned until `recluster` finds where it belongs. Returns the person it left."""
     face = find_face(lib, face_id)
     old = face.get("person_id")
@@ -278,8 +280,10 @@ def pick_cover(lib: Library, ref: str, face_id: str, covers: Covers) -> None:
     face = find_face(lib, face_id)
     if face.get("person_id") != person["_id"]:
         raise PersonError(f"face {face_id} is not a face of person {person['_id']}")
-    lib.set_person_fields(person["_id"], {
-        "best_face_id": face_id, "best_score": _quality(face), "cover_locked": True, "updated_at": now_iso()})
+    lib.set_person_fields(
+        person["_id"],
+        {"best_face_id": face_id, "best_score": _quality(face), "cover_locked": True, "updated_at": now_iso()},
+    )
     covers.set(lib, person["_id"], face_id)
     bump_revision(lib)
 

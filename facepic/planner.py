@@ -14,18 +14,17 @@ Celery), so this module knows nothing of Celery.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from facepic import ids
 from facepic.ledger import Ledger, LedgerState
 from facepic.pipeline.job import STAGES, Job
 from facepic.scan import Found, ImportFolderError, Skipped, Unreadable, check_import_folder, display, scan
 
-
 FULL_CHAIN: tuple[str, ...] = STAGES
-UPLOAD_CHAIN: tuple[str, ...] = STAGES[STAGES.index("upload"):]
+UPLOAD_CHAIN: tuple[str, ...] = STAGES[STAGES.index("upload") :]
 
 
 SKIP_LABELS = {
@@ -41,8 +40,11 @@ SKIP_LABELS = {
 
 def count_skipped(counts: dict[str, int]) -> str:
     """``skipped 95 files that are not photos, 1 unreadable folder``, or "" for none."""
-    parts = [f"{counts[c]:,} {SKIP_LABELS.get(c, (c, c))[counts[c] != 1]}"
-             for c in [*SKIP_LABELS, *sorted(set(counts) - set(SKIP_LABELS))] if counts.get(c)]
+    parts = [
+        f"{counts[c]:,} {SKIP_LABELS.get(c, (c, c))[counts[c] != 1]}"
+        for c in [*SKIP_LABELS, *sorted(set(counts) - set(SKIP_LABELS))]
+        if counts.get(c)
+    ]
     return "skipped " + ", ".join(parts) if parts else ""
 
 
@@ -73,8 +75,11 @@ class Summary:
             self.no_face += faces == 0
 
     def line(self) -> str:
-        parts = [f"done {self.done:,} (faces {self.faces:,}, no face {self.no_face:,})"] \
-            if self.done or not self.queued else []  # `enqueue` without --wait knows no outcome
+        parts = (
+            [f"done {self.done:,} (faces {self.faces:,}, no face {self.no_face:,})"]
+            if self.done or not self.queued
+            else []
+        )  # `enqueue` without --wait knows no outcome
         parts += [f"already done {self.already:,}", f"duplicates {self.duplicates:,}"]
         if self.queued:
             parts.append(f"queued {self.queued:,}")
@@ -127,7 +132,8 @@ class Planner:
         if empty:
             known = any(r == str(root) for r, _ in self.state.by_path)
             raise ImportFolderError(
-                f"import folder {root} is empty" + (", but the ledger holds photos from it" if known else "")
+                f"import folder {root} is empty"
+                + (", but the ledger holds photos from it" if known else "")
                 + " (is the drive mounted? check the path)"
             )
         return root
@@ -162,8 +168,13 @@ class Planner:
             self.report(f"skipped: {display(item.path)}: {item.reason}")
         known = self.state.by_path.get((root, item.rel))
         if known is None or known.get("status") != "skipped" or known.get("reason") != item.reason:
-            entry: dict[str, object] = {"path": item.rel, "root": root, "status": "skipped", "reason": item.reason,
-                                        "category": item.category}
+            entry: dict[str, object] = {
+                "path": item.rel,
+                "root": root,
+                "status": "skipped",
+                "reason": item.reason,
+                "category": item.category,
+            }
             if item.folder:
                 entry["folder"] = True
             self._record(entry)
@@ -174,9 +185,7 @@ class Planner:
     def _pending(self, entry: dict) -> bool:
         """A ``queued`` entry left by an earlier embedded run: it was never finished."""
         return (
-            entry.get("status") == "queued"
-            and not self.record_queued
-            and entry.get("sha256") not in self._queued_now
+            entry.get("status") == "queued" and not self.record_queued and entry.get("sha256") not in self._queued_now
         )
 
     def _consider(self, root: str, found: Found) -> Job | None:
@@ -197,19 +206,37 @@ class Planner:
         try:
             sha = ids.sha256_file(found.path)
         except OSError as e:
-            self._failed(root, found.path, found.rel, f"cannot read file ({e.strerror or type(e).__name__})",
-                         found.size, found.mtime_ns)
+            self._failed(
+                root,
+                found.path,
+                found.rel,
+                f"cannot read file ({e.strerror or type(e).__name__})",
+                found.size,
+                found.mtime_ns,
+            )
             return None
         known = self.state.by_hash.get(sha)
-        base = {"path": found.rel, "root": root, "sha256": sha, "image_id": ids.image_id(sha),
-                "size": found.size, "mtime_ns": found.mtime_ns}
+        base = {
+            "path": found.rel,
+            "root": root,
+            "sha256": sha,
+            "image_id": ids.image_id(sha),
+            "size": found.size,
+            "mtime_ns": found.mtime_ns,
+        }
         if known is not None and not self._pending(known):
             same_path = (known.get("root"), known.get("path")) == (root, found.rel)
             status = known.get("status")
             if status in ("done", "queued") and not same_path:
                 self.summary.duplicates += 1
-                self._record({**base, "status": "duplicate", "duplicate_of": known.get("path"),
-                              "duplicate_root": known.get("root")})
+                self._record(
+                    {
+                        **base,
+                        "status": "duplicate",
+                        "duplicate_of": known.get("path"),
+                        "duplicate_root": known.get("root"),
+                    }
+                )
                 return None
             if status in ("done", "queued") and same_path:
                 self.summary.already += 1
@@ -219,17 +246,24 @@ class Planner:
                 self.summary.skipped_failed += 1
                 return None
         return Job(
-            image_id=ids.image_id(sha), sha256=sha, file=str(found.path), root=root, rel=found.rel,
-            size=found.size, mtime_ns=found.mtime_ns, model=self.model, upload=self.upload,
+            image_id=ids.image_id(sha),
+            sha256=sha,
+            file=str(found.path),
+            root=root,
+            rel=found.rel,
+            size=found.size,
+            mtime_ns=found.mtime_ns,
+            model=self.model,
+            upload=self.upload,
             companions=list(found.companions),
         )
 
-    def _failed(self, root: str, path: Path, rel: str, reason: str, size: int | None,
-                mtime_ns: int | None) -> None:
+    def _failed(self, root: str, path: Path, rel: str, reason: str, size: int | None, mtime_ns: int | None) -> None:
         self.summary.failed += 1
         self._error(path, reason)
-        self._record({"path": rel, "root": root, "status": "failed", "reason": reason,
-                      "size": size, "mtime_ns": mtime_ns})
+        self._record(
+            {"path": rel, "root": root, "status": "failed", "reason": reason, "size": size, "mtime_ns": mtime_ns}
+        )
         return None
 
     def pending_jobs(self) -> Iterator[Job]:
@@ -240,9 +274,15 @@ class Planner:
             self.summary.photos += 1
             self.summary.queued += 1
             yield Job(
-                image_id=entry["image_id"], sha256=entry["sha256"], file=str(Path(entry["root"]) / entry["path"]),
-                root=entry["root"], rel=entry["path"], size=entry.get("size"), mtime_ns=entry.get("mtime_ns"),
-                model=self.model, upload=self.upload,
+                image_id=entry["image_id"],
+                sha256=entry["sha256"],
+                file=str(Path(entry["root"]) / entry["path"]),
+                root=entry["root"],
+                rel=entry["path"],
+                size=entry.get("size"),
+                mtime_ns=entry.get("mtime_ns"),
+                model=self.model,
+                upload=self.upload,
             )
 
     def upload_jobs(self) -> Iterator[Job]:
@@ -254,8 +294,16 @@ class Planner:
             self.summary.photos += 1
             self.summary.queued += 1
             yield Job(
-                image_id=entry["image_id"], sha256=entry["sha256"], file=str(path), root=entry["root"],
-                rel=entry["path"], size=entry.get("size"), mtime_ns=entry.get("mtime_ns"),
-                model=entry.get("model") or self.model, upload=True, upload_only=True,
-                faces=entry.get("faces", 0), ext=entry.get("ext") or ids.safe_extension(entry["path"]),
+                image_id=entry["image_id"],
+                sha256=entry["sha256"],
+                file=str(path),
+                root=entry["root"],
+                rel=entry["path"],
+                size=entry.get("size"),
+                mtime_ns=entry.get("mtime_ns"),
+                model=entry.get("model") or self.model,
+                upload=True,
+                upload_only=True,
+                faces=entry.get("faces", 0),
+                ext=entry.get("ext") or ids.safe_extension(entry["path"]),
             )

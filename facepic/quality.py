@@ -37,18 +37,11 @@ class FaceQuality:
     @property
     def value(self) -> float:
         """0..1, higher is a better cover: every factor saturates at a clearly good face."""
-        return (
-            self.score
-            * min(1.0, self.size / 112.0)
-            * min(1.0, self.sharpness / 300.0)
-            * (0.5 + 0.5 * self.frontal)
-        )
+        return self.score * min(1.0, self.size / 112.0) * min(1.0, self.sharpness / 300.0) * (0.5 + 0.5 * self.frontal)
 
     def can_found(self, limits: Limits) -> bool:
         return (
-            self.size >= limits.min_size
-            and self.score >= limits.min_score
-            and self.sharpness >= limits.min_sharpness
+            self.size >= limits.min_size and self.score >= limits.min_score and self.sharpness >= limits.min_sharpness
         )
 
     def as_dict(self) -> dict[str, float]:
@@ -85,7 +78,8 @@ def frontal(landmarks: np.ndarray) -> float:
     return float(np.clip(1.0 - 2.0 * offset, 0.0, 1.0))
 
 
-def assess(rgb: np.ndarray, box_reduced: np.ndarray, box_full: np.ndarray,
-           landmarks: np.ndarray, score: float) -> FaceQuality:
+def assess(
+    rgb: np.ndarray, box_reduced: np.ndarray, box_full: np.ndarray, landmarks: np.ndarray, score: float
+) -> FaceQuality:
     size = float(min(box_full[2] - box_full[0], box_full[3] - box_full[1]))
     return FaceQuality(max(size, 0.0), sharpness(rgb, box_reduced), frontal(landmarks), float(score))

@@ -21,16 +21,17 @@ switch: restart them with ``FACEPIC_MODEL`` set to the new model.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from facepic import documents, ids, quality, snapshot, storage, thumbnails
+from facepic.datafolder import write_atomic
 from facepic.db import Library
 from facepic.decode import PhotoError, decode, time_limit
 from facepic.detect import FaceEngine
 from facepic.persons import Covers, ReclusterSummary, bump_revision, recluster_library, refresh_images
-from facepic.datafolder import write_atomic
 from facepic.settings import Settings
 
 MIN_OVERLAP = 0.3  # intersection over union for a new face to be an old face again
@@ -72,8 +73,9 @@ def _original(image: dict[str, Any], store: storage.ObjectStore | None) -> Itera
     raise FileNotFoundError(path)
 
 
-def _stage_image(lib: Library, engine: FaceEngine, settings: Settings, image: dict[str, Any],
-                 covers: Covers, progress: Progress) -> None:
+def _stage_image(
+    lib: Library, engine: FaceEngine, settings: Settings, image: dict[str, Any], covers: Covers, progress: Progress
+) -> None:
     try:
         with time_limit(settings.photo_timeout):
             for path in _original(image, covers.store):
@@ -91,8 +93,9 @@ def _stage_image(lib: Library, engine: FaceEngine, settings: Settings, image: di
         box_full = decoded.to_full(face.box)
         marks = decoded.to_full(face.landmarks)
         q = quality.assess(decoded.rgb, face.box, box_full, marks, face.score)
-        fields = documents.face_fields(engine.model, face.embedding, box_full, marks, face.score, q,
-                                       q.can_found(settings.limits))
+        fields = documents.face_fields(
+            engine.model, face.embedding, box_full, marks, face.score, q, q.can_found(settings.limits)
+        )
         overlaps = [(_iou(fields["box"], f["box"]), str(f["_id"])) for f in old if f["_id"] not in taken]
         best_iou, best_id = max(overlaps, default=(0.0, ""))
         if best_iou >= MIN_OVERLAP:
@@ -112,8 +115,14 @@ def _stage_image(lib: Library, engine: FaceEngine, settings: Settings, image: di
     progress.staged += 1
 
 
-def stage(lib: Library, engine: FaceEngine, settings: Settings, covers: Covers,
-          progress: Progress, on_photo: Callable[[], None] = lambda: None) -> None:
+def stage(
+    lib: Library,
+    engine: FaceEngine,
+    settings: Settings,
+    covers: Covers,
+    progress: Progress,
+    on_photo: Callable[[], None] = lambda: None,
+) -> None:
     """Stage every photo not staged for ``engine.model`` yet."""
     for image in lib.images_pending_reembed(engine.model):
         _stage_image(lib, engine, settings, image, covers, progress)
@@ -130,8 +139,14 @@ def switch(lib: Library, model: str, settings: Settings, covers: Covers, progres
     progress.recluster = recluster_library(lib, settings.rules, covers)
 
 
-def reembed(lib: Library, engine: FaceEngine, settings: Settings, covers: Covers,
-            switch_now: bool = True, on_photo: Callable[[], None] = lambda: None) -> Progress:
+def reembed(
+    lib: Library,
+    engine: FaceEngine,
+    settings: Settings,
+    covers: Covers,
+    switch_now: bool = True,
+    on_photo: Callable[[], None] = lambda: None,
+) -> Progress:
     progress = Progress()
     current = lib.library_model()
     if current == engine.model:

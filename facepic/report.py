@@ -51,8 +51,12 @@ def persons(library: Library, hidden: bool = False) -> list[dict[str, Any]]:
 SHOWN = 40  # faces of a person in view; the rest open behind "more"
 
 
-def write_contact_sheet(people: list[dict[str, Any]], settings: Settings,
-                        unassigned: list[dict[str, Any]] | None = None, unassigned_total: int = 0) -> Path:
+def write_contact_sheet(
+    people: list[dict[str, Any]],
+    settings: Settings,
+    unassigned: list[dict[str, Any]] | None = None,
+    unassigned_total: int = 0,
+) -> Path:
     """``<data>/persons.html``, to share: each person (by name, else by its id, as the
     commands take it) with its cover and every face (past 40 behind "more"), each face linking
     to its photo's thumbnail; then the faces that belong to nobody."""
@@ -66,14 +70,19 @@ def write_contact_sheet(people: list[dict[str, Any]], settings: Settings,
     def tile(face: dict[str, Any]) -> str:
         image_id = str(face.get("image_id") or face["face_id"].rpartition("-f")[0])
         title = html.escape(f"{face.get('photo') or ''} ({face['face_id']})")
-        return (f'<a href="{rel(folder.thumbnail(image_id))}"><img src="{rel(folder.face_crop(face["face_id"]))}" '
-                f'title="{title}" alt="" width="64" height="64" loading="lazy"></a>')
+        return (
+            f'<a href="{rel(folder.thumbnail(image_id))}"><img src="{rel(folder.face_crop(face["face_id"]))}" '
+            f'title="{title}" alt="" width="64" height="64" loading="lazy"></a>'
+        )
 
     def strip(faces: list[dict[str, Any]]) -> str:
         shown = "".join(tile(f) for f in faces[:SHOWN])
         if len(faces) > SHOWN:
-            shown += (f"<details><summary>{len(faces) - SHOWN} more</summary>"
-                      + "".join(tile(f) for f in faces[SHOWN:]) + "</details>")
+            shown += (
+                f"<details><summary>{len(faces) - SHOWN} more</summary>"
+                + "".join(tile(f) for f in faces[SHOWN:])
+                + "</details>"
+            )
         return shown
 
     rows = []
@@ -82,13 +91,14 @@ def write_contact_sheet(people: list[dict[str, Any]], settings: Settings,
         flag = " &middot; hidden" if person.get("hidden") else ""
         rows.append(
             f'<section><img class="cover" src="{rel(folder.cover(person["id"]))}" alt="" width="128" height="128">'
-            f'<div><h2>{title}</h2><p>{person["face_count"]} faces &middot; <code>{html.escape(person["id"])}</code>'
+            f"<div><h2>{title}</h2><p>{person['face_count']} faces &middot; <code>{html.escape(person['id'])}</code>"
             f"{flag}</p><div>{strip(person['faces'])}</div></div></section>"
         )
     if unassigned_total:
         listed = f" (the first {len(unassigned or [])})" if len(unassigned or []) < unassigned_total else ""
-        rows.append(f"<h1>{unassigned_total} faces belong to nobody yet{listed}</h1>"
-                    f"<div>{strip(list(unassigned or []))}</div>")
+        rows.append(
+            f"<h1>{unassigned_total} faces belong to nobody yet{listed}</h1><div>{strip(list(unassigned or []))}</div>"
+        )
     out.write_text(
         "<!doctype html><meta charset=utf-8><title>FacePic persons</title>"
         "<style>body{font-family:sans-serif;margin:2em}section{display:flex;gap:1em;margin:1em 0}"

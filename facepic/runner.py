@@ -13,13 +13,13 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterable
 
-from facepic.planner import Summary
 from facepic.errors import DataFolderError
 from facepic.pipeline import STAGES, Context, Job, cannot_process, execute
+from facepic.planner import Summary
 from facepic.scan import display
 from facepic.settings import Settings
 
@@ -29,8 +29,10 @@ _gave_up: set[str] = set()  # stages whose server stayed out of reach through ev
 
 _pool_context: Context | None = None
 PARENT_POLL_SECONDS = 1.0
-PROCESS_DIED = ("the process analysing it died twice (killed by the system, for example for lack of "
-                "memory, or a crash in a decoder)")
+PROCESS_DIED = (
+    "the process analysing it died twice (killed by the system, for example for lack of "
+    "memory, or a crash in a decoder)"
+)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -70,8 +72,12 @@ class CpuPool:
 
     def _start(self) -> ProcessPoolExecutor:
         mp = multiprocessing.get_context("spawn")  # the embedded server's threads must not be forked
-        executor = ProcessPoolExecutor(self.processes, mp_context=mp, initializer=_init_pool,
-                                       initargs=(self.settings, self.processes, self.model, os.getpid()))
+        executor = ProcessPoolExecutor(
+            self.processes,
+            mp_context=mp,
+            initializer=_init_pool,
+            initargs=(self.settings, self.processes, self.model, os.getpid()),
+        )
         for _ in range(self.processes):
             executor.submit(_ready)
         return executor
@@ -80,7 +86,7 @@ class CpuPool:
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.executor = self._start()
 
-    def __enter__(self) -> "CpuPool":
+    def __enter__(self) -> CpuPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -99,7 +105,9 @@ def _cpu_stages(job: Job) -> Job:
     return job
 
 
-def run_serial_stages(ctx: Context, job: Job, stages: Iterable[str], sleep: Callable[[float], None] = time.sleep) -> Job:
+def run_serial_stages(
+    ctx: Context, job: Job, stages: Iterable[str], sleep: Callable[[float], None] = time.sleep
+) -> Job:
     """The given stages in order, under the one failure policy (``facepic.pipeline.policy``).
     Once a server stayed out of reach through every retry, later photos try it once each
     until it answers again, so a long outage does not stall the run photo after photo."""
@@ -145,6 +153,7 @@ def process(
         suspects: deque[int] = deque()
         alone: int | None = None  # a suspect running with nothing beside it
         submitted = served = 0
+
         def broken() -> None:
             # Every photo still in the broken pool is a suspect until it runs alone.
             suspects.extend(sorted(i for i in running.values() if i != alone))
@@ -166,8 +175,13 @@ def process(
                     alone = None
                     broken()
                     continue
-            while not suspects and alone is None and submitted < len(jobs) and submitted - served < ahead \
-                    and len(running) < 2 * cpu_pool.processes:
+            while (
+                not suspects
+                and alone is None
+                and submitted < len(jobs)
+                and submitted - served < ahead
+                and len(running) < 2 * cpu_pool.processes
+            ):
                 if not submit(submitted):
                     broken()
                     break

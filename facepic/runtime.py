@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -95,8 +96,9 @@ class Runtime:
     detector_precision: str = "f32"
 
     @classmethod
-    def resolve(cls, setting: str = "auto", threads: int = 1, precision: str | None = None,
-                detector_precision: str = "f32") -> "Runtime":
+    def resolve(
+        cls, setting: str = "auto", threads: int = 1, precision: str | None = None, detector_precision: str = "f32"
+    ) -> Runtime:
         """The runtime for FACEPIC_RUNTIME ``setting``; ``precision`` and ``detector_precision``
         override OpenVINO's (the benchmark and the tests compare f32 with bf16)."""
         setting = (setting or "auto").strip().lower()
@@ -113,9 +115,7 @@ class Runtime:
             elif _installed("onnxruntime"):
                 setting, reason = "onnxruntime", "auto: OpenVINO is not installed"
             else:
-                raise RuntimeUnavailable(
-                    "no face model runtime is installed: pip install -r requirements/worker.txt"
-                )
+                raise RuntimeUnavailable("no face model runtime is installed: pip install -r requirements/worker.txt")
         if setting == "openvino":
             if not _installed("openvino"):
                 raise RuntimeUnavailable(
@@ -131,7 +131,7 @@ class Runtime:
         return cls("onnxruntime", "f32", threads, tuple(onnxruntime_providers()), reason)
 
     @classmethod
-    def for_settings(cls, settings: Any, processes: int = 1) -> "Runtime":
+    def for_settings(cls, settings: Any, processes: int = 1) -> Runtime:
         """The runtime of one of ``processes`` processes sharing this machine's cores."""
         return cls.resolve(settings.runtime, settings.ort_threads or default_threads(processes))
 
@@ -226,8 +226,9 @@ class OpenVINOSession:
     def set_providers(self, providers: Sequence[str] | None = None, provider_options: Any = None) -> None:
         """InsightFace's ``prepare(ctx_id=-1)`` asks for the CPU: this session is on it already."""
 
-    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, np.ndarray],
-            run_options: Any = None) -> list[np.ndarray]:
+    def run(
+        self, output_names: Sequence[str] | None, input_feed: Mapping[str, np.ndarray], run_options: Any = None
+    ) -> list[np.ndarray]:
         if self._request is None:
             compiled = openvino_core().compile_model(self._model, "CPU", self._config)
             self._request = compiled.create_infer_request()

@@ -17,9 +17,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Union
 
 from facepic.errors import FacePicError
 from facepic.formats import classify, is_photo_name
@@ -65,7 +65,7 @@ class Unreadable:
     reason: str
 
 
-Entry = Union[Found, Skipped, Unreadable]
+Entry = Found | Skipped | Unreadable
 
 
 def check_import_folder(root: Path) -> Path:
@@ -170,8 +170,9 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
                 yield Skipped(path, rel, f"cannot be read ({_reason(e)})", "special")
             continue
         if is_link and not follow_links and not _inside(os.path.realpath(path), root_real):
-            yield Skipped(path, rel, "symbolic link to outside the import folder", "link",
-                          folder=stat.S_ISDIR(st.st_mode))
+            yield Skipped(
+                path, rel, "symbolic link to outside the import folder", "link", folder=stat.S_ISDIR(st.st_mode)
+            )
             continue
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Container
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Container
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from bson.binary import Binary
@@ -62,7 +62,7 @@ def load(lib: Library, model: str, refresh_after: float = 0.1) -> Known:
     one (then a new snapshot is written). The snapshot is also rewritten when what changed
     after it is more than ``refresh_after`` of it, so a start never reads many faces one by one."""
     epoch = lib.library_epoch()
-    taken_at = datetime.now(timezone.utc)
+    taken_at = datetime.now(UTC)
     seq = lib.current_seq()
     snap = _read(lib, model, epoch)
     if snap is None:
@@ -80,8 +80,9 @@ def load(lib: Library, model: str, refresh_after: float = 0.1) -> Known:
     new = _read_faces(lib, model, after_seq=covered, skip=position)
     if new.ids:
         known = Known(known.ids + new.ids, known.persons + new.persons, np.concatenate([known.matrix, new.matrix]))
-    known.source = (f"{len(position)} faces from the snapshot, {len(again)} of them read again, "
-                    f"{len(new.ids)} stored after it")
+    known.source = (
+        f"{len(position)} faces from the snapshot, {len(again)} of them read again, {len(new.ids)} stored after it"
+    )
     if len(again) + len(new.ids) > max(CHUNK, refresh_after * len(known.ids)) and epoch is not None:
         write(lib, model, epoch, seq, taken_at, known)
     return known
@@ -111,8 +112,7 @@ def _read(lib: Library, model: str, epoch: str | None) -> tuple[Known, int, date
     return Known(ids, persons, matrix), int(meta["seq"]), meta["taken_at"]
 
 
-def _read_faces(lib: Library, model: str, after_seq: int | None = None,
-                skip: Container[str] = frozenset()) -> Known:
+def _read_faces(lib: Library, model: str, after_seq: int | None = None, skip: Container[str] = frozenset()) -> Known:
     """The faces of ``model`` (numbered after ``after_seq``), less ``skip``."""
     ids: list[str] = []
     persons: list[str] = []
@@ -134,18 +134,29 @@ def write(lib: Library, model: str, epoch: str, seq: int, taken_at: datetime, kn
     parts = 0
     for start in range(0, max(1, len(known.ids)), CHUNK):
         end = min(start + CHUNK, len(known.ids))
-        lib.add_snapshot_part({
-            "_id": f"{generation}:{parts:06d}",
-            "generation": generation,
-            "part": parts,
-            "count": end - start,
-            "ids": "\n".join(known.ids[start:end]),
-            "persons": "\n".join(known.persons[start:end]),
-            "embeddings": Binary(np.ascontiguousarray(known.matrix[start:end], dtype="<f4").tobytes()),
-        })
+        lib.add_snapshot_part(
+            {
+                "_id": f"{generation}:{parts:06d}",
+                "generation": generation,
+                "part": parts,
+                "count": end - start,
+                "ids": "\n".join(known.ids[start:end]),
+                "persons": "\n".join(known.persons[start:end]),
+                "embeddings": Binary(np.ascontiguousarray(known.matrix[start:end], dtype="<f4").tobytes()),
+            }
+        )
         parts += 1
-    lib.commit_snapshot({"model": model, "epoch": epoch, "seq": seq, "taken_at": taken_at, "generation": generation,
-                         "parts": parts, "faces": len(known.ids)})
+    lib.commit_snapshot(
+        {
+            "model": model,
+            "epoch": epoch,
+            "seq": seq,
+            "taken_at": taken_at,
+            "generation": generation,
+            "parts": parts,
+            "faces": len(known.ids),
+        }
+    )
     # Notes the snapshot has taken in, older than any start will read again.
     lib.drop_face_moves(seq, taken_at - 2 * SETTLE)
 

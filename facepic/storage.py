@@ -6,21 +6,17 @@ photo's name can ever reach a key.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
 
-from facepic import ids
 from facepic.datafolder import write_atomic
 from facepic.errors import FacePicError
 from facepic.settings import Settings
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-FACEPIC_KEY = re.compile(
-    rf"^(?:{_UUID}\.[a-z0-9]{{1,5}}|thumb_{_UUID}\.jpg|faces/person_p[0-9a-f]{{15}}\.jpg)$"
-)
+FACEPIC_KEY = re.compile(rf"^(?:{_UUID}\.[a-z0-9]{{1,5}}|thumb_{_UUID}\.jpg|faces/person_p[0-9a-f]{{15}}\.jpg)$")
 
 
 def original_key(image_id: str, ext: str) -> str:
@@ -187,8 +183,9 @@ class S3Store:
         # off for large files (bench/throughput.py, enqueue: upload median 61 -> 51 ms).
         if path.stat().st_size < SINGLE_PUT_LIMIT:
             with open(path, "rb") as body:
-                self._call(key, self._client.put_object, Bucket=self.bucket, Key=key, Body=body,
-                           ContentType=content_type)
+                self._call(
+                    key, self._client.put_object, Bucket=self.bucket, Key=key, Body=body, ContentType=content_type
+                )
             return
         self._call(
             key,
@@ -205,8 +202,13 @@ class S3Store:
 
     def presigned_url(self, key: str, seconds: int = 300) -> str:
         """A URL that reads ``key`` for ``seconds``, without the bucket's keys: for a browser."""
-        return self._call(key, self._client.generate_presigned_url, "get_object",
-                          Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=seconds)
+        return self._call(
+            key,
+            self._client.generate_presigned_url,
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=seconds,
+        )
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")

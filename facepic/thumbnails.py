@@ -8,7 +8,7 @@ where the photo allows it.
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -48,7 +48,7 @@ def square_window(w: int, h: int, face_boxes: Sequence[Sequence[float]] = ()) ->
     return left, top, side
 
 
-def face_crop(rgb: np.ndarray, box: Sequence[float], size: int = FACE_SIZE) -> bytes:
+def face_crop(rgb: np.ndarray, box: Sequence[float] | np.ndarray, size: int = FACE_SIZE) -> bytes:
     """A ``size`` x ``size`` JPEG around one face box (reduced-image coordinates)."""
     h, w = rgb.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)

@@ -22,9 +22,18 @@ from selenium.webdriver.chrome.service import Service
 def browser(profile: str, width: int = 1280, height: int = 900) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
@@ -32,7 +41,8 @@ def browser(profile: str, width: int = 1280, height: int = 900) -> webdriver.Chr
 def save_small(png: bytes, out: Path) -> None:
     """A palette PNG: a tenth of the size, and the README stays light."""
     Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(
-        out, optimize=True)
+        out, optimize=True
+    )
 
 
 def main() -> None:
@@ -56,8 +66,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as profile:
         driver = browser(profile)
         try:
-            for name, path in (("people", "/"), ("person", f"/persons/{person}"), ("photo", f"/photos/{photo_id}"),
-                               ("unassigned", "/unassigned")):
+            for name, path in (
+                ("people", "/"),
+                ("person", f"/persons/{person}"),
+                ("photo", f"/photos/{photo_id}"),
+                ("unassigned", "/unassigned"),
+            ):
                 driver.get(base + path)
                 # Load every image now (lazy ones too) and wait for them, so no tile is blank.
                 driver.execute_script("document.querySelectorAll('img').forEach(i => i.loading = 'eager')")

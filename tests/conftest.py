@@ -6,16 +6,17 @@ import itertools
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
-from workers.cli import cli
 from facepic.settings import Settings
 from tests import servers
 from tests.servers import Worker, start_pipeline_workers
+from workers.cli import cli
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent

@@ -33,10 +33,12 @@ class Export:
         no_face = len(self.photos) - faces
         not_photos = sum(1 for c in self.skipped.values() if c == "not a photo")
         hidden = sum(1 for c in self.skipped.values() if c == "hidden")
-        return (f"photos {len(self.photos) + len(self.duplicates)}: done {len(self.photos)} (faces {faces}, "
-                f"no face {no_face}), already done 0, duplicates {len(self.duplicates)}, failed 0; skipped "
-                f"{not_photos} files that are not photos, {hidden} hidden files or folders, "
-                f"{len(self.pairs)} RAW file paired with its JPEG")
+        return (
+            f"photos {len(self.photos) + len(self.duplicates)}: done {len(self.photos)} (faces {faces}, "
+            f"no face {no_face}), already done 0, duplicates {len(self.duplicates)}, failed 0; skipped "
+            f"{not_photos} files that are not photos, {hidden} hidden files or folders, "
+            f"{len(self.pairs)} RAW file paired with its JPEG"
+        )
 
 
 def face(identity: str, name: str) -> Image.Image:
@@ -69,8 +71,14 @@ def build(root: Path) -> Export:
     # Held sideways: stored rotated, EXIF orientation 6 turns it upright again.
     sideways = Image.Exif()
     sideways[0x0112] = 6
-    photo(f"{phone}/IMG_0005.JPG", "keanu_reeves", face("keanu_reeves", "00.jpg").transpose(Image.Transpose.ROTATE_90),
-          "JPEG", quality=92, exif=sideways.tobytes())
+    photo(
+        f"{phone}/IMG_0005.JPG",
+        "keanu_reeves",
+        face("keanu_reeves", "00.jpg").transpose(Image.Transpose.ROTATE_90),
+        "JPEG",
+        quality=92,
+        exif=sideways.tobytes(),
+    )
     photo("DCIM/101APPLE/IMG_0101.AVIF", "keanu_reeves", face("keanu_reeves", "05.jpg"), "AVIF", quality=90)
     photo("DCIM/101APPLE/IMG_0102.JPG", "", Image.open(SAMPLES / "rocket.jpg").convert("RGB"), "JPEG", quality=90)
     photo("DCIM/101APPLE/IMG_0103.WEBP", "", Image.open(SAMPLES / "chelsea.png").convert("RGB"), "WEBP")

@@ -87,8 +87,7 @@ def build(root: Path) -> dict[str, tuple[str, object]]:
     put("png16.png", encoded(grey16.convert("I;16"), "PNG"), ("done", 1))
     put("palette.png", encoded(face().quantize(255), "PNG", transparency=0), ("done", 1))
     frames = [face(), Image.new("RGB", face().size, "black")]
-    put("animated.webp", encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100),
-        ("done", 1))
+    put("animated.webp", encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100), ("done", 1))
     put("corrupt-exif.jpg", _corrupt_exif_jpeg(), ("done", 1))
     for n, transpose in _STORE.items():
         stored = face() if transpose is None else face().transpose(transpose)
@@ -127,4 +126,3 @@ def make_unreadable(root: Path, monkeypatch) -> None:  # type: ignore[no-untyped
 
 def delete_later(root: Path) -> None:
     (root / "deleted.jpg").unlink()
-

@@ -20,7 +20,7 @@ class Proxy:
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
 
-    def up(self) -> "Proxy":
+    def up(self) -> Proxy:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))

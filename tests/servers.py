@@ -15,8 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 S3_ACCESS_KEY = "facepic-test-key"
 S3_SECRET_KEY = "facepic-test-secret-value"
@@ -66,10 +66,13 @@ class Server:
         self.env = env
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            self.args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})},
+            self.args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(self.env or {})},
             start_new_session=True,
         )
         out.close()
@@ -95,8 +98,19 @@ def start_redis(workdir: Path, port: int = 0, durable: bool = False, password: s
     auth = ["--requirepass", password] if password else []
     server = Server(
         "redis",
-        [redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", *persistence, *auth,
-         "--dir", str(workdir)],
+        [
+            redis_binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            *persistence,
+            *auth,
+            "--dir",
+            str(workdir),
+        ],
         workdir / "redis.log",
     ).start()
     import redis
@@ -126,8 +140,16 @@ def start_s3(workdir: Path) -> tuple[Server, str]:
     data.mkdir(exist_ok=True)
     server = Server(
         "s3",
-        [_bin("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}",
-         "-admin.ui=false", "-webdav=false"],
+        [
+            _bin("weed"),
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={port}",
+            "-admin.ui=false",
+            "-webdav=false",
+        ],
         workdir / "s3.log",
         env={"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY},
     ).start()
@@ -136,7 +158,10 @@ def start_s3(workdir: Path) -> tuple[Server, str]:
     from botocore.config import Config
 
     client = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="auto", aws_access_key_id=S3_ACCESS_KEY,
+        "s3",
+        endpoint_url=endpoint,
+        region_name="auto",
+        aws_access_key_id=S3_ACCESS_KEY,
         aws_secret_access_key=S3_SECRET_KEY,
         config=Config(s3={"addressing_style": "path"}, connect_timeout=1, retries={"max_attempts": 1}),
     )
@@ -172,12 +197,28 @@ def start_worker(env: dict[str, str], workdir: Path, name: str, queues: str, con
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
     args = [
-        sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
-        "-n", f"{name}@%h", "-l", "INFO", "--without-gossip", "--without-mingle", f"--logfile={log}",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "-l",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        f"--logfile={log}",
     ]
     full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    proc = subprocess.Popen(args, cwd=workdir, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args, cwd=workdir, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
     worker = Worker(name, proc, log)
     try:
         wait_for(lambda: log.exists() and "ready." in log.read_text(errors="replace"), f"worker {name}", 60)

@@ -67,8 +67,10 @@ def test_run_survives_a_hostile_folder(offline_env, tmp_path: Path, monkeypatch)
     done = len(expect) - failed
     faces = sum(detail for status, detail in expect.values() if status == "done")
     no_face = sum(1 for status, detail in expect.values() if status == "done" and detail == 0)
-    assert f"photos {len(expect)}: done {done} (faces {faces}, no face {no_face}), already done 0, duplicates 0, " \
+    assert (
+        f"photos {len(expect)}: done {done} (faces {faces}, no face {no_face}), already done 0, duplicates 0, "
         f"failed {failed}" in result.output
+    )
 
     from facepic.embedded import embedded_database
     from facepic.pipeline import Context
@@ -102,8 +104,8 @@ def test_enqueue_survives_a_hostile_folder(server_env, tmp_path: Path, monkeypat
 
 
 def test_a_very_large_and_deep_folder_tree_is_scanned_completely(tmp_path: Path) -> None:
-    from facepic.planner import Planner
     from facepic.ledger import Ledger
+    from facepic.planner import Planner
     from tests.conftest import PHOTOS
 
     root = tmp_path / "drive"
@@ -160,7 +162,10 @@ def test_enqueue_refuses_a_missing_file_or_unmounted_drive_before_queueing(serve
 
     missing = invoke(server_env, "enqueue", str(tmp_path / "nope"))
     assert missing.exit_code == 1
-    assert f"Error: import folder {tmp_path / 'nope'} does not exist (is the drive mounted? check the path)" in missing.output
+    assert (
+        f"Error: import folder {tmp_path / 'nope'} does not exist (is the drive mounted? check the path)"
+        in missing.output
+    )
     a_file = tmp_path / "file.jpg"
     a_file.write_bytes(b"x")
     assert "is not a folder" in invoke(server_env, "enqueue", str(a_file)).output

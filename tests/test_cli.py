@@ -6,9 +6,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from workers.cli import cli
 from facepic.storage import open_store
 from tests.conftest import PHOTOS, invoke, ledger_lines, settings_of
+from workers.cli import cli
 
 GOOD = PHOTOS / "tom_hanks" / "07.jpg"
 
@@ -28,18 +28,24 @@ def test_run_reports_each_bad_photo_and_goes_on(offline_env, tmp_path: Path) -> 
     result = invoke(offline_env, "run", str(root))
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("error: cannot process")]
-    assert sorted(errors) == sorted([
-        f"error: cannot process {root / 'cut.jpg'}: truncated image (the file ends before the picture does)",
-        f"error: cannot process {root / 'empty.jpg'}: empty file (0 bytes)",
-        f"error: cannot process {root / 'notes.jpg'}: not a recognised image format",
-    ])
+    assert sorted(errors) == sorted(
+        [
+            f"error: cannot process {root / 'cut.jpg'}: truncated image (the file ends before the picture does)",
+            f"error: cannot process {root / 'empty.jpg'}: empty file (0 bytes)",
+            f"error: cannot process {root / 'notes.jpg'}: not a recognised image format",
+        ]
+    )
     assert "Traceback" not in result.output
     assert "photos 4: done 1 (faces 1, no face 0), already done 0, duplicates 0, failed 3\n" in result.output
     final = {line["path"]: line for line in ledger_lines(settings_of(offline_env))}
     assert final["good.jpg"]["status"] == "done" and final["good.jpg"]["faces"] == 1
     assert final["empty.jpg"] == {**final["empty.jpg"], "status": "failed", "reason": "empty file (0 bytes)"}
-    assert final["notes.jpg"] == {**final["notes.jpg"], "status": "failed", "stage": "detect",
-                                  "reason": "not a recognised image format"}
+    assert final["notes.jpg"] == {
+        **final["notes.jpg"],
+        "status": "failed",
+        "stage": "detect",
+        "reason": "not a recognised image format",
+    }
     status = invoke(offline_env, "status")
     assert "photos 4: done 1 (faces 1, no face 0), duplicates 0, pending 0, failed 3\n" in status.output
     assert "failed: notes.jpg: not a recognised image format" in status.output
@@ -81,8 +87,11 @@ def test_cleanup_lists_then_deletes_only_facepic_data(offline_env, tmp_path: Pat
     foreign = settings.folder.objects / "holiday-notes.txt"
     foreign.write_text("mine")
     # Objects whose keys look like FacePic's, made by another library sharing the bucket.
-    uuid_like = ["0b6c5e1e-1111-4222-8333-944455556666.jpg", "thumb_0b6c5e1e-1111-4222-8333-944455556666.jpg",
-                 "faces/person_p0123456789abcde.jpg"]
+    uuid_like = [
+        "0b6c5e1e-1111-4222-8333-944455556666.jpg",
+        "thumb_0b6c5e1e-1111-4222-8333-944455556666.jpg",
+        "faces/person_p0123456789abcde.jpg",
+    ]
     for key in uuid_like:
         store.put_bytes(key, b"another library's", "image/jpeg")
     keys_before = [k for k in store.list_keys() if k != "holiday-notes.txt" and k not in uuid_like]
@@ -166,14 +175,19 @@ def test_an_empty_folder_and_a_folder_without_photos_say_so(offline_env, tmp_pat
     result = invoke(offline_env, "run", str(empty))
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == (
-        f"Error: import folder {empty} is empty (is the drive mounted? check the path)")
+        f"Error: import folder {empty} is empty (is the drive mounted? check the path)"
+    )
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "clip.mp4").write_bytes(b"\0" * 10)
     (videos / "notes.txt").write_text("hello")
     result = invoke(offline_env, "run", str(videos))
     assert result.exit_code == 0
-    assert "photos 0: done 0 (faces 0, no face 0), already done 0, duplicates 0, failed 0; skipped 2 files that " \
+    assert (
+        "photos 0: done 0 (faces 0, no face 0), already done 0, duplicates 0, failed 0; skipped 2 files that "
         "are not photos\n" in result.output
-    assert f"no photos in {videos}: FacePic reads JPEG, PNG, WebP, HEIC/HEIF, AVIF, TIFF, GIF, BMP and camera " \
+    )
+    assert (
+        f"no photos in {videos}: FacePic reads JPEG, PNG, WebP, HEIC/HEIF, AVIF, TIFF, GIF, BMP and camera "
         "RAW files (is this the right folder?)" in result.output
+    )

@@ -159,8 +159,7 @@ def test_an_ambiguous_name_or_id_prefix_lists_the_candidates(server_env, tmp_pat
     assert invoke(server_env, "name", a["_id"], "Alex").exit_code == 0
     result = invoke(server_env, "name", c["_id"], "Alex")
     assert result.exit_code == 0, result.output
-    assert result.output == (f"{c['_id']} is now 'Alex'\n"
-                             f"note: {a['_id']} is named 'Alex' too: refer to them by id\n")
+    assert result.output == (f"{c['_id']} is now 'Alex'\nnote: {a['_id']} is named 'Alex' too: refer to them by id\n")
 
     # The name then names neither: every command lists both, with their face counts.
     first, second = sorted([a, c], key=lambda p: p["_id"])
@@ -174,14 +173,17 @@ def test_an_ambiguous_name_or_id_prefix_lists_the_candidates(server_env, tmp_pat
     # An id prefix shared by two persons lists them too (unnamed ones as such), and a prefix
     # naming one still works. Ids are hashes, so two sharing a prefix are made here: persons
     # the user named and then emptied (kept, without faces).
-    twins = [{"_id": "pabcd" + s * 11, "name": n, "face_count": 0, "user_locked": True}
-             for s, n in (("1", ""), ("2", "Kim"))]
+    twins = [
+        {"_id": "pabcd" + s * 11, "name": n, "face_count": 0, "user_locked": True} for s, n in (("1", ""), ("2", "Kim"))
+    ]
     lib.persons.insert_many(twins)
     with pytest.raises(PersonError) as err:
         find_person(lib, "pabcd")
-    assert str(err.value) == ("2 persons have ids starting 'pabcd' (give more of the id):\n"
-                              f"  {twins[0]['_id']}  (unnamed)  0 faces\n"
-                              f"  {twins[1]['_id']}  Kim  0 faces")
+    assert str(err.value) == (
+        "2 persons have ids starting 'pabcd' (give more of the id):\n"
+        f"  {twins[0]['_id']}  (unnamed)  0 faces\n"
+        f"  {twins[1]['_id']}  Kim  0 faces"
+    )
     assert find_person(lib, "pabcd2")["_id"] == twins[1]["_id"]
     result = invoke(server_env, "hide", "pabcd")
     assert result.exit_code == 1 and f"  {twins[0]['_id']}  (unnamed)  0 faces" in result.output
@@ -190,7 +192,8 @@ def test_an_ambiguous_name_or_id_prefix_lists_the_candidates(server_env, tmp_pat
 
 @pytest.mark.parametrize("into_old", [True, False])
 def test_a_merge_after_a_move_keeps_the_moved_face_with_the_merged_person(
-        server_env, tmp_path: Path, into_old: bool) -> None:
+    server_env, tmp_path: Path, into_old: bool
+) -> None:
     (x0, x1, x2), (y0, y1, y2) = identity_photos(2)
     drive = tmp_path / "drive"
     drive.mkdir()

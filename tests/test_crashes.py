@@ -14,8 +14,8 @@ from typing import Any
 
 import redis
 
-from facepic.planner import Planner
 from facepic.pipeline import STAGES, Context, run_stage
+from facepic.planner import Planner
 from facepic.storage import open_store
 from tests import servers
 from tests.conftest import PHOTOS, REPO, copy_photos, invoke, ledger_lines, settings_of, wait_for_ledger, wait_until
@@ -30,8 +30,13 @@ def snapshot(lib, store) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     def docs(coll) -> dict:  # type: ignore[no-untyped-def]
         return {d["_id"]: {k: v for k, v in d.items() if k not in VOLATILE} for d in coll.find({})}
 
-    return {"images": docs(lib.images), "faces": docs(lib.faces), "persons": docs(lib.persons),
-            "folders": docs(lib.folders), "keys": sorted(store.list_keys())}
+    return {
+        "images": docs(lib.images),
+        "faces": docs(lib.faces),
+        "persons": docs(lib.persons),
+        "folders": docs(lib.folders),
+        "keys": sorted(store.list_keys()),
+    }
 
 
 def many_photos(target: Path, copies: int) -> int:
@@ -144,9 +149,13 @@ def test_killed_enqueuer_queues_the_rest_on_the_next_run(server_env, tmp_path: P
         (folder / f"IMG_{i:04d}.jpg").write_bytes(b"\xff\xd8\xff" + f"photo {i}".encode())
     settings = settings_of(server_env)
     code = "from workers.cli import main; import sys; sys.argv[0] = 'facepic'; main()"
-    proc = subprocess.Popen([sys.executable, "-c", code, "--env-file", "/nonexistent", "enqueue", str(photos)],
-                            env={**os.environ, **server_env, "PYTHONPATH": str(REPO)}, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--env-file", "/nonexistent", "enqueue", str(photos)],
+        env={**os.environ, **server_env, "PYTHONPATH": str(REPO)},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def queued() -> int:
         return sum(1 for x in ledger_lines(settings) if x["status"] == "queued")
@@ -228,8 +237,13 @@ def test_mongodb_out_of_reach_fails_photos_after_bounded_retries_then_retry_fail
 ) -> None:
     proxy = Proxy(int(mongo_server.split(":")[2].split("/")[0])).up()
     uri = f"mongodb://127.0.0.1:{proxy.port}/?directConnection=true"
-    env = {**server_env, "FACEPIC_MONGODB_URI": uri, "FACEPIC_RETRIES": "2", "FACEPIC_RETRY_BACKOFF": "0.2",
-           "FACEPIC_DB_TIMEOUT": "1"}
+    env = {
+        **server_env,
+        "FACEPIC_MONGODB_URI": uri,
+        "FACEPIC_RETRIES": "2",
+        "FACEPIC_RETRY_BACKOFF": "0.2",
+        "FACEPIC_DB_TIMEOUT": "1",
+    }
     photos = tmp_path / "drive"
     labels = {f"tom_hanks/{n}": "tom_hanks" for n in ("07.jpg", "08.jpg", "09.jpg")}
     for rel in labels:
@@ -243,14 +257,17 @@ def test_mongodb_out_of_reach_fails_photos_after_bounded_retries_then_retry_fail
         lines = wait_for_ledger(settings, len(labels), timeout=240)
         failed = [x for x in lines if x["status"] == "failed"]
         assert len(failed) == len(labels)
-        assert all(x["reason"] == f"DatabaseUnavailable: cannot reach MongoDB at 127.0.0.1:{proxy.port}"
-                   for x in failed), failed[0]
+        assert all(
+            x["reason"] == f"DatabaseUnavailable: cannot reach MongoDB at 127.0.0.1:{proxy.port}" for x in failed
+        ), failed[0]
         assert library_of(server_env).images.count_documents({}) == 0
         proxy.up()
         result = invoke(env, "enqueue", "--retry-failed", "--wait", str(photos))
         assert result.exit_code == 0, result.output
-        assert f"photos {len(labels)}: done {len(labels)} (faces {len(labels)}, no face 0), already done 0, " \
+        assert (
+            f"photos {len(labels)}: done {len(labels)} (faces {len(labels)}, no face 0), already done 0, "
             "duplicates 0, failed 0" in result.output
+        )
     finally:
         for worker in workers:
             worker.stop()
@@ -258,12 +275,14 @@ def test_mongodb_out_of_reach_fails_photos_after_bounded_retries_then_retry_fail
     check_exactly_once(server_env, len(labels))
 
 
-def test_bucket_out_of_reach_keeps_photos_not_uploaded_then_upload_only(
-    server_env, s3_server, tmp_path: Path
-) -> None:
+def test_bucket_out_of_reach_keeps_photos_not_uploaded_then_upload_only(server_env, s3_server, tmp_path: Path) -> None:
     proxy = Proxy(int(s3_server.rsplit(":", 1)[1])).up()
-    env = {**server_env, "FACEPIC_S3_ENDPOINT": f"http://127.0.0.1:{proxy.port}", "FACEPIC_RETRIES": "2",
-           "FACEPIC_RETRY_BACKOFF": "0.2"}
+    env = {
+        **server_env,
+        "FACEPIC_S3_ENDPOINT": f"http://127.0.0.1:{proxy.port}",
+        "FACEPIC_RETRIES": "2",
+        "FACEPIC_RETRY_BACKOFF": "0.2",
+    }
     photos = tmp_path / "drive"
     labels = copy_photos(photos, group=False)
     assert invoke(env, "enqueue", str(photos)).exit_code == 0

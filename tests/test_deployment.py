@@ -35,12 +35,14 @@ def get(url: str, auth: bool = True) -> tuple[int, bytes]:
 
 def test_flower_shows_every_stage_behind_basic_auth(server_env, workers, tmp_path: Path) -> None:
     port = servers.free_port()
-    env = {**os.environ, **server_env, "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{FLOWER_PASSWORD}",
-           "PYTHONPATH": str(REPO)}
+    env = {**os.environ, **server_env, "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{FLOWER_PASSWORD}", "PYTHONPATH": str(REPO)}
     log = open(tmp_path / "flower.log", "wb")
     flower = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers", "flower", "--address=127.0.0.1", f"--port={port}"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -88,8 +90,12 @@ def test_two_cpu_workers_on_separate_machines_equal_a_single_run(offline_env, se
         """What differs between two machines: home, temp and model cache folders."""
         home = tmp_path / f"machine-{name}"
         (home / "tmp").mkdir(parents=True)
-        return {**server_env, "HOME": str(home), "TMPDIR": str(home / "tmp"),
-                "FACEPIC_MODEL_ROOT": str(home / "models")}
+        return {
+            **server_env,
+            "HOME": str(home),
+            "TMPDIR": str(home / "tmp"),
+            "FACEPIC_MODEL_ROOT": str(home / "models"),
+        }
 
     started = [
         start_worker(machine("a"), tmp_path / "machine-a" / "w", "cpu-a", "cpu,upload", 1),

@@ -29,8 +29,13 @@ ENV = {
     "FACEPIC_MONGODB_PASSWORD": "mongopw",
     "COMPOSE_PROFILES": "local-mongo,local-s3",
 }
-SPARE_ENV = {**ENV, "FACEPIC_REDIS_URL": "redis://main:6379/0", "FACEPIC_MONGODB_URI": "mongodb://main:27017/",
-             "FACEPIC_S3_ENDPOINT": "http://main:8333", "FACEPIC_DATA_HOST_DIR": "/mnt/facepic-data"}
+SPARE_ENV = {
+    **ENV,
+    "FACEPIC_REDIS_URL": "redis://main:6379/0",
+    "FACEPIC_MONGODB_URI": "mongodb://main:27017/",
+    "FACEPIC_S3_ENDPOINT": "http://main:8333",
+    "FACEPIC_DATA_HOST_DIR": "/mnt/facepic-data",
+}
 
 
 def tool(name: str) -> str:
@@ -41,8 +46,9 @@ def tool(name: str) -> str:
 
 def compose(file: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FACEPIC_", "FLOWER_", "COMPOSE_"))}
-    return subprocess.run([tool("docker-compose"), "-f", file, *args], cwd=REPO, env={**clean, **env},
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [tool("docker-compose"), "-f", file, *args], cwd=REPO, env={**clean, **env}, capture_output=True, text=True
+    )
 
 
 def services(file: str, env: dict[str, str]) -> dict:
@@ -92,7 +98,10 @@ def test_published_servers_always_have_passwords() -> None:
     # Atlas users drop local-mongo and need no MongoDB password
     atlas = {k: v for k, v in ENV.items() if k != "FACEPIC_MONGODB_PASSWORD"}
     atlas.update(COMPOSE_PROFILES="local-s3", FACEPIC_MONGODB_URI="mongodb+srv://u:p@cluster.example/")
-    assert services("docker-compose.yml", atlas)["worker"]["environment"]["FACEPIC_MONGODB_URI"] == atlas["FACEPIC_MONGODB_URI"]
+    assert (
+        services("docker-compose.yml", atlas)["worker"]["environment"]["FACEPIC_MONGODB_URI"]
+        == atlas["FACEPIC_MONGODB_URI"]
+    )
 
 
 def env_example_with(values: dict[str, str]) -> str:
@@ -112,8 +121,13 @@ def project(tmp_path: Path, env_text: str) -> Path:
 
 def project_services(folder: Path, file: str = "docker-compose.yml") -> dict:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FACEPIC_", "FLOWER_", "COMPOSE_"))}
-    result = subprocess.run([tool("docker-compose"), "-f", file, "config", "--format", "json"], cwd=folder,
-                            env=clean, capture_output=True, text=True)
+    result = subprocess.run(
+        [tool("docker-compose"), "-f", file, "config", "--format", "json"],
+        cwd=folder,
+        env=clean,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["services"]
 
@@ -138,13 +152,20 @@ def test_every_setting_in_env_reaches_the_containers(tmp_path: Path) -> None:
     fields = {PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
     assert fields <= set(keys), "every setting is in .env.example"
     values = {k: f"marker-{i}" for i, k in enumerate(keys)}
-    values.update({k: v for k, v in ENV.items()}, FACEPIC_UID="1000", FACEPIC_GID="1000",
-                  FACEPIC_DATA_HOST_DIR="/srv/data", FACEPIC_PUBLISH_ADDR="127.0.0.1")
+    values.update(
+        {k: v for k, v in ENV.items()},
+        FACEPIC_UID="1000",
+        FACEPIC_GID="1000",
+        FACEPIC_DATA_HOST_DIR="/srv/data",
+        FACEPIC_PUBLISH_ADDR="127.0.0.1",
+    )
     folder = project(tmp_path, env_example_with(dict(values)))
     own = {"FACEPIC_IMPORT_DIR": "/app/import_images", "FACEPIC_DATA_DIR": "/data", "FACEPIC_MODEL_ROOT": "/models"}
     main, spare = project_services(folder), project_services(folder, "docker-compose.spare.yml")
-    for name, service in [*((n, main[n]) for n in ("worker", "worker-index", "flower", "enqueuer")),
-                          ("spare worker", spare["worker"])]:
+    for name, service in [
+        *((n, main[n]) for n in ("worker", "worker-index", "flower", "enqueuer")),
+        ("spare worker", spare["worker"]),
+    ]:
         env = service["environment"]
         for key in fields:
             assert env.get(key) == own.get(key, values[key]), f"{name}: {key}"
@@ -239,7 +260,9 @@ def test_build_context_holds_only_what_the_images_copy() -> None:
         for line in (REPO / dockerfile).read_text().splitlines():
             if line.startswith("COPY "):
                 for source in line.split()[1:-1]:
-                    assert source.rstrip("/") in allowed, f"{dockerfile} copies {source}, which .dockerignore leaves out"
+                    assert source.rstrip("/") in allowed, (
+                        f"{dockerfile} copies {source}, which .dockerignore leaves out"
+                    )
 
 
 def test_enqueuer_requirements_give_kombu_its_redis_extra() -> None:
@@ -295,16 +318,19 @@ def test_enqueuer_decides_the_model_without_model_files_or_network(tmp_path: Pat
         "    assert 'built with face model buffalo_s' in str(e)\n"
         "assert not Path(root).exists()\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path,
-                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def flower(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
-    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "flower", *args],
-                            cwd=tmp_path, env={**clean, "PYTHONPATH": str(REPO), **(env or {}),
-                                               "FACEPIC_REDIS_URL": "redis://127.0.0.1:1/0"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers", "flower", *args],
+        cwd=tmp_path,
+        env={**clean, "PYTHONPATH": str(REPO), **(env or {}), "FACEPIC_REDIS_URL": "redis://127.0.0.1:1/0"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("how", [["--address=0.0.0.0"], ["--address=192.0.2.7"], []])

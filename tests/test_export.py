@@ -23,7 +23,9 @@ def check(ex: export.Export, root: Path, lib: Library, lines: list[dict[str, Any
     assert {rel for rel, x in final.items() if x["status"] == "done"} == set(ex.photos)
     assert {rel for rel, x in final.items() if x["status"] == "duplicate"} == set(ex.duplicates)
     assert {rel: x["category"] for rel, x in final.items() if x["status"] == "skipped"} == {
-        **ex.skipped, **{raw: "RAW+JPEG pair" for raw in ex.pairs}}
+        **ex.skipped,
+        **{raw: "RAW+JPEG pair" for raw in ex.pairs},
+    }
     assert not [x for x in lines if x["status"] == "failed"]
     for rel, identity in ex.photos.items():
         assert final[rel]["faces"] == (1 if identity else 0), rel
@@ -39,8 +41,17 @@ def check(ex: export.Export, root: Path, lib: Library, lines: list[dict[str, Any
     assert (sideways["width"], sideways["height"]) == (640, 480) and sideways["orientation"] == 6
     assert images["Camera/2024-07-04/DSC_0002.DNG"]["format"] == "DNG"
     assert images["Camera/2024-07-04/DSC_0002.DNG"]["camera"] == "Canon EOS 5D"
-    assert {images[rel]["format"] for rel in ex.photos} == {"JPEG", "HEIF", "PNG", "AVIF", "WEBP", "DNG", "TIFF",
-                                                           "BMP", "GIF"}
+    assert {images[rel]["format"] for rel in ex.photos} == {
+        "JPEG",
+        "HEIF",
+        "PNG",
+        "AVIF",
+        "WEBP",
+        "DNG",
+        "TIFF",
+        "BMP",
+        "GIF",
+    }
     faces = list(lib.faces.find({}, {"embedding": 0}))
     assert len(faces) == sum(1 for identity in ex.photos.values() if identity)
     person_of = {next(p for p, doc in images.items() if doc["_id"] == f["image_id"]): f["person_id"] for f in faces}
@@ -65,13 +76,16 @@ def test_a_real_looking_export_through_run(offline_env, tmp_path: Path) -> None:
         check(ex, root, ctx.library, ledger_lines(running))
     status = invoke(offline_env, "status").output.splitlines()[0]
     faces = sum(1 for identity in ex.photos.values() if identity)
-    assert status == (f"photos {len(ex.photos) + len(ex.duplicates)}: done {len(ex.photos)} (faces {faces}, no face "
-                      f"{len(ex.photos) - faces}), duplicates {len(ex.duplicates)}, pending 0, failed 0; "
-                      + ex.summary().split("; ", 1)[1])
+    assert status == (
+        f"photos {len(ex.photos) + len(ex.duplicates)}: done {len(ex.photos)} (faces {faces}, no face "
+        f"{len(ex.photos) - faces}), duplicates {len(ex.duplicates)}, pending 0, failed 0; "
+        + ex.summary().split("; ", 1)[1]
+    )
     again = invoke(offline_env, "run", str(root))
     assert again.exit_code == 0
-    assert f"done 0 (faces 0, no face 0), already done {len(ex.photos) + len(ex.duplicates)}, duplicates 0" \
-        in again.output
+    assert (
+        f"done 0 (faces 0, no face 0), already done {len(ex.photos) + len(ex.duplicates)}, duplicates 0" in again.output
+    )
 
 
 @pytest.mark.servers

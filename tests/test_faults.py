@@ -14,9 +14,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from PIL import Image
@@ -26,7 +25,7 @@ from facepic.ledger import Ledger
 from facepic.storage import open_store
 from tests.conftest import PHOTOS, REPO, invoke, ledger_lines, settings_of, wait_until
 
-FAULTS = '''
+FAULTS = """
 import os, signal
 from pathlib import Path
 
@@ -54,7 +53,7 @@ if _dir:
         return _real(path, *args, **kwargs)
 
     _decode.decode = decode
-'''
+"""
 
 
 @pytest.fixture
@@ -65,8 +64,9 @@ def tmpfs(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     def mount(size: str, name: str = "disk") -> Path:
         point = tmp_path / name
         point.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+        )
         if result.returncode != 0:
             if os.environ.get("CI"):
                 raise AssertionError(f"CI runs as root and must mount a tmpfs: {result.stderr}")
@@ -92,7 +92,9 @@ def distinct_photos(target: Path, count: int, prefix: str = "", start: int = 0) 
     return names
 
 
-def run_cli(env: dict[str, str], *args: str, faults: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    env: dict[str, str], *args: str, faults: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """`facepic ARGS` in a process of its own, as a user runs it (pool processes and all)."""
     full = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     if faults is not None:
@@ -100,8 +102,13 @@ def run_cli(env: dict[str, str], *args: str, faults: Path | None = None, timeout
         (faults / "sitecustomize.py").write_text(FAULTS)
         full["PYTHONPATH"] = os.pathsep.join([str(faults), str(REPO)])
         full["FAULT_DIR"] = str(faults)
-    return subprocess.run([sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", *args],
-                          env=full, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def no_traceback(output: str) -> None:
@@ -152,9 +159,11 @@ def test_a_full_data_folder_stops_run_with_one_line_and_the_next_run_resumes(off
     assert first.returncode == 1, output
     no_traceback(output)
     errors = [line for line in output.splitlines() if line.startswith("Error:")]
-    assert errors == [f"Error: the data folder {disk / 'data'} is full (no space left on its disk): free some "
-                      "space there, or set FACEPIC_DATA_DIR to a folder on another disk, then run again: it "
-                      "resumes where it stopped"]
+    assert errors == [
+        f"Error: the data folder {disk / 'data'} is full (no space left on its disk): free some "
+        "space there, or set FACEPIC_DATA_DIR to a folder on another disk, then run again: it "
+        "resumes where it stopped"
+    ]
     done_before = {x["path"] for x in ledger_lines(settings_of(env)) if x["status"] == "done"}  # all parse
     assert len(done_before) < len(names)
 
@@ -180,7 +189,8 @@ def test_a_read_only_data_folder_is_one_clear_error(offline_env, tmp_path, tmpfs
     no_traceback(result.stdout + result.stderr)
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: the data folder {disk / 'data'} is on a read-only file system: set FACEPIC_DATA_DIR to a "
-        "writable folder")
+        "writable folder"
+    )
 
 
 # --- 3. dead pool processes ----------------------------------------------------------------------
@@ -198,9 +208,12 @@ def test_a_pool_process_killed_once_costs_nothing_and_a_crashing_photo_fails_alo
     no_traceback(output)
     assert [line for line in output.splitlines() if line.startswith("error:")] == [
         f"error: cannot process {root / 'poison-08.jpg'}: the process analysing it died twice (killed by the "
-        "system, for example for lack of memory, or a crash in a decoder)"]
-    assert f"photos {len(names) + 2}: done {len(names) + 1} (faces {len(names) + 1}, no face 0), already done 0, " \
+        "system, for example for lack of memory, or a crash in a decoder)"
+    ]
+    assert (
+        f"photos {len(names) + 2}: done {len(names) + 1} (faces {len(names) + 1}, no face 0), already done 0, "
         "duplicates 0, failed 1" in result.stdout
+    )
     final = {x["path"]: x for x in ledger_lines(settings_of(offline_env))}
     assert final["oom-07.jpg"]["status"] == "done" and final["oom-07.jpg"]["faces"] == 1
     assert final["poison-08.jpg"]["status"] == "failed"
@@ -235,10 +248,19 @@ def test_killing_run_takes_its_pool_processes_down(offline_env, tmp_path) -> Non
     faults = tmp_path / "faults"
     faults.mkdir()
     (faults / "sitecustomize.py").write_text(FAULTS)
-    env = {**os.environ, **offline_env, "FACEPIC_WORKERS": "2", "FAULT_DIR": str(faults),
-           "PYTHONPATH": os.pathsep.join([str(faults), str(REPO)])}
-    proc = subprocess.Popen([sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "run", str(root)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        **offline_env,
+        "FACEPIC_WORKERS": "2",
+        "FAULT_DIR": str(faults),
+        "PYTHONPATH": os.pathsep.join([str(faults), str(REPO)]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "run", str(root)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ledger = settings_of(offline_env).ledger_path
     try:
         wait_until(lambda: ledger.exists() and b'"done"' in ledger.read_bytes(), "the run to finish a photo")
@@ -265,8 +287,12 @@ def test_cleanup_leaves_another_librarys_uuid_keys_in_the_bucket(server_env, wor
     from tests.test_pipeline_e2e import expected_keys, library_of
 
     assert ours == expected_keys(library_of(server_env)) and len(ours) >= 7  # originals, thumbnails, covers
-    foreign = ["6f1d4a52-0000-4000-8000-000000000001.jpg", "thumb_6f1d4a52-0000-4000-8000-000000000001.jpg",
-               "faces/person_p0000000000abcde.jpg", "6f1d4a52-0000-4000-8000-000000000002.png"]
+    foreign = [
+        "6f1d4a52-0000-4000-8000-000000000001.jpg",
+        "thumb_6f1d4a52-0000-4000-8000-000000000001.jpg",
+        "faces/person_p0000000000abcde.jpg",
+        "6f1d4a52-0000-4000-8000-000000000002.png",
+    ]
     for key in foreign:
         store.put_bytes(key, b"someone else's", "image/jpeg")
     dry = invoke(server_env, "cleanup", "--dry-run")
@@ -278,7 +304,9 @@ def test_cleanup_leaves_another_librarys_uuid_keys_in_the_bucket(server_env, wor
 # --- 5. and 6. links, special files, every file accounted for --------------------------------------
 
 
-def test_every_file_ends_in_exactly_one_outcome_and_status_agrees_with_the_run(offline_env, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_every_file_ends_in_exactly_one_outcome_and_status_agrees_with_the_run(
+    offline_env, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     root, outside = tmp_path / "drive", tmp_path / "elsewhere"
     names = distinct_photos(root, 2)
     distinct_photos(outside, 2, prefix="out-", start=2)
@@ -306,15 +334,19 @@ def test_every_file_ends_in_exactly_one_outcome_and_status_agrees_with_the_run(o
     result = invoke(offline_env, "run", str(root))
     assert result.exit_code == 0, result.output
     assert result.output.count("\n") < 20
-    assert ("photos 3: done 3 (faces 3, no face 0), already done 0, duplicates 0, failed 0; skipped 1 file that is "
-            "not a photo, 2 hidden files or folders, 4 symbolic links not followed, 1 unreadable folder, "
-            "1 special file\n") in result.output
-    for line in [f"skipped: {root / 'linked-folder'}: symbolic link to outside the import folder",
-                 f"skipped: {root / 'passwd.jpg'}: symbolic link to outside the import folder",
-                 f"skipped: {root / 'loop'}: symbolic link loop (points to an enclosing folder)",
-                 f"skipped: {root / 'gone.jpg'}: broken symbolic link (its target is gone)",
-                 f"skipped: {root / 'fifo.jpg'}: special file (FIFO), never opened",
-                 f"skipped: {root / 'private'}: unreadable folder (Permission denied)"]:
+    assert (
+        "photos 3: done 3 (faces 3, no face 0), already done 0, duplicates 0, failed 0; skipped 1 file that is "
+        "not a photo, 2 hidden files or folders, 4 symbolic links not followed, 1 unreadable folder, "
+        "1 special file\n"
+    ) in result.output
+    for line in [
+        f"skipped: {root / 'linked-folder'}: symbolic link to outside the import folder",
+        f"skipped: {root / 'passwd.jpg'}: symbolic link to outside the import folder",
+        f"skipped: {root / 'loop'}: symbolic link loop (points to an enclosing folder)",
+        f"skipped: {root / 'gone.jpg'}: broken symbolic link (its target is gone)",
+        f"skipped: {root / 'fifo.jpg'}: special file (FIFO), never opened",
+        f"skipped: {root / 'private'}: unreadable folder (Permission denied)",
+    ]:
         assert line in result.output.splitlines(), line
     settings = settings_of(offline_env)
     final = {x["path"]: x["status"] for x in ledger_lines(settings)}
@@ -323,7 +355,8 @@ def test_every_file_ends_in_exactly_one_outcome_and_status_agrees_with_the_run(o
     status = invoke(offline_env, "status")
     assert status.output.splitlines()[0] == (
         "photos 3: done 3 (faces 3, no face 0), duplicates 0, pending 0, failed 0; skipped 1 file that is not a "
-        "photo, 2 hidden files or folders, 4 symbolic links not followed, 1 unreadable folder, 1 special file")
+        "photo, 2 hidden files or folders, 4 symbolic links not followed, 1 unreadable folder, 1 special file"
+    )
     listed = invoke(offline_env, "status", "--skipped").output.splitlines()
     assert "skipped: clip.mov: not a photo" in listed and "skipped: ..weird/: hidden folder" in listed
     assert len(listed) == 9

@@ -11,7 +11,7 @@ from PIL import Image
 
 from facepic import scan
 from facepic.decode import PhotoError, decode
-from facepic.formats import FORMAT_EXTENSIONS, PHOTO_EXTENSIONS, PILLOW_FORMATS, RAW_EXTENSIONS, classify
+from facepic.formats import FORMAT_EXTENSIONS, PILLOW_FORMATS, RAW_EXTENSIONS, classify
 
 LIMIT = 150_000_000
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
@@ -62,25 +62,60 @@ def _tiff(ifds: list[dict], magic: bytes = b"II*\x00") -> bytes:
             elif typ == 5:
                 raw, count = struct.pack(f"<{2 * len(values)}I", *(x for v in values for x in v)), len(values)
             else:
-                raw, count = struct.pack(f"<{len(values)}{'B' if typ == 1 else 'H' if typ == 3 else 'I'}", *values), len(values)
+                raw, count = (
+                    struct.pack(f"<{len(values)}{'B' if typ == 1 else 'H' if typ == 3 else 'I'}", *values),
+                    len(values),
+                )
             field = raw.ljust(4, b"\x00") if len(raw) <= 4 else struct.pack("<I", blob(raw))
             out += struct.pack("<HHI", tag, typ, count) + field
         out += struct.pack("<I", 0)
     return bytes(out + blobs)
 
 
-def dng(preview: Image.Image | None, orientation: int = 1, preview_exif: bytes = b"", magic: bytes = b"II*\x00") -> bytes:
+def dng(
+    preview: Image.Image | None, orientation: int = 1, preview_exif: bytes = b"", magic: bytes = b"II*\x00"
+) -> bytes:
     """A DNG: IFD0 a 32x16 thumbnail; SubIFDs a 64x32 CFA raw and ``preview`` as a JPEG."""
     thumb = marked(32, 16).tobytes()
     raw = np.random.default_rng(0).integers(0, 4000, (32, 64)).astype("<u2").tobytes()
-    ifd0 = {254: (4, [1]), 256: (4, [32]), 257: (4, [16]), 258: (3, [8, 8, 8]), 259: (3, [1]), 262: (3, [2]),
-            271: (2, "Canon"), 272: (2, "EOS 5D"), 273: ("data", thumb), 274: (3, [orientation]),
-            277: (3, [3]), 278: (4, [16]), 279: (4, [len(thumb)]), 284: (3, [1]),
-            330: ("ifd", [1, 2] if preview else [1]), 34665: ("ifd", [3]), 34853: ("ifd", [4]),
-            50706: (1, [1, 4, 0, 0]), 50707: (1, [1, 1, 0, 0]), 50708: (2, "Canon EOS 5D")}
-    cfa = {254: (4, [0]), 256: (4, [64]), 257: (4, [32]), 258: (3, [16]), 259: (3, [1]), 262: (3, [32803]),
-           273: ("data", raw), 277: (3, [1]), 278: (4, [32]), 279: (4, [len(raw)]), 284: (3, [1]),
-           33421: (3, [2, 2]), 33422: (1, [0, 1, 1, 2]), 50717: (4, [4095])}
+    ifd0 = {
+        254: (4, [1]),
+        256: (4, [32]),
+        257: (4, [16]),
+        258: (3, [8, 8, 8]),
+        259: (3, [1]),
+        262: (3, [2]),
+        271: (2, "Canon"),
+        272: (2, "EOS 5D"),
+        273: ("data", thumb),
+        274: (3, [orientation]),
+        277: (3, [3]),
+        278: (4, [16]),
+        279: (4, [len(thumb)]),
+        284: (3, [1]),
+        330: ("ifd", [1, 2] if preview else [1]),
+        34665: ("ifd", [3]),
+        34853: ("ifd", [4]),
+        50706: (1, [1, 4, 0, 0]),
+        50707: (1, [1, 1, 0, 0]),
+        50708: (2, "Canon EOS 5D"),
+    }
+    cfa = {
+        254: (4, [0]),
+        256: (4, [64]),
+        257: (4, [32]),
+        258: (3, [16]),
+        259: (3, [1]),
+        262: (3, [32803]),
+        273: ("data", raw),
+        277: (3, [1]),
+        278: (4, [32]),
+        279: (4, [len(raw)]),
+        284: (3, [1]),
+        33421: (3, [2, 2]),
+        33422: (1, [0, 1, 1, 2]),
+        50717: (4, [4095]),
+    }
     exif_ifd = {36867: (2, "2021:07:04 12:30:00")}
     gps = {1: (2, "N"), 2: (5, [(48, 1), (51, 1), (2988, 100)]), 3: (2, "W"), 4: (5, [(2, 1), (17, 1), (402, 10)])}
     ifds = [ifd0, cfa, {}, exif_ifd, gps]
@@ -90,10 +125,20 @@ def dng(preview: Image.Image | None, orientation: int = 1, preview_exif: bytes =
         jpg = jpg.getvalue()
         # Drop Pillow's JFIF segment: a camera's preview starts with its EXIF segment, and LibRaw
         # adds an EXIF of its own (with the RAW's orientation) to a JPEG that does not.
-        jpg = jpg[:2] + jpg[4 + struct.unpack(">H", jpg[4:6])[0]:]
-        ifds[2] = {254: (4, [1]), 256: (4, [preview.width]), 257: (4, [preview.height]), 258: (3, [8, 8, 8]),
-                   259: (3, [7]), 262: (3, [6]), 273: ("data", jpg), 277: (3, [3]), 278: (4, [preview.height]),
-                   279: (4, [len(jpg)]), 284: (3, [1])}
+        jpg = jpg[:2] + jpg[4 + struct.unpack(">H", jpg[4:6])[0] :]
+        ifds[2] = {
+            254: (4, [1]),
+            256: (4, [preview.width]),
+            257: (4, [preview.height]),
+            258: (3, [8, 8, 8]),
+            259: (3, [7]),
+            262: (3, [6]),
+            273: ("data", jpg),
+            277: (3, [3]),
+            278: (4, [preview.height]),
+            279: (4, [len(jpg)]),
+            284: (3, [1]),
+        }
     else:
         ifds[2] = {254: (4, [1])}  # unused: an empty-ish IFD nothing points at
     return _tiff(ifds, magic)
@@ -101,15 +146,37 @@ def dng(preview: Image.Image | None, orientation: int = 1, preview_exif: bytes =
 
 # --- names -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, kind", [
-    ("IMG_0001.JPG", "photo"), ("a.jpeg", "photo"), ("a.heic", "photo"), ("a.avif", "photo"),
-    ("scan.TIFF", "photo"), ("a.gif", "photo"), ("a.bmp", "photo"), ("a.webp", "photo"),
-    ("DSC_1.NEF", "raw"), ("a.dng", "raw"), ("a.cr3", "raw"), ("a.rw2", "raw"),
-    ("clip.MOV", "skip"), ("a.mp4", "skip"), ("IMG_1.AAE", "skip"), ("a.jpg.xmp", "skip"),
-    ("a.json", "skip"), (".DS_Store", "skip"), ("Thumbs.db", "skip"), ("desktop.ini", "skip"),
-    ("notes.txt", "skip"), ("._IMG_1.jpg", "skip"), ("dir/sub/._x.heic", "skip"),
-    ("a.psd", "other"), ("README", "other"),
-])
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("IMG_0001.JPG", "photo"),
+        ("a.jpeg", "photo"),
+        ("a.heic", "photo"),
+        ("a.avif", "photo"),
+        ("scan.TIFF", "photo"),
+        ("a.gif", "photo"),
+        ("a.bmp", "photo"),
+        ("a.webp", "photo"),
+        ("DSC_1.NEF", "raw"),
+        ("a.dng", "raw"),
+        ("a.cr3", "raw"),
+        ("a.rw2", "raw"),
+        ("clip.MOV", "skip"),
+        ("a.mp4", "skip"),
+        ("IMG_1.AAE", "skip"),
+        ("a.jpg.xmp", "skip"),
+        ("a.json", "skip"),
+        (".DS_Store", "skip"),
+        ("Thumbs.db", "skip"),
+        ("desktop.ini", "skip"),
+        ("notes.txt", "skip"),
+        ("._IMG_1.jpg", "skip"),
+        ("dir/sub/._x.heic", "skip"),
+        ("a.psd", "other"),
+        ("README", "other"),
+    ],
+)
 def test_classify(name: str, kind: str) -> None:
     assert classify(name) == kind
 
@@ -129,16 +196,20 @@ def test_every_decoded_format_has_an_object_key_extension() -> None:
 
 # --- formats -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt, name, kw", [
-    ("JPEG", "a.jpg", {"quality": 95}),
-    ("PNG", "a.png", {}),
-    ("WEBP", "a.webp", {"quality": 95}),
-    ("HEIF", "a.heic", {"quality": 95}),
-    ("AVIF", "a.avif", {"quality": 95}),
-    ("TIFF", "a.tif", {}),
-    ("GIF", "a.gif", {}),
-    ("BMP", "a.bmp", {}),
-])
+
+@pytest.mark.parametrize(
+    "fmt, name, kw",
+    [
+        ("JPEG", "a.jpg", {"quality": 95}),
+        ("PNG", "a.png", {}),
+        ("WEBP", "a.webp", {"quality": 95}),
+        ("HEIF", "a.heic", {"quality": 95}),
+        ("AVIF", "a.avif", {"quality": 95}),
+        ("TIFF", "a.tif", {}),
+        ("GIF", "a.gif", {}),
+        ("BMP", "a.bmp", {}),
+    ],
+)
 def test_each_format_decodes(tmp_path: Path, fmt: str, name: str, kw: dict) -> None:
     marked().save(tmp_path / name, fmt, **kw)
     d = decode(tmp_path / name, 640, LIMIT)
@@ -161,6 +232,7 @@ def test_formats_outside_the_list_are_not_opened(tmp_path: Path) -> None:
 
 # --- colour modes ------------------------------------------------------------------------
 
+
 def _cv2_16bit_red(path: Path) -> Path:
     bgr = np.zeros((60, 80, 3), np.uint16)
     bgr[..., 2] = 60000
@@ -170,20 +242,23 @@ def _cv2_16bit_red(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name, make, expected", [
-    ("cmyk.jpg", lambda p: Image.new("CMYK", (80, 60), (0, 255, 255, 0)).save(p), RED),
-    ("cmyk.tif", lambda p: Image.new("CMYK", (80, 60), (255, 255, 0, 0)).save(p), BLUE),
-    ("grey.png", lambda p: Image.new("L", (80, 60), 128).save(p), (128, 128, 128)),
-    ("bw.tif", lambda p: Image.new("1", (80, 60), 1).save(p), WHITE),
-    ("grey16.png", lambda p: Image.fromarray(np.full((60, 80), 51200, np.uint16)).save(p), (200, 200, 200)),
-    ("grey16.tif", lambda p: Image.fromarray(np.full((60, 80), 51200, np.uint16)).save(p), (200, 200, 200)),
-    ("rgb16.png", _cv2_16bit_red, (234, 0, 0)),
-    ("rgb16.tif", _cv2_16bit_red, (234, 0, 0)),
-    ("rgba.png", lambda p: Image.new("RGBA", (80, 60), (255, 0, 0, 0)).save(p), WHITE),
-    ("rgba.webp", lambda p: Image.new("RGBA", (80, 60), (255, 0, 0, 0)).save(p, lossless=True), WHITE),
-    ("opaque.webp", lambda p: Image.new("RGBA", (80, 60), (0, 0, 255, 255)).save(p, lossless=True), BLUE),
-    ("la.png", lambda p: Image.new("LA", (80, 60), (0, 0)).save(p), WHITE),
-])
+@pytest.mark.parametrize(
+    "name, make, expected",
+    [
+        ("cmyk.jpg", lambda p: Image.new("CMYK", (80, 60), (0, 255, 255, 0)).save(p), RED),
+        ("cmyk.tif", lambda p: Image.new("CMYK", (80, 60), (255, 255, 0, 0)).save(p), BLUE),
+        ("grey.png", lambda p: Image.new("L", (80, 60), 128).save(p), (128, 128, 128)),
+        ("bw.tif", lambda p: Image.new("1", (80, 60), 1).save(p), WHITE),
+        ("grey16.png", lambda p: Image.fromarray(np.full((60, 80), 51200, np.uint16)).save(p), (200, 200, 200)),
+        ("grey16.tif", lambda p: Image.fromarray(np.full((60, 80), 51200, np.uint16)).save(p), (200, 200, 200)),
+        ("rgb16.png", _cv2_16bit_red, (234, 0, 0)),
+        ("rgb16.tif", _cv2_16bit_red, (234, 0, 0)),
+        ("rgba.png", lambda p: Image.new("RGBA", (80, 60), (255, 0, 0, 0)).save(p), WHITE),
+        ("rgba.webp", lambda p: Image.new("RGBA", (80, 60), (255, 0, 0, 0)).save(p, lossless=True), WHITE),
+        ("opaque.webp", lambda p: Image.new("RGBA", (80, 60), (0, 0, 255, 255)).save(p, lossless=True), BLUE),
+        ("la.png", lambda p: Image.new("LA", (80, 60), (0, 0)).save(p), WHITE),
+    ],
+)
 def test_colour_modes_decode_to_the_right_rgb(tmp_path: Path, name: str, make, expected) -> None:
     make(tmp_path / name)
     d = decode(tmp_path / name, 640, LIMIT)
@@ -212,8 +287,11 @@ def test_first_frame_or_page_only(tmp_path: Path, name: str) -> None:
 
 # --- orientation -------------------------------------------------------------------------
 
+
 def _save_oriented(path: Path, orientation: int) -> Path:
-    fmt = {".jpg": "JPEG", ".tif": "TIFF", ".webp": "WEBP", ".png": "PNG", ".heic": "HEIF", ".avif": "AVIF"}.get(path.suffix)
+    fmt = {".jpg": "JPEG", ".tif": "TIFF", ".webp": "WEBP", ".png": "PNG", ".heic": "HEIF", ".avif": "AVIF"}.get(
+        path.suffix
+    )
     if fmt is None:  # a DNG whose IFD0 carries the orientation and whose preview does not
         path.write_bytes(dng(marked(), orientation))
     else:
@@ -236,6 +314,7 @@ def test_exif_orientation_is_applied_once(tmp_path: Path, name: str, orientation
 
 # --- RAW ---------------------------------------------------------------------------------
 
+
 def test_dng_decodes_its_embedded_preview_with_the_raw_exif(tmp_path: Path) -> None:
     path = tmp_path / "IMG_1.DNG"
     path.write_bytes(dng(marked(800, 400), orientation=6))
@@ -255,12 +334,15 @@ def _camera_only() -> bytes:
     return exif.tobytes()
 
 
-@pytest.mark.parametrize("raw_orientation, preview_exif", [
-    (1, exif_bytes(6)),  # the preview's own tag wins
-    (6, exif_bytes(6)),  # both say 6: turned once, not twice
-    (6, _camera_only()),  # the preview's EXIF has no orientation: the RAW's applies
-    (6, exif_bytes(1)),  # tagged 1, stored as the sensor is: the RAW's applies
-])
+@pytest.mark.parametrize(
+    "raw_orientation, preview_exif",
+    [
+        (1, exif_bytes(6)),  # the preview's own tag wins
+        (6, exif_bytes(6)),  # both say 6: turned once, not twice
+        (6, _camera_only()),  # the preview's EXIF has no orientation: the RAW's applies
+        (6, exif_bytes(1)),  # tagged 1, stored as the sensor is: the RAW's applies
+    ],
+)
 def test_raw_preview_orientation(tmp_path: Path, raw_orientation: int, preview_exif: bytes) -> None:
     (tmp_path / "p.dng").write_bytes(dng(marked(), raw_orientation, preview_exif=preview_exif))
     d = decode(tmp_path / "p.dng", 640, LIMIT)
@@ -287,8 +369,12 @@ def test_raw_errors_have_one_clear_reason(tmp_path: Path) -> None:
     (tmp_path / "cut.nef").write_bytes(whole[: len(whole) // 2])
     (tmp_path / "empty.arw").write_bytes(b"")
     (tmp_path / "big.dng").write_bytes(whole)
-    cases = {"none.dng": "preview is only 32x16 pixels", "junk.cr2": "not a recognised image format",
-             "cut.nef": "corrupt|truncated|preview", "empty.arw": "empty file"}
+    cases = {
+        "none.dng": "preview is only 32x16 pixels",
+        "junk.cr2": "not a recognised image format",
+        "cut.nef": "corrupt|truncated|preview",
+        "empty.arw": "empty file",
+    }
     for name, reason in cases.items():
         with pytest.raises(PhotoError, match=reason):
             decode(tmp_path / name, 640, LIMIT)
@@ -298,10 +384,26 @@ def test_raw_errors_have_one_clear_reason(tmp_path: Path) -> None:
 
 def test_a_raw_without_any_preview(tmp_path: Path) -> None:
     raw = np.zeros((32, 64), "<u2").tobytes()
-    ifd0 = {254: (4, [0]), 256: (4, [64]), 257: (4, [32]), 258: (3, [16]), 259: (3, [1]), 262: (3, [32803]),
-            271: (2, "Canon"), 272: (2, "EOS"), 273: ("data", raw), 277: (3, [1]), 278: (4, [32]),
-            279: (4, [len(raw)]), 284: (3, [1]), 33421: (3, [2, 2]), 33422: (1, [0, 1, 1, 2]),
-            50706: (1, [1, 4, 0, 0]), 50708: (2, "Canon EOS"), 50717: (4, [4095])}
+    ifd0 = {
+        254: (4, [0]),
+        256: (4, [64]),
+        257: (4, [32]),
+        258: (3, [16]),
+        259: (3, [1]),
+        262: (3, [32803]),
+        271: (2, "Canon"),
+        272: (2, "EOS"),
+        273: ("data", raw),
+        277: (3, [1]),
+        278: (4, [32]),
+        279: (4, [len(raw)]),
+        284: (3, [1]),
+        33421: (3, [2, 2]),
+        33422: (1, [0, 1, 1, 2]),
+        50706: (1, [1, 4, 0, 0]),
+        50708: (2, "Canon EOS"),
+        50717: (4, [4095]),
+    }
     (tmp_path / "bare.dng").write_bytes(_tiff([ifd0]))
     with pytest.raises(PhotoError, match="RAW file without an embedded preview"):
         decode(tmp_path / "bare.dng", 640, LIMIT)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from bench.synthetic import clustered
 from facepic import ids
 from facepic.matching import PersonIndex, Rules, assign_photo
-from bench.synthetic import clustered
 
 
 def unit(*values: float) -> np.ndarray:

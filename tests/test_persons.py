@@ -160,7 +160,8 @@ def test_corrections_last_through_new_photos_recluster_and_a_rerun(server_env, t
     keys = set(storage.open_store(settings).list_keys("faces/"))
     assert keys == {storage.person_key(x["_id"]) for x in lib.persons.find({})}
     assert (settings.folder.thumbnails / storage.person_key(d)).read_bytes() == (
-        settings.folder.thumbnails / "faces" / f"face_{worst}.jpg").read_bytes()
+        settings.folder.thumbnails / "faces" / f"face_{worst}.jpg"
+    ).read_bytes()
     lib.close()
 
 

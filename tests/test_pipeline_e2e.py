@@ -76,8 +76,9 @@ def check_library(lib: Library, lines: list[dict[str, Any]], labels: dict[str, s
         assert face["can_found"] is True
     return {
         "images": sorted(images),
-        "groups": sorted(sorted(p for p, pid in person_of_path.items() if pid == person) for person in
-                         set(person_of_path.values())),
+        "groups": sorted(
+            sorted(p for p, pid in person_of_path.items() if pid == person) for person in set(person_of_path.values())
+        ),
         "persons": len(persons),
         "faces": len(faces),
     }
@@ -96,8 +97,9 @@ def test_enqueue_with_workers_builds_the_library(server_env, workers, tmp_path: 
     labels = copy_photos(photos)
     result = invoke(server_env, "enqueue", str(photos))
     assert result.exit_code == 0, result.output
-    assert f"photos {len(labels) + 1}: already done 0, duplicates 0, queued {len(labels) + 1}, failed 0" \
-        in result.output
+    assert (
+        f"photos {len(labels) + 1}: already done 0, duplicates 0, queued {len(labels) + 1}, failed 0" in result.output
+    )
 
     settings = settings_of(server_env)
     lines = wait_for_ledger(settings, len(labels) + 1)
@@ -114,12 +116,16 @@ def test_enqueue_with_workers_builds_the_library(server_env, workers, tmp_path: 
 
     again = invoke(server_env, "enqueue", str(photos))
     assert again.exit_code == 0, again.output
-    assert f"photos {len(labels) + 1}: done 0 (faces 0, no face 0), already done {len(labels) + 1}, duplicates 0, " \
+    assert (
+        f"photos {len(labels) + 1}: done 0 (faces 0, no face 0), already done {len(labels) + 1}, duplicates 0, "
         "failed 0" in again.output
+    )
 
     status = invoke(server_env, "status")
-    assert f"photos {len(labels) + 1}: done {len(labels) + 1} (faces {len(labels) + 2}, no face 0), duplicates 0, " \
+    assert (
+        f"photos {len(labels) + 1}: done {len(labels) + 1} (faces {len(labels) + 2}, no face 0), duplicates 0, "
         "pending 0, failed 0, not uploaded 0" in status.output
+    )
 
 
 def test_embedded_run_gives_the_same_library_as_the_workers(offline_env, server_env, workers, tmp_path: Path) -> None:

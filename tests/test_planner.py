@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from facepic.planner import Planner
 from facepic.ledger import Ledger
+from facepic.planner import Planner
 from facepic.scan import ImportFolderError
 from tests.conftest import PHOTOS
 
@@ -20,9 +20,18 @@ def plan(ledger: Ledger, root: Path, **kw) -> tuple[Planner, list]:
 
 def finish(ledger: Ledger, jobs: list, status: str = "done") -> None:
     for job in jobs:
-        ledger.append({"path": job["rel"], "root": job["root"], "sha256": job["sha256"],
-                       "image_id": job["image_id"], "status": status, "size": job["size"],
-                       "mtime_ns": job["mtime_ns"], "reason": "x" if status == "failed" else None})
+        ledger.append(
+            {
+                "path": job["rel"],
+                "root": job["root"],
+                "sha256": job["sha256"],
+                "image_id": job["image_id"],
+                "status": status,
+                "size": job["size"],
+                "mtime_ns": job["mtime_ns"],
+                "reason": "x" if status == "failed" else None,
+            }
+        )
 
 
 def test_new_photos_are_queued_once_and_skipped_when_done(tmp_path: Path) -> None:
@@ -93,8 +102,16 @@ def test_embedded_mode_resumes_photos_left_queued_by_a_crash(tmp_path: Path) -> 
     shutil.copy(A, root / "a.jpg")
     shutil.copy(A, root / "dup.jpg")
     ledger = Ledger(tmp_path / "log.jsonl")
-    ledger.append({"path": "a.jpg", "root": str(root), "status": "queued", "sha256": "stale",
-                   "size": A.stat().st_size, "mtime_ns": (root / "a.jpg").stat().st_mtime_ns})
+    ledger.append(
+        {
+            "path": "a.jpg",
+            "root": str(root),
+            "status": "queued",
+            "sha256": "stale",
+            "size": A.stat().st_size,
+            "mtime_ns": (root / "a.jpg").stat().st_mtime_ns,
+        }
+    )
     planner = Planner(ledger, "buffalo_s", upload=True, record_queued=False)
     jobs = list(planner.new_jobs(root))
     assert [j["rel"] for j in jobs] == ["a.jpg"]
@@ -124,6 +141,4 @@ def test_pending_photos_can_be_sent_again(tmp_path: Path) -> None:
     _, jobs = plan(ledger, root)
     finish(ledger, jobs[:1])  # a.jpg finished, b.jpg's chain was lost
     pending = list(Planner(ledger, "buffalo_s", upload=True).pending_jobs())
-    assert [(j["rel"], j["sha256"], j["file"]) for j in pending] == [
-        ("b.jpg", jobs[1]["sha256"], str(root / "b.jpg"))
-    ]
+    assert [(j["rel"], j["sha256"], j["file"]) for j in pending] == [("b.jpg", jobs[1]["sha256"], str(root / "b.jpg"))]

@@ -3,15 +3,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from facepic.settings import Settings
 from workers.app import make_app
 from workers.routing import QUEUES, ROUTES, STAGE_TASKS
-from facepic.settings import Settings
 
 
 def test_every_registered_task_has_a_route_to_a_declared_queue() -> None:
     app = make_app(Settings.load(env={}, env_file=None))
     import workers.tasks  # noqa: F401 - registers the tasks on the default app
-
     from workers.app import app as default_app
 
     ours = {name for name in default_app.tasks if name.startswith("facepic.")}
@@ -43,8 +42,13 @@ def test_domain_package_imports_nothing_from_celery() -> None:
     forbidden = ("celery", "kombu", "workers")
     for path in sorted((Path(__file__).parent.parent / "facepic").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             assert not [n for n in names if n.split(".")[0] in forbidden], f"{path.name} imports {names}"
 
 
@@ -52,8 +56,10 @@ def test_publishing_outlasts_a_broker_restart() -> None:
     app = make_app(Settings.load(env={}, env_file=None))
     policy = app.conf.task_publish_retry_policy
     assert app.conf.task_publish_retry
-    waits = [min(policy["interval_start"] + i * policy["interval_step"], policy["interval_max"])
-             for i in range(policy["max_retries"])]
+    waits = [
+        min(policy["interval_start"] + i * policy["interval_step"], policy["interval_max"])
+        for i in range(policy["max_retries"])
+    ]
     assert sum(waits) > 300  # minutes, not the default half second
 
 
@@ -72,15 +78,22 @@ def _db_layer_leaks(source: str, name: str) -> list[str]:
             fields.update(id(k) for k in node.keys if k is not None)
         elif isinstance(node, ast.Subscript) and not _library_like(node.value):
             fields.add(id(node.slice))
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-              and node.args):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and node.args
+        ):
             fields.add(id(node.args[0]))
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
             fields.update((id(node.left), id(node.right)))
     for node in ast.walk(tree):
         where = f"{name}:{getattr(node, 'lineno', '?')}"
-        if (isinstance(node, ast.Attribute) and _library_like(node.value)
-                and node.attr in (*COLLECTIONS, "db", "client", "errors")):
+        if (
+            isinstance(node, ast.Attribute)
+            and _library_like(node.value)
+            and node.attr in (*COLLECTIONS, "db", "client", "errors")
+        ):
             leaks.append(f"{where} {ast.unparse(node)}")
         elif isinstance(node, ast.Subscript) and _library_like(node.value):
             leaks.append(f"{where} {ast.unparse(node)}")
@@ -103,15 +116,21 @@ def test_only_the_database_layer_touches_collections() -> None:
     its methods, so each query, and each collection's name, lives in one place."""
     package = Path(__file__).parent.parent / "facepic"
     db_layer = {package / "db.py"}
-    leaks = [leak for path in sorted(package.rglob("*.py")) if path not in db_layer
-             for leak in _db_layer_leaks(path.read_text(), str(path.relative_to(package)))]
+    leaks = [
+        leak
+        for path in sorted(package.rglob("*.py"))
+        if path not in db_layer
+        for leak in _db_layer_leaks(path.read_text(), str(path.relative_to(package)))
+    ]
     assert not leaks, "queries outside facepic/db.py:\n" + "\n".join(leaks)
     # The scan finds what it must (a leak written another way must not pass it silently).
-    probe = ("from pymongo import UpdateOne\n"
-             "def f(lib, library, ctx):\n"
-             "    lib.faces.find({'faces': 1})\n"
-             "    library.db['face_snapshots'].drop()\n"
-             "    ctx.library.meta.find_one({})\n"
-             "    with lib.errors():\n"
-             "        names = ('images', 'persons')\n")
+    probe = (
+        "from pymongo import UpdateOne\n"
+        "def f(lib, library, ctx):\n"
+        "    lib.faces.find({'faces': 1})\n"
+        "    library.db['face_snapshots'].drop()\n"
+        "    ctx.library.meta.find_one({})\n"
+        "    with lib.errors():\n"
+        "        names = ('images', 'persons')\n"
+    )
     assert len(_db_layer_leaks(probe, "probe")) == 9, _db_layer_leaks(probe, "probe")

@@ -72,10 +72,14 @@ def test_facepic_run_works_on_either_runtime_and_says_which(offline_env, tmp_pat
     ov = Runtime.resolve("openvino")
     assert f"{line}OpenVINO {ov.precision}{' (detector f32)' if ov.precision != 'f32' else ''}, " in out_ov
     assert "photos 6: done 6 (faces 6, no face 0)" in out_ort and "photos 6: done 6 (faces 6, no face 0)" in out_ov
-    assert persons_ort == persons_ov == [
-        ["person_08/img43.jpg", "person_08/img44.jpg", "person_08/img46.jpg"],
-        ["tom_hanks/07.jpg", "tom_hanks/08.jpg", "tom_hanks/09.jpg"],
-    ]
+    assert (
+        persons_ort
+        == persons_ov
+        == [
+            ["person_08/img43.jpg", "person_08/img44.jpg", "person_08/img46.jpg"],
+            ["tom_hanks/07.jpg", "tom_hanks/08.jpg", "tom_hanks/09.jpg"],
+        ]
+    )
 
 
 def test_auto_says_what_it_chose_on_the_model_line(offline_env) -> None:
@@ -104,8 +108,11 @@ def test_openvino_missing(monkeypatch: pytest.MonkeyPatch, offline_env, tmp_path
     monkeypatch.setitem(sys.modules, "openvino", None)  # as on a machine without it
     auto = Runtime.resolve("auto").describe()
     assert auto == "onnxruntime f32 (auto: OpenVINO is not installed), 1 thread per process"
-    with pytest.raises(RuntimeUnavailable, match=r"^FACEPIC_RUNTIME=openvino, but OpenVINO is not installed: "
-                       r"pip install openvino==2026\.4\.1, or set FACEPIC_RUNTIME=auto$"):
+    with pytest.raises(
+        RuntimeUnavailable,
+        match=r"^FACEPIC_RUNTIME=openvino, but OpenVINO is not installed: "
+        r"pip install openvino==2026\.4\.1, or set FACEPIC_RUNTIME=auto$",
+    ):
         Runtime.resolve("openvino")
     (tmp_path / "drive").mkdir()
     result = invoke({**offline_env, "FACEPIC_RUNTIME": "openvino"}, "run", str(tmp_path / "drive"))
@@ -117,10 +124,12 @@ def test_auto_keeps_onnxruntime_where_it_has_cuda(monkeypatch: pytest.MonkeyPatc
     import onnxruntime
 
     # A fault a test machine cannot produce for real: a CUDA build of onnxruntime.
-    monkeypatch.setattr(onnxruntime, "get_available_providers",
-                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
     auto = Runtime.resolve("auto")
     assert auto.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
-    assert auto.describe() == ("onnxruntime f32 with CUDA (auto: onnxruntime has CUDAExecutionProvider), "
-                               "1 thread per process")
+    assert auto.describe() == (
+        "onnxruntime f32 with CUDA (auto: onnxruntime has CUDAExecutionProvider), 1 thread per process"
+    )
     assert Runtime.resolve("openvino").backend == "openvino"  # asked for, it is used all the same

@@ -20,26 +20,68 @@ def outcomes(root: Path, **kw) -> dict[str, str]:  # type: ignore[no-untyped-def
 
 
 def test_finds_photo_extensions_in_any_case_recursively_in_stable_order(tmp_path: Path) -> None:
-    names = ["b/2.JPG", "b/1.jpeg", "a.png", "c/d/e.WebP", "notes.txt", "movie.mp4", "z.HEIC", "s.tif", "t.TIFF",
-             "g.gif", "b.bmp", "v.avif", "r.NEF"]
+    names = [
+        "b/2.JPG",
+        "b/1.jpeg",
+        "a.png",
+        "c/d/e.WebP",
+        "notes.txt",
+        "movie.mp4",
+        "z.HEIC",
+        "s.tif",
+        "t.TIFF",
+        "g.gif",
+        "b.bmp",
+        "v.avif",
+        "r.NEF",
+    ]
     for name in names:
         touch(tmp_path / name)
     found = [f.rel for f in photos(tmp_path)]
-    assert found == ["a.png", "b/1.jpeg", "b/2.JPG", "b.bmp", "c/d/e.WebP", "g.gif", "r.NEF", "s.tif", "t.TIFF",
-                     "v.avif", "z.HEIC"]
+    assert found == [
+        "a.png",
+        "b/1.jpeg",
+        "b/2.JPG",
+        "b.bmp",
+        "c/d/e.WebP",
+        "g.gif",
+        "r.NEF",
+        "s.tif",
+        "t.TIFF",
+        "v.avif",
+        "z.HEIC",
+    ]
     assert found == [f.rel for f in photos(tmp_path)]
 
 
 def test_every_entry_is_a_photo_or_skipped_with_its_reason(tmp_path: Path) -> None:
-    for name in ["DCIM/IMG_0001.MOV", "DCIM/IMG_0001.AAE", "DCIM/IMG_0002.jpg", "x.xmp", "meta.json",
-                 "Thumbs.db", "desktop.ini", "notes.txt", ".DS_Store", "._IMG_0002.jpg", ".thumbnails/a.jpg"]:
+    for name in [
+        "DCIM/IMG_0001.MOV",
+        "DCIM/IMG_0001.AAE",
+        "DCIM/IMG_0002.jpg",
+        "x.xmp",
+        "meta.json",
+        "Thumbs.db",
+        "desktop.ini",
+        "notes.txt",
+        ".DS_Store",
+        "._IMG_0002.jpg",
+        ".thumbnails/a.jpg",
+    ]:
         touch(tmp_path / name)
     got = outcomes(tmp_path)
     assert got == {
-        ".DS_Store": "hidden file", "._IMG_0002.jpg": "hidden file", ".thumbnails": "hidden folder",
-        "DCIM/IMG_0001.AAE": "not a photo", "DCIM/IMG_0001.MOV": "not a photo", "DCIM/IMG_0002.jpg": "photo",
-        "Thumbs.db": "not a photo", "desktop.ini": "not a photo", "meta.json": "not a photo",
-        "notes.txt": "not a photo", "x.xmp": "not a photo",
+        ".DS_Store": "hidden file",
+        "._IMG_0002.jpg": "hidden file",
+        ".thumbnails": "hidden folder",
+        "DCIM/IMG_0001.AAE": "not a photo",
+        "DCIM/IMG_0001.MOV": "not a photo",
+        "DCIM/IMG_0002.jpg": "photo",
+        "Thumbs.db": "not a photo",
+        "desktop.ini": "not a photo",
+        "meta.json": "not a photo",
+        "notes.txt": "not a photo",
+        "x.xmp": "not a photo",
     }
     quiet = {i.rel for i in scan(tmp_path) if isinstance(i, Skipped) and i.quiet}
     assert quiet == set(got) - {"DCIM/IMG_0002.jpg"}
@@ -66,7 +108,8 @@ def test_links_out_of_the_import_folder_are_skipped_unless_followed(tmp_path: Pa
     (root / "self.jpg").symlink_to("self.jpg")
     got = outcomes(root)
     assert got == {
-        "in.jpg": "photo", "inside.jpg": "photo",
+        "in.jpg": "photo",
+        "inside.jpg": "photo",
         "linked": "symbolic link to outside the import folder",
         "passwd.jpg": "symbolic link to outside the import folder",
         "self.jpg": "symbolic link loop",

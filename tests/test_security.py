@@ -110,8 +110,11 @@ def test_cleanup_deletes_only_facepic_keys_in_the_bucket(server_env, workers, tm
 def test_a_mongodb_password_in_the_uri_never_shows(server_env, mongo_server) -> None:
     password = "mongo-pw-Distinct-7Hq"
     hostport = mongo_server.split("//", 1)[1].split("/", 1)[0]
-    env = {**server_env, "FACEPIC_MONGODB_URI": f"mongodb://facepic:{password}@{hostport}/?directConnection=true",
-           "FACEPIC_DB_TIMEOUT": "2"}
+    env = {
+        **server_env,
+        "FACEPIC_MONGODB_URI": f"mongodb://facepic:{password}@{hostport}/?directConnection=true",
+        "FACEPIC_DB_TIMEOUT": "2",
+    }
     result = invoke(env, "enqueue", str(PHOTOS))
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == (

@@ -23,7 +23,12 @@ def test_env_file_then_environment_then_arguments(tmp_path: Path) -> None:
 def test_defaults() -> None:
     s = Settings.load(env={"XDG_DATA_HOME": "/x"}, env_file=None)
     assert (s.mongodb_db, s.s3_bucket, s.s3_region, s.match_threshold, s.model) == (
-        "facepic", "facepic", "auto", 0.4, "auto")
+        "facepic",
+        "facepic",
+        "auto",
+        0.4,
+        "auto",
+    )
     assert s.data_dir == Path("/x/facepic")
     assert s.ledger_path == Path("/x/facepic/processed_log.jsonl")
     assert not s.bucket_configured

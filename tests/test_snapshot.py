@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from datetime import datetime, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -34,12 +34,20 @@ def store(lib: Library, count: int, start: int, rng: np.random.Generator, person
     """``count`` faces as the index stage stores them: numbered, some unassigned."""
     first = lib.next_seq(count)
     vectors = rng.normal(size=(count, 512)).astype(np.float32)
-    lib.upsert_faces([
-        {"_id": f"f{start + i}", "image_id": f"i{start + i}", "index": 0, "model": "m", "seq": first + i,
-         "embedding": embedding_to_bson(vectors[i]),
-         "person_id": person or (None if (start + i) % 5 == 4 else f"p{(start + i) % 3}")}
-        for i in range(count)
-    ])
+    lib.upsert_faces(
+        [
+            {
+                "_id": f"f{start + i}",
+                "image_id": f"i{start + i}",
+                "index": 0,
+                "model": "m",
+                "seq": first + i,
+                "embedding": embedding_to_bson(vectors[i]),
+                "person_id": person or (None if (start + i) % 5 == 4 else f"p{(start + i) % 3}"),
+            }
+            for i in range(count)
+        ]
+    )
 
 
 def as_rows(known: snapshot.Known) -> dict[str, tuple[str, bytes]]:
@@ -47,14 +55,19 @@ def as_rows(known: snapshot.Known) -> dict[str, tuple[str, bytes]]:
     assert len(known.ids) == len(set(known.ids)) == len(known.persons) == len(known.matrix)
     persons, matrix = known.assigned()
     assert len(persons) == len(matrix) == sum(1 for p in known.persons if p)
-    return {fid: (person, known.matrix[i].tobytes())
-            for i, (fid, person) in enumerate(zip(known.ids, known.persons)) if person}
+    return {
+        fid: (person, known.matrix[i].tobytes())
+        for i, (fid, person) in enumerate(zip(known.ids, known.persons))
+        if person
+    }
 
 
 def full_read(lib: Library) -> dict[str, tuple[str, bytes]]:
     """What reading every face returns."""
-    return {d["_id"]: (d["person_id"], bytes(d["embedding"]))
-            for d in lib.faces.find({"model": "m", "person_id": {"$ne": None}})}
+    return {
+        d["_id"]: (d["person_id"], bytes(d["embedding"]))
+        for d in lib.faces.find({"model": "m", "person_id": {"$ne": None}})
+    }
 
 
 def test_a_start_reads_the_snapshot_and_only_the_faces_stored_after_it(lib: Library) -> None:
@@ -97,10 +110,10 @@ def test_a_change_noted_but_never_made_or_made_after_the_snapshot_read_is_still_
     store(lib, 20, 0, rng)
     snapshot.load(lib, "m")
     # A correction that crashed after noting its change: the note makes a start read the face.
-    lib.face_moves.insert_one({"_id": lib.next_seq(1), "faces": ["f1"], "at": datetime.now(timezone.utc)})
+    lib.face_moves.insert_one({"_id": lib.next_seq(1), "faces": ["f1"], "at": datetime.now(UTC)})
     assert as_rows(snapshot.load(lib, "m")) == full_read(lib)
     # A change noted before a snapshot was taken but made after it read the face.
-    lib.face_moves.insert_one({"_id": lib.next_seq(1), "faces": ["f2"], "at": datetime.now(timezone.utc)})
+    lib.face_moves.insert_one({"_id": lib.next_seq(1), "faces": ["f2"], "at": datetime.now(UTC)})
     lib.meta.delete_one({"_id": snapshot.META_ID})
     snapshot.load(lib, "m")  # a new snapshot, covering the note's number, with f2 as it was
     lib.faces.update_one({"_id": "f2"}, {"$set": {"person_id": "p8"}})

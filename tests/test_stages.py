@@ -12,12 +12,25 @@ from tests.conftest import PHOTOS
 
 
 def setup(tmp_path: Path, model_root: Path, image_id: str) -> tuple[Settings, Path, dict]:
-    settings = Settings.load(env={"FACEPIC_DATA_DIR": str(tmp_path / "data"), "FACEPIC_MODEL": "buffalo_s",
-                                  "FACEPIC_MODEL_ROOT": str(model_root)}, env_file=None)
+    settings = Settings.load(
+        env={
+            "FACEPIC_DATA_DIR": str(tmp_path / "data"),
+            "FACEPIC_MODEL": "buffalo_s",
+            "FACEPIC_MODEL_ROOT": str(model_root),
+        },
+        env_file=None,
+    )
     photo = tmp_path / "photo.jpg"
     shutil.copy(sorted(PHOTOS.glob("*/*.jpg"))[0], photo)
-    job = {"image_id": image_id, "sha256": "0" * 64, "file": str(photo), "root": str(tmp_path), "rel": "photo.jpg",
-           "model": "buffalo_s", "upload": False}
+    job = {
+        "image_id": image_id,
+        "sha256": "0" * 64,
+        "file": str(photo),
+        "root": str(tmp_path),
+        "rel": "photo.jpg",
+        "model": "buffalo_s",
+        "upload": False,
+    }
     return settings, photo, job
 
 

@@ -37,9 +37,16 @@ def built(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> tuple[d
     copy_photos(photos)
     # Another photo by its content (a byte after the JPEG's end), not a duplicate of its source.
     (photos / XSS_FILE).write_bytes((photos / "tom_hanks" / "07.jpg").read_bytes() + b"\0")
-    env = {"FACEPIC_DATA_DIR": str(base / "data"), "FACEPIC_MODEL": "buffalo_s",
-           "FACEPIC_MODEL_ROOT": str(model_root), "FACEPIC_MONGODB_URI": "", "FACEPIC_S3_ENDPOINT": "",
-           "FACEPIC_S3_ACCESS_KEY_ID": "", "FACEPIC_S3_SECRET_ACCESS_KEY": "", "FACEPIC_WORKERS": "2"}
+    env = {
+        "FACEPIC_DATA_DIR": str(base / "data"),
+        "FACEPIC_MODEL": "buffalo_s",
+        "FACEPIC_MODEL_ROOT": str(model_root),
+        "FACEPIC_MONGODB_URI": "",
+        "FACEPIC_S3_ENDPOINT": "",
+        "FACEPIC_S3_ACCESS_KEY_ID": "",
+        "FACEPIC_S3_SECRET_ACCESS_KEY": "",
+        "FACEPIC_WORKERS": "2",
+    }
     assert invoke(env, "run", str(photos)).exit_code == 0
     return env, base / "data"
 
@@ -59,7 +66,12 @@ class Server:
         environ.update(env, PYTHONPATH=str(REPO))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "serve", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environ, cwd=REPO, text=True)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=environ,
+            cwd=REPO,
+            text=True,
+        )
         assert self.process.stdout is not None
         ready, _, _ = select.select([self.process.stdout], [], [], 60)
         self.line = self.process.stdout.readline() if ready else ""
@@ -78,7 +90,9 @@ def server(library: dict[str, str]) -> Iterator[Server]:
     started.stop()
 
 
-def call(url: str, data: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any]:
+def call(
+    url: str, data: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+) -> tuple[int, Any]:
     body = raw if raw is not None else (json.dumps(data).encode() if data is not None else None)
     all_headers = {"Content-Type": "application/json"} if data is not None else {}
     all_headers.update(headers or {})
@@ -115,9 +129,18 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,900"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        "--window-size=1280,900",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.implicitly_wait(5)
@@ -275,7 +298,9 @@ def test_the_api_reads_and_changes_what_the_page_does(server: Server, library: d
     status, photo = call(f"{server.url}/api/photos/{face['image_id']}")
     assert status == 200 and photo["path"] == face["photo"] and photo["faces"][0]["person"]["id"] == top
     assert call(f"{server.url}/api/persons/{top}/name", {"name": "Alice"}) == (
-        200, {"id": top, "name": "Alice", "others_named": []})
+        200,
+        {"id": top, "name": "Alice", "others_named": []},
+    )
     assert call(f"{server.url}/api/persons/search?q=ali")[1][0]["id"] == top
     status, search = call(f"{server.url}/api/search?person={top}")
     assert status == 200 and search["total"] == person["face_count"]
@@ -290,8 +315,12 @@ def test_the_api_reads_and_changes_what_the_page_does(server: Server, library: d
     assert call(f"{server.url}/api/persons/Alice/hide", {"hidden": True}) == (200, {"id": top, "hidden": True})
     assert call(f"{server.url}/api/persons/nobody-at-all")[0] == 404
     # Images come from the data folder; the original on request.
-    for path in (f"/img/thumb/{face['image_id']}.jpg", f"/img/face/{face['face_id']}.jpg", f"/img/cover/{top}.jpg",
-                 f"/photos/{face['image_id']}/original"):
+    for path in (
+        f"/img/thumb/{face['image_id']}.jpg",
+        f"/img/face/{face['face_id']}.jpg",
+        f"/img/cover/{top}.jpg",
+        f"/photos/{face['image_id']}/original",
+    ):
         with urllib.request.urlopen(server.url + path) as response:
             assert response.status == 200 and response.read(3) == b"\xff\xd8\xff"
     assert call(server.url + "/img/thumb/..%2F..%2Fetc%2Fpasswd.jpg")[0] == 404
@@ -304,12 +333,22 @@ def test_changes_only_come_from_the_page_itself(server: Server) -> None:
     status, people = call(server.url + "/api/persons")
     pid = people["persons"][0]["id"]
     # A form posted from elsewhere has no token; another site's fetch names its origin.
-    assert call(f"{server.url}/persons/{pid}/name", raw=b"name=Mallory",
-                headers={"Content-Type": "application/x-www-form-urlencoded"})[0] == 403
-    assert call(f"{server.url}/api/persons/{pid}/name", {"name": "Mallory"},
-                headers={"Origin": "http://evil.example"})[0] == 403
-    assert call(f"{server.url}/api/persons/{pid}/name", {"name": "Mallory"},
-                headers={"Sec-Fetch-Site": "cross-site"})[0] == 403
+    assert (
+        call(
+            f"{server.url}/persons/{pid}/name",
+            raw=b"name=Mallory",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )[0]
+        == 403
+    )
+    assert (
+        call(f"{server.url}/api/persons/{pid}/name", {"name": "Mallory"}, headers={"Origin": "http://evil.example"})[0]
+        == 403
+    )
+    assert (
+        call(f"{server.url}/api/persons/{pid}/name", {"name": "Mallory"}, headers={"Sec-Fetch-Site": "cross-site"})[0]
+        == 403
+    )
     # A name that points at 127.0.0.1 (DNS rebinding) is not this page's.
     port = server.url.rsplit(":", 1)[1]
     assert call(server.url + "/api/persons", headers={"Host": f"evil.example:{port}"})[0] == 403
@@ -321,7 +360,8 @@ def test_a_login_guards_everything_and_is_required_beyond_loopback(library: dict
     assert refused.exit_code == 1
     assert refused.output.strip().splitlines()[-1] == (
         "Error: refusing to listen on 0.0.0.0 without a login: set FACEPIC_WEB_AUTH=user:password "
-        "(or listen on 127.0.0.1)")
+        "(or listen on 127.0.0.1)"
+    )
     server = Server({**library, "FACEPIC_WEB_AUTH": "ann:s3cret-pass"})
     try:
         assert "login required" in server.line
@@ -346,8 +386,13 @@ def test_a_presigned_url_reads_one_object_without_the_bucket_keys(server_env: di
     from tests.conftest import settings_of
 
     settings = settings_of(server_env)
-    store = S3Store(settings.s3_endpoint, settings.s3_region, settings.s3_bucket, settings.s3_access_key_id,
-                    settings.s3_secret_access_key)
+    store = S3Store(
+        settings.s3_endpoint,
+        settings.s3_region,
+        settings.s3_bucket,
+        settings.s3_access_key_id,
+        settings.s3_secret_access_key,
+    )
     store.ensure_bucket()
     key = thumbnail_key("00000000-0000-0000-0000-000000000001")
     store.put_bytes(key, b"\xff\xd8\xff thumbnail", "image/jpeg")

@@ -45,8 +45,7 @@ def configure(app: Celery, settings: Settings) -> None:
         # Sending the chain's next task must outlast a Redis restart: the default (3 tries in
         # under a second) drops that photo's chain when Redis takes longer to come back.
         task_publish_retry=True,
-        task_publish_retry_policy={"max_retries": 100, "interval_start": 0, "interval_step": 0.5,
-                                   "interval_max": 5},
+        task_publish_retry_policy={"max_retries": 100, "interval_start": 0, "interval_step": 0.5, "interval_max": 5},
         # A task whose worker died (machine off, kill -9) is delivered again after this long;
         # it must exceed the longest task, retry countdowns included (60 s at most).
         # Kombu sweeps for such tasks every interval x throttle seconds (100 s by default).

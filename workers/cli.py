@@ -12,9 +12,9 @@ import click
 import facepic.cli as facepic_cli
 from facepic import models
 from facepic.cli import cli, finish, import_root, progress, say_error, settings_of, with_upload_options
-from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
 from facepic.ledger import Follower
 from facepic.pipeline import Context, cannot_process
+from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
 from facepic.settings import Settings
 from workers.app import make_app
 from workers.dispatch import CeleryDispatcher
@@ -24,11 +24,22 @@ from workers.dispatch import CeleryDispatcher
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @with_upload_options
 @click.option("--wait", is_flag=True, help="Wait until the workers finished every queued photo.")
-@click.option("--requeue-pending", is_flag=True,
-              help="Send again the photos still queued (after Redis crashed with the queues drained).")
+@click.option(
+    "--requeue-pending",
+    is_flag=True,
+    help="Send again the photos still queued (after Redis crashed with the queues drained).",
+)
 @click.pass_obj
-def enqueue(obj: dict, path: Path | None, disable_upload: bool, upload_only: bool, retry_failed: bool,
-            follow_links: bool, wait: bool, requeue_pending: bool) -> None:
+def enqueue(
+    obj: dict,
+    path: Path | None,
+    disable_upload: bool,
+    upload_only: bool,
+    retry_failed: bool,
+    follow_links: bool,
+    wait: bool,
+    requeue_pending: bool,
+) -> None:
     """Scan a folder and queue one chain per new photo for the Celery workers.
 
     With --wait, follow the workers until every queued photo is done or failed; the exit

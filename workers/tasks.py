@@ -39,8 +39,6 @@ def context() -> Context:
     return _context
 
 
-
-
 class StageTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         """A stage gave up: record the photo as failed instead of leaving it hanging."""

@@ -15,14 +15,15 @@ Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import click
 
 from facepic.db import DatabaseUnavailable
-from facepic.planner import Summary
 from facepic.errors import FacePicError
+from facepic.planner import Summary
 from facepic.settings import Settings, SettingsError, redact
 from facepic.storage import StorageUnavailable
 
@@ -73,8 +74,11 @@ def settings_of(obj: dict[str, Any]) -> Settings:
             obj["settings"] = settings = Settings.load(env_file=obj["env_file"])
         except SettingsError as e:
             raise click.ClickException(str(e)) from None
-        from_file = [f"FACEPIC_{name.upper()}" for name in SERVER_SETTINGS
-                     if settings.sources.get(name, "the environment") != "the environment"]
+        from_file = [
+            f"FACEPIC_{name.upper()}"
+            for name in SERVER_SETTINGS
+            if settings.sources.get(name, "the environment") != "the environment"
+        ]
         if from_file:
             file = next(v for v in settings.sources.values() if v != "the environment")
             click.echo(f"settings from {file}: " + ", ".join(from_file), err=True)
@@ -105,8 +109,11 @@ def finish(summary: Summary, root: Path | None = None) -> None:
     """The summary line; exit 1 when a photo failed."""
     click.echo(summary.line())
     if root is not None and summary.photos == 0:
-        click.echo(f"no photos in {root}: FacePic reads JPEG, PNG, WebP, HEIC/HEIF, AVIF, TIFF, GIF, BMP "
-                   "and camera RAW files (is this the right folder?)", err=True)
+        click.echo(
+            f"no photos in {root}: FacePic reads JPEG, PNG, WebP, HEIC/HEIF, AVIF, TIFF, GIF, BMP "
+            "and camera RAW files (is this the right folder?)",
+            err=True,
+        )
     if summary.failed:
         click.echo("some photos failed: see the lines above, or `facepic status --failed`", err=True)
         sys.exit(1)
@@ -116,8 +123,11 @@ upload_options = [
     click.option("--disable-upload", is_flag=True, help="Do everything but upload to the bucket."),
     click.option("--upload-only", is_flag=True, help="Only upload what was processed but not uploaded."),
     click.option("--retry-failed", is_flag=True, help="Process photos that failed before once more."),
-    click.option("--follow-links", is_flag=True,
-                 help="Follow symbolic links that point outside the import folder (default: skip them)."),
+    click.option(
+        "--follow-links",
+        is_flag=True,
+        help="Follow symbolic links that point outside the import folder (default: skip them).",
+    ),
 ]
 
 

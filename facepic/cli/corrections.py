@@ -3,7 +3,8 @@ Each command calls one function of ``facepic.persons``, the same one any other f
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -46,6 +47,7 @@ def name(obj: dict, person: str, name: str) -> None:
 
         facepic name p3f2a9c1d Alice
     """
+
     def op(lib: Library, covers: Any) -> str:
         named = name_person(lib, person, name)
         message = f"{named['_id']} is now {named['name']!r}"
@@ -69,6 +71,7 @@ def merge(obj: dict, target: str, sources: tuple[str, ...]) -> None:
 
         facepic merge Alice p91c0d2e7 p0aa81b33
     """
+
     def op(lib: Library, covers: Any) -> str:
         merged = merge_persons(lib, target, list(sources), covers)
         return f"merged {len(sources)} person(s) into {merged['_id']}"
@@ -117,6 +120,7 @@ def cover(obj: dict, person: str, face_id: str) -> None:
 
         facepic cover Alice 1b9e...-f0
     """
+
     def op(lib: Library, covers: Any) -> str:
         pick_cover(lib, person, face_id, covers)
         return f"face {face_id} is the cover of {person}"
@@ -135,6 +139,7 @@ def hide(obj: dict, person: str, unhide: bool) -> None:
 
         facepic hide p91c0d2e7
     """
+
     def op(lib: Library, covers: Any) -> str:
         doc = hide_person(lib, person, hidden=not unhide)
         return f"{doc['_id']} is {'shown' if unhide else 'hidden'}"
@@ -152,9 +157,12 @@ def recluster(obj: dict) -> None:
 
         facepic recluster
     """
+
     def op(lib: Library, covers: Any) -> str:
         s = recluster_library(lib, settings_of(obj).rules, covers)
-        return (f"persons {s.persons_before} -> {s.persons_after} (created {s.persons_created}, "
-                f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}")
+        return (
+            f"persons {s.persons_before} -> {s.persons_after} (created {s.persons_created}, "
+            f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}"
+        )
 
     _persons_op(obj, op)

@@ -12,9 +12,9 @@ from facepic import cleanup as wipe
 from facepic import report as reports
 from facepic.cli import cli, settings_of
 from facepic.embedded import embedded_database
-from facepic.planner import count_skipped
 from facepic.ledger import Ledger
 from facepic.pipeline import Context
+from facepic.planner import count_skipped
 from facepic.scan import QUIET
 
 
@@ -49,17 +49,22 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
         "skipped_by_category": skipped,
     }
     info["failed"] = [
-        {"path": e.get("path"), "root": e.get("root"), "reason": e.get("reason")}
-        for e in state.entries("failed")
+        {"path": e.get("path"), "root": e.get("root"), "reason": e.get("reason")} for e in state.entries("failed")
     ]
     info["skipped"] = [
-        {"path": e.get("path"), "root": e.get("root"), "reason": e.get("reason"), "category": e.get("category"),
-         "folder": bool(e.get("folder"))}
+        {
+            "path": e.get("path"),
+            "root": e.get("root"),
+            "reason": e.get("reason"),
+            "category": e.get("category"),
+            "folder": bool(e.get("folder")),
+        }
         for e in state.entries("skipped")
     ]
     # Without a bucket (and without copying), originals stay where they are: nothing to upload.
-    info["not_uploaded"] = (sum(1 for e in done if not e.get("uploaded")) if settings.bucket_configured
-                            or settings.copy_originals else None)
+    info["not_uploaded"] = (
+        sum(1 for e in done if not e.get("uploaded")) if settings.bucket_configured or settings.copy_originals else None
+    )
     lengths = facepic_cli.queue_lengths
     if settings.mongodb_uri and lengths is not None:
         try:
@@ -71,8 +76,10 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
         return
     if not (list_failed or list_skipped):
         c = counts
-        line = (f"photos {info['photos']:,}: done {c['done']:,} (faces {info['faces']:,}, no face {info['no_face']:,}), "
-                f"duplicates {c['duplicate']:,}, pending {c['queued']:,}, failed {c['failed']:,}")
+        line = (
+            f"photos {info['photos']:,}: done {c['done']:,} (faces {info['faces']:,}, no face {info['no_face']:,}), "
+            f"duplicates {c['duplicate']:,}, pending {c['queued']:,}, failed {c['failed']:,}"
+        )
         if info["not_uploaded"] is not None:
             line += f", not uploaded {info['not_uploaded']:,}"
         click.echo(line + (f"; {count_skipped(skipped)}" if skipped else ""))
@@ -91,8 +98,12 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Every person with its faces, for scripts.")
 @click.option("--all", "show_all", is_flag=True, help="Hidden persons too.")
-@click.option("--html", "as_html", is_flag=True,
-              help="Also write <data>/persons.html, a contact sheet to share (every face, the unassigned ones too).")
+@click.option(
+    "--html",
+    "as_html",
+    is_flag=True,
+    help="Also write <data>/persons.html, a contact sheet to share (every face, the unassigned ones too).",
+)
 @click.pass_obj
 def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
     """List the persons found, with their face counts (`facepic serve` shows them on a page
@@ -118,11 +129,15 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
         label = person["name"] or "(unnamed)"
         flag = "  [hidden]" if person["hidden"] else ""
         click.echo(f"{n:4d}  {person['id']}  {label}  {person['face_count']} faces{flag}")
-    click.echo(f"{len(people)} persons" + (f"; contact sheet: {sheet}" if sheet else
-                                          "; `facepic serve` shows them, `--html` writes a contact sheet"))
+    click.echo(
+        f"{len(people)} persons"
+        + (f"; contact sheet: {sheet}" if sheet else "; `facepic serve` shows them, `--html` writes a contact sheet")
+    )
     if unassigned:
-        click.echo(f"{unassigned} faces belong to nobody yet (too small or blurred to found a person, "
-                   "ambiguous, or rejected): `facepic recluster` places those it can")
+        click.echo(
+            f"{unassigned} faces belong to nobody yet (too small or blurred to found a person, "
+            "ambiguous, or rejected): `facepic recluster` places those it can"
+        )
 
 
 UNASSIGNED_ON_SHEET = 2_000  # faces of nobody on the contact sheet

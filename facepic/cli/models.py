@@ -41,18 +41,24 @@ def reembed(obj: dict, model_name: str, no_switch: bool) -> None:
         covers = Covers(ctx)
         total = lib.images_to_reembed(choice.name)
         with tqdm(total=total, desc="re-embedding", unit="photo", disable=None, file=sys.stderr) as bar:
-            progress = run_reembed(lib, engine, settings, covers, switch_now=not no_switch,
-                                   on_photo=lambda: bar.update(1))
-    click.echo(f"staged {progress.staged} photos ({progress.missing} without an original to read): "
-               f"{progress.faces_matched} faces kept, {progress.faces_new} new, {progress.faces_lost} not found again")
+            progress = run_reembed(
+                lib, engine, settings, covers, switch_now=not no_switch, on_photo=lambda: bar.update(1)
+            )
+    click.echo(
+        f"staged {progress.staged} photos ({progress.missing} without an original to read): "
+        f"{progress.faces_matched} faces kept, {progress.faces_new} new, {progress.faces_lost} not found again"
+    )
     if progress.switched and progress.recluster is not None:
         r = progress.recluster
         click.echo(f"the library now uses {choice.name}; persons {r.persons_before} -> {r.persons_after}")
     else:
         click.echo("the library still uses its old model; run again without --no-switch to switch")
     if progress.missing:
-        click.echo(f"{progress.missing} photos could not be read (drive unplugged, not uploaded): "
-                   "their faces stay on the old model and are not compared", err=True)
+        click.echo(
+            f"{progress.missing} photos could not be read (drive unplugged, not uploaded): "
+            "their faces stay on the old model and are not compared",
+            err=True,
+        )
         sys.exit(1)
 
 

@@ -10,8 +10,8 @@ import click
 from facepic import models
 from facepic.cli import cli, finish, import_root, progress, say_error, settings_of, with_upload_options
 from facepic.embedded import embedded_database
-from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
 from facepic.pipeline import Context, Job
+from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
 from facepic.runner import CpuPool, process, summarize
 from facepic.runtime import Runtime, engine_installed
 from facepic.settings import Settings
@@ -22,8 +22,15 @@ from facepic.settings import Settings
 @with_upload_options
 @click.option("--workers", type=int, help="Processes for the CPU stages (default: one per core).")
 @click.pass_obj
-def run(obj: dict, path: Path | None, disable_upload: bool, upload_only: bool, retry_failed: bool,
-        follow_links: bool, workers: int | None) -> None:
+def run(
+    obj: dict,
+    path: Path | None,
+    disable_upload: bool,
+    upload_only: bool,
+    retry_failed: bool,
+    follow_links: bool,
+    workers: int | None,
+) -> None:
     """Process a folder of photos completely, in the foreground, with no servers to set up.
 
     Without FACEPIC_MONGODB_URI an embedded database keeps its files in the data folder;
@@ -59,8 +66,15 @@ def _run(ctx: Context, root: Path | None, upload: bool, upload_only: bool, retry
     settings = ctx.settings
     choice = choose_model(settings, ctx.library.library_model(), settings.workers or os.cpu_count() or 1)
     click.echo(choice.describe(), err=True)
-    planner = Planner(ctx.ledger, choice.source, upload, retry_failed,
-                      report=say_error, record_queued=False, follow_links=settings.follow_links)
+    planner = Planner(
+        ctx.ledger,
+        choice.source,
+        upload,
+        retry_failed,
+        report=say_error,
+        record_queued=False,
+        follow_links=settings.follow_links,
+    )
     if upload or upload_only:
         ctx.store.ensure_bucket()
     pool = None

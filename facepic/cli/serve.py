@@ -14,8 +14,12 @@ from facepic.pipeline import Context
 
 @cli.command()
 @click.option("--bind", default=None, help="Address to listen on (FACEPIC_WEB_BIND, default 127.0.0.1).")
-@click.option("--port", type=click.IntRange(0, 65535), default=None,
-              help="Port to listen on (FACEPIC_WEB_PORT, default 8000; 0: any free port).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port to listen on (FACEPIC_WEB_PORT, default 8000; 0: any free port).",
+)
 @click.pass_obj
 def serve(obj: dict, bind: str | None, port: int | None) -> None:
     """Start the web page on the library: people, persons, photos, unassigned faces and search,
@@ -34,8 +38,9 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
         from facepic.web import guard
         from facepic.web.app import create_app
     except ImportError:
-        raise click.ClickException("the web page is not installed: pip install 'facepic[web]' "
-                                   "(or pip install -r requirements/web.txt)") from None
+        raise click.ClickException(
+            "the web page is not installed: pip install 'facepic[web]' (or pip install -r requirements/web.txt)"
+        ) from None
     try:
         login = guard.parse_login(settings.web_auth)
     except ValueError as e:
@@ -43,8 +48,9 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
     host = bind or settings.web_bind
     port = settings.web_port if port is None else port
     if login is None and not guard.is_loopback(host):
-        raise click.ClickException(f"refusing to listen on {host} without a login: set FACEPIC_WEB_AUTH=user:password "
-                                   "(or listen on 127.0.0.1)")
+        raise click.ClickException(
+            f"refusing to listen on {host} without a login: set FACEPIC_WEB_AUTH=user:password (or listen on 127.0.0.1)"
+        )
     with embedded_database(settings) as settings, Context(settings) as ctx:
         app = create_app(ctx, login)
         try:
@@ -57,8 +63,11 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
 
         previous = signal.signal(signal.SIGTERM, stop)
         shown = f"[{host}]" if ":" in host else host
-        click.echo(f"FacePic is at http://{shown}:{server.effective_port}/ "
-                   f"({'login required' if login else 'this machine only, no login'}); Ctrl-C stops it", err=False)
+        click.echo(
+            f"FacePic is at http://{shown}:{server.effective_port}/ "
+            f"({'login required' if login else 'this machine only, no login'}); Ctrl-C stops it",
+            err=False,
+        )
         try:
             server.run()
         except KeyboardInterrupt:

@@ -18,5 +18,14 @@ from facepic.pipeline.policy import (
     upload_gave_up,
 )
 
-__all__ = ["STAGES", "Context", "Job", "Outcome", "cannot_process", "describe_error", "execute", "run_stage",
-           "upload_gave_up"]
+__all__ = [
+    "STAGES",
+    "Context",
+    "Job",
+    "Outcome",
+    "cannot_process",
+    "describe_error",
+    "execute",
+    "run_stage",
+    "upload_gave_up",
+]

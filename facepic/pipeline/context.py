@@ -73,7 +73,7 @@ class Context:
             self._library.close()
             self._library = None
 
-    def __enter__(self) -> "Context":
+    def __enter__(self) -> Context:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -96,8 +96,12 @@ class Context:
             persons, matrix = known.assigned()
             if persons:
                 matcher.add_many(persons, matrix)
-            logger.info("index of %s assigned faces (%s) ready in %.1f s", len(persons), known.source,
-                        time.monotonic() - started)
+            logger.info(
+                "index of %s assigned faces (%s) ready in %.1f s",
+                len(persons),
+                known.source,
+                time.monotonic() - started,
+            )
             self._matchers[model] = matcher
         return self._matchers[model]
 

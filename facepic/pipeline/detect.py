@@ -19,7 +19,6 @@ def decode_photo(ctx: Context, job: Job) -> Decoded:
     return decode(Path(job["file"]), ctx.settings.detect_size, ctx.settings.max_pixels)
 
 
-
 def detect(ctx: Context, job: Job) -> Job:
     """Decode at reduced size, find faces, and keep them in the photo's work file."""
     if job.get("error"):

@@ -22,8 +22,9 @@ def _folder_docs(root: str, rel: str) -> tuple[str, list[dict[str, Any]]]:
     for depth in range(len(parts) + 1):
         rel_folder = "/".join(parts[:depth])
         fid = ids.folder_id(root, rel_folder)
-        docs.append(documents.folder(fid, root, rel_folder, parts[depth - 1] if depth else os.path.basename(root),
-                                     parent))
+        docs.append(
+            documents.folder(fid, root, rel_folder, parts[depth - 1] if depth else os.path.basename(root), parent)
+        )
         parent = fid
     return parent or ids.folder_id(root, ""), docs
 
@@ -69,8 +70,15 @@ def index(ctx: Context, job: Job) -> Job:
     seqs = {fid: first_seq + n for n, fid in enumerate(fresh)}
     face_docs = []
     for i, fid in enumerate(face_ids):
-        fields = documents.face_fields(model, work["embeddings"][i], work["boxes"][i], work["landmarks"][i],
-                                       float(work["scores"][i]), assessed[i], can_found[i])
+        fields = documents.face_fields(
+            model,
+            work["embeddings"][i],
+            work["boxes"][i],
+            work["landmarks"][i],
+            float(work["scores"][i]),
+            assessed[i],
+            can_found[i],
+        )
         doc = documents.face(fid, image_id, i, fields, persons[fid], seqs.get(fid))
         decision = decisions.get(fid)
         if decision is not None and decision.ambiguous:

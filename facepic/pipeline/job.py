@@ -36,7 +36,6 @@ class Job(TypedDict, total=False):
     timings: dict[str, float]  # seconds per stage, for benchmarks and Flower
 
 
-
 def fail(job: Job, stage: str, reason: str) -> Job:
     """The job, marked failed at ``stage`` for ``reason`` (shown to the user)."""
     return {**job, "error": reason, "failed_stage": stage}

@@ -16,8 +16,8 @@ import errno
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from facepic.db import DatabaseError, DatabaseUnavailable
 from facepic.errors import FacePicError, data_folder_error, disk_full, is_disk_error
@@ -77,7 +77,7 @@ def execute(ctx: Context, stage: str, job: Job, attempt: int = 0, retries: int |
         error: Exception = e
     except FacePicError:  # the data folder, a missing model: no photo's fault, the run stops
         raise
-    except Exception as e:  # noqa: BLE001 - one photo never stops the run
+    except Exception as e:
         if stage == "log":
             raise
         logger.exception("stage %s failed on %s", stage, display(job.get("file", "")))

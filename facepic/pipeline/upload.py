@@ -30,4 +30,3 @@ def upload(ctx: Context, job: Job) -> Job:
     )
     store.put_file(storage.thumbnail_key(image_id), ctx.folder.thumbnail(image_id), "image/jpeg")
     return {**job, "uploaded": True, "upload_error": ""}
-

@@ -40,8 +40,13 @@ PRESIGNED_SECONDS = 300  # how long a bucket URL handed to the browser works
 def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
     """The app on ``ctx``'s library, store and data folder; ``login`` (user, password) or None."""
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=secrets.token_bytes(32), SESSION_COOKIE_SAMESITE="Strict",
-                      SESSION_COOKIE_HTTPONLY=True, JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=1 << 20)
+    app.config.update(
+        SECRET_KEY=secrets.token_bytes(32),
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_HTTPONLY=True,
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=1 << 20,
+    )
     site = Site(ctx)
     app.extensions["facepic"] = site
 
@@ -61,7 +66,8 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
         response.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' https: http: data:; style-src 'self'; script-src 'self'; "
-            "frame-ancestors 'none'; form-action 'self'")
+            "frame-ancestors 'none'; form-action 'self'",
+        )
         return response
 
     app.jinja_env.globals["csrf_token"] = guard.csrf_token
@@ -113,8 +119,12 @@ def _pages(app: Flask, site: Site) -> None:
     def search() -> str:
         wanted = request.args.getlist("person")
         query = request.args.get("q", "")
-        return render_template("search.html", data=site.search(wanted, page_number(request.args.get("page"))),
-                               query=query, found=site.find(query) if query else [])
+        return render_template(
+            "search.html",
+            data=site.search(wanted, page_number(request.args.get("page"))),
+            query=query,
+            found=site.find(query) if query else [],
+        )
 
     @app.post("/persons/<person_id>/name")
     def rename(person_id: str) -> BaseResponse:
@@ -172,28 +182,37 @@ def _api(app: Flask, site: Site) -> None:
 
     page = lambda: page_number(request.args.get("page"))  # noqa: E731
 
-    app.add_url_rule("/api/persons", "api_persons",
-                     lambda: jsonify(site.people(page(), request.args.get("hidden") == "1")))
+    app.add_url_rule(
+        "/api/persons", "api_persons", lambda: jsonify(site.people(page(), request.args.get("hidden") == "1"))
+    )
     app.add_url_rule("/api/persons/search", "api_find", lambda: jsonify(site.find(request.args.get("q", ""))))
-    app.add_url_rule("/api/persons/<person_id>", "api_person",
-                     lambda person_id: jsonify(site.person(person_id, page())))
+    app.add_url_rule(
+        "/api/persons/<person_id>", "api_person", lambda person_id: jsonify(site.person(person_id, page()))
+    )
     app.add_url_rule("/api/photos/<image_id>", "api_photo", lambda image_id: jsonify(site.photo(image_id)))
     app.add_url_rule("/api/unassigned", "api_unassigned", lambda: jsonify(site.unassigned(page())))
-    app.add_url_rule("/api/search", "api_search",
-                     lambda: jsonify(site.search(request.args.getlist("person"), page())))
+    app.add_url_rule("/api/search", "api_search", lambda: jsonify(site.search(request.args.getlist("person"), page())))
 
     def post(rule: str, name: str, fn: Callable[..., Any]) -> None:
         app.add_url_rule(rule, name, lambda **kw: jsonify(fn(body(), **kw)), methods=["POST"])
 
     post("/api/persons/<person_id>/name", "api_name", lambda d, person_id: site.rename(person_id, text(d, "name")))
-    post("/api/persons/<person_id>/merge", "api_merge",
-         lambda d, person_id: site.merge(person_id, _strings(d.get("sources"))))
-    post("/api/persons/<person_id>/cover", "api_cover",
-         lambda d, person_id: site.cover(person_id, text(d, "face_id")))
-    post("/api/persons/<person_id>/hide", "api_hide",
-         lambda d, person_id: site.hide(person_id, bool(d.get("hidden", True))))
-    post("/api/faces/<face_id>/move", "api_move",
-         lambda d, face_id: site.move(face_id, None if d.get("new") else text(d, "person")))
+    post(
+        "/api/persons/<person_id>/merge",
+        "api_merge",
+        lambda d, person_id: site.merge(person_id, _strings(d.get("sources"))),
+    )
+    post("/api/persons/<person_id>/cover", "api_cover", lambda d, person_id: site.cover(person_id, text(d, "face_id")))
+    post(
+        "/api/persons/<person_id>/hide",
+        "api_hide",
+        lambda d, person_id: site.hide(person_id, bool(d.get("hidden", True))),
+    )
+    post(
+        "/api/faces/<face_id>/move",
+        "api_move",
+        lambda d, face_id: site.move(face_id, None if d.get("new") else text(d, "person")),
+    )
     post("/api/faces/<face_id>/reject", "api_reject", lambda d, face_id: site.reject(face_id))
 
     @app.errorhandler(400)
@@ -262,8 +281,7 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
         data = thumbnail_bytes(image)
         if data is None:
             abort(404, "no thumbnail to cut this face from")
-        return send_file(io.BytesIO(_crop_from_thumbnail(data, image, doc, site)), mimetype="image/jpeg",
-                         max_age=3600)
+        return send_file(io.BytesIO(_crop_from_thumbnail(data, image, doc, site)), mimetype="image/jpeg", max_age=3600)
 
     @app.get("/img/cover/<person_id>.jpg")
     def cover_image(person_id: str) -> BaseResponse:
@@ -293,8 +311,11 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
                 return send_file(copied, mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None))
         path = Path(image.get("root") or "") / (image.get("path") or "")
         if image.get("root") and path.is_file():
-            return send_file(path, mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None),
-                             download_name=image.get("filename") or path.name)
+            return send_file(
+                path,
+                mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None),
+                download_name=image.get("filename") or path.name,
+            )
         abort(404, "the original is neither in the bucket nor at its path (is the drive mounted?)")
 
 
@@ -307,8 +328,14 @@ def _crop_from_thumbnail(data: bytes, image: dict[str, Any], face: dict[str, Any
     x1, y1, x2, y2 = (float(v) for v in face.get("box") or (0, 0, 0, 0))
     half = max(x2 - x1, y2 - y1) * 0.75
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    window = [(cx - half - left) * scale, (cy - half - top) * scale, (cx + half - left) * scale,
-              (cy + half - top) * scale]
+    window = [
+        (cx - half - left) * scale,
+        (cy - half - top) * scale,
+        (cx + half - left) * scale,
+        (cy + half - top) * scale,
+    ]
     out = io.BytesIO()
-    thumb.crop((window[0], window[1], window[2], window[3])).resize((FACE_SIZE, FACE_SIZE)).save(out, "JPEG", quality=85)
+    thumb.crop((window[0], window[1], window[2], window[3])).resize((FACE_SIZE, FACE_SIZE)).save(
+        out, "JPEG", quality=85
+    )
     return out.getvalue()

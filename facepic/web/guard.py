@@ -51,7 +51,8 @@ def check_login(login: tuple[str, str] | None) -> Response | None:
         except (ValueError, UnicodeDecodeError):
             user = password = ""
         if hmac.compare_digest(user.encode(), login[0].encode()) & hmac.compare_digest(
-                password.encode(), login[1].encode()):
+            password.encode(), login[1].encode()
+        ):
             return None
     return Response("login required\n", 401, {"WWW-Authenticate": 'Basic realm="FacePic", charset="UTF-8"'})
 

@@ -58,15 +58,28 @@ def page_number(raw: str | None) -> int:
 
 
 def person_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"id": doc["_id"], "name": doc.get("name", ""), "face_count": int(doc.get("face_count", 0)),
-            "hidden": bool(doc.get("hidden")), "cover_face_id": doc.get("best_face_id")}
+    return {
+        "id": doc["_id"],
+        "name": doc.get("name", ""),
+        "face_count": int(doc.get("face_count", 0)),
+        "hidden": bool(doc.get("hidden")),
+        "cover_face_id": doc.get("best_face_id"),
+    }
 
 
 def photo_summary(doc: dict[str, Any]) -> dict[str, Any]:
     path = doc.get("path") or ""
-    return {"id": doc["_id"], "path": path, "folder": os.path.dirname(path), "root": doc.get("root"),
-            "taken_at": doc.get("taken_at"), "camera": doc.get("camera"), "gps": doc.get("gps"),
-            "width": doc.get("width"), "height": doc.get("height")}
+    return {
+        "id": doc["_id"],
+        "path": path,
+        "folder": os.path.dirname(path),
+        "root": doc.get("root"),
+        "taken_at": doc.get("taken_at"),
+        "camera": doc.get("camera"),
+        "gps": doc.get("gps"),
+        "width": doc.get("width"),
+        "height": doc.get("height"),
+    }
 
 
 class Site:
@@ -85,8 +98,11 @@ class Site:
 
     def people(self, page: int, hidden: bool) -> dict[str, Any]:
         docs, total = self.lib.web_persons(hidden, (page - 1) * PER_PAGE, PER_PAGE)
-        return {"persons": [person_summary(d) for d in docs], **Page(page, PER_PAGE, total).as_dict(),
-                "hidden_included": hidden}
+        return {
+            "persons": [person_summary(d) for d in docs],
+            **Page(page, PER_PAGE, total).as_dict(),
+            "hidden_included": hidden,
+        }
 
     def find(self, text: str) -> list[dict[str, Any]]:
         if not text.strip():
@@ -99,8 +115,12 @@ class Site:
             raise NotFound(f"no person {person_id!r}")
         faces, total = self.lib.web_faces_of_person(person_id, (page - 1) * PER_PAGE, PER_PAGE)
         images = self.lib.web_images([f["image_id"] for f in faces])
-        return {**person_summary(doc), "face_count": total, **Page(page, PER_PAGE, total).as_dict(),
-                "faces": [self._face(f, images.get(f["image_id"])) for f in faces]}
+        return {
+            **person_summary(doc),
+            "face_count": total,
+            **Page(page, PER_PAGE, total).as_dict(),
+            "faces": [self._face(f, images.get(f["image_id"])) for f in faces],
+        }
 
     def photo(self, image_id: str) -> dict[str, Any]:
         doc = self.lib.web_images([image_id]).get(image_id) if IMAGE_ID.match(image_id) else None
@@ -115,12 +135,20 @@ class Site:
             pid = f.get("person_id")
             x1, y1, x2, y2 = (float(v) for v in f.get("box") or (0, 0, 0, 0))
             # Where the box lies on the square thumbnail, in percent (clipped to it).
-            on_thumb = [max(0.0, min(100.0, 100 * (v - o) / side)) for v, o in
-                        ((x1, left), (y1, top), (x2, left), (y2, top))]
-            out.append({"face_id": f["_id"], "box": f.get("box"), "on_thumbnail": [round(v, 2) for v in on_thumb],
-                        "person": person_summary(people[pid]) if pid in people else None,
-                        "candidates": [c for c in f.get("candidates") or [] if c],
-                        "rejected": list(f.get("rejected") or []), "locked": bool(f.get("locked"))})
+            on_thumb = [
+                max(0.0, min(100.0, 100 * (v - o) / side)) for v, o in ((x1, left), (y1, top), (x2, left), (y2, top))
+            ]
+            out.append(
+                {
+                    "face_id": f["_id"],
+                    "box": f.get("box"),
+                    "on_thumbnail": [round(v, 2) for v in on_thumb],
+                    "person": person_summary(people[pid]) if pid in people else None,
+                    "candidates": [c for c in f.get("candidates") or [] if c],
+                    "rejected": list(f.get("rejected") or []),
+                    "locked": bool(f.get("locked")),
+                }
+            )
         return {**photo_summary(doc), "faces": out}
 
     def unassigned(self, page: int) -> dict[str, Any]:
@@ -132,8 +160,12 @@ class Site:
             key = tuple(c for c in f.get("candidates") or [] if c in people)
             groups.setdefault(key, []).append(self._face(f, images.get(f["image_id"])))
         ordered = sorted(groups.items(), key=lambda kv: (not kv[0], -len(kv[1]), kv[0]))
-        return {"groups": [{"candidates": [person_summary(people[c]) for c in key], "faces": group}
-                           for key, group in ordered], **Page(page, PER_PAGE, total).as_dict()}
+        return {
+            "groups": [
+                {"candidates": [person_summary(people[c]) for c in key], "faces": group} for key, group in ordered
+            ],
+            **Page(page, PER_PAGE, total).as_dict(),
+        }
 
     def search(self, person_ids: Sequence[str], page: int) -> dict[str, Any]:
         wanted = [p for p in dict.fromkeys(person_ids) if PERSON_ID.match(p)]
@@ -141,8 +173,11 @@ class Site:
         if not wanted:
             return {"persons": [], "photos": [], **Page(page, PER_PAGE, 0).as_dict()}
         docs, total = self.lib.web_photos_with(wanted, (page - 1) * PER_PAGE, PER_PAGE)
-        return {"persons": [person_summary(chosen[p]) for p in wanted if p in chosen],
-                "photos": [photo_summary(d) for d in docs], **Page(page, PER_PAGE, total).as_dict()}
+        return {
+            "persons": [person_summary(chosen[p]) for p in wanted if p in chosen],
+            "photos": [photo_summary(d) for d in docs],
+            **Page(page, PER_PAGE, total).as_dict(),
+        }
 
     def image(self, image_id: str) -> dict[str, Any] | None:
         return self.lib.web_images([image_id]).get(image_id) if IMAGE_ID.match(image_id) else None
@@ -160,9 +195,14 @@ class Site:
 
     @staticmethod
     def _face(face: dict[str, Any], image: dict[str, Any] | None) -> dict[str, Any]:
-        return {"face_id": face["_id"], "image_id": face["image_id"], "box": face.get("box"),
-                "photo": (image or {}).get("path"), "person_id": face.get("person_id"),
-                "candidates": [c for c in face.get("candidates") or [] if c]}
+        return {
+            "face_id": face["_id"],
+            "image_id": face["image_id"],
+            "box": face.get("box"),
+            "photo": (image or {}).get("path"),
+            "person_id": face.get("person_id"),
+            "candidates": [c for c in face.get("candidates") or [] if c],
+        }
 
     # --- changes: the CLI's functions ---------------------------------------------------
 
@@ -172,8 +212,11 @@ class Site:
 
     def rename(self, ref: str, name: str) -> dict[str, Any]:
         doc = self._change(lambda: corrections.name_person(self.lib, ref, name))
-        return {"id": doc["_id"], "name": doc["name"],
-                "others_named": corrections.others_named(self.lib, doc["name"], doc["_id"])}
+        return {
+            "id": doc["_id"],
+            "name": doc["name"],
+            "others_named": corrections.others_named(self.lib, doc["name"], doc["_id"]),
+        }
 
     def merge(self, target: str, sources: Sequence[str]) -> dict[str, Any]:
         doc = self._change(lambda: corrections.merge_persons(self.lib, target, list(sources), self.covers))
