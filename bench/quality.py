@@ -20,6 +20,7 @@ the one nearest the photo's centre). Rows:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 from facepic import ids  # noqa: E402
 from facepic.clustering import Faces, recluster  # noqa: E402
 from facepic.matching import PersonIndex, Rules, assign_photo  # noqa: E402
+from facepic.quality import FaceQuality, Limits, assess  # noqa: E402
 
 SHARED = HERE.parent.parent / "shared" / "photos"
 
@@ -42,31 +44,90 @@ class Photo:
     identity: str
     embeddings: np.ndarray  # every face of the photo, N x 512
     labelled: int  # index of the face nearest the centre
+    quality: np.ndarray | None = None  # N x 4: size, sharpness, frontal, detector score
+    path: str = ""  # relative to the folder
+
+    def can_found(self, limits: Limits = Limits()) -> list[bool]:
+        """The index stage's quality gate for each face (all True without measurements)."""
+        if self.quality is None:
+            return [True] * len(self.embeddings)
+        return [FaceQuality(*map(float, q)).can_found(limits) for q in self.quality]
 
 
-def embed(folder: Path, model: str = "buffalo_s") -> tuple[list[Photo], int]:
-    """Faces of every labelled photo under ``folder``; also how many photos had none."""
+def _detect(engine, settings, path: Path) -> tuple[np.ndarray, int, np.ndarray] | None:  # noqa: ANN001
+    """What the detect stage keeps of one photo: embeddings, the labelled face, quality."""
     from facepic.decode import decode
+
+    decoded = decode(path, settings.detect_size, settings.max_pixels)
+    faces = engine.detect(decoded.rgb)
+    if not faces:
+        return None
+    h, w = decoded.rgb.shape[:2]
+    centre = np.array([w / 2, h / 2])
+    labelled = min(range(len(faces)),
+                   key=lambda i: np.linalg.norm((faces[i].box[:2] + faces[i].box[2:]) / 2 - centre))
+    measured = []
+    for f in faces:  # exactly as facepic.pipeline.detect assesses a face
+        q = assess(decoded.rgb, f.box, decoded.to_full(f.box), decoded.to_full(f.landmarks), f.score)
+        measured.append([q.size, q.sharpness, q.frontal, q.score])
+    return np.array([f.embedding for f in faces], dtype=np.float32), labelled, np.array(measured)
+
+
+def _cache_file(cache: Path, folder: Path, model: str) -> Path:
+    return cache / f"{folder.resolve().name}-{model}.npz"
+
+
+def _read_cache(path: Path) -> dict[str, tuple[np.ndarray, int, np.ndarray] | None]:
+    if not path.exists():
+        return {}
+    data = np.load(path, allow_pickle=False)
+    found: dict[str, tuple[np.ndarray, int, np.ndarray] | None] = {}
+    ends = np.cumsum(data["counts"])
+    for rel, end, count, labelled in zip(data["paths"].tolist(), ends, data["counts"], data["labelled"]):
+        start = end - count
+        found[rel] = (data["embeddings"][start:end], int(labelled), data["quality"][start:end]) if count else None
+    return found
+
+
+def _write_cache(path: Path, found: dict[str, tuple[np.ndarray, int, np.ndarray] | None]) -> None:
+    rels = sorted(found)
+    counts = np.array([len(found[r][0]) if found[r] else 0 for r in rels], dtype=np.int64)
+    empty = np.zeros((0, 512), dtype=np.float32)
+    embeddings = np.concatenate([found[r][0] if found[r] else empty for r in rels] or [empty])
+    quality = np.concatenate([found[r][2] if found[r] else np.zeros((0, 4)) for r in rels] or [np.zeros((0, 4))])
+    labelled = np.array([found[r][1] if found[r] else -1 for r in rels], dtype=np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, paths=np.array(rels), counts=counts, embeddings=embeddings, quality=quality, labelled=labelled)
+    os.replace(tmp, path)
+
+
+def embed(folder: Path, model: str = "buffalo_s", cache: Path | None = None) -> tuple[list[Photo], int]:
+    """Faces of every labelled photo under ``folder``; also how many photos had none. With
+    ``cache`` (a folder), what was found is kept in a file there and read back next time."""
     from facepic.detect import FaceEngine
     from facepic.models import resolve
     from facepic.settings import Settings
 
-    settings = Settings.load(env_file=None)
-    engine = FaceEngine(resolve(model, settings.model_root), settings.detect_size, 2)
+    paths = [p for p in sorted(folder.glob("*/*")) if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")]
+    cache_file = _cache_file(cache, folder, model) if cache else None
+    found = _read_cache(cache_file) if cache_file else {}
+    missing = [p for p in paths if str(p.relative_to(folder)) not in found]
+    if missing:
+        settings = Settings.load(env_file=None)
+        engine = FaceEngine(resolve(model, settings.model_root), settings.detect_size, 2)
+        for n, path in enumerate(missing, 1):
+            found[str(path.relative_to(folder))] = _detect(engine, settings, path)
+            if cache_file and (n % 500 == 0 or n == len(missing)):
+                _write_cache(cache_file, found)
     photos, without = [], 0
-    for path in sorted(folder.glob("*/*")):
-        if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
-            continue
-        decoded = decode(path, settings.detect_size, settings.max_pixels)
-        faces = engine.detect(decoded.rgb)
-        if not faces:
+    for path in paths:
+        rel = str(path.relative_to(folder))
+        hit = found[rel]
+        if hit is None:
             without += 1
             continue
-        h, w = decoded.rgb.shape[:2]
-        centre = np.array([w / 2, h / 2])
-        labelled = min(range(len(faces)),
-                       key=lambda i: np.linalg.norm((faces[i].box[:2] + faces[i].box[2:]) / 2 - centre))
-        photos.append(Photo(path.parent.name, np.array([f.embedding for f in faces]), labelled))
+        photos.append(Photo(path.parent.name, hit[0], hit[1], hit[2], rel))
     return photos, without
 
 
