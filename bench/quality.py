@@ -1,19 +1,25 @@
-"""How well persons match identities: BCubed and pairwise scores of the assignment rules.
+"""How well persons match identities: what `facepic run` leaves in the library, scored.
 
-Every face of every photo is assigned, photo by photo in folder order, as the index stage does;
-the score counts the labelled face of each photo (identity = folder name; the labelled face is
-the one nearest the photo's centre). Rows:
+Every face of every photo goes through the index stage's decision (`facepic.matching.assign_photo`
+with the quality gate, photo by photo in folder order) and then through the settling that `run`
+does at its end (`facepic.settle`); the score counts the labelled face of each photo (identity =
+folder name; the labelled face is the one nearest the photo's centre). Rows:
 
-- ``naive``: the design's rule alone (join the most similar known face above 0.4, else found a
-  person), the baseline;
-- ``shipped``: what `facepic.matching.assign_photo` does on the index queue, photo by photo
-  (nearest face or mean similarity, best mean wins, ambiguous faces deferred, two faces of one
-  photo are two people); a face left unassigned counts as a person of its own;
-- ``recluster``: ``shipped`` followed by `facepic recluster` (`facepic.clustering`);
-- ``recluster*``: the same on the photos in shuffled orders (min..max F over the orders): how
-  much the result still depends on arrival order.
+- ``naive``: the design's rule alone on the same faces (join the most similar known face above
+  0.4, else found a person), the baseline;
+- ``online``: the index stage alone (what the distributed deployment shows before it settles);
+  a face left unassigned counts as a person of its own;
+- ``run``: the index stage, then settling: what `facepic run` stores;
+- ``run*``: ``run`` on the photos in shuffled orders (min..max F);
+- ``queue*``: the distributed path in shuffled orders: the index stage, settling each time
+  ``--batch`` photos have drained from the queue.
+
+With ``--halves`` the identities are split in two fixed halves (by a hash of the name) and each
+half is scored on its own, as if it were its own library: rules tuned on one half are checked on
+the other. ``--trend 100,600`` scores random sets of that many identities.
 
     python bench/quality.py                   # ../shared/photos
+    python bench/quality.py --photos ../shared/lfw-dev --cache /tmp/facepic-emb --halves
     python bench/quality.py --photos tests/photos
 """
 
@@ -32,9 +38,10 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
 from facepic import ids  # noqa: E402
-from facepic.clustering import Faces, recluster  # noqa: E402
+from facepic.clustering import Faces  # noqa: E402
 from facepic.matching import PersonIndex, Rules, assign_photo  # noqa: E402
 from facepic.quality import FaceQuality, Limits, assess  # noqa: E402
+from facepic.settle import Linkage, Settled, settle_batch  # noqa: E402
 
 SHARED = HERE.parent.parent / "shared" / "photos"
 
@@ -131,68 +138,97 @@ def embed(folder: Path, model: str = "buffalo_s", cache: Path | None = None) -> 
     return photos, without
 
 
-def naive(photos: list[Photo], threshold: float) -> list[str]:
+def naive(photos: list[Photo], threshold: float = 0.4) -> list[str]:
     """The design's rule, face by face, nothing else."""
-    known: list[np.ndarray] = []
-    owners: list[int] = []
+    total = sum(len(p.embeddings) for p in photos)
+    known = np.empty((max(total, 1), photos[0].embeddings.shape[1] if photos else 512), dtype=np.float32)
+    owners = np.empty(max(total, 1), dtype=np.int64)
+    n = persons = 0
     labels = []
-    persons = 0
     for photo in photos:
         for i, e in enumerate(photo.embeddings):
-            sims = np.array([float(k @ e) for k in known]) if known else np.array([])
-            if len(sims) and sims.max() > threshold:
-                person = owners[int(sims.argmax())]
+            sims = known[:n] @ e
+            if n and sims.max() > threshold:
+                person = int(owners[int(sims.argmax())])
             else:
                 persons += 1
                 person = persons
-            known.append(e)
-            owners.append(person)
+            known[n], owners[n] = e, person
+            n += 1
             if i == photo.labelled:
                 labels.append(f"n{person}")
     return labels
 
 
-def _incremental(photos: list[Photo], rules: Rules) -> tuple[list[str], list[str | None]]:
-    """Face ids and persons of every face, assigned photo by photo."""
+@dataclass
+class Outcome:
+    """Every face's person after a path through the product (None: unassigned)."""
+
+    face_ids: list[str]
+    persons: list[str | None]
+
+    def labels(self, photos: list[Photo]) -> list[str]:
+        of = dict(zip(self.face_ids, self.persons))
+        return [of[f"{p.path}#{p.labelled}"] or f"alone:{p.path}" for p in photos]
+
+
+def _face_ids(photo: Photo) -> list[str]:
+    # Named by the photo, not the arrival position: a person's id is then the same in any order.
+    return [f"{photo.path}#{i}" for i in range(len(photo.embeddings))]
+
+
+def _settle(photos: list[Photo], persons: dict[str, str | None], index: PersonIndex, linkage: Linkage) -> None:
+    """Settle the faces of ``photos`` (the batch), as `facepic.settle.settle_library` does."""
+    fids = [f for p in photos for f in _face_ids(p)]
+    new = Faces(fids, np.concatenate([p.embeddings for p in photos]).astype(np.float32),
+                [persons[f] for f in fids], [f.split("#")[0] for f in fids],
+                can_found=[c for p in photos for c in p.can_found()])
+    taken = {p for f, p in persons.items() if p and f not in set(fids)}
+
+    def new_id(face_id: str) -> str:
+        pid, n = ids.person_id(face_id), 0
+        while pid in taken:
+            n += 1
+            pid = ids.person_id(f"{face_id}:settle:{n}")
+        return pid
+
+    # All faces of a photo arrive together and nobody corrected anything: the settled persons
+    # have no face in the batch's photos and reject nobody.
+    result, _ = settle_batch(new, index, linkage, lambda pids: {}, new_id)
+    persons.update(zip(fids, result))
+
+
+def _index(persons: dict[str, str | None], embeddings: dict[str, np.ndarray], rules: Rules) -> PersonIndex:
+    """The index the worker reloads after a settle: every assigned face."""
     index = PersonIndex(rules)
-    face_ids: list[str] = []
-    persons: list[str | None] = []
-    for n, photo in enumerate(photos):
-        fids = [f"photo{n}-f{i}" for i in range(len(photo.embeddings))]
-        assigned, _, _ = assign_photo(index, fids, {}, photo.embeddings, ids.person_id)
-        face_ids += fids
-        persons += [assigned[f] for f in fids]
-    return face_ids, persons
+    assigned = sorted(f for f, p in persons.items() if p)
+    if assigned:
+        index.add_many([persons[f] for f in assigned], np.stack([embeddings[f] for f in assigned]))  # type: ignore[misc]
+    return index
 
 
-def _labels(photos: list[Photo], face_ids: list[str], persons: list[str | None]) -> list[str]:
-    of = dict(zip(face_ids, persons))
-    labels = []
-    for n, photo in enumerate(photos):
-        fid = f"photo{n}-f{photo.labelled}"
-        labels.append(of[fid] or f"alone-{fid}")
-    return labels
-
-
-def shipped(photos: list[Photo], threshold: float) -> list[str]:
-    face_ids, persons = _incremental(photos, Rules(threshold=threshold))
-    return _labels(photos, face_ids, persons)
-
-
-def reclustered(photos: list[Photo], threshold: float) -> list[str]:
-    rules = Rules(threshold=threshold)
-    face_ids, persons = _incremental(photos, rules)
-    faces = Faces(face_ids, np.concatenate([p.embeddings for p in photos]).astype(np.float32),
-                  persons, [f.split("-f")[0] for f in face_ids])
-
-    def new_id(face_id: str, taken: set[str]) -> str:
-        return ids.person_id(face_id + ":recluster")
-
-    return _labels(photos, face_ids, recluster(faces, set(), rules, new_id))
-
-
-ALGORITHMS = {"naive": naive, "shipped": shipped, "recluster": reclustered}
-ORDERS = 5
+def product(photos: list[Photo], rules: Rules = Rules(), linkage: Linkage | None = Linkage(),
+            limits: Limits = Limits(), batch: int = 0) -> Outcome:
+    """The index stage photo by photo, settling after every ``batch`` photos (0: once, at the
+    end, as `facepic run` does; ``linkage`` None: never)."""
+    index = PersonIndex(rules)
+    persons: dict[str, str | None] = {}
+    embeddings: dict[str, np.ndarray] = {}
+    pending: list[Photo] = []
+    for photo in photos:
+        fids = _face_ids(photo)
+        assigned, _, _ = assign_photo(index, fids, {}, photo.embeddings, ids.person_id, photo.can_found(limits))
+        persons.update(assigned)
+        embeddings.update(zip(fids, photo.embeddings))
+        pending.append(photo)
+        if linkage is not None and batch and len(pending) >= batch:
+            _settle(pending, persons, index, linkage)
+            pending = []
+            index = _index(persons, embeddings, rules)
+    if linkage is not None and pending:
+        _settle(pending, persons, index, linkage)
+    face_ids = [f for p in photos for f in _face_ids(p)]
+    return Outcome(face_ids, [persons[f] for f in face_ids])
 
 
 def scores(truth: list[str], found: list[str]) -> dict[str, float]:
@@ -212,27 +248,67 @@ def scores(truth: list[str], found: list[str]) -> dict[str, float]:
     return {"precision": precision, "recall": recall, "f": f, "pairwise_f": pairwise, "persons": len(by_found)}
 
 
-def table(photos: list[Photo], without: int, threshold: float, model: str) -> dict[str, dict[str, float]]:
+def worst_merges(truth: list[str], found: list[str], limit: int = 5) -> list[str]:
+    """The persons holding labelled faces of several identities, most mixed first."""
+    members: dict[str, Counter] = {}
+    for t, f in zip(truth, found):
+        members.setdefault(f, Counter())[t] += 1
+    mixed = [(sum(c.values()) - max(c.values()), sorted(c.items(), key=lambda kv: -kv[1]))
+             for c in members.values() if len(c) > 1]
+    mixed.sort(key=lambda m: (-m[0], m[1]))
+    return [" + ".join(f"{name} ({n})" for name, n in items) for _, items in mixed[:limit]]
+
+
+def _split_photos(photo: Photo, faces: Outcome) -> int:
+    """Faces of one photo sharing a person (must be 0)."""
+    of = dict(zip(faces.face_ids, faces.persons))
+    ps = [of[f] for f in _face_ids(photo) if of[f]]
+    return len(ps) - len(set(ps))
+
+
+def half_of(identity: str) -> str:
+    """A fixed half of the identities ("a" or "b"), by a hash of the name."""
+    import zlib
+
+    return "ab"[zlib.crc32(identity.encode()) % 2]
+
+
+def table(photos: list[Photo], without: int, model: str = "buffalo_s", orders: int = 5, batch: int = 200,
+          linkage: Linkage = Linkage(), title: str = "", quiet: bool = False) -> dict[str, dict]:
+    """Score the rows on ``photos``; print them unless ``quiet``."""
     truth = [p.identity for p in photos]
-    identities = len(set(truth))
-    print(f"{len(photos)} photos with a face, {without} without, {identities} identities, "
-          f"model {model}, threshold {threshold}")
-    print(f"{'algorithm':<10} {'BCubed P':>9} {'BCubed R':>9} {'BCubed F':>9} {'pair F':>7} {'persons':>8}")
-    results = {}
-    for name, algorithm in ALGORITHMS.items():
-        row = scores(truth, algorithm(photos, threshold))
+    say = (lambda *a: None) if quiet else print
+    say(f"{title}{len(photos)} photos with a face, {without} without, {len(set(truth))} identities, "
+        f"{sum(len(p.embeddings) for p in photos)} faces, model {model}, {linkage}")
+    say(f"{'row':<8} {'BCubed P':>9} {'BCubed R':>9} {'BCubed F':>9} {'pair F':>7} {'persons':>8} {'unassigned':>11}")
+    results: dict[str, dict] = {}
+    runs = {"naive": None, "online": product(photos, linkage=None), "run": product(photos, linkage=linkage)}
+    for name, outcome in runs.items():
+        found = naive(photos) if outcome is None else outcome.labels(photos)
+        row: dict = scores(truth, found)
+        row["unassigned"] = 0 if outcome is None else sum(p is None for p in outcome.persons)
+        row["shared_photo"] = 0 if outcome is None else sum(_split_photos(p, outcome) for p in photos)
+        row["merges"] = worst_merges(truth, found)
         results[name] = row
-        print(f"{name:<10} {row['precision']:9.3f} {row['recall']:9.3f} {row['f']:9.3f} "
-              f"{row['pairwise_f']:7.3f} {row['persons']:8d}")
+        say(f"{name:<8} {row['precision']:9.4f} {row['recall']:9.4f} {row['f']:9.4f} "
+            f"{row['pairwise_f']:7.4f} {row['persons']:8d} {row['unassigned']:11d}")
     rng = np.random.default_rng(0)
-    for name in ("shipped", "recluster"):
+    shuffles = [rng.permutation(len(photos)) for _ in range(orders)]
+    for name, every in (("run*", 0), ("queue*", batch)):
+        if not orders:
+            break
         fs = []
-        for _ in range(ORDERS):
-            order = rng.permutation(len(photos))
+        for order in shuffles:
             shuffled = [photos[i] for i in order]
-            fs.append(scores([truth[i] for i in order], ALGORITHMS[name](shuffled, threshold))["f"])
-        results[name + "*"] = {"f_min": min(fs), "f_max": max(fs)}
-        print(f"{name + '*':<10} F over {ORDERS} shuffled orders: {min(fs):.3f} .. {max(fs):.3f}")
+            fs.append(scores([truth[i] for i in order],
+                             product(shuffled, linkage=linkage, batch=every).labels(shuffled))["f"])
+        results[name] = {"f_min": min(fs), "f_max": max(fs)}
+        what = "settled once" if not every else f"settled every {every} photos"
+        say(f"{name:<8} F over {orders} shuffled orders, {what}: {min(fs):.4f} .. {max(fs):.4f}")
+    for merge in results["run"]["merges"]:
+        say(f"  merged in run: {merge}")
+    if results["run"]["shared_photo"]:
+        say(f"  faces sharing a person with another face of their photo: {results['run']['shared_photo']}")
     return results
 
 
@@ -240,14 +316,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, default=SHARED)
     parser.add_argument("--model", default="buffalo_s")
-    parser.add_argument("--threshold", type=float, default=0.4)
+    parser.add_argument("--cache", type=Path, help="folder keeping each photo's faces between runs")
+    parser.add_argument("--orders", type=int, default=5, help="shuffled arrival orders to score")
+    parser.add_argument("--batch", type=int, default=200, help="photos per settle on the queue path")
+    parser.add_argument("--halves", action="store_true", help="also score each half of the identities")
+    parser.add_argument("--trend", default="", help="identity counts to score, e.g. 100,600,2000")
+    parser.add_argument("--link-threshold", type=float, default=Linkage.threshold)
+    parser.add_argument("--link-margin", type=float, default=Linkage.margin)
     args = parser.parse_args()
-    photos, without = embed(args.photos, args.model)
-    table(photos, without, args.threshold, args.model)
+    linkage = Linkage(args.link_threshold, args.link_margin)
+    photos, without = embed(args.photos, args.model, args.cache)
+    table(photos, without, args.model, args.orders, args.batch, linkage)
+    if args.halves:
+        for half in "ab":
+            print()
+            part = [p for p in photos if half_of(p.identity) == half]
+            table(part, 0, args.model, args.orders, args.batch, linkage, title=f"half {half}: ")
+    if args.trend:
+        names = sorted({p.identity for p in photos})
+        rng = np.random.default_rng(1)
+        for count in (int(c) for c in args.trend.split(",")):
+            chosen = set(rng.choice(names, size=min(count, len(names)), replace=False).tolist())
+            part = [p for p in photos if p.identity in chosen]
+            row = table(part, 0, args.model, 0, args.batch, linkage, quiet=True)
+            n, r = row["naive"], row["run"]
+            print(f"{len(chosen):>5} identities, {len(part):>6} photos: run P {r['precision']:.4f} R {r['recall']:.4f} "
+                  f"F {r['f']:.4f} | naive P {n['precision']:.4f} R {n['recall']:.4f} F {n['f']:.4f}")
 
 
 if __name__ == "__main__":
     main()
-
-
-

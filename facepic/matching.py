@@ -281,6 +281,26 @@ class PersonIndex:
         mine = self._sims[self._codes[: self._rows] == codes[i]]
         return float(mine.max()) if len(mine) else -1.0
 
+    def near(self, embedding: np.ndarray, floor: float) -> list[str]:
+        """The persons whose nearest face or mean similarity to ``embedding`` is above
+        ``floor`` (among the candidates: every person in exact mode)."""
+        if self._n == 0:
+            return []
+        codes, nearest, mean = self._candidates(np.asarray(embedding, dtype=np.float32))
+        if self._ivf is None:  # only faces above the threshold were looked at for nearest
+            nearest = np.full(len(codes), -np.inf, dtype=np.float32)
+            hits = np.flatnonzero(self._sims > floor)
+            np.maximum.at(nearest, self._codes[hits], self._sims[hits])
+        keep = (nearest > floor) | (mean > floor)
+        return [self._person_ids[c] for c in codes[keep]]
+
+    def person_sum(self, person_id: str) -> tuple[np.ndarray, int]:
+        """The sum of a person's faces and how many there are."""
+        code = self._code_of.get(person_id)
+        if code is None:
+            return np.zeros(EMBEDDING_DIM, dtype=np.float32), 0
+        return self._sums[code].copy(), int(self._counts[code])
+
     def decide(self, embedding: np.ndarray, exclude: Iterable[str] = ()) -> Decision:
         """The person this face joins, or None (nobody fits, or ambiguous), never one of
         ``exclude``."""
