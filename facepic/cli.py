@@ -212,6 +212,10 @@ def _run_embedded(ctx: Context, root: Path | None, upload: bool, upload_only: bo
     process(ctx, jobs, stages, done, pool)
     for _ in bar:
         pass
+    if not upload_only:
+        from facepic.settle import settle_run
+
+        settle_run(ctx)  # the persons of the faces this run stored, decided together
     return summary
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 if TYPE_CHECKING:
     from facepic.matching import Rules
     from facepic.quality import Limits
+    from facepic.settle import Linkage
 
 PREFIX = "FACEPIC_"
 
@@ -54,6 +55,8 @@ class Settings:
     match_threshold: float = 0.4  # the most similar face of a person (the design's rule)
     match_mean_threshold: float = 0.25  # the mean similarity to all faces of a person
     ambiguity_margin: float = 0.03  # best and runner-up persons closer than this: decide later
+    link_threshold: float = 0.2  # settling: groups join above this mean similarity ...
+    link_margin: float = 0.2  # ... plus this over sqrt(faces a x faces b)
     min_face_size: float = 40.0  # pixels; smaller faces never found a person on their own
     min_face_score: float = 0.55
     min_face_sharpness: float = 50.0
@@ -78,6 +81,12 @@ class Settings:
         from facepic.matching import Rules
 
         return Rules(self.match_threshold, self.match_mean_threshold, self.ambiguity_margin)
+
+    @property
+    def linkage(self) -> "Linkage":
+        from facepic.settle import Linkage
+
+        return Linkage(self.link_threshold, self.link_margin)
 
     @property
     def limits(self) -> "Limits":

@@ -28,12 +28,18 @@ the order the photos came in, and ``everything=True`` gives any library that res
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from facepic import ids
 from facepic.clustering import Faces, _Group, agglomerate
-from facepic.matching import PersonIndex
+from facepic.db import IN_BATCH, Library
+from facepic.detect import EMBEDDING_DIM
+from facepic.matching import PersonIndex, Rules
+from facepic.pipeline import Context
+from facepic.persons import Covers, Summary, bump_revision, refresh_images
+from facepic.persons import settle as recount
 
 META_ID = "settle"
 
@@ -145,3 +151,138 @@ def settle_batch(new: Faces, index: PersonIndex, linkage: Linkage,
         d = described.get(pid) or Settled(total, count)
         persons[pid] = Settled(total, count, d.photos, d.rejects, d.locked)
     return settle_faces(new, persons, linkage, new_person_id)
+
+
+# --- on the library ----------------------------------------------------------------------------
+
+
+def _index_of(lib: Library, model: str, rules: Rules) -> PersonIndex:
+    """Every assigned face of ``model`` as the index worker loads them at its start."""
+    from facepic import snapshot
+
+    index = PersonIndex(rules)
+    persons, matrix = snapshot.load(lib, model).assigned()
+    if persons:
+        index.add_many(persons, matrix)
+    return index
+
+
+def settle_library(lib: Library, linkage: Linkage, covers: Covers, rules: Rules = Rules(),
+                   index: Callable[[str], PersonIndex] | None = None, everything: bool = False) -> Summary:
+    """Settle the faces stored since the last settle (``everything``: every face the user has
+    not placed or named) and write their persons. ``index(model)``: the index stage's, holding
+    every stored face as it is in the library (read from the library when not given).
+
+    Run it when the index queue has drained: a face being stored while it runs may be passed
+    over until ``everything`` settles it."""
+    summary = Summary()
+    model = lib.library_model()
+    if model is None:
+        return summary
+    with lib.errors():
+        mark = lib.meta.find_one({"_id": META_ID}) or {}
+        upto = lib.current_seq()
+        last = 0 if everything or mark.get("model") != model else int(mark.get("seq", 0))
+        query: dict[str, Any] = {"model": model, "seq": {"$gt": last, "$lte": upto}}
+        if everything:
+            query = {"model": model}
+        docs = list(lib.faces.find(query, {"landmarks": 0, "box": 0, "quality": 0}).sort("_id", 1))
+        named = {d["_id"] for d in lib.persons.find({"user_locked": True}, {"_id": 1})}
+        summary.persons_before = lib.persons.count_documents({})
+    if docs:
+        _settle_docs(lib, model, docs, named, linkage, covers, rules, index, everything, summary)
+    with lib.errors():
+        lib.meta.replace_one({"_id": META_ID}, {"model": model, "seq": max(upto, last)}, upsert=True)
+        summary.persons_after = lib.persons.count_documents({})
+    return summary
+
+
+def _settle_docs(lib: Library, model: str, docs: list[dict[str, Any]], named: set[str], linkage: Linkage,
+                 covers: Covers, rules: Rules, index_of: Callable[[str], PersonIndex] | None,
+                 everything: bool, summary: Summary) -> None:
+    face_ids = [d["_id"] for d in docs]
+    before: list[str | None] = [d.get("person_id") for d in docs]
+    # Everything: a named person keeps the faces it has (the user named it with them).
+    locked = [bool(d.get("locked")) or (everything and d.get("person_id") in named) for d in docs]
+    embeddings = np.frombuffer(b"".join(bytes(d["embedding"]) for d in docs), dtype="<f4").reshape(
+        len(docs), EMBEDDING_DIM)
+    new = Faces(face_ids, embeddings, before, [d["image_id"] for d in docs], locked,
+                [frozenset(d.get("rejected") or ()) for d in docs], [bool(d.get("can_found", True)) for d in docs])
+    batch = set(face_ids)
+    photos = set(new.photo)
+    index = index_of(model) if index_of is not None else _index_of(lib, model, rules)
+
+    def describe(person_ids: list[str]) -> dict[str, Settled]:
+        out = {p: Settled(np.zeros(EMBEDDING_DIM), 0, locked=p in named) for p in person_ids}
+        with lib.errors():
+            for start in range(0, len(person_ids), IN_BATCH):
+                part = person_ids[start : start + IN_BATCH]
+                for f in lib.faces.find({"person_id": {"$in": part}, "$or": [
+                        {"image_id": {"$in": sorted(photos)}}, {"rejected.0": {"$exists": True}},
+                        {"locked": True}]}, {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1}):
+                    if f["_id"] in batch:
+                        continue
+                    s = out[f["person_id"]]
+                    if f["image_id"] in photos:
+                        s.photos.add(f["image_id"])
+                    s.rejects.update(f.get("rejected") or ())
+                    s.locked = s.locked or bool(f.get("locked"))
+        return out
+
+    taken: set[str] = set()
+
+    def new_id(face_id: str) -> str:
+        n = 0
+        while True:
+            pid = ids.person_id(face_id if n == 0 else f"{face_id}:settle:{n}")
+            if pid not in taken and not _held_elsewhere(lib, pid, batch, named):
+                taken.add(pid)
+                return pid
+            n += 1
+
+    result, merged_into = settle_batch(new, index, linkage, describe, new_id)
+    # Faces of a settled person merged away join the person that absorbed it.
+    moved_out: dict[str, list[str]] = {}
+    with lib.errors():
+        for gone, kept in sorted(merged_into.items()):
+            lib.faces.update_many({"rejected": gone}, {"$addToSet": {"rejected": kept}})
+            for f in lib.faces.find({"person_id": gone}, {"_id": 1, "image_id": 1}):
+                if f["_id"] not in batch:
+                    moved_out.setdefault(kept, []).append(f["_id"])
+                    photos.add(f["image_id"])
+    joining: dict[str | None, list[str]] = {}
+    for i, fid in enumerate(face_ids):
+        if result[i] != before[i]:
+            joining.setdefault(result[i], []).append(fid)
+    for pid, faces in moved_out.items():
+        joining.setdefault(pid, []).extend(faces)
+    for pid, faces in sorted(joining.items(), key=lambda kv: kv[0] or ""):
+        lib.set_person(faces, pid, {"$unset": {"candidates": ""}} if pid is not None else None)
+    touched = {p for i in range(len(docs)) for p in (before[i], result[i]) if p and before[i] != result[i]}
+    touched |= set(merged_into) | set(merged_into.values())
+    summary.faces_moved = sum(1 for i in range(len(docs)) if before[i] and result[i] and before[i] != result[i])
+    summary.faces_moved += sum(len(f) for f in moved_out.values())
+    summary.faces_assigned = sum(1 for i in range(len(docs)) if before[i] is None and result[i])
+    summary.persons_created, summary.persons_deleted = recount(lib, touched, covers)
+    changed_photos = {new.photo[i] for i in range(len(docs)) if before[i] != result[i]}
+    if moved_out:
+        with lib.errors():
+            changed_photos |= {f["image_id"] for f in lib.faces.find(
+                {"_id": {"$in": [x for fs in moved_out.values() for x in fs]}}, {"image_id": 1})}
+    refresh_images(lib, changed_photos)
+    if joining or merged_into:
+        bump_revision(lib)
+
+
+def _held_elsewhere(lib: Library, person_id: str, batch: set[str], named: set[str]) -> bool:
+    """Whether ``person_id`` is a person the user made, or has a face outside the batch."""
+    if person_id in named:
+        return True
+    with lib.errors():
+        return any(f["_id"] not in batch for f in lib.faces.find({"person_id": person_id}, {"_id": 1}))
+
+
+def settle_run(ctx: Context) -> Summary:
+    """The settle at the end of `facepic run`, with the index the run's index stage built."""
+    settings = ctx.settings
+    return settle_library(ctx.library, settings.linkage, Covers(ctx), settings.rules, ctx.matcher)
