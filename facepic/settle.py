@@ -5,7 +5,8 @@ depends on arrival order, and at thousands of identities its mean-similarity rul
 strangers. Settling decides the new faces again, all at once, in a way that does not depend on
 the order they came in:
 
-1. every new face starts on its own (a face the user placed stays where they put it);
+1. every new face starts on its own (a face the user placed stays where they put it, and so
+   does a face the index stage gave a person the user named or merged);
 2. the settled persons near them (a new face's mean similarity to the person above the
    threshold; found through the index worker's `PersonIndex`, so the work grows with the new
    faces, not the library) take part as they are, never split;
@@ -202,8 +203,9 @@ def _settle_docs(lib: Library, model: str, docs: list[dict[str, Any]], named: se
                  everything: bool, summary: Summary) -> None:
     face_ids = [d["_id"] for d in docs]
     before: list[str | None] = [d.get("person_id") for d in docs]
-    # Everything: a named person keeps the faces it has (the user named it with them).
-    locked = [bool(d.get("locked")) or (everything and d.get("person_id") in named) for d in docs]
+    # A person the user named or merged keeps the faces the index stage gave it: its faces
+    # may be two groups the user said are one, whose mean similarity says nothing.
+    locked = [bool(d.get("locked")) or d.get("person_id") in named for d in docs]
     embeddings = np.frombuffer(b"".join(bytes(d["embedding"]) for d in docs), dtype="<f4").reshape(
         len(docs), EMBEDDING_DIM)
     new = Faces(face_ids, embeddings, before, [d["image_id"] for d in docs], locked,
