@@ -281,18 +281,29 @@ class PersonIndex:
         mine = self._sims[self._codes[: self._rows] == codes[i]]
         return float(mine.max()) if len(mine) else -1.0
 
-    def near(self, embedding: np.ndarray, floor: float) -> list[str]:
-        """The persons whose nearest face or mean similarity to ``embedding`` is above
-        ``floor`` (among the candidates: every person in exact mode)."""
-        if self._n == 0:
-            return []
-        codes, nearest, mean = self._candidates(np.asarray(embedding, dtype=np.float32))
-        if self._ivf is None:  # only faces above the threshold were looked at for nearest
-            nearest = np.full(len(codes), -np.inf, dtype=np.float32)
-            hits = np.flatnonzero(self._sims > floor)
-            np.maximum.at(nearest, self._codes[hits], self._sims[hits])
-        keep = (nearest > floor) | (mean > floor)
-        return [self._person_ids[c] for c in codes[keep]]
+    def near(self, embeddings: np.ndarray, floor: float, block: int = 256) -> set[str]:
+        """The persons whose nearest face or mean similarity to one of ``embeddings`` is above
+        ``floor`` (past ``exact_limit``, among the persons of each one's nearest faces)."""
+        persons = len(self._person_ids)
+        if self._n == 0 or len(embeddings) == 0:
+            return set()
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
+        found = np.zeros(persons, dtype=bool)
+        counts = np.maximum(self._counts[:persons], 1)
+        for start in range(0, len(embeddings), block):
+            part = embeddings[start : start + block]
+            if self._ivf is None:
+                assert self._matrix is not None
+                sims = part @ self._matrix[: self._rows].T
+                found[self._codes[: self._rows][(sims > floor).any(axis=0)]] = True
+                codes = np.arange(persons)
+            else:
+                k = min(self.neighbours, self._rows)
+                _, rows = self._ivf.search(part, k)
+                codes = np.unique(self._codes[rows[rows >= 0]])
+            means = (part @ self._sums[codes].T) / counts[codes]
+            found[codes[(means > floor).any(axis=0) & (self._counts[codes] > 0)]] = True
+        return {self._person_ids[c] for c in np.flatnonzero(found)}
 
     def person_sum(self, person_id: str) -> tuple[np.ndarray, int]:
         """The sum of a person's faces and how many there are."""

@@ -79,17 +79,11 @@ def near_persons(index: PersonIndex, embeddings: np.ndarray, online: Iterable[st
             new_sum[p] = new_sum.get(p, 0) + e.astype(np.float64)
             new_count[p] = new_count.get(p, 0) + 1
     found: dict[str, tuple[np.ndarray, int]] = {}
-    seen: set[str] = set()
-    for e in embeddings:
-        for pid in index.near(e, floor - 0.1):  # the index's means still hold the new faces
-            if pid in seen:
-                continue
-            seen.add(pid)
-            total, count = index.person_sum(pid)
-            total = total.astype(np.float64) - new_sum.get(pid, 0)
-            count -= new_count.get(pid, 0)
-            if count > 0:
-                found[pid] = (total, count)
+    for pid in sorted(index.near(embeddings, floor - 0.1)):  # its means still hold the new faces
+        total, count = index.person_sum(pid)
+        count -= new_count.get(pid, 0)
+        if count > 0:
+            found[pid] = (total.astype(np.float64) - new_sum.get(pid, 0), count)
     if not found:
         return {}
     pids = sorted(found)
