@@ -87,12 +87,14 @@ def _cache_file(cache: Path, folder: Path, model: str) -> Path:
 def _read_cache(path: Path) -> dict[str, tuple[np.ndarray, int, np.ndarray] | None]:
     if not path.exists():
         return {}
-    data = np.load(path, allow_pickle=False)
+    with np.load(path, allow_pickle=False) as data:  # each data[key] reads the array again
+        paths, counts, labelled = data["paths"].tolist(), data["counts"], data["labelled"]
+        embeddings, quality = data["embeddings"], data["quality"]
     found: dict[str, tuple[np.ndarray, int, np.ndarray] | None] = {}
-    ends = np.cumsum(data["counts"])
-    for rel, end, count, labelled in zip(data["paths"].tolist(), ends, data["counts"], data["labelled"]):
+    ends = np.cumsum(counts)
+    for rel, end, count, label in zip(paths, ends, counts, labelled):
         start = end - count
-        found[rel] = (data["embeddings"][start:end], int(labelled), data["quality"][start:end]) if count else None
+        found[rel] = (embeddings[start:end], int(label), quality[start:end]) if count else None
     return found
 
 
