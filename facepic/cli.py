@@ -607,6 +607,29 @@ def recluster(obj: dict) -> None:
 
 
 @cli.command()
+@click.option("--all", "everything", is_flag=True,
+              help="Settle every face again (those the user placed or named stay), not only the new ones.")
+@click.pass_obj
+def settle(obj: dict, everything: bool) -> None:
+    """Decide together the persons of the faces stored since the last settle, never undoing a
+    correction. `facepic run` does this at its end; the index workers when their queue drains.
+
+    Example:
+
+        facepic settle
+    """
+    from facepic.settle import settle_library
+
+    def op(lib: Library, covers: Any) -> str:
+        settings = _settings(obj)
+        s = settle_library(lib, settings.linkage, covers, settings.rules, everything=everything)
+        return (f"persons {s.persons_before} -> {s.persons_after} (created {s.persons_created}, "
+                f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}")
+
+    _persons_op(obj, op)
+
+
+@cli.command()
 @click.option("--model", "model_name", required=True, help="buffalo_l, buffalo_s or a folder of ONNX files.")
 @click.option("--no-switch", is_flag=True, help="Only compute the new faces; switch in a later run.")
 @click.pass_obj

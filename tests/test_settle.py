@@ -119,3 +119,47 @@ def test_settled_persons_are_found_in_the_index_without_the_new_faces() -> None:
 
     result, merged = settle_batch(new, index, Linkage(), describe, _canonical)
     assert result == ["pb"] and merged == {} and described == [["pb"]]
+
+
+def _persons_by_face(env: dict[str, str]) -> dict[str, str | None]:
+    from facepic.db import Library
+    from facepic.embedded import embedded_database
+    from tests.conftest import settings_of
+
+    with embedded_database(settings_of(env)) as running:
+        lib = Library(running.mongodb_uri, running.mongodb_db)
+        try:
+            return {f["_id"]: f.get("person_id") for f in lib.faces.find({}, {"person_id": 1})}
+        finally:
+            lib.close()
+
+
+def test_settling_brings_any_arrival_order_to_the_result_of_one_run(offline_env, tmp_path) -> None:
+    """Photos arriving in two runs (settled after each), then `settle --all`: the same persons,
+    ids and membership as one run over all of them."""
+    import shutil
+
+    from tests.conftest import copy_photos, invoke
+
+    whole = tmp_path / "whole"
+    copy_photos(whole, group=False)
+    one = {**offline_env, "FACEPIC_DATA_DIR": str(tmp_path / "one")}
+    assert invoke(one, "run", str(whole)).exit_code == 0
+    expected = _persons_by_face(one)
+    assert len(expected) == 21 and None not in expected.values()
+
+    parts = tmp_path / "parts"
+    labels = copy_photos(parts, group=False)
+    later = sorted(labels)[::2]  # every other photo comes in a second run
+    for rel in later:
+        shutil.move(parts / rel, tmp_path / rel.replace("/", "_"))
+    two = {**offline_env, "FACEPIC_DATA_DIR": str(tmp_path / "two")}
+    assert invoke(two, "run", str(parts)).exit_code == 0
+    for rel in later:
+        shutil.move(tmp_path / rel.replace("/", "_"), parts / rel)
+    assert invoke(two, "run", str(parts)).exit_code == 0
+    nothing_new = invoke(two, "settle")
+    assert nothing_new.exit_code == 0 and "faces moved 0, newly assigned 0" in nothing_new.output
+    result = invoke(two, "settle", "--all")
+    assert result.exit_code == 0, result.output
+    assert _persons_by_face(two) == expected
