@@ -92,6 +92,49 @@ def near_persons(index: PersonIndex, embeddings: np.ndarray, online: Iterable[st
     return {p: found[p] for p, b in zip(pids, best) if b > floor}
 
 
+EXACT_PAIRS = 20_000  # groups; above, each group's candidates are its NEIGHBOURS most similar
+NEIGHBOURS = 32
+
+
+def _nearest_pairs(means: np.ndarray, floor: float, block: int = 1024) -> list[tuple[int, int, float]]:
+    """Each group's ``NEIGHBOURS`` most similar groups above ``floor`` (a faiss inverted-file
+    search past 100,000 groups): a first settle of a large library keeps its pairs, and the
+    memory they take, proportional to its faces rather than to their square."""
+    n = len(means)
+    k = min(NEIGHBOURS + 1, n)
+    means = np.ascontiguousarray(means, dtype=np.float32)
+    search: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    if n > 100_000:
+        import faiss  # type: ignore[import-not-found]
+
+        quantizer = faiss.IndexFlatIP(means.shape[1])
+        ivf = faiss.IndexIVFFlat(quantizer, means.shape[1], int(2 * np.sqrt(n)), faiss.METRIC_INNER_PRODUCT)
+        ivf.train(means[np.random.default_rng(0).choice(n, min(n, 100_000), replace=False)])
+        ivf.add(means)
+        ivf.nprobe = 16
+        search = lambda part: ivf.search(part, k)  # noqa: E731
+    else:
+        def search(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            sims = part @ means.T
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            return np.take_along_axis(sims, top, axis=1), top
+
+    pairs: set[tuple[int, int]] = set()
+    out: list[tuple[int, int, float]] = []
+    for start in range(0, n, block):
+        sims, cols = search(means[start : start + block])
+        for r, (row_sims, row_cols) in enumerate(zip(sims.tolist(), cols.tolist())):
+            a = start + r
+            for sim, c in zip(row_sims, row_cols):
+                if c < 0 or c == a or sim <= floor:
+                    continue
+                key = (a, c) if a < c else (c, a)
+                if key not in pairs:
+                    pairs.add(key)
+                    out.append((key[0], key[1], sim))
+    return out
+
+
 def settle_faces(new: Faces, persons: Mapping[str, Settled], linkage: Linkage,
                  new_person_id: Callable[[str], str]) -> tuple[list[str | None], dict[str, str]]:
     """The person of each new face (None: unassigned) and the settled persons merged into
@@ -117,7 +160,9 @@ def settle_faces(new: Faces, persons: Mapping[str, Settled], linkage: Linkage,
             g.rejects |= new.rejected[i]
             continue
         singles.append(_Group(e, [i], set(), {new.photo[i]}, set(new.rejected[i]), False, None))
-    merged = agglomerate(list(groups.values()) + singles, linkage.threshold, margin=linkage.margin)
+    everyone = list(groups.values()) + singles
+    nearest = _nearest_pairs if len(everyone) > EXACT_PAIRS else None
+    merged = agglomerate(everyone, linkage.threshold, margin=linkage.margin, neighbours_of=nearest)
     result: list[str | None] = [p if new.locked[i] else None for i, p in enumerate(new.person)]
     absorbed: dict[str, str] = {}
     for g in merged:

@@ -163,3 +163,15 @@ def test_settling_brings_any_arrival_order_to_the_result_of_one_run(offline_env,
     result = invoke(two, "settle", "--all")
     assert result.exit_code == 0, result.output
     assert _persons_by_face(two) == expected
+
+
+def test_a_large_batch_finds_the_same_persons_through_its_nearest_pairs(monkeypatch) -> None:
+    import facepic.settle as settle_module
+
+    rng = np.random.default_rng(5)
+    embeddings, owners = _people(rng, [1 + n % 7 for n in range(60)])
+    exact, _ = settle_faces(_faces(embeddings), {}, Linkage(), _canonical)
+    monkeypatch.setattr(settle_module, "EXACT_PAIRS", 10)
+    monkeypatch.setattr(settle_module, "NEIGHBOURS", 8)
+    nearest, _ = settle_faces(_faces(embeddings), {}, Linkage(), _canonical)
+    assert nearest == exact and len(set(exact)) == len(set(owners))
