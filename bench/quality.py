@@ -196,7 +196,7 @@ def _settle(photos: list[Photo], persons: dict[str, str | None], index: PersonIn
 
     # All faces of a photo arrive together and nobody corrected anything: the settled persons
     # have no face in the batch's photos and reject nobody.
-    result, _ = settle_batch(new, index, linkage, lambda pids: {}, new_id)
+    result, _ = settle_batch(new, index, linkage, lambda pids: {}, new_id, len(persons))
     persons.update(zip(fids, result))
 
 
@@ -325,8 +325,9 @@ def main() -> None:
     parser.add_argument("--trend", default="", help="identity counts to score, e.g. 100,600,2000")
     parser.add_argument("--link-threshold", type=float, default=Linkage.threshold)
     parser.add_argument("--link-margin", type=float, default=Linkage.margin)
+    parser.add_argument("--link-per-decade", type=float, default=Linkage.per_decade)
     args = parser.parse_args()
-    linkage = Linkage(args.link_threshold, args.link_margin)
+    linkage = Linkage(args.link_threshold, args.link_margin, args.link_per_decade)
     photos, without = embed(args.photos, args.model, args.cache)
     table(photos, without, args.model, args.orders, args.batch, linkage)
     if args.halves:

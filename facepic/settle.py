@@ -11,9 +11,10 @@ the order they came in:
    threshold; found through the index worker's `PersonIndex`, so the work grows with the new
    faces, not the library) take part as they are, never split;
 3. groups merge by average linkage (`facepic.clustering.agglomerate`), most similar pair first,
-   while their mean similarity is above ``threshold + margin / sqrt(n_a n_b)``: two single
-   faces need 0.4 (the design's rule), large groups 0.2, since a mean over many face pairs
-   says more than one pair does;
+   while their mean similarity is above ``floor + margin / sqrt(n_a n_b)``: two single faces
+   need 0.4 (the design's rule) in a library of a thousand faces, large groups 0.2, since a
+   mean over many face pairs says more than one pair does; the floor rises by 0.03 each time
+   the library grows tenfold, since more strangers give more chance resemblances;
 4. a group holding a settled person keeps that person's id; a group of new faces only becomes
    the person ``ids.person_id(its smallest face id)``, unless all its faces are too poor to
    found a person (they stay unassigned).
@@ -28,6 +29,7 @@ the order the photos came in, and ``everything=True`` gives any library that res
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -48,10 +50,18 @@ META_ID = "settle"
 @dataclass(frozen=True)
 class Linkage:
     """When two groups of faces are one person: mean similarity above
-    ``threshold + margin / sqrt(n_a n_b)`` (``bench/quality.py`` is how these were chosen)."""
+    ``floor + margin / sqrt(n_a n_b)``, where the floor is ``threshold`` in a library of up to
+    ``reference`` faces and rises by ``per_decade`` each time the library grows tenfold (the
+    more strangers, the higher the best chance resemblance among them). ``bench/quality.py``
+    is how these were chosen."""
 
     threshold: float = 0.2
     margin: float = 0.2
+    per_decade: float = 0.03
+    reference: int = 1000
+
+    def floor(self, faces: int) -> float:
+        return self.threshold + self.per_decade * max(0.0, math.log10(max(faces, 1) / self.reference))
 
 
 @dataclass
@@ -136,9 +146,11 @@ def _nearest_pairs(means: np.ndarray, floor: float, block: int = 1024) -> list[t
 
 
 def settle_faces(new: Faces, persons: Mapping[str, Settled], linkage: Linkage,
-                 new_person_id: Callable[[str], str]) -> tuple[list[str | None], dict[str, str]]:
+                 new_person_id: Callable[[str], str], library_faces: int = 0,
+                 ) -> tuple[list[str | None], dict[str, str]]:
     """The person of each new face (None: unassigned) and the settled persons merged into
-    another (merged away -> absorbed by). ``new.person`` is where a locked face stays;
+    another (merged away -> absorbed by), in a library of ``library_faces`` faces (at least the
+    new and the settled ones). ``new.person`` is where a locked face stays;
     ``new_person_id(face_id)`` names a group of new faces after its smallest face id."""
     groups: dict[str, _Group] = {}
     for pid in sorted(persons):
@@ -162,7 +174,8 @@ def settle_faces(new: Faces, persons: Mapping[str, Settled], linkage: Linkage,
         singles.append(_Group(e, [i], set(), {new.photo[i]}, set(new.rejected[i]), False, None))
     everyone = list(groups.values()) + singles
     nearest = _nearest_pairs if len(everyone) > EXACT_PAIRS else None
-    merged = agglomerate(everyone, linkage.threshold, margin=linkage.margin, neighbours_of=nearest)
+    faces = max(library_faces, len(new.ids) + sum(s.count for s in persons.values()))
+    merged = agglomerate(everyone, linkage.floor(faces), margin=linkage.margin, neighbours_of=nearest)
     result: list[str | None] = [p if new.locked[i] else None for i, p in enumerate(new.person)]
     absorbed: dict[str, str] = {}
     for g in merged:
@@ -180,17 +193,18 @@ def settle_faces(new: Faces, persons: Mapping[str, Settled], linkage: Linkage,
 
 def settle_batch(new: Faces, index: PersonIndex, linkage: Linkage,
                  describe: Callable[[list[str]], Mapping[str, Settled]],
-                 new_person_id: Callable[[str], str]) -> tuple[list[str | None], dict[str, str]]:
+                 new_person_id: Callable[[str], str], library_faces: int = 0,
+                 ) -> tuple[list[str | None], dict[str, str]]:
     """`settle_faces` with the settled persons near the new faces found in ``index`` (the
     index stage's, holding the new faces as it assigned them); ``describe(person_ids)`` gives
     their photos, rejects and lock (sum and count are filled in from the index)."""
-    near = near_persons(index, new.embeddings, new.person, linkage.threshold)
+    near = near_persons(index, new.embeddings, new.person, linkage.floor(library_faces))
     described = describe(sorted(near))
     persons = {}
     for pid, (total, count) in near.items():
         d = described.get(pid) or Settled(total, count)
         persons[pid] = Settled(total, count, d.photos, d.rejects, d.locked)
-    return settle_faces(new, persons, linkage, new_person_id)
+    return settle_faces(new, persons, linkage, new_person_id, library_faces)
 
 
 # --- on the library ----------------------------------------------------------------------------
@@ -281,7 +295,9 @@ def _settle_docs(lib: Library, model: str, docs: list[dict[str, Any]], named: se
                 return pid
             n += 1
 
-    result, merged_into = settle_batch(new, index, linkage, describe, new_id)
+    with lib.errors():
+        library_faces = lib.faces.count_documents({"model": model})
+    result, merged_into = settle_batch(new, index, linkage, describe, new_id, library_faces)
     # Faces of a settled person merged away join the person that absorbed it.
     moved_out: dict[str, list[str]] = {}
     with lib.errors():
