@@ -179,13 +179,15 @@ def _face_ids(photo: Photo) -> list[str]:
     return [f"{photo.path}#{i}" for i in range(len(photo.embeddings))]
 
 
-def _settle(photos: list[Photo], persons: dict[str, str | None], index: PersonIndex, linkage: Linkage) -> None:
-    """Settle the faces of ``photos`` (the batch), as `facepic.settle.settle_library` does."""
-    fids = [f for p in photos for f in _face_ids(p)]
-    new = Faces(fids, np.concatenate([p.embeddings for p in photos]).astype(np.float32),
-                [persons[f] for f in fids], [f.split("#")[0] for f in fids],
-                can_found=[c for p in photos for c in p.can_found()])
-    taken = {p for f, p in persons.items() if p and f not in set(fids)}
+def _settle(fids: list[str], persons: dict[str, str | None], embeddings: dict[str, np.ndarray],
+            good: dict[str, bool], index: PersonIndex, linkage: Linkage) -> None:
+    """Settle the faces ``fids`` (the batch) and the faces left unassigned before, as
+    `facepic.settle.settle_library` does."""
+    batch = set(fids)
+    fids = fids + sorted(f for f, p in persons.items() if p is None and f not in batch)
+    new = Faces(fids, np.stack([embeddings[f] for f in fids]).astype(np.float32),
+                [persons[f] for f in fids], [f.split("#")[0] for f in fids], can_found=[good[f] for f in fids])
+    taken = {p for f, p in persons.items() if p and f not in batch}
 
     def new_id(face_id: str) -> str:
         pid, n = ids.person_id(face_id), 0
@@ -216,19 +218,24 @@ def product(photos: list[Photo], rules: Rules = Rules(), linkage: Linkage | None
     index = PersonIndex(rules)
     persons: dict[str, str | None] = {}
     embeddings: dict[str, np.ndarray] = {}
-    pending: list[Photo] = []
+    good: dict[str, bool] = {}
+    pending: list[str] = []  # the faces of the photos stored since the last settle
+    waiting = 0
     for photo in photos:
         fids = _face_ids(photo)
-        assigned, _, _ = assign_photo(index, fids, {}, photo.embeddings, ids.person_id, photo.can_found(limits))
+        can_found = photo.can_found(limits)
+        assigned, _, _ = assign_photo(index, fids, {}, photo.embeddings, ids.person_id, can_found)
         persons.update(assigned)
         embeddings.update(zip(fids, photo.embeddings))
-        pending.append(photo)
-        if linkage is not None and batch and len(pending) >= batch:
-            _settle(pending, persons, index, linkage)
-            pending = []
+        good.update(zip(fids, can_found))
+        pending += fids
+        waiting += 1
+        if linkage is not None and batch and waiting >= batch:
+            _settle(pending, persons, embeddings, good, index, linkage)
+            pending, waiting = [], 0
             index = _index(persons, embeddings, rules)
     if linkage is not None and pending:
-        _settle(pending, persons, index, linkage)
+        _settle(pending, persons, embeddings, good, index, linkage)
     face_ids = [f for p in photos for f in _face_ids(p)]
     return Outcome(face_ids, [persons[f] for f in face_ids])
 

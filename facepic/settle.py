@@ -223,8 +223,8 @@ def _index_of(lib: Library, model: str, rules: Rules) -> PersonIndex:
 
 def settle_library(lib: Library, linkage: Linkage, covers: Covers, rules: Rules = Rules(),
                    index: Callable[[str], PersonIndex] | None = None, everything: bool = False) -> Summary:
-    """Settle the faces stored since the last settle (``everything``: every face the user has
-    not placed or named) and write their persons. ``index(model)``: the index stage's, holding
+    """Settle the faces stored since the last settle and those still unassigned
+    (``everything``: every face the user has not placed or named) and write their persons. ``index(model)``: the index stage's, holding
     every stored face as it is in the library (read from the library when not given).
 
     Run it when the index queue has drained: a face being stored while it runs may be passed
@@ -240,7 +240,14 @@ def settle_library(lib: Library, linkage: Linkage, covers: Covers, rules: Rules 
         query: dict[str, Any] = {"model": model, "seq": {"$gt": last, "$lte": upto}}
         if everything:
             query = {"model": model}
-        docs = list(lib.faces.find(query, {"landmarks": 0, "box": 0, "quality": 0}).sort("_id", 1))
+        fields = {"landmarks": 0, "box": 0, "quality": 0}
+        docs = list(lib.faces.find(query, fields).sort("_id", 1))
+        if not everything and docs:
+            # Faces left unassigned before (poor, ambiguous, rejected) are placed again: a
+            # clearer face of their person may have come.
+            fresh = {d["_id"] for d in docs}
+            docs += [d for d in lib.faces.find({"model": model, "person_id": None}, fields).sort("_id", 1)
+                     if d["_id"] not in fresh]
         named = {d["_id"] for d in lib.persons.find({"user_locked": True}, {"_id": 1})}
         summary.persons_before = lib.persons.count_documents({})
     if docs:
