@@ -57,6 +57,7 @@ class Settings:
     ambiguity_margin: float = 0.03  # best and runner-up persons closer than this: decide later
     link_threshold: float = 0.2  # settling: groups join above this mean similarity ...
     link_margin: float = 0.2  # ... plus this over sqrt(faces a x faces b)
+    link_per_decade: float = 0.03  # ... the floor rising by this per tenfold growth past 1,000 faces
     min_face_size: float = 40.0  # pixels; smaller faces never found a person on their own
     min_face_score: float = 0.55
     min_face_sharpness: float = 50.0
@@ -86,7 +87,7 @@ class Settings:
     def linkage(self) -> "Linkage":
         from facepic.settle import Linkage
 
-        return Linkage(self.link_threshold, self.link_margin)
+        return Linkage(self.link_threshold, self.link_margin, self.link_per_decade)
 
     @property
     def limits(self) -> "Limits":
