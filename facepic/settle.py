@@ -248,7 +248,9 @@ def settle_library(lib: Library, linkage: Linkage, covers: Covers, rules: Rules 
             fresh = {d["_id"] for d in docs}
             docs += [d for d in lib.faces.find({"model": model, "person_id": None}, fields).sort("_id", 1)
                      if d["_id"] not in fresh]
-        named = {d["_id"] for d in lib.persons.find({"user_locked": True}, {"_id": 1})}
+        # Persons the user made, named, merged, picked a cover for or hid: theirs.
+        named = {d["_id"] for d in lib.persons.find(
+            {"$or": [{"user_locked": True}, {"cover_locked": True}, {"hidden": True}]}, {"_id": 1})}
         summary.persons_before = lib.persons.count_documents({})
     if docs:
         _settle_docs(lib, model, docs, named, linkage, covers, rules, index, everything, summary)
