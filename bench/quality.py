@@ -198,8 +198,15 @@ def _settle(fids: list[str], persons: dict[str, str | None], embeddings: dict[st
 
     # All faces of a photo arrive together and nobody corrected anything: the settled persons
     # have no face in the batch's photos and reject nobody.
-    result, _ = settle_batch(new, index, linkage, lambda pids: {}, new_id, len(persons))
-    persons.update(zip(fids, result))
+    def members(pids: list[str]) -> Faces:
+        wanted = set(pids)
+        mine = sorted(f for f, p in persons.items() if p in wanted and f not in batch)
+        batch.update(mine)
+        return Faces(mine, np.stack([embeddings[f] for f in mine]).astype(np.float32), [persons[f] for f in mine],
+                     [f.split("#")[0] for f in mine], can_found=[good[f] for f in mine])
+
+    decided, result, _ = settle_batch(new, index, linkage, lambda pids: {}, new_id, len(persons), members)
+    persons.update(zip(decided.ids, result))
 
 
 def _index(persons: dict[str, str | None], embeddings: dict[str, np.ndarray], rules: Rules) -> PersonIndex:

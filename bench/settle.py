@@ -48,7 +48,7 @@ def one(size: int, batch: int, seed: int = 0) -> dict[str, float]:
     assigned = time.perf_counter() - started
     new = Faces([f"q{n:07d}" for n in range(batch)], queries, online, [f"photo{n}" for n in range(batch)])
     started = time.perf_counter()
-    result, merged = settle_batch(new, index, Linkage(), lambda pids: {}, ids.person_id, size + batch)
+    _, result, merged = settle_batch(new, index, Linkage(), lambda pids: {}, ids.person_id, size + batch)
     settled = time.perf_counter() - started
     return {"build": built, "online": assigned, "settle": settled, "persons_merged": len(merged)}
 

@@ -147,11 +147,14 @@ def _nearest_pairs(means: np.ndarray, floor: float, block: int = 1024) -> list[t
 
 def settle_faces(new: Faces, persons: Mapping[str, Settled], linkage: Linkage,
                  new_person_id: Callable[[str], str], library_faces: int = 0,
+                 reformed: frozenset[str] = frozenset(),
                  ) -> tuple[list[str | None], dict[str, str]]:
     """The person of each new face (None: unassigned) and the settled persons merged into
     another (merged away -> absorbed by), in a library of ``library_faces`` faces (at least the
-    new and the settled ones). ``new.person`` is where a locked face stays;
-    ``new_person_id(face_id)`` names a group of new faces after its smallest face id."""
+    new and the settled ones). ``new.person`` is where a locked face stays; faces of the
+    settled persons ``reformed`` are among the new faces and are grouped again like them (a
+    group keeps the id most of its faces had). ``new_person_id(face_id)`` names a group of new
+    faces after its smallest face id."""
     groups: dict[str, _Group] = {}
     for pid in sorted(persons):
         s = persons[pid]
@@ -178,33 +181,68 @@ def settle_faces(new: Faces, persons: Mapping[str, Settled], linkage: Linkage,
     merged = agglomerate(everyone, linkage.floor(faces), margin=linkage.margin, neighbours_of=nearest)
     result: list[str | None] = [p if new.locked[i] else None for i, p in enumerate(new.person)]
     absorbed: dict[str, str] = {}
+    founding = [g for g in merged if g.person is None and any(new.can_found[i] for i in g.members)]
+    # A re-formed person's id goes to the group holding most of its faces (then the smaller id).
+    votes = sorted(
+        ((-sum(1 for i in g.members if new.person[i] == pid), pid, min(new.ids[i] for i in g.members), n)
+         for n, g in enumerate(founding) for pid in {new.person[i] for i in g.members} & reformed))
+    named: dict[int, str] = {}
+    used: set[str] = set()
+    for _, pid, _, n in votes:
+        if n not in named and pid not in used:
+            named[n], used = pid, used | {pid}
+    for n, g in enumerate(founding):
+        g.person = named.get(n) or new_person_id(min(new.ids[i] for i in g.members))
     for g in merged:
-        person = g.person
-        if person is None:
-            members = sorted(g.members, key=lambda i: new.ids[i])
-            if not any(new.can_found[i] for i in members):
-                continue  # poor faces alone found nobody
-            person = new_person_id(new.ids[members[0]])
+        if g.person is None:
+            continue  # poor faces alone found nobody
         for i in g.members:
-            result[i] = person
-        absorbed.update((name, person) for name in g.names if name != person)
+            result[i] = g.person
+        absorbed.update((name, g.person) for name in g.names if name != g.person)
+    for pid in sorted(reformed - used):  # gone: its faces went to other persons
+        held = [result[i] for i in range(len(new.ids)) if new.person[i] == pid and result[i]]
+        if held:
+            absorbed[pid] = max(sorted(set(held)), key=held.count)
     return result, absorbed
+
+
+REFORM = 64  # a settled person of at most this many faces near new faces is grouped again
 
 
 def settle_batch(new: Faces, index: PersonIndex, linkage: Linkage,
                  describe: Callable[[list[str]], Mapping[str, Settled]],
                  new_person_id: Callable[[str], str], library_faces: int = 0,
-                 ) -> tuple[list[str | None], dict[str, str]]:
+                 members: Callable[[list[str]], Faces] | None = None,
+                 ) -> tuple[Faces, list[str | None], dict[str, str]]:
     """`settle_faces` with the settled persons near the new faces found in ``index`` (the
     index stage's, holding the new faces as it assigned them); ``describe(person_ids)`` gives
-    their photos, rejects and lock (sum and count are filled in from the index)."""
+    their photos, rejects and lock (sum and count are filled in from the index). The small ones
+    (``REFORM`` faces at most, not the user's) are grouped again face by face with the new
+    faces, their faces given by ``members(person_ids)``: a person formed early from few faces
+    is not frozen by the order they came in. Returns the faces decided (the new ones, then the
+    re-formed persons'), their persons and the persons merged away."""
     near = near_persons(index, new.embeddings, new.person, linkage.floor(library_faces))
     described = describe(sorted(near))
+    small = sorted(p for p, (_, count) in near.items()
+                   if count <= REFORM and not (described.get(p) and described[p].locked))
+    reformed: frozenset[str] = frozenset()
+    if members is not None and small:
+        extra = members(small)
+        new = _joined(new, extra)
+        reformed = frozenset(small)
+        near = {p: v for p, v in near.items() if p not in reformed}
+        described = describe(sorted(near))  # the photos of the re-formed faces count too
     persons = {}
     for pid, (total, count) in near.items():
         d = described.get(pid) or Settled(total, count)
         persons[pid] = Settled(total, count, d.photos, d.rejects, d.locked)
-    return settle_faces(new, persons, linkage, new_person_id, library_faces)
+    result, absorbed = settle_faces(new, persons, linkage, new_person_id, library_faces, reformed)
+    return new, result, absorbed
+
+
+def _joined(a: Faces, b: Faces) -> Faces:
+    return Faces(a.ids + b.ids, np.concatenate([a.embeddings, b.embeddings]), a.person + b.person,
+                 a.photo + b.photo, a.locked + b.locked, a.rejected + b.rejected, a.can_found + b.can_found)
 
 
 # --- on the library ----------------------------------------------------------------------------
@@ -263,16 +301,8 @@ def settle_library(lib: Library, linkage: Linkage, covers: Covers, rules: Rules 
 def _settle_docs(lib: Library, model: str, docs: list[dict[str, Any]], named: set[str], linkage: Linkage,
                  covers: Covers, rules: Rules, index_of: Callable[[str], PersonIndex] | None,
                  everything: bool, summary: Summary) -> None:
-    face_ids = [d["_id"] for d in docs]
-    before: list[str | None] = [d.get("person_id") for d in docs]
-    # A person the user named or merged keeps the faces the index stage gave it: its faces
-    # may be two groups the user said are one, whose mean similarity says nothing.
-    locked = [bool(d.get("locked")) or d.get("person_id") in named for d in docs]
-    embeddings = np.frombuffer(b"".join(bytes(d["embedding"]) for d in docs), dtype="<f4").reshape(
-        len(docs), EMBEDDING_DIM)
-    new = Faces(face_ids, embeddings, before, [d["image_id"] for d in docs], locked,
-                [frozenset(d.get("rejected") or ()) for d in docs], [bool(d.get("can_found", True)) for d in docs])
-    batch = set(face_ids)
+    new = _faces_of(docs, named)
+    batch = set(new.ids)
     photos = set(new.photo)
     index = index_of(model) if index_of is not None else _index_of(lib, model, rules)
 
@@ -304,9 +334,18 @@ def _settle_docs(lib: Library, model: str, docs: list[dict[str, Any]], named: se
                 return pid
             n += 1
 
+    def members(person_ids: list[str]) -> Faces:
+        with lib.errors():
+            extra = [d for d in lib.faces.find({"person_id": {"$in": person_ids}}, {"landmarks": 0, "box": 0,
+                     "quality": 0}).sort("_id", 1) if d["_id"] not in batch]
+        batch.update(d["_id"] for d in extra)
+        photos.update(d["image_id"] for d in extra)
+        return _faces_of(extra, named)
+
     with lib.errors():
         library_faces = lib.faces.count_documents({"model": model})
-    result, merged_into = settle_batch(new, index, linkage, describe, new_id, library_faces)
+    decided, result, merged_into = settle_batch(new, index, linkage, describe, new_id, library_faces, members)
+    face_ids, before = decided.ids, decided.person
     # Faces of a settled person merged away join the person that absorbed it.
     moved_out: dict[str, list[str]] = {}
     with lib.errors():
@@ -324,13 +363,13 @@ def _settle_docs(lib: Library, model: str, docs: list[dict[str, Any]], named: se
         joining.setdefault(pid, []).extend(faces)
     for pid, faces in sorted(joining.items(), key=lambda kv: kv[0] or ""):
         lib.set_person(faces, pid, {"$unset": {"candidates": ""}} if pid is not None else None)
-    touched = {p for i in range(len(docs)) for p in (before[i], result[i]) if p and before[i] != result[i]}
+    touched = {p for i in range(len(face_ids)) for p in (before[i], result[i]) if p and before[i] != result[i]}
     touched |= set(merged_into) | set(merged_into.values())
-    summary.faces_moved = sum(1 for i in range(len(docs)) if before[i] and result[i] and before[i] != result[i])
+    summary.faces_moved = sum(1 for i in range(len(face_ids)) if before[i] and result[i] and before[i] != result[i])
     summary.faces_moved += sum(len(f) for f in moved_out.values())
-    summary.faces_assigned = sum(1 for i in range(len(docs)) if before[i] is None and result[i])
+    summary.faces_assigned = sum(1 for i in range(len(face_ids)) if before[i] is None and result[i])
     summary.persons_created, summary.persons_deleted = recount(lib, touched, covers)
-    changed_photos = {new.photo[i] for i in range(len(docs)) if before[i] != result[i]}
+    changed_photos = {decided.photo[i] for i in range(len(face_ids)) if before[i] != result[i]}
     if moved_out:
         with lib.errors():
             changed_photos |= {f["image_id"] for f in lib.faces.find(
@@ -338,6 +377,16 @@ def _settle_docs(lib: Library, model: str, docs: list[dict[str, Any]], named: se
     refresh_images(lib, changed_photos)
     if joining or merged_into:
         bump_revision(lib)
+
+
+def _faces_of(docs: list[dict[str, Any]], named: set[str]) -> Faces:
+    # A person the user named or merged keeps the faces the index stage gave it: its faces
+    # may be two groups the user said are one, whose mean similarity says nothing.
+    embeddings = np.frombuffer(b"".join(bytes(d["embedding"]) for d in docs), dtype="<f4").reshape(
+        len(docs), EMBEDDING_DIM)
+    return Faces([d["_id"] for d in docs], embeddings, [d.get("person_id") for d in docs],
+                 [d["image_id"] for d in docs], [bool(d.get("locked")) or d.get("person_id") in named for d in docs],
+                 [frozenset(d.get("rejected") or ()) for d in docs], [bool(d.get("can_found", True)) for d in docs])
 
 
 def _held_elsewhere(lib: Library, person_id: str, batch: set[str], named: set[str]) -> bool:

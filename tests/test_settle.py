@@ -117,8 +117,8 @@ def test_settled_persons_are_found_in_the_index_without_the_new_faces() -> None:
         described.append(pids)
         return {}
 
-    result, merged = settle_batch(new, index, Linkage(), describe, _canonical)
-    assert result == ["pb"] and merged == {} and described == [["pb"]]
+    decided, result, merged = settle_batch(new, index, Linkage(), describe, _canonical)
+    assert decided.ids == ["fnew"] and result == ["pb"] and merged == {} and described == [["pb"]]
 
 
 def _persons_by_face(env: dict[str, str]) -> dict[str, str | None]:
