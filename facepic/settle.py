@@ -8,8 +8,10 @@ the order they came in:
 1. every new face starts on its own (a face the user placed stays where they put it, and so
    does a face the index stage gave a person the user named or merged);
 2. the settled persons near them (a new face's mean similarity to the person above the
-   threshold; found through the index worker's `PersonIndex`, so the work grows with the new
-   faces, not the library) take part as they are, never split;
+   floor; found through the index worker's `PersonIndex`, so the work grows with the new
+   faces, not the library) take part: the small ones (``REFORM`` faces at most, not the
+   user's) face by face like the new faces, so that a person formed early from a few faces
+   is not frozen by the order they came in; the others as they are, never split;
 3. groups merge by average linkage (`facepic.clustering.agglomerate`), most similar pair first,
    while their mean similarity is above ``floor + margin / sqrt(n_a n_b)``: two single faces
    need 0.4 (the design's rule) in a library of a thousand faces, large groups 0.2, since a
