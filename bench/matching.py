@@ -69,7 +69,7 @@ def _from_database(uri: str, known: np.ndarray, persons: list[str]) -> dict[str,
     def start_worker() -> tuple[float, str]:
         start = time.perf_counter()
         loaded = snapshot.load(lib, "bench")
-        PersonIndex(Rules()).add_many(loaded.persons, loaded.matrix)
+        PersonIndex(Rules.default()).add_many(loaded.persons, loaded.matrix)
         return time.perf_counter() - start, loaded.source
 
     row = {"db_write_s": store(0, len(known) - later)}
@@ -94,10 +94,10 @@ def _from_database(uri: str, known: np.ndarray, persons: list[str]) -> dict[str,
 def measure(size: int, queries: int, uri: str | None) -> dict[str, float]:
     known, persons, query = clustered(size, max(10, size // 50), queries, seed=size)
     start = time.perf_counter()
-    index = PersonIndex(Rules())
+    index = PersonIndex(Rules.default())
     index.add_many(persons, known)
     build = time.perf_counter() - start
-    exact = PersonIndex(Rules(), exact_limit=10**12)
+    exact = PersonIndex(Rules.default(), exact_limit=10**12)
     exact.add_many(persons, known)
     times = []
     same = 0

@@ -26,8 +26,9 @@ unit embeddings, so merging costs one vector addition and no pairwise matrix.
 from __future__ import annotations
 
 import heapq
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -64,10 +65,11 @@ class _Group:
     rejects: set[str]
     locked: bool  # a locked person: never absorbed by another
     person: str | None
+    unlisted: int = 0  # faces counted in ``sum`` but not in ``members`` (a settled person's)
 
     @property
     def n(self) -> int:
-        return len(self.members)
+        return len(self.members) + self.unlisted
 
 
 def _link(a: _Group, b: _Group) -> float:
@@ -86,6 +88,7 @@ def _compatible(a: _Group, b: _Group) -> bool:
 def _absorb(keep: _Group, gone: _Group) -> None:
     keep.sum = keep.sum + gone.sum
     keep.members += gone.members
+    keep.unlisted += gone.unlisted
     keep.names |= gone.names
     keep.photos |= gone.photos
     keep.rejects |= gone.rejects
@@ -101,26 +104,43 @@ def _survivor(a: _Group, b: _Group) -> tuple[_Group, _Group]:
     return (a, b) if (a.person or "") <= (b.person or "") else (b, a)
 
 
-def agglomerate(groups: list[_Group], threshold: float, block: int = 2048) -> list[_Group]:
-    """Greedy average-linkage merging, most similar compatible pair first, above ``threshold``."""
+def agglomerate(
+    groups: list[_Group],
+    threshold: float,
+    block: int = 2048,
+    margin: float = 0.0,
+    neighbours_of: Callable[[np.ndarray, float], list[tuple[int, int, float]]] | None = None,
+) -> list[_Group]:
+    """Greedy average-linkage merging, most similar compatible pair first, while the pair's
+    link is above ``threshold + margin / sqrt(n_a n_b)``: two single faces need
+    ``threshold + margin``, groups less as the number of face pairs behind their mean grows.
+
+    ``neighbours_of(means, floor)`` may give the candidate pairs (i < j, link above ``floor``)
+    instead of the blockwise comparison of every pair (a nearest-neighbour search at scale).
+    """
     alive = list(groups)
     if len(alive) < 2:
         return alive
+
+    def needed(a: _Group, b: _Group) -> float:
+        return threshold + margin / math.sqrt(a.n * b.n) if margin else threshold
+
     means = np.stack([g.sum / g.n for g in alive]).astype(np.float32)
     neighbours: list[set[int]] = [set() for _ in alive]
     heap: list[tuple[float, int, int, int, int]] = []
     version = [0] * len(alive)
-    # Candidate pairs: link(a, b) = mean_a . mean_b, computed in blocks of rows.
-    for start in range(0, len(alive), block):
-        sims = means[start : start + block] @ means.T
-        rows, cols = np.nonzero(sims > threshold)
-        for r, c in zip(rows.tolist(), cols.tolist()):
-            a = start + r
-            if c <= a:
-                continue
-            neighbours[a].add(c)
-            neighbours[c].add(a)
-            heapq.heappush(heap, (-float(sims[r, c]), a, c, 0, 0))
+    # A union's link is a weighted mean of its parts' links: a pair can only come above the
+    # threshold later if some pair of its parts is above it now (the neighbours).
+    if neighbours_of is not None:
+        pairs: Iterable[tuple[int, int, float]] = neighbours_of(means, threshold)
+    else:
+        pairs = _pairs_above(means, threshold, block)
+    for a, c, sim in pairs:
+        neighbours[a].add(c)
+        neighbours[c].add(a)
+        if sim > needed(alive[a], alive[c]):
+            heap.append((-sim, a, c, 0, 0))
+    heapq.heapify(heap)
     dead = [False] * len(alive)
     while heap:
         neg, a, b, va, vb = heapq.heappop(heap)
@@ -141,16 +161,32 @@ def agglomerate(groups: list[_Group], threshold: float, block: int = 2048) -> li
             neighbours[x].discard(g)
             neighbours[x].add(k)
             link = _link(keep, alive[x])
-            if link > threshold:
+            if link > needed(keep, alive[x]):
                 lo, hi = (k, x) if k < x else (x, k)
                 heapq.heappush(heap, (-link, lo, hi, version[lo], version[hi]))
     return [g for i, g in enumerate(alive) if not dead[i]]
 
 
+def _pairs_above(means: np.ndarray, floor: float, block: int) -> Iterator[tuple[int, int, float]]:
+    for start in range(0, len(means), block):
+        sims = means[start : start + block] @ means.T
+        rows, cols = np.nonzero(sims > floor)
+        for r, c, sim in zip(rows.tolist(), cols.tolist(), sims[rows, cols].tolist()):
+            if c > start + r:
+                yield start + r, c, sim
+
+
 def _singletons(faces: Faces, members: Sequence[int]) -> list[_Group]:
     return [
-        _Group(faces.embeddings[i].astype(np.float64), [i], set(), {faces.photo[i]},
-               set(faces.rejected[i]), faces.locked[i], None)
+        _Group(
+            faces.embeddings[i].astype(np.float64),
+            [i],
+            set(),
+            {faces.photo[i]},
+            set(faces.rejected[i]),
+            faces.locked[i],
+            None,
+        )
         for i in members
     ]
 
@@ -196,11 +232,17 @@ def recluster(
             else:
                 unassigned.extend(part)
                 continue
-            groups.append(_Group(
-                faces.embeddings[part].astype(np.float64).sum(axis=0), part, {person} | ({pid} if n == 0 else set()),
-                {faces.photo[i] for i in part}, set().union(*(faces.rejected[i] for i in part)),
-                locked and n == 0, person,
-            ))
+            groups.append(
+                _Group(
+                    faces.embeddings[part].astype(np.float64).sum(axis=0),
+                    part,
+                    {p for p in (person, pid if n == 0 else None) if p},
+                    {faces.photo[i] for i in part},
+                    set().union(*(faces.rejected[i] for i in part)),
+                    locked and n == 0,
+                    person,
+                )
+            )
     merged = agglomerate(groups, rules.mean_threshold)
     result: list[str | None] = [None] * len(faces.ids)
     absorbed: dict[str, str] = {}

@@ -34,6 +34,7 @@ from facepic.errors import FacePicError
 from facepic.ledger import now_iso
 from facepic.models import ModelMismatch
 
+SETTLE_META_ID = "settle"  # the settle mark's document in `meta`
 # Every collection FacePic makes; `cleanup` drops these and nothing else.
 COLLECTIONS = ("images", "faces", "persons", "folders", "meta", "face_moves", "face_snapshots", "faces_next")
 
@@ -371,6 +372,91 @@ class Library:
     @staticmethod
     def _id_prefix(prefix: str) -> dict[str, Any]:
         return {"_id": {"$regex": "^" + re.escape(prefix)}}
+
+    # --- settling (facepic.settle) ------------------------------------------------------
+
+    def settle_mark(self) -> dict[str, Any]:
+        """Up to which face number the library was settled, and on which model."""
+        with self.errors():
+            return self.meta.find_one({"_id": SETTLE_META_ID}) or {}
+
+    def set_settle_mark(self, model: str, seq: int) -> None:
+        with self.errors():
+            self.meta.replace_one({"_id": SETTLE_META_ID}, {"model": model, "seq": seq}, upsert=True)
+
+    def faces_to_settle(self, model: str, after_seq: int | None, upto_seq: int) -> list[dict[str, Any]]:
+        """Faces of ``model`` numbered in (after_seq, upto_seq] (None: every face), then the
+        unassigned ones not among them, each without box, landmarks or quality."""
+        fields = {"landmarks": 0, "box": 0, "quality": 0}
+        query: dict[str, Any] = {"model": model}
+        if after_seq is not None:
+            query["seq"] = {"$gt": after_seq, "$lte": upto_seq}
+        with self.errors():
+            docs = list(self.faces.find(query, fields).sort("_id", 1))
+            if after_seq is not None and docs:
+                fresh = {d["_id"] for d in docs}
+                docs += [
+                    d
+                    for d in self.faces.find({"model": model, "person_id": None}, fields).sort("_id", 1)
+                    if d["_id"] not in fresh
+                ]
+        return docs
+
+    def persons_of_the_user(self) -> set[str]:
+        """Persons the user made, named, merged, picked a cover for or hid."""
+        with self.errors():
+            return {
+                d["_id"]
+                for d in self.persons.find(
+                    {"$or": [{"user_locked": True}, {"cover_locked": True}, {"hidden": True}]}, {"_id": 1}
+                )
+            }
+
+    def constraining_faces(self, person_ids: Sequence[str], image_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Faces of ``person_ids`` that constrain a merge: in one of ``image_ids``, rejecting
+        someone, or placed by the user."""
+        out: list[dict[str, Any]] = []
+        ids = list(person_ids)
+        with self.errors():
+            for start in range(0, len(ids), IN_BATCH):
+                out += self.faces.find(
+                    {
+                        "person_id": {"$in": ids[start : start + IN_BATCH]},
+                        "$or": [
+                            {"image_id": {"$in": sorted(image_ids)}},
+                            {"rejected.0": {"$exists": True}},
+                            {"locked": True},
+                        ],
+                    },
+                    {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1},
+                )
+        return out
+
+    def faces_of_persons(self, person_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Every face of ``person_ids`` with its embedding (no box, landmarks or quality)."""
+        with self.errors():
+            return list(
+                self.faces.find(
+                    {"person_id": {"$in": list(person_ids)}}, {"landmarks": 0, "box": 0, "quality": 0}
+                ).sort("_id", 1)
+            )
+
+    def face_ids_of_person(self, person_id: str) -> list[str]:
+        with self.errors():
+            return [f["_id"] for f in self.faces.find({"person_id": person_id}, {"_id": 1})]
+
+    def count_faces_of_model(self, model: str) -> int:
+        with self.errors():
+            return self.faces.count_documents({"model": model})
+
+    def images_of_faces(self, face_ids: Sequence[str]) -> set[str]:
+        with self.errors():
+            return {f["image_id"] for f in self.faces.find({"_id": {"$in": list(face_ids)}}, {"image_id": 1})}
+
+    def faces_with_images(self, person_id: str) -> list[dict[str, Any]]:
+        """The ids and photos of ``person_id``'s faces."""
+        with self.errors():
+            return list(self.faces.find({"person_id": person_id}, {"_id": 1, "image_id": 1}))
 
     def user_locked_person_ids(self) -> set[str]:
         """Persons the user made or named: never deleted, split or merged away."""

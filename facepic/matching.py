@@ -22,8 +22,9 @@ how often that decides exactly as the full comparison does.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +33,17 @@ from facepic.detect import EMBEDDING_DIM
 
 @dataclass(frozen=True)
 class Rules:
-    threshold: float = 0.4  # the most similar face of a person (the design's rule)
-    mean_threshold: float = 0.25  # the mean similarity to all faces of a person
-    ambiguity_margin: float = 0.03  # best and runner-up closer than this: decide later
+    """The assignment rules; their defaults are the settings' (``Rules.default()``)."""
+
+    threshold: float  # the most similar face of a person (the design's rule)
+    mean_threshold: float  # the mean similarity to all faces of a person
+    ambiguity_margin: float  # best and runner-up closer than this: decide later
+
+    @classmethod
+    def default(cls) -> Rules:
+        from facepic.settings import Settings
+
+        return Settings.defaults().rules
 
 
 @dataclass(frozen=True)
@@ -55,14 +64,14 @@ class PersonIndex:
 
     def __init__(
         self,
-        rules: Rules = Rules(),
+        rules: Rules | None = None,
         exact_limit: int = 20_000,
         neighbours: int = 64,
         nprobe: int = 8,
         per_person: int = 256,
         capacity: int = 1024,
     ) -> None:
-        self.rules = rules
+        self.rules = rules or Rules.default()
         self.exact_limit = exact_limit
         self.neighbours = neighbours
         self.nprobe = nprobe
@@ -71,7 +80,7 @@ class PersonIndex:
         self._rows = 0  # faces searched: all in exact mode, up to per_person a person past it
         self._matrix: np.ndarray | None = np.empty((capacity, EMBEDDING_DIM), dtype=np.float32)
         self._codes = np.empty(capacity, dtype=np.int32)  # person code of each searched row
-        self._ivf = None  # faiss index once past exact_limit
+        self._ivf: Any = None  # faiss index once past exact_limit
         self._sims = np.empty(0, dtype=np.float32)  # the last exact comparison
         self._person_ids: list[str] = []
         self._code_of: dict[str, int] = {}
@@ -171,7 +180,7 @@ class PersonIndex:
         """Move the faces held so far and the batch ``codes``/``embeddings`` being added into
         an inverted-file index; False (the exact search goes on) without faiss."""
         try:
-            import faiss  # type: ignore[import-not-found]
+            import faiss
         except ImportError:  # the exact search still works, only slower
             self.exact_limit = math.inf  # type: ignore[assignment]
             return False
@@ -213,7 +222,7 @@ class PersonIndex:
         a person is searched through at most ``per_person`` of its faces (its mean still
         counts them all): someone in ten thousand photos must not fill the lists a new face
         scans."""
-        import faiss  # type: ignore[import-not-found]
+        import faiss
 
         kept = self._take_ranks(codes) < self.per_person
         everyone = bool(kept.all())
@@ -281,6 +290,37 @@ class PersonIndex:
         mine = self._sims[self._codes[: self._rows] == codes[i]]
         return float(mine.max()) if len(mine) else -1.0
 
+    def near(self, embeddings: np.ndarray, floor: float, block: int = 256) -> set[str]:
+        """The persons whose nearest face or mean similarity to one of ``embeddings`` is above
+        ``floor`` (past ``exact_limit``, among the persons of each one's nearest faces)."""
+        persons = len(self._person_ids)
+        if self._n == 0 or len(embeddings) == 0:
+            return set()
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
+        found = np.zeros(persons, dtype=bool)
+        counts = np.maximum(self._counts[:persons], 1)
+        for start in range(0, len(embeddings), block):
+            part = embeddings[start : start + block]
+            if self._ivf is None:
+                assert self._matrix is not None
+                sims = part @ self._matrix[: self._rows].T
+                found[self._codes[: self._rows][(sims > floor).any(axis=0)]] = True
+                codes = np.arange(persons)
+            else:
+                k = min(self.neighbours, self._rows)
+                _, rows = self._ivf.search(part, k)
+                codes = np.unique(self._codes[rows[rows >= 0]])
+            means = (part @ self._sums[codes].T) / counts[codes]
+            found[codes[(means > floor).any(axis=0) & (self._counts[codes] > 0)]] = True
+        return {self._person_ids[c] for c in np.flatnonzero(found)}
+
+    def person_sum(self, person_id: str) -> tuple[np.ndarray, int]:
+        """The sum of a person's faces and how many there are."""
+        code = self._code_of.get(person_id)
+        if code is None:
+            return np.zeros(EMBEDDING_DIM, dtype=np.float32), 0
+        return self._sums[code].copy(), int(self._counts[code])
+
     def decide(self, embedding: np.ndarray, exclude: Iterable[str] = ()) -> Decision:
         """The person this face joins, or None (nobody fits, or ambiguous), never one of
         ``exclude``."""
@@ -303,8 +343,13 @@ class PersonIndex:
         if ok.sum() > 1:
             second = int(order[1])
             if ranked[best] - ranked[second] < rules.ambiguity_margin:
-                return Decision(None, float(mean[best]), self._nearest(codes, nearest, best),
-                                runner_up=self._person_ids[codes[second]], best=chosen)
+                return Decision(
+                    None,
+                    float(mean[best]),
+                    self._nearest(codes, nearest, best),
+                    runner_up=self._person_ids[codes[second]],
+                    best=chosen,
+                )
         return Decision(chosen, float(mean[best]), self._nearest(codes, nearest, best), best=chosen)
 
 

@@ -21,11 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from facepic import clustering, documents, ids, storage
 from facepic.db import Library
 from facepic.detect import EMBEDDING_DIM
+from facepic.documents import embeddings_from_bson
 from facepic.errors import FacePicError
 from facepic.ledger import now_iso
 from facepic.matching import Rules
@@ -316,7 +315,7 @@ def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSu
     summary.persons_before = lib.person_count()
     if not face_ids:
         return summary
-    embeddings = np.frombuffer(b"".join(rows), dtype="<f4").reshape(len(rows), EMBEDDING_DIM)
+    embeddings = embeddings_from_bson(rows, EMBEDDING_DIM)
     faces = clustering.Faces(face_ids, embeddings, person, photo, locked, rejected, can_found)
 
     def new_id(face_id: str, taken: set[str]) -> str:

@@ -22,9 +22,11 @@ SHARP_SIDE = 64
 
 @dataclass(frozen=True)
 class Limits:
-    min_size: float = 40.0  # pixels, shorter side of the box in the original
-    min_score: float = 0.55  # detection score (the detector keeps faces from 0.5)
-    min_sharpness: float = 50.0  # Laplacian variance at 64x64 (sharp faces: 175+)
+    """The quality gate; its defaults are the settings' (FACEPIC_MIN_FACE_*)."""
+
+    min_size: float  # pixels, shorter side of the box in the original
+    min_score: float  # detection score (the detector keeps faces from 0.5)
+    min_sharpness: float  # Laplacian variance at 64x64 (sharp faces: 175+)
 
 
 @dataclass(frozen=True)

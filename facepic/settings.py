@@ -10,14 +10,16 @@ import dataclasses
 import os
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from facepic.datafolder import DataFolder
     from facepic.matching import Rules
     from facepic.quality import Limits
+    from facepic.settle import Linkage
 
 from facepic.errors import FacePicError
 
@@ -65,6 +67,9 @@ class Settings:
     match_threshold: float = 0.4  # the most similar face of a person (the design's rule)
     match_mean_threshold: float = 0.25  # the mean similarity to all faces of a person
     ambiguity_margin: float = 0.03  # best and runner-up persons closer than this: decide later
+    link_threshold: float = 0.2  # settling: groups join above this mean similarity ...
+    link_margin: float = 0.2  # ... plus this over sqrt(faces a x faces b)
+    link_per_decade: float = 0.03  # ... the floor rising by this per tenfold growth past 1,000 faces
     min_face_size: float = 40.0  # pixels; smaller faces never found a person on their own
     min_face_score: float = 0.55
     min_face_sharpness: float = 50.0
@@ -89,24 +94,36 @@ class Settings:
     def __post_init__(self) -> None:
         runtime = str(self.runtime).strip().lower()
         if runtime not in RUNTIMES:
-            raise SettingsError(f"{PREFIX}RUNTIME must be {', '.join(RUNTIMES[:-1])} or {RUNTIMES[-1]}, "
-                             f"not {self.runtime!r}")
+            raise SettingsError(
+                f"{PREFIX}RUNTIME must be {', '.join(RUNTIMES[:-1])} or {RUNTIMES[-1]}, not {self.runtime!r}"
+            )
         object.__setattr__(self, "runtime", runtime)
 
+    @classmethod
+    def defaults(cls) -> Settings:
+        """Every setting at its default, read from nothing."""
+        return cls(data_dir=Path("."), model_root=Path("."))
+
     @property
-    def rules(self) -> "Rules":
+    def rules(self) -> Rules:
         from facepic.matching import Rules
 
         return Rules(self.match_threshold, self.match_mean_threshold, self.ambiguity_margin)
 
     @property
-    def limits(self) -> "Limits":
+    def linkage(self) -> Linkage:
+        from facepic.settle import Linkage
+
+        return Linkage(self.link_threshold, self.link_margin, self.link_per_decade)
+
+    @property
+    def limits(self) -> Limits:
         from facepic.quality import Limits
 
         return Limits(self.min_face_size, self.min_face_score, self.min_face_sharpness)
 
     @property
-    def folder(self) -> "DataFolder":
+    def folder(self) -> DataFolder:
         """The data folder's layout (facepic.datafolder)."""
         from facepic.datafolder import DataFolder
 
@@ -130,11 +147,11 @@ class Settings:
         """Where each value set from outside came from: field -> "the environment" or a .env path."""
         return getattr(self, "_sources", {})
 
-    def _with_sources(self, sources: dict[str, str]) -> "Settings":
+    def _with_sources(self, sources: dict[str, str]) -> Settings:
         object.__setattr__(self, "_sources", dict(sources))  # not a setting: kept beside the fields
         return self
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)._with_sources(self.sources)
 
     @classmethod
@@ -143,7 +160,7 @@ class Settings:
         env: Mapping[str, str] | None = None,
         env_file: str | Path | None = ".env",
         **overrides: Any,
-    ) -> "Settings":
+    ) -> Settings:
         """Settings from `.env`, then the environment, then ``overrides`` (last wins)."""
         environ = dict(os.environ if env is None else env)
         values: dict[str, str] = {}

@@ -32,6 +32,7 @@ from bson.binary import Binary
 
 from facepic.db import SNAPSHOT_META_ID, Library, embedding_from_bson
 from facepic.detect import EMBEDDING_DIM
+from facepic.documents import embeddings_from_bson
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _read_faces(lib: Library, model: str, after_seq: int | None = None, skip: Co
         ids.append(doc["_id"])
         persons.append(doc.get("person_id") or "")
         rows.append(bytes(doc["embedding"]))
-    matrix = np.frombuffer(b"".join(rows), dtype="<f4").reshape(len(rows), EMBEDDING_DIM)
+    matrix = embeddings_from_bson(rows, EMBEDDING_DIM)
     return Known(ids, persons, matrix)
 
 

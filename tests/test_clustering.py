@@ -7,7 +7,7 @@ import numpy as np
 from facepic.clustering import Faces, recluster
 from facepic.matching import Rules
 
-RULES = Rules()
+RULES = Rules.default()
 
 
 def people(sizes: dict[str, int], seed: int = 0) -> tuple[list[str], np.ndarray]:

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ def test_empty_index_decides_nobody() -> None:
 
 
 def test_joins_the_person_with_a_similar_face_and_nobody_below_both_limits() -> None:
-    index = PersonIndex(Rules(threshold=0.4, mean_threshold=0.9))
+    index = PersonIndex(replace(Rules.default(), threshold=0.4, mean_threshold=0.9))
     index.add("alice", unit(1, 0))
     index.add("bob", unit(0, 1))
     assert index.decide(unit(1, 0.2)).person_id == "alice"
@@ -27,7 +29,7 @@ def test_joins_the_person_with_a_similar_face_and_nobody_below_both_limits() -> 
 
 
 def test_mean_similarity_admits_a_person_whose_nearest_face_is_below_the_threshold() -> None:
-    index = PersonIndex(Rules(threshold=0.9, mean_threshold=0.3))
+    index = PersonIndex(replace(Rules.default(), threshold=0.9, mean_threshold=0.3))
     index.add_many(["alice"] * 2, np.stack([unit(1, 0.6), unit(1, -0.6)]))
     decision = index.decide(unit(1, 0, 1.2))  # 0.55 to each face, the mean too
     assert decision.person_id == "alice" and decision.mean == pytest.approx(0.548, abs=0.01)
@@ -35,7 +37,7 @@ def test_mean_similarity_admits_a_person_whose_nearest_face_is_below_the_thresho
 
 
 def test_best_mean_wins_over_the_single_most_similar_face() -> None:
-    index = PersonIndex(Rules(threshold=0.4, mean_threshold=0.25, ambiguity_margin=0.01))
+    index = PersonIndex(replace(Rules.default(), threshold=0.4, mean_threshold=0.25, ambiguity_margin=0.01))
     # carol: one face very like the query and two unlike it; dave: three faces fairly like it
     index.add_many(["carol"] * 3, np.stack([unit(1, 0.1), unit(0, 0, 1), unit(0, 0, 0, 1)]))
     index.add_many(["dave"] * 3, np.stack([unit(1, 0.9), unit(1, 0.8), unit(1, 0.7)]))
@@ -45,7 +47,7 @@ def test_best_mean_wins_over_the_single_most_similar_face() -> None:
 
 
 def test_a_face_between_two_equally_close_persons_waits_unassigned() -> None:
-    index = PersonIndex(Rules(threshold=0.4, mean_threshold=0.25, ambiguity_margin=0.03))
+    index = PersonIndex(replace(Rules.default(), threshold=0.4, mean_threshold=0.25, ambiguity_margin=0.03))
     index.add("ann", unit(1, 0.5))
     index.add("bea", unit(1, -0.5))
     decision = index.decide(unit(1, 0))
@@ -56,7 +58,7 @@ def test_a_face_between_two_equally_close_persons_waits_unassigned() -> None:
 
 
 def test_excluded_persons_are_skipped() -> None:
-    index = PersonIndex(Rules(ambiguity_margin=0.0))
+    index = PersonIndex(replace(Rules.default(), ambiguity_margin=0.0))
     index.add("alice", unit(1, 0))
     index.add("bob", unit(1, 0.5))
     assert index.decide(unit(1, 0.1)).person_id == "alice"

@@ -149,6 +149,12 @@ def test_corrections_last_through_new_photos_recluster_and_a_rerun(server_env, t
     assert {x["_id"]: x["person_id"] for x in lib.faces.find({}, {"person_id": 1})} == before
     corrections_hold()
 
+    # Settling every face again decides all that nobody corrected, and nothing the user did.
+    result = invoke(server_env, "settle", "--all")
+    assert result.exit_code == 0 and result.output.startswith("persons "), result.output
+    corrections_hold()
+    assert lib.faces.find_one({"_id": rejected})["person_id"] not in (None, a)
+
     # Listing: the name first, the hidden person only with --all; covers in the bucket.
     listing = invoke(server_env, "persons")
     assert listing.output.splitlines()[0].split()[2:4] == ["Alice", "Smith"]

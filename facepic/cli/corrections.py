@@ -23,6 +23,7 @@ from facepic.persons import (
     reject_face,
 )
 from facepic.pipeline import Context
+from facepic.settle import settle_library
 
 
 def _persons_op(obj: dict, op: Callable[[Library, Any], str]) -> None:
@@ -160,6 +161,34 @@ def recluster(obj: dict) -> None:
 
     def op(lib: Library, covers: Any) -> str:
         s = recluster_library(lib, settings_of(obj).rules, covers)
+        return (
+            f"persons {s.persons_before} -> {s.persons_after} (created {s.persons_created}, "
+            f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}"
+        )
+
+    _persons_op(obj, op)
+
+
+@cli.command()
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Settle every face again (those the user placed or named stay), not only the new ones.",
+)
+@click.pass_obj
+def settle(obj: dict, everything: bool) -> None:
+    """Decide together the persons of the faces stored since the last settle, never undoing a
+    correction. `facepic run` does this at its end; the index worker when its queue drains.
+
+    Example:
+
+        facepic settle
+    """
+
+    def op(lib: Library, covers: Any) -> str:
+        settings = settings_of(obj)
+        s = settle_library(lib, settings.linkage, covers, settings.rules, everything=everything)
         return (
             f"persons {s.persons_before} -> {s.persons_after} (created {s.persons_created}, "
             f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}"

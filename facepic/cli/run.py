@@ -15,6 +15,7 @@ from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
 from facepic.runner import CpuPool, process, summarize
 from facepic.runtime import Runtime, engine_installed
 from facepic.settings import Settings
+from facepic.settle import settle_run
 
 
 @cli.command()
@@ -103,4 +104,6 @@ def _run(ctx: Context, root: Path | None, upload: bool, upload_only: bool, retry
     process(ctx, jobs, stages, done, pool)
     for _ in bar:
         pass
+    if not upload_only:
+        settle_run(ctx)  # the persons of the faces this run stored, decided together
     return summary

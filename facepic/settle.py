@@ -1,0 +1,440 @@
+"""Settling: the faces stored since the last settle get their final persons, decided together.
+
+The index stage assigns each face as it arrives (`facepic.matching`): quick, but the result
+depends on arrival order, and at thousands of identities its mean-similarity rule joins
+strangers. Settling decides the new faces again, all at once, in a way that does not depend on
+the order they came in:
+
+1. every new face starts on its own (a face the user placed stays where they put it, and so
+   does a face the index stage gave a person the user named or merged);
+2. the settled persons near them (a new face's mean similarity to the person above the
+   floor; found through the index worker's `PersonIndex`, so the work grows with the new
+   faces, not the library) take part: the small ones (``REFORM`` faces at most, not the
+   user's) face by face like the new faces, so that a person formed early from a few faces
+   is not frozen by the order they came in; the others as they are, never split;
+3. groups merge by average linkage (`facepic.clustering.agglomerate`), most similar pair first,
+   while their mean similarity is above ``floor + margin / sqrt(n_a n_b)``: two single faces
+   need 0.4 (the design's rule) in a library of a thousand faces, large groups 0.2, since a
+   mean over many face pairs says more than one pair does; the floor rises by 0.03 each time
+   the library grows tenfold, since more strangers give more chance resemblances;
+4. a group holding a settled person keeps that person's id; a group of new faces only becomes
+   the person ``ids.person_id(its smallest face id)``, unless all its faces are too poor to
+   found a person (they stay unassigned).
+
+What the user decided is never undone (as in `facepic.clustering`): a locked person is never
+absorbed, two locked persons never merge, a face never joins a person it rejected (or one that
+absorbed it), two faces of one photo never share a person.
+
+A fresh library's first settle sees every face as new: its persons are then the same whatever
+the order the photos came in, and ``everything=True`` gives any library that result again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from facepic import ids
+from facepic.clustering import Faces, _Group, agglomerate
+from facepic.db import Library
+from facepic.detect import EMBEDDING_DIM
+from facepic.documents import embeddings_from_bson
+from facepic.matching import PersonIndex, Rules
+from facepic.persons import Covers, bump_revision, refresh_images
+from facepic.persons import ReclusterSummary as Summary
+from facepic.persons import settle as recount
+from facepic.pipeline import Context
+
+
+@dataclass(frozen=True)
+class Linkage:
+    """When two groups of faces are one person: mean similarity above
+    ``floor + margin / sqrt(n_a n_b)``, where the floor is ``threshold`` in a library of up to
+    ``reference`` faces and rises by ``per_decade`` each time the library grows tenfold (the
+    more strangers, the higher the best chance resemblance among them). ``bench/quality.py``
+    is how these were chosen."""
+
+    threshold: float
+    margin: float
+    per_decade: float
+    reference: int = 1000  # library size from which the floor rises (a fact of the rule, not a setting)
+
+    @classmethod
+    def default(cls) -> Linkage:
+        from facepic.settings import Settings
+
+        return Settings.defaults().linkage
+
+    def floor(self, faces: int) -> float:
+        return self.threshold + self.per_decade * max(0.0, math.log10(max(faces, 1) / self.reference))
+
+
+@dataclass
+class Settled:
+    """A settled person near the new faces: the sum and count of its settled faces, the photos
+    among the new faces' photos it has a face in, the persons its faces reject."""
+
+    sum: np.ndarray
+    count: int
+    photos: set[str] = field(default_factory=set)
+    rejects: set[str] = field(default_factory=set)
+    locked: bool = False
+
+
+def near_persons(
+    index: PersonIndex, embeddings: np.ndarray, online: Iterable[str | None], floor: float
+) -> dict[str, tuple[np.ndarray, int]]:
+    """The settled persons whose mean similarity to one of ``embeddings`` (new faces, assigned
+    ``online`` by the index stage) is above ``floor``: their settled sum and count (the index
+    holds the new faces too; they are taken out)."""
+    online = list(online)
+    new_sum: dict[str, np.ndarray] = {}
+    new_count: dict[str, int] = {}
+    for e, p in zip(embeddings, online):
+        if p:
+            new_sum[p] = new_sum.get(p, 0) + e.astype(np.float64)
+            new_count[p] = new_count.get(p, 0) + 1
+    found: dict[str, tuple[np.ndarray, int]] = {}
+    for pid in sorted(index.near(embeddings, floor - 0.1)):  # its means still hold the new faces
+        total, count = index.person_sum(pid)
+        count -= new_count.get(pid, 0)
+        if count > 0:
+            found[pid] = (total.astype(np.float64) - new_sum.get(pid, 0), count)
+    if not found:
+        return {}
+    pids = sorted(found)
+    means = np.stack([found[p][0] / found[p][1] for p in pids]).astype(np.float32)
+    best = (np.asarray(embeddings, dtype=np.float32) @ means.T).max(axis=0)
+    return {p: found[p] for p, b in zip(pids, best) if b > floor}
+
+
+EXACT_PAIRS = 20_000  # groups; above, each group's candidates are its NEIGHBOURS most similar
+NEIGHBOURS = 32
+
+
+def _nearest_pairs(means: np.ndarray, floor: float, block: int = 1024) -> list[tuple[int, int, float]]:
+    """Each group's ``NEIGHBOURS`` most similar groups above ``floor`` (a faiss inverted-file
+    search past 100,000 groups): a first settle of a large library keeps its pairs, and the
+    memory they take, proportional to its faces rather than to their square."""
+    n = len(means)
+    k = min(NEIGHBOURS + 1, n)
+    means = np.ascontiguousarray(means, dtype=np.float32)
+    search: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    if n > 100_000:
+        import faiss
+
+        quantizer = faiss.IndexFlatIP(means.shape[1])
+        ivf = faiss.IndexIVFFlat(quantizer, means.shape[1], int(2 * np.sqrt(n)), faiss.METRIC_INNER_PRODUCT)
+        ivf.train(means[np.random.default_rng(0).choice(n, min(n, 100_000), replace=False)])
+        ivf.add(means)
+        ivf.nprobe = 16
+        search = lambda part: ivf.search(part, k)  # noqa: E731
+    else:
+
+        def search(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            sims = part @ means.T
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            return np.take_along_axis(sims, top, axis=1), top
+
+    pairs: set[tuple[int, int]] = set()
+    out: list[tuple[int, int, float]] = []
+    for start in range(0, n, block):
+        sims, cols = search(means[start : start + block])
+        for r, (row_sims, row_cols) in enumerate(zip(sims.tolist(), cols.tolist())):
+            a = start + r
+            for sim, c in zip(row_sims, row_cols):
+                if c < 0 or c == a or sim <= floor:
+                    continue
+                key = (a, c) if a < c else (c, a)
+                if key not in pairs:
+                    pairs.add(key)
+                    out.append((key[0], key[1], sim))
+    return out
+
+
+def settle_faces(
+    new: Faces,
+    persons: Mapping[str, Settled],
+    linkage: Linkage,
+    new_person_id: Callable[[str], str],
+    library_faces: int = 0,
+    reformed: frozenset[str] = frozenset(),
+) -> tuple[list[str | None], dict[str, str]]:
+    """The person of each new face (None: unassigned) and the settled persons merged into
+    another (merged away -> absorbed by), in a library of ``library_faces`` faces (at least the
+    new and the settled ones). ``new.person`` is where a locked face stays; faces of the
+    settled persons ``reformed`` are among the new faces and are grouped again like them (a
+    group keeps the id most of its faces had). ``new_person_id(face_id)`` names a group of new
+    faces after its smallest face id."""
+    groups: dict[str, _Group] = {}
+    for pid in sorted(persons):
+        s = persons[pid]
+        groups[pid] = _Group(
+            np.asarray(s.sum, dtype=np.float64),
+            [],
+            {pid},
+            set(s.photos),
+            set(s.rejects),
+            s.locked,
+            pid,
+            unlisted=s.count,
+        )
+    singles: list[_Group] = []
+    for i in sorted(range(len(new.ids)), key=lambda i: new.ids[i]):
+        e = new.embeddings[i].astype(np.float64)
+        held_by = new.person[i]
+        if new.locked[i] and held_by:
+            pid = held_by
+            g = groups.get(pid)
+            if g is None:
+                g = groups[pid] = _Group(np.zeros_like(e), [], {pid}, set(), set(), True, pid)
+            g.locked = True  # a person holding a face the user placed is the user's
+            g.sum = g.sum + e
+            g.members.append(i)
+            g.photos.add(new.photo[i])
+            g.rejects |= new.rejected[i]
+            continue
+        singles.append(_Group(e, [i], set(), {new.photo[i]}, set(new.rejected[i]), False, None))
+    everyone = list(groups.values()) + singles
+    nearest = _nearest_pairs if len(everyone) > EXACT_PAIRS else None
+    faces = max(library_faces, len(new.ids) + sum(s.count for s in persons.values()))
+    merged = agglomerate(everyone, linkage.floor(faces), margin=linkage.margin, neighbours_of=nearest)
+    result: list[str | None] = [p if new.locked[i] else None for i, p in enumerate(new.person)]
+    absorbed: dict[str, str] = {}
+    founding = [g for g in merged if g.person is None and any(new.can_found[i] for i in g.members)]
+    # A re-formed person's id goes to the group holding most of its faces (then the smaller id).
+    votes = sorted(
+        (
+            (-sum(1 for i in g.members if new.person[i] == pid), pid, min(new.ids[i] for i in g.members), n)
+            for n, g in enumerate(founding)
+            for pid in {new.person[i] for i in g.members} & reformed
+        )
+    )
+    named: dict[int, str] = {}
+    used: set[str] = set()
+    for _, voted, _, n in votes:
+        if voted is not None and n not in named and voted not in used:
+            named[n], used = voted, used | {voted}
+    for n, g in enumerate(founding):
+        g.person = named.get(n) or new_person_id(min(new.ids[i] for i in g.members))
+    for g in merged:
+        if g.person is None:
+            continue  # poor faces alone found nobody
+        for i in g.members:
+            result[i] = g.person
+        absorbed.update((name, g.person) for name in g.names if name != g.person)
+    for pid in sorted(reformed - used):  # gone: its faces went to other persons
+        held = [r for i in range(len(new.ids)) if new.person[i] == pid and (r := result[i])]
+        if held:
+            absorbed[pid] = max(sorted(set(held)), key=held.count)
+    return result, absorbed
+
+
+REFORM = 64  # a settled person of at most this many faces near new faces is grouped again
+
+
+def settle_batch(
+    new: Faces,
+    index: PersonIndex,
+    linkage: Linkage,
+    describe: Callable[[list[str]], Mapping[str, Settled]],
+    new_person_id: Callable[[str], str],
+    library_faces: int = 0,
+    members: Callable[[list[str]], Faces] | None = None,
+) -> tuple[Faces, list[str | None], dict[str, str]]:
+    """`settle_faces` with the settled persons near the new faces found in ``index`` (the
+    index stage's, holding the new faces as it assigned them); ``describe(person_ids)`` gives
+    their photos, rejects and lock (sum and count are filled in from the index). The small ones
+    (``REFORM`` faces at most, not the user's) are grouped again face by face with the new
+    faces, their faces given by ``members(person_ids)``: a person formed early from few faces
+    is not frozen by the order they came in. Returns the faces decided (the new ones, then the
+    re-formed persons'), their persons and the persons merged away."""
+    near = near_persons(index, new.embeddings, new.person, linkage.floor(library_faces))
+    described = describe(sorted(near))
+    small = sorted(
+        p for p, (_, count) in near.items() if count <= REFORM and not (described.get(p) and described[p].locked)
+    )
+    reformed: frozenset[str] = frozenset()
+    if members is not None and small:
+        extra = members(small)
+        new = _joined(new, extra)
+        reformed = frozenset(small)
+        near = {p: v for p, v in near.items() if p not in reformed}
+        described = describe(sorted(near))  # the photos of the re-formed faces count too
+    persons = {}
+    for pid, (total, count) in near.items():
+        d = described.get(pid) or Settled(total, count)
+        persons[pid] = Settled(total, count, d.photos, d.rejects, d.locked)
+    result, absorbed = settle_faces(new, persons, linkage, new_person_id, library_faces, reformed)
+    return new, result, absorbed
+
+
+def _joined(a: Faces, b: Faces) -> Faces:
+    return Faces(
+        a.ids + b.ids,
+        np.concatenate([a.embeddings, b.embeddings]),
+        a.person + b.person,
+        a.photo + b.photo,
+        a.locked + b.locked,
+        a.rejected + b.rejected,
+        a.can_found + b.can_found,
+    )
+
+
+# --- on the library ----------------------------------------------------------------------------
+
+
+def _index_of(lib: Library, model: str, rules: Rules) -> PersonIndex:
+    """Every assigned face of ``model`` as the index worker loads them at its start."""
+    from facepic import snapshot
+
+    index = PersonIndex(rules)
+    persons, matrix = snapshot.load(lib, model).assigned()
+    if persons:
+        index.add_many(persons, matrix)
+    return index
+
+
+def settle_library(
+    lib: Library,
+    linkage: Linkage,
+    covers: Covers,
+    rules: Rules | None = None,
+    index: Callable[[str], PersonIndex] | None = None,
+    everything: bool = False,
+) -> Summary:
+    """Settle the faces stored since the last settle and those still unassigned
+    (``everything``: every face the user has not placed or named) and write their persons. ``index(model)``: the index stage's, holding
+    every stored face as it is in the library (read from the library when not given).
+
+    Run it when the index queue has drained: a face being stored while it runs may be passed
+    over until ``everything`` settles it."""
+    summary = Summary()
+    model = lib.library_model()
+    if model is None:
+        return summary
+    mark = lib.settle_mark()
+    upto = lib.current_seq()
+    last = 0 if everything or mark.get("model") != model else int(mark.get("seq", 0))
+    # Faces left unassigned before (poor, ambiguous, rejected) are placed again: a clearer
+    # face of their person may have come.
+    docs = lib.faces_to_settle(model, None if everything else last, upto)
+    # Persons the user made, named, merged, picked a cover for or hid: theirs.
+    named = lib.persons_of_the_user()
+    summary.persons_before = lib.person_count()
+    if docs:
+        _settle_docs(lib, model, docs, named, linkage, covers, rules or Rules.default(), index, everything, summary)
+    lib.set_settle_mark(model, max(upto, last))
+    summary.persons_after = lib.person_count()
+    return summary
+
+
+def _settle_docs(
+    lib: Library,
+    model: str,
+    docs: list[dict[str, Any]],
+    named: set[str],
+    linkage: Linkage,
+    covers: Covers,
+    rules: Rules,
+    index_of: Callable[[str], PersonIndex] | None,
+    everything: bool,
+    summary: Summary,
+) -> None:
+    new = _faces_of(docs, named)
+    batch = set(new.ids)
+    photos = set(new.photo)
+    index = index_of(model) if index_of is not None else _index_of(lib, model, rules)
+
+    def describe(person_ids: list[str]) -> dict[str, Settled]:
+        out = {p: Settled(np.zeros(EMBEDDING_DIM), 0, locked=p in named) for p in person_ids}
+        for f in lib.constraining_faces(person_ids, sorted(photos)):
+            if f["_id"] in batch:
+                continue
+            s = out[f["person_id"]]
+            if f["image_id"] in photos:
+                s.photos.add(f["image_id"])
+            s.rejects.update(f.get("rejected") or ())
+            s.locked = s.locked or bool(f.get("locked"))
+        return out
+
+    taken: set[str] = set()
+
+    def new_id(face_id: str) -> str:
+        n = 0
+        while True:
+            pid = ids.person_id(face_id if n == 0 else f"{face_id}:settle:{n}")
+            if pid not in taken and not _held_elsewhere(lib, pid, batch, named):
+                taken.add(pid)
+                return pid
+            n += 1
+
+    def members(person_ids: list[str]) -> Faces:
+        extra = [d for d in lib.faces_of_persons(person_ids) if d["_id"] not in batch]
+        batch.update(d["_id"] for d in extra)
+        photos.update(d["image_id"] for d in extra)
+        return _faces_of(extra, named)
+
+    library_faces = lib.count_faces_of_model(model)
+    decided, result, merged_into = settle_batch(new, index, linkage, describe, new_id, library_faces, members)
+    face_ids, before = decided.ids, decided.person
+    # Faces of a settled person merged away join the person that absorbed it.
+    moved_out: dict[str, list[str]] = {}
+    for gone, kept in sorted(merged_into.items()):
+        lib.reject_for([gone], kept)
+        for f in lib.faces_with_images(gone):
+            if f["_id"] not in batch:
+                moved_out.setdefault(kept, []).append(f["_id"])
+                photos.add(f["image_id"])
+    joining: dict[str | None, list[str]] = {}
+    for i, fid in enumerate(face_ids):
+        if result[i] != before[i]:
+            joining.setdefault(result[i], []).append(fid)
+    for kept_id, faces in moved_out.items():
+        joining.setdefault(kept_id, []).extend(faces)
+    for pid, faces in sorted(joining.items(), key=lambda kv: kv[0] or ""):
+        lib.set_person(faces, pid, {"$unset": {"candidates": ""}} if pid is not None else None)
+    touched = {p for i in range(len(face_ids)) for p in (before[i], result[i]) if p and before[i] != result[i]}
+    touched |= set(merged_into) | set(merged_into.values())
+    summary.faces_moved = sum(1 for i in range(len(face_ids)) if before[i] and result[i] and before[i] != result[i])
+    summary.faces_moved += sum(len(f) for f in moved_out.values())
+    summary.faces_assigned = sum(1 for i in range(len(face_ids)) if before[i] is None and result[i])
+    summary.persons_created, summary.persons_deleted = recount(lib, touched, covers)
+    changed_photos = {decided.photo[i] for i in range(len(face_ids)) if before[i] != result[i]}
+    if moved_out:
+        changed_photos |= lib.images_of_faces([x for fs in moved_out.values() for x in fs])
+    refresh_images(lib, changed_photos)
+    if joining or merged_into:
+        bump_revision(lib)
+
+
+def _faces_of(docs: list[dict[str, Any]], named: set[str]) -> Faces:
+    # A person the user named or merged keeps the faces the index stage gave it: its faces
+    # may be two groups the user said are one, whose mean similarity says nothing.
+    embeddings = embeddings_from_bson([d["embedding"] for d in docs], EMBEDDING_DIM)
+    return Faces(
+        [d["_id"] for d in docs],
+        embeddings,
+        [d.get("person_id") for d in docs],
+        [d["image_id"] for d in docs],
+        [bool(d.get("locked")) or d.get("person_id") in named for d in docs],
+        [frozenset(d.get("rejected") or ()) for d in docs],
+        [bool(d.get("can_found", True)) for d in docs],
+    )
+
+
+def _held_elsewhere(lib: Library, person_id: str, batch: set[str], named: set[str]) -> bool:
+    """Whether ``person_id`` is a person the user made, or has a face outside the batch."""
+    if person_id in named:
+        return True
+    return any(f not in batch for f in lib.face_ids_of_person(person_id))
+
+
+def settle_run(ctx: Context) -> Summary:
+    """The settle at the end of `facepic run`, with the index the run's index stage built."""
+    settings = ctx.settings
+    return settle_library(ctx.library, settings.linkage, Covers(ctx), settings.rules, ctx.matcher)

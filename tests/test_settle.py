@@ -1,0 +1,188 @@
+"""Settling (`facepic.settle`): the new faces decided together, in any order, never undoing what
+the user decided."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from bench.synthetic import _unit
+from facepic import ids
+from facepic.clustering import Faces
+from facepic.matching import PersonIndex
+from facepic.settle import Linkage, Settled, settle_batch, settle_faces
+
+DIM = 512
+
+
+def _people(rng: np.random.Generator, sizes: list[int], weight: float = 0.75) -> tuple[np.ndarray, list[int]]:
+    centres = _unit(rng.standard_normal((len(sizes), DIM)))
+    owners = [p for p, n in enumerate(sizes) for _ in range(n)]
+    noise = _unit(rng.standard_normal((len(owners), DIM)))
+    return _unit(weight * centres[owners] + np.sqrt(1 - weight**2) * noise).astype(np.float32), owners
+
+
+def _faces(embeddings: np.ndarray, order: list[int] | None = None, **kw) -> Faces:
+    order = order if order is not None else list(range(len(embeddings)))
+    return Faces(
+        [f"f{i:03d}" for i in order], embeddings[order], [None] * len(order), [f"photo{i}" for i in order], **kw
+    )
+
+
+def _canonical(face_id: str) -> str:
+    return ids.person_id(face_id)
+
+
+def test_new_faces_are_grouped_the_same_in_any_order() -> None:
+    rng = np.random.default_rng(3)
+    embeddings, owners = _people(rng, [6, 4, 3, 1, 1, 2])
+    first, _ = settle_faces(_faces(embeddings), {}, Linkage.default(), _canonical)
+    by_face = dict(zip([f"f{i:03d}" for i in range(len(owners))], first))
+    # One person per identity, named after its smallest face id.
+    assert len(set(first)) == len(set(owners))
+    for p in set(owners):
+        mine = [by_face[f"f{i:03d}"] for i, o in enumerate(owners) if o == p]
+        assert len(set(mine)) == 1 and mine[0] == ids.person_id(f"f{owners.index(p):03d}")
+    for seed in range(5):
+        order = list(np.random.default_rng(seed).permutation(len(owners)))
+        again, _ = settle_faces(_faces(embeddings, order), {}, Linkage.default(), _canonical)
+        assert dict(zip([f"f{i:03d}" for i in order], again)) == by_face
+
+
+def test_single_faces_need_the_designs_similarity_groups_less() -> None:
+    a, b = _unit(np.random.default_rng(0).standard_normal((2, DIM)))
+    c = _unit((a + b)[None])[0]  # similarity to a and b: about 0.71
+    pair = np.stack([a, _unit((0.35 * a + np.sqrt(1 - 0.35**2) * b)[None])[0]]).astype(np.float32)  # 0.35
+    result, _ = settle_faces(_faces(pair), {}, replace(Linkage.default(), threshold=0.2, margin=0.2), _canonical)
+    assert result[0] != result[1]  # 0.35 < 0.2 + 0.2
+    # The same 0.35 against a settled person of 9 faces is enough: 0.2 + 0.2 / 3 < 0.35.
+    person = Settled(pair[0].astype(np.float64) * 9, 9)
+    joined, _ = settle_faces(
+        _faces(pair[1:]), {"pbig": person}, replace(Linkage.default(), threshold=0.2, margin=0.2), _canonical
+    )
+    assert joined == ["pbig"]
+    assert float(c @ a) > 0.7
+
+
+def test_a_face_bridges_two_settled_persons_unless_the_user_made_both() -> None:
+    rng = np.random.default_rng(1)
+    a, b = _unit(rng.standard_normal((2, DIM)))
+    left = _unit((a + 0.6 * b)[None])[0]
+    right = _unit((b + 0.6 * a)[None])[0]
+    bridge = _unit((a + b)[None]).astype(np.float32)
+    persons = {"pa": Settled(left * 3, 3), "pb": Settled(right * 2, 2)}
+    result, merged = settle_faces(
+        _faces(bridge), persons, replace(Linkage.default(), threshold=0.2, margin=0.2), _canonical
+    )
+    assert result == ["pa"] and merged == {"pb": "pa"}  # the larger keeps its id
+    persons = {"pa": Settled(left * 3, 3, locked=True), "pb": Settled(right * 2, 2, locked=True)}
+    result, merged = settle_faces(
+        _faces(bridge), persons, replace(Linkage.default(), threshold=0.2, margin=0.2), _canonical
+    )
+    assert result[0] in ("pa", "pb") and merged == {}
+    # A locked person absorbs, never is absorbed.
+    persons = {"pa": Settled(left * 3, 3), "pb": Settled(right * 2, 2, locked=True)}
+    result, merged = settle_faces(
+        _faces(bridge), persons, replace(Linkage.default(), threshold=0.2, margin=0.2), _canonical
+    )
+    assert merged == {"pa": "pb"} and result == ["pb"]
+
+
+def test_rejections_photos_locks_and_the_quality_gate_hold() -> None:
+    rng = np.random.default_rng(2)
+    embeddings, owners = _people(rng, [4], weight=0.9)
+    settled = {"pknown": Settled(embeddings[0].astype(np.float64) * 5, 5, photos={"photo1"})}
+    faces = _faces(embeddings, rejected=[frozenset(), frozenset(), frozenset({"pknown"}), frozenset()])
+    result, _ = settle_faces(faces, settled, Linkage.default(), _canonical)
+    assert result[0] == "pknown"
+    assert result[1] != "pknown"  # photo1 already has a face of pknown
+    assert result[2] != "pknown"  # rejected it
+    # Two faces of one photo never share a person.
+    same_photo = Faces(["f0", "f1"], embeddings[:2], [None, None], ["x", "x"])
+    result, _ = settle_faces(same_photo, {}, Linkage.default(), _canonical)
+    assert result[0] != result[1]
+    # A face the user placed stays, even far from its person.
+    stranger = _unit(rng.standard_normal((1, DIM))).astype(np.float32)
+    placed = Faces(["f9"], stranger, ["pknown"], ["y"], locked=[True])
+    assert settle_faces(placed, settled, Linkage.default(), _canonical)[0] == ["pknown"]
+    # Poor faces join a person, but alone found none.
+    poor = Faces(["f0", "f1"], embeddings[:2], [None, None], ["a", "b"], can_found=[False, False])
+    assert settle_faces(poor, {}, Linkage.default(), _canonical)[0] == [None, None]
+    mixed = Faces(["f0", "f1"], embeddings[:2], [None, None], ["a", "b"], can_found=[False, True])
+    result, _ = settle_faces(mixed, {}, Linkage.default(), _canonical)
+    assert result[0] == result[1] == ids.person_id("f0")
+
+
+def test_settled_persons_are_found_in_the_index_without_the_new_faces() -> None:
+    rng = np.random.default_rng(4)
+    embeddings, owners = _people(rng, [5, 5], weight=0.85)
+    index = PersonIndex()
+    index.add_many(["pa"] * 5 + ["pb"] * 4, embeddings[:9])
+    # The last face of person 1 arrived, joined pb online, and now settles: pb's settled part
+    # is its 4 older faces.
+    new = Faces(["fnew"], embeddings[9:], ["pb"], ["photo-new"])
+    described: list[list[str]] = []
+
+    def describe(pids: list[str]) -> dict[str, Settled]:
+        described.append(pids)
+        return {}
+
+    decided, result, merged = settle_batch(new, index, Linkage.default(), describe, _canonical)
+    assert decided.ids == ["fnew"] and result == ["pb"] and merged == {} and described == [["pb"]]
+
+
+def _persons_by_face(env: dict[str, str]) -> dict[str, str | None]:
+    from facepic.db import Library
+    from facepic.embedded import embedded_database
+    from tests.conftest import settings_of
+
+    with embedded_database(settings_of(env)) as running:
+        lib = Library(running.mongodb_uri, running.mongodb_db)
+        try:
+            return {f["_id"]: f.get("person_id") for f in lib.faces.find({}, {"person_id": 1})}
+        finally:
+            lib.close()
+
+
+def test_settling_brings_any_arrival_order_to_the_result_of_one_run(offline_env, tmp_path) -> None:
+    """Photos arriving in two runs (settled after each), then `settle --all`: the same persons,
+    ids and membership as one run over all of them."""
+    import shutil
+
+    from tests.conftest import copy_photos, invoke
+
+    whole = tmp_path / "whole"
+    copy_photos(whole, group=False)
+    one = {**offline_env, "FACEPIC_DATA_DIR": str(tmp_path / "one")}
+    assert invoke(one, "run", str(whole)).exit_code == 0
+    expected = _persons_by_face(one)
+    assert len(expected) == 21 and None not in expected.values()
+
+    parts = tmp_path / "parts"
+    labels = copy_photos(parts, group=False)
+    later = sorted(labels)[::2]  # every other photo comes in a second run
+    for rel in later:
+        shutil.move(parts / rel, tmp_path / rel.replace("/", "_"))
+    two = {**offline_env, "FACEPIC_DATA_DIR": str(tmp_path / "two")}
+    assert invoke(two, "run", str(parts)).exit_code == 0
+    for rel in later:
+        shutil.move(tmp_path / rel.replace("/", "_"), parts / rel)
+    assert invoke(two, "run", str(parts)).exit_code == 0
+    nothing_new = invoke(two, "settle")
+    assert nothing_new.exit_code == 0 and "faces moved 0, newly assigned 0" in nothing_new.output
+    result = invoke(two, "settle", "--all")
+    assert result.exit_code == 0, result.output
+    assert _persons_by_face(two) == expected
+
+
+def test_a_large_batch_finds_the_same_persons_through_its_nearest_pairs(monkeypatch) -> None:
+    import facepic.settle as settle_module
+
+    rng = np.random.default_rng(5)
+    embeddings, owners = _people(rng, [1 + n % 7 for n in range(60)])
+    exact, _ = settle_faces(_faces(embeddings), {}, Linkage.default(), _canonical)
+    monkeypatch.setattr(settle_module, "EXACT_PAIRS", 10)
+    monkeypatch.setattr(settle_module, "NEIGHBOURS", 8)
+    nearest, _ = settle_faces(_faces(embeddings), {}, Linkage.default(), _canonical)
+    assert nearest == exact and len(set(exact)) == len(set(owners))
