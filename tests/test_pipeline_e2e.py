@@ -121,6 +121,10 @@ def test_enqueue_with_workers_builds_the_library(server_env, workers, tmp_path: 
         "failed 0" in again.output
     )
 
+    # The index worker settles the new faces once its queue has drained, and the persons hold.
+    wait_until(lambda: lib.settle_mark().get("seq") == lib.current_seq() > 0, "the index worker to settle", 60)
+    check_library(lib, ledger_lines(settings), labels)
+
     status = invoke(server_env, "status")
     assert (
         f"photos {len(labels) + 1}: done {len(labels) + 1} (faces {len(labels) + 2}, no face 0), duplicates 0, "

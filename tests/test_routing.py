@@ -5,7 +5,7 @@ from pathlib import Path
 
 from facepic.settings import Settings
 from workers.app import make_app
-from workers.routing import QUEUES, ROUTES, STAGE_TASKS
+from workers.routing import QUEUES, ROUTES, SETTLE_TASK, STAGE_TASKS
 
 
 def test_every_registered_task_has_a_route_to_a_declared_queue() -> None:
@@ -14,7 +14,7 @@ def test_every_registered_task_has_a_route_to_a_declared_queue() -> None:
     from workers.app import app as default_app
 
     ours = {name for name in default_app.tasks if name.startswith("facepic.")}
-    assert ours == set(ROUTES) == set(STAGE_TASKS.values())
+    assert ours == set(ROUTES) == set(STAGE_TASKS.values()) | {SETTLE_TASK}
     for route in ROUTES.values():
         assert route["queue"] in QUEUES
     assert {q.name for q in app.conf.task_queues} == set(QUEUES)

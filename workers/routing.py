@@ -17,3 +17,6 @@ INDEX_QUEUE = "index"
 STAGE_QUEUES = {"detect": "cpu", "thumbnails": "cpu", "upload": "upload", "index": "index", "log": "index"}
 STAGE_TASKS = {stage: f"facepic.{stage}" for stage in STAGES}
 ROUTES = {STAGE_TASKS[stage]: {"queue": STAGE_QUEUES[stage]} for stage in STAGES}
+# Settling the persons of new faces together: on the index queue, so never beside an index stage.
+SETTLE_TASK = "facepic.settle"
+ROUTES[SETTLE_TASK] = {"queue": INDEX_QUEUE}

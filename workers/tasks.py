@@ -8,6 +8,7 @@ failed so the run goes on and the ledger says why.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Task
@@ -15,8 +16,10 @@ from celery.signals import worker_init
 
 from facepic.pipeline import Context, Job, cannot_process, describe_error, execute
 from facepic.settings import Settings
+from facepic.settle import settle_run
 from workers.app import app
-from workers.routing import STAGE_TASKS
+from workers.dispatch import CeleryDispatcher
+from workers.routing import INDEX_QUEUE, STAGE_TASKS
 
 log = logging.getLogger("facepic.worker")
 
@@ -84,4 +87,43 @@ def index(self: Task, job: Job) -> Job:
 
 @app.task(name="facepic.log", base=StageTask, bind=True)
 def log_stage(self: Task, job: Job) -> Job:
-    return _run(self, "log", job)
+    out = _run(self, "log", job)
+    _settle_when_idle()
+    return out
+
+
+# Settling decides the persons of the faces stored since the last settle together (see
+# facepic.settle). On the index queue it runs once the queue has drained: a photo logged with
+# nothing waiting behind it schedules one settle a few seconds later, which settles only if the
+# queue is still empty then (else the next drained moment does). The index worker is a single
+# process, so this is never concurrent with an index stage.
+SETTLE_DELAY = 5.0
+_settle_sent = 0.0
+
+
+def _index_waiting() -> int:
+    return CeleryDispatcher(app).queue_lengths()[INDEX_QUEUE]
+
+
+def _settle_when_idle() -> None:
+    global _settle_sent
+    now = time.monotonic()
+    if now - _settle_sent < SETTLE_DELAY:
+        return
+    try:
+        if _index_waiting():
+            return
+    except Exception:  # noqa: BLE001 - Redis out of reach: the next photo tries again
+        return
+    _settle_sent = now
+    settle.apply_async(countdown=SETTLE_DELAY)
+
+
+@app.task(name="facepic.settle")
+def settle() -> str:
+    """Settle the faces stored since the last settle, if the index queue is still empty."""
+    if _index_waiting():
+        return "index queue busy: a later drained moment settles"
+    ctx = context()
+    s = settle_run(ctx)
+    return f"persons {s.persons_before} -> {s.persons_after}; faces moved {s.faces_moved}, assigned {s.faces_assigned}"
