@@ -198,7 +198,10 @@ def settle_faces(
             g.photos.add(new.photo[i])
             g.rejects |= new.rejected[i]
             continue
-        singles.append(_Group(e, [i], set(), {new.photo[i]}, set(new.rejected[i]), False, None))
+        # A face of a settled person grouped again carries that person's id as a name, so a face
+        # that rejected the person never joins its faces, whatever id their group ends with.
+        names = {held_by} if held_by in reformed else set()
+        singles.append(_Group(e, [i], names, {new.photo[i]}, set(new.rejected[i]), False, None))
     everyone = list(groups.values()) + singles
     nearest = _nearest_pairs if len(everyone) > EXACT_PAIRS else None
     faces = max(library_faces, len(new.ids) + sum(s.count for s in persons.values()))
@@ -226,7 +229,7 @@ def settle_faces(
             continue  # poor faces alone found nobody
         for i in g.members:
             result[i] = g.person
-        absorbed.update((name, g.person) for name in g.names if name != g.person)
+        absorbed.update((name, g.person) for name in g.names if name != g.person and name not in reformed)
     for pid in sorted(reformed - used):  # gone: its faces went to other persons
         held = [r for i in range(len(new.ids)) if new.person[i] == pid and (r := result[i])]
         if held:

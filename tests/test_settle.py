@@ -186,3 +186,24 @@ def test_a_large_batch_finds_the_same_persons_through_its_nearest_pairs(monkeypa
     monkeypatch.setattr(settle_module, "NEIGHBOURS", 8)
     nearest, _ = settle_faces(_faces(embeddings), {}, Linkage.default(), _canonical)
     assert nearest == exact and len(set(exact)) == len(set(owners))
+
+
+def test_a_face_that_rejected_a_settled_person_never_joins_its_faces_when_they_are_grouped_again() -> None:
+    rng = np.random.default_rng(7)
+    centre = rng.normal(size=512)
+    pair = np.stack([centre + rng.normal(scale=0.3, size=512) for _ in range(3)])
+    pair /= np.linalg.norm(pair, axis=1, keepdims=True)
+    # Faces 0 and 1 belong to settled person "pold" (grouped again, as small persons near new
+    # faces are); face 2, of the same look, rejected "pold".
+    faces = Faces(
+        ["f0", "f1", "f2"],
+        pair,
+        ["pold", "pold", None],
+        ["i0", "i1", "i2"],
+        [False, False, False],
+        [frozenset(), frozenset(), frozenset({"pold"})],
+        [True, True, True],
+    )
+    result, _ = settle_faces(faces, {}, Linkage.default(), _canonical, reformed=frozenset({"pold"}))
+    assert result[0] == result[1] == "pold"
+    assert result[2] != "pold"
