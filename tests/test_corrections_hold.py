@@ -21,8 +21,12 @@ pytestmark = pytest.mark.servers
 
 # Settings under which every photo founds a person of its own: the split that arrival order
 # makes on harder photos than the test set's (whose faces of one identity are all > 0.5 alike).
-SPLIT_EVERYTHING = {"FACEPIC_MATCH_THRESHOLD": "0.99", "FACEPIC_MATCH_MEAN_THRESHOLD": "0.99",
-                    "FACEPIC_LINK_THRESHOLD": "0.99", "FACEPIC_LINK_MARGIN": "0"}
+SPLIT_EVERYTHING = {
+    "FACEPIC_MATCH_THRESHOLD": "0.99",
+    "FACEPIC_MATCH_MEAN_THRESHOLD": "0.99",
+    "FACEPIC_LINK_THRESHOLD": "0.99",
+    "FACEPIC_LINK_MARGIN": "0",
+}
 
 
 def identity_photos(n: int) -> list[list[Path]]:
