@@ -84,3 +84,25 @@ def test_reembed_keeps_corrections_and_the_old_model_works_until_the_switch(serv
     refused = invoke(server_env, "run", str(more))
     assert refused.exit_code == 1 and "built with face model alt-model" in refused.output
     lib.close()
+
+
+def test_cleanup_removes_staged_reembedding_data_too(server_env, tmp_path: Path) -> None:
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    for src in sorted(PHOTOS.glob("*/*.jpg"))[:3]:
+        shutil.copy(src, drive / f"{src.parent.name}-{src.name}")
+    assert invoke(server_env, "run", str(drive)).exit_code == 0
+    alt = tmp_path / "alt-model"
+    alt.mkdir()
+    for f in offline_pack_files() or []:
+        (alt / f.name).symlink_to(f)
+    staged = invoke(server_env, "reembed", "--model", str(alt), "--no-switch")
+    assert staged.exit_code == 0, staged.output
+    settings = settings_of(server_env)
+    lib = Library(settings.mongodb_uri, settings.mongodb_db)
+    assert lib.faces.count_documents({"next": {"$exists": True}}) == 3
+    dry = invoke(server_env, "cleanup", "--dry-run")
+    assert "(and 3 faces staged for re-embedding)" in dry.output
+    assert invoke(server_env, "cleanup", "--yes").exit_code == 0
+    left = set(lib.db.list_collection_names())
+    assert not left & {"images", "faces", "persons", "folders", "meta", "faces_next", "face_moves", "face_snapshots"}
