@@ -262,9 +262,9 @@ grep -q "face model: auto (the workers load it)" "$work/enqueue.log" || fail "th
 grep -qE "^photos 21: done 21 \(faces 21, no face 0\), already done 0, duplicates 0, failed 0(; .*)?$" "$work/enqueue.log" || fail "enqueue summary"
 compose run --rm -T enqueuer status | tee "$work/status.log"
 grep -qE "^photos 21: done 21 \(faces 21, no face 0\), duplicates 0, pending 0, failed 0, not uploaded 0(; .*)?$" "$work/status.log" || fail "status"
-compose run --rm -T enqueuer persons >/dev/null
+compose run --rm -T enqueuer persons --html >/dev/null
 compose run --rm -T enqueuer persons --json >"$work/persons.json"
-[ -s "$app/facepic-data/persons.html" ] || fail "persons.html was not written to the data folder"
+[ -s "$app/facepic-data/persons.html" ] || fail "persons --html did not write persons.html to the data folder"
 check_persons() {  # check_persons PHOTOS_PER_IDENTITY: one person per identity, and back
   python3 - "$work/persons.json" "$1" <<'PY'
 import json, sys
