@@ -240,6 +240,11 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
     def local(path: Path) -> BaseResponse | None:
         return send_file(path, mimetype="image/jpeg", max_age=3600) if path.is_file() else None
 
+    def must(doc: dict[str, Any] | None, what: str) -> dict[str, Any]:
+        if doc is None:
+            abort(404, f"no such {what}")
+        return doc
+
     def presigned(key: str) -> BaseResponse:
         assert bucket is not None
         response = redirect(bucket.presigned_url(key, PRESIGNED_SECONDS))
@@ -255,11 +260,8 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
 
     @app.get("/img/thumb/<image_id>.jpg")
     def thumb_image(image_id: str) -> BaseResponse:
-        image = site.image(image_id)
-        if image is None:
-            abort(404, "no such photo")
-        found = local(folder.thumbnail(image_id))
-        if found is not None:
+        image = must(site.image(image_id), "photo")
+        if found := local(folder.thumbnail(image_id)):
             return found
         key = (image.get("keys") or {}).get("thumbnail")
         if bucket is not None and key:
@@ -268,15 +270,10 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
 
     @app.get("/img/face/<face_id>.jpg")
     def face_image(face_id: str) -> BaseResponse:
-        doc = site.face_doc(face_id)
-        if doc is None:
-            abort(404, "no such face")
-        found = local(folder.face_crop(face_id))
-        if found is not None:
+        doc = must(site.face_doc(face_id), "face")
+        if found := local(folder.face_crop(face_id)):
             return found
-        image = site.image(doc["image_id"])
-        if image is None:
-            abort(404, "no such photo")
+        image = must(site.image(doc["image_id"]), "photo")
         # No local crop (a data folder elsewhere): cut it from the thumbnail.
         data = thumbnail_bytes(image)
         if data is None:
@@ -285,11 +282,8 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
 
     @app.get("/img/cover/<person_id>.jpg")
     def cover_image(person_id: str) -> BaseResponse:
-        person = site.person_doc(person_id)
-        if person is None:
-            abort(404, "no such person")
-        found = local(folder.cover(person_id))
-        if found is not None:
+        person = must(site.person_doc(person_id), "person")
+        if found := local(folder.cover(person_id)):
             return found
         if bucket is not None and person.get("cover_uploaded"):
             return presigned(storage.person_key(person_id))
@@ -299,9 +293,7 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
 
     @app.get("/photos/<image_id>/original")
     def original(image_id: str) -> BaseResponse:
-        image = site.image(image_id)
-        if image is None:
-            abort(404, "no such photo")
+        image = must(site.image(image_id), "photo")
         key = (image.get("keys") or {}).get("original")
         if key and image.get("uploaded"):
             if bucket is not None:
