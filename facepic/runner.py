@@ -25,7 +25,6 @@ from facepic.settings import Settings
 
 CPU_STAGES = STAGES[: STAGES.index("upload")]  # detect, thumbnails: in the pool
 logger = logging.getLogger(__name__)
-_gave_up: set[str] = set()  # stages whose server stayed out of reach through every retry
 
 _pool_context: Context | None = None
 PARENT_POLL_SECONDS = 1.0
@@ -106,20 +105,25 @@ def _cpu_stages(job: Job) -> Job:
 
 
 def run_serial_stages(
-    ctx: Context, job: Job, stages: Iterable[str], sleep: Callable[[float], None] = time.sleep
+    ctx: Context,
+    job: Job,
+    stages: Iterable[str],
+    unreachable: set[str],
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Job:
     """The given stages in order, under the one failure policy (``facepic.pipeline.policy``).
-    Once a server stayed out of reach through every retry, later photos try it once each
-    until it answers again, so a long outage does not stall the run photo after photo."""
+    ``unreachable``, kept by the caller for one run, holds the stages whose server stayed out
+    of reach through every retry: later photos try it once each until it answers again, so a
+    long outage does not stall the run photo after photo."""
     for stage in stages:
         attempt = 0
         while True:
-            outcome = execute(ctx, stage, job, attempt, retries=0 if _gave_up else None)
+            outcome = execute(ctx, stage, job, attempt, retries=0 if unreachable else None)
             if outcome.job is not None:
                 if outcome.gave_up:
-                    _gave_up.add(stage)
+                    unreachable.add(stage)
                 else:
-                    _gave_up.discard(stage)
+                    unreachable.discard(stage)
                 job = outcome.job
                 break
             assert outcome.retry_in is not None
@@ -142,9 +146,10 @@ def process(
     a fresh process; if that one dies too, the photo fails and the run goes on."""
     cpu = [s for s in stages if s in CPU_STAGES]
     serial = [s for s in stages if s not in CPU_STAGES]
+    unreachable: set[str] = set()
     if not cpu or not jobs:
         for job in jobs:
-            on_done(run_serial_stages(ctx, job, serial))
+            on_done(run_serial_stages(ctx, job, serial, unreachable))
         return
     with pool or CpuPool(ctx.settings, None) as cpu_pool:
         ahead = 4 * cpu_pool.processes  # bounds the photos waiting for their turn in order
@@ -207,7 +212,7 @@ def process(
                 if pool_died:
                     broken()
             while served in results:
-                on_done(run_serial_stages(ctx, results.pop(served), serial))
+                on_done(run_serial_stages(ctx, results.pop(served), serial, unreachable))
                 served += 1
 
 
