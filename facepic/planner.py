@@ -21,7 +21,16 @@ from pathlib import Path
 from facepic import ids
 from facepic.ledger import Ledger, LedgerState
 from facepic.pipeline.job import STAGES, Job
-from facepic.scan import Found, ImportFolderError, Skipped, Unreadable, check_import_folder, display, scan
+from facepic.scan import (
+    Found,
+    ImportFolderError,
+    Skipped,
+    Unreadable,
+    cannot_process,
+    check_import_folder,
+    display,
+    scan,
+)
 
 FULL_CHAIN: tuple[str, ...] = STAGES
 UPLOAD_CHAIN: tuple[str, ...] = STAGES[STAGES.index("upload") :]
@@ -119,7 +128,7 @@ class Planner:
         self.state: LedgerState = ledger.read()
 
     def _error(self, path: Path, reason: str) -> None:
-        self.report(f"error: cannot process {display(path)}: {reason}")
+        self.report(cannot_process(path, reason))
 
     def check_root(self, root: Path) -> Path:
         """The import folder, or ImportFolderError: missing, unreadable or empty (an empty

@@ -213,3 +213,8 @@ def display(path: Path | str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def cannot_process(path: Path | str, reason: str) -> str:
+    """The one line a photo that failed gets: ``error: cannot process PATH: reason``."""
+    return f"error: cannot process {display(path)}: {reason}"

@@ -71,8 +71,13 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def offline_env(tmp_path: Path, model_root: Path) -> dict[str, str]:
     """Settings for a run with no servers at all (embedded database, folder store)."""
+    return offline_settings(tmp_path / "data-local", model_root)
+
+
+def offline_settings(data_dir: Path, model_root: Path) -> dict[str, str]:
+    """The environment of a run with no servers, its data folder at ``data_dir``."""
     return {
-        "FACEPIC_DATA_DIR": str(tmp_path / "data-local"),
+        "FACEPIC_DATA_DIR": str(data_dir),
         "FACEPIC_MODEL": "buffalo_s",
         "FACEPIC_MODEL_ROOT": str(model_root),
         "FACEPIC_MONGODB_URI": "",

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, copy_photos, invoke
+from tests.conftest import REPO, copy_photos, invoke, offline_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -37,16 +37,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> tuple[d
     copy_photos(photos)
     # Another photo by its content (a byte after the JPEG's end), not a duplicate of its source.
     (photos / XSS_FILE).write_bytes((photos / "tom_hanks" / "07.jpg").read_bytes() + b"\0")
-    env = {
-        "FACEPIC_DATA_DIR": str(base / "data"),
-        "FACEPIC_MODEL": "buffalo_s",
-        "FACEPIC_MODEL_ROOT": str(model_root),
-        "FACEPIC_MONGODB_URI": "",
-        "FACEPIC_S3_ENDPOINT": "",
-        "FACEPIC_S3_ACCESS_KEY_ID": "",
-        "FACEPIC_S3_SECRET_ACCESS_KEY": "",
-        "FACEPIC_WORKERS": "2",
-    }
+    env = offline_settings(base / "data", model_root)
     assert invoke(env, "run", str(photos)).exit_code == 0
     return env, base / "data"
 

@@ -28,7 +28,7 @@ from facepic.pipeline.job import Job, fail
 from facepic.pipeline.log import log
 from facepic.pipeline.thumbnails import make_thumbnails
 from facepic.pipeline.upload import upload
-from facepic.scan import display
+from facepic.scan import cannot_process, display
 from facepic.settings import Settings, redact
 from facepic.storage import StorageError, StorageUnavailable
 
@@ -106,8 +106,3 @@ def describe_error(exc: BaseException, settings: Settings) -> str:
     """One line for a failure of a stage, without secrets."""
     text = str(exc).splitlines()[0] if str(exc) else ""
     return redact(f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__, settings)
-
-
-def cannot_process(path: str, reason: str) -> str:
-    """The one line a photo that failed gets: ``error: cannot process PATH: reason``."""
-    return f"error: cannot process {display(path)}: {reason}"
