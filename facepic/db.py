@@ -162,11 +162,23 @@ class Library:
             )
 
     def upsert_image(self, doc: dict[str, Any]) -> None:
+        self.upsert_images([doc])
+
+    def upsert_images(self, docs: list[dict[str, Any]]) -> None:
+        if not docs:
+            return
+        now = now_iso()
         with self.errors():
-            self.images.update_one(
-                {"_id": doc["_id"]},
-                {"$set": {**doc, "updated_at": now_iso()}, "$setOnInsert": {"created_at": now_iso()}},
-                upsert=True,
+            self.images.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": d["_id"]},
+                        {"$set": {**d, "updated_at": now}, "$setOnInsert": {"created_at": now}},
+                        upsert=True,
+                    )
+                    for d in docs
+                ],
+                ordered=False,
             )
 
     def set_image_fields(self, image_id: str, fields: dict[str, Any]) -> None:
@@ -235,6 +247,16 @@ class Library:
     def faces_of_image(self, image_id: str) -> list[dict[str, Any]]:
         with self.errors():
             return list(self.faces.find({"image_id": image_id}).sort("index", ASCENDING))
+
+    def stored_persons(self, image_ids: Sequence[str]) -> dict[str, dict[str, str | None]]:
+        """The faces of these photos already stored (an earlier try), with their persons."""
+        found: dict[str, dict[str, str | None]] = {}
+        with self.errors():
+            for i in range(0, len(image_ids), IN_BATCH):
+                part = list(image_ids[i : i + IN_BATCH])
+                for d in self.faces.find({"image_id": {"$in": part}}, {"image_id": 1, "person_id": 1}):
+                    found.setdefault(d["image_id"], {})[d["_id"]] = d.get("person_id")
+        return found
 
     def best_scores(self, person_ids: set[str]) -> dict[str, float]:
         """Cover quality of persons; a cover the user picked counts as unbeatable."""

@@ -141,8 +141,18 @@ class Ledger:
 
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Append one entry, durably; DataFolderError (the file as it was) if it cannot."""
-        entry = {**entry, "time": entry.get("time") or now_iso()}
-        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        return self.append_many([entry])[0]
+
+    def append_many(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Append entries in one write and one fsync (the index stage logs a batch of photos
+        at once); DataFolderError, and the file as it was, if they cannot all be written."""
+        now = now_iso()
+        entries = [{**entry, "time": entry.get("time") or now} for entry in entries]
+        if not entries:
+            return entries
+        data = b"".join(
+            (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode() for entry in entries
+        )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -152,10 +162,10 @@ class Ledger:
             fcntl.flock(fd, fcntl.LOCK_EX)
             start = _cut_torn_tail(fd)
             try:
-                _write_all(fd, line)
+                _write_all(fd, data)
                 os.fsync(fd)
             except OSError as e:
-                # Whatever part of the line reached the file goes again: the next append
+                # Whatever part of the lines reached the file goes again: the next append
                 # must not be glued onto a fragment.
                 os.ftruncate(fd, start)
                 os.fsync(fd)
@@ -164,7 +174,7 @@ class Ledger:
             raise data_folder_error(e, self.path.parent) from None
         finally:
             os.close(fd)  # also releases the lock
-        return entry
+        return entries
 
 
 def _cut_torn_tail(fd: int) -> int:

@@ -105,6 +105,12 @@ class Context:
             self._matchers[model] = matcher
         return self._matchers[model]
 
+    def forget_matchers(self) -> None:
+        """Read the persons' faces from MongoDB again at the next photo (a batch failed
+        midway: the matcher may know faces that were never stored)."""
+        self._matchers.clear()
+        self.best_scores.clear()
+
     def claim_model(self, model: str) -> None:
         """Record the library's model once; if the library was wiped since (another epoch,
         looked at every few seconds at most), forget what was cached of the old one."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from typing import Any
 
 from facepic import documents, ids, quality, storage
@@ -32,66 +33,141 @@ def _folder_docs(root: str, rel: str) -> tuple[str, list[dict[str, Any]]]:
 def index(ctx: Context, job: Job) -> Job:
     """Record the photo and its faces in MongoDB and give each face a person (or leave an
     unsure or poor one unassigned)."""
-    if job.get("error"):
-        return job
-    image_id = job["image_id"]
-    lib = ctx.library
-    work = workfile.load(ctx.folder, image_id)
-    uploaded = bool(job.get("uploaded"))
-    ext = extension(job)
-    keys = (
-        {"original": storage.original_key(image_id, ext), "thumbnail": storage.thumbnail_key(image_id)}
-        if uploaded
-        else None
-    )
-    if work is None:  # indexed before (a replay, or --upload-only): only the upload state
-        if lib.image(image_id) is None:
-            return fail(job, "index", "intermediate results are missing; enqueue the photo again")
-        if uploaded:
-            lib.set_image_fields(image_id, {"uploaded": True, "keys": keys})
-            _upload_covers(ctx, [f["person_id"] for f in lib.faces_of_image(image_id) if f.get("person_id")])
-        return job
+    return index_batch(ctx, [job])[0]
 
-    info = work["info"]
-    model = info["model"]
-    ctx.claim_model(model)
-    folder_id, folders = _folder_docs(job["root"], job["rel"])
-    ctx.upsert_folders(folders)
-    face_ids = [ids.face_id(image_id, i) for i in range(len(work["scores"]))]
-    assessed = _qualities(work)
-    limits = ctx.settings.limits
-    can_found = [q.can_found(limits) for q in assessed]
-    stored = {f["_id"]: f.get("person_id") for f in lib.faces_of_image(image_id)} if face_ids else {}
-    persons, founders, decisions = assign_photo(
-        ctx.matcher(model), face_ids, stored, work["embeddings"], ids.person_id, can_found
-    )
-    fresh = [fid for fid in face_ids if fid not in stored]
-    first_seq = lib.next_seq(len(fresh)) if fresh else 0
-    seqs = {fid: first_seq + n for n, fid in enumerate(fresh)}
-    face_docs = []
-    for i, fid in enumerate(face_ids):
-        fields = documents.face_fields(
-            model,
-            work["embeddings"][i],
-            work["boxes"][i],
-            work["landmarks"][i],
-            float(work["scores"][i]),
-            assessed[i],
-            can_found[i],
-        )
-        doc = documents.face(fid, image_id, i, fields, persons[fid], seqs.get(fid))
-        decision = decisions.get(fid)
-        if decision is not None and decision.ambiguous:
-            doc["candidates"] = [decision.best, decision.runner_up]
-        face_docs.append(doc)
-    lib.upsert_faces(face_docs)  # a face stored by an earlier try keeps its person
-    covers = _new_covers(ctx, face_docs)
-    lib.update_persons(model, founders, covers, {p for p in persons.values() if p})
-    ctx.best_scores.update({pid: face["quality"]["value"] for pid, face in covers.items()})
-    if covers and job.get("upload"):
-        _upload_covers(ctx, list(covers))
-    lib.upsert_image(documents.image(image_id, job, info, folder_id, ext, keys, face_docs))
+
+def index_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
+    """``index`` over several photos at once, with the decisions of ``index`` one photo after
+    another in this order (the same matcher decides each photo in turn and learns its faces
+    before the next), and one round trip per kind of write for the whole batch."""
+    out = list(jobs)
+    fresh: list[tuple[int, Job, dict[str, Any]]] = []
+    again: list[int] = []  # a photo twice in one batch (a replayed task): after the first
+    seen: set[str] = set()
+    for pos, job in enumerate(jobs):
+        if job.get("error"):
+            continue
+        if job["image_id"] in seen:
+            again.append(pos)
+            continue
+        seen.add(job["image_id"])
+        work = workfile.load(ctx.folder, job["image_id"])
+        if work is None:
+            out[pos] = _indexed_before(ctx, job)
+        else:
+            fresh.append((pos, job, work))
+    if fresh:
+        try:
+            for pos, job in _index_new(ctx, fresh):
+                out[pos] = job
+        except BaseException:
+            # The matcher may hold faces of this batch that were never stored: read it again.
+            ctx.forget_matchers()
+            raise
+    for pos in again:
+        out[pos] = index_batch(ctx, [jobs[pos]])[0]
+    return out
+
+
+def _indexed_before(ctx: Context, job: Job) -> Job:
+    """A photo indexed before (a replay, or --upload-only): only its upload state."""
+    lib = ctx.library
+    image_id = job["image_id"]
+    if lib.image(image_id) is None:
+        return fail(job, "index", "intermediate results are missing; enqueue the photo again")
+    if job.get("uploaded"):
+        lib.set_image_fields(image_id, {"uploaded": True, "keys": _keys(job)})
+        _upload_covers(ctx, [f["person_id"] for f in lib.faces_of_image(image_id) if f.get("person_id")])
     return job
+
+
+def _keys(job: Job) -> dict[str, str] | None:
+    if not job.get("uploaded"):
+        return None
+    return {
+        "original": storage.original_key(job["image_id"], extension(job)),
+        "thumbnail": storage.thumbnail_key(job["image_id"]),
+    }
+
+
+@dataclass
+class _Photo:
+    pos: int
+    job: Job
+    info: dict[str, Any]
+    folder_id: str
+    faces: list[dict[str, Any]]  # face documents, seq still to number for fresh ones
+    fresh: list[str]  # faces not stored by an earlier try
+
+
+def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> list[tuple[int, Job]]:
+    lib = ctx.library
+    for model in dict.fromkeys(work["info"]["model"] for _, _, work in batch):
+        ctx.claim_model(model)
+    with_faces = [job["image_id"] for _, job, work in batch if len(work["scores"])]
+    stored_all = lib.stored_persons(with_faces) if with_faces else {}
+    limits = ctx.settings.limits
+    folders: dict[str, dict[str, Any]] = {}
+    photos: list[_Photo] = []
+    founders: dict[str, dict[str, str]] = {}
+    touched: dict[str, set[str]] = {}
+    for pos, job, work in batch:
+        image_id = job["image_id"]
+        info = work["info"]
+        model = info["model"]
+        folder_id, chain = _folder_docs(job["root"], job["rel"])
+        folders.update((d["_id"], d) for d in chain)
+        face_ids = [ids.face_id(image_id, i) for i in range(len(work["scores"]))]
+        assessed = _qualities(work)
+        can_found = [q.can_found(limits) for q in assessed]
+        stored = stored_all.get(image_id, {})
+        persons, new, decisions = assign_photo(
+            ctx.matcher(model), face_ids, stored, work["embeddings"], ids.person_id, can_found
+        )
+        founders.setdefault(model, {}).update(new)
+        touched.setdefault(model, set()).update(p for p in persons.values() if p)
+        docs = []
+        for i, fid in enumerate(face_ids):
+            fields = documents.face_fields(
+                model,
+                work["embeddings"][i],
+                work["boxes"][i],
+                work["landmarks"][i],
+                float(work["scores"][i]),
+                assessed[i],
+                can_found[i],
+            )
+            doc = documents.face(fid, image_id, i, fields, persons[fid], None)
+            decision = decisions.get(fid)
+            if decision is not None and decision.ambiguous:
+                doc["candidates"] = [decision.best, decision.runner_up]
+            docs.append(doc)
+        photos.append(_Photo(pos, job, info, folder_id, docs, [fid for fid in face_ids if fid not in stored]))
+    count = sum(len(p.fresh) for p in photos)
+    seq = lib.next_seq(count) if count else 0
+    for photo in photos:
+        numbers = {fid: seq + n for n, fid in enumerate(photo.fresh)}
+        seq += len(photo.fresh)
+        for doc in photo.faces:
+            doc["seq"] = numbers.get(doc["_id"])
+    ctx.upsert_folders(list(folders.values()))
+    lib.upsert_faces([doc for p in photos for doc in p.faces])  # a face stored before keeps its person
+    for model in touched:
+        faces = [doc for p in photos if p.info["model"] == model for doc in p.faces]
+        covers = _new_covers(ctx, faces)
+        lib.update_persons(model, founders[model], covers, touched[model])
+        ctx.best_scores.update({pid: face["quality"]["value"] for pid, face in covers.items()})
+        uploading = {p.job["image_id"] for p in photos if p.job.get("upload")}
+        upload = [pid for pid, face in covers.items() if face["image_id"] in uploading]
+        if upload:
+            _upload_covers(ctx, upload)
+    lib.upsert_images(
+        [
+            documents.image(p.job["image_id"], p.job, p.info, p.folder_id, extension(p.job), _keys(p.job), p.faces)
+            for p in photos
+        ]
+    )
+    return [(p.pos, p.job) for p in photos]
 
 
 def _qualities(work: dict[str, Any]) -> list[quality.FaceQuality]:

@@ -14,25 +14,55 @@ from facepic.settings import redact
 def log(ctx: Context, job: Job) -> Job:
     """The photo's ledger line; its work file is no longer needed. A photo already logged
     done (a replayed task) gets no second line."""
+    return log_batch(ctx, [job])[0]
+
+
+def log_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
+    """``log`` over several photos, their lines appended in one write."""
+    done = _logged_done(ctx)
+    entries: list[dict[str, Any]] = []
+    pending: dict[tuple[str, str, str], bool] = {}
+    for job in jobs:
+        key = (job["root"], job["rel"], job["sha256"])
+        before = pending.get(key, done.get(key))
+        already = before is not None and (before or not job.get("uploaded"))
+        if already and not job.get("upload_only"):
+            continue
+        entry = _entry(ctx, job)
+        entries.append(entry)
+        if entry["status"] == "done":
+            pending[key] = entry["uploaded"]
+    ctx.ledger.append_many(entries)
+    done.update(pending)
+    st = os.stat(ctx.ledger.path) if entries else None
+    if st is not None:
+        ctx._ledger_seen = (st.st_ino, st.st_size)
+    for job in jobs:
+        workfile.drop(ctx.folder, job["image_id"])
+    return jobs
+
+
+def _logged_done(ctx: Context) -> dict[tuple[str, str, str], bool]:
+    """Photo (root, path, sha256) -> uploaded, for every photo the ledger has as done; read
+    again when the ledger was replaced or cut (cleanup) since it was last read."""
     try:
         st = os.stat(ctx.ledger.path)
         seen = (st.st_ino, st.st_size)
     except FileNotFoundError:
         seen = (0, 0)
     if seen[0] != ctx._ledger_seen[0] or seen[1] < ctx._ledger_seen[1]:
-        ctx.logged_done = None  # the ledger was replaced or cut (cleanup): read it again
+        ctx.logged_done = None
     if ctx.logged_done is None:
         ctx.logged_done = {
             (e.get("root", ""), e.get("path", ""), e.get("sha256", "")): bool(e.get("uploaded"))
             for e in ctx.ledger.read().by_path.values()
             if e.get("status") == "done"
         }
-    key = (job["root"], job["rel"], job["sha256"])
     ctx._ledger_seen = seen
-    already = key in ctx.logged_done and (ctx.logged_done[key] or not job.get("uploaded"))
-    if already and not job.get("upload_only"):
-        workfile.drop(ctx.folder, job["image_id"])
-        return job
+    return ctx.logged_done
+
+
+def _entry(ctx: Context, job: Job) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "path": job["rel"],
         "root": job["root"],
@@ -54,10 +84,4 @@ def log(ctx: Context, job: Job) -> Job:
         entry["stage"] = job.get("failed_stage")
     elif job.get("upload_error"):
         entry["upload_error"] = redact(job["upload_error"], ctx.settings)
-    ctx.ledger.append(entry)
-    if entry["status"] == "done":
-        ctx.logged_done[key] = entry["uploaded"]
-    st = os.stat(ctx.ledger.path)
-    ctx._ledger_seen = (st.st_ino, st.st_size)
-    workfile.drop(ctx.folder, job["image_id"])
-    return job
+    return entry

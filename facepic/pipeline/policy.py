@@ -23,9 +23,9 @@ from facepic.db import DatabaseError, DatabaseUnavailable
 from facepic.errors import FacePicError, data_folder_error, disk_full, is_disk_error
 from facepic.pipeline.context import Context
 from facepic.pipeline.detect import detect
-from facepic.pipeline.index import index
+from facepic.pipeline.index import index, index_batch
 from facepic.pipeline.job import Job, fail
-from facepic.pipeline.log import log
+from facepic.pipeline.log import log, log_batch
 from facepic.pipeline.thumbnails import make_thumbnails
 from facepic.pipeline.upload import upload
 from facepic.scan import cannot_process, display
@@ -95,6 +95,37 @@ def execute(ctx: Context, stage: str, job: Job, attempt: int = 0, retries: int |
         logger.error("%s", cannot_process(job.get("file", ""), f"upload failed: {error}"))
         return Outcome(upload_gave_up(job, error, settings), gave_up=True)
     return Outcome(fail(job, stage, describe_error(error, settings)), gave_up=gave_up)
+
+
+# The stages the index worker (and `facepic run`'s main process) runs over a batch of photos.
+BATCH_STAGES = ("index", "log")
+
+
+def execute_batch(ctx: Context, jobs: list[Job]) -> list[Job] | None:
+    """index and log over a batch of photos at once: the decisions of one photo after another,
+    one round trip per kind of write, the ledger appended once. None when the batch did not go
+    through (a server out of reach, a photo's own fault): its photos then go one by one
+    through ``execute``, which retries or fails each as the policy says; what the batch wrote
+    before is kept by them (every write is an idempotent upsert, a stored face keeps its
+    person). A data folder that cannot be written stops the run, as in ``execute``."""
+    settings = ctx.settings
+    start = time.perf_counter()
+    try:
+        indexed = index_batch(ctx, jobs)
+        share = round((time.perf_counter() - start) / len(jobs), 4)
+        return log_batch(ctx, [{**job, "timings": {**(job.get("timings") or {}), "index": share}} for job in indexed])
+    except (DatabaseError, StorageError, OSError) as e:
+        if is_disk_error(e):
+            raise data_folder_error(e, settings.data_dir) from None  # type: ignore[arg-type]
+        if isinstance(e, DatabaseError) and disk_full(settings.data_dir):
+            raise data_folder_error(OSError(errno.ENOSPC, "No space left on device"), settings.data_dir) from None
+        error: Exception = e
+    except FacePicError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one photo's fault: the one-by-one path finds which
+        error = e
+    logger.warning("a batch of %s photos goes one by one: %s", len(jobs), describe_error(error, settings))
+    return None
 
 
 def upload_gave_up(job: Job, exc: BaseException, settings: Settings) -> Job:
