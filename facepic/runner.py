@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from facepic.errors import DataFolderError
 from facepic.pipeline import STAGES, Context, Job, cannot_process, execute
-from facepic.pipeline.policy import BATCH_STAGES, execute_batch
+from facepic.pipeline.policy import BATCH_STAGES, backoff, execute_batch
 from facepic.planner import Summary
 from facepic.scan import display
 from facepic.settings import Settings
@@ -148,10 +148,18 @@ def run_serial_batch(
     each = tuple(s for s in stages if s not in BATCH_STAGES)
     jobs = [run_serial_stages(ctx, job, each, unreachable, sleep) for job in jobs]
     batched = tuple(s for s in stages if s in BATCH_STAGES)
-    if batched == BATCH_STAGES and len(jobs) > 1 and "index" not in unreachable:
-        done = execute_batch(ctx, jobs)
-        if done is not None:
-            return done
+    attempt = 0
+    while batched == BATCH_STAGES and len(jobs) > 1 and "index" not in unreachable:
+        outcome = execute_batch(ctx, jobs)
+        if outcome.jobs is not None:
+            return outcome.jobs
+        if not outcome.transient:
+            break  # one photo's fault: one by one finds which
+        if attempt >= ctx.settings.retries:
+            unreachable.add("index")  # retried enough: one by one, each photo tries once
+            break
+        sleep(backoff(ctx.settings, attempt))
+        attempt += 1
     return [run_serial_stages(ctx, job, batched, unreachable, sleep) for job in jobs]
 
 

@@ -192,8 +192,11 @@ class Worker:
         self.proc.wait()
 
 
-def start_worker(env: dict[str, str], workdir: Path, name: str, queues: str, concurrency: int = 1) -> Worker:
-    """A real `celery -A workers worker` process, as the README starts it."""
+def start_worker(
+    env: dict[str, str], workdir: Path, name: str, queues: str, concurrency: int = 1, path: tuple[Path, ...] = ()
+) -> Worker:
+    """A real `celery -A workers worker` process, as the README starts it (``path``: folders put
+    before the repository on its PYTHONPATH, for a test's ``sitecustomize``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
     args = [
@@ -215,7 +218,7 @@ def start_worker(env: dict[str, str], workdir: Path, name: str, queues: str, con
         "--without-mingle",
         f"--logfile={log}",
     ]
-    full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    full_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(map(str, (*path, Path(__file__).parent.parent)))}
     proc = subprocess.Popen(
         args, cwd=workdir, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
     )

@@ -141,6 +141,56 @@ def test_killed_index_worker(server_env, tmp_path: Path) -> None:
     kill_mid_batch(server_env, tmp_path, "index")
 
 
+KILL_IN_BATCH = """
+import os, signal
+from pathlib import Path
+
+_marker = os.environ.get("KILL_MARKER")
+if _marker:
+    import facepic.db as _db
+
+    _real = _db.Library.upsert_images
+
+    def _upsert_images(self, docs):
+        # After the batch's faces and persons are stored, before its photos and ledger lines.
+        if len(docs) > 1 and not Path(_marker).exists():
+            Path(_marker).write_text(str(len(docs)))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _real(self, docs)
+
+    _db.Library.upsert_images = _upsert_images
+"""
+
+
+def test_index_worker_killed_inside_a_batch(server_env, tmp_path: Path) -> None:
+    """The index worker's process dies between a batch's writes: the batch is taken again,
+    and every photo is done once, its faces, persons and ledger line once."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "sitecustomize.py").write_text(KILL_IN_BATCH)
+    marker = tmp_path / "killed"
+    env = {**server_env, "FACEPIC_VISIBILITY_TIMEOUT": "4", "KILL_MARKER": str(marker)}
+    photos = tmp_path / "drive"
+    total = many_photos(photos, 2)
+    settings = settings_of(env)
+    cpu = start_worker(env, tmp_path / "w-cpu", "cpu", "cpu,upload", 1)
+    index = None
+    try:
+        assert invoke(env, "enqueue", str(photos)).exit_code == 0
+        waiting = redis.Redis.from_url(env["FACEPIC_REDIS_URL"])
+        wait_until(lambda: waiting.llen("facepic:index") == total, "every photo waiting for the index worker")
+        index = start_worker(env, tmp_path / "w-index", "index", "index", 1, path=(faults,))
+        wait_for_ledger(settings, total, timeout=240)
+        time.sleep(6)  # the drain delivered again after the visibility timeout changes nothing
+    finally:
+        for worker in (cpu, index):
+            if worker is not None:
+                worker.stop()
+    assert int(marker.read_text()) > 1, "no batch was cut short"
+    check_exactly_once(env, total)
+    assert "WorkerLostError" in (tmp_path / "w-index" / "index.log").read_text()
+
+
 def test_killed_enqueuer_queues_the_rest_on_the_next_run(server_env, tmp_path: Path) -> None:
     photos = tmp_path / "drive"
     for i in range(1500):  # the enqueuer hashes and queues; no worker runs, nothing is decoded

@@ -64,10 +64,10 @@ def test_flower_shows_every_stage_behind_basic_auth(server_env, workers, tmp_pat
             status, body = get(f"{base}/api/tasks")
             assert status == 200
             seen = {t["name"] for t in json.loads(body).values() if t.get("name")}
-            if {"facepic.detect", "facepic.thumbnails", "facepic.upload", "facepic.index", "facepic.log"} <= seen:
+            if {"facepic.detect", "facepic.thumbnails", "facepic.upload", "facepic.index"} <= seen:
                 break
             time.sleep(0.5)
-        assert {"facepic.detect", "facepic.thumbnails", "facepic.upload", "facepic.index", "facepic.log"} <= seen
+        assert {"facepic.detect", "facepic.thumbnails", "facepic.upload", "facepic.index"} <= seen
 
         status, body = get(f"{base}/metrics")
         assert status == 200

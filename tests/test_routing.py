@@ -5,7 +5,7 @@ from pathlib import Path
 
 from facepic.settings import Settings
 from workers.app import make_app
-from workers.routing import QUEUES, ROUTES, SETTLE_TASK, STAGE_TASKS
+from workers.routing import INDEX_TASK, QUEUES, ROUTES, SETTLE_TASK, STAGE_TASKS
 
 
 def test_every_registered_task_has_a_route_to_a_declared_queue() -> None:
@@ -14,7 +14,7 @@ def test_every_registered_task_has_a_route_to_a_declared_queue() -> None:
     from workers.app import app as default_app
 
     ours = {name for name in default_app.tasks if name.startswith("facepic.")}
-    assert ours == set(ROUTES) == set(STAGE_TASKS.values()) | {SETTLE_TASK}
+    assert ours == set(ROUTES) == set(STAGE_TASKS.values()) | {INDEX_TASK, SETTLE_TASK}
     for route in ROUTES.values():
         assert route["queue"] in QUEUES
     assert {q.name for q in app.conf.task_queues} == set(QUEUES)
@@ -24,7 +24,7 @@ def test_every_registered_task_has_a_route_to_a_declared_queue() -> None:
 
 
 def test_assignment_and_ledger_share_the_single_index_queue() -> None:
-    assert ROUTES["facepic.index"]["queue"] == ROUTES["facepic.log"]["queue"] == "index"
+    assert ROUTES["facepic.index"]["queue"] == ROUTES["facepic.settle"]["queue"] == "index"
     assert ROUTES["facepic.detect"]["queue"] != "index"
 
 

@@ -8,7 +8,8 @@ from celery import Celery, chain
 
 from facepic.errors import FacePicError
 from facepic.pipeline.job import Job
-from workers.routing import QUEUES, STAGE_TASKS
+from workers.batches import IndexQueue
+from workers.routing import INDEX_QUEUE, QUEUES, STAGE_TASKS
 
 
 class BrokerUnavailable(FacePicError):
@@ -36,7 +37,8 @@ class CeleryDispatcher:
             raise BrokerUnavailable(f"cannot reach Redis at {host} ({type(e).__name__})") from None
 
     def __call__(self, job: Job, stages: tuple[str, ...]) -> None:
-        signatures = [self.app.signature(STAGE_TASKS[stage]) for stage in stages]
+        """The photo's chain of CPU-side stages; its upload stage hands it to the index worker."""
+        signatures = [self.app.signature(STAGE_TASKS[stage]) for stage in stages if stage in STAGE_TASKS]
         signatures[0] = signatures[0].clone(args=(dict(job),))
         chain(*signatures).apply_async()
 
@@ -46,6 +48,8 @@ class CeleryDispatcher:
 
         client = redis.Redis.from_url(self.app.conf.broker_url, socket_connect_timeout=2, socket_timeout=2)
         try:
-            return {queue: int(client.llen(queue)) for queue in QUEUES}
+            lengths = {queue: int(client.llen(queue)) for queue in QUEUES}
+            lengths[INDEX_QUEUE] += IndexQueue(client, self.app).waiting()
+            return lengths
         finally:
             client.close()

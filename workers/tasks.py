@@ -1,8 +1,9 @@
-"""Thin Celery tasks: each calls one stage of `facepic.pipeline` with the job it was given.
+"""Thin Celery tasks: each CPU-side task calls one stage of `facepic.pipeline` with the job it
+was given; the index worker's task drains the index queue in batches (`workers.batches`).
 
 Transient failures (MongoDB or the bucket unreachable) are retried with backoff; a stage
-that still fails, or fails for a reason no retry cures, sends the photo to ``log`` as
-failed so the run goes on and the ledger says why.
+that still fails, or fails for a reason no retry cures, hands the photo to the index queue
+as failed, so the run goes on and the ledger says why.
 """
 
 from __future__ import annotations
@@ -12,26 +13,43 @@ import time
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 
 from facepic.pipeline import Context, Job, cannot_process, describe_error, execute
+from facepic.pipeline.policy import BATCH_STAGES
+from facepic.runner import run_serial_batch
 from facepic.settings import Settings
 from facepic.settle import settle_run
 from workers.app import app
+from workers.batches import BATCH, DRAIN, IndexQueue
 from workers.dispatch import CeleryDispatcher
-from workers.routing import INDEX_QUEUE, STAGE_TASKS
+from workers.routing import INDEX_QUEUE, INDEX_TASK
 
 log = logging.getLogger("facepic.worker")
 
 _processes = 1
 _context: Context | None = None
+_queue: IndexQueue | None = None
 
 
 @worker_init.connect
 def _remember_concurrency(sender: Any = None, **_: Any) -> None:
-    """Pool size, read before the pool forks, so onnxruntime threads x processes = cores."""
+    """Pool size, read before the pool forks, so model threads x processes = cores."""
     global _processes
     _processes = int(getattr(sender, "concurrency", 1) or 1)
+
+
+@worker_ready.connect
+def _drain_at_start(sender: Any = None, **_: Any) -> None:
+    """The index worker, at its start, drains what waits (a flag left by a killed drain
+    would otherwise hold the photos until it expires)."""
+    queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender is not None else set()
+    if INDEX_QUEUE in queues:
+        try:
+            index_queue().client.delete(DRAIN)
+            index_queue().wake()
+        except Exception as e:  # noqa: BLE001 - Redis away: the next photo handed over wakes it
+            log.warning("could not look at the index queue at start: %s", type(e).__name__)
 
 
 def context() -> Context:
@@ -42,16 +60,23 @@ def context() -> Context:
     return _context
 
 
+def index_queue() -> IndexQueue:
+    global _queue
+    if _queue is None:
+        _queue = IndexQueue.of(app)
+    return _queue
+
+
 class StageTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo):
-        """A stage gave up: record the photo as failed instead of leaving it hanging."""
+        """A stage gave up: hand the photo to the index queue as failed, so it is logged."""
         job = args[0] if args else None
-        if not isinstance(job, dict) or self.name == STAGE_TASKS["log"]:
+        if not isinstance(job, dict):
             return
         stage = self.name.removeprefix("facepic.")
         reason = describe_error(exc, context().settings)
         log.error("%s", cannot_process(job.get("file", ""), reason))
-        app.send_task(STAGE_TASKS["log"], args=[{**job, "error": reason, "failed_stage": stage}])
+        index_queue().push({**job, "error": reason, "failed_stage": stage})
 
 
 def _run(task: Task, stage: str, job: Job) -> Job:
@@ -77,24 +102,45 @@ def thumbnails(self: Task, job: Job) -> Job:
 
 @app.task(name="facepic.upload", base=StageTask, bind=True)
 def upload(self: Task, job: Job) -> Job:
-    return _run(self, "upload", job)
-
-
-@app.task(name="facepic.index", base=StageTask, bind=True)
-def index(self: Task, job: Job) -> Job:
-    return _run(self, "index", job)
-
-
-@app.task(name="facepic.log", base=StageTask, bind=True)
-def log_stage(self: Task, job: Job) -> Job:
-    out = _run(self, "log", job)
-    _settle_when_idle()
+    """The last stage on a CPU worker: the photo then waits for the index worker."""
+    out = _run(self, "upload", job)
+    index_queue().push(out)
     return out
 
 
+DRAIN_SECONDS = 60.0  # a drain hands over to a fresh task after this, so others can run
+
+
+@app.task(name=INDEX_TASK)
+def index() -> str:
+    """Index and log the photos waiting in the index queue, a batch at a time, until none
+    waits (``workers.batches``)."""
+    ctx = context()
+    queue = index_queue()
+    started = time.monotonic()
+    photos = 0
+    while True:
+        jobs = queue.take(BATCH)
+        if not jobs:
+            if queue.release():
+                break
+            continue
+        for before, job in zip(jobs, run_serial_batch(ctx, jobs, BATCH_STAGES, set())):
+            if job.get("error") and not before.get("error"):  # failed here, not on the way
+                log.warning("%s", cannot_process(job.get("file", ""), job["error"]))
+        queue.done()
+        photos += len(jobs)
+        queue.refresh()
+        if time.monotonic() - started > DRAIN_SECONDS:
+            app.send_task(INDEX_TASK)  # the flag stays taken: this drain goes on in a new task
+            break
+    _settle_when_idle()
+    return f"{photos} photos indexed"
+
+
 # Settling decides the persons of the faces stored since the last settle together (see
-# facepic.settle). On the index queue it runs once the queue has drained: a photo logged with
-# nothing waiting behind it schedules one settle a few seconds later, which settles only if the
+# facepic.settle). On the index queue it runs once the queue has drained: a drain that ends
+# with nothing waiting schedules one settle a few seconds later, which settles only if the
 # queue is still empty then (else the next drained moment does). The index worker is a single
 # process, so this is never concurrent with an index stage.
 SETTLE_DELAY = 5.0
@@ -113,7 +159,7 @@ def _settle_when_idle() -> None:
     try:
         if _index_waiting():
             return
-    except Exception:  # noqa: BLE001 - Redis out of reach: the next photo tries again
+    except Exception:  # noqa: BLE001 - Redis out of reach: the next drain tries again
         return
     _settle_sent = now
     settle.apply_async(countdown=SETTLE_DELAY)

@@ -101,10 +101,16 @@ def execute(ctx: Context, stage: str, job: Job, attempt: int = 0, retries: int |
 BATCH_STAGES = ("index", "log")
 
 
-def execute_batch(ctx: Context, jobs: list[Job]) -> list[Job] | None:
+@dataclass
+class BatchOutcome:
+    jobs: list[Job] | None  # None: the batch did not go through
+    transient: bool = False  # because a server was out of reach (worth a retry)
+
+
+def execute_batch(ctx: Context, jobs: list[Job]) -> BatchOutcome:
     """index and log over a batch of photos at once: the decisions of one photo after another,
-    one round trip per kind of write, the ledger appended once. None when the batch did not go
-    through (a server out of reach, a photo's own fault): its photos then go one by one
+    one round trip per kind of write, the ledger appended once. No jobs when the batch did not
+    go through (a server out of reach, a photo's own fault): its photos then go one by one
     through ``execute``, which retries or fails each as the policy says; what the batch wrote
     before is kept by them (every write is an idempotent upsert, a stored face keeps its
     person). A data folder that cannot be written stops the run, as in ``execute``."""
@@ -113,7 +119,9 @@ def execute_batch(ctx: Context, jobs: list[Job]) -> list[Job] | None:
     try:
         indexed = index_batch(ctx, jobs)
         share = round((time.perf_counter() - start) / len(jobs), 4)
-        return log_batch(ctx, [{**job, "timings": {**(job.get("timings") or {}), "index": share}} for job in indexed])
+        return BatchOutcome(
+            log_batch(ctx, [{**job, "timings": {**(job.get("timings") or {}), "index": share}} for job in indexed])
+        )
     except (DatabaseError, StorageError, OSError) as e:
         if is_disk_error(e):
             raise data_folder_error(e, settings.data_dir) from None  # type: ignore[arg-type]
@@ -124,8 +132,8 @@ def execute_batch(ctx: Context, jobs: list[Job]) -> list[Job] | None:
         raise
     except Exception as e:  # noqa: BLE001 - one photo's fault: the one-by-one path finds which
         error = e
-    logger.warning("a batch of %s photos goes one by one: %s", len(jobs), describe_error(error, settings))
-    return None
+    logger.warning("a batch of %s photos did not go through: %s", len(jobs), describe_error(error, settings))
+    return BatchOutcome(None, transient=isinstance(error, TRANSIENT))
 
 
 def upload_gave_up(job: Job, exc: BaseException, settings: Settings) -> Job:

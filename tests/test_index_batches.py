@@ -1,0 +1,115 @@
+"""The index stage over batches decides exactly what it decides photo after photo: the same
+persons, candidates, covers, sequence numbers, photos and ledger lines, whatever the batch
+sizes; a photo twice in one batch (a replayed task) and a failed photo included. Real photos,
+the real MongoDB wire server."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+from facepic.pipeline import Context, execute, run_stage
+from facepic.pipeline.job import Job
+from facepic.planner import Planner
+from facepic.runner import run_serial_batch
+from facepic.settings import Settings
+from tests.conftest import copy_photos, ledger_lines
+
+VOLATILE = ("created_at", "updated_at", "time", "timings")
+
+
+def settings_at(data: Path, mongo_server: str, db: str, model_root: Path) -> Settings:
+    return Settings.load(
+        env={
+            "FACEPIC_DATA_DIR": str(data),
+            "FACEPIC_MONGODB_URI": mongo_server,
+            "FACEPIC_MONGODB_DB": db,
+            "FACEPIC_S3_ENDPOINT": "",
+            "FACEPIC_S3_ACCESS_KEY_ID": "",
+            "FACEPIC_S3_SECRET_ACCESS_KEY": "",
+            "FACEPIC_MODEL": "buffalo_s",
+            "FACEPIC_MODEL_ROOT": str(model_root),
+        },
+        env_file=None,
+    )
+
+
+def library(ctx: Context) -> dict[str, Any]:
+    def docs(coll: Any) -> dict[str, Any]:
+        return {d["_id"]: {k: v for k, v in d.items() if k not in VOLATILE} for d in coll.find({})}
+
+    lib = ctx.library
+    lines = [{k: v for k, v in x.items() if k not in VOLATILE} for x in ledger_lines(ctx.settings)]
+    return {"images": docs(lib.images), "faces": docs(lib.faces), "persons": docs(lib.persons), "ledger": lines}
+
+
+def test_batches_decide_what_one_photo_after_another_decides(mongo_server, model_root, tmp_path: Path) -> None:
+    photos = tmp_path / "drive"
+    copy_photos(photos)  # 21 labelled photos of 7 people, and a couple
+    prepared = settings_at(tmp_path / "prepared", mongo_server, "batches_prepared", model_root)
+    ctx = Context(prepared)
+    jobs: list[Job] = []
+    for job in Planner(ctx.ledger, "buffalo_s", upload=False).new_jobs(photos):
+        for stage in ("detect", "thumbnails", "upload"):
+            job = run_stage(ctx, stage, job)
+        jobs.append(job)
+    assert sum(j["faces"] for j in jobs) >= 23
+    # A replayed photo (right after itself: in one batch, or split between two) and a photo
+    # that failed in an earlier stage.
+    jobs.insert(5, jobs[4])
+    jobs.insert(9, {**jobs[8], "image_id": "f" * 32, "sha256": "e" * 64, "error": "broken", "failed_stage": "detect"})
+    rng = random.Random(7)
+    results = {}
+    for n, (name, size) in enumerate((("one by one", 0), ("random batches", -1), ("one batch", len(jobs)))):
+        settings = settings_at(tmp_path / f"path{n}", mongo_server, f"batches_{n}", model_root)
+        shutil.copytree(prepared.folder.root, settings.folder.root)
+        with Context(settings) as run:
+            run.library.ensure_indexes()
+            if not size:
+                for job in jobs:
+                    for stage in ("index", "log"):
+                        outcome = execute(run, stage, job)
+                        assert outcome.job is not None
+                        job = outcome.job
+            else:
+                start = 0
+                while start < len(jobs):
+                    step = size if size > 0 else rng.randint(2, 6)
+                    batch = jobs[start : start + step]
+                    done = run_serial_batch(run, batch, ("index", "log"), set())
+                    assert [j["image_id"] for j in done] == [j["image_id"] for j in batch]
+                    start += step
+            results[name] = library(run)
+            assert not list(settings.folder.work.glob("*.npz"))  # every work file served
+    reference = results["one by one"]
+    persons = {f["person_id"] for f in reference["faces"].values()}
+    assert len(persons) >= 7 and len(reference["images"]) == 22
+    assert [x["status"] for x in reference["ledger"]].count("failed") == 1
+    assert sum(x["status"] in ("done", "failed") for x in reference["ledger"]) == 23  # the replay once
+    assert all(f["seq"] for f in reference["faces"].values())
+    for name in ("random batches", "one batch"):
+        for part in ("faces", "persons", "images", "ledger"):
+            assert results[name][part] == reference[part], (name, part)
+
+
+def test_a_photo_that_breaks_its_batch_fails_alone(mongo_server, model_root, tmp_path: Path) -> None:
+    photos = tmp_path / "drive"
+    copy_photos(photos, group=False)
+    settings = settings_at(tmp_path / "data", mongo_server, "batches_broken", model_root)
+    with Context(settings) as ctx:
+        ctx.library.ensure_indexes()
+        jobs = []
+        for job in list(Planner(ctx.ledger, "buffalo_s", upload=False).new_jobs(photos))[:6]:
+            for stage in ("detect", "thumbnails", "upload"):
+                job = run_stage(ctx, stage, job)
+            jobs.append(job)
+        ctx.folder.work_file(jobs[2]["image_id"]).write_bytes(b"not a work file")
+        done = run_serial_batch(ctx, jobs, ("index", "log"), set())
+        assert [bool(j.get("error")) for j in done] == [False, False, True, False, False, False]
+        assert done[2]["failed_stage"] == "index"
+        stored = {f["image_id"] for f in ctx.library.faces.find({}, {"image_id": 1})}
+        assert stored == {j["image_id"] for j in jobs} - {jobs[2]["image_id"]}
+        finals = {x["path"]: x["status"] for x in ledger_lines(settings) if x["status"] != "queued"}
+        assert sorted(finals.values()) == ["done"] * 5 + ["failed"]
