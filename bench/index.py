@@ -36,14 +36,14 @@ from facepic.datafolder import DataFolder
 from facepic.pipeline import workfile
 from facepic.pipeline.job import Job
 
-CROP = (HERE.parent / "tests" / "photos").glob("*/*.jpg")
+CROPS = HERE.parent / "tests" / "photos"
 
 
 def prepare(folder: DataFolder, root: Path, photos: int, per_photo: int, persons: int, seed: int = 0) -> list[Job]:
     """Work files and face crops of ``photos`` photos, as the CPU stages leave them."""
     rng = np.random.default_rng(seed)
     centres = _unit(rng.standard_normal((persons, DIM), dtype=np.float32))
-    crop = next(iter(sorted(CROP))).read_bytes()
+    crop = sorted(CROPS.glob("*/*.jpg"))[0].read_bytes()
     (folder.thumbnails / "faces").mkdir(parents=True, exist_ok=True)
     jobs: list[Job] = []
     for n in range(photos):
@@ -162,6 +162,11 @@ def run_worker(env: dict[str, str], args: argparse.Namespace, workdir: Path) -> 
     seed_library(env, args.known, args.persons)
     settings = Settings.load(env=env, env_file=None)
     jobs = prepare(settings.folder, Path("/bench"), args.photos, args.faces, args.persons)
+    from facepic.db import Library
+
+    lib = Library(env["FACEPIC_MONGODB_URI"], env["FACEPIC_MONGODB_DB"])
+    lib.ensure_indexes()
+    lib.close()
     app = make_app(settings)
     queue = IndexQueue(redis.Redis.from_url(env["FACEPIC_REDIS_URL"]), app)
     worker = servers.start_worker(env, workdir / "w-index", "index", "index", 1)

@@ -20,6 +20,7 @@ from typing import Any
 
 from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import (
+    BulkWriteError,
     ConfigurationError,
     ConnectionFailure,
     DuplicateKeyError,
@@ -165,21 +166,32 @@ class Library:
         self.upsert_images([doc])
 
     def upsert_images(self, docs: list[dict[str, Any]]) -> None:
-        if not docs:
-            return
+        """Store photos' documents: inserted when new (the common case, and the cheaper write),
+        else updated in place, keeping when they were first stored."""
         now = now_iso()
         with self.errors():
-            self.images.bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": d["_id"]},
-                        {"$set": {**d, "updated_at": now}, "$setOnInsert": {"created_at": now}},
-                        upsert=True,
-                    )
-                    for d in docs
-                ],
-                ordered=False,
+            self._insert_else(
+                self.images,
+                [{**d, "created_at": now, "updated_at": now} for d in docs],
+                lambda d: UpdateOne(
+                    {"_id": d["_id"]},
+                    {"$set": {k: v for k, v in d.items() if k != "created_at"}, "$setOnInsert": {"created_at": now}},
+                    upsert=True,
+                ),
             )
+
+    @staticmethod
+    def _insert_else(collection: Any, docs: list[dict[str, Any]], update: Any) -> None:
+        """Insert ``docs``; those whose id is taken (a replay) get ``update(doc)`` instead."""
+        if not docs:
+            return
+        try:
+            collection.insert_many(docs, ordered=False)
+        except BulkWriteError as e:
+            errors = e.details.get("writeErrors", [])
+            if any(err.get("code") != 11000 for err in errors):
+                raise
+            collection.bulk_write([update(docs[err["index"]]) for err in errors], ordered=False)
 
     def set_image_fields(self, image_id: str, fields: dict[str, Any]) -> None:
         with self.errors():
@@ -191,23 +203,30 @@ class Library:
 
     # --- faces and persons -----------------------------------------------------
 
-    def upsert_faces(self, docs: list[dict[str, Any]]) -> None:
-        """Insert faces with their person and sequence number; a replay leaves a stored face's
-        person and number alone."""
+    def upsert_faces(self, docs: list[dict[str, Any]], stored: Iterable[str] | None = None) -> None:
+        """Store faces with their person and sequence number; a replay leaves a stored face's
+        person and number alone. ``stored``: the ids of ``docs`` known to be stored already
+        (the others are inserted, the cheaper write; None: any may be)."""
         if not docs:
             return
-        ops = []
-        for d in docs:
+
+        def upsert(d: dict[str, Any]) -> UpdateOne:
             fields = {k: v for k, v in d.items() if k not in ("_id", "person_id", "seq")}
-            ops.append(
-                UpdateOne(
-                    {"_id": d["_id"]},
-                    {"$set": fields, "$setOnInsert": {"person_id": d.get("person_id"), "seq": d.get("seq")}},
-                    upsert=True,
-                )
+            return UpdateOne(
+                {"_id": d["_id"]},
+                {"$set": fields, "$setOnInsert": {"person_id": d.get("person_id"), "seq": d.get("seq")}},
+                upsert=True,
             )
+
         with self.errors():
-            self.faces.bulk_write(ops, ordered=True)
+            if stored is None:
+                self.faces.bulk_write([upsert(d) for d in docs], ordered=True)
+                return
+            known = set(stored)
+            again = [upsert(d) for d in docs if d["_id"] in known]
+            if again:
+                self.faces.bulk_write(again, ordered=True)
+            self._insert_else(self.faces, [d for d in docs if d["_id"] not in known], upsert)
 
     def next_seq(self, count: int) -> int:
         """Reserve ``count`` face sequence numbers; returns the first. New faces are numbered
@@ -284,28 +303,50 @@ class Library:
         model: str,
         founders: dict[str, str],
         covers: dict[str, dict[str, Any]],
-        touched: set[str],
+        added: dict[str, int],
+        recount: set[str] = frozenset(),  # type: ignore[assignment]
     ) -> None:
-        """Create new persons, set new covers, and recount the faces of every touched person
-        (a recount, not an increment, so that a replayed photo cannot count twice)."""
+        """Create new persons, set new covers, and count faces: ``added`` are faces inserted
+        just now (counted by increment), ``recount`` persons whose faces a replayed photo
+        touched (counted again from the faces, so that a replay cannot count twice)."""
+        touched = set(added) | set(recount) | set(covers)
         if not touched:
             return
-        counts = self.face_counts(touched)
+        counts = self.face_counts(set(recount)) if recount else {}
+        now = now_iso()
+        ops: list[UpdateOne] = []
+        bumps: dict[int, list[str]] = {}  # persons that only gain faces, by how many
+        for pid in sorted(touched):
+            fields: dict[str, Any] = {"updated_at": now}
+            change: dict[str, Any] = {"$set": fields}
+            if pid in recount:
+                fields["face_count"] = counts.get(pid, 0)
+            elif added.get(pid):
+                if pid not in covers and pid not in founders:
+                    bumps.setdefault(added[pid], []).append(pid)
+                    continue
+                change["$inc"] = {"face_count": added[pid]}
+            if pid in covers:
+                fields.update(
+                    best_face_id=covers[pid]["_id"], best_score=covers[pid]["quality"]["value"], cover_uploaded=False
+                )
+            # A new person's fields, less those the count and cover set.
+            change["$setOnInsert"] = {
+                k: v for k, v in new_person(model, now, founders.get(pid)).items() if k not in fields
+            }
+            ops.append(UpdateOne({"_id": pid}, change, upsert=True))
         with self.errors():
-            ops = []
-            now = now_iso()
-            for pid in sorted(touched):
-                fields: dict[str, Any] = {"face_count": counts.get(pid, 0), "updated_at": now}
-                if pid in covers:
-                    fields.update(
-                        best_face_id=covers[pid]["_id"],
-                        best_score=covers[pid]["quality"]["value"],
-                        cover_uploaded=False,
-                    )
-                # A new person's fields, less those the recount and cover set.
-                on_insert = {k: v for k, v in new_person(model, now, founders.get(pid)).items() if k not in fields}
-                ops.append(UpdateOne({"_id": pid}, {"$set": fields, "$setOnInsert": on_insert}, upsert=True))
-            self.persons.bulk_write(ops, ordered=False)
+            for n, pids in bumps.items():  # one write for all persons that gain n faces
+                change = {"$inc": {"face_count": n}, "$set": {"updated_at": now}}
+                if self.persons.update_many({"_id": {"$in": pids}}, change).matched_count < len(pids):
+                    # A person gone meanwhile (merged, settled into another): made again, as an
+                    # upsert would, so that no face points at nobody.
+                    there = {d["_id"] for d in self.persons.find({"_id": {"$in": pids}}, {"_id": 1})}
+                    for pid in sorted(set(pids) - there):
+                        insert = {k: v for k, v in new_person(model, now, None).items() if k != "updated_at"}
+                        ops.append(UpdateOne({"_id": pid}, {**change, "$setOnInsert": insert}, upsert=True))
+            if ops:
+                self.persons.bulk_write(ops, ordered=False)
 
     def persons_without_uploaded_cover(self, person_ids: list[str]) -> list[str]:
         with self.errors():

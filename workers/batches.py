@@ -14,6 +14,9 @@ appended once per batch) instead of one Celery task per photo.
   drain is delivered again.
 - ``release`` ends a drain: it drops the flag, then looks once more, so a photo pushed while
   the drain ended is never left without one.
+- The drain refreshes its flag every batch, and the flag expires a minute after its drain
+  stopped doing so; the index worker looks every few seconds for photos waiting with no flag
+  (their drain task lost with a Redis that died) and sends one.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ WAITING = "facepic:index"
 WORKING = "facepic:index:working"
 DRAIN = "facepic:index:drain"
 BATCH = 64  # photos per batch at most
-FLAG_SECONDS = 900  # a drain flag whose drain vanished expires (the task is also redelivered)
+FLAG_SECONDS = 60  # a drain flag outlives its drain (a task lost with Redis) by this at most
+WATCH_SECONDS = 10  # how often the index worker looks for photos waiting with no drain
 
 # Resume what a killed drain left in WORKING, else move up to ARGV[1] jobs from WAITING to
 # WORKING; in one step, so a job is always in exactly one of the two lists.

@@ -9,6 +9,7 @@ as failed, so the run goes on and the ledger says why.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -21,7 +22,7 @@ from facepic.runner import run_serial_batch
 from facepic.settings import Settings
 from facepic.settle import settle_run
 from workers.app import app
-from workers.batches import BATCH, DRAIN, IndexQueue
+from workers.batches import BATCH, DRAIN, WATCH_SECONDS, IndexQueue
 from workers.dispatch import CeleryDispatcher
 from workers.routing import INDEX_QUEUE, INDEX_TASK
 
@@ -41,15 +42,27 @@ def _remember_concurrency(sender: Any = None, **_: Any) -> None:
 
 @worker_ready.connect
 def _drain_at_start(sender: Any = None, **_: Any) -> None:
-    """The index worker, at its start, drains what waits (a flag left by a killed drain
-    would otherwise hold the photos until it expires)."""
+    """The index worker drains what waits at its start (a flag left by a killed drain would
+    otherwise hold the photos until it expires), and looks again every few seconds."""
     queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender is not None else set()
-    if INDEX_QUEUE in queues:
+    if INDEX_QUEUE not in queues:
+        return
+    try:
+        index_queue().client.delete(DRAIN)
+    except Exception as e:  # noqa: BLE001 - Redis away: the watch below wakes it later
+        log.warning("could not look at the index queue at start: %s", type(e).__name__)
+    threading.Thread(target=_watch, name="facepic-index-watch", daemon=True).start()
+
+
+def _watch() -> None:
+    while True:
         try:
-            index_queue().client.delete(DRAIN)
-            index_queue().wake()
-        except Exception as e:  # noqa: BLE001 - Redis away: the next photo handed over wakes it
-            log.warning("could not look at the index queue at start: %s", type(e).__name__)
+            queue = index_queue()
+            if queue.waiting():
+                queue.wake()  # sends a drain only if none holds the flag
+        except Exception:  # noqa: BLE001 - Redis away: look again later
+            pass
+        time.sleep(WATCH_SECONDS)
 
 
 def context() -> Context:

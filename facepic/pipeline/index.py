@@ -110,7 +110,8 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
     folders: dict[str, dict[str, Any]] = {}
     photos: list[_Photo] = []
     founders: dict[str, dict[str, str]] = {}
-    touched: dict[str, set[str]] = {}
+    added: dict[str, dict[str, int]] = {}  # model -> person -> faces inserted now
+    recount: dict[str, set[str]] = {}  # model -> persons of faces stored by an earlier try
     for pos, job, work in batch:
         image_id = job["image_id"]
         info = work["info"]
@@ -125,7 +126,13 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
             ctx.matcher(model), face_ids, stored, work["embeddings"], ids.person_id, can_found
         )
         founders.setdefault(model, {}).update(new)
-        touched.setdefault(model, set()).update(p for p in persons.values() if p)
+        counts = added.setdefault(model, {})
+        again = recount.setdefault(model, set())
+        for fid, pid in persons.items():
+            if pid and fid in stored:
+                again.add(pid)
+            elif pid:
+                counts[pid] = counts.get(pid, 0) + 1
         docs = []
         for i, fid in enumerate(face_ids):
             fields = documents.face_fields(
@@ -151,11 +158,12 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
         for doc in photo.faces:
             doc["seq"] = numbers.get(doc["_id"])
     ctx.upsert_folders(list(folders.values()))
-    lib.upsert_faces([doc for p in photos for doc in p.faces])  # a face stored before keeps its person
-    for model in touched:
+    # A face stored before keeps its person and number; the others are inserted.
+    lib.upsert_faces([doc for p in photos for doc in p.faces], stored={f for s in stored_all.values() for f in s})
+    for model in added:
         faces = [doc for p in photos if p.info["model"] == model for doc in p.faces]
         covers = _new_covers(ctx, faces)
-        lib.update_persons(model, founders[model], covers, touched[model])
+        lib.update_persons(model, founders[model], covers, added[model], recount[model])
         ctx.best_scores.update({pid: face["quality"]["value"] for pid, face in covers.items()})
         uploading = {p.job["image_id"] for p in photos if p.job.get("upload")}
         upload = [pid for pid, face in covers.items() if face["image_id"] in uploading]
