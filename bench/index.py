@@ -39,16 +39,22 @@ from facepic.pipeline.job import Job
 CROPS = HERE.parent / "tests" / "photos"
 
 
-def prepare(folder: DataFolder, root: Path, photos: int, per_photo: int, persons: int, seed: int = 0) -> list[Job]:
+def prepare(
+    folder: DataFolder, root: Path, photos: int, per_photo: int, persons: int, seed: int = 0, uniform: bool = False
+) -> list[Job]:
     """Work files and face crops of ``photos`` photos, as the CPU stages leave them."""
     rng = np.random.default_rng(seed)
     centres = _unit(rng.standard_normal((persons, DIM), dtype=np.float32))
+    # People appear unequally often, as in a real library (a few in many photos, most in a
+    # few): log-normal, as in bench/synthetic.py; --uniform draws them evenly (more persons
+    # touched per batch: the index worker's harder case).
+    sizes = np.ones(persons) if uniform else rng.lognormal(0.0, 1.5, size=persons)
     crop = sorted(CROPS.glob("*/*.jpg"))[0].read_bytes()
     (folder.thumbnails / "faces").mkdir(parents=True, exist_ok=True)
     jobs: list[Job] = []
     for n in range(photos):
         image_id = f"{n:08x}-0000-4000-8000-bench{seed:07d}"
-        owners = rng.choice(persons, size=per_photo, replace=False)
+        owners = rng.choice(persons, size=per_photo, replace=False, p=sizes / sizes.sum())
         boxes = np.array([[100.0 + 300 * i, 200.0, 260.0 + 300 * i, 400.0] for i in range(per_photo)])
         marks = np.tile(np.array([[130.0, 260], [210, 260], [170, 300], [140, 350], [200, 350]]), (per_photo, 1, 1))
         info = {"width": 4032, "height": 3024, "format": "JPEG", "metadata": {}, "model": "buffalo_s"}
@@ -70,7 +76,7 @@ def prepare(folder: DataFolder, root: Path, photos: int, per_photo: int, persons
         jobs.append(
             {
                 "image_id": image_id,
-                "sha256": f"{n:064x}",
+                "sha256": f"{seed:08x}{n:056x}",
                 "file": str(root / rel),
                 "root": str(root),
                 "rel": rel,
@@ -107,7 +113,7 @@ def ledger_count(path: Path) -> int:
         return 0
 
 
-def seed_library(env: dict[str, str], known: int, persons: int) -> None:
+def seed_library(env: dict[str, str], known: int, persons: int, uniform: bool = False) -> None:
     """A library that already holds ``known`` faces (stored straight, as the index stage would)."""
     if not known:
         return
@@ -118,7 +124,7 @@ def seed_library(env: dict[str, str], known: int, persons: int) -> None:
     settings = Settings.load(env=env, env_file=None)
     root = Path(env["FACEPIC_DATA_DIR"]).parent / "seed"
     with Context(settings) as ctx:
-        jobs = prepare(settings.folder, root, known // 4, 4, persons, seed=1)
+        jobs = prepare(settings.folder, root, known // 4, 4, persons, seed=1, uniform=uniform)
         for start in range(0, len(jobs), 500):
             run_serial_batch(ctx, jobs[start : start + 500], ("index", "log"), set())
     settings.ledger_path.unlink()
@@ -131,9 +137,9 @@ def run_inprocess(env: dict[str, str], args: argparse.Namespace) -> None:
 
     for batch in (args.batch, 1):
         run_env = {**env, "FACEPIC_MONGODB_DB": f"{env['FACEPIC_MONGODB_DB']}_b{batch}"}
-        seed_library(run_env, args.known, args.persons)
+        seed_library(run_env, args.known, args.persons, args.uniform)
         settings = Settings.load(env=run_env, env_file=None)
-        jobs = prepare(settings.folder, Path("/bench"), args.photos, args.faces, args.persons)
+        jobs = prepare(settings.folder, Path("/bench"), args.photos, args.faces, args.persons, uniform=args.uniform)
         with Context(settings) as ctx:
             ctx.library.ensure_indexes()
             started = time.perf_counter()
@@ -159,9 +165,9 @@ def run_worker(env: dict[str, str], args: argparse.Namespace, workdir: Path) -> 
     from workers.app import make_app
     from workers.batches import IndexQueue
 
-    seed_library(env, args.known, args.persons)
+    seed_library(env, args.known, args.persons, args.uniform)
     settings = Settings.load(env=env, env_file=None)
-    jobs = prepare(settings.folder, Path("/bench"), args.photos, args.faces, args.persons)
+    jobs = prepare(settings.folder, Path("/bench"), args.photos, args.faces, args.persons, uniform=args.uniform)
     from facepic.db import Library
 
     lib = Library(env["FACEPIC_MONGODB_URI"], env["FACEPIC_MONGODB_DB"])
@@ -176,7 +182,7 @@ def run_worker(env: dict[str, str], args: argparse.Namespace, workdir: Path) -> 
             queue.push(job)
         fed = time.perf_counter() - started
         while ledger_count(settings.ledger_path) < len(jobs):
-            time.sleep(0.02)
+            time.sleep(0.2)
         elapsed = time.perf_counter() - started
     finally:
         worker.stop()
@@ -187,8 +193,9 @@ def run_worker(env: dict[str, str], args: argparse.Namespace, workdir: Path) -> 
 
 
 def report(name: str, args: argparse.Namespace, elapsed: float) -> None:
+    people = f"{args.persons} people{' (uniform)' if args.uniform else ''}"
     print(
-        f"{name}: {args.photos} photos of {args.faces} faces against {args.known} known faces, "
+        f"{name}: {args.photos} photos of {args.faces} faces of {people}, {args.known} faces known before, "
         f"{elapsed:.2f} s, {args.photos / elapsed:.0f} photos/s ({args.photos * args.faces / elapsed:.0f} faces/s)"
     )
 
@@ -200,6 +207,7 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=4, help="faces per photo")
     parser.add_argument("--persons", type=int, default=500, help="distinct people in the photos")
     parser.add_argument("--known", type=int, default=0, help="faces already in the library")
+    parser.add_argument("--uniform", action="store_true", help="every person equally often")
     parser.add_argument("--batch", type=int, default=64, help="photos per batch (inprocess mode)")
     args = parser.parse_args()
     from tests import servers

@@ -88,6 +88,7 @@ class PersonIndex:
         self._counts = np.zeros(16, dtype=np.int64)  # faces of each person
         self._indexed = np.zeros(16, dtype=np.int64)  # of which searched rows
         self._person_list = np.full(16, -1, dtype=np.int64)  # inverted list of each person's faces
+        self._prepared: _Prepared | None = None
 
     def __len__(self) -> int:
         return self._n
@@ -143,6 +144,11 @@ class PersonIndex:
             self._append_rows(codes, embeddings)
 
     def _add_sums(self, codes: np.ndarray, embeddings: np.ndarray) -> None:
+        p = self._prepared
+        if p is not None:
+            if len(p.changed) < len(self._sums):
+                p.changed = np.concatenate([p.changed, np.zeros(len(self._sums) - len(p.changed), dtype=bool)])
+            p.changed[codes] = True
         if len(codes) < 4096:
             np.add.at(self._sums, codes, embeddings)
             return
@@ -254,13 +260,52 @@ class PersonIndex:
 
     # --- deciding ----------------------------------------------------------------
 
-    def _candidates(self, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def prepare(self, embeddings: np.ndarray) -> None:
+        """Compare faces about to be decided (``decide(..., row=i)`` for row i of
+        ``embeddings``) with every searched face and person in one pass over the index, instead
+        of one pass per face (the index worker's batches). What is added meanwhile is
+        compared at each decision. Exact mode only; the products are matrix products, as at
+        each decision, so a face is decided alike in any batch."""
+        self._prepared = None
+        if self._ivf is not None or self._n == 0:
+            return
+        assert self._matrix is not None
+        faces = _two_rows(np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM))
+        persons = len(self._person_ids)
+        n = len(embeddings)
+        self._prepared = _Prepared(
+            self._rows,
+            persons,
+            (faces @ self._matrix[: self._rows].T)[:n],
+            (faces @ self._sums[:persons].T)[:n],
+            np.zeros(len(self._sums), dtype=bool),
+        )
+
+    def _face_sims(self, embedding: np.ndarray, row: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Similarities to every searched face, and the dot products with every person's sum
+        when prepared (else None)."""
+        assert self._matrix is not None
+        p = self._prepared
+        if row is None or p is None:
+            return self._matrix[: self._rows] @ embedding, None
+        face = _two_rows(embedding.reshape(1, -1))
+        sims = np.concatenate([p.face_sims[row], (face @ self._matrix[p.rows : self._rows].T)[0]])
+        persons = len(self._person_ids)
+        dots = np.empty(persons, dtype=np.float32)
+        dots[: p.persons] = p.person_dots[row]
+        again = np.concatenate([np.flatnonzero(p.changed[: p.persons]), np.arange(p.persons, persons)])
+        if len(again):
+            dots[again] = (face @ self._sums[again].T)[0]
+        return sims, dots
+
+    def _candidates(self, embedding: np.ndarray, row: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Person codes, their nearest-face and mean similarities, for the persons worth
         considering (all of them in exact mode)."""
         persons = len(self._person_ids)
+        dots = None
         if self._ivf is None:
             assert self._matrix is not None
-            sims = self._matrix[: self._rows] @ embedding
+            sims, dots = self._face_sims(embedding, row)
             # Only faces above the threshold can make their person a candidate: the nearest
             # face of the others is looked up for the one decision that reports it.
             nearest = np.full(persons, -np.inf, dtype=np.float32)
@@ -278,7 +323,8 @@ class PersonIndex:
             np.maximum.at(nearest, np.searchsorted(codes, row_codes), found[0][keep])
         counts = self._counts[codes]
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(counts > 0, (self._sums[codes] @ embedding) / np.maximum(counts, 1), -np.inf)
+            dot = dots[codes] if dots is not None else self._sums[codes] @ embedding
+            mean = np.where(counts > 0, dot / np.maximum(counts, 1), -np.inf)
         return codes, nearest, mean.astype(np.float32)
 
     def _nearest(self, codes: np.ndarray, nearest: np.ndarray, i: int) -> float:
@@ -321,17 +367,19 @@ class PersonIndex:
             return np.zeros(EMBEDDING_DIM, dtype=np.float32), 0
         return self._sums[code].copy(), int(self._counts[code])
 
-    def decide(self, embedding: np.ndarray, exclude: Iterable[str] = ()) -> Decision:
+    def decide(self, embedding: np.ndarray, exclude: Iterable[str] = (), row: int | None = None) -> Decision:
         """The person this face joins, or None (nobody fits, or ambiguous), never one of
-        ``exclude``."""
+        ``exclude``. ``row``: the face's row in the last ``prepare``."""
         if self._n == 0:
             return Decision(None)
         embedding = np.asarray(embedding, dtype=np.float32)
-        codes, nearest, mean = self._candidates(embedding)
+        codes, nearest, mean = self._candidates(embedding, row)
         rules = self.rules
         ok = (nearest > rules.threshold) | (mean > rules.mean_threshold)
         excluded = [self._code_of[p] for p in exclude if p in self._code_of]
-        if excluded:
+        if excluded and self._ivf is None:  # every person is a candidate: codes[i] == i
+            ok[excluded] = False
+        elif excluded:
             ok &= ~np.isin(codes, excluded)
         if not ok.any():
             best = int(np.argmax(mean)) if len(mean) else -1
@@ -353,6 +401,23 @@ class PersonIndex:
         return Decision(chosen, float(mean[best]), self._nearest(codes, nearest, best), best=chosen)
 
 
+@dataclass
+class _Prepared:
+    """Faces compared with the index in one pass (``PersonIndex.prepare``)."""
+
+    rows: int  # searched faces then
+    persons: int  # persons then
+    face_sims: np.ndarray  # faces x rows
+    person_dots: np.ndarray  # faces x persons: with the sum of each person's faces
+    changed: np.ndarray  # bool per person code: its sum changed since
+
+
+def _two_rows(faces: np.ndarray) -> np.ndarray:
+    """At least two rows, so that numpy multiplies as a matrix product (one row would go to a
+    matrix-vector product, which rounds differently)."""
+    return faces if len(faces) > 1 else np.concatenate([faces, faces])
+
+
 def assign_photo(
     index: PersonIndex,
     face_ids: Sequence[str],
@@ -360,6 +425,7 @@ def assign_photo(
     embeddings: np.ndarray,
     new_person_id: Callable[[str], str],
     can_found: Sequence[bool] | None = None,
+    rows: Sequence[int] | None = None,
 ) -> tuple[dict[str, str | None], dict[str, str], dict[str, Decision]]:
     """Person of each face of one photo (None: unassigned), the faces that founded new
     persons, and the decision of every face decided now.
@@ -368,7 +434,8 @@ def assign_photo(
     one person; a face that fits nobody founds a person, whose id ``new_person_id`` derives
     from the face, unless ``can_found`` says it is too poor to (too small, blurred, unsure).
     Faces are decided best first (``can_found`` ones first, in order), so a clear face of a
-    photo claims its person before a poor one can.
+    photo claims its person before a poor one can. ``rows``: each face's row in the index's
+    last ``prepare``.
     """
     persons: dict[str, str | None] = {fid: stored[fid] for fid in face_ids if fid in stored}
     founders: dict[str, str] = {}
@@ -379,7 +446,7 @@ def assign_photo(
         fid = face_ids[i]
         if fid in persons:
             continue
-        decision = index.decide(embeddings[i], exclude=in_photo)
+        decision = index.decide(embeddings[i], exclude=in_photo, row=rows[i] if rows is not None else None)
         person_id = decision.person_id
         if person_id is None and not decision.ambiguous and good[i]:
             person_id = new_person_id(fid)

@@ -139,3 +139,30 @@ def test_the_matching_benchmark_measures_what_it_prints() -> None:
     assert row["faces"] == 3000 and row["mode"] == "exact" and row["identical"] == 1.0
     assert row["median_ms"] > 0 and row["p99_ms"] >= row["median_ms"]
     assert 2048 <= row["bytes_per_face"] <= 8192  # float32 rows plus bookkeeping, doubled capacity at most
+
+
+def test_a_prepared_batch_decides_as_photo_after_photo() -> None:
+    """``prepare`` compares a whole batch with the index at once; the faces added meanwhile
+    (and the persons they change or found) are compared at each decision, so every face is
+    decided as when its photo comes alone."""
+    known, persons, queries = clustered(3000, 300, 800, seed=3)
+
+    def run(batch: int) -> list[tuple[str | None, str | None]]:
+        index = PersonIndex(Rules.default())
+        index.add_many(persons, known)
+        out = []
+        for start in range(0, len(queries), batch):
+            part = queries[start : start + batch]
+            index.prepare(part)
+            for row in range(0, len(part), 4):  # photos of 4 faces
+                ids = [f"f{start + row + i}" for i in range(len(part[row : row + 4]))]
+                chosen, _, decisions = assign_photo(
+                    index, ids, {}, part[row : row + 4], lambda f: f"p-{f}", None, range(row, row + len(ids))
+                )
+                out += [(chosen[f], decisions[f].runner_up) for f in ids]
+        return out
+
+    alone = run(4)
+    assert len({p for p, _ in alone if p and p.startswith("p-")}) > 20  # new persons were founded
+    assert sum(1 for p, _ in alone if p and not p.startswith("p-")) > 300  # and known ones joined
+    assert run(256) == alone == run(800)

@@ -33,7 +33,7 @@ from workers.routing import INDEX_TASK
 WAITING = "facepic:index"
 WORKING = "facepic:index:working"
 DRAIN = "facepic:index:drain"
-BATCH = 64  # photos per batch at most
+BATCH = 256  # photos per batch at most
 FLAG_SECONDS = 60  # a drain flag outlives its drain (a task lost with Redis) by this at most
 WATCH_SECONDS = 10  # how often the index worker looks for photos waiting with no drain
 

@@ -8,6 +8,8 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from facepic import documents, ids, quality, storage
 from facepic.matching import assign_photo
 from facepic.pipeline import workfile
@@ -112,6 +114,16 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
     founders: dict[str, dict[str, str]] = {}
     added: dict[str, dict[str, int]] = {}  # model -> person -> faces inserted now
     recount: dict[str, set[str]] = {}  # model -> persons of faces stored by an earlier try
+    # Each model's index compares the batch's faces with what it holds in one pass.
+    rows: dict[int, int] = {}  # pos -> the row of the photo's first face
+    for model in dict.fromkeys(work["info"]["model"] for _, _, work in batch):
+        mine = [(pos, work["embeddings"]) for pos, _, work in batch if work["info"]["model"] == model]
+        start = 0
+        for pos, embeddings in mine:
+            rows[pos] = start
+            start += len(embeddings)
+        if start:
+            ctx.matcher(model).prepare(np.concatenate([e for _, e in mine if len(e)]))
     for pos, job, work in batch:
         image_id = job["image_id"]
         info = work["info"]
@@ -122,8 +134,15 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
         assessed = _qualities(work)
         can_found = [q.can_found(limits) for q in assessed]
         stored = stored_all.get(image_id, {})
+        first = rows[pos]
         persons, new, decisions = assign_photo(
-            ctx.matcher(model), face_ids, stored, work["embeddings"], ids.person_id, can_found
+            ctx.matcher(model),
+            face_ids,
+            stored,
+            work["embeddings"],
+            ids.person_id,
+            can_found,
+            range(first, first + len(face_ids)),
         )
         founders.setdefault(model, {}).update(new)
         counts = added.setdefault(model, {})
