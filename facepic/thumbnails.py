@@ -30,7 +30,9 @@ def thumbnail(rgb: np.ndarray, face_boxes: Sequence[Sequence[float]] = (), size:
     h, w = rgb.shape[:2]
     left, top, side = square_window(w, h, face_boxes)
     square = Image.fromarray(rgb[top : top + side, left : left + side])
-    return _jpeg(square.resize((size, size), Image.Resampling.LANCZOS))
+    # reducing_gap: a cheap box reduction to within 2x of the size, then Lanczos (a third of
+    # the time of Lanczos all the way, alike to the eye).
+    return _jpeg(square.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0))
 
 
 def square_window(w: int, h: int, face_boxes: Sequence[Sequence[float]] = ()) -> tuple[int, int, int]:
@@ -58,10 +60,9 @@ def face_crop(rgb: np.ndarray, box: Sequence[float] | np.ndarray, size: int = FA
     left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
     iside = int(round(side))
     canvas = Image.new("RGB", (iside, iside))
-    src = Image.fromarray(rgb)
     # Paste the part of the photo under the window; parts outside stay black.
     sx1, sy1 = max(left, 0), max(top, 0)
     sx2, sy2 = min(left + iside, w), min(top + iside, h)
     if sx2 > sx1 and sy2 > sy1:
-        canvas.paste(src.crop((sx1, sy1, sx2, sy2)), (sx1 - left, sy1 - top))
+        canvas.paste(Image.fromarray(np.ascontiguousarray(rgb[sy1:sy2, sx1:sx2])), (sx1 - left, sy1 - top))
     return _jpeg(canvas.resize((size, size), Image.Resampling.LANCZOS))
