@@ -122,6 +122,8 @@ def upload(self: Task, job: Job) -> Job:
 
 
 DRAIN_SECONDS = 60.0  # a drain hands over to a fresh task after this, so others can run
+LINGER = 0.5  # seconds a drain waits for more photos when fewer than LINGER_BELOW wait
+LINGER_BELOW = 16
 
 
 @app.task(name=INDEX_TASK)
@@ -133,6 +135,8 @@ def index() -> str:
     started = time.monotonic()
     photos = 0
     while True:
+        if queue.waiting() < LINGER_BELOW:
+            time.sleep(LINGER)  # photos trickling in: let a few gather, a batch costs little more than one
         jobs = queue.take(BATCH)
         if not jobs:
             if queue.release():
