@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 from facepic.pipeline import Context, Job, cannot_process, describe_error, execute
 from facepic.pipeline.policy import BATCH_STAGES
@@ -30,14 +30,39 @@ log = logging.getLogger("facepic.worker")
 
 _processes = 1
 _context: Context | None = None
+_context_lock = threading.Lock()
 _queue: IndexQueue | None = None
+
+
+_cpu_worker = False
 
 
 @worker_init.connect
 def _remember_concurrency(sender: Any = None, **_: Any) -> None:
-    """Pool size, read before the pool forks, so model threads x processes = cores."""
-    global _processes
+    """Pool size, read before the pool forks, so model threads x processes = cores; and
+    whether this worker runs the CPU stages."""
+    global _processes, _cpu_worker
     _processes = int(getattr(sender, "concurrency", 1) or 1)
+    queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender is not None else set()
+    _cpu_worker = "cpu" in queues
+
+
+@worker_process_init.connect
+def _load_models_early(**_: Any) -> None:
+    """A CPU worker's process loads the face model as it starts, in a thread (a download can
+    take minutes; the pool waits only seconds for a process to start), so that its first photo
+    does not wait for it; the first photo waits for that same load if it comes sooner."""
+    if not _cpu_worker:
+        return
+
+    def load() -> None:
+        ctx = context()
+        try:
+            ctx.engine(ctx.settings.model)
+        except Exception as e:  # noqa: BLE001 - the first photo meets it again and reports it
+            log.warning("face model not loaded ahead of the first photo: %s", describe_error(e, ctx.settings))
+
+    threading.Thread(target=load, name="facepic-model-load", daemon=True).start()
 
 
 @worker_ready.connect
@@ -68,8 +93,9 @@ def _watch() -> None:
 def context() -> Context:
     """One Context per worker process: models load once, connections are reused."""
     global _context
-    if _context is None:
-        _context = Context(Settings.load(), processes=_processes)
+    with _context_lock:  # the model-loading thread may ask at the same time as a task
+        if _context is None:
+            _context = Context(Settings.load(), processes=_processes)
     return _context
 
 

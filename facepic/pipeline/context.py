@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -38,6 +39,8 @@ class Context:
         self._library = library
         self._store = store
         self._engines: dict[str, FaceEngine] = {}
+        self._loaded: list[tuple[tuple[str, str], FaceEngine]] = []  # by (pack name, location)
+        self._engine_lock = threading.Lock()
         self._matchers: dict[str, PersonIndex] = {}
         self._claimed: set[str] = set()
         self._epoch: str | None = None
@@ -83,10 +86,20 @@ class Context:
         return resolve(source, self.settings.model_root)
 
     def engine(self, source: str) -> FaceEngine:
-        if source not in self._engines:
-            runtime = Runtime.for_settings(self.settings, self.processes)
-            self._engines[source] = FaceEngine(self.model_choice(source), self.settings.detect_size, runtime)
-        return self._engines[source]
+        """The face engine of a model source, loaded once per process (two sources that name
+        the same pack, "auto" and "buffalo_l" say, share it); safe to call from a thread that
+        loads it ahead of the first photo."""
+        with self._engine_lock:
+            if source not in self._engines:
+                choice = self.model_choice(source)
+                key = (choice.name, choice.location)
+                engine = next((e for k, e in self._loaded if k == key), None)
+                if engine is None:
+                    runtime = Runtime.for_settings(self.settings, self.processes)
+                    engine = FaceEngine(choice, self.settings.detect_size, runtime)
+                    self._loaded.append((key, engine))
+                self._engines[source] = engine
+            return self._engines[source]
 
     def matcher(self, model: str) -> PersonIndex:
         if model not in self._matchers:
