@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
+from pymongo.collection import Collection
 from pymongo.errors import (
     BulkWriteError,
     ConfigurationError,
@@ -181,7 +182,9 @@ class Library:
             )
 
     @staticmethod
-    def _insert_else(collection: Any, docs: list[dict[str, Any]], update: Any) -> None:
+    def _insert_else(
+        collection: Collection, docs: list[dict[str, Any]], update: Callable[[dict[str, Any]], UpdateOne]
+    ) -> None:
         """Insert ``docs``; those whose id is taken (a replay) get ``update(doc)`` instead."""
         if not docs:
             return
@@ -304,7 +307,7 @@ class Library:
         founders: dict[str, str],
         covers: dict[str, dict[str, Any]],
         added: dict[str, int],
-        recount: set[str] = frozenset(),  # type: ignore[assignment]
+        recount: set[str],
     ) -> None:
         """Create new persons, set new covers, and count faces: ``added`` are faces inserted
         just now (counted by increment), ``recount`` persons whose faces a replayed photo
@@ -312,7 +315,7 @@ class Library:
         touched = set(added) | set(recount) | set(covers)
         if not touched:
             return
-        counts = self.face_counts(set(recount)) if recount else {}
+        counts = self.face_counts(recount) if recount else {}
         now = now_iso()
         ops: list[UpdateOne] = []
         bumps: dict[int, list[str]] = {}  # persons that only gain faces, by how many
@@ -342,9 +345,8 @@ class Library:
                     # A person gone meanwhile (merged, settled into another): made again, as an
                     # upsert would, so that no face points at nobody.
                     there = {d["_id"] for d in self.persons.find({"_id": {"$in": pids}}, {"_id": 1})}
-                    for pid in sorted(set(pids) - there):
-                        insert = {k: v for k, v in new_person(model, now, None).items() if k != "updated_at"}
-                        ops.append(UpdateOne({"_id": pid}, {**change, "$setOnInsert": insert}, upsert=True))
+                    again = {**change, "$setOnInsert": new_person(model, now, None)}
+                    ops += [UpdateOne({"_id": pid}, again, upsert=True) for pid in sorted(set(pids) - there)]
             if ops:
                 self.persons.bulk_write(ops, ordered=False)
 

@@ -145,10 +145,8 @@ class PersonIndex:
 
     def _add_sums(self, codes: np.ndarray, embeddings: np.ndarray) -> None:
         p = self._prepared
-        if p is not None:
-            if len(p.changed) < len(self._sums):
-                p.changed = np.concatenate([p.changed, np.zeros(len(self._sums) - len(p.changed), dtype=bool)])
-            p.changed[codes] = True
+        if p is not None:  # persons known when prepared whose sum changes (newer ones: all)
+            p.changed[codes[codes < p.persons]] = True
         if len(codes) < 4096:
             np.add.at(self._sums, codes, embeddings)
             return
@@ -278,8 +276,12 @@ class PersonIndex:
             persons,
             (faces @ self._matrix[: self._rows].T)[:n],
             (faces @ self._sums[:persons].T)[:n],
-            np.zeros(len(self._sums), dtype=bool),
+            np.zeros(persons, dtype=bool),
         )
+
+    def unprepare(self) -> None:
+        """Drop what ``prepare`` computed (a batch's worth of products) once its faces are decided."""
+        self._prepared = None
 
     def _face_sims(self, embedding: np.ndarray, row: int | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Similarities to every searched face, and the dot products with every person's sum
@@ -293,7 +295,7 @@ class PersonIndex:
         persons = len(self._person_ids)
         dots = np.empty(persons, dtype=np.float32)
         dots[: p.persons] = p.person_dots[row]
-        again = np.concatenate([np.flatnonzero(p.changed[: p.persons]), np.arange(p.persons, persons)])
+        again = np.concatenate([np.flatnonzero(p.changed), np.arange(p.persons, persons)])
         if len(again):
             dots[again] = (face @ self._sums[again].T)[0]
         return sims, dots
@@ -409,7 +411,7 @@ class _Prepared:
     persons: int  # persons then
     face_sims: np.ndarray  # faces x rows
     person_dots: np.ndarray  # faces x persons: with the sum of each person's faces
-    changed: np.ndarray  # bool per person code: its sum changed since
+    changed: np.ndarray  # bool per person known then: its sum changed since
 
 
 def _two_rows(faces: np.ndarray) -> np.ndarray:

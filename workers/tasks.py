@@ -34,17 +34,16 @@ _context_lock = threading.Lock()
 _queue: IndexQueue | None = None
 
 
-_cpu_worker = False
+_queues: set[str] = set()  # the queues this worker consumes
 
 
 @worker_init.connect
 def _remember_concurrency(sender: Any = None, **_: Any) -> None:
-    """Pool size, read before the pool forks, so model threads x processes = cores; and
-    whether this worker runs the CPU stages."""
-    global _processes, _cpu_worker
+    """Pool size, read before the pool forks, so model threads x processes = cores; and the
+    queues this worker consumes."""
+    global _processes, _queues
     _processes = int(getattr(sender, "concurrency", 1) or 1)
-    queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender is not None else set()
-    _cpu_worker = "cpu" in queues
+    _queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender is not None else set()
 
 
 @worker_process_init.connect
@@ -52,7 +51,7 @@ def _load_models_early(**_: Any) -> None:
     """A CPU worker's process loads the face model as it starts, in a thread (a download can
     take minutes; the pool waits only seconds for a process to start), so that its first photo
     does not wait for it; the first photo waits for that same load if it comes sooner."""
-    if not _cpu_worker:
+    if "cpu" not in _queues:
         return
 
     def load() -> None:
@@ -69,8 +68,7 @@ def _load_models_early(**_: Any) -> None:
 def _drain_at_start(sender: Any = None, **_: Any) -> None:
     """The index worker drains what waits at its start (a flag left by a killed drain would
     otherwise hold the photos until it expires), and looks again every few seconds."""
-    queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender is not None else set()
-    if INDEX_QUEUE not in queues:
+    if INDEX_QUEUE not in _queues:
         return
     try:
         index_queue().client.delete(DRAIN)

@@ -39,7 +39,7 @@ class Context:
         self._library = library
         self._store = store
         self._engines: dict[str, FaceEngine] = {}
-        self._loaded: list[tuple[tuple[str, str], FaceEngine]] = []  # by (pack name, location)
+        self._loaded: dict[tuple[str, str], FaceEngine] = {}  # by (pack name, location)
         self._engine_lock = threading.Lock()
         self._matchers: dict[str, PersonIndex] = {}
         self._claimed: set[str] = set()
@@ -93,12 +93,10 @@ class Context:
             if source not in self._engines:
                 choice = self.model_choice(source)
                 key = (choice.name, choice.location)
-                engine = next((e for k, e in self._loaded if k == key), None)
-                if engine is None:
+                if key not in self._loaded:
                     runtime = Runtime.for_settings(self.settings, self.processes)
-                    engine = FaceEngine(choice, self.settings.detect_size, runtime)
-                    self._loaded.append((key, engine))
-                self._engines[source] = engine
+                    self._loaded[key] = FaceEngine(choice, self.settings.detect_size, runtime)
+                self._engines[source] = self._loaded[key]
             return self._engines[source]
 
     def matcher(self, model: str) -> PersonIndex:

@@ -104,7 +104,8 @@ class _Photo:
 
 def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> list[tuple[int, Job]]:
     lib = ctx.library
-    for model in dict.fromkeys(work["info"]["model"] for _, _, work in batch):
+    models = list(dict.fromkeys(work["info"]["model"] for _, _, work in batch))
+    for model in models:
         ctx.claim_model(model)
     with_faces = [job["image_id"] for _, job, work in batch if len(work["scores"])]
     stored_all = lib.stored_persons(with_faces) if with_faces else {}
@@ -116,7 +117,7 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
     recount: dict[str, set[str]] = {}  # model -> persons of faces stored by an earlier try
     # Each model's index compares the batch's faces with what it holds in one pass.
     rows: dict[int, int] = {}  # pos -> the row of the photo's first face
-    for model in dict.fromkeys(work["info"]["model"] for _, _, work in batch):
+    for model in models:
         mine = [(pos, work["embeddings"]) for pos, _, work in batch if work["info"]["model"] == model]
         start = 0
         for pos, embeddings in mine:
@@ -169,6 +170,8 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
                 doc["candidates"] = [decision.best, decision.runner_up]
             docs.append(doc)
         photos.append(_Photo(pos, job, info, folder_id, docs, [fid for fid in face_ids if fid not in stored]))
+    for model in models:
+        ctx.matcher(model).unprepare()
     count = sum(len(p.fresh) for p in photos)
     seq = lib.next_seq(count) if count else 0
     for photo in photos:
@@ -179,12 +182,12 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
     ctx.upsert_folders(list(folders.values()))
     # A face stored before keeps its person and number; the others are inserted.
     lib.upsert_faces([doc for p in photos for doc in p.faces], stored={f for s in stored_all.values() for f in s})
-    for model in added:
+    uploading = {p.job["image_id"] for p in photos if p.job.get("upload")}
+    for model in models:
         faces = [doc for p in photos if p.info["model"] == model for doc in p.faces]
         covers = _new_covers(ctx, faces)
         lib.update_persons(model, founders[model], covers, added[model], recount[model])
         ctx.best_scores.update({pid: face["quality"]["value"] for pid, face in covers.items()})
-        uploading = {p.job["image_id"] for p in photos if p.job.get("upload")}
         upload = [pid for pid, face in covers.items() if face["image_id"] in uploading]
         if upload:
             _upload_covers(ctx, upload)

@@ -60,6 +60,15 @@ class Outcome:
     gave_up: bool = False  # a server stayed out of reach through every retry
 
 
+def _stop_if_data_folder(error: Exception, settings: Settings) -> None:
+    """DataFolderError when ``error`` comes from a data folder that cannot be written: a disk
+    error, or the embedded database failing on a full disk (it fails every write from then on)."""
+    if is_disk_error(error):
+        raise data_folder_error(error, settings.data_dir) from None  # type: ignore[arg-type]
+    if isinstance(error, DatabaseError) and disk_full(settings.data_dir):
+        raise data_folder_error(OSError(errno.ENOSPC, "No space left on device"), settings.data_dir) from None
+
+
 def backoff(settings: Settings, attempt: int) -> float:
     return min(60.0, settings.retry_backoff * 2**attempt) * random.uniform(0.5, 1.0)
 
@@ -72,8 +81,7 @@ def execute(ctx: Context, stage: str, job: Job, attempt: int = 0, retries: int |
     try:
         return Outcome(run_stage(ctx, stage, job))
     except (DatabaseError, StorageError, OSError) as e:
-        if is_disk_error(e):
-            raise data_folder_error(e, settings.data_dir) from None  # type: ignore[arg-type]
+        _stop_if_data_folder(e, settings)
         error: Exception = e
     except FacePicError:  # the data folder, a missing model: no photo's fault, the run stops
         raise
@@ -82,9 +90,6 @@ def execute(ctx: Context, stage: str, job: Job, attempt: int = 0, retries: int |
             raise
         logger.exception("stage %s failed on %s", stage, display(job.get("file", "")))
         return Outcome(fail(job, stage, describe_error(e, settings)))
-    if isinstance(error, DatabaseError) and disk_full(settings.data_dir):
-        # The embedded database on a full disk fails every write from here on.
-        raise data_folder_error(OSError(errno.ENOSPC, "No space left on device"), settings.data_dir) from None
     if isinstance(error, TRANSIENT) and attempt < allowed:
         logger.warning("retrying %s of %s: %s", stage, display(job.get("file", "")), error)
         return Outcome(None, retry_in=backoff(settings, attempt))
@@ -123,10 +128,7 @@ def execute_batch(ctx: Context, jobs: list[Job]) -> BatchOutcome:
             log_batch(ctx, [{**job, "timings": {**(job.get("timings") or {}), "index": share}} for job in indexed])
         )
     except (DatabaseError, StorageError, OSError) as e:
-        if is_disk_error(e):
-            raise data_folder_error(e, settings.data_dir) from None  # type: ignore[arg-type]
-        if isinstance(e, DatabaseError) and disk_full(settings.data_dir):
-            raise data_folder_error(OSError(errno.ENOSPC, "No space left on device"), settings.data_dir) from None
+        _stop_if_data_folder(e, settings)
         error: Exception = e
     except FacePicError:
         raise
