@@ -9,33 +9,17 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 from PIL import Image
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def browser(profile: str, width: int = 1280, height: int = 900) -> webdriver.Chrome:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        f"--window-size={width},{height}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+from tests.browser import chromium
 
 
 def save_small(png: bytes, out: Path) -> None:
@@ -64,7 +48,7 @@ def main() -> None:
     photo_id = best["id"] if best else faces[0]["image_id"]
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
-        driver = browser(profile)
+        driver = chromium(Path(profile))
         try:
             for name, path in (
                 ("people", "/"),

@@ -20,10 +20,9 @@ from typing import Any
 
 import pytest
 
+from tests.browser import CHROMEDRIVER, CHROMIUM, chromium
 from tests.conftest import REPO, copy_photos, invoke, offline_settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 XSS = "<script>alert(1)</script>"
 XSS_FILE = "<img src=x onerror=alert(2)>.jpg"
 
@@ -115,25 +114,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         if os.environ.get("CI"):
             pytest.fail("chromium and chromium-driver are missing: .ci/run installs them")
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = chromium(tmp_path / "chromium")
     driver.implicitly_wait(5)
     yield driver
     driver.quit()
