@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,11 @@ import numpy as np
 
 from facepic.errors import FacePicError
 from facepic.settings import RUNTIMES as CHOICES
+
+# `import openvino` sends a usage event to Google Analytics unless its user opted out (a file
+# under ~/intel, or CI=true): not from a self-hosted photo library's machines. OpenVINO falls
+# back to its own no-op stub when the telemetry package cannot be imported.
+sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
 
 ACCELERATED = ("CUDAExecutionProvider", "CoreMLExecutionProvider")
 OPENVINO_PIN = "openvino==2026.4.1"
@@ -90,14 +96,18 @@ class Runtime:
     threads: int  # per process
     providers: tuple[str, ...] = ()  # onnxruntime's, accelerated first
     reason: str = ""  # why ``auto`` chose it; empty when configured
-    # The detector stays f32: its bf16 landmarks move by up to a pixel, which moves the
-    # aligned face enough to take embeddings to cosine 0.991 of onnxruntime's (0.9998 with
-    # f32 landmarks and the bf16 recognizer), for 2 to 4 ms a photo (README, "Performance").
+    # The detector's: the recognizer's unless set. In bf16 its landmarks move by up to a pixel
+    # and the embeddings come to cosine 0.99 of onnxruntime's (0.9998 with an f32 detector),
+    # for half its time; the persons of bench/quality.py are the same (README, "Performance").
     detector_precision: str = "f32"
 
     @classmethod
     def resolve(
-        cls, setting: str = "auto", threads: int = 1, precision: str | None = None, detector_precision: str = "f32"
+        cls,
+        setting: str = "auto",
+        threads: int = 1,
+        precision: str | None = None,
+        detector_precision: str | None = None,
     ) -> Runtime:
         """The runtime for FACEPIC_RUNTIME ``setting``; ``precision`` and ``detector_precision``
         override OpenVINO's (the benchmark and the tests compare f32 with bf16)."""
@@ -122,7 +132,8 @@ class Runtime:
                     f"FACEPIC_RUNTIME=openvino, but OpenVINO is not installed: pip install {OPENVINO_PIN}, "
                     "or set FACEPIC_RUNTIME=auto"
                 )
-            return cls("openvino", precision or openvino_precision(), threads, (), reason, detector_precision)
+            precision = precision or openvino_precision()
+            return cls("openvino", precision, threads, (), reason, detector_precision or precision)
         if not _installed("onnxruntime"):
             raise RuntimeUnavailable(
                 "FACEPIC_RUNTIME=onnxruntime, but onnxruntime is not installed: "

