@@ -29,10 +29,16 @@ def thumbnail(rgb: np.ndarray, face_boxes: Sequence[Sequence[float]] = (), size:
     """A ``size`` x ``size`` JPEG of the photo, cropped to a square centred on its faces."""
     h, w = rgb.shape[:2]
     left, top, side = square_window(w, h, face_boxes)
-    square = Image.fromarray(rgb[top : top + side, left : left + side])
-    # reducing_gap: a cheap box reduction to within 2x of the size, then Lanczos (a third of
-    # the time of Lanczos all the way, alike to the eye).
-    return _jpeg(square.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0))
+    return _jpeg(Image.fromarray(_resize(rgb[top : top + side, left : left + side], size)))
+
+
+def _resize(square: np.ndarray, size: int) -> np.ndarray:
+    """``square`` at ``size`` x ``size``: pixel-area averaging down (a fifth of the time of
+    Pillow's Lanczos, alike to the eye at these sizes), bicubic up."""
+    import cv2  # a worker's import: the enqueuer image, which serves the web page, has no OpenCV
+
+    grow = square.shape[0] < size
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_CUBIC if grow else cv2.INTER_AREA)
 
 
 def square_window(w: int, h: int, face_boxes: Sequence[Sequence[float]] = ()) -> tuple[int, int, int]:
@@ -59,10 +65,13 @@ def face_crop(rgb: np.ndarray, box: Sequence[float] | np.ndarray, size: int = FA
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
     iside = int(round(side))
-    canvas = Image.new("RGB", (iside, iside))
-    # Paste the part of the photo under the window; parts outside stay black.
+    # The part of the photo under the window; parts outside stay black.
     sx1, sy1 = max(left, 0), max(top, 0)
     sx2, sy2 = min(left + iside, w), min(top + iside, h)
-    if sx2 > sx1 and sy2 > sy1:
-        canvas.paste(Image.fromarray(np.ascontiguousarray(rgb[sy1:sy2, sx1:sx2])), (sx1 - left, sy1 - top))
-    return _jpeg(canvas.resize((size, size), Image.Resampling.LANCZOS))
+    if (sx1, sy1, sx2, sy2) == (left, top, left + iside, top + iside):
+        window = rgb[top : top + iside, left : left + iside]
+    else:
+        window = np.zeros((iside, iside, 3), dtype=np.uint8)
+        if sx2 > sx1 and sy2 > sy1:
+            window[sy1 - top : sy2 - top, sx1 - left : sx2 - left] = rgb[sy1:sy2, sx1:sx2]
+    return _jpeg(Image.fromarray(_resize(window, size)))

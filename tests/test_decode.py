@@ -110,8 +110,85 @@ def test_thumbnail_is_300_square_and_face_crop_is_square() -> None:
     assert crop.size == (thumbnails.FACE_SIZE, thumbnails.FACE_SIZE)
 
 
+def test_thumbnail_and_face_crop_show_the_right_part_of_the_photo() -> None:
+    rgb = np.zeros((480, 640, 3), dtype=np.uint8)
+    rgb[:, :160] = (255, 0, 0)  # red left of x=160, green right of it
+    rgb[:, 160:] = (0, 255, 0)
+    # Faces on the right: the 480x480 window slides right, to x 160..640, all green.
+    thumb = np.asarray(Image.open(io.BytesIO(thumbnails.thumbnail(rgb, [[500, 100, 600, 200]]))), dtype=np.int16)
+    assert thumb.shape == (300, 300, 3)
+    assert thumb[..., 0].max() < 40 and thumb[..., 1].min() > 215
+    # Without faces it is centred (x 80..560): the left sixth red.
+    centred = np.asarray(Image.open(io.BytesIO(thumbnails.thumbnail(rgb))), dtype=np.int16)
+    assert centred[:, :40, 0].min() > 215 and centred[:, 70:, 0].max() < 40
+    # A box partly outside: window x 575..725, y 375..525 (side 1.5 x 100); outside is black.
+    crop = np.asarray(Image.open(io.BytesIO(thumbnails.face_crop(rgb, [600, 400, 700, 500]))), dtype=np.int16)
+    assert crop.shape == (thumbnails.FACE_SIZE, thumbnails.FACE_SIZE, 3)
+    inside = crop[:60, :60]
+    assert inside[..., 1].min() > 215 and inside[..., 0].max() < 40
+    for corner in (crop[130:, 130:], crop[:60, 130:], crop[130:, :60]):
+        assert corner.max() < 40
+    # A small face is enlarged to the crop's size.
+    small = np.asarray(Image.open(io.BytesIO(thumbnails.face_crop(rgb, [300, 200, 340, 240]))), dtype=np.int16)
+    assert small.shape == (thumbnails.FACE_SIZE, thumbnails.FACE_SIZE, 3) and small[..., 1].min() > 215
+
+
 def test_heic_photos_decode(tmp_path: Path) -> None:
     im = Image.open(PHOTOS / "tom_hanks" / "07.jpg")
     im.save(tmp_path / "phone.HEIC")
     d = decode(tmp_path / "phone.HEIC", 640, LIMIT)
     assert d.format == "HEIF" and (d.width, d.height) == im.size
+
+
+def test_jpegs_decode_to_the_same_pixels_with_or_without_simplejpeg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import facepic.decode as decoding
+
+    assert decoding._simplejpeg is not None  # the worker requirements install it
+    used = []
+    real = decoding._simplejpeg.decode_jpeg
+
+    class Counting:
+        @staticmethod
+        def decode_jpeg(*args, **kwargs):
+            used.append(args[0][:2])
+            return real(*args, **kwargs)
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    big = gradient(3000, 2000)
+    files = {
+        "camera": save(tmp_path / "camera.jpg", big, quality=90),
+        "rotated": save(tmp_path / "rotated.jpg", big, quality=90, exif=exif.tobytes()),
+        "progressive": save(tmp_path / "progressive.jpg", big, quality=85, progressive=True),
+        "grey": save(tmp_path / "grey.jpg", big.convert("L"), quality=90),
+        "cmyk": save(tmp_path / "cmyk.jpg", big.convert("CMYK"), quality=90),
+        "small": PHOTOS / "tom_hanks" / "07.jpg",
+    }
+    for name, path in files.items():
+        used.clear()
+        monkeypatch.setattr(decoding, "_simplejpeg", Counting)
+        fast = decode(path, 640, LIMIT)
+        assert len(used) == (0 if name == "cmyk" else 1), name  # CMYK: Pillow converts it
+        monkeypatch.setattr(decoding, "_simplejpeg", None)
+        plain = decode(path, 640, LIMIT)
+        assert fast.rgb.shape == plain.rgb.shape and fast.rgb.dtype == np.uint8, name
+        assert np.array_equal(fast.rgb, plain.rgb), name
+        assert (fast.width, fast.height, fast.scale, fast.metadata) == (
+            plain.width,
+            plain.height,
+            plain.scale,
+            plain.metadata,
+        ), name
+    assert decode(files["rotated"], 640, LIMIT).rgb.shape[:2] == (750, 500)  # upright, 1/4 scale
+    # A truncated JPEG: simplejpeg refuses it, and the reason is Pillow's, as without it.
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(files["camera"].read_bytes()[:60_000])
+    reasons = []
+    for module in (Counting, None):
+        monkeypatch.setattr(decoding, "_simplejpeg", module)
+        with pytest.raises(PhotoError) as failure:
+            decode(cut, 640, LIMIT)
+        reasons.append(str(failure.value))
+    assert reasons[0] == reasons[1] == "truncated image (the file ends before the picture does)"
