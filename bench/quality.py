@@ -208,9 +208,9 @@ def _settle(
     )
     taken = {p for f, p in persons.items() if p and f not in batch}
 
-    def new_id(face_id: str) -> str:
+    def new_id(face_id: str, used: set[str]) -> str:
         pid, n = ids.person_id(face_id), 0
-        while pid in taken:
+        while pid in taken or pid in used:
             n += 1
             pid = ids.person_id(f"{face_id}:settle:{n}")
         return pid

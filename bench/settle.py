@@ -56,7 +56,13 @@ def one(size: int, batch: int, seed: int = 0) -> dict[str, float]:
 
     started = time.perf_counter()
     decided, result, merged = settle_batch(
-        new, index, Linkage.default(), lambda pids: {}, ids.person_id, size + batch, members
+        new,
+        index,
+        Linkage.default(),
+        lambda pids: {},
+        lambda face_id, used: ids.person_id(face_id),
+        size + batch,
+        members,
     )
     settled = time.perf_counter() - started
     return {"build": built, "online": assigned, "settle": settled, "regrouped": len(decided.ids) - batch}

@@ -17,16 +17,20 @@ the order they came in:
    need 0.4 (the design's rule) in a library of a thousand faces, large groups 0.2, since a
    mean over many face pairs says more than one pair does; the floor rises by 0.03 each time
    the library grows tenfold, since more strangers give more chance resemblances;
-4. a group holding a settled person keeps that person's id; a group of new faces only becomes
-   the person ``ids.person_id(its smallest face id)``, unless all its faces are too poor to
-   found a person (they stay unassigned).
+4. a group holding a settled person keeps that person's id; a group of new faces only keeps
+   the person the index stage gave most of them, where that person has no other faces and none
+   of them rejected it (so settling what the index stage grouped alike rewrites nothing, and a
+   person's id does not change under the user's eyes), else becomes the person
+   ``ids.person_id(its smallest face id)``; unless all its faces are too poor to found a person
+   (they stay unassigned).
 
 What the user decided is never undone (as in `facepic.clustering`): a locked person is never
 absorbed, two locked persons never merge, a face never joins a person it rejected (or one that
 absorbed it), two faces of one photo never share a person.
 
-A fresh library's first settle sees every face as new: its persons are then the same whatever
-the order the photos came in, and ``everything=True`` gives any library that result again.
+A fresh library's first settle sees every face as new: its persons (which faces are together)
+are then the same whatever the order the photos came in, and ``everything=True`` gives any
+library that result again.
 """
 
 from __future__ import annotations
@@ -160,16 +164,20 @@ def settle_faces(
     new: Faces,
     persons: Mapping[str, Settled],
     linkage: Linkage,
-    new_person_id: Callable[[str], str],
+    new_person_id: Callable[[str, set[str]], str],
     library_faces: int = 0,
     reformed: frozenset[str] = frozenset(),
+    keep: Callable[[str], bool] | None = None,
 ) -> tuple[list[str | None], dict[str, str]]:
     """The person of each new face (None: unassigned) and the settled persons merged into
     another (merged away -> absorbed by), in a library of ``library_faces`` faces (at least the
     new and the settled ones). ``new.person`` is where a locked face stays; faces of the
     settled persons ``reformed`` are among the new faces and are grouped again like them (a
-    group keeps the id most of its faces had). ``new_person_id(face_id)`` names a group of new
-    faces after its smallest face id."""
+    group keeps the id most of its faces had). A group of new faces keeps the person the index
+    stage gave most of them where ``keep(person_id)`` allows it (a person of these faces only)
+    and none of them rejected it, so that settling what the index stage grouped alike rewrites
+    nothing; otherwise ``new_person_id(face_id, used)`` names it after its smallest face id,
+    with an id not in ``used`` (the ids this settle gave already)."""
     groups: dict[str, _Group] = {}
     for pid in sorted(persons):
         s = persons[pid]
@@ -210,20 +218,24 @@ def settle_faces(
     absorbed: dict[str, str] = {}
     founding = [g for g in merged if g.person is None and any(new.can_found[i] for i in g.members)]
     # A re-formed person's id goes to the group holding most of its faces (then the smaller id).
-    votes = sorted(
-        (
-            (-sum(1 for i in g.members if new.person[i] == pid), pid, min(new.ids[i] for i in g.members), n)
-            for n, g in enumerate(founding)
-            for pid in {new.person[i] for i in g.members} & reformed
-        )
-    )
     named: dict[int, str] = {}
     used: set[str] = set()
-    for _, voted, _, n in votes:
-        if voted is not None and n not in named and voted not in used:
+    for _, voted, _, n in _votes(new, founding, lambda pid: pid in reformed):
+        if n not in named and voted not in used:
             named[n], used = voted, used | {voted}
+    if keep is not None:
+        # Then the index stage's persons of these faces only, the same way.
+        settled = set(persons) | reformed
+        for _, voted, _, n in _votes(new, founding, lambda pid: pid not in settled):
+            rejected = any(voted in new.rejected[i] for i in founding[n].members)
+            if n not in named and voted not in used and not rejected and keep(voted):
+                named[n], used = voted, used | {voted}
     for n, g in enumerate(founding):
-        g.person = named.get(n) or new_person_id(min(new.ids[i] for i in g.members))
+        if n not in named:
+            g.person = new_person_id(min(new.ids[i] for i in g.members), used)
+            used.add(g.person)
+        else:
+            g.person = named[n]
     for g in merged:
         if g.person is None:
             continue  # poor faces alone found nobody
@@ -237,6 +249,17 @@ def settle_faces(
     return result, absorbed
 
 
+def _votes(new: Faces, groups: list[_Group], eligible: Callable[[str], bool]) -> list[tuple[int, str, str, int]]:
+    """(-faces, person, smallest face id, group) for each eligible person the faces of a group
+    had, most faces first."""
+    return sorted(
+        (-sum(1 for i in g.members if new.person[i] == pid), pid, min(new.ids[i] for i in g.members), n)
+        for n, g in enumerate(groups)
+        for pid in {new.person[i] for i in g.members}
+        if pid is not None and eligible(pid)
+    )
+
+
 REFORM = 64  # a settled person of at most this many faces near new faces is grouped again
 
 
@@ -245,9 +268,10 @@ def settle_batch(
     index: PersonIndex,
     linkage: Linkage,
     describe: Callable[[list[str]], Mapping[str, Settled]],
-    new_person_id: Callable[[str], str],
+    new_person_id: Callable[[str, set[str]], str],
     library_faces: int = 0,
     members: Callable[[list[str]], Faces] | None = None,
+    keep: Callable[[str], bool] | None = None,
 ) -> tuple[Faces, list[str | None], dict[str, str]]:
     """`settle_faces` with the settled persons near the new faces found in ``index`` (the
     index stage's, holding the new faces as it assigned them); ``describe(person_ids)`` gives
@@ -272,7 +296,7 @@ def settle_batch(
     for pid, (total, count) in near.items():
         d = described.get(pid) or Settled(total, count)
         persons[pid] = Settled(total, count, d.photos, d.rejects, d.locked)
-    result, absorbed = settle_faces(new, persons, linkage, new_person_id, library_faces, reformed)
+    result, absorbed = settle_faces(new, persons, linkage, new_person_id, library_faces, reformed, keep)
     return new, result, absorbed
 
 
@@ -367,11 +391,11 @@ def _settle_docs(
 
     taken: set[str] = set()
 
-    def new_id(face_id: str) -> str:
+    def new_id(face_id: str, used: set[str]) -> str:
         n = 0
         while True:
             pid = ids.person_id(face_id if n == 0 else f"{face_id}:settle:{n}")
-            if pid not in taken and not _held_elsewhere(lib, pid, batch, named):
+            if pid not in taken and pid not in used and not _held_elsewhere(lib, pid, batch, named):
                 taken.add(pid)
                 return pid
             n += 1
@@ -382,8 +406,14 @@ def _settle_docs(
         photos.update(d["image_id"] for d in extra)
         return _faces_of(extra, named)
 
+    def keep(person_id: str) -> bool:
+        if person_id in taken or _held_elsewhere(lib, person_id, batch, named):
+            return False
+        taken.add(person_id)
+        return True
+
     library_faces = lib.count_faces_of_model(model)
-    decided, result, merged_into = settle_batch(new, index, linkage, describe, new_id, library_faces, members)
+    decided, result, merged_into = settle_batch(new, index, linkage, describe, new_id, library_faces, members, keep)
     face_ids, before = decided.ids, decided.person
     # Faces of a settled person merged away join the person that absorbed it.
     moved_out: dict[str, list[str]] = {}

@@ -30,8 +30,12 @@ def _faces(embeddings: np.ndarray, order: list[int] | None = None, **kw) -> Face
     )
 
 
-def _canonical(face_id: str) -> str:
-    return ids.person_id(face_id)
+def _canonical(face_id: str, used: set[str] | None = None) -> str:
+    pid, n = ids.person_id(face_id), 0
+    while used and pid in used:
+        n += 1
+        pid = ids.person_id(f"{face_id}:settle:{n}")
+    return pid
 
 
 def test_new_faces_are_grouped_the_same_in_any_order() -> None:
@@ -132,6 +136,51 @@ def test_settled_persons_are_found_in_the_index_without_the_new_faces() -> None:
     assert decided.ids == ["fnew"] and result == ["pb"] and merged == {} and described == [["pb"]]
 
 
+def test_a_group_of_new_faces_keeps_the_person_the_index_stage_gave_most_of_them() -> None:
+    rng = np.random.default_rng(11)
+    embeddings, owners = _people(rng, [4, 3, 3])
+    # Online: faces 0-3 in "pa", 4-6 in "pb"; faces 7-9 (a third person) split by the index
+    # stage into "pc" (7, 8) and "pd" (9). Settling finds three persons.
+    online = ["pa"] * 4 + ["pb"] * 3 + ["pc", "pc", "pd"]
+    new = Faces([f"f{i:03d}" for i in range(10)], embeddings, list(online), [f"photo{i}" for i in range(10)])
+    canonical, _ = settle_faces(new, {}, Linkage.default(), _canonical)
+    assert _groups(dict(zip(new.ids, canonical))) == {
+        frozenset(f"f{i:03d}" for i in range(n, m)) for n, m in ((0, 4), (4, 7), (7, 10))
+    }
+    assert canonical[0] == _canonical("f000") and canonical[7] == _canonical("f007")  # without keep
+    asked: list[str] = []
+
+    def keep(pid: str) -> bool:
+        asked.append(pid)
+        return pid != "pb"  # pb has faces elsewhere: it cannot be taken
+
+    kept, _ = settle_faces(new, {}, Linkage.default(), _canonical, keep=keep)
+    assert kept == ["pa"] * 4 + [_canonical("f004")] * 3 + ["pc"] * 3  # pc: most of the group
+    assert sorted(asked) == ["pa", "pb", "pc"]  # pd is never asked: pc won that group
+    # A face that rejected the person its group would keep: the group is named afresh.
+    rejecting = replace(new, rejected=[frozenset()] * 9 + [frozenset({"pc"})])
+    named, _ = settle_faces(rejecting, {}, Linkage.default(), _canonical, keep=lambda pid: True)
+    assert named == ["pa"] * 4 + ["pb"] * 3 + ["pd"] * 3  # pd: the next most
+
+
+def test_a_face_founding_a_group_never_gets_the_id_a_regrouped_person_kept() -> None:
+    """A rejected face alone, whose id names the person it rejected (it founded that person
+    once): its group is named afresh, not after the person its old faces kept."""
+    rng = np.random.default_rng(3)
+    embeddings, _ = _people(rng, [3])
+    founder = _canonical("f002")  # the person face f002 founded, then rejected
+    faces = Faces(
+        ["f000", "f001", "f002"],
+        embeddings,
+        [founder, founder, None],
+        ["photo0", "photo1", "photo2"],
+        rejected=[frozenset(), frozenset(), frozenset({founder})],
+    )
+    result, _ = settle_faces(faces, {}, Linkage.default(), _canonical, reformed=frozenset({founder}))
+    assert result[:2] == [founder, founder]
+    assert result[2] is not None and result[2] != founder
+
+
 def _persons_by_face(env: dict[str, str]) -> dict[str, str | None]:
     from facepic.db import Library
     from facepic.embedded import embedded_database
@@ -145,9 +194,18 @@ def _persons_by_face(env: dict[str, str]) -> dict[str, str | None]:
             lib.close()
 
 
+def _groups(persons: dict[str, str | None]) -> set[frozenset[str]]:
+    """Which faces are together, whatever their persons' ids."""
+    by_person: dict[str | None, set[str]] = {}
+    for face, person in persons.items():
+        by_person.setdefault(person, set()).add(face)
+    return {frozenset(faces) for faces in by_person.values()}
+
+
 def test_settling_brings_any_arrival_order_to_the_result_of_one_run(offline_env, tmp_path) -> None:
-    """Photos arriving in two runs (settled after each), then `settle --all`: the same persons,
-    ids and membership as one run over all of them."""
+    """Photos arriving in two runs (settled after each), then `settle --all`: the same persons
+    as one run over all of them (the same faces together; their ids are those the index stage
+    gave them, which depend on the order)."""
     import shutil
 
     from tests.conftest import copy_photos, invoke
@@ -173,7 +231,12 @@ def test_settling_brings_any_arrival_order_to_the_result_of_one_run(offline_env,
     assert nothing_new.exit_code == 0 and "faces moved 0, newly assigned 0" in nothing_new.output
     result = invoke(two, "settle", "--all")
     assert result.exit_code == 0, result.output
-    assert _persons_by_face(two) == expected
+    assert _groups(_persons_by_face(two)) == _groups(expected)
+    # A settled library settled again from scratch keeps every face where it is, ids included.
+    before = _persons_by_face(one)
+    again = invoke(one, "settle", "--all")
+    assert again.exit_code == 0 and "faces moved 0, newly assigned 0" in again.output, again.output
+    assert _persons_by_face(one) == before
 
 
 def test_a_large_batch_finds_the_same_persons_through_its_nearest_pairs(monkeypatch) -> None:
