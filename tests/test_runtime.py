@@ -150,3 +150,31 @@ def test_openvino_sends_no_telemetry(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "openvino.tools.ovc.telemetry_stub"
     assert not (tmp_path / "intel").exists()
+
+
+def test_compiled_models_are_kept_beside_the_packs_and_a_bad_cache_folder_only_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dataclasses
+
+    import facepic.runtime as runtime_module
+
+    settings = Settings.load(env={"FACEPIC_MODEL_ROOT": str(tmp_path / "models")}, env_file=None)
+    runtime = Runtime.for_settings(settings, 2)
+    assert runtime.cache_dir == str(tmp_path / "models" / "openvino-cache")
+    choice = resolve("buffalo_s", tmp_path / "models")
+    photo = PHOTOS / "tom_hanks" / "07.jpg"
+    first = faces_of(FaceEngine(choice, 640, runtime), photo)
+    blobs = sorted((tmp_path / "models" / "openvino-cache").glob("*.blob"))
+    assert len(blobs) == 2  # the detector at this photo's input size, and the recognizer
+    again = faces_of(FaceEngine(choice, 640, runtime), photo)  # loaded from the cache
+    assert sorted((tmp_path / "models" / "openvino-cache").glob("*.blob")) == blobs
+    assert np.array_equal(first[0].embedding, again[0].embedding)
+    (tmp_path / "a-file").write_text("not a folder")
+    runtime_module._cache_warned = False
+    broken = dataclasses.replace(runtime, cache_dir=str(tmp_path / "a-file" / "cache"))
+    with caplog.at_level("WARNING", logger="facepic.runtime"):
+        faces = faces_of(FaceEngine(choice, 640, broken), photo)
+    assert np.array_equal(faces[0].embedding, first[0].embedding)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "facepic.runtime"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"OpenVINO cannot keep compiled models in {tmp_path}/a-file")
