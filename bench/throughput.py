@@ -4,11 +4,15 @@
     python bench/throughput.py --photos 40 --mode enqueue   # Celery workers on real servers
     python bench/throughput.py --photos 40 --mode both
     python bench/throughput.py --photos 100 --mode all     # and the naive script, with ratios
+    python bench/throughput.py --photos 100 --mode all --rounds 3   # alternating, medians
 
-`run` uses the embedded database and a folder store, all cores. `enqueue` starts real Redis,
+`run` uses the embedded database and a folder store, all cores. `run` and the naive script are
+each timed as a process of their own, from start to end, as a user waits for them. `enqueue` starts real Redis,
 MongoDB wire and S3 servers on loopback (as the tests do), one CPU worker with `--cpu-procs`
 processes and the index worker, waits until the CPU worker's processes have loaded their face
-model (as running workers have), and times `facepic enqueue` until the last ledger line.
+model (as running workers have), and times `facepic enqueue` until the last ledger line; then
+again with `--disable-upload`, the same work as `run` (which has no bucket on the embedded
+default), since the S3 server on these same cores spends about 18 ms of CPU storing an original.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,23 +54,32 @@ def finished_lines(ledger: Path) -> list[dict]:
 
 
 def run_embedded(photos: Path, workdir: Path, model: str) -> tuple[float, list[dict]]:
-    from click.testing import CliRunner
-
-    from workers.cli import cli
-
+    """`facepic run` as a user runs it: a process of its own, timed from its start to its end
+    (interpreter, imports, embedded database, pool, settle), as the naive script is."""
     env = {
+        **os.environ,
         "FACEPIC_DATA_DIR": str(workdir / "data-run"),
         "FACEPIC_MODEL": model,
         "FACEPIC_MONGODB_URI": "",
         "FACEPIC_S3_ENDPOINT": "",
         "FACEPIC_S3_ACCESS_KEY_ID": "",
     }
+    command = [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent", "run", str(photos)]
     start = time.perf_counter()
-    result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "run", str(photos)], env=env, obj={})
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=HERE.parent)
     elapsed = time.perf_counter() - start
-    if result.exit_code != 0:
-        raise SystemExit(f"facepic run failed:\n{result.output}")
+    if result.returncode != 0:
+        raise SystemExit(f"facepic run failed:\n{result.stdout}{result.stderr}")
     return elapsed, finished_lines(workdir / "data-run" / "processed_log.jsonl")
+
+
+def run_naive(photos: Path, workdir: Path) -> tuple[float, str]:
+    """bench/naive.py in a process of its own, timed the same way."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, str(HERE / "naive.py"), str(photos)], capture_output=True, text=True, check=True, cwd=workdir
+    )
+    return time.perf_counter() - start, result.stdout.strip()
 
 
 def peak_memory_mb(pid: int) -> dict[int, float]:
@@ -89,17 +103,22 @@ def _ppid(proc: Path) -> int:
         return -1
 
 
-def run_distributed(photos: Path, workdir: Path, model: str, cpu_procs: int) -> tuple[float, list[dict]]:
+def run_distributed(
+    photos: Path, workdir: Path, model: str, cpu_procs: int, upload: bool = True
+) -> tuple[float, list[dict]]:
     from click.testing import CliRunner
 
     from tests import servers
     from workers.cli import cli
 
+    workdir = workdir / ("enqueue" if upload else "enqueue-no-upload")
+    workdir.mkdir()
     redis, redis_url = servers.start_redis(workdir)
     mongo, mongo_uri = servers.start_mongo(workdir)
     s3, endpoint = servers.start_s3(workdir)
+    data = workdir / "data"
     env = {
-        "FACEPIC_DATA_DIR": str(workdir / "data-enqueue"),
+        "FACEPIC_DATA_DIR": str(data),
         "FACEPIC_MODEL": model,
         "FACEPIC_REDIS_URL": redis_url + "/0",
         "FACEPIC_MONGODB_URI": mongo_uri,
@@ -120,11 +139,12 @@ def run_distributed(photos: Path, workdir: Path, model: str, cpu_procs: int) -> 
         ):
             time.sleep(0.2)
         start = time.perf_counter()
-        result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "enqueue", str(photos)], env=env, obj={})
+        args = ["--env-file", "/nonexistent", "enqueue", str(photos)] + ([] if upload else ["--disable-upload"])
+        result = CliRunner().invoke(cli, args, env=env, obj={})
         if result.exit_code != 0:
             raise SystemExit(f"facepic enqueue failed:\n{result.output}")
         total = len(list(photos.glob("*.jpg")))
-        ledger = workdir / "data-enqueue" / "processed_log.jsonl"
+        ledger = data / "processed_log.jsonl"
         while len(finished_lines(ledger)) < total:
             time.sleep(0.1)
         elapsed = time.perf_counter() - start
@@ -155,30 +175,62 @@ def main() -> None:
     parser.add_argument("--mode", choices=("run", "enqueue", "both", "all"), default="both")
     parser.add_argument("--model", default="buffalo_s")
     parser.add_argument("--cpu-procs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every path, alternating, and take medians")
     args = parser.parse_args()
     photos = build(args.photos)
     sizes = [p.stat().st_size for p in photos.glob("*.jpg")]
     print(f"corpus: {len(sizes)} photos 4032x3024, {sum(sizes) / len(sizes) / 1e6:.1f} MB each, {os.cpu_count()} cores")
+    rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="facepic-bench-") as tmp:
-        workdir = Path(tmp)
-        results = {}
-        if args.mode == "all":
-            from bench.naive import run as naive_run
+        for n in range(args.rounds):
+            workdir = Path(tmp) / f"round-{n}"
+            workdir.mkdir()
+            if args.rounds > 1:
+                print(f"--- round {n + 1} of {args.rounds}")
+            rounds.append(one_round(args, photos, workdir, len(sizes)))
+    if args.rounds > 1:
+        print(f"--- medians over {args.rounds} rounds (photos/s)")
+        for path in rounds[0]:
+            values = [r[path] for r in rounds]
+            print(f"{path}: median {statistics.median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})")
+    medians = {path: statistics.median(r[path] for r in rounds) for path in rounds[0]}
+    ratios = [r["run"] / r["naive"] for r in rounds if "naive" in r]
+    if ratios:
+        print(f"facepic run throughput / naive throughput: {statistics.median(ratios):.2f}" + _each(ratios))
+    if "enqueue" in medians:
+        ratios = [r["enqueue"] / r["run"] for r in rounds]
+        print(f"enqueue throughput / run throughput: {statistics.median(ratios):.2f}" + _each(ratios))
+        print("  (enqueue also uploads every original to the S3 server on these same cores)")
+        ratios = [r["enqueue-no-upload"] / r["run"] for r in rounds]
+        print(f"enqueue --disable-upload throughput / run throughput: {statistics.median(ratios):.2f}" + _each(ratios))
+        print("  (the same work as run on the embedded default, which has no bucket)")
 
-            seconds, count, faces = naive_run(photos, workdir)
-            results["naive"] = (seconds, [])
-            print(f"naive script: {count} photos, {faces} faces, {seconds:.1f} s, {count / seconds:.2f} photos/s")
-        if args.mode in ("run", "both", "all"):
-            results["run"] = run_embedded(photos, workdir, args.model)
-            report("facepic run (embedded)", len(sizes), *results["run"])
-        if args.mode in ("enqueue", "both", "all"):
-            results["enqueue"] = run_distributed(photos, workdir, args.model, args.cpu_procs)
-            report(f"facepic enqueue ({args.cpu_procs} CPU processes + index worker)", len(sizes), *results["enqueue"])
-        if "naive" in results:
-            print(f"facepic run throughput / naive throughput: {results['naive'][0] / results['run'][0]:.2f}")
-        if "run" in results and "enqueue" in results:
-            ratio = results["run"][0] / results["enqueue"][0]
-            print(f"enqueue throughput / run throughput: {ratio:.2f}")
+
+def _each(values: list[float]) -> str:
+    return f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+
+
+def one_round(args: argparse.Namespace, photos: Path, workdir: Path, count: int) -> dict[str, float]:
+    """Photos per second of each path asked for, run one after the other."""
+    rates: dict[str, float] = {}
+    if args.mode == "all":
+        seconds, said = run_naive(photos, workdir)
+        rates["naive"] = count / seconds
+        print(f"naive script: {count} photos, {seconds:.1f} s, {count / seconds:.2f} photos/s (it says: {said})")
+    if args.mode in ("run", "both", "all"):
+        seconds, lines = run_embedded(photos, workdir, args.model)
+        report("facepic run (embedded)", count, seconds, lines)
+        rates["run"] = count / seconds
+    if args.mode in ("enqueue", "both", "all"):
+        seconds, lines = run_distributed(photos, workdir, args.model, args.cpu_procs)
+        report(f"facepic enqueue ({args.cpu_procs} CPU processes + index worker)", count, seconds, lines)
+        rates["enqueue"] = count / seconds
+        # The same work as `run` on the embedded default, which has no bucket to upload to:
+        # the S3 server shares these cores, and storing an original costs it about 18 ms.
+        seconds, lines = run_distributed(photos, workdir, args.model, args.cpu_procs, upload=False)
+        report("facepic enqueue --disable-upload", count, seconds, lines)
+        rates["enqueue-no-upload"] = count / seconds
+    return rates
 
 
 if __name__ == "__main__":
