@@ -66,6 +66,9 @@ class _Group:
     locked: bool  # a locked person: never absorbed by another
     person: str | None
     unlisted: int = 0  # faces counted in ``sum`` but not in ``members`` (a settled person's)
+    # Persons its faces were in before (settling): a face that rejected one never joins them,
+    # whatever id their group ends with. Unlike ``names``, never reported as absorbed.
+    held: set[str] = field(default_factory=set)
 
     @property
     def n(self) -> int:
@@ -80,8 +83,8 @@ def _compatible(a: _Group, b: _Group) -> bool:
     return (
         not (a.locked and b.locked)
         and not (a.photos & b.photos)
-        and not (a.rejects & b.names)
-        and not (b.rejects & a.names)
+        and not (a.rejects & (b.names | b.held))
+        and not (b.rejects & (a.names | a.held))
     )
 
 
@@ -92,6 +95,7 @@ def _absorb(keep: _Group, gone: _Group) -> None:
     keep.names |= gone.names
     keep.photos |= gone.photos
     keep.rejects |= gone.rejects
+    keep.held |= gone.held
 
 
 def _survivor(a: _Group, b: _Group) -> tuple[_Group, _Group]:

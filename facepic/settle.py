@@ -209,7 +209,10 @@ def settle_faces(
         # A face of a settled person grouped again carries that person's id as a name, so a face
         # that rejected the person never joins its faces, whatever id their group ends with.
         names = {held_by} if held_by in reformed else set()
-        singles.append(_Group(e, [i], names, {new.photo[i]}, set(new.rejected[i]), False, None))
+        # Any face carries the person it was in, so a face that rejected that person never
+        # joins it again, even when all its faces are grouped afresh (`settle --all`).
+        was_in = {held_by} if held_by else set()
+        singles.append(_Group(e, [i], names, {new.photo[i]}, set(new.rejected[i]), False, None, held=was_in))
     everyone = list(groups.values()) + singles
     nearest = _nearest_pairs if len(everyone) > EXACT_PAIRS else None
     faces = max(library_faces, len(new.ids) + sum(s.count for s in persons.values()))

@@ -157,10 +157,10 @@ def test_a_group_of_new_faces_keeps_the_person_the_index_stage_gave_most_of_them
     kept, _ = settle_faces(new, {}, Linkage.default(), _canonical, keep=keep)
     assert kept == ["pa"] * 4 + [_canonical("f004")] * 3 + ["pc"] * 3  # pc: most of the group
     assert sorted(asked) == ["pa", "pb", "pc"]  # pd is never asked: pc won that group
-    # A face that rejected the person its group would keep: the group is named afresh.
+    # Face 9 rejected pc: it stays out of pc's faces (which keep pc) and keeps its own pd.
     rejecting = replace(new, rejected=[frozenset()] * 9 + [frozenset({"pc"})])
     named, _ = settle_faces(rejecting, {}, Linkage.default(), _canonical, keep=lambda pid: True)
-    assert named == ["pa"] * 4 + ["pb"] * 3 + ["pd"] * 3  # pd: the next most
+    assert named == ["pa"] * 4 + ["pb"] * 3 + ["pc", "pc", "pd"]
 
 
 def test_a_face_founding_a_group_never_gets_the_id_a_regrouped_person_kept() -> None:
@@ -179,6 +179,23 @@ def test_a_face_founding_a_group_never_gets_the_id_a_regrouped_person_kept() -> 
     result, _ = settle_faces(faces, {}, Linkage.default(), _canonical, reformed=frozenset({founder}))
     assert result[:2] == [founder, founder]
     assert result[2] is not None and result[2] != founder
+
+
+def test_a_face_never_rejoins_the_faces_of_a_person_it_rejected_when_all_are_grouped_afresh() -> None:
+    """`settle --all` after a reject: every face is new, the person's other faces keep it, the
+    face that rejected it stays out of their group."""
+    rng = np.random.default_rng(9)
+    embeddings, _ = _people(rng, [4], weight=0.9)
+    faces = Faces(
+        [f"f{i:03d}" for i in range(4)],
+        embeddings,
+        ["pjen", "pjen", "pjen", None],
+        [f"photo{i}" for i in range(4)],
+        rejected=[frozenset()] * 3 + [frozenset({"pjen"})],
+    )
+    result, merged = settle_faces(faces, {}, Linkage.default(), _canonical, keep=lambda pid: True)
+    assert result[:3] == ["pjen"] * 3 and merged == {}
+    assert result[3] != "pjen"
 
 
 def _persons_by_face(env: dict[str, str]) -> dict[str, str | None]:
