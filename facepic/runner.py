@@ -110,8 +110,8 @@ class CpuPool:
             try:
                 for _ in range(self.processes):
                     executor.submit(_ready)
-            except (RuntimeError, BrokenProcessPool):  # shut down or broken meanwhile: noticed by its user
-                pass
+            except (RuntimeError, BrokenProcessPool, EOFError, OSError):
+                pass  # shut down, broken or interrupted (Ctrl-C) meanwhile: its user notices
 
         threading.Thread(target=start, name="facepic-pool-start", daemon=True).start()
         return executor

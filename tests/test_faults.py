@@ -53,6 +53,19 @@ if _dir:
         return _real(path, *args, **kwargs)
 
     _decode.decode = decode
+
+    if os.environ.get("FAULT_SLOW_SCAN"):  # a scan slow enough to be interrupted in
+        import time as _time
+
+        import facepic.ids as _ids
+
+        _real_hash = _ids.sha256_file
+
+        def sha256_file(*args, **kwargs):
+            _time.sleep(float(os.environ["FAULT_SLOW_SCAN"]))
+            return _real_hash(*args, **kwargs)
+
+        _ids.sha256_file = sha256_file
 """
 
 
@@ -234,6 +247,13 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
@@ -272,6 +292,56 @@ def test_killing_run_takes_its_pool_processes_down(offline_env, tmp_path) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_ctrl_c_while_the_pool_starts_is_one_line_and_the_run_goes_on_next_time(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C right after the model line, while the fork server starts the pool processes (a
+    traceback from the thread starting them, before): one line, exit 130, nothing left
+    running; the same command then does every photo once."""
+    root = tmp_path / "drive"
+    names = distinct_photos(root, 6)
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "sitecustomize.py").write_text(FAULTS)
+    env = {
+        **os.environ,
+        **offline_env,
+        "PYTHONUNBUFFERED": "1",
+        "FAULT_DIR": str(faults),
+        "FAULT_SLOW_SCAN": "1",  # the scan still going when Ctrl-C comes, the pool starting
+        "PYTHONPATH": os.pathsep.join([str(faults), str(REPO)]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "run", str(root)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    assert proc.stderr is not None
+    seen = ""
+    while "face model:" not in seen:
+        line = proc.stderr.readline()
+        assert line, f"the run ended before its model line: {seen}"
+        seen += line
+
+    def fork_server_started() -> bool:
+        return any(b"forkserver" in _cmdline(c) for c in _descendants(proc.pid))
+
+    wait_until(fork_server_started, "the fork server to start", timeout=30)
+    children = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole group: the fork server too
+    out, err = proc.communicate(timeout=60)
+    output = seen + out + err
+    assert proc.returncode == 130, output
+    no_traceback(output)
+    assert "interrupted: what was finished is kept, and the same command goes on from there" in err
+    wait_until(lambda: not any(_alive(c) for c in children | _descendants(proc.pid)), "the pool to end", timeout=10)
+    again = run_cli(offline_env, "run", str(root))
+    assert again.returncode == 0, again.stdout + again.stderr
+    final = [x for x in ledger_lines(settings_of(offline_env)) if x["status"] == "done"]
+    assert sorted(x["path"] for x in final) == sorted(names)
 
 
 # --- 4. cleanup and a shared bucket -----------------------------------------------------------------

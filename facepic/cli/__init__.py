@@ -29,6 +29,7 @@ from facepic.storage import StorageUnavailable
 
 # Server settings a .env in the working folder may have switched: the first line says so.
 SERVER_SETTINGS = ("redis_url", "mongodb_uri", "s3_endpoint", "data_dir")
+INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C (128 + SIGINT)
 
 
 class FacePicGroup(click.Group):
@@ -39,6 +40,9 @@ class FacePicGroup(click.Group):
             return super().invoke(ctx)
         except FacePicError as e:
             raise click.ClickException(user_message(e, (ctx.obj or {}).get("settings"))) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: what was finished is kept, and the same command goes on from there", err=True)
+            sys.exit(INTERRUPTED)
 
 
 def user_message(e: FacePicError, settings: Settings | None) -> str:
