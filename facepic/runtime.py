@@ -92,6 +92,21 @@ def openvino_precision() -> str:
     return "bf16" if "BF16" in capabilities else "f32"
 
 
+def _usable_cache(folder: Path) -> bool:
+    """Whether OpenVINO can keep compiled models in ``folder`` (made if missing); if not, one
+    warning per process (OpenVINO itself would say nothing and compile each time)."""
+    global _cache_warned
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        reason = "" if os.access(folder, os.W_OK | os.X_OK) else "not writable"
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+    if reason and not _cache_warned:
+        log.warning("OpenVINO cannot keep compiled models in %s (%s): it compiles them at each start", folder, reason)
+        _cache_warned = True
+    return not reason
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Which runtime, precision and threads the face models of this process run with."""
@@ -154,9 +169,10 @@ class Runtime:
         """The runtime of one of ``processes`` processes sharing this machine's cores, caching
         OpenVINO's compiled models beside the model packs."""
         runtime = cls.resolve(settings.runtime, settings.ort_threads or default_threads(processes))
-        if runtime.backend != "openvino":
+        cache = Path(settings.model_root) / "openvino-cache"
+        if runtime.backend != "openvino" or not _usable_cache(cache):
             return runtime
-        return dataclasses.replace(runtime, cache_dir=str(Path(settings.model_root) / "openvino-cache"))
+        return dataclasses.replace(runtime, cache_dir=str(cache))
 
     def describe(self) -> str:
         """``OpenVINO bf16 (detector f32), 1 thread per process``, with auto's reason where it chose."""

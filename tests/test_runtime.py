@@ -133,23 +133,39 @@ def test_auto_keeps_onnxruntime_where_it_has_cuda(monkeypatch: pytest.MonkeyPatc
     assert Runtime.resolve("openvino").backend == "openvino"  # asked for, it is used all the same
 
 
-def test_openvino_sends_no_telemetry(tmp_path: Path) -> None:
+def test_neither_runtime_sends_telemetry(tmp_path: Path) -> None:
     """`import openvino` alone reports to Google Analytics (and writes ~/intel) unless CI=true
-    or an opt-out file says otherwise; FacePic's import of it never does."""
+    or an opt-out file says otherwise; onnxruntime writes a device id and queues usage events
+    under ~/.cache/Microsoft. FacePic's face engine on either runtime does neither."""
     import os
     import subprocess
 
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env["HOME"] = str(tmp_path)
+    # As on a user's machine: not in CI, not under a test runner (both silence the telemetry).
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "ORT_DISABLE_TELEMETRY") and "PYTEST" not in k}
+    env["HOME"] = str(tmp_path / "home")
+    (tmp_path / "home").mkdir()
     script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import facepic\n"
+        "from facepic.decode import decode\n"
+        "from facepic.detect import FaceEngine, pack_files\n"
+        "from facepic.models import resolve\n"
         "from facepic.runtime import Runtime\n"
-        "Runtime.resolve('openvino').describe()\n"
+        "choice = resolve('buffalo_s', Path(sys.argv[1]))\n"
+        "import onnxruntime\n"  # plainly, as a worker's own code could
+        "onnxruntime.InferenceSession(str(pack_files(choice)['recognition']), providers=['CPUExecutionProvider'])\n"
+        "rgb = decode(Path(sys.argv[2]), 640, 10**8).rgb\n"
+        "for name in ('openvino', 'onnxruntime'):\n"
+        "    assert FaceEngine(choice, 640, Runtime.resolve(name, 1)).detect(rgb)\n"
         "import openvino.tools.ovc.telemetry_utils as t\n"
         "print(t.tm.__name__)\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    photo = PHOTOS / "tom_hanks" / "07.jpg"
+    command = [sys.executable, "-c", script, str(tmp_path / "models"), str(photo)]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "openvino.tools.ovc.telemetry_stub"
-    assert not (tmp_path / "intel").exists()
+    assert (tmp_path / "home").is_dir() and not any((tmp_path / "home").iterdir())
 
 
 def test_compiled_models_are_kept_beside_the_packs_and_a_bad_cache_folder_only_warns(
@@ -178,3 +194,18 @@ def test_compiled_models_are_kept_beside_the_packs_and_a_bad_cache_folder_only_w
     assert np.array_equal(faces[0].embedding, first[0].embedding)
     warnings = [r.getMessage() for r in caplog.records if r.name == "facepic.runtime"]
     assert len(warnings) == 1 and warnings[0].startswith(f"OpenVINO cannot keep compiled models in {tmp_path}/a-file")
+    # A cache path that is a file: OpenVINO would compile each time without a word; FacePic
+    # says so once, and runs without the cache.
+    caplog.clear()
+    runtime_module._cache_warned = False
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "openvino-cache").write_text("a file, not a folder")
+    with caplog.at_level("WARNING", logger="facepic.runtime"):
+        for _ in range(3):
+            plain = Runtime.for_settings(Settings.load(env={"FACEPIC_MODEL_ROOT": str(blocked)}, env_file=None), 2)
+    assert plain.cache_dir == "" and plain.backend == "openvino"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "facepic.runtime"]
+    assert warnings == [
+        f"OpenVINO cannot keep compiled models in {blocked}/openvino-cache (File exists): it compiles them at each start"
+    ]
