@@ -109,12 +109,7 @@ def run_cli(
     env: dict[str, str], *args: str, faults: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """`facepic ARGS` in a process of its own, as a user runs it (pool processes and all)."""
-    full = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-    if faults is not None:
-        faults.mkdir(exist_ok=True)
-        (faults / "sitecustomize.py").write_text(FAULTS)
-        full["PYTHONPATH"] = os.pathsep.join([str(faults), str(REPO)])
-        full["FAULT_DIR"] = str(faults)
+    full = with_faults(env, faults) if faults is not None else {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", *args],
         env=full,
@@ -122,6 +117,20 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def with_faults(env: dict[str, str], faults: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `facepic` process whose every process imports FAULTS first."""
+    faults.mkdir(exist_ok=True)
+    (faults / "sitecustomize.py").write_text(FAULTS)
+    return {
+        **os.environ,
+        **env,
+        "PYTHONUNBUFFERED": "1",
+        "FAULT_DIR": str(faults),
+        "PYTHONPATH": os.pathsep.join([str(faults), str(REPO)]),
+        **extra,
+    }
 
 
 def no_traceback(output: str) -> None:
@@ -265,16 +274,7 @@ def _alive(pid: int) -> bool:
 def test_killing_run_takes_its_pool_processes_down(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "drive"
     distinct_photos(root, 30, prefix="slow-")
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    (faults / "sitecustomize.py").write_text(FAULTS)
-    env = {
-        **os.environ,
-        **offline_env,
-        "FACEPIC_WORKERS": "2",
-        "FAULT_DIR": str(faults),
-        "PYTHONPATH": os.pathsep.join([str(faults), str(REPO)]),
-    }
+    env = with_faults({**offline_env, "FACEPIC_WORKERS": "2"}, tmp_path / "faults")
     proc = subprocess.Popen(
         [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "run", str(root)],
         env=env,
@@ -300,17 +300,8 @@ def test_ctrl_c_while_the_pool_starts_is_one_line_and_the_run_goes_on_next_time(
     running; the same command then does every photo once."""
     root = tmp_path / "drive"
     names = distinct_photos(root, 6)
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    (faults / "sitecustomize.py").write_text(FAULTS)
-    env = {
-        **os.environ,
-        **offline_env,
-        "PYTHONUNBUFFERED": "1",
-        "FAULT_DIR": str(faults),
-        "FAULT_SLOW_SCAN": "1",  # the scan still going when Ctrl-C comes, the pool starting
-        "PYTHONPATH": os.pathsep.join([str(faults), str(REPO)]),
-    }
+    # FAULT_SLOW_SCAN: the scan still going when Ctrl-C comes, the pool starting.
+    env = with_faults(offline_env, tmp_path / "faults", FAULT_SLOW_SCAN="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "run", str(root)],
         env=env,
