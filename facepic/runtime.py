@@ -95,16 +95,22 @@ def openvino_precision() -> str:
 def _usable_cache(folder: Path) -> bool:
     """Whether OpenVINO can keep compiled models in ``folder`` (made if missing); if not, one
     warning per process (OpenVINO itself would say nothing and compile each time)."""
-    global _cache_warned
     try:
         folder.mkdir(parents=True, exist_ok=True)
         reason = "" if os.access(folder, os.W_OK | os.X_OK) else "not writable"
     except OSError as e:
         reason = e.strerror or type(e).__name__
-    if reason and not _cache_warned:
+    if reason:
+        _no_cache(folder, reason)
+    return not reason
+
+
+def _no_cache(folder: Path | str, reason: str) -> None:
+    """The one warning per process that compiled models are not kept."""
+    global _cache_warned
+    if not _cache_warned:
         log.warning("OpenVINO cannot keep compiled models in %s (%s): it compiles them at each start", folder, reason)
         _cache_warned = True
-    return not reason
 
 
 @dataclass(frozen=True)
@@ -257,13 +263,9 @@ class OpenVINOSession:
         except RuntimeError as e:
             if "CACHE_DIR" not in self._config:
                 raise
-            # A cache folder it cannot write (a read-only model folder): compile every time.
-            global _cache_warned
-            if not _cache_warned:
-                reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-                log.warning("OpenVINO cannot keep compiled models in %s: %s", self._config["CACHE_DIR"], reason)
-                _cache_warned = True
-            self._config.pop("CACHE_DIR")
+            # A cache it cannot write after all (a disk that filled up): compile every time.
+            said = [line.strip() for line in str(e).splitlines() if line.strip(" )")]
+            _no_cache(self._config.pop("CACHE_DIR"), said[-1] if said else type(e).__name__)
             return openvino_core().compile_model(self._model, "CPU", self._config)
 
     def get_inputs(self) -> list[TensorInfo]:

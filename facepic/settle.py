@@ -206,13 +206,11 @@ def settle_faces(
             g.photos.add(new.photo[i])
             g.rejects |= new.rejected[i]
             continue
-        # A face of a settled person grouped again carries that person's id as a name, so a face
-        # that rejected the person never joins its faces, whatever id their group ends with.
-        names = {held_by} if held_by in reformed else set()
-        # Any face carries the person it was in, so a face that rejected that person never
-        # joins it again, even when all its faces are grouped afresh (`settle --all`).
+        # Every face carries the person it was in (a re-formed settled person, or the index
+        # stage's), so a face that rejected that person never joins its faces, whatever id their
+        # group ends with, even when all of them are grouped afresh (`settle --all`).
         was_in = {held_by} if held_by else set()
-        singles.append(_Group(e, [i], names, {new.photo[i]}, set(new.rejected[i]), False, None, held=was_in))
+        singles.append(_Group(e, [i], set(), {new.photo[i]}, set(new.rejected[i]), False, None, held=was_in))
     everyone = list(groups.values()) + singles
     nearest = _nearest_pairs if len(everyone) > EXACT_PAIRS else None
     faces = max(library_faces, len(new.ids) + sum(s.count for s in persons.values()))
@@ -227,11 +225,11 @@ def settle_faces(
         if n not in named and voted not in used:
             named[n], used = voted, used | {voted}
     if keep is not None:
-        # Then the index stage's persons of these faces only, the same way.
+        # Then the index stage's persons of these faces only, the same way. (No face of a group
+        # rejected a person another face of it was in: `held` kept them apart.)
         settled = set(persons) | reformed
         for _, voted, _, n in _votes(new, founding, lambda pid: pid not in settled):
-            rejected = any(voted in new.rejected[i] for i in founding[n].members)
-            if n not in named and voted not in used and not rejected and keep(voted):
+            if n not in named and voted not in used and keep(voted):
                 named[n], used = voted, used | {voted}
     for n, g in enumerate(founding):
         if n not in named:
