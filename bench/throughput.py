@@ -197,7 +197,7 @@ def main() -> None:
     ratios = [r["run"] / r["naive"] for r in rounds if "naive" in r]
     if ratios:
         print(f"facepic run throughput / naive throughput: {statistics.median(ratios):.2f}" + _each(ratios))
-    if "enqueue" in medians:
+    if "enqueue" in medians and "run" in medians:
         ratios = [r["enqueue"] / r["run"] for r in rounds]
         print(f"enqueue throughput / run throughput: {statistics.median(ratios):.2f}" + _each(ratios))
         print("  (enqueue also uploads every original to the S3 server on these same cores)")

@@ -50,7 +50,14 @@ if _dir:
         if os.environ.get("FAULT_JITTER"):  # photos finish in a random order
             import random, time
             time.sleep(random.uniform(0, float(os.environ["FAULT_JITTER"])))
-        return _real(path, *args, **kwargs)
+        decoded = _real(path, *args, **kwargs)
+        flag = Path(_dir) / (name + ".changed")
+        if name.startswith("changing") and not flag.exists():  # rewritten after its scan, once
+            flag.touch()
+            data = bytearray(Path(path).read_bytes())  # the same size, other bytes
+            data[-3] ^= 0xFF
+            Path(path).write_bytes(bytes(data))
+        return decoded
 
     _decode.decode = decode
 
@@ -360,6 +367,47 @@ def test_cleanup_leaves_another_librarys_uuid_keys_in_the_bucket(server_env, wor
     assert f": {len(ours)} FacePic objects" in dry.output
     assert invoke(server_env, "cleanup", "--yes").exit_code == 0
     assert sorted(store.list_keys()) == sorted(foreign)
+
+
+def test_a_photo_that_changes_after_its_scan_is_never_stored_and_the_rest_goes_on(  # type: ignore[no-untyped-def]
+    offline_env, s3_server, tmp_path
+) -> None:
+    """The bucket checks each original against the SHA-256 its scan took: a photo rewritten in
+    between with the same size (the upload stage's size check passes) fails with one line, and
+    the bucket holds the other photos only; the next run takes the photo as it is now."""
+    from tests import servers
+
+    root = tmp_path / "drive"
+    names = distinct_photos(root, 4)
+    Image.open(PHOTOS / "tom_hanks/07.jpg").save(root / "changing-07.jpg", "JPEG", quality=77)
+    env = {
+        **offline_env,
+        "FACEPIC_S3_ENDPOINT": s3_server,
+        "FACEPIC_S3_BUCKET": "facepic-changing",
+        "FACEPIC_S3_ACCESS_KEY_ID": servers.S3_ACCESS_KEY,
+        "FACEPIC_S3_SECRET_ACCESS_KEY": servers.S3_SECRET_KEY,
+    }
+    result = run_cli(env, "run", str(root), faults=tmp_path / "faults")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    no_traceback(output)
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(root / "changing-07.jpg") in errors[0], output
+    assert "bytes differ from the SHA-256 taken when it was scanned" in errors[0]
+    assert f"photos {len(names) + 1}: done {len(names)} " in result.stdout and "failed 1" in result.stdout
+    final = {x["path"]: x for x in ledger_lines(settings_of(env)) if x["status"] != "queued"}
+    assert final["changing-07.jpg"]["status"] == "failed"
+    assert all(final[name]["status"] == "done" and final[name]["uploaded"] for name in names)
+    store = open_store(settings_of(env))
+    originals = [k for k in store.list_keys() if not k.startswith(("thumb_", "faces/"))]
+    assert len(originals) == len(names)
+
+    again = run_cli(env, "run", str(root), faults=tmp_path / "faults")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"done 1 (faces 1, no face 0), already done {len(names)}" in again.stdout
+    now = {x["path"]: x for x in ledger_lines(settings_of(env)) if x["status"] != "queued"}["changing-07.jpg"]
+    assert now["status"] == "done" and now["uploaded"]
+    assert store.get_bytes(f"{now['image_id']}.jpg") == (root / "changing-07.jpg").read_bytes()
 
 
 # --- 5. and 6. links, special files, every file accounted for --------------------------------------

@@ -1,3 +1,5 @@
+import base64
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,43 @@ def test_s3_unreachable_is_a_retryable_error() -> None:
     store = s3(f"http://127.0.0.1:{servers.free_port()}", "facepic-nowhere")
     with pytest.raises(StorageUnavailable, match="cannot reach"):
         store.ensure_bucket()
+
+
+def test_a_put_stores_only_the_bytes_of_the_sha256_it_was_given(s3_server: str, tmp_path: Path) -> None:
+    """An original goes up with the SHA-256 its scan took: a file that changed since (same size,
+    other bytes, as a flaky drive may read) is refused by the bucket and nothing is stored."""
+    store = s3(s3_server, "facepic-checksum-test")
+    store.ensure_bucket()
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"original bytes")
+    scanned = hashlib.sha256(f.read_bytes()).hexdigest()
+    store.put_file(f"{UUID}.jpg", f, "image/jpeg", sha256=scanned)
+    f.write_bytes(b"Original bytes")  # changed after the scan, same size
+    other = UUID.replace("6ad6", "7ad6")
+    with pytest.raises(StorageError, match="bytes differ from the SHA-256 taken when it was scanned"):
+        store.put_file(f"{other}.jpg", f, "image/jpeg", sha256=scanned)
+    assert sorted(store.list_keys()) == [f"{UUID}.jpg"]
+    assert store.get_bytes(f"{UUID}.jpg") == b"original bytes"
+    # Every PUT carries its body's SHA-256 (computed here when no scan gave one), and the
+    # bucket keeps it: the header was sent and checked, not dropped.
+    store.put_bytes(f"thumb_{UUID}.jpg", b"t", "image/jpeg")
+    store.put_file(f"{other}.jpg", f, "image/jpeg")
+    for key, data in (
+        (f"{UUID}.jpg", b"original bytes"),
+        (f"thumb_{UUID}.jpg", b"t"),
+        (f"{other}.jpg", b"Original bytes"),
+    ):
+        head = store._client.head_object(Bucket=store.bucket, Key=key, ChecksumMode="ENABLED")
+        assert base64.b64decode(head["ChecksumSHA256"]) == hashlib.sha256(data).digest(), key
+
+
+def test_the_folder_store_refuses_the_same_changed_file(tmp_path: Path) -> None:
+    store = FolderStore(tmp_path / "objects")
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"original bytes")
+    scanned = hashlib.sha256(f.read_bytes()).hexdigest()
+    store.put_file(f"{UUID}.jpg", f, "image/jpeg", sha256=scanned)
+    f.write_bytes(b"Original bytes")
+    with pytest.raises(StorageError, match="bytes differ"):
+        store.put_file(f"{UUID}.jpg", f, "image/jpeg", sha256=scanned)
+    assert store.get_bytes(f"{UUID}.jpg") == b"original bytes"

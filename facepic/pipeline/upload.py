@@ -27,6 +27,7 @@ def upload(ctx: Context, job: Job) -> Job:
         storage.original_key(image_id, ext),
         Path(job["file"]),
         storage.CONTENT_TYPES.get(ext, "application/octet-stream"),
+        sha256=job["sha256"],
     )
     store.put_file(storage.thumbnail_key(image_id), ctx.folder.thumbnail(image_id), "image/jpeg")
     return {**job, "uploaded": True, "upload_error": ""}
