@@ -1,7 +1,7 @@
 """The data folder: where every local file lives, and the one way to write one atomically.
 
 <data>/processed_log.jsonl          the ledger
-<data>/work/<image id>.npz          a photo's faces between detect and index
+<data>/work/<image id>.work         a photo's faces between detect and index
 <data>/work/<image id>.rgb.npy      its decoded pixels, for a thumbnails task elsewhere
 <data>/thumbnails/thumb_<id>.jpg    photo thumbnails (the bucket's key, locally)
 <data>/thumbnails/faces/face_<face id>.jpg, faces/person_<person id>.jpg
@@ -49,7 +49,7 @@ class DataFolder:
         return self.root / "persons.html"
 
     def work_file(self, image_id: str) -> Path:
-        return self.work / f"{image_id}.npz"
+        return self.work / f"{image_id}.work"
 
     def pixels_file(self, image_id: str) -> Path:
         return self.work / f"{image_id}.rgb.npy"

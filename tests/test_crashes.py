@@ -105,7 +105,7 @@ def test_replaying_any_stage_in_any_order_changes_nothing(server_env, tmp_path: 
 
     assert snapshot(lib, store) == before
     assert ledger_lines(settings) == lines_before  # no second done line
-    assert not list(settings.folder.work.glob("*.npz"))
+    assert not list(settings.folder.work.glob("*.work"))
 
 
 def kill_mid_batch(server_env: dict[str, str], tmp_path: Path, victim: str) -> None:

@@ -82,7 +82,7 @@ def test_batches_decide_what_one_photo_after_another_decides(mongo_server, model
                     assert [j["image_id"] for j in done] == [j["image_id"] for j in batch]
                     start += step
             results[name] = library(run)
-            assert not list(settings.folder.work.glob("*.npz"))  # every work file served
+            assert not list(settings.folder.work.glob("*.work"))  # every work file served
     reference = results["one by one"]
     persons = {f["person_id"] for f in reference["faces"].values()}
     assert len(persons) >= 7 and len(reference["images"]) == 22

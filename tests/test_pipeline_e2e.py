@@ -112,7 +112,7 @@ def test_enqueue_with_workers_builds_the_library(server_env, workers, tmp_path: 
         assert doc["uploaded"] is True
         assert doc["keys"] == {"original": f"{doc['_id']}.jpg", "thumbnail": f"thumb_{doc['_id']}.jpg"}
     assert (settings.folder.thumbnails / f"thumb_{lib.images.find_one({})['_id']}.jpg").exists()
-    assert not list(settings.folder.work.glob("*.npz"))
+    assert not list(settings.folder.work.glob("*.work"))
 
     again = invoke(server_env, "enqueue", str(photos))
     assert again.exit_code == 0, again.output

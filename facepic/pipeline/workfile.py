@@ -1,19 +1,56 @@
 """The work file: a photo's faces between the detect and the index stage (and, for a
 thumbnails task in another process, its decoded pixels). Written atomically; dropped once
-the photo is logged."""
+the photo is logged.
+
+The format is a few small arrays in a row behind a JSON line naming them: reading one back
+takes about 60 microseconds, against about 0.8 ms for the .npz it replaced (a zip archive and
+one parsed header per array), a cost the serial index stage paid once per photo. An .npz left
+by an earlier version (a chain in flight across an upgrade) is still read.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
 from facepic.datafolder import DataFolder, replace_atomically
 
+MAGIC = b"FACEPIC-WORK-1\n"
+
 
 def save(folder: DataFolder, image_id: str, arrays: dict[str, np.ndarray]) -> None:
-    replace_atomically(folder.work_file(image_id), lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+    replace_atomically(folder.work_file(image_id), lambda f: _write(f, arrays))
+
+
+def _write(f: IO[bytes], arrays: dict[str, np.ndarray]) -> None:
+    names = [[name, a.dtype.str, list(a.shape)] for name, a in arrays.items()]
+    f.write(MAGIC + json.dumps(names).encode() + b"\n")
+    for a in arrays.values():
+        f.write(a.tobytes())  # in C order, whatever the array's layout
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    data = bytearray(path.read_bytes())  # writable arrays, as np.load gave
+    if not data.startswith(MAGIC):
+        raise ValueError(f"{path.name} is not a FacePic work file")
+    end = data.find(b"\n", len(MAGIC))
+    try:
+        names = json.loads(data[len(MAGIC) : end])
+        arrays, offset = {}, end + 1
+        for name, dtype, shape in names:
+            kind = np.dtype(dtype)
+            count = math.prod(shape)
+            arrays[name] = np.frombuffer(data, kind, count, offset).reshape(shape)
+            offset += count * kind.itemsize
+    except (ValueError, TypeError) as e:  # a torn or foreign file: np.frombuffer says too short
+        raise ValueError(f"{path.name} is not a whole FacePic work file ({e})") from None
+    if offset != len(data):
+        raise ValueError(f"{path.name} is not a whole FacePic work file (length)")
+    return arrays
 
 
 def save_pixels(folder: DataFolder, image_id: str, rgb: np.ndarray) -> None:
@@ -23,10 +60,15 @@ def save_pixels(folder: DataFolder, image_id: str, rgb: np.ndarray) -> None:
 def load(folder: DataFolder, image_id: str, pixels: bool = False) -> dict[str, Any] | None:
     """The work file's arrays and ``info``; with ``pixels``, ``rgb`` and ``scale`` when kept."""
     path = folder.work_file(image_id)
-    if not path.exists():
+    legacy = path.with_suffix(".npz")
+    if path.exists():
+        arrays = _read(path)
+    elif legacy.exists():
+        with np.load(legacy) as data:
+            arrays = {k: data[k] for k in data.files}
+    else:
         return None
-    with np.load(path) as data:
-        work = {k: data[k] for k in data.files if k != "scale" or pixels}
+    work: dict[str, Any] = {k: a for k, a in arrays.items() if k != "scale" or pixels}
     if pixels:
         try:
             work["rgb"] = np.load(folder.pixels_file(image_id), allow_pickle=False)
@@ -38,5 +80,7 @@ def load(folder: DataFolder, image_id: str, pixels: bool = False) -> dict[str, A
 
 def drop(folder: DataFolder, image_id: str) -> None:
     """The photo's work file, and its pixels if a photo that failed early left them."""
-    folder.work_file(image_id).unlink(missing_ok=True)
+    path = folder.work_file(image_id)
+    path.unlink(missing_ok=True)
+    path.with_suffix(".npz").unlink(missing_ok=True)
     folder.pixels_file(image_id).unlink(missing_ok=True)

@@ -1,0 +1,64 @@
+"""The work file between the detect and the index stage: what is written is read back, a torn
+or foreign file is an error (the photo then fails alone), and an .npz of an earlier version
+is still read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facepic.datafolder import DataFolder
+from facepic.pipeline import workfile
+
+
+def arrays(faces: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(faces)
+    return {
+        "boxes": rng.random((faces, 4)),
+        "landmarks": rng.random((faces, 5, 2)),
+        "scores": rng.random(faces),
+        "embeddings": rng.random((faces, 512), dtype=np.float32),
+        "quality": rng.random((faces, 3)),
+        "info": np.frombuffer(json.dumps({"width": 4032, "metadata": {"make": "Çanon"}}).encode(), dtype=np.uint8),
+    }
+
+
+@pytest.mark.parametrize("faces", [0, 1, 4])
+def test_what_is_saved_is_loaded(tmp_path: Path, faces: int) -> None:
+    folder = DataFolder(tmp_path)
+    saved = {**arrays(faces), "scale": np.array(0.25)}
+    saved["landmarks"] = saved["landmarks"][:, ::-1]  # not contiguous
+    workfile.save(folder, "img", saved)
+    work = workfile.load(folder, "img", pixels=True)
+    assert work is not None
+    assert work["info"] == {"width": 4032, "metadata": {"make": "Çanon"}}
+    for name, a in saved.items():
+        if name != "info":
+            assert work[name].dtype == a.dtype and np.array_equal(work[name], a), name
+    assert "scale" not in workfile.load(folder, "img")  # type: ignore[operator]
+    work["boxes"][...] = 0  # writable, as np.load's arrays were
+    workfile.drop(folder, "img")
+    assert workfile.load(folder, "img") is None and not list(folder.work.iterdir())
+
+
+def test_a_torn_or_foreign_work_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    folder = DataFolder(tmp_path)
+    workfile.save(folder, "img", arrays(2))
+    whole = folder.work_file("img").read_bytes()
+    for broken in (whole[:-1], whole + b"x", whole[: len(whole) // 2], b"not a work file", b""):
+        folder.work_file("img").write_bytes(broken)
+        with pytest.raises(ValueError, match="img.work"):
+            workfile.load(folder, "img")
+
+
+def test_an_npz_left_by_an_earlier_version_is_read_and_dropped(tmp_path: Path) -> None:
+    folder = DataFolder(tmp_path)
+    folder.work.mkdir(parents=True)
+    np.savez(folder.work / "img.npz", **arrays(3))
+    work = workfile.load(folder, "img")
+    assert work is not None and np.array_equal(work["embeddings"], arrays(3)["embeddings"])
+    workfile.drop(folder, "img")
+    assert not list(folder.work.iterdir())
