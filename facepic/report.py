@@ -12,6 +12,14 @@ from facepic.db import Library
 from facepic.settings import Settings
 
 
+def counted(n: int, noun: str, verb: tuple[str, str] | None = None) -> str:
+    """``1 face``, ``3 faces``; with ``verb`` (singular, plural) ``1 face belongs``."""
+    words = noun if n == 1 else noun + "s"
+    if verb:
+        words += " " + verb[n != 1]
+    return f"{n:,} {words}"
+
+
 def persons(library: Library, hidden: bool = False) -> list[dict[str, Any]]:
     """Persons, named first, then most faces first; each face with its photo (relative to
     its import root) and box. Hidden persons only with ``hidden``."""
@@ -91,13 +99,13 @@ def write_contact_sheet(
         flag = " &middot; hidden" if person.get("hidden") else ""
         rows.append(
             f'<section><img class="cover" src="{rel(folder.cover(person["id"]))}" alt="" width="128" height="128">'
-            f"<div><h2>{title}</h2><p>{person['face_count']} faces &middot; <code>{html.escape(person['id'])}</code>"
+            f"<div><h2>{title}</h2><p>{counted(person['face_count'], 'face')} &middot; <code>{html.escape(person['id'])}</code>"
             f"{flag}</p><div>{strip(person['faces'])}</div></div></section>"
         )
     if unassigned_total:
         listed = f" (the first {len(unassigned or [])})" if len(unassigned or []) < unassigned_total else ""
         rows.append(
-            f"<h1>{unassigned_total} faces belong to nobody yet{listed}</h1><div>{strip(list(unassigned or []))}</div>"
+            f"<h1>{counted(unassigned_total, 'face', ('belongs', 'belong'))} to nobody yet{listed}</h1><div>{strip(list(unassigned or []))}</div>"
         )
     out.write_text(
         "<!doctype html><meta charset=utf-8><title>FacePic persons</title>"

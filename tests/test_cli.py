@@ -125,10 +125,13 @@ def test_persons_json_lists_faces_with_photo_paths_and_boxes(offline_env, tmp_pa
     assert [f["photo"] for f in people[0]["faces"]] == ["trip/07.jpg", "trip/08.jpg"]
     assert all(len(f["box"]) == 4 for f in people[0]["faces"])
     text = invoke(offline_env, "persons").output
-    assert "2 faces" in text and not (settings_of(offline_env).data_dir / "persons.html").exists()
+    assert (
+        f"{people[0]['id']}  (unnamed)  2 faces\n1 person;" in text
+        and not (settings_of(offline_env).data_dir / "persons.html").exists()
+    )
     text = invoke(offline_env, "persons", "--html").output
     sheet = settings_of(offline_env).data_dir / "persons.html"
-    assert f"1 persons; contact sheet: {sheet}\n" in text
+    assert f"1 person; contact sheet: {sheet}\n" in text
     page = sheet.read_text()
     assert f"<h2>{people[0]['id']}</h2>" in page and "Person 1" not in page  # an id the commands take
     assert page.count('<a href="thumbnails/thumb_') == 2  # each face links to its photo
@@ -191,3 +194,10 @@ def test_an_empty_folder_and_a_folder_without_photos_say_so(offline_env, tmp_pat
         f"no photos in {videos}: FacePic reads JPEG, PNG, WebP, HEIC/HEIF, AVIF, TIFF, GIF, BMP and camera "
         "RAW files (is this the right folder?)" in result.output
     )
+
+
+def test_a_count_of_one_is_singular() -> None:
+    from facepic.report import counted
+
+    assert [counted(n, "face") for n in (0, 1, 2, 1234)] == ["0 faces", "1 face", "2 faces", "1,234 faces"]
+    assert [counted(n, "face", ("belongs", "belong")) for n in (1, 2)] == ["1 face belongs", "2 faces belong"]

@@ -233,7 +233,7 @@ def test_small_or_blurred_faces_are_kept_but_found_no_person(server_env, tmp_pat
     assert {faces[s.name]["person_id"] for s in sharp} == {lib.persons.find_one({})["_id"]}
     check_consistent(lib)
     listing = invoke(server_env, "persons").output
-    assert "1 persons" in listing and "2 faces belong to nobody yet" in listing
+    assert "\n1 person;" in listing and "2 faces belong to nobody yet" in listing
     lib.close()
 
 

@@ -122,13 +122,26 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 def click(driver: Any, css: str, within: Any = None) -> None:
     """Click a button that submits a form, and wait for the next page."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     button = (within or driver).find_element("css selector", css)
     old = driver.find_element("tag name", "html")
     button.click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+
+    def replaced(_: Any) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            # Chrome says so in other words while the new page replaces the old one.
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, 20).until(replaced)
 
 
 def no_alert(driver: Any) -> None:

@@ -128,14 +128,14 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
     for n, person in enumerate(people, 1):
         label = person["name"] or "(unnamed)"
         flag = "  [hidden]" if person["hidden"] else ""
-        click.echo(f"{n:4d}  {person['id']}  {label}  {person['face_count']} faces{flag}")
+        click.echo(f"{n:4d}  {person['id']}  {label}  {reports.counted(person['face_count'], 'face')}{flag}")
     click.echo(
-        f"{len(people)} persons"
+        reports.counted(len(people), "person")
         + (f"; contact sheet: {sheet}" if sheet else "; `facepic serve` shows them, `--html` writes a contact sheet")
     )
     if unassigned:
         click.echo(
-            f"{unassigned} faces belong to nobody yet (too small or blurred to found a person, "
+            f"{reports.counted(unassigned, 'face', ('belongs', 'belong'))} to nobody yet (too small or blurred to found a person, "
             "ambiguous, or rejected): `facepic recluster` places those it can"
         )
 
