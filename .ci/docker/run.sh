@@ -333,7 +333,7 @@ compose run --rm -T enqueuer enqueue >"$work/enqueue2.log" 2>&1 &
 enqueue_pid=$!
 # Stages run in queue order (every photo's detect, then the thumbnails...), so the kill comes
 # once a few photos are through detect (their work files exist), not at the first done line.
-worked() { find "$app/facepic-data/work" -name '*.npz' 2>/dev/null | wc -l; }
+worked() { find "$app/facepic-data/work" -name '*.work' 2>/dev/null | wc -l; }
 for _ in $(seq 1200); do [ "$(worked)" -ge 3 ] && break; sleep 0.05; done
 killed=$(compose ps -q worker)
 docker kill "$killed" >/dev/null
