@@ -58,6 +58,9 @@ class Settings:
     s3_bucket: str = "facepic"
     s3_access_key_id: Secret = Secret("")
     s3_secret_access_key: Secret = Secret("")
+    # Where a browser reaches the bucket, for the web page's links to originals, when that is not
+    # s3_endpoint (a container's service name, say). Empty: s3_endpoint.
+    s3_public_endpoint: str = ""
     # Faces.
     model: str = "auto"
     model_root: Path = field(default_factory=lambda: Path.home() / ".insightface")

@@ -124,13 +124,24 @@ class S3Store:
         bucket: str,
         access_key_id: str,
         secret_access_key: str,
+        public_endpoint: str = "",
     ) -> None:
+        self.endpoint = endpoint or "https://s3.amazonaws.com"
+        self.bucket = bucket
+        self._client = self._connect(endpoint, region, access_key_id, secret_access_key)
+        # Links for a browser are signed for the address the browser uses.
+        self._links = (
+            self._connect(public_endpoint, region, access_key_id, secret_access_key)
+            if public_endpoint and public_endpoint != endpoint
+            else self._client
+        )
+
+    @staticmethod
+    def _connect(endpoint: str, region: str, access_key_id: str, secret_access_key: str):
         import boto3
         from botocore.config import Config
 
-        self.endpoint = endpoint or "https://s3.amazonaws.com"
-        self.bucket = bucket
-        self._client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=endpoint or None,
             region_name=region or "auto",
@@ -234,10 +245,11 @@ class S3Store:
         return body.read()
 
     def presigned_url(self, key: str, seconds: int = 300) -> str:
-        """A URL that reads ``key`` for ``seconds``, without the bucket's keys: for a browser."""
+        """A URL that reads ``key`` for ``seconds``, without the bucket's keys: for a browser, at
+        the public endpoint when there is one."""
         return self._call(
             key,
-            self._client.generate_presigned_url,
+            self._links.generate_presigned_url,
             "get_object",
             Params={"Bucket": self.bucket, "Key": key},
             ExpiresIn=seconds,
@@ -280,6 +292,7 @@ def open_store(settings: Settings) -> ObjectStore:
             settings.s3_bucket,
             settings.s3_access_key_id,
             settings.s3_secret_access_key,
+            settings.s3_public_endpoint,
         )
     return FolderStore(settings.folder.objects)
 

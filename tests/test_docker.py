@@ -25,6 +25,7 @@ ENV = {
     "FACEPIC_S3_SECRET_ACCESS_KEY": "secret",
     "FACEPIC_IMPORT_HOST_DIR": "/srv/photos",
     "FLOWER_BASIC_AUTH": "admin:pw",
+    "FACEPIC_WEB_AUTH": "me:webpw",
     "FACEPIC_REDIS_PASSWORD": "redispw",
     "FACEPIC_MONGODB_PASSWORD": "mongopw",
     "COMPOSE_PROFILES": "local-mongo,local-s3",
@@ -71,7 +72,7 @@ def test_compose_files_are_valid(file: str, env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("secret", ["FLOWER_BASIC_AUTH", "FACEPIC_REDIS_PASSWORD"])
+@pytest.mark.parametrize("secret", ["FLOWER_BASIC_AUTH", "FACEPIC_WEB_AUTH", "FACEPIC_REDIS_PASSWORD"])
 def test_compose_has_no_default_secrets(secret: str) -> None:
     result = compose("docker-compose.yml", {k: v for k, v in ENV.items() if k != secret}, "config", "-q")
     assert result.returncode == 1
@@ -158,12 +159,14 @@ def test_every_setting_in_env_reaches_the_containers(tmp_path: Path) -> None:
         FACEPIC_GID="1000",
         FACEPIC_DATA_HOST_DIR="/srv/data",
         FACEPIC_PUBLISH_ADDR="127.0.0.1",
+        FACEPIC_WEB_BIND="127.0.0.1",  # also where the host publishes the review page
+        FACEPIC_WEB_PORT="8000",
     )
     folder = project(tmp_path, env_example_with(dict(values)))
     own = {"FACEPIC_IMPORT_DIR": "/app/import_images", "FACEPIC_DATA_DIR": "/data", "FACEPIC_MODEL_ROOT": "/models"}
     main, spare = project_services(folder), project_services(folder, "docker-compose.spare.yml")
     for name, service in [
-        *((n, main[n]) for n in ("worker", "worker-index", "flower", "enqueuer")),
+        *((n, main[n]) for n in ("worker", "worker-index", "flower", "web", "enqueuer")),
         ("spare worker", spare["worker"]),
     ]:
         env = service["environment"]
@@ -199,6 +202,29 @@ def test_flower_needs_credentials_and_listens_on_loopback_by_default() -> None:
     assert port["host_ip"] == "127.0.0.1" and port["published"] == "5555"
     (port,) = services("docker-compose.yml", {**ENV, "FLOWER_PORT": "5601"})["flower"]["ports"]
     assert port["published"] == "5601" and port["target"] == 5555
+
+
+def test_the_review_page_needs_its_login_and_links_originals_where_a_browser_reaches_the_bucket() -> None:
+    web = services("docker-compose.yml", ENV)["web"]
+    assert web["image"] == "facepic-enqueuer:latest"  # built by the enqueuer service
+    assert web["command"] == ["serve", "--bind", "0.0.0.0", "--port", "8000"]
+    env = web["environment"]
+    assert env["FACEPIC_WEB_AUTH"] == "me:webpw" and env["FACEPIC_S3_ENDPOINT"] == "http://s3:8333"
+    assert env["FACEPIC_S3_PUBLIC_ENDPOINT"] == "http://127.0.0.1:8333"  # the local s3, as published
+    (port,) = web["ports"]
+    assert port["host_ip"] == "127.0.0.1" and port["published"] == "8000" and port["target"] == 8000
+    mounts = {v["target"]: v for v in web["volumes"]}
+    assert mounts["/app/import_images"]["read_only"] is True and "/data" in mounts
+    lan = services("docker-compose.yml", {**ENV, "FACEPIC_PUBLISH_ADDR": "192.168.1.5", "FACEPIC_WEB_PORT": "8080"})
+    assert lan["web"]["environment"]["FACEPIC_S3_PUBLIC_ENDPOINT"] == "http://192.168.1.5:8333"
+    assert lan["web"]["ports"][0]["published"] == "8080"
+    r2 = "https://acct.r2.cloudflarestorage.com"
+    assert (
+        services("docker-compose.yml", {**ENV, "FACEPIC_S3_ENDPOINT": r2})["web"]["environment"][
+            "FACEPIC_S3_PUBLIC_ENDPOINT"
+        ]
+        == r2
+    )
 
 
 def test_data_folder_is_handed_to_the_containers_user_only_when_new_and_empty() -> None:

@@ -101,3 +101,19 @@ def test_the_folder_store_refuses_the_same_changed_file(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="bytes differ"):
         store.put_file(f"{UUID}.jpg", f, "image/jpeg", sha256=scanned)
     assert store.get_bytes(f"{UUID}.jpg") == b"original bytes"
+
+
+def test_links_for_a_browser_are_signed_for_the_public_endpoint(s3_server: str) -> None:
+    """Containers reach the bucket by a service name no browser resolves: the web page's links
+    to originals use FACEPIC_S3_PUBLIC_ENDPOINT, and they open there."""
+    import urllib.request
+
+    public = s3_server.replace("127.0.0.1", "localhost")
+    store = S3Store(s3_server, "auto", "facepic-links-test", servers.S3_ACCESS_KEY, servers.S3_SECRET_KEY, public)
+    store.ensure_bucket()
+    store.put_bytes(f"{UUID}.jpg", b"the original", "image/jpeg")
+    url = store.presigned_url(f"{UUID}.jpg")
+    assert url.startswith(public + "/") and servers.S3_SECRET_KEY not in url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == b"the original"
+    assert s3(s3_server, "facepic-links-test").presigned_url(f"{UUID}.jpg").startswith(s3_server + "/")

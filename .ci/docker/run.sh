@@ -120,7 +120,7 @@ mkdir -p "$app"
 host_addr=$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i=1;i<NF;i++) if ($i=="src") print $(i+1)}' | head -n1)
 [ -n "$host_addr" ] || host_addr=$(hostname -I | awk '{print $1}')
 secret() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-redis_pw=$(secret); mongo_pw=$(secret); flower_pw=$(secret)
+redis_pw=$(secret); mongo_pw=$(secret); flower_pw=$(secret); web_pw=$(secret)
 cp "$app/.env.example" "$app/.env"
 setenv() {  # setenv FILE KEY VALUE: set KEY in FILE as a user would, in place
   python3 - "$@" <<'PY'
@@ -140,6 +140,7 @@ setenv "$app/.env" FACEPIC_S3_SECRET_ACCESS_KEY "$(secret)"
 setenv "$app/.env" FACEPIC_REDIS_PASSWORD "$redis_pw"
 setenv "$app/.env" FACEPIC_MONGODB_PASSWORD "$mongo_pw"
 setenv "$app/.env" FLOWER_BASIC_AUTH "admin:$flower_pw"
+setenv "$app/.env" FACEPIC_WEB_AUTH "me:$web_pw"
 # ... and, for a spare machine (README step 1), the main machine's address on the network.
 setenv "$app/.env" FACEPIC_PUBLISH_ADDR "$host_addr"
 # Not a user's setting: no registry here, so the image parameters name the stand-ins.
@@ -285,6 +286,34 @@ tom=$(python3 -c 'import json,sys; print(next(p["id"] for p in json.load(open(sy
 compose run --rm -T enqueuer name "$tom" "Tom Hanks"
 compose run --rm -T enqueuer persons --json >"$work/persons.json"
 python3 -c 'import json,sys; assert any(p["name"] == "Tom Hanks" and p["id"] == sys.argv[2] for p in json.load(open(sys.argv[1]))), "the name did not stick"' "$work/persons.json" "$tom"
+# The review page, as a browser on this machine sees it: its login, a named person, a
+# thumbnail from the data folder, and an original through a link signed for the published s3.
+web_url="http://127.0.0.1:8000"
+for _ in $(seq 60); do [ "$(http_get "$web_url/api/persons" "me:$web_pw")" = 200 ] && break; sleep 1; done
+[ "$(http_get "$web_url/api/persons")" = 401 ] || fail "the review page answered without its login"
+[ "$(http_get "$web_url/api/persons/$tom" "me:$web_pw")" = 200 ] || fail "the review page refused its login"
+python3 - "$work/http.out" "$web_url" "me:$web_pw" "$app/tests/photos" "http://$host_addr:8333/" <<'PY' || fail "the review page"
+import base64, json, sys, urllib.error, urllib.request
+person, url, login, photos, bucket = json.load(open(sys.argv[1])), *sys.argv[2:]
+assert person["name"] == "Tom Hanks" and person["face_count"] == 3, person
+face = person["faces"][0]
+auth = {"Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
+with urllib.request.urlopen(urllib.request.Request(f"{url}/img/thumb/{face['image_id']}.jpg", headers=auth)) as r:
+    assert r.status == 200 and r.read(3) == b"\xff\xd8\xff", "thumbnail"
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+try:
+    urllib.request.build_opener(Stay).open(urllib.request.Request(f"{url}/photos/{face['image_id']}/original", headers=auth))
+    raise AssertionError("the original was not a link to the bucket")
+except urllib.error.HTTPError as e:
+    assert e.code in (302, 303, 307), e.code
+    link = e.headers["Location"]
+assert link.startswith(bucket), link  # FACEPIC_PUBLISH_ADDR's s3
+with urllib.request.urlopen(link) as r:  # as a browser follows it: no login of ours
+    assert r.read() == open(f"{photos}/{face['photo']}", "rb").read(), "the original differs"
+print(f"review page: {person['name']}, thumbnail, original through {link.split('?')[0]}", file=sys.stderr)
+PY
 compose run --rm -T enqueuer cleanup --dry-run | tee "$work/cleanup.log"
 grep -q "49 FacePic objects" "$work/cleanup.log" || fail "cleanup --dry-run: expected 49 objects (21 photos, 21 thumbnails, 7 covers)"
 grep -q "^dry run: nothing deleted$" "$work/cleanup.log" || fail "cleanup --dry-run"
