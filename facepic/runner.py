@@ -21,6 +21,7 @@ from facepic.errors import DataFolderError
 from facepic.pipeline import STAGES, Context, Job, cannot_process, execute
 from facepic.pipeline.policy import BATCH_STAGES, backoff, execute_batch
 from facepic.planner import Summary
+from facepic.runtime import default_threads, limit_blas_threads
 from facepic.scan import display
 from facepic.settings import Settings
 
@@ -73,6 +74,7 @@ def _alive(pid: int) -> bool:
 def _init_pool(settings: Settings, processes: int, model: str | None, parent: int) -> None:
     global _pool_context
     _exit_with_parent(parent)
+    limit_blas_threads(default_threads(processes))
     _pool_context = Context(settings, processes=processes)
     _pool_context.pixels_in_work_file = False  # detect and thumbnails share this process
     if model:

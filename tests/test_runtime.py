@@ -209,3 +209,23 @@ def test_compiled_models_are_kept_beside_the_packs_and_a_bad_cache_folder_only_w
     assert warnings == [
         f"OpenVINO cannot keep compiled models in {blocked}/openvino-cache (File exists): it compiles them at each start"
     ]
+
+
+def blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+def test_run_keeps_numpys_blas_to_one_thread_beside_its_pool(offline_env, tmp_path: Path) -> None:
+    """OpenBLAS's extra threads spin after each of the index stage's many small products, on
+    cores the pool's processes need: `facepic run` keeps its own to one."""
+    from threadpoolctl import threadpool_limits
+
+    root = tmp_path / "drive"
+    root.mkdir()
+    shutil.copy(PHOTOS / "tom_hanks" / "07.jpg", root / "07.jpg")
+    with threadpool_limits(2, user_api="blas"):  # whatever this machine's default
+        assert blas_threads() == 2
+        assert invoke(offline_env, "run", str(root)).exit_code == 0
+        assert blas_threads() == 1

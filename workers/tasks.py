@@ -19,6 +19,7 @@ from celery.signals import worker_init, worker_process_init, worker_ready
 from facepic.pipeline import Context, Job, cannot_process, describe_error, execute
 from facepic.pipeline.policy import BATCH_STAGES
 from facepic.runner import run_serial_batch
+from facepic.runtime import default_threads, limit_blas_threads
 from facepic.settings import Settings
 from facepic.settle import settle_run
 from workers.app import app
@@ -50,7 +51,10 @@ def _remember_concurrency(sender: Any = None, **_: Any) -> None:
 def _load_models_early(**_: Any) -> None:
     """A CPU worker's process loads the face model as it starts, in a thread (a download can
     take minutes; the pool waits only seconds for a process to start), so that its first photo
-    does not wait for it; the first photo waits for that same load if it comes sooner."""
+    does not wait for it; the first photo waits for that same load if it comes sooner. BLAS
+    threads as the models': the pool's processes share the cores; the index worker's matching,
+    many small products, shares them with the CPU workers."""
+    limit_blas_threads(default_threads(_processes) if "cpu" in _queues else 1)
     if "cpu" not in _queues:
         return
 

@@ -13,7 +13,7 @@ from facepic.embedded import embedded_database
 from facepic.pipeline import Context, Job
 from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
 from facepic.runner import CpuPool, process, summarize
-from facepic.runtime import Runtime, engine_installed
+from facepic.runtime import Runtime, engine_installed, limit_blas_threads
 from facepic.settings import Settings
 from facepic.settle import settle_run
 
@@ -48,6 +48,7 @@ def run(
         settings = settings.replace(follow_links=True)
     upload = settings.stores_originals and not disable_upload
     root = None if upload_only else import_root(settings, path)
+    limit_blas_threads(1)  # this process's index stage runs beside a pool that fills the cores
     with embedded_database(settings) as settings, Context(settings) as ctx:
         ctx.library.ensure_indexes()
         summary = _run(ctx, root, upload, upload_only, retry_failed)
