@@ -102,6 +102,24 @@ def is_photo_name(name: str) -> bool:
     return classify(name) in ("photo", "raw")
 
 
+# The first bytes of the photo formats a file without an extension is taken for (some phone
+# backups and app exports name photos IMG_0001). TIFF is left out: RAW files begin alike.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+_ISO_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+
+
+def photo_without_extension(name: str, head: bytes) -> bool:
+    """True for a file named without an extension whose first bytes ``head`` (16 or more) are
+    those of a JPEG, PNG, GIF, WebP, HEIF or AVIF."""
+    if os.path.splitext(os.path.basename(name))[1]:
+        return False
+    return (
+        head.startswith(_SIGNATURES)
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or (head[4:8] == b"ftyp" and head[8:12] in _ISO_BRANDS)
+    )
+
+
 def raw_format(name: str) -> str | None:
     """The RAW format name (``"DNG"``, ``"CR2"``...) a file's extension claims, or None."""
     ext = os.path.splitext(name)[1].lower()

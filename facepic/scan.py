@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facepic.errors import FacePicError
-from facepic.formats import classify, is_photo_name
+from facepic.formats import classify, is_photo_name, photo_without_extension
 
 QUIET = ("hidden", "not a photo", "RAW+JPEG pair", "seen")
 
@@ -192,7 +192,7 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
         if not stat.S_ISREG(st.st_mode):
             yield Skipped(path, rel, f"special file ({_special(st.st_mode)}), never opened", "special")
             continue
-        if not is_photo_name(entry.name):
+        if not is_photo_name(entry.name) and not _photo_by_content(path, entry.name):
             yield Skipped(path, rel, "not a photo", "not a photo")
         elif entry.name in pairs:
             partner = rel_of(path.with_name(pairs[entry.name]))
@@ -200,6 +200,18 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
         else:
             pair = tuple(rel_of(path.with_name(n)) for n in companions.get(entry.name, ()))
             yield Found(path, rel, st.st_size, st.st_mtime_ns, pair)
+
+
+def _photo_by_content(path: Path, name: str) -> bool:
+    """A regular file named without an extension that begins as a photo does."""
+    if os.path.splitext(name)[1]:
+        return False  # read nothing: most files of a drive have one
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return photo_without_extension(name, head)
 
 
 def photos(root: Path, follow_links: bool = False) -> Iterator[Found]:

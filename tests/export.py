@@ -96,6 +96,9 @@ def build(root: Path) -> Export:
     photo("Scans/moon.bmp", "", Image.open(SAMPLES / "moon.png").convert("L"), "BMP")
     photo("Scans/party.gif", "jessica_alba", face("jessica_alba", "09.jpg").quantize(256), "GIF")
     other("Scans/notes.txt", b"box 3, attic")
+    # An app's backup that names its photos without an extension, beside a file that is no photo.
+    photo("Backups/attachment_0001", "keanu_reeves", face("keanu_reeves", "05.jpg"), "JPEG", quality=85)
+    other("Backups/LICENSE", b"Copyright the app's makers")
     other("metadata.json", b"{}")
     other("Thumbs.db", b"\x00" * 64)
     other("desktop.ini", b"[.ShellClassInfo]")

@@ -175,3 +175,21 @@ def test_missing_folder_and_file_instead_of_folder_are_clear_errors(tmp_path: Pa
     touch(tmp_path / "file.jpg")
     with pytest.raises(ImportFolderError, match="is not a folder"):
         list(scan(tmp_path / "file.jpg"))
+
+
+def test_a_photo_without_an_extension_is_found_by_its_first_bytes(tmp_path: Path) -> None:
+    """Some phone backups and app exports name photos IMG_0001: those that begin as a JPEG,
+    PNG, GIF, WebP or HEIF does are photos; other files without an extension, and files with
+    an extension that is not a photo's, stay "not a photo" whatever they hold."""
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), "red").save(tmp_path / "IMG_0001", "JPEG")
+    Image.new("RGB", (64, 48), "red").save(tmp_path / "IMG_0002", "PNG")
+    Image.new("RGB", (64, 48), "red").save(tmp_path / "IMG_0003", "WEBP")
+    (tmp_path / "README").write_text("not a photo\n")
+    (tmp_path / "empty").write_bytes(b"")
+    Image.new("RGB", (64, 48), "red").save(tmp_path / "backup.bin", "JPEG")
+    found = {e.rel for e in scan(tmp_path) if isinstance(e, Found)}
+    skipped = {e.rel: e.reason for e in scan(tmp_path) if isinstance(e, Skipped)}
+    assert found == {"IMG_0001", "IMG_0002", "IMG_0003"}
+    assert skipped == {"README": "not a photo", "empty": "not a photo", "backup.bin": "not a photo"}
