@@ -15,6 +15,7 @@ from pathlib import Path
 from facepic import ids, storage
 from facepic.db import COLLECTIONS, Library
 from facepic.ledger import Ledger
+from facepic.report import counted
 from facepic.settings import Settings
 from facepic.storage import open_store
 
@@ -31,8 +32,8 @@ class CleanupPlan:
         lines = [
             "database: "
             + ", ".join(f"{k} {v}" for k, v in self.database.items())
-            + (f" (and {self.staged} faces staged for re-embedding)" if self.staged else ""),
-            f"{self.store}: {len(self.keys)} FacePic objects",
+            + (f" (and {counted(self.staged, 'face')} staged for re-embedding)" if self.staged else ""),
+            f"{self.store}: {counted(len(self.keys), 'FacePic object')}",
         ]
         lines += [f"local: {p}" for p in self.files]
         return lines

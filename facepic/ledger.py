@@ -150,9 +150,7 @@ class Ledger:
         entries = [{**entry, "time": entry.get("time") or now} for entry in entries]
         if not entries:
             return entries
-        data = b"".join(
-            (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode() for entry in entries
-        )
+        data = b"".join(_line(entry) for entry in entries)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -207,3 +205,13 @@ def _write_all(fd: int, data: bytes) -> None:
         if n <= 0:
             raise OSError(28, "No space left on device")
         view = view[n:]
+
+
+def _line(entry: dict[str, Any]) -> bytes:
+    """One entry as a line of UTF-8 JSON; a file name that is not UTF-8 (its undecodable bytes
+    are lone surrogates in Python) is written as JSON escapes, which read back the same."""
+    text = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return (json.dumps(entry, separators=(",", ":")) + "\n").encode()

@@ -29,6 +29,7 @@ from facepic.errors import FacePicError
 from facepic.ledger import now_iso
 from facepic.matching import Rules
 from facepic.pipeline import Context
+from facepic.report import counted
 
 
 class PersonError(FacePicError):
@@ -54,7 +55,7 @@ LISTED = 20  # candidates an ambiguous reference lists
 def _candidates(docs: list[dict[str, Any]], total: int) -> str:
     """One line per candidate person (id, name, face count), for an ambiguous reference."""
     lines = [
-        f"  {d['_id']}  {d.get('name') or '(unnamed)'}  {d.get('face_count', 0)} faces"
+        f"  {d['_id']}  {d.get('name') or '(unnamed)'}  {counted(d.get('face_count', 0), 'face')}"
         for d in sorted(docs, key=lambda d: d["_id"])[:LISTED]
     ]
     if total > LISTED:

@@ -111,7 +111,7 @@ def write_contact_sheet(
         "<!doctype html><meta charset=utf-8><title>FacePic persons</title>"
         "<style>body{font-family:sans-serif;margin:2em}section{display:flex;gap:1em;margin:1em 0}"
         "img{border-radius:6px;margin:2px}h2{margin:0}summary{cursor:pointer;color:#555}</style>"
-        f"<h1>{len(people)} persons</h1>" + "".join(rows),
+        f"<h1>{counted(len(people), 'person')}</h1>" + "".join(rows),
         encoding="utf-8",
     )
     return out

@@ -194,12 +194,23 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
             continue
         if not is_photo_name(entry.name) and not _photo_by_content(path, entry.name):
             yield Skipped(path, rel, "not a photo", "not a photo")
+        elif not _utf8(rel):
+            # The database keeps names as UTF-8: such a photo could be neither stored nor found.
+            yield Unreadable(path, rel, "its name is not valid UTF-8 (rename the file or its folder)")
         elif entry.name in pairs:
             partner = rel_of(path.with_name(pairs[entry.name]))
             yield Skipped(path, rel, f"RAW+JPEG pair: processed as {partner}", "RAW+JPEG pair")
         else:
             pair = tuple(rel_of(path.with_name(n)) for n in companions.get(entry.name, ()))
             yield Found(path, rel, st.st_size, st.st_mtime_ns, pair)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # bytes the file system gave that are not UTF-8
+        return False
+    return True
 
 
 def _photo_by_content(path: Path, name: str) -> bool:

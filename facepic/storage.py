@@ -231,6 +231,12 @@ class S3Store:
                 body.seek(0)
                 self._put(key, body, content_type, digest)
             return
+        # A multipart upload has no SHA-256 of the whole object for the bucket to check: the
+        # file is checked here instead, just before it goes.
+        if sha256:
+            with open(path, "rb") as body:
+                if hashlib.file_digest(body, "sha256").hexdigest() != sha256:
+                    raise content_changed(key)
         self._call(
             key,
             self._client.upload_file,

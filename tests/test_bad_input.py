@@ -182,3 +182,29 @@ def test_enqueue_refuses_a_missing_file_or_unmounted_drive_before_queueing(serve
     assert "is empty, but the ledger holds photos from it (is the drive mounted? check the path)" in unplugged.output
     assert settings_of(server_env).ledger_path.read_text() == ledger
     assert redis.Redis.from_url(server_env["FACEPIC_REDIS_URL"]).llen("cpu") == queued
+
+
+def test_a_name_that_is_not_utf8_fails_alone_and_the_run_goes_on(offline_env, tmp_path: Path) -> None:
+    """A file name of bytes that are not UTF-8 (an old camera card, a Windows-1252 disk) used to
+    stop the whole run when the ledger wrote it; now it is one failed photo with its reason."""
+    import os
+    import shutil
+
+    from tests.conftest import PHOTOS
+
+    root = tmp_path / "drive"
+    root.mkdir()
+    shutil.copy(PHOTOS / "tom_hanks" / "07.jpg", root / "07.jpg")
+    bad = os.fsdecode(os.fsencode(str(root)) + b"/Ferien \xe4 08.jpg")  # Latin-1 'ä'
+    shutil.copy(PHOTOS / "tom_hanks" / "08.jpg", bad)
+    result = invoke(offline_env, "run", str(root))
+    assert result.exit_code == 1, result.output
+    assert "photos 2: done 1 (faces 1, no face 0), already done 0, duplicates 0, failed 1" in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: cannot process {display(bad)}: its name is not valid UTF-8 (rename the file or its folder)"
+    ]
+    final = {x["path"]: x for x in ledger_lines(settings_of(offline_env))}
+    assert final["07.jpg"]["status"] == "done" and final[os.path.basename(bad)]["status"] == "failed"
+    again = invoke(offline_env, "run", str(root))
+    assert "done 0 (faces 0, no face 0), already done 1" in again.output  # the ledger read back

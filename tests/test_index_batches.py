@@ -109,6 +109,7 @@ def test_a_photo_that_breaks_its_batch_fails_alone(mongo_server, model_root, tmp
         done = run_serial_batch(ctx, jobs, ("index", "log"), set())
         assert [bool(j.get("error")) for j in done] == [False, False, True, False, False, False]
         assert done[2]["failed_stage"] == "index"
+        assert done[2]["error"].startswith(f"its work file {jobs[2]['image_id']}.work cannot be read")
         stored = {f["image_id"] for f in ctx.library.faces.find({}, {"image_id": 1})}
         assert stored == {j["image_id"] for j in jobs} - {jobs[2]["image_id"]}
         finals = {x["path"]: x["status"] for x in ledger_lines(settings) if x["status"] != "queued"}

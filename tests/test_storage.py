@@ -117,3 +117,22 @@ def test_links_for_a_browser_are_signed_for_the_public_endpoint(s3_server: str) 
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.read() == b"the original"
     assert s3(s3_server, "facepic-links-test").presigned_url(f"{UUID}.jpg").startswith(s3_server + "/")
+
+
+def test_a_file_too_big_for_one_put_is_checked_before_its_multipart_upload(
+    s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facepic import storage
+
+    monkeypatch.setattr(storage, "SINGLE_PUT_LIMIT", 8)
+    store = s3(s3_server, "facepic-multipart-test")
+    store.ensure_bucket()
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"original bytes")
+    scanned = hashlib.sha256(f.read_bytes()).hexdigest()
+    f.write_bytes(b"Original bytes")
+    with pytest.raises(StorageError, match="bytes differ"):
+        store.put_file(f"{UUID}.jpg", f, "image/jpeg", sha256=scanned)
+    assert list(store.list_keys()) == []
+    store.put_file(f"{UUID}.jpg", f, "image/jpeg", sha256=hashlib.sha256(b"Original bytes").hexdigest())
+    assert store.get_bytes(f"{UUID}.jpg") == b"Original bytes"

@@ -50,8 +50,16 @@ def test_a_torn_or_foreign_work_file_is_an_error_naming_it(tmp_path: Path) -> No
     whole = folder.work_file("img").read_bytes()
     for broken in (whole[:-1], whole + b"x", whole[: len(whole) // 2], b"not a work file", b""):
         folder.work_file("img").write_bytes(broken)
-        with pytest.raises(ValueError, match="img.work"):
+        with pytest.raises(workfile.WorkFileError, match="its work file img.work cannot be read"):
             workfile.load(folder, "img")
+    folder.work_file("img").unlink()
+    for legacy in (b"PK\x03\x04 torn", b"random bytes"):  # an .npz that is not a whole one
+        (folder.work / "img.npz").write_bytes(legacy)
+        with pytest.raises(workfile.WorkFileError, match="its work file img.npz cannot be read"):
+            workfile.load(folder, "img")
+    np.savez(folder.work / "img.npz", boxes=np.zeros((1, 4)))  # no info
+    with pytest.raises(workfile.WorkFileError, match="img.npz"):
+        workfile.load(folder, "img")
 
 
 def test_an_npz_left_by_an_earlier_version_is_read_and_dropped(tmp_path: Path) -> None:

@@ -53,7 +53,11 @@ def index_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
             again.append(pos)
             continue
         seen.add(job["image_id"])
-        work = workfile.load(ctx.folder, job["image_id"])
+        try:
+            work = workfile.load(ctx.folder, job["image_id"])
+        except workfile.WorkFileError as e:
+            out[pos] = fail(job, "index", str(e))
+            continue
         if work is None:
             out[pos] = _indexed_before(ctx, job)
         else:

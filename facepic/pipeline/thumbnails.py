@@ -17,7 +17,10 @@ def make_thumbnails(ctx: Context, job: Job) -> Job:
         return job
     cached, ctx.last_decoded = ctx.last_decoded, None
     hit = cached is not None and cached[0] == job["image_id"]
-    work = workfile.load(ctx.folder, job["image_id"], pixels=not hit)
+    try:
+        work = workfile.load(ctx.folder, job["image_id"], pixels=not hit)
+    except workfile.WorkFileError as e:
+        return fail(job, "thumbnails", str(e))
     if work is None:  # already indexed: its thumbnails exist
         return job
     rgb = work.pop("rgb", None)

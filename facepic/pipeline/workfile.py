@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,6 +21,11 @@ import numpy as np
 from facepic.datafolder import DataFolder, replace_atomically
 
 MAGIC = b"FACEPIC-WORK-1\n"
+
+
+class WorkFileError(ValueError):
+    """A work file that cannot be read back (torn, foreign, an .npz that is not ours): the photo
+    fails with this one line, and `--retry-failed` takes it again from the start."""
 
 
 def save(folder: DataFolder, image_id: str, arrays: dict[str, np.ndarray]) -> None:
@@ -36,7 +42,7 @@ def _write(f: IO[bytes], arrays: dict[str, np.ndarray]) -> None:
 def _read(path: Path) -> dict[str, np.ndarray]:
     data = bytearray(path.read_bytes())  # writable arrays, as np.load gave
     if not data.startswith(MAGIC):
-        raise ValueError(f"{path.name} is not a FacePic work file")
+        raise ValueError("not a FacePic work file")
     end = data.find(b"\n", len(MAGIC))
     try:
         names = json.loads(data[len(MAGIC) : end])
@@ -47,9 +53,9 @@ def _read(path: Path) -> dict[str, np.ndarray]:
             arrays[name] = np.frombuffer(data, kind, count, offset).reshape(shape)
             offset += count * kind.itemsize
     except (ValueError, TypeError) as e:  # a torn or foreign file: np.frombuffer says too short
-        raise ValueError(f"{path.name} is not a whole FacePic work file ({e})") from None
+        raise ValueError(f"not a whole FacePic work file ({e})") from None
     if offset != len(data):
-        raise ValueError(f"{path.name} is not a whole FacePic work file (length)")
+        raise ValueError("not a whole FacePic work file (its length)")
     return arrays
 
 
@@ -61,21 +67,30 @@ def load(folder: DataFolder, image_id: str, pixels: bool = False) -> dict[str, A
     """The work file's arrays and ``info``; with ``pixels``, ``rgb`` and ``scale`` when kept."""
     path = folder.work_file(image_id)
     legacy = path.with_suffix(".npz")
-    if path.exists():
-        arrays = _read(path)
-    elif legacy.exists():
-        with np.load(legacy) as data:
-            arrays = {k: data[k] for k in data.files}
-    else:
+    found = path if path.exists() else legacy if legacy.exists() else None
+    if found is None:
         return None
+    try:
+        arrays = _read(path) if found == path else _read_npz(legacy)
+        info = json.loads(arrays["info"].tobytes().decode())
+    except (ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise WorkFileError(
+            f"its work file {found.name} cannot be read ({str(e).splitlines()[0][:120] or type(e).__name__})"
+        ) from None
     work: dict[str, Any] = {k: a for k, a in arrays.items() if k != "scale" or pixels}
     if pixels:
         try:
             work["rgb"] = np.load(folder.pixels_file(image_id), allow_pickle=False)
         except (FileNotFoundError, ValueError, OSError):
             pass
-    work["info"] = json.loads(work["info"].tobytes().decode())
+    work["info"] = info
     return work
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """A work file of a version before the raw format (a chain in flight across an upgrade)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
 
 
 def drop(folder: DataFolder, image_id: str) -> None:
