@@ -6,6 +6,7 @@ The server is SecantusDB (GPL-2.0), an optional extra: ``pip install 'facepic[em
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import logging
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from facepic.errors import FacePicError, data_folder_error
+from facepic.errors import FacePicError, data_folder_error, disk_full
 from facepic.settings import Secret, Settings
 
 
@@ -66,11 +67,25 @@ def embedded_database(settings: Settings) -> Iterator[Settings]:
         except OSError as e:
             raise data_folder_error(e, settings.data_dir) from None
         with _diagnostics_to(path / "server.log"):
-            server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(path))
-            server.start()
+            try:
+                server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(path))
+                server.start()
+            except Exception as e:  # noqa: BLE001 - its storage engine panics on a full disk
+                if disk_full(settings.data_dir):
+                    raise data_folder_error(
+                        OSError(errno.ENOSPC, "No space left on device"), settings.data_dir
+                    ) from None
+                first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                raise EmbeddedError(
+                    f"the embedded database in {path} cannot be opened ({first}); its log is {path / 'server.log'}"
+                ) from None
             try:
                 host, port = server.address
-                yield settings.replace(mongodb_uri=Secret(f"mongodb://{host}:{port}/?directConnection=true"))
+                # journal=true: each write returns once its log is on disk, so a disk that fills
+                # fails that write (the run stops, nothing logged done that is not stored)
+                # instead of the server dropping its last writes when it closes.
+                uri = f"mongodb://{host}:{port}/?directConnection=true&journal=true"
+                yield settings.replace(mongodb_uri=Secret(uri))
             finally:
                 _wake_accept(server)
                 try:

@@ -22,6 +22,7 @@ from tests.conftest import PHOTOS, REPO, copy_photos, invoke, ledger_lines, sett
 from tests.proxy import Proxy
 from tests.servers import start_pipeline_workers, start_worker
 from tests.test_pipeline_e2e import expected_keys, library_of
+from workers.batches import WAITING
 
 VOLATILE = ("created_at", "updated_at")
 
@@ -125,12 +126,38 @@ def kill_mid_batch(server_env: dict[str, str], tmp_path: Path, victim: str) -> N
         assert remaining > 0, "the batch finished before the kill"
         queues = "cpu,upload" if victim == "cpu" else "index"
         workers[victim] = start_worker(env, tmp_path / f"w-{victim}-2", f"{victim}2", queues, 1)
-        wait_for_ledger(settings, total, timeout=240)
+        # A worker killed between its BRPOP and kombu recording the delivery drops that one
+        # message, as a Redis crash there does (README): the photo stays pending, and
+        # `enqueue --requeue-pending` is the user's remedy. Anything more is a loss.
+        missing = requeue_once_settled(env, redis.Redis.from_url(env["FACEPIC_REDIS_URL"]), total)
+        assert missing <= 1, f"{missing} photos were lost with the killed {victim} worker"
         time.sleep(6)  # a task delivered again after the visibility timeout must change nothing
     finally:
         for worker in workers.values():
             worker.stop()
     check_exactly_once(env, total)
+
+
+def requeue_once_settled(env: dict[str, str], client: redis.Redis, total: int) -> int:
+    """Wait until the queues and unacknowledged deliveries are empty and the ledger is still;
+    then, if photos are still pending, send them again as a user would and wait for them.
+    Returns how many photos had to be sent again."""
+    settings = settings_of(env)
+
+    def settled() -> bool:
+        before = len(ledger_lines(settings))
+        time.sleep(6)
+        queues = ("cpu", "upload", "index", WAITING)  # WAITING: photos handed to the index worker
+        idle = all(client.llen(q) == 0 for q in queues) and not client.hlen("unacked")
+        return idle and len(ledger_lines(settings)) == before
+
+    wait_until(settled, "the batch to settle", timeout=240)
+    finished = {(x["root"], x["path"]) for x in ledger_lines(settings) if x["status"] in ("done", "failed")}
+    if len(finished) < total:
+        result = invoke(env, "enqueue", "--requeue-pending", "--wait")
+        assert result.exit_code == 0, result.output
+    wait_for_ledger(settings, total, timeout=240)
+    return total - len(finished)
 
 
 def test_killed_cpu_worker(server_env, tmp_path: Path) -> None:
@@ -260,21 +287,9 @@ def test_redis_restart_loses_no_queued_photo(server_env, tmp_path: Path) -> None
         server.stop(signal.SIGKILL)  # again, with the workers in the middle of the batch,
         time.sleep(3)  # and down long enough that chains are being handed on meanwhile
         server, _ = servers.start_redis(workdir, port=port, durable=True)
-        client = redis.Redis.from_url(url + "/0")
-
-        def settled() -> bool:
-            """Queues and unacknowledged deliveries empty, and the ledger still for a while."""
-            before = len(ledger_lines(settings))
-            time.sleep(6)
-            idle = all(client.llen(q) == 0 for q in ("cpu", "upload", "index")) and not client.hlen("unacked")
-            return idle and len(ledger_lines(settings)) == before
-
-        wait_until(settled, "the batch to settle", timeout=240)
         # Redis dying between a worker's BRPOP and kombu recording the delivery can drop that
         # one message; the ledger still has the photo as queued, and this sends it again.
-        result = invoke(env, "enqueue", "--requeue-pending", "--wait")
-        assert result.exit_code == 0, result.output
-        wait_for_ledger(settings, total, timeout=240)
+        requeue_once_settled(env, redis.Redis.from_url(url + "/0"), total)
     finally:
         for worker in workers:
             worker.stop()
