@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from facepic import exif
+from facepic.errors import first_line
 from facepic.formats import FORMAT_EXTENSIONS, PILLOW_FORMATS, raw_format
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -111,7 +112,7 @@ def decode(path: Path, target: int, max_pixels: int) -> Decoded:
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         if "truncated" in str(e):
             raise PhotoError("truncated image (the file ends before the picture does)") from None
-        raise PhotoError(f"corrupt image ({_short(e)})") from None
+        raise PhotoError(f"corrupt image ({first_line(e)})") from None
 
 
 @contextmanager
@@ -131,11 +132,6 @@ def time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return text[:160]
 
 
 def _decode_open(
@@ -230,7 +226,7 @@ def _decode_raw(path: Path, kind: str, target: int, max_pixels: int) -> Decoded 
     except rawpy.LibRawFileUnsupportedError:
         return None  # a JPEG named .cr2, say: decoded by content
     except rawpy.LibRawError as e:
-        raise PhotoError(f"corrupt RAW file ({_short(e)})") from None
+        raise PhotoError(f"corrupt RAW file ({first_line(e)})") from None
     try:
         if thumb.format == rawpy.ThumbFormat.JPEG:
             preview: Image.Image = Image.open(io.BytesIO(bytes(thumb.data)), formats=["JPEG"])

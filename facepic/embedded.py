@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from facepic.errors import FacePicError, data_folder_error, disk_full
+from facepic.errors import FacePicError, data_folder_error, disk_full, first_line
 from facepic.settings import Secret, Settings
 
 
@@ -75,9 +75,9 @@ def embedded_database(settings: Settings) -> Iterator[Settings]:
                     raise data_folder_error(
                         OSError(errno.ENOSPC, "No space left on device"), settings.data_dir
                     ) from None
-                first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
                 raise EmbeddedError(
-                    f"the embedded database in {path} cannot be opened ({first}); its log is {path / 'server.log'}"
+                    f"the embedded database in {path} cannot be opened ({first_line(e)}); "
+                    f"its log is {path / 'server.log'}"
                 ) from None
             try:
                 host, port = server.address

@@ -15,6 +15,12 @@ class DataFolderError(FacePicError):
     """The data folder cannot be written: full, read-only, or not ours to write."""
 
 
+def first_line(e: BaseException, limit: int = 160) -> str:
+    """An error's first line, or its type's name when it says nothing: for one line to a user."""
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text[:limit]
+
+
 def data_folder_error(e: OSError, data_dir: Path) -> DataFolderError:
     """One line for an OSError met while writing the data folder: what it is, and what to do."""
     if e.errno in (errno.ENOSPC, errno.EDQUOT):

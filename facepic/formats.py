@@ -108,11 +108,9 @@ _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
 _ISO_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
 
 
-def photo_without_extension(name: str, head: bytes) -> bool:
-    """True for a file named without an extension whose first bytes ``head`` (16 or more) are
-    those of a JPEG, PNG, GIF, WebP, HEIF or AVIF."""
-    if os.path.splitext(os.path.basename(name))[1]:
-        return False
+def photo_signature(head: bytes) -> bool:
+    """True when a file's first bytes ``head`` (16 or more) are those of a JPEG, PNG, GIF, WebP,
+    HEIF or AVIF."""
     return (
         head.startswith(_SIGNATURES)
         or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")

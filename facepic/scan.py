@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facepic.errors import FacePicError
-from facepic.formats import classify, is_photo_name, photo_without_extension
+from facepic.formats import classify, is_photo_name, photo_signature
 
 QUIET = ("hidden", "not a photo", "RAW+JPEG pair", "seen")
 
@@ -222,7 +222,7 @@ def _photo_by_content(path: Path, name: str) -> bool:
             head = f.read(16)
     except OSError:
         return False
-    return photo_without_extension(name, head)
+    return photo_signature(head)
 
 
 def photos(root: Path, follow_links: bool = False) -> Iterator[Found]:

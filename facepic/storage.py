@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from facepic import ids
 from facepic.datafolder import write_atomic
 from facepic.errors import FacePicError
 from facepic.settings import Settings
@@ -226,17 +227,14 @@ class S3Store:
         # One PUT for a photo-sized file: the transfer manager's threads and parts only pay
         # off for large files (bench/throughput.py, enqueue: upload median 61 -> 51 ms).
         if path.stat().st_size < SINGLE_PUT_LIMIT:
+            digest = bytes.fromhex(sha256 or ids.sha256_file(path))
             with open(path, "rb") as body:
-                digest = bytes.fromhex(sha256) if sha256 else hashlib.file_digest(body, "sha256").digest()
-                body.seek(0)
                 self._put(key, body, content_type, digest)
             return
         # A multipart upload has no SHA-256 of the whole object for the bucket to check: the
         # file is checked here instead, just before it goes.
-        if sha256:
-            with open(path, "rb") as body:
-                if hashlib.file_digest(body, "sha256").hexdigest() != sha256:
-                    raise content_changed(key)
+        if sha256 and ids.sha256_file(path) != sha256:
+            raise content_changed(key)
         self._call(
             key,
             self._client.upload_file,

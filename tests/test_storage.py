@@ -29,8 +29,8 @@ def test_folder_store_round_trip_and_refuses_foreign_keys(tmp_path: Path) -> Non
     assert store.delete_keys([f"thumb_{UUID}.jpg"]) == 1
 
 
-def s3(endpoint: str, bucket: str, secret: str = servers.S3_SECRET_KEY) -> S3Store:
-    return S3Store(endpoint, "auto", bucket, servers.S3_ACCESS_KEY, secret)
+def s3(endpoint: str, bucket: str, secret: str = servers.S3_SECRET_KEY, public: str = "") -> S3Store:
+    return S3Store(endpoint, "auto", bucket, servers.S3_ACCESS_KEY, secret, public)
 
 
 def test_s3_store_creates_bucket_puts_lists_and_deletes(s3_server: str, tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_links_for_a_browser_are_signed_for_the_public_endpoint(s3_server: str) 
     import urllib.request
 
     public = s3_server.replace("127.0.0.1", "localhost")
-    store = S3Store(s3_server, "auto", "facepic-links-test", servers.S3_ACCESS_KEY, servers.S3_SECRET_KEY, public)
+    store = s3(s3_server, "facepic-links-test", public=public)
     store.ensure_bucket()
     store.put_bytes(f"{UUID}.jpg", b"the original", "image/jpeg")
     url = store.presigned_url(f"{UUID}.jpg")

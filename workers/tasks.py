@@ -48,13 +48,17 @@ def _remember_concurrency(sender: Any = None, **_: Any) -> None:
 
 
 @worker_process_init.connect
+def _blas_threads(**_: Any) -> None:
+    """BLAS threads as the models': the pool's processes share the cores; the index worker's
+    matching, many small products, shares them with the CPU workers."""
+    limit_blas_threads(default_threads(_processes) if "cpu" in _queues else 1)
+
+
+@worker_process_init.connect
 def _load_models_early(**_: Any) -> None:
     """A CPU worker's process loads the face model as it starts, in a thread (a download can
     take minutes; the pool waits only seconds for a process to start), so that its first photo
-    does not wait for it; the first photo waits for that same load if it comes sooner. BLAS
-    threads as the models': the pool's processes share the cores; the index worker's matching,
-    many small products, shares them with the CPU workers."""
-    limit_blas_threads(default_threads(_processes) if "cpu" in _queues else 1)
+    does not wait for it; the first photo waits for that same load if it comes sooner."""
     if "cpu" not in _queues:
         return
 

@@ -19,6 +19,7 @@ from typing import IO, Any
 import numpy as np
 
 from facepic.datafolder import DataFolder, replace_atomically
+from facepic.errors import first_line
 
 MAGIC = b"FACEPIC-WORK-1\n"
 
@@ -74,9 +75,7 @@ def load(folder: DataFolder, image_id: str, pixels: bool = False) -> dict[str, A
         arrays = _read(path) if found == path else _read_npz(legacy)
         info = json.loads(arrays["info"].tobytes().decode())
     except (ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
-        raise WorkFileError(
-            f"its work file {found.name} cannot be read ({str(e).splitlines()[0][:120] or type(e).__name__})"
-        ) from None
+        raise WorkFileError(f"its work file {found.name} cannot be read ({first_line(e)})") from None
     work: dict[str, Any] = {k: a for k, a in arrays.items() if k != "scale" or pixels}
     if pixels:
         try:
