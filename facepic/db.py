@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateMany, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import (
     BulkWriteError,
@@ -38,7 +38,18 @@ from facepic.models import ModelMismatch
 
 SETTLE_META_ID = "settle"  # the settle mark's document in `meta`
 # Every collection FacePic makes; `cleanup` drops these and nothing else.
-COLLECTIONS = ("images", "faces", "persons", "folders", "meta", "face_moves", "face_snapshots", "faces_next")
+COLLECTIONS = (
+    "images",
+    "faces",
+    "persons",
+    "folders",
+    "meta",
+    "face_moves",
+    "face_snapshots",
+    "faces_next",
+    "changes",
+    "change_parts",
+)
 
 # Ids per `$in` when looking faces up by id: some servers (the embedded one) slow down
 # faster than the list grows (5,000 ids in one `$in` cost 40 s on a million faces there).
@@ -90,6 +101,8 @@ class Library:
         self.folders = db["folders"]
         self.meta = db["meta"]
         self.face_moves = db["face_moves"]
+        self.changes = db["changes"]
+        self.change_part_docs = db["change_parts"]
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -244,21 +257,32 @@ class Library:
     def set_person(
         self, face_ids: Sequence[str], person_id: str | None, update: dict[str, dict[str, Any]] | None = None
     ) -> None:
-        """Put faces in a person (None: unassigned), with ``update``'s other changes: every
-        change of a stored face's person goes through here. The faces are first noted in
-        `face_moves` (numbered like new faces), so that a start from the face snapshot reads
-        their person again; a crash between the note and the change leaves a note too many,
-        never one too few."""
-        ids = list(face_ids)
-        change = {op: dict(fields) for op, fields in (update or {}).items()}
-        change.setdefault("$set", {})["person_id"] = person_id
-        for start in range(0, len(ids), 10_000):
-            part = ids[start : start + 10_000]
+        """Put faces in a person (None: unassigned), with ``update``'s other changes."""
+        self.set_persons({person_id: list(face_ids)}, update)
+
+    def set_persons(self, moves: dict[str | None, list[str]], update: dict[str, dict[str, Any]] | None = None) -> None:
+        """Put each list of faces in its person (None: unassigned), with ``update``'s other
+        changes: every change of a stored face's person goes through here. The faces are first
+        noted in `face_moves` (numbered like new faces), so that a start from the face snapshot
+        reads their person again; a crash between the note and the change leaves a note too
+        many, never one too few. One note and one bulk write per 10,000 faces."""
+        pairs = [(pid, fid) for pid, fids in sorted(moves.items(), key=lambda kv: kv[0] or "") for fid in fids]
+        for start in range(0, len(pairs), 10_000):
+            part = pairs[start : start + 10_000]
             seq = self.next_seq(1)
+            ops: list[UpdateMany] = []
+            by_person: dict[str | None, list[str]] = {}
+            for pid, fid in part:
+                by_person.setdefault(pid, []).append(fid)
+            for pid, fids in by_person.items():
+                change = {op: dict(fields) for op, fields in (update or {}).items()}
+                change.setdefault("$set", {})["person_id"] = pid
+                ops += [
+                    UpdateMany({"_id": {"$in": fids[i : i + IN_BATCH]}}, change) for i in range(0, len(fids), IN_BATCH)
+                ]
             with self.errors():
-                self.face_moves.insert_one({"_id": seq, "faces": part, "at": datetime.now(UTC)})
-                for i in range(0, len(part), IN_BATCH):
-                    self.faces.update_many({"_id": {"$in": part[i : i + IN_BATCH]}}, change)
+                self.face_moves.insert_one({"_id": seq, "faces": [fid for _, fid in part], "at": datetime.now(UTC)})
+                self.faces.bulk_write(ops, ordered=False)
 
     def current_seq(self) -> int:
         """The last face sequence number handed out (0: none yet)."""
@@ -506,22 +530,27 @@ class Library:
                 ).sort("_id", 1)
             )
 
-    def face_ids_of_person(self, person_id: str) -> list[str]:
-        with self.errors():
-            return [f["_id"] for f in self.faces.find({"person_id": person_id}, {"_id": 1})]
-
     def count_faces_of_model(self, model: str) -> int:
         with self.errors():
             return self.faces.count_documents({"model": model})
 
     def images_of_faces(self, face_ids: Sequence[str]) -> set[str]:
+        out: set[str] = set()
         with self.errors():
-            return {f["image_id"] for f in self.faces.find({"_id": {"$in": list(face_ids)}}, {"image_id": 1})}
+            for start in range(0, len(face_ids), IN_BATCH):
+                part = list(face_ids[start : start + IN_BATCH])
+                out.update(f["image_id"] for f in self.faces.find({"_id": {"$in": part}}, {"image_id": 1}))
+        return out
 
-    def faces_with_images(self, person_id: str) -> list[dict[str, Any]]:
-        """The ids and photos of ``person_id``'s faces."""
+    def faces_with_images(self, person_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The ids, persons and photos of the faces of ``person_ids``."""
+        wanted = sorted(set(person_ids))
+        out: list[dict[str, Any]] = []
         with self.errors():
-            return list(self.faces.find({"person_id": person_id}, {"_id": 1, "image_id": 1}))
+            for start in range(0, len(wanted), IN_BATCH):
+                query = {"person_id": {"$in": wanted[start : start + IN_BATCH]}}
+                out += self.faces.find(query, {"_id": 1, "image_id": 1, "person_id": 1})
+        return out
 
     def user_locked_person_ids(self) -> set[str]:
         """Persons the user made or named: never deleted, split or merged away."""
@@ -541,19 +570,10 @@ class Library:
         with self.errors():
             return self.faces.find_one({"_id": face_id}, {"embedding": 0})
 
-    def face_in_person(self, face_id: str, person_id: str) -> bool:
-        with self.errors():
-            return bool(self.faces.count_documents({"_id": face_id, "person_id": person_id}))
-
     def person_face_in_image(self, image_id: str, person_id: str, other_than: str) -> dict[str, Any] | None:
         """A face of ``person_id`` in the photo, other than the face ``other_than``."""
         with self.errors():
             return self.faces.find_one({"image_id": image_id, "person_id": person_id, "_id": {"$ne": other_than}})
-
-    def face_qualities(self, person_id: str) -> list[dict[str, Any]]:
-        """The faces of a person with their quality and detection score (to choose a cover)."""
-        with self.errors():
-            return list(self.faces.find({"person_id": person_id}, {"quality": 1, "score": 1}))
 
     def faces_for_merge(self, target_id: str, source_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The sources' faces, and those of the target that reject the target or a source."""
@@ -594,13 +614,78 @@ class Library:
             self.meta.update_one({"_id": "library"}, {"$set": {"revision": uuid.uuid4().hex}}, upsert=True)
 
     def refresh_image_faces(self, image_ids: Iterable[str]) -> None:
-        """Rewrite the redundant face list of each photo from the faces collection."""
-        for image_id in sorted(set(image_ids)):
+        """Rewrite the redundant face list of each photo from the faces collection: one read
+        and one bulk write per ``IN_BATCH`` photos."""
+        wanted = sorted(set(image_ids))
+        fields = {"person_id": 1, "box": 1, "score": 1, "image_id": 1, "index": 1}
+        now = now_iso()
+        for start in range(0, len(wanted), IN_BATCH):
+            part = wanted[start : start + IN_BATCH]
+            of: dict[str, list[dict[str, Any]]] = {i: [] for i in part}
             with self.errors():
-                faces = list(self.faces.find({"image_id": image_id}, {"embedding": 0}).sort("index", ASCENDING))
-                self.images.update_one(
-                    {"_id": image_id}, {"$set": {"faces": image_faces(faces), "updated_at": now_iso()}}
-                )
+                for f in self.faces.find({"image_id": {"$in": part}}, fields):
+                    of[f["image_id"]].append(f)
+                ops = [
+                    UpdateOne(
+                        {"_id": i},
+                        {
+                            "$set": {
+                                "faces": image_faces(sorted(fs, key=lambda f: f.get("index", 0))),
+                                "updated_at": now,
+                            }
+                        },
+                    )
+                    for i, fs in of.items()
+                ]
+                self.images.bulk_write(ops, ordered=False)
+
+    def faces_by_person(self, person_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The faces of each of ``person_ids`` (id, quality, detection score), to count them and
+        choose covers: one read per ``IN_BATCH`` persons."""
+        wanted = sorted(set(person_ids))
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.errors():
+            for start in range(0, len(wanted), IN_BATCH):
+                query = {"person_id": {"$in": wanted[start : start + IN_BATCH]}}
+                for f in self.faces.find(query, {"person_id": 1, "quality": 1, "score": 1}):
+                    out.setdefault(f["person_id"], []).append(f)
+        return out
+
+    def persons_of_faces(self, face_ids: Sequence[str]) -> set[str]:
+        """The persons ``face_ids`` are in."""
+        out: set[str] = set()
+        with self.errors():
+            for start in range(0, len(face_ids), IN_BATCH):
+                query = {"_id": {"$in": list(face_ids[start : start + IN_BATCH])}, "person_id": {"$ne": None}}
+                out.update(f["person_id"] for f in self.faces.find(query, {"person_id": 1}))
+        return out
+
+    def persons_with_faces_outside(self, person_ids: Sequence[str], face_ids: set[str]) -> set[str]:
+        """Those of ``person_ids`` that have a face not in ``face_ids``."""
+        wanted = sorted(set(person_ids))
+        out: set[str] = set()
+        with self.errors():
+            for start in range(0, len(wanted), IN_BATCH):
+                query = {"person_id": {"$in": wanted[start : start + IN_BATCH]}}
+                out.update(f["person_id"] for f in self.faces.find(query, {"person_id": 1}) if f["_id"] not in face_ids)
+        return out
+
+    def write_persons(
+        self, changes: dict[str, tuple[dict[str, Any], dict[str, Any] | None]], gone: Sequence[str]
+    ) -> None:
+        """Set fields of persons (with the fields of a new one where it is missing: ``(set,
+        insert)``) and delete ``gone``, in one bulk write each."""
+        ops = [
+            UpdateOne(
+                {"_id": pid}, {"$set": fields, **({"$setOnInsert": insert} if insert else {})}, upsert=bool(insert)
+            )
+            for pid, (fields, insert) in sorted(changes.items())
+        ]
+        with self.errors():
+            for start in range(0, len(ops), 1000):
+                self.persons.bulk_write(ops[start : start + 1000], ordered=False)
+            for start in range(0, len(gone), IN_BATCH):
+                self.persons.delete_many({"_id": {"$in": list(gone[start : start + IN_BATCH])}})
 
     def new_person_if_missing(self, person_id: str, doc: dict[str, Any]) -> None:
         """Create the person with ``doc`` (from `documents.new_person`) unless it exists."""
@@ -622,8 +707,17 @@ class Library:
     def reject_for(self, absorbed_ids: Sequence[str], target_id: str) -> None:
         """Every face that rejects one of ``absorbed_ids`` rejects ``target_id`` too (it took
         them in, by a merge or a recluster)."""
+        self.reject_for_each({a: target_id for a in absorbed_ids})
+
+    def reject_for_each(self, absorbed_by: dict[str, str]) -> None:
+        """`reject_for` for many (absorbed -> target) at once: one bulk write."""
+        ops = [
+            UpdateMany({"rejected": gone}, {"$addToSet": {"rejected": kept}})
+            for gone, kept in sorted(absorbed_by.items())
+        ]
         with self.errors():
-            self.faces.update_many({"rejected": {"$in": list(absorbed_ids)}}, {"$addToSet": {"rejected": target_id}})
+            for start in range(0, len(ops), 1000):
+                self.faces.bulk_write(ops[start : start + 1000], ordered=True)
 
     def forget_rejections(self, face_ids: Sequence[str], person_ids: Sequence[str]) -> None:
         """``face_ids`` no longer reject any of ``person_ids``."""
@@ -631,6 +725,43 @@ class Library:
             self.faces.update_many(
                 {"_id": {"$in": list(face_ids)}}, {"$pull": {"rejected": {"$in": sorted(person_ids)}}}
             )
+
+    # --- pending changes (facepic.changes) --------------------------------------------------
+
+    def store_change_part(self, change_id: str, n: int, body: str) -> None:
+        with self.errors():
+            self.change_part_docs.replace_one(
+                {"_id": f"{change_id}:{n}"},
+                {"change": change_id, "n": n, "body": body, "at": datetime.now(UTC)},
+                upsert=True,
+            )
+
+    def store_change_head(self, head: dict[str, Any]) -> None:
+        """The one write that makes a stored change pending."""
+        with self.errors():
+            self.changes.insert_one(head)
+
+    def change_heads(self) -> list[dict[str, Any]]:
+        with self.errors():
+            return list(self.changes.find({}).sort("at", ASCENDING))
+
+    def change_bodies(self, change_id: str, parts: int) -> list[str]:
+        with self.errors():
+            found = {d["n"]: d["body"] for d in self.change_part_docs.find({"change": change_id})}
+        if sorted(found) != list(range(parts)):
+            raise DatabaseError(f"the pending change {change_id} is missing parts (it cannot be finished)")
+        return [found[n] for n in range(parts)]
+
+    def drop_change(self, change_id: str) -> None:
+        """The change is done: its head first (it is no longer pending), then its parts."""
+        with self.errors():
+            self.changes.delete_one({"_id": change_id})
+            self.change_part_docs.delete_many({"change": change_id})
+
+    def drop_orphan_change_parts(self, pending: set[str], older_than: datetime) -> None:
+        """Parts of changes that never became pending (their maker died before the head)."""
+        with self.errors():
+            self.change_part_docs.delete_many({"change": {"$nin": sorted(pending)}, "at": {"$lt": older_than}})
 
     # --- re-embedding ---------------------------------------------------------------------
 

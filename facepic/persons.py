@@ -16,19 +16,18 @@ seconds; ``images.faces`` (the redundant copy) is rewritten for every photo touc
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from facepic import clustering, documents, ids, storage
+from facepic import clustering, documents, ids
+from facepic.changes import Change
 from facepic.db import Library
+from facepic.derived import Covers, quality_of
 from facepic.detect import EMBEDDING_DIM
 from facepic.documents import embeddings_from_bson
 from facepic.errors import FacePicError
 from facepic.ledger import now_iso
 from facepic.matching import Rules
-from facepic.pipeline import Context
 from facepic.report import counted
 
 
@@ -100,106 +99,25 @@ def find_face(lib: Library, face_id: str) -> dict[str, Any]:
 # --- keeping derived data right ---------------------------------------------------------
 
 
-def bump_revision(lib: Library) -> None:
-    lib.bump_revision()
-
-
-def refresh_images(lib: Library, image_ids: Iterable[str]) -> None:
-    """Rewrite the redundant face list of each photo from the faces collection."""
-    lib.refresh_image_faces(image_ids)
-
-
-class Covers:
-    """Local cover files and their objects in the bucket (only the local files when uploads
-    are off), at the paths the pipeline uses."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.crop = ctx.folder.face_crop
-        self.cover = ctx.folder.cover
-        self.store: storage.ObjectStore | None = ctx.store if ctx.settings.stores_originals else None
-
-    def set(self, lib: Library, person_id: str, face_id: str) -> None:
-        src, dst = self.crop(face_id), self.cover(person_id)
-        uploaded = False
-        if src.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-            if self.store is not None:
-                self.store.put_file(storage.person_key(person_id), dst, "image/jpeg")
-                uploaded = True
-        lib.set_person_fields(person_id, {"cover_uploaded": uploaded})
-
-    def remove(self, person_id: str) -> None:
-        self.cover(person_id).unlink(missing_ok=True)
-        if self.store is not None:
-            self.store.delete_keys([storage.person_key(person_id)])
-
-
-def settle(lib: Library, person_ids: Iterable[str], covers: Covers) -> tuple[int, int]:
-    """Recount the faces of ``person_ids``; delete those left empty unless the user made
-    them; choose covers again (best quality) unless the user picked one. Returns (created,
-    deleted) persons."""
-    wanted = sorted({p for p in person_ids if p})
-    if not wanted:
-        return 0, 0
-    created = deleted = 0
-    counts = lib.face_counts(set(wanted))
-    existing = lib.persons_by_id(wanted)
-    model = lib.library_model()
-    for pid in wanted:
-        doc = existing.get(pid)
-        n = counts.get(pid, 0)
-        if n == 0 and not (doc and doc.get("user_locked")):
-            if doc:
-                lib.delete_person(pid)
-                covers.remove(pid)
-                deleted += 1
-            continue
-        if doc is None:
-            created += 1
-            doc = documents.new_person(model, now_iso())
-            lib.new_person_if_missing(pid, doc)
-        lib.set_person_fields(pid, {"face_count": n, "updated_at": now_iso()})
-        if doc.get("cover_locked") and doc.get("best_face_id"):
-            if lib.face_in_person(doc["best_face_id"], pid):
-                continue
-            lib.set_person_fields(pid, {"cover_locked": False})
-        best = _best_face(lib, pid)
-        if best is None:
-            lib.set_person_fields(pid, {"best_face_id": None, "best_score": -1.0})
-            covers.remove(pid)
-        elif best["_id"] != doc.get("best_face_id"):
-            lib.set_person_fields(pid, {"best_face_id": best["_id"], "best_score": _quality(best)})
-            covers.set(lib, pid, best["_id"])
-    return created, deleted
-
-
-def _quality(face: dict[str, Any]) -> float:
-    return float((face.get("quality") or {}).get("value", face.get("score", 0.0)))
-
-
-def _best_face(lib: Library, person_id: str) -> dict[str, Any] | None:
-    faces = lib.face_qualities(person_id)
-    return max(faces, key=lambda f: (_quality(f), f["_id"])) if faces else None
-
-
 # --- corrections -------------------------------------------------------------------------
 
 
-def name_person(lib: Library, ref: str, name: str) -> dict[str, Any]:
+def name_person(lib: Library, ref: str, name: str, covers: Covers | None = None) -> dict[str, Any]:
     person = find_person(lib, ref)
     name = name.strip()
     if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
         raise PersonError("a name is 1 to 200 printable characters")
-    lib.set_person_fields(person["_id"], {"name": name, "user_locked": True, "updated_at": now_iso()})
-    bump_revision(lib)
+    change = Change("name")
+    change.set_person_fields(person["_id"], {"name": name, "user_locked": True, "updated_at": now_iso()})
+    change.commit(lib, covers)
     return {**person, "name": name}
 
 
-def hide_person(lib: Library, ref: str, hidden: bool = True) -> dict[str, Any]:
+def hide_person(lib: Library, ref: str, hidden: bool = True, covers: Covers | None = None) -> dict[str, Any]:
     person = find_person(lib, ref)
-    lib.set_person_fields(person["_id"], {"hidden": hidden, "updated_at": now_iso()})
-    bump_revision(lib)
+    change = Change("hide")
+    change.set_person_fields(person["_id"], {"hidden": hidden, "updated_at": now_iso()})
+    change.commit(lib, covers)
     return person
 
 
@@ -208,7 +126,7 @@ def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers:
     user's (never split or merged away later). A face that rejected any of them leaves, unless
     the user placed it (a move): their placement and this merge are their latest word."""
     target = find_person(lib, target_ref)
-    sources = [find_person(lib, r) for r in source_refs]
+    sources = list({s["_id"]: s for s in (find_person(lib, r) for r in dict.fromkeys(source_refs))}.values())
     if any(s["_id"] == target["_id"] for s in sources):
         raise PersonError("a person cannot be merged into itself")
     source_ids = [s["_id"] for s in sources]
@@ -218,18 +136,18 @@ def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers:
     clash = [f for f in faces if one & set(f.get("rejected") or [])]
     out = {f["_id"] for f in clash if not f.get("locked")}
     moving = [f for f in faces if f["person_id"] != target["_id"] and f["_id"] not in out]
-    lib.set_person([f["_id"] for f in moving], target["_id"])
-    lib.set_person(sorted(out), None, {"$set": {"locked": False}})
-    lib.forget_rejections(sorted(f["_id"] for f in clash if f.get("locked")), sorted(one))
+    change = Change("merge")
+    change.set_person([f["_id"] for f in moving], target["_id"])
+    change.set_person(sorted(out), None, {"$set": {"locked": False}})
+    change.forget_rejections(sorted(f["_id"] for f in clash if f.get("locked")), sorted(one))
     # A face that had rejected a source must not meet it again under the target's name:
     # the target absorbed the source, so rejecting the source means rejecting the target.
-    lib.reject_for(source_ids, target["_id"])
+    change.reject_for(source_ids, target["_id"])
     name = target.get("name") or next((s.get("name") for s in sources if s.get("name")), "")
-    lib.set_person_fields(target["_id"], {"user_locked": True, "name": name, "updated_at": now_iso()})
-    lib.set_persons_fields(source_ids, {"user_locked": False})
-    settle(lib, [target["_id"], *source_ids], covers)
-    refresh_images(lib, [f["image_id"] for f in faces])
-    bump_revision(lib)
+    change.set_person_fields(target["_id"], {"user_locked": True, "name": name, "updated_at": now_iso()})
+    change.set_persons_fields(source_ids, {"user_locked": False})
+    change.touch([target["_id"], *source_ids], [f["image_id"] for f in faces])
+    change.commit(lib, covers)
     return {**target, "name": name}
 
 
@@ -252,12 +170,15 @@ def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers
     rejected = [r for r in face.get("rejected") or [] if r != target_id]
     if old and old not in rejected:
         rejected.append(old)
-    lib.set_person([face_id], target_id, {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": ""}})
-    settle(lib, [target_id, old] if old else [target_id], covers)
+    change = Change("move")
     if target_ref is None:
-        lib.set_person_fields(target_id, {"user_locked": True})
-    refresh_images(lib, [face["image_id"]])
-    bump_revision(lib)
+        new = documents.new_person(lib.library_model(), now_iso())
+        change.new_person_if_missing(target_id, {**new, "user_locked": True})
+    change.set_person(
+        [face_id], target_id, {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": ""}}
+    )
+    change.touch([target_id, old], [face["image_id"]])
+    change.commit(lib, covers)
     return target_id
 
 
@@ -268,10 +189,10 @@ def reject_face(lib: Library, face_id: str, covers: Covers) -> str:
     old = face.get("person_id")
     if not old:
         raise PersonError(f"face {face_id} has no person")
-    lib.set_person([face_id], None, {"$set": {"locked": False}, "$addToSet": {"rejected": old}})
-    settle(lib, [old], covers)
-    refresh_images(lib, [face["image_id"]])
-    bump_revision(lib)
+    change = Change("reject")
+    change.set_person([face_id], None, {"$set": {"locked": False}, "$addToSet": {"rejected": old}})
+    change.touch([old], [face["image_id"]])
+    change.commit(lib, covers)
     return old
 
 
@@ -280,12 +201,19 @@ def pick_cover(lib: Library, ref: str, face_id: str, covers: Covers) -> None:
     face = find_face(lib, face_id)
     if face.get("person_id") != person["_id"]:
         raise PersonError(f"face {face_id} is not a face of person {person['_id']}")
-    lib.set_person_fields(
+    change = Change("cover")
+    # The recount that finishes the change keeps a cover the user picked and places its file.
+    change.set_person_fields(
         person["_id"],
-        {"best_face_id": face_id, "best_score": _quality(face), "cover_locked": True, "updated_at": now_iso()},
+        {
+            "best_face_id": face_id,
+            "best_score": quality_of(face),
+            "cover_locked": True,
+            "updated_at": now_iso(),
+        },
     )
-    covers.set(lib, person["_id"], face_id)
-    bump_revision(lib)
+    change.touch([person["_id"]])
+    change.commit(lib, covers)
 
 
 # --- recluster ------------------------------------------------------------------------------
@@ -331,21 +259,20 @@ def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSu
     result = clustering.recluster(faces, locked_persons, rules, new_id, merged_into)
     # As after a user's merge: a face rejected from a person merged away rejects the person
     # that absorbed it, so that new photos, re-runs and the next recluster keep it out too.
-    for gone, kept in sorted(merged_into.items()):
-        lib.reject_for([gone], kept)
+    change = Change("recluster")
+    change.reject_for_each(merged_into)
     changed = [i for i in range(len(face_ids)) if result[i] != person[i]]
-    touched: set[str] = set()
     joining: dict[str | None, list[str]] = {}
     for i in changed:
         joining.setdefault(result[i], []).append(face_ids[i])
-    for pid, moved in joining.items():
-        lib.set_person(moved, pid, {"$unset": {"candidates": ""}} if pid is not None else None)
-    for i in changed:
-        touched.update(p for p in (person[i], result[i]) if p)
+    change.set_persons(
+        {pid: moved for pid, moved in joining.items() if pid is not None}, {"$unset": {"candidates": ""}}
+    )
+    if None in joining:
+        change.set_person(joining[None], None)
+    change.touch((p for i in changed for p in (person[i], result[i])), {photo[i] for i in changed})
     summary.faces_moved = sum(1 for i in changed if person[i] is not None and result[i] is not None)
     summary.faces_assigned = sum(1 for i in changed if person[i] is None)
-    summary.persons_created, summary.persons_deleted = settle(lib, touched, covers)
-    refresh_images(lib, {photo[i] for i in changed})
+    summary.persons_created, summary.persons_deleted = change.commit(lib, covers)
     summary.persons_after = lib.person_count()
-    bump_revision(lib)
     return summary

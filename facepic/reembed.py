@@ -30,8 +30,9 @@ from facepic import documents, ids, quality, snapshot, storage, thumbnails
 from facepic.datafolder import write_atomic
 from facepic.db import Library
 from facepic.decode import PhotoError, decode, time_limit
+from facepic.derived import Covers, bump_revision, refresh_images
 from facepic.detect import FaceEngine
-from facepic.persons import Covers, ReclusterSummary, bump_revision, recluster_library, refresh_images
+from facepic.persons import ReclusterSummary, recluster_library
 from facepic.settings import Settings
 
 MIN_OVERLAP = 0.3  # intersection over union for a new face to be an old face again

@@ -43,14 +43,14 @@ from typing import Any
 import numpy as np
 
 from facepic import ids
+from facepic.changes import Change
 from facepic.clustering import Faces, _Group, agglomerate
 from facepic.db import Library
+from facepic.derived import Covers
 from facepic.detect import EMBEDDING_DIM
 from facepic.documents import embeddings_from_bson
 from facepic.matching import PersonIndex, Rules
-from facepic.persons import Covers, bump_revision, refresh_images
 from facepic.persons import ReclusterSummary as Summary
-from facepic.persons import settle as recount
 from facepic.pipeline import Context
 
 
@@ -354,9 +354,11 @@ def settle_library(
     # Persons the user made, named, merged, picked a cover for or hid: theirs.
     named = lib.persons_of_the_user()
     summary.persons_before = lib.person_count()
+    change = Change("settle", bump=False)
     if docs:
-        _settle_docs(lib, model, docs, named, linkage, covers, rules or Rules.default(), index, everything, summary)
-    lib.set_settle_mark(model, max(upto, last))
+        _settle_docs(lib, model, docs, named, linkage, rules or Rules.default(), index, change, summary)
+    change.set_settle_mark(model, max(upto, last))
+    summary.persons_created, summary.persons_deleted = change.commit(lib, covers)
     summary.persons_after = lib.person_count()
     return summary
 
@@ -367,10 +369,9 @@ def _settle_docs(
     docs: list[dict[str, Any]],
     named: set[str],
     linkage: Linkage,
-    covers: Covers,
     rules: Rules,
     index_of: Callable[[str], PersonIndex] | None,
-    everything: bool,
+    change: Change,
     summary: Summary,
 ) -> None:
     new = _faces_of(docs, named)
@@ -391,12 +392,13 @@ def _settle_docs(
         return out
 
     taken: set[str] = set()
+    held = _HeldElsewhere(lib, batch, named)
 
     def new_id(face_id: str, used: set[str]) -> str:
         n = 0
         while True:
             pid = ids.person_id(face_id if n == 0 else f"{face_id}:settle:{n}")
-            if pid not in taken and pid not in used and not _held_elsewhere(lib, pid, batch, named):
+            if pid not in taken and pid not in used and not held(pid):
                 taken.add(pid)
                 return pid
             n += 1
@@ -408,7 +410,7 @@ def _settle_docs(
         return _faces_of(extra, named)
 
     def keep(person_id: str) -> bool:
-        if person_id in taken or _held_elsewhere(lib, person_id, batch, named):
+        if person_id in taken or held(person_id):
             return False
         taken.add(person_id)
         return True
@@ -418,32 +420,32 @@ def _settle_docs(
     face_ids, before = decided.ids, decided.person
     # Faces of a settled person merged away join the person that absorbed it.
     moved_out: dict[str, list[str]] = {}
-    for gone, kept in sorted(merged_into.items()):
-        lib.reject_for([gone], kept)
-        for f in lib.faces_with_images(gone):
-            if f["_id"] not in batch:
-                moved_out.setdefault(kept, []).append(f["_id"])
-                photos.add(f["image_id"])
+    change.reject_for_each(merged_into)
+    for f in lib.faces_with_images(sorted(merged_into)):
+        if f["_id"] not in batch:
+            moved_out.setdefault(merged_into[f["person_id"]], []).append(f["_id"])
+            photos.add(f["image_id"])
     joining: dict[str | None, list[str]] = {}
     for i, fid in enumerate(face_ids):
         if result[i] != before[i]:
             joining.setdefault(result[i], []).append(fid)
     for kept_id, faces in moved_out.items():
         joining.setdefault(kept_id, []).extend(faces)
-    for pid, faces in sorted(joining.items(), key=lambda kv: kv[0] or ""):
-        lib.set_person(faces, pid, {"$unset": {"candidates": ""}} if pid is not None else None)
+    change.set_persons(
+        {pid: faces for pid, faces in joining.items() if pid is not None}, {"$unset": {"candidates": ""}}
+    )
+    if None in joining:
+        change.set_person(joining[None], None)
     touched = {p for i in range(len(face_ids)) for p in (before[i], result[i]) if p and before[i] != result[i]}
     touched |= set(merged_into) | set(merged_into.values())
     summary.faces_moved = sum(1 for i in range(len(face_ids)) if before[i] and result[i] and before[i] != result[i])
     summary.faces_moved += sum(len(f) for f in moved_out.values())
     summary.faces_assigned = sum(1 for i in range(len(face_ids)) if before[i] is None and result[i])
-    summary.persons_created, summary.persons_deleted = recount(lib, touched, covers)
     changed_photos = {decided.photo[i] for i in range(len(face_ids)) if before[i] != result[i]}
     if moved_out:
         changed_photos |= lib.images_of_faces([x for fs in moved_out.values() for x in fs])
-    refresh_images(lib, changed_photos)
-    if joining or merged_into:
-        bump_revision(lib)
+    change.touch(touched, changed_photos)
+    change.bump = bool(joining or merged_into)
 
 
 def _faces_of(docs: list[dict[str, Any]], named: set[str]) -> Faces:
@@ -461,11 +463,29 @@ def _faces_of(docs: list[dict[str, Any]], named: set[str]) -> Faces:
     )
 
 
-def _held_elsewhere(lib: Library, person_id: str, batch: set[str], named: set[str]) -> bool:
-    """Whether ``person_id`` is a person the user made, or has a face outside the batch."""
-    if person_id in named:
-        return True
-    return any(f not in batch for f in lib.face_ids_of_person(person_id))
+class _HeldElsewhere:
+    """Whether a person id is one the user made, or has a face outside the batch. Asked once
+    per group a settle names: the first question reads, in bulk, every person the batch's faces
+    are in and every id their faces would found (a question per group was a round trip each);
+    only an id outside those (a collision's second choice) is read alone."""
+
+    def __init__(self, lib: Library, batch: set[str], named: set[str]) -> None:
+        self.lib, self.batch, self.named = lib, batch, named
+        self.known: set[str] | None = None
+        self.held: set[str] = set()
+
+    def __call__(self, person_id: str) -> bool:
+        if person_id in self.named:
+            return True
+        if self.known is None:
+            persons = self.lib.persons_of_faces(sorted(self.batch))
+            self.known = persons | {ids.person_id(f) for f in self.batch}
+            self.held = self.lib.persons_with_faces_outside(sorted(self.known), self.batch)
+        if person_id not in self.known:
+            self.known.add(person_id)
+            if self.lib.persons_with_faces_outside([person_id], self.batch):
+                self.held.add(person_id)
+        return person_id in self.held
 
 
 def settle_run(ctx: Context) -> Summary:

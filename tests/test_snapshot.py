@@ -13,7 +13,7 @@ import pytest
 
 from facepic import snapshot
 from facepic.db import Library, embedding_to_bson
-from facepic.persons import bump_revision
+from facepic.derived import bump_revision
 
 pytestmark = pytest.mark.servers
 _names = itertools.count()

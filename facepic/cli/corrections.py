@@ -10,9 +10,9 @@ import click
 
 from facepic.cli import cli, settings_of
 from facepic.db import Library
+from facepic.derived import Covers
 from facepic.embedded import embedded_database
 from facepic.persons import (
-    Covers,
     hide_person,
     merge_persons,
     move_face,

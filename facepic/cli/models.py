@@ -7,10 +7,10 @@ import sys
 import click
 
 from facepic.cli import cli, settings_of
+from facepic.derived import Covers
 from facepic.detect import FaceEngine
 from facepic.embedded import embedded_database
 from facepic.models import resolve
-from facepic.persons import Covers
 from facepic.pipeline import Context
 from facepic.reembed import reembed as run_reembed
 from facepic.runtime import Runtime

@@ -16,6 +16,7 @@ from typing import Any
 
 from facepic import persons as corrections
 from facepic.db import Library
+from facepic.derived import Covers
 from facepic.errors import FacePicError
 from facepic.pipeline import Context
 from facepic.thumbnails import square_window
@@ -87,7 +88,7 @@ class Site:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.covers = corrections.Covers(ctx)
+        self.covers = Covers(ctx)
         self._lock = threading.Lock()
 
     @property

@@ -1,0 +1,117 @@
+"""The end of a run against its size, through the product's own path: synthetic faces go
+through the real index stage (`facepic.pipeline.index.index_batch`, batches of 256 as `run`
+hands them over, on the embedded database in a scratch data folder), then the settle that ends
+`facepic run` (`facepic.settle.settle_run`) is timed, reads and writes of the library included.
+
+Only detection is left out (the embeddings are `bench/synthetic.py`'s clustered ones, one face a
+photo as in LFW), so the figures are the serial part of a run: the index stage, and the end.
+
+    python bench/endrun.py                         # 2,000, 15,000 faces
+    python bench/endrun.py --faces 2000 15000 100000
+    python bench/endrun.py --faces 15000 --settle-every 0   # settle only at the end
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+from bench.synthetic import clustered
+from facepic import ids
+from facepic.embedded import embedded_database
+from facepic.pipeline import workfile
+from facepic.pipeline.context import Context
+from facepic.pipeline.index import index_batch
+from facepic.pipeline.job import Job
+from facepic.settings import Settings
+from facepic.settle import settle_run
+
+BATCH = 256
+MODEL = "buffalo_s"
+
+
+def _jobs(ctx: Context, start: int, embeddings: np.ndarray) -> list[Job]:
+    """Photos ``start``.. with one face each, their work files and crops written as detect would."""
+    jobs: list[Job] = []
+    crop = b"\xff\xd8\xff\xd9"  # the cover copy only needs a file there
+    for n, e in enumerate(embeddings):
+        rel = f"synthetic/{start + n:07d}.jpg"
+        sha = hashlib.sha256(rel.encode()).hexdigest()
+        image_id = ids.image_id(sha)
+        info = {"width": 250, "height": 250, "format": "JPEG", "metadata": {}, "model": MODEL}
+        arrays = {
+            "boxes": np.array([[60.0, 60.0, 190.0, 190.0]]),
+            "landmarks": np.array([[[90.0, 100.0], [160.0, 100.0], [125.0, 130.0], [95.0, 160.0], [155.0, 160.0]]]),
+            "scores": np.array([0.8]),
+            "embeddings": e.reshape(1, -1).astype(np.float32),
+            "quality": np.array([[130.0, 400.0, 0.9]]),
+            "info": np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
+        }
+        workfile.save(ctx.folder, image_id, arrays)
+        path = ctx.folder.face_crop(ids.face_id(image_id, 0))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(crop)
+        jobs.append({"image_id": image_id, "sha256": sha, "root": "/synthetic", "rel": rel, "size": 1, "model": MODEL})
+    return jobs
+
+
+def one(faces: int, seed: int = 0) -> dict[str, float]:
+    persons = max(1, faces * 2 // 5)  # LFW: 15,023 faces of 5,749 people
+    known, _, _ = clustered(faces, persons, 1, seed)
+    order = np.random.default_rng(seed).permutation(faces)
+    known = known[order]
+    with tempfile.TemporaryDirectory(prefix="facepic-endrun-") as tmp:
+        settings = Settings.load(
+            env={"FACEPIC_DATA_DIR": tmp, "FACEPIC_MODEL": MODEL, "FACEPIC_MODEL_ROOT": tmp}, env_file=None
+        )
+        with embedded_database(settings) as live, Context(live) as ctx:
+            ctx.library.ensure_indexes()
+            started = time.perf_counter()
+            for start in range(0, faces, BATCH):
+                jobs = _jobs(ctx, start, known[start : start + BATCH])
+                for job in index_batch(ctx, jobs):
+                    assert not job.get("error"), job.get("error")
+                    workfile.drop(ctx.folder, job["image_id"])
+            indexed = time.perf_counter() - started
+            before = ctx.library.person_count()
+            started = time.perf_counter()
+            summary = settle_run(ctx)
+            settled = time.perf_counter() - started
+    return {
+        "index": indexed,
+        "settle": settled,
+        "before": before,
+        "after": summary.persons_after,
+        "moved": summary.faces_moved,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces", type=int, nargs="+", default=[2_000, 15_000])
+    args = parser.parse_args()
+    print(
+        f"{'faces':>8} {'index s':>8} {'end s':>8} {'end/index':>9} {'end ms/face':>11} "
+        f"{'persons before':>14} {'after':>6} {'moved':>6}"
+    )
+    for n in args.faces:
+        r = one(n)
+        print(
+            f"{n:>8} {r['index']:8.1f} {r['settle']:8.1f} {r['settle'] / r['index']:9.2f} "
+            f"{1000 * r['settle'] / n:11.2f} {r['before']:>14} {r['after']:>6} {r['moved']:>6}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

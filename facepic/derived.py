@@ -1,0 +1,113 @@
+"""What follows from the faces: each person's face count and cover, each photo's list of its
+faces. Faces are the source of truth; these fields are derived from them here, in bulk, by
+settling, corrections, pending changes (`facepic.changes`) and `facepic check --repair`."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from typing import Any
+
+from facepic import documents, storage
+from facepic.db import Library
+from facepic.ledger import now_iso
+from facepic.pipeline.context import Context
+
+
+def bump_revision(lib: Library) -> None:
+    lib.bump_revision()
+
+
+def refresh_images(lib: Library, image_ids: Iterable[str]) -> None:
+    """Rewrite the redundant face list of each photo from the faces collection."""
+    lib.refresh_image_faces(image_ids)
+
+
+class Covers:
+    """Local cover files and their objects in the bucket (only the local files when uploads
+    are off), at the paths the pipeline uses."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.crop = ctx.folder.face_crop
+        self.cover = ctx.folder.cover
+        self.store: storage.ObjectStore | None = ctx.store if ctx.settings.stores_originals else None
+
+    def place(self, person_id: str, face_id: str) -> bool:
+        """The face's crop as the person's cover file (and object); whether it is in the bucket."""
+        src, dst = self.crop(face_id), self.cover(person_id)
+        if not src.exists():
+            return False
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        if self.store is None:
+            return False
+        self.store.put_file(storage.person_key(person_id), dst, "image/jpeg")
+        return True
+
+    def remove(self, person_id: str) -> None:
+        self.remove_many([person_id])
+
+    def remove_many(self, person_ids: list[str]) -> None:
+        for pid in person_ids:
+            self.cover(pid).unlink(missing_ok=True)
+        if self.store is not None and person_ids:
+            self.store.delete_keys([storage.person_key(pid) for pid in person_ids])
+
+
+def recount(lib: Library, person_ids: Iterable[str], covers: Covers | None) -> tuple[int, int]:
+    """Recount the faces of ``person_ids``; delete those left empty unless the user made
+    them; choose covers again (best quality) unless the user picked one, and place the cover
+    file where ``cover_of`` (the face the file was cut from) says it is another face. Returns
+    (created, deleted) persons. Reads and writes in bulk: a few round trips per hundred
+    persons, whatever their number."""
+    wanted = sorted({p for p in person_ids if p})
+    if not wanted:
+        return 0, 0
+    created = deleted = 0
+    faces = lib.faces_by_person(wanted)
+    existing = lib.persons_by_id(wanted)
+    model = lib.library_model()
+    now = now_iso()
+    changes: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+    gone: list[str] = []
+    placing: dict[str, str] = {}
+    removing: list[str] = []
+    for pid in wanted:
+        doc = existing.get(pid)
+        mine = faces.get(pid, [])
+        if not mine and not (doc and doc.get("user_locked")):
+            if doc:
+                gone.append(pid)
+                removing.append(pid)
+                deleted += 1
+            continue
+        fields: dict[str, Any] = {"face_count": len(mine), "updated_at": now}
+        insert = None
+        if doc is None:
+            created += 1
+            doc = documents.new_person(model, now)
+            insert = {k: v for k, v in doc.items() if k not in ("best_face_id", "best_score", "cover_uploaded")}
+        changes[pid] = (fields, insert)
+        cover = doc.get("best_face_id")
+        if not (doc.get("cover_locked") and cover and any(f["_id"] == cover for f in mine)):
+            if doc.get("cover_locked"):
+                fields["cover_locked"] = False
+            best = max(mine, key=lambda f: (quality_of(f), f["_id"])) if mine else None
+            cover = best["_id"] if best else None
+            fields.update(best_face_id=cover, best_score=quality_of(best) if best else -1.0)
+        if cover is None:
+            fields.update(cover_uploaded=False, cover_of=None)
+            removing.append(pid)
+        elif cover != doc.get("cover_of") or insert is not None:
+            placing[pid] = cover
+    for pid, face_id in placing.items():
+        uploaded = covers.place(pid, face_id) if covers is not None else False
+        changes[pid][0].update(cover_uploaded=uploaded, cover_of=face_id)
+    if covers is not None:
+        covers.remove_many(removing)
+    lib.write_persons(changes, gone)
+    return created, deleted
+
+
+def quality_of(face: dict[str, Any]) -> float:
+    return float((face.get("quality") or {}).get("value", face.get("score", 0.0)))
