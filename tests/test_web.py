@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -385,3 +386,63 @@ def test_a_presigned_url_reads_one_object_without_the_bucket_keys(server_env: di
     assert settings.s3_secret_access_key not in url
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.read() == b"\xff\xd8\xff thumbnail"
+
+
+# --- holes: names that only look like loopback, redirects off-site -----------------------------
+
+
+def test_only_exact_loopback_names_reach_the_page_without_a_login(server: Server) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    pid = call(server.url + "/api/persons")[1]["persons"][0]["id"]
+    for name in ("127.0.0.1", "localhost", "LOCALHOST", "[::1]"):
+        for host in (name, f"{name}:{port}"):
+            assert call(server.url + "/api/persons", headers={"Host": host})[0] == 200, host
+    for name in ("127.attacker.example", "127.0.0.1.nip.io", "localhost.evil", "127.0.0.1.evil", "[::1"):
+        for host in (name, f"{name}:{port}"):
+            assert call(server.url + "/api/persons", headers={"Host": host})[0] == 403, host
+            status, error = call(
+                f"{server.url}/api/persons/{pid}/name",
+                {"name": "Mallory"},
+                headers={"Host": host, "Origin": f"http://{host}"},
+            )
+            assert status == 403 and "only answers at" in error["error"], (host, status, error)
+    assert call(f"{server.url}/api/persons/{pid}")[1]["name"] == ""
+
+
+def test_a_form_never_redirects_to_another_site(server: Server) -> None:
+    import http.cookiejar
+    import re
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect())
+    pid = call(server.url + "/api/persons")[1]["persons"][0]["id"]
+    with opener.open(f"{server.url}/persons/{pid}", timeout=30) as page:
+        html = page.read().decode()
+    token = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert token, "the person page carries the form token"
+    back = f"/persons/{pid}"  # where the form goes back to when its `next` is not a path of FacePic
+    for target, expected in (
+        ("/\t/evil.com", back),
+        ("/\n/evil.com", back),
+        ("/\r\n/evil.com", back),
+        ("//evil.com", back),
+        ("/\\evil.com", back),
+        ("\\\\evil.com", back),
+        ("https://evil.com", back),
+        (" //evil.com", back),
+        ("/unassigned?page=2", "/unassigned?page=2"),
+    ):
+        form = urllib.parse.urlencode({"csrf": token.group(1), "hidden": "0", "next": target}).encode()
+        request = urllib.request.Request(f"{server.url}/persons/{pid}/hide", data=form, method="POST")
+        try:
+            opener.open(request, timeout=30)
+            raise AssertionError("a redirect was expected")
+        except urllib.error.HTTPError as e:
+            assert e.code == 302, (target, e.code)
+            location = urllib.parse.urlsplit(e.headers["Location"])
+        assert location.netloc in ("", urllib.parse.urlsplit(server.url).netloc), (target, location)
+        assert urllib.parse.unquote(location.path) + (f"?{location.query}" if location.query else "") == expected
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
