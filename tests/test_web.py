@@ -82,14 +82,14 @@ def server(library: dict[str, str]) -> Iterator[Server]:
 
 
 def call(
-    url: str, data: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+    url: str, data: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None, timeout: float = 30
 ) -> tuple[int, Any]:
     body = raw if raw is not None else (json.dumps(data).encode() if data is not None else None)
     all_headers = {"Content-Type": "application/json"} if data is not None else {}
     all_headers.update(headers or {})
     request = urllib.request.Request(url, data=body, headers=all_headers, method="POST" if body is not None else "GET")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             text = response.read()
             status = response.status
     except urllib.error.HTTPError as e:
@@ -446,3 +446,22 @@ def test_a_form_never_redirects_to_another_site(server: Server) -> None:
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def test_slow_clients_do_not_starve_the_page(server: Server) -> None:
+    import socket
+
+    host, port = "127.0.0.1", int(server.url.rsplit(":", 1)[1])
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            s = socket.create_connection((host, port), timeout=10)
+            s.sendall(b"GET /api/persons HTTP/1.1\r\nHost: 127")  # a header line, never finished
+            slow.append(s)
+        for s in slow[::10]:
+            s.sendall(b".0")  # some trickle on
+        status, people = call(server.url + "/api/persons", timeout=10)
+        assert status == 200 and people["persons"]
+    finally:
+        for s in slow:
+            s.close()
