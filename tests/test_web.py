@@ -465,3 +465,47 @@ def test_slow_clients_do_not_starve_the_page(server: Server) -> None:
     finally:
         for s in slow:
             s.close()
+
+
+def test_an_original_is_served_only_as_it_was_imported(server: Server, tmp_path: Path) -> None:
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    faces = [f for p in persons for f in call(f"{server.url}/api/persons/{p['id']}")[1]["faces"]]
+    image_id = next(f["image_id"] for f in faces if "/" in f["photo"])  # one in a folder of its own
+    photo = call(f"{server.url}/api/photos/{image_id}")[1]
+    path = Path(photo["root"]) / photo["path"]
+    folder = path.parent
+    original = path.read_bytes()
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOP SECRET, not a photo")
+    url = f"{server.url}/photos/{image_id}/original"
+    assert call(url) == (200, original.decode("utf-8", "replace"))
+    aside = tmp_path / "aside"
+    try:
+        # The photo's path is now a link to a secret.
+        path.unlink()
+        path.symlink_to(secret)
+        status, text = call(url)
+        assert status in (404, 410) and "TOP SECRET" not in text, (status, text)
+        # Its folder is now a link to another folder holding the same bytes under the same name.
+        path.unlink()
+        path.write_bytes(original)
+        shutil.move(folder, aside)
+        folder.symlink_to(aside, target_is_directory=True)
+        status, text = call(url)
+        assert status == 410 and "changed since it was imported: run facepic run" in text, (status, text)
+        folder.unlink()
+        shutil.move(aside, folder)
+        # Other bytes, of the same size and then not.
+        path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        status, text = call(url)
+        assert status == 410 and "changed since it was imported: run facepic run" in text, (status, text)
+        path.write_bytes(original + b"more")
+        assert call(url)[0] == 410
+    finally:
+        if folder.is_symlink():
+            folder.unlink()
+            shutil.move(aside, folder)
+        if path.is_symlink():
+            path.unlink()
+        path.write_bytes(original)
+    assert call(url)[0] == 200

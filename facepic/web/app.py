@@ -31,7 +31,7 @@ from facepic.errors import FacePicError
 from facepic.persons import PersonError
 from facepic.pipeline import Context
 from facepic.thumbnails import FACE_SIZE, square_window
-from facepic.web import guard
+from facepic.web import guard, originals
 from facepic.web.site import NotFound, Site, page_number
 
 PRESIGNED_SECONDS = 300  # how long a bucket URL handed to the browser works
@@ -219,6 +219,7 @@ def _api(app: Flask, site: Site) -> None:
     @app.errorhandler(403)
     @app.errorhandler(404)
     @app.errorhandler(405)
+    @app.errorhandler(410)
     def http_error(e: Any) -> Any:
         if request.path.startswith("/api/"):
             return jsonify(error=e.description), e.code
@@ -301,13 +302,17 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
             copied = folder.objects / key
             if copied.is_file():
                 return send_file(copied, mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None))
-        path = Path(image.get("root") or "") / (image.get("path") or "")
-        if image.get("root") and path.is_file():
-            return send_file(
-                path,
-                mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None),
-                download_name=image.get("filename") or path.name,
-            )
+        if image.get("root") and image.get("path"):
+            try:
+                opened = originals.open_original(image["root"], image["path"], image.get("size"), image.get("sha256"))
+            except originals.Changed as e:
+                abort(410, f"this photo {e}")
+            if opened is not None:
+                return send_file(
+                    opened,
+                    mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None),
+                    download_name=image.get("filename") or Path(image["path"]).name,
+                )
         abort(404, "the original is neither in the bucket nor at its path (is the drive mounted?)")
 
 
