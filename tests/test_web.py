@@ -509,3 +509,58 @@ def test_an_original_is_served_only_as_it_was_imported(server: Server, tmp_path:
             path.unlink()
         path.write_bytes(original)
     assert call(url)[0] == 200
+
+
+def test_a_lone_surrogate_is_a_400(server: Server) -> None:
+    pid = call(server.url + "/api/persons")[1]["persons"][0]["id"]
+    # JSON may write half a UTF-16 pair; no database stores it.
+    status, error = call(
+        f"{server.url}/api/persons/{pid}/name",
+        raw=b'{"name": "a\\ud800b"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 400 and "lone surrogate" in error["error"], (status, error)
+    assert call(f"{server.url}/api/persons/{pid}")[1]["name"] == ""
+
+
+def test_a_long_search_is_a_400(server: Server) -> None:
+    status, error = call(f"{server.url}/api/persons/search?q=" + "a" * 100_000)
+    assert status == 400 and "at most 200 characters" in error["error"], (status, error)
+    status, text = call(f"{server.url}/search?q=" + "a" * 100_000)
+    assert status == 400 and "at most 200 characters" in text
+    assert call(f"{server.url}/api/persons/search?q=" + "a" * 200)[0] == 200
+
+
+def test_a_flag_must_be_true_or_false(server: Server) -> None:
+    pid = call(server.url + "/api/persons")[1]["persons"][0]["id"]
+    status, error = call(f"{server.url}/api/persons/{pid}/hide", {"hidden": "false"})
+    assert (status, error) == (400, {"error": "hidden must be true or false"})
+    assert call(f"{server.url}/api/persons/{pid}")[1]["hidden"] is False
+    status, error = call(f"{server.url}/api/faces/{pid}-f0/move", {"new": "no"})
+    assert (status, error) == (400, {"error": "new must be true or false"})
+
+
+def test_a_merge_takes_each_source_once_and_at_most_1000(server: Server) -> None:
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    pid, other = persons[0]["id"], persons[1]["id"]
+    status, error = call(f"{server.url}/api/persons/{pid}/merge", {"sources": [f"p{n:015x}" for n in range(1001)]})
+    assert status == 400 and "at most 1,000" in error["error"], (status, error)
+    status, done = call(f"{server.url}/api/persons/{pid}/merge", {"sources": [other] * 10_000})
+    assert status == 200 and done["id"] == pid, (status, done)
+    assert call(f"{server.url}/api/persons/{other}")[0] == 404
+
+
+def test_the_page_hides_secrets_in_its_errors_as_the_cli_does(library: dict[str, str]) -> None:
+    password = "s3cret-pass-Zx81"
+    server = Server({**library, "FACEPIC_WEB_AUTH": f"ann:{password}"})
+    login = {"Authorization": "Basic " + base64.b64encode(f"ann:{password}".encode()).decode()}
+    try:
+        # A secret typed where a person's name goes comes back masked, as `facepic name` shows it.
+        status, error = call(f"{server.url}/api/persons/{password}/name", {"name": "x"}, headers=login)
+        assert status == 400 and error["error"].startswith("no person '***'"), (status, error)
+        status, text = call(f"{server.url}/api/persons/{password}/merge", {"sources": [password]}, headers=login)
+        assert status == 400 and password not in json.dumps(text)
+    finally:
+        server.stop()
+    cli = invoke({**library, "FACEPIC_WEB_AUTH": f"ann:{password}"}, "name", password, "x")
+    assert cli.exit_code == 1 and password not in cli.output and "***" in cli.output
