@@ -950,7 +950,9 @@ class Library:
 
     def web_photos_with(self, person_ids: Sequence[str], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """A page of the photos holding every one of ``person_ids``, newest first, and how many."""
-        query = {"faces.person_id": {"$all": sorted(set(person_ids))}}
+        # An $and of equalities, not $all: the embedded database (SecantusDB) answers $all on
+        # an array of subdocuments' field with nothing once it names two values or more.
+        query = {"$and": [{"faces.person_id": p} for p in sorted(set(person_ids))]}
         with self.errors():
             total = self.images.count_documents(query)
             docs = list(self.images.find(query).sort([("taken_at", -1), ("path", 1)]).skip(skip).limit(limit))

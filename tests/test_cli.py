@@ -201,3 +201,23 @@ def test_a_count_of_one_is_singular() -> None:
 
     assert [counted(n, "face") for n in (0, 1, 2, 1234)] == ["0 faces", "1 face", "2 faces", "1,234 faces"]
     assert [counted(n, "face", ("belongs", "belong")) for n in (1, 2)] == ["1 face belongs", "2 faces belong"]
+
+
+def test_status_prints_failed_names_escaped_as_run_does(offline_env, tmp_path: Path) -> None:
+    root = tmp_path / "drive"
+    root.mkdir()
+    forged = "x.jpg: reason\nfailed: forged.jpg"
+    coloured = "\x1b[2J\x1b[31mred.jpg"
+    for name in (forged, coloured):
+        (root / name).write_text(f"not a photo at all ({len(name)})")  # not duplicates
+    run = invoke(offline_env, "run", str(root))
+    assert run.exit_code == 1
+    status = invoke(offline_env, "status", "--failed")
+    assert status.exit_code == 0, status.output
+    assert "\x1b" not in status.output and "\x1b" not in run.output
+    assert sorted(status.output.splitlines()) == [
+        "failed: \\x1b[2J\\x1b[31mred.jpg: not a recognised image format",
+        "failed: x.jpg: reason\\nfailed: forged.jpg: not a recognised image format",
+    ]
+    for line in status.output.splitlines():  # the same name `run` printed, after "failed: "
+        assert f"error: cannot process {root}/{line.removeprefix('failed: ')}" in run.output

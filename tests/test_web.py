@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,14 +82,14 @@ def server(library: dict[str, str]) -> Iterator[Server]:
 
 
 def call(
-    url: str, data: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+    url: str, data: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None, timeout: float = 30
 ) -> tuple[int, Any]:
     body = raw if raw is not None else (json.dumps(data).encode() if data is not None else None)
     all_headers = {"Content-Type": "application/json"} if data is not None else {}
     all_headers.update(headers or {})
     request = urllib.request.Request(url, data=body, headers=all_headers, method="POST" if body is not None else "GET")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             text = response.read()
             status = response.status
     except urllib.error.HTTPError as e:
@@ -385,3 +386,181 @@ def test_a_presigned_url_reads_one_object_without_the_bucket_keys(server_env: di
     assert settings.s3_secret_access_key not in url
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.read() == b"\xff\xd8\xff thumbnail"
+
+
+# --- holes: names that only look like loopback, redirects off-site -----------------------------
+
+
+def test_only_exact_loopback_names_reach_the_page_without_a_login(server: Server) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    pid = call(server.url + "/api/persons")[1]["persons"][0]["id"]
+    for name in ("127.0.0.1", "localhost", "LOCALHOST", "[::1]"):
+        for host in (name, f"{name}:{port}"):
+            assert call(server.url + "/api/persons", headers={"Host": host})[0] == 200, host
+    for name in ("127.attacker.example", "127.0.0.1.nip.io", "localhost.evil", "127.0.0.1.evil", "[::1"):
+        for host in (name, f"{name}:{port}"):
+            assert call(server.url + "/api/persons", headers={"Host": host})[0] == 403, host
+            status, error = call(
+                f"{server.url}/api/persons/{pid}/name",
+                {"name": "Mallory"},
+                headers={"Host": host, "Origin": f"http://{host}"},
+            )
+            assert status == 403 and "only answers at" in error["error"], (host, status, error)
+    assert call(f"{server.url}/api/persons/{pid}")[1]["name"] == ""
+
+
+def test_a_form_never_redirects_to_another_site(server: Server) -> None:
+    import http.cookiejar
+    import re
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect())
+    pid = call(server.url + "/api/persons")[1]["persons"][0]["id"]
+    with opener.open(f"{server.url}/persons/{pid}", timeout=30) as page:
+        html = page.read().decode()
+    token = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert token, "the person page carries the form token"
+    back = f"/persons/{pid}"  # where the form goes back to when its `next` is not a path of FacePic
+    for target, expected in (
+        ("/\t/evil.com", back),
+        ("/\n/evil.com", back),
+        ("/\r\n/evil.com", back),
+        ("//evil.com", back),
+        ("/\\evil.com", back),
+        ("\\\\evil.com", back),
+        ("https://evil.com", back),
+        (" //evil.com", back),
+        ("/unassigned?page=2", "/unassigned?page=2"),
+    ):
+        form = urllib.parse.urlencode({"csrf": token.group(1), "hidden": "0", "next": target}).encode()
+        request = urllib.request.Request(f"{server.url}/persons/{pid}/hide", data=form, method="POST")
+        try:
+            opener.open(request, timeout=30)
+            raise AssertionError("a redirect was expected")
+        except urllib.error.HTTPError as e:
+            assert e.code == 302, (target, e.code)
+            location = urllib.parse.urlsplit(e.headers["Location"])
+        assert location.netloc in ("", urllib.parse.urlsplit(server.url).netloc), (target, location)
+        assert urllib.parse.unquote(location.path) + (f"?{location.query}" if location.query else "") == expected
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def test_slow_clients_do_not_starve_the_page(server: Server) -> None:
+    import socket
+
+    host, port = "127.0.0.1", int(server.url.rsplit(":", 1)[1])
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            s = socket.create_connection((host, port), timeout=10)
+            s.sendall(b"GET /api/persons HTTP/1.1\r\nHost: 127")  # a header line, never finished
+            slow.append(s)
+        for s in slow[::10]:
+            s.sendall(b".0")  # some trickle on
+        status, people = call(server.url + "/api/persons", timeout=10)
+        assert status == 200 and people["persons"]
+    finally:
+        for s in slow:
+            s.close()
+
+
+def test_an_original_is_served_only_as_it_was_imported(server: Server, tmp_path: Path) -> None:
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    faces = [f for p in persons for f in call(f"{server.url}/api/persons/{p['id']}")[1]["faces"]]
+    image_id = next(f["image_id"] for f in faces if "/" in f["photo"])  # one in a folder of its own
+    photo = call(f"{server.url}/api/photos/{image_id}")[1]
+    path = Path(photo["root"]) / photo["path"]
+    folder = path.parent
+    original = path.read_bytes()
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOP SECRET, not a photo")
+    url = f"{server.url}/photos/{image_id}/original"
+    assert call(url) == (200, original.decode("utf-8", "replace"))
+    aside = tmp_path / "aside"
+    try:
+        # The photo's path is now a link to a secret.
+        path.unlink()
+        path.symlink_to(secret)
+        status, text = call(url)
+        assert status in (404, 410) and "TOP SECRET" not in text, (status, text)
+        # Its folder is now a link to another folder holding the same bytes under the same name.
+        path.unlink()
+        path.write_bytes(original)
+        shutil.move(folder, aside)
+        folder.symlink_to(aside, target_is_directory=True)
+        status, text = call(url)
+        assert status == 410 and "changed since it was imported: run facepic run" in text, (status, text)
+        folder.unlink()
+        shutil.move(aside, folder)
+        # Other bytes, of the same size and then not.
+        path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        status, text = call(url)
+        assert status == 410 and "changed since it was imported: run facepic run" in text, (status, text)
+        path.write_bytes(original + b"more")
+        assert call(url)[0] == 410
+    finally:
+        if folder.is_symlink():
+            folder.unlink()
+            shutil.move(aside, folder)
+        if path.is_symlink():
+            path.unlink()
+        path.write_bytes(original)
+    assert call(url)[0] == 200
+
+
+def test_a_lone_surrogate_is_a_400(server: Server) -> None:
+    pid = call(server.url + "/api/persons")[1]["persons"][0]["id"]
+    # JSON may write half a UTF-16 pair; no database stores it.
+    status, error = call(
+        f"{server.url}/api/persons/{pid}/name",
+        raw=b'{"name": "a\\ud800b"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 400 and "lone surrogate" in error["error"], (status, error)
+    assert call(f"{server.url}/api/persons/{pid}")[1]["name"] == ""
+
+
+def test_a_long_search_is_a_400(server: Server) -> None:
+    status, error = call(f"{server.url}/api/persons/search?q=" + "a" * 100_000)
+    assert status == 400 and "at most 200 characters" in error["error"], (status, error)
+    status, text = call(f"{server.url}/search?q=" + "a" * 100_000)
+    assert status == 400 and "at most 200 characters" in text
+    assert call(f"{server.url}/api/persons/search?q=" + "a" * 200)[0] == 200
+
+
+def test_a_flag_must_be_true_or_false(server: Server) -> None:
+    pid = call(server.url + "/api/persons")[1]["persons"][0]["id"]
+    status, error = call(f"{server.url}/api/persons/{pid}/hide", {"hidden": "false"})
+    assert (status, error) == (400, {"error": "hidden must be true or false"})
+    assert call(f"{server.url}/api/persons/{pid}")[1]["hidden"] is False
+    status, error = call(f"{server.url}/api/faces/{pid}-f0/move", {"new": "no"})
+    assert (status, error) == (400, {"error": "new must be true or false"})
+
+
+def test_a_merge_takes_each_source_once_and_at_most_1000(server: Server) -> None:
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    pid, other = persons[0]["id"], persons[1]["id"]
+    status, error = call(f"{server.url}/api/persons/{pid}/merge", {"sources": [f"p{n:015x}" for n in range(1001)]})
+    assert status == 400 and "at most 1,000" in error["error"], (status, error)
+    status, done = call(f"{server.url}/api/persons/{pid}/merge", {"sources": [other] * 10_000})
+    assert status == 200 and done["id"] == pid, (status, done)
+    assert call(f"{server.url}/api/persons/{other}")[0] == 404
+
+
+def test_the_page_hides_secrets_in_its_errors_as_the_cli_does(library: dict[str, str]) -> None:
+    password = "s3cret-pass-Zx81"
+    server = Server({**library, "FACEPIC_WEB_AUTH": f"ann:{password}"})
+    login = {"Authorization": "Basic " + base64.b64encode(f"ann:{password}".encode()).decode()}
+    try:
+        # A secret typed where a person's name goes comes back masked, as `facepic name` shows it.
+        status, error = call(f"{server.url}/api/persons/{password}/name", {"name": "x"}, headers=login)
+        assert status == 400 and error["error"].startswith("no person '***'"), (status, error)
+        status, text = call(f"{server.url}/api/persons/{password}/merge", {"sources": [password]}, headers=login)
+        assert status == 400 and password not in json.dumps(text)
+    finally:
+        server.stop()
+    cli = invoke({**library, "FACEPIC_WEB_AUTH": f"ann:{password}"}, "name", password, "x")
+    assert cli.exit_code == 1 and password not in cli.output and "***" in cli.output

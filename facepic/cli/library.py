@@ -15,7 +15,7 @@ from facepic.embedded import embedded_database
 from facepic.ledger import Ledger
 from facepic.pipeline import Context
 from facepic.planner import count_skipped
-from facepic.scan import QUIET
+from facepic.scan import QUIET, display
 
 
 @cli.command()
@@ -89,10 +89,14 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
             click.echo("queues: Redis not reachable")
     if list_failed or not list_skipped:
         for failure in info["failed"]:
-            click.echo(f"failed: {failure['path']}: {failure['reason']}")
+            # Escaped as `run` prints them: a newline or ESC in a name can neither forge a line
+            # nor reach the terminal.
+            click.echo(f"failed: {display(failure['path'] or '')}: {display(failure['reason'] or '')}")
     for skip in info["skipped"]:
         if list_skipped or (not list_failed and skip["category"] not in QUIET):
-            click.echo(f"skipped: {skip['path']}{'/' if skip['folder'] else ''}: {skip['reason']}")
+            click.echo(
+                f"skipped: {display(skip['path'] or '')}{'/' if skip['folder'] else ''}: {display(skip['reason'] or '')}"
+            )
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import signal
 from types import FrameType
 
@@ -10,6 +11,22 @@ import click
 from facepic.cli import cli, settings_of
 from facepic.embedded import embedded_database
 from facepic.pipeline import Context
+
+# Waitress reads requests without a thread, so a slow client costs a connection, not a worker;
+# the limit is high enough that a few hundred idle or trickling sockets leave room for the page,
+# and an idle one is closed after CHANNEL_TIMEOUT seconds (looked for every CLEANUP seconds).
+CONNECTIONS = 1000
+CHANNEL_TIMEOUT = 20
+CLEANUP = 5
+THREADS = 8
+
+
+def connection_limit() -> int:
+    """CONNECTIONS, or fewer when the open-files limit leaves less room (a socket is a file)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return CONNECTIONS
+    return max(50, min(CONNECTIONS, soft - 200))
 
 
 @cli.command()
@@ -54,7 +71,17 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
     with embedded_database(settings) as settings, Context(settings) as ctx:
         app = create_app(ctx, login)
         try:
-            server = waitress.create_server(app, host=host, port=port, threads=4, ident="FacePic")
+            server = waitress.create_server(
+                app,
+                host=host,
+                port=port,
+                threads=THREADS,
+                connection_limit=connection_limit(),
+                channel_timeout=CHANNEL_TIMEOUT,
+                cleanup_interval=CLEANUP,
+                asyncore_use_poll=True,  # select() fails beyond 1024 sockets
+                ident="FacePic",
+            )
         except OSError as e:
             raise click.ClickException(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
 

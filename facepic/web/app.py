@@ -7,6 +7,7 @@ Pages and API read and change the library through one ``Site`` (``facepic.web.si
 from __future__ import annotations
 
 import io
+import json
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -30,11 +31,13 @@ from facepic import storage
 from facepic.errors import FacePicError
 from facepic.persons import PersonError
 from facepic.pipeline import Context
+from facepic.settings import redact
 from facepic.thumbnails import FACE_SIZE, square_window
-from facepic.web import guard
-from facepic.web.site import NotFound, Site, page_number
+from facepic.web import guard, originals
+from facepic.web.site import BadQuery, NotFound, Site, page_number
 
 PRESIGNED_SECONDS = 300  # how long a bucket URL handed to the browser works
+MAX_SOURCES = 1000  # persons merged in one request: the change lock is held while they are
 
 
 def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
@@ -80,12 +83,13 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
 
     @app.errorhandler(FacePicError)
     def refused(e: FacePicError) -> Any:
-        code = 400 if isinstance(e, PersonError) else 503  # else: the database or bucket failed
+        code = 400 if isinstance(e, (PersonError, BadQuery)) else 503  # else: the database or bucket failed
+        message = redact(str(e), ctx.settings)  # as the CLI does: a secret typed as a name stays one
         if request.path.startswith("/api/"):
-            return jsonify(error=str(e)), code
+            return jsonify(error=message), code
         if request.method == "GET" or code != 400:
-            return render_template("error.html", message=str(e)), code
-        flash(str(e), "error")
+            return render_template("error.html", message=message), code
+        flash(message, "error")
         return redirect(guard.safe_next(request.form.get("next"), url_for("people")))
 
     _pages(app, site)
@@ -172,7 +176,17 @@ def _api(app: Flask, site: Site) -> None:
         data = request.get_json(silent=True)
         if not isinstance(data, dict):
             abort(400, "send a JSON object (Content-Type: application/json)")
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # JSON may escape half a UTF-16 pair; no database stores it
+            abort(400, "the JSON body holds text that is not Unicode (a lone surrogate such as \\ud800)")
         return data
+
+    def flag(data: dict[str, Any], key: str, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            abort(400, f"{key} must be true or false")
+        return value
 
     def text(data: dict[str, Any], key: str) -> str:
         value = data.get(key)
@@ -206,12 +220,12 @@ def _api(app: Flask, site: Site) -> None:
     post(
         "/api/persons/<person_id>/hide",
         "api_hide",
-        lambda d, person_id: site.hide(person_id, bool(d.get("hidden", True))),
+        lambda d, person_id: site.hide(person_id, flag(d, "hidden", True)),
     )
     post(
         "/api/faces/<face_id>/move",
         "api_move",
-        lambda d, face_id: site.move(face_id, None if d.get("new") else text(d, "person")),
+        lambda d, face_id: site.move(face_id, None if flag(d, "new", False) else text(d, "person")),
     )
     post("/api/faces/<face_id>/reject", "api_reject", lambda d, face_id: site.reject(face_id))
 
@@ -219,16 +233,25 @@ def _api(app: Flask, site: Site) -> None:
     @app.errorhandler(403)
     @app.errorhandler(404)
     @app.errorhandler(405)
+    @app.errorhandler(410)
+    @app.errorhandler(413)
+    @app.errorhandler(500)
     def http_error(e: Any) -> Any:
+        description = e.description if e.code != 500 else "internal error: the server's output says more"
         if request.path.startswith("/api/"):
-            return jsonify(error=e.description), e.code
-        return render_template("error.html", message=e.description), e.code
+            return jsonify(error=description), e.code
+        return render_template("error.html", message=description), e.code
 
 
 def _strings(value: Any) -> list[str]:
+    """The merge's sources, each once; at most MAX_SOURCES, so that a request holds the change
+    lock for a bounded time."""
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         abort(400, "'sources' must be a list of person ids or names")
-    return value
+    distinct = list(dict.fromkeys(value))
+    if len(distinct) > MAX_SOURCES:
+        abort(400, f"'sources' names {len(distinct):,} persons: merge at most {MAX_SOURCES:,} at a time")
+    return distinct
 
 
 def _images(app: Flask, site: Site, ctx: Context) -> None:
@@ -301,13 +324,17 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
             copied = folder.objects / key
             if copied.is_file():
                 return send_file(copied, mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None))
-        path = Path(image.get("root") or "") / (image.get("path") or "")
-        if image.get("root") and path.is_file():
-            return send_file(
-                path,
-                mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None),
-                download_name=image.get("filename") or path.name,
-            )
+        if image.get("root") and image.get("path"):
+            try:
+                opened = originals.open_original(image["root"], image["path"], image.get("size"), image.get("sha256"))
+            except originals.Changed as e:
+                abort(410, f"this photo {e}")
+            if opened is not None:
+                return send_file(
+                    opened,
+                    mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None),
+                    download_name=image.get("filename") or Path(image["path"]).name,
+                )
         abort(404, "the original is neither in the bucket nor at its path (is the drive mounted?)")
 
 

@@ -2,8 +2,9 @@
 
 - Login: HTTP Basic against ``FACEPIC_WEB_AUTH`` (user:password), on every request, pages,
   images and API alike. Without one, `facepic serve` only listens on loopback, and then answers
-  only requests addressed to a loopback name (a site that points its own name at 127.0.0.1,
-  DNS rebinding, gets 403).
+  only requests addressed to ``localhost`` or a loopback address written as one (127.0.0.1,
+  [::1]): any other name, even one that begins ``127.`` or ``localhost.`` (a site that points
+  its own name at 127.0.0.1, DNS rebinding), gets 403.
 - Changes (POST) come from the page itself: a request a browser marks as cross-site
   (``Sec-Fetch-Site``) or from another origin (``Origin``) is refused, and a form must carry
   the session's token. A JSON body needs no token: browsers only send one cross-origin after a
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 from base64 import b64decode
 from typing import Any
@@ -20,7 +22,7 @@ from urllib.parse import urlsplit
 
 from flask import Response, abort, request, session
 
-LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK_NAMES = {"localhost"}
 
 
 def parse_login(value: str) -> tuple[str, str] | None:
@@ -34,13 +36,23 @@ def parse_login(value: str) -> tuple[str, str] | None:
 
 
 def is_loopback(address: str) -> bool:
-    return address in LOOPBACK_NAMES or address.startswith("127.")
+    """``localhost`` or a loopback IP address (127.0.0.0/8, ::1) written as one, never a DNS
+    name that merely begins like one (``127.0.0.1.nip.io``, ``localhost.evil``)."""
+    if address.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def check_login(login: tuple[str, str] | None) -> Response | None:
     """401 with a Basic challenge unless the request carries the login (or none is needed)."""
     if login is None:
-        host = urlsplit("//" + request.host).hostname or ""
+        try:
+            host = urlsplit("//" + request.host).hostname or ""
+        except ValueError:  # an unbalanced [ in the Host header
+            host = ""
         if not is_loopback(host):
             abort(403, "FacePic without a login only answers at 127.0.0.1 or localhost")
         return None
@@ -83,7 +95,12 @@ def check_change() -> None:
 
 
 def safe_next(target: Any, fallback: str) -> str:
-    """A redirect back within FacePic: a path, never another site."""
-    if isinstance(target, str) and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """A redirect back within FacePic: a path, never another site. Browsers drop tabs and
+    newlines from a URL and read a backslash as ``/`` (``/<TAB>/evil.com`` is ``//evil.com``):
+    such characters are removed first, and the path must start with one ``/`` alone."""
+    if not isinstance(target, str):
+        return fallback
+    cleaned = "".join(c for c in target if c.isprintable() and not c.isspace())
+    if cleaned.startswith("/") and not cleaned.startswith("//") and "\\" not in cleaned:
+        return cleaned
     return fallback

@@ -23,6 +23,8 @@ from facepic.thumbnails import square_window
 
 PER_PAGE = 60  # persons or faces on one page
 SEARCH_LIMIT = 20
+MAX_QUERY = 200  # characters of a name search
+MAX_WANTED = 50  # persons a photo search asks for at once
 
 IMAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 FACE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-f[0-9]{1,5}$")
@@ -31,6 +33,10 @@ PERSON_ID = re.compile(r"^p[0-9a-f]{15}$")
 
 class NotFound(FacePicError):
     """No such person, face or photo: the page answers 404."""
+
+
+class BadQuery(FacePicError):
+    """A search the page will not ask the database: it answers 400."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,8 @@ class Site:
         }
 
     def find(self, text: str) -> list[dict[str, Any]]:
+        if len(text) > MAX_QUERY:
+            raise BadQuery(f"a name search is at most {MAX_QUERY} characters (this one has {len(text):,})")
         if not text.strip():
             return []
         return [person_summary(d) for d in self.lib.web_name_search(text, SEARCH_LIMIT)]
@@ -170,6 +178,8 @@ class Site:
 
     def search(self, person_ids: Sequence[str], page: int) -> dict[str, Any]:
         wanted = [p for p in dict.fromkeys(person_ids) if PERSON_ID.match(p)]
+        if len(wanted) > MAX_WANTED:
+            raise BadQuery(f"a photo search names at most {MAX_WANTED} persons (this one names {len(wanted):,})")
         chosen = self.lib.web_persons_by_id(wanted)
         if not wanted:
             return {"persons": [], "photos": [], **Page(page, PER_PAGE, 0).as_dict()}

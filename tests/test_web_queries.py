@@ -1,0 +1,121 @@
+"""The page's queries (``Library.web_*``) give the known answer on a small library, on the
+embedded database of `facepic run` and on the MongoDB wire server the tests start."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from facepic.db import Library
+from facepic.embedded import embedded_database
+from tests.conftest import settings_of
+
+A, B, C, D = "pa00000000000000", "pb00000000000000", "pc00000000000000", "pd00000000000000"
+
+
+def taken(year: int) -> datetime:
+    return datetime(year, 6, 1, tzinfo=UTC)
+
+
+# image id -> (taken in, the persons of its faces, None for a face of nobody)
+IMAGES = {
+    "i1": (2020, [A, B]),
+    "i2": (2021, [A]),
+    "i3": (2022, [B, C]),
+    "i4": (2019, [C, A, B]),
+    "i5": (2018, [None, D]),
+    "i6": (2017, [A, A]),
+}
+
+
+def fill(lib: Library) -> None:
+    lib.persons.insert_many(
+        [
+            {"_id": A, "name": "Ann", "face_count": 5, "best_face_id": "i1-f0"},
+            {"_id": B, "name": "Bob", "face_count": 3, "hidden": True},
+            {"_id": C, "name": "Annette", "face_count": 2},
+            {"_id": D, "name": "", "face_count": 1},
+        ]
+    )
+    faces, images = [], []
+    for image_id, (year, people) in IMAGES.items():
+        mine = [
+            {"_id": f"{image_id}-f{n}", "image_id": image_id, "person_id": p, "box": [0, 0, 1, 1], "embedding": [0.1]}
+            for n, p in enumerate(people)
+        ]
+        faces += mine
+        images.append(
+            {
+                "_id": image_id,
+                "path": f"{image_id}.jpg",
+                "taken_at": taken(year),
+                "faces": [{"face_id": f["_id"], "person_id": f["person_id"]} for f in mine],
+            }
+        )
+    faces.append({"_id": "i9-f0", "image_id": "i5", "person_id": None, "candidates": [A, C]})
+    lib.faces.insert_many(faces)
+    lib.images.insert_many(images)
+
+
+@pytest.fixture(params=["embedded", "wire server"])
+def lib(request: pytest.FixtureRequest, tmp_path: Path, model_root: Path) -> Iterator[Library]:
+    if request.param == "embedded":
+        env = {"FACEPIC_DATA_DIR": str(tmp_path / "data"), "FACEPIC_MONGODB_URI": "", "FACEPIC_MODEL_ROOT": "/x"}
+        with embedded_database(settings_of(env)) as settings:
+            library = Library(settings.mongodb_uri, "facepic_queries")
+            fill(library)
+            yield library
+            library.client.close()
+    else:
+        uri = request.getfixturevalue("mongo_server")
+        library = Library(uri, f"facepic_queries_{id(tmp_path)}")
+        fill(library)
+        yield library
+        library.client.drop_database(library.db.name)
+        library.client.close()
+
+
+def ids(docs: list[dict]) -> list[str]:
+    return [d["_id"] for d in docs]
+
+
+def test_the_page_queries_give_the_known_answer(lib: Library) -> None:
+    docs, total = lib.web_persons(False, 0, 10)
+    assert (ids(docs), total) == ([A, C, D], 3)
+    docs, total = lib.web_persons(True, 1, 2)
+    assert (ids(docs), total) == ([B, C], 4)
+    assert lib.web_person(B)["name"] == "Bob" and lib.web_person("pnobody000000000") is None
+    assert sorted(lib.web_persons_by_id([C, A, "", "pnobody000000000"])) == [A, C]
+    assert ids(lib.web_name_search(" ann ", 10)) == [A, C]
+    assert ids(lib.web_name_search("pb0", 10)) == [B]
+    assert ids(lib.web_name_search("a.*", 10)) == []  # text, not a pattern
+    docs, total = lib.web_faces_of_person(A, 1, 10)
+    assert (ids(docs), total) == (["i2-f0", "i4-f1", "i6-f0", "i6-f1"], 5)
+    assert all("embedding" not in d for d in docs)
+    docs, total = lib.web_unassigned(0, 10)
+    assert (ids(docs), total) == (["i9-f0", "i5-f0"], 2)
+    assert sorted(lib.web_images(["i2", "i1", "i0"])) == ["i1", "i2"]
+
+
+@pytest.mark.parametrize(
+    "wanted, expected",
+    [
+        ([A], ["i2", "i1", "i4", "i6"]),
+        ([D], ["i5"]),
+        ([A, B], ["i1", "i4"]),
+        ([B, A, B], ["i1", "i4"]),
+        ([B, C], ["i3", "i4"]),
+        ([A, B, C], ["i4"]),
+        ([A, D], []),
+        ([A, "pnobody000000000"], []),
+    ],
+)
+def test_photos_with_every_one_of_several_persons(lib: Library, wanted: list[str], expected: list[str]) -> None:
+    docs, total = lib.web_photos_with(wanted, 0, 10)
+    assert (ids(docs), total) == (expected, len(expected))
+    if len(expected) > 1:
+        docs, total = lib.web_photos_with(wanted, 1, 1)
+        assert (ids(docs), total) == (expected[1:2], len(expected))
