@@ -19,7 +19,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facepic import clustering, documents, ids, storage
 from facepic.db import Library
@@ -28,8 +28,10 @@ from facepic.documents import embeddings_from_bson
 from facepic.errors import FacePicError
 from facepic.ledger import now_iso
 from facepic.matching import Rules
-from facepic.pipeline import Context
 from facepic.report import counted
+
+if TYPE_CHECKING:  # the pipeline's index stage uses this module: no import back
+    from facepic.pipeline.context import Context
 
 
 class PersonError(FacePicError):

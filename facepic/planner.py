@@ -63,6 +63,7 @@ class Summary:
 
     photos: int = 0  # photo files considered (a RAW+JPEG pair counts once)
     done: int = 0
+    changed: int = 0  # of those done, files whose new content replaced an older version
     faces: int = 0
     no_face: int = 0
     already: int = 0
@@ -79,6 +80,7 @@ class Summary:
             self.failed += 1
         else:
             self.done += 1
+            self.changed += bool(job.get("replaced"))
             faces = int(job.get("faces") or 0)
             self.faces += faces
             self.no_face += faces == 0
@@ -89,6 +91,8 @@ class Summary:
             if self.done or not self.queued
             else []
         )  # `enqueue` without --wait knows no outcome
+        if self.changed:
+            parts.append(f"changed {self.changed:,}")
         parts += [f"already done {self.already:,}", f"duplicates {self.duplicates:,}"]
         if self.queued:
             parts.append(f"queued {self.queued:,}")
