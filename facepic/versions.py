@@ -59,6 +59,11 @@ def retire(ctx: Context, places: Sequence[tuple[str, str]], keep: Sequence[str])
     return replaced
 
 
+def retire_one(ctx: Context, root: str, path: str) -> Replaced | None:
+    """Remove the photo stored at ``path`` (its file now holds a duplicate of another photo)."""
+    return retire(ctx, [(root, path)], []).get((root, path))
+
+
 def _remove_files(ctx: Context, old: list[dict[str, Any]], faces: list[dict[str, Any]]) -> None:
     """The old versions' thumbnails and crops in the data folder, and their bucket objects."""
     for doc in old:

@@ -109,3 +109,27 @@ def test_a_photo_overwritten_with_another_replaces_its_old_version(offline_env, 
     assert "note:" not in third.output
     assert len(ledger_lines(settings_of(offline_env))) == lines
     assert sorted(d["path"] for d in _library(offline_env)["images"]) == sorted(d["path"] for d in after["images"])
+
+
+def test_a_photo_overwritten_with_a_copy_of_another_is_a_duplicate_and_its_old_version_goes(  # type: ignore[no-untyped-def]
+    offline_env, tmp_path
+) -> None:
+    """A file at a new path with the content of a photo done stays a duplicate (content is
+    stored once); the file's old version still leaves the library."""
+    root = tmp_path / "drive"
+    root.mkdir()
+    shutil.copy(PHOTOS / "tom_hanks" / "07.jpg", root / "tom.jpg")
+    photo = root / "p.jpg"
+    shutil.copy(PHOTOS / "jessica_alba" / "00.jpg", photo)
+    assert invoke(offline_env, "run", str(root)).exit_code == 0
+    (old,) = [doc for doc in _library(offline_env)["images"] if doc["path"] == "p.jpg"]
+
+    shutil.copy(root / "tom.jpg", photo)
+    second = invoke(offline_env, "run", str(root))
+    assert second.exit_code == 0, second.output
+    assert f"note: {photo} changed since it was imported: its old version (1 face) was replaced" in second.output
+    assert "photos 2: done 0 (faces 0, no face 0), already done 1, duplicates 1, failed 0" in second.output
+    after = _library(offline_env)
+    assert [doc["path"] for doc in after["images"]] == ["tom.jpg"]
+    assert not [f for f in after["faces"] if f["image_id"] == old["_id"]]
+    assert all(p["face_count"] or p.get("user_locked") for p in after["persons"])

@@ -5,6 +5,7 @@ imports Celery."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import click
@@ -67,7 +68,15 @@ def enqueue(
     click.echo(f"face model: {model} (the workers load it)", err=True)
     if upload or upload_only:
         ctx.store.ensure_bucket()
-    planner = Planner(ctx.ledger, model, upload, retry_failed, report=say_error, follow_links=settings.follow_links)
+    planner = Planner(
+        ctx.ledger,
+        model,
+        upload,
+        retry_failed,
+        report=say_error,
+        follow_links=settings.follow_links,
+        retire=partial(versions.retire_one, ctx),
+    )
     follower = Follower(settings.ledger_path)
     queued: set[tuple[str, str]] = set()
     if upload_only:
