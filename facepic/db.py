@@ -217,6 +217,31 @@ class Library:
         with self.errors():
             return self.images.find_one({"_id": image_id})
 
+    def images_at(self, places: Sequence[tuple[str, str]], other_than: Sequence[str]) -> list[dict[str, Any]]:
+        """The photos stored at these (root, path) places under an id not in ``other_than``:
+        older versions of files whose content changed since."""
+        if not places:
+            return []
+        query = {
+            "$or": [{"root": root, "path": path} for root, path in places],
+            "_id": {"$nin": list(other_than)},
+        }
+        with self.errors():
+            return list(self.images.find(query, {"root": 1, "path": 1, "sha256": 1, "keys": 1}))
+
+    def faces_of_images(self, image_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The faces of these photos, without embeddings."""
+        with self.errors():
+            return list(self.faces.find({"image_id": {"$in": list(image_ids)}}, {"embedding": 0}))
+
+    def delete_images(self, image_ids: Sequence[str]) -> None:
+        """Delete these photos and their faces; the faces first, so that a retry after a crash
+        in between still finds the photo and finishes."""
+        ids = list(image_ids)
+        with self.errors():
+            self.faces.delete_many({"image_id": {"$in": ids}})
+            self.images.delete_many({"_id": {"$in": ids}})
+
     # --- faces and persons -----------------------------------------------------
 
     def upsert_faces(self, docs: list[dict[str, Any]], stored: Iterable[str] | None = None) -> None:

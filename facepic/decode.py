@@ -13,8 +13,12 @@ face coordinates refer to it. The RAW's own TIFF EXIF (camera, time, GPS) is kep
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
+import os
 import signal
+import stat
 import struct
 import threading
 import warnings
@@ -67,20 +71,49 @@ class Decoded:
         return values / self.scale
 
 
-def decode(path: Path, target: int, max_pixels: int) -> Decoded:
-    """Decode ``path`` so that its long side is at least ``target`` pixels (if it has them).
+CHANGED = "it changed while it was being read (run again to take it as it is now)"
+
+
+def read_photo(path: Path, sha256: str) -> bytes:
+    """The photo's bytes, read once, when they are the ones the scan hashed as ``sha256``;
+    PhotoError otherwise (the file changed since, or cannot be read). Decoding these bytes,
+    never the file again, is what makes the photo stored the photo its id was taken from."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO put in its place: no wait
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            data = f.read()
+    except FileNotFoundError:
+        raise PhotoError("file disappeared before it could be read") from None
+    except PermissionError:
+        raise PhotoError("cannot read file (permission denied)") from None
+    except OSError as e:
+        raise PhotoError(f"cannot read file ({e.strerror or type(e).__name__})") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise PhotoError(CHANGED)
+    return data
+
+
+def decode(path: Path, target: int, max_pixels: int, data: bytes | None = None) -> Decoded:
+    """Decode ``path`` so that its long side is at least ``target`` pixels (if it has them);
+    given ``data`` (its bytes, from ``read_photo``), those are decoded and the file is not read.
 
     Raises PhotoError for an empty, unreadable, unrecognised, truncated or oversized file.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise PhotoError("file disappeared before it could be read") from None
-    except OSError as e:
-        raise PhotoError(f"cannot read file ({e.strerror})") from None
+    if data is None:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise PhotoError("file disappeared before it could be read") from None
+        except OSError as e:
+            raise PhotoError(f"cannot read file ({e.strerror})") from None
+    else:
+        size = len(data)
     if size == 0:
         raise PhotoError("empty file (0 bytes)")
+    source: Path | io.BytesIO = path if data is None else io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")  # corrupt EXIF
@@ -88,13 +121,13 @@ def decode(path: Path, target: int, max_pixels: int) -> Decoded:
             Image.MAX_IMAGE_PIXELS = max_pixels
             kind = raw_format(path.name)
             if kind is not None:
-                decoded = _decode_raw(path, kind, target, max_pixels)
+                decoded = _decode_raw(source, kind, target, max_pixels)
                 if decoded is not None:
                     return decoded
-            with Image.open(path, formats=_OPENERS) as im:
+            with Image.open(_rewound(source), formats=_OPENERS) as im:
                 if im.format == "TIFF" and (kind is not None or _DNG_VERSION in im.tag_v2):  # type: ignore[attr-defined]
                     # Pillow would decode a RAW's first TIFF page: a tiny thumbnail, or nothing.
-                    decoded = None if kind is not None else _decode_raw(path, "DNG", target, max_pixels)
+                    decoded = None if kind is not None else _decode_raw(source, "DNG", target, max_pixels)
                     if decoded is None:
                         raise PhotoError("unreadable RAW file (LibRaw does not recognise it)")
                     return decoded
@@ -113,6 +146,14 @@ def decode(path: Path, target: int, max_pixels: int) -> Decoded:
         if "truncated" in str(e):
             raise PhotoError("truncated image (the file ends before the picture does)") from None
         raise PhotoError(f"corrupt image ({first_line(e)})") from None
+
+
+def _rewound(source: Path | io.BytesIO) -> Path | io.BytesIO:
+    """The source, a path or bytes in memory read from their start (a decoder tried before
+    may have moved it)."""
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    return source
 
 
 @contextmanager
@@ -208,14 +249,15 @@ _FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 _MIN_PREVIEW = 320  # long side, pixels
 
 
-def _decode_raw(path: Path, kind: str, target: int, max_pixels: int) -> Decoded | None:
+def _decode_raw(source: Path | io.BytesIO, kind: str, target: int, max_pixels: int) -> Decoded | None:
     """Decode the preview a camera embeds in a RAW; None when LibRaw says it is no RAW at all."""
     try:
         import rawpy  # only the worker decodes RAWs; the enqueuer never imports this
     except ImportError:
         raise PhotoError("RAW photos need the rawpy package (pip install rawpy)") from None
     try:
-        with rawpy.imread(str(path)) as raw:
+        _rewound(source)
+        with rawpy.imread(str(source) if isinstance(source, Path) else source) as raw:
             flip = raw.sizes.flip
             thumb = raw.extract_thumb()
     except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
@@ -246,14 +288,14 @@ def _decode_raw(path: Path, kind: str, target: int, max_pixels: int) -> Decoded 
         # RAW's orientation (IFD0 or maker notes) in it; one tagged 1 or not at all takes the RAW's.
         own = _orientation_tag(preview) if preview.format == "JPEG" else 1
         orientation = own if own != 1 else _FLIP_TO_ORIENTATION.get(flip, 1)
-        meta = {**_raw_tiff_metadata(path), "orientation": orientation}
+        meta = {**_raw_tiff_metadata(source), "orientation": orientation}
         return _decode_open(preview, target, max_pixels, orientation, kind, meta)
 
 
-def _raw_tiff_metadata(path: Path) -> dict:
+def _raw_tiff_metadata(source: Path | io.BytesIO) -> dict:
     """EXIF from a TIFF-based RAW's IFD0 (DNG, CR2, NEF, ARW, ORF, RW2); {} for CR3 and RAF."""
     try:
-        with open(path, "rb") as f:
+        with open(source, "rb") if isinstance(source, Path) else io.BytesIO(source.getvalue()) as f:
             head = f.read(8)
             endian = {b"II": "<", b"MM": ">"}.get(head[:2])
             if endian is None or len(head) < 8:
@@ -296,4 +338,4 @@ def _orient(im: Image.Image, orientation: int) -> Image.Image:
     return im.transpose(method) if method is not None else im
 
 
-__all__ = ["FORMAT_EXTENSIONS", "Decoded", "PhotoError", "decode", "time_limit"]
+__all__ = ["CHANGED", "FORMAT_EXTENSIONS", "Decoded", "PhotoError", "decode", "read_photo", "time_limit"]

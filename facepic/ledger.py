@@ -50,6 +50,12 @@ class LedgerState:
             # can log the outcome first: a late `queued` never undoes it.
             return
         self.by_path[key] = entry
+        old_sha = previous.get("sha256") if previous is not None else None
+        if old_sha and sha and old_sha != sha and entry.get("status") in ("queued", "done", "duplicate"):
+            # The file's content changed: its old version is (or is about to be) removed.
+            known = self.by_hash.get(old_sha)
+            if known is not None and (known.get("root", ""), known.get("path", "")) == key:
+                del self.by_hash[old_sha]
         if sha and entry.get("status") != "duplicate":
             self.by_hash[sha] = entry
 

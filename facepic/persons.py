@@ -17,7 +17,7 @@ seconds; ``images.faces`` (the redundant copy) is rewritten for every photo touc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facepic import clustering, documents, ids
 from facepic.changes import Change
@@ -29,6 +29,9 @@ from facepic.errors import FacePicError
 from facepic.ledger import now_iso
 from facepic.matching import Rules
 from facepic.report import counted
+
+if TYPE_CHECKING:  # the pipeline's index stage uses this module: no import back
+    from facepic.pipeline.context import Context
 
 
 class PersonError(FacePicError):

@@ -6,6 +6,10 @@ Rules, applied in scan order:
   is a duplicate: recorded, not processed;
 - everything else is new: yielded to be dispatched, then given a ``queued`` ledger line
   (only once dispatched: a broker failure never leaves a photo marked queued but unsent).
+A done photo whose file changed is new content like any other: the index stage replaces its
+old version (``facepic.versions``); when the new content is a duplicate, ``retire`` (given by
+the caller) removes the old version here. A file at a new path with the content of a photo
+already done stays a duplicate: content is stored once, wherever it lies.
 ``failed`` photos are skipped unless ``retry_failed``. With ``record_queued=False`` (the
 embedded run, where nothing outlives the process) nothing is in flight between runs, so
 ``queued`` entries count as not done. The caller hands the jobs on (the runner's pool, or
@@ -18,9 +22,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facepic import ids
+from facepic import ids, versions
 from facepic.ledger import Ledger, LedgerState
-from facepic.pipeline.job import STAGES, Job
+from facepic.pipeline.job import STAGES, Job, Replaced
 from facepic.scan import (
     Found,
     ImportFolderError,
@@ -63,6 +67,7 @@ class Summary:
 
     photos: int = 0  # photo files considered (a RAW+JPEG pair counts once)
     done: int = 0
+    changed: int = 0  # of those done, files whose new content replaced an older version
     faces: int = 0
     no_face: int = 0
     already: int = 0
@@ -79,6 +84,7 @@ class Summary:
             self.failed += 1
         else:
             self.done += 1
+            self.changed += bool(job.get("replaced"))
             faces = int(job.get("faces") or 0)
             self.faces += faces
             self.no_face += faces == 0
@@ -89,6 +95,8 @@ class Summary:
             if self.done or not self.queued
             else []
         )  # `enqueue` without --wait knows no outcome
+        if self.changed:
+            parts.append(f"changed {self.changed:,}")
         parts += [f"already done {self.already:,}", f"duplicates {self.duplicates:,}"]
         if self.queued:
             parts.append(f"queued {self.queued:,}")
@@ -115,6 +123,7 @@ class Planner:
         report: Callable[[str], None] = lambda line: None,
         record_queued: bool = True,
         follow_links: bool = False,
+        retire: Callable[[str, str], Replaced | None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.model = model
@@ -123,6 +132,7 @@ class Planner:
         self.report = report
         self.record_queued = record_queued
         self.follow_links = follow_links
+        self.retire = retire
         self._queued_now: set[str] = set()
         self.summary = Summary()
         self.state: LedgerState = ledger.read()
@@ -238,6 +248,7 @@ class Planner:
             status = known.get("status")
             if status in ("done", "queued") and not same_path:
                 self.summary.duplicates += 1
+                self._retire_old_version(root, found, sha)
                 self._record(
                     {
                         **base,
@@ -266,6 +277,19 @@ class Planner:
             upload=self.upload,
             companions=list(found.companions),
         )
+
+    def _retire_old_version(self, root: str, found: Found, sha: str) -> None:
+        """A done photo whose file now holds content stored under another path (a duplicate):
+        its old version goes (``retire``, given by the caller that owns the database), as a
+        new version processed would replace it in the index stage."""
+        before = self.state.by_path.get((root, found.rel))
+        if self.retire is None or before is None or before.get("status") != "done":
+            return
+        if before.get("sha256") in (None, sha):
+            return
+        replaced = self.retire(root, found.rel)
+        if replaced is not None:
+            self.report(versions.note(display(found.path), replaced))
 
     def _failed(self, root: str, path: Path, rel: str, reason: str, size: int | None, mtime_ns: int | None) -> None:
         self.summary.failed += 1

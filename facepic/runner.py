@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
+from facepic import versions
 from facepic.errors import DataFolderError
 from facepic.pipeline import STAGES, Context, Job, cannot_process, execute
 from facepic.pipeline.policy import BATCH_STAGES, backoff, execute_batch
@@ -294,3 +295,5 @@ def summarize(summary: Summary, job: Job, report: Callable[[str], None]) -> None
     summary.finished(job)
     if job.get("error"):
         report(cannot_process(job.get("file", ""), job["error"]))
+    elif "replaced" in job:
+        report(versions.note(display(job.get("file", "")), job["replaced"]))

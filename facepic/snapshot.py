@@ -76,8 +76,9 @@ def load(lib: Library, model: str, refresh_after: float = 0.1) -> Known:
     position = {fid: i for i, fid in enumerate(known.ids)}
     moved = lib.face_moves_since(covered, covered_at - SETTLE)
     again = [fid for fid in moved if fid in position]
-    for fid, doc in lib.face_persons(again).items():
-        known.persons[position[fid]] = doc.get("person_id") or ""
+    found = lib.face_persons(again)
+    for fid in again:  # a noted face deleted since (its photo replaced) belongs to nobody
+        known.persons[position[fid]] = (found.get(fid) or {}).get("person_id") or ""
     new = _read_faces(lib, model, after_seq=covered, skip=position)
     if new.ids:
         known = Known(known.ids + new.ids, known.persons + new.persons, np.concatenate([known.matrix, new.matrix]))

@@ -62,6 +62,17 @@ if _dir:
 
     _decode.decode = decode
 
+    _real_read = _decode.read_photo
+
+    def read_photo(path, *args, **kwargs):
+        finished = Path(_dir) / (Path(path).name + ".full")
+        if finished.exists():  # still being written when its scan hashed it: written now, once
+            Path(path).write_bytes(finished.read_bytes())
+            finished.unlink()
+        return _real_read(path, *args, **kwargs)
+
+    _decode.read_photo = read_photo
+
     if os.environ.get("FAULT_SLOW_SCAN"):  # a scan slow enough to be interrupted in
         import time as _time
 

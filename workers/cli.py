@@ -5,12 +5,13 @@ imports Celery."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import click
 
 import facepic.cli as facepic_cli
-from facepic import models
+from facepic import models, versions
 from facepic.cli import cli, finish, import_root, progress, say_error, settings_of, with_upload_options
 from facepic.ledger import Follower
 from facepic.pipeline import Context, cannot_process
@@ -67,7 +68,15 @@ def enqueue(
     click.echo(f"face model: {model} (the workers load it)", err=True)
     if upload or upload_only:
         ctx.store.ensure_bucket()
-    planner = Planner(ctx.ledger, model, upload, retry_failed, report=say_error, follow_links=settings.follow_links)
+    planner = Planner(
+        ctx.ledger,
+        model,
+        upload,
+        retry_failed,
+        report=say_error,
+        follow_links=settings.follow_links,
+        retire=partial(versions.retire_one, ctx),
+    )
     follower = Follower(settings.ledger_path)
     queued: set[tuple[str, str]] = set()
     if upload_only:
@@ -100,9 +109,14 @@ def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary
                 reason = entry.get("reason") if entry["status"] == "failed" else None
                 if upload_only and not entry.get("uploaded"):
                     reason = f"upload failed: {entry.get('upload_error') or entry.get('reason')}"
-                summary.finished({"error": reason} if reason else {"faces": entry.get("faces", 0)})
                 if reason:
+                    summary.finished({"error": reason})
                     say_error(cannot_process(str(Path(key[0]) / key[1]), reason))
+                    continue
+                replaced = entry.get("replaced") if not upload_only else None
+                summary.finished({"faces": entry.get("faces", 0), **({"replaced": replaced} if replaced else {})})
+                if replaced:
+                    say_error(versions.note(str(Path(key[0]) / key[1]), replaced))
             time.sleep(0.2)
 
 

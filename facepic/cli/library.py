@@ -46,6 +46,7 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
         "photos": counts["done"] + counts["failed"] + counts["duplicate"] + counts["queued"],
         "faces": sum(int(e.get("faces") or 0) for e in done),
         "no_face": sum(1 for e in done if not e.get("faces")),
+        "changed": sum(1 for e in done if e.get("replaced")),
         "skipped_by_category": skipped,
     }
     info["failed"] = [
@@ -78,7 +79,8 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
         c = counts
         line = (
             f"photos {info['photos']:,}: done {c['done']:,} (faces {info['faces']:,}, no face {info['no_face']:,}), "
-            f"duplicates {c['duplicate']:,}, pending {c['queued']:,}, failed {c['failed']:,}"
+            + (f"changed {info['changed']:,}, " if info["changed"] else "")
+            + f"duplicates {c['duplicate']:,}, pending {c['queued']:,}, failed {c['failed']:,}"
         )
         if info["not_uploaded"] is not None:
             line += f", not uploaded {info['not_uploaded']:,}"

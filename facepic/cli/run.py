@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import click
 
-from facepic import models
+from facepic import models, versions
 from facepic.cli import cli, finish, import_root, progress, say_error, settings_of, with_upload_options
 from facepic.embedded import embedded_database
 from facepic.pipeline import Context, Job
@@ -76,6 +77,7 @@ def _run(ctx: Context, root: Path | None, upload: bool, upload_only: bool, retry
         report=say_error,
         record_queued=False,
         follow_links=settings.follow_links,
+        retire=partial(versions.retire_one, ctx),
     )
     if upload or upload_only:
         ctx.store.ensure_bucket()

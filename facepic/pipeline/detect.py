@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from facepic import ids, quality
-from facepic.decode import FORMAT_EXTENSIONS, Decoded, PhotoError, decode, time_limit
+from facepic.decode import FORMAT_EXTENSIONS, Decoded, PhotoError, decode, read_photo, time_limit
 from facepic.detect import EMBEDDING_DIM
 from facepic.pipeline import workfile
 from facepic.pipeline.context import Context
@@ -16,7 +16,11 @@ from facepic.pipeline.job import Job, fail
 
 
 def decode_photo(ctx: Context, job: Job) -> Decoded:
-    return decode(Path(job["file"]), ctx.settings.detect_size, ctx.settings.max_pixels)
+    """The photo decoded from bytes read once and found to be the ones its scan hashed (its id
+    is that hash): PhotoError, failing the photo alone, when it changed since."""
+    path = Path(job["file"])
+    data = read_photo(path, job["sha256"])
+    return decode(path, ctx.settings.detect_size, ctx.settings.max_pixels, data)
 
 
 def detect(ctx: Context, job: Job) -> Job:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from facepic import documents, ids, quality, storage
+from facepic import documents, ids, quality, storage, versions
 from facepic.matching import assign_photo
 from facepic.pipeline import workfile
 from facepic.pipeline.context import Context
@@ -63,6 +63,13 @@ def index_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
         else:
             fresh.append((pos, job, work))
     if fresh:
+        replaced = versions.retire(
+            ctx, [(job["root"], job["rel"]) for _, job, _ in fresh], [job["image_id"] for _, job, _ in fresh]
+        )
+        for n, (pos, job, work) in enumerate(fresh):
+            old = replaced.get((job["root"], job["rel"]))
+            if old is not None:
+                fresh[n] = (pos, {**job, "replaced": old}, work)
         try:
             for pos, job in _index_new(ctx, fresh):
                 out[pos] = job

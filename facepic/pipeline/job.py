@@ -14,6 +14,15 @@ from facepic import ids
 STAGES = ("detect", "thumbnails", "upload", "index", "log")
 
 
+class Replaced(TypedDict):
+    """The old version of a photo (other content at its path) that the index stage removed."""
+
+    image_id: str
+    sha256: str
+    faces: int
+    corrected: int  # of those faces, how many the user had moved or rejected
+
+
 class Job(TypedDict, total=False):
     image_id: str
     sha256: str
@@ -34,6 +43,7 @@ class Job(TypedDict, total=False):
     error: str
     failed_stage: str
     timings: dict[str, float]  # seconds per stage, for benchmarks and Flower
+    replaced: Replaced  # the old version of this file (other content) the index stage removed
 
 
 def fail(job: Job, stage: str, reason: str) -> Job:

@@ -79,6 +79,8 @@ def _entry(ctx: Context, job: Job) -> dict[str, Any]:
     }
     if job.get("companions"):
         entry["companions"] = job["companions"]
+    if job.get("replaced") and not job.get("error"):
+        entry["replaced"] = job["replaced"]
     if job.get("error"):
         entry["reason"] = redact(job["error"], ctx.settings)
         entry["stage"] = job.get("failed_stage")
