@@ -33,6 +33,7 @@ from bson import json_util
 
 from facepic.db import Library
 from facepic.derived import Covers, recount
+from facepic.pipeline.context import Context
 
 # The Library's writes a change may hold: each sets what the change decided.
 WRITES = frozenset(
@@ -46,6 +47,7 @@ WRITES = frozenset(
         "set_persons_fields",
         "new_person_if_missing",
         "set_settle_mark",
+        "delete_images",
     }
 )
 PART_CHARS = 4_000_000  # of the JSON of a change's writes per stored part (BSON's limit is 16 MB)
@@ -125,6 +127,12 @@ def _finish(lib: Library, covers: Covers | None, change_id: str, body: str) -> t
         lib.bump_revision()
     lib.drop_change(change_id)
     return counts
+
+
+def finish_pending_of(ctx: Context) -> list[str]:
+    """`finish_pending` for a process's context: what every command, the page and the index
+    worker do when they open the library (one read when nothing is pending)."""
+    return finish_pending(ctx.library, Covers(ctx))
 
 
 def finish_pending(lib: Library, covers: Covers | None) -> list[str]:

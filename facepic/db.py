@@ -751,6 +751,23 @@ class Library:
                 {"_id": {"$in": list(face_ids)}}, {"$pull": {"rejected": {"$in": sorted(person_ids)}}}
             )
 
+    # --- facepic check ---------------------------------------------------------------------
+
+    def faces_for_check(self) -> Iterator[dict[str, Any]]:
+        """Every face's links and order, without embedding, box or landmarks."""
+        with self.errors():
+            yield from self.faces.find({}, {"person_id": 1, "image_id": 1, "index": 1, "box": 1, "score": 1})
+
+    def images_for_check(self) -> Iterator[dict[str, Any]]:
+        """Every photo's path, model and face list."""
+        with self.errors():
+            yield from self.images.find({}, {"path": 1, "root": 1, "model": 1, "faces": 1})
+
+    def delete_faces(self, face_ids: Sequence[str]) -> None:
+        with self.errors():
+            for start in range(0, len(face_ids), IN_BATCH):
+                self.faces.delete_many({"_id": {"$in": list(face_ids[start : start + IN_BATCH])}})
+
     # --- pending changes (facepic.changes) --------------------------------------------------
 
     def store_change_part(self, change_id: str, n: int, body: str) -> None:

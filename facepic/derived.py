@@ -54,11 +54,11 @@ class Covers:
             self.store.delete_keys([storage.person_key(pid) for pid in person_ids])
 
 
-def recount(lib: Library, person_ids: Iterable[str], covers: Covers | None) -> tuple[int, int]:
+def recount(lib: Library, person_ids: Iterable[str], covers: Covers | None, place_all: bool = False) -> tuple[int, int]:
     """Recount the faces of ``person_ids``; delete those left empty unless the user made
     them; choose covers again (best quality) unless the user picked one, and place the cover
     file where ``cover_of`` (the face the file was cut from) says it is another face. Returns
-    (created, deleted) persons. Reads and writes in bulk: a few round trips per hundred
+    (created, deleted) persons. ``place_all``: also place cover files that are missing. Reads and writes in bulk: a few round trips per hundred
     persons, whatever their number."""
     wanted = sorted({p for p in person_ids if p})
     if not wanted:
@@ -100,6 +100,8 @@ def recount(lib: Library, person_ids: Iterable[str], covers: Covers | None) -> t
             removing.append(pid)
         elif cover != doc.get("cover_of") or insert is not None:
             placing[pid] = cover
+        elif place_all and covers is not None and not covers.cover(pid).exists():
+            placing[pid] = cover  # its file is gone (`facepic check --repair`)
     for pid, face_id in placing.items():
         uploaded = covers.place(pid, face_id) if covers is not None else False
         changes[pid][0].update(cover_uploaded=uploaded, cover_of=face_id)

@@ -31,7 +31,7 @@ from facepic.matching import Rules
 from facepic.report import counted
 
 if TYPE_CHECKING:  # the pipeline's index stage uses this module: no import back
-    from facepic.pipeline.context import Context
+    pass
 
 
 class PersonError(FacePicError):

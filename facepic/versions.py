@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from facepic import storage
-from facepic.persons import Covers, settle
+from facepic.changes import Change
+from facepic.derived import Covers
 from facepic.report import counted
 
 if TYPE_CHECKING:  # the index stage imports this module: no import back
@@ -40,10 +41,13 @@ def retire(ctx: Context, places: Sequence[tuple[str, str]], keep: Sequence[str])
     persons = {f["person_id"] for f in faces if f.get("person_id")}
     # Noted as leaving their persons before they go, so a start from the face snapshot
     # does not count them in those persons again.
-    lib.set_person([f["_id"] for f in faces], None)
-    lib.delete_images(old_ids)
-    settle(lib, persons, Covers(ctx))
-    lib.bump_revision()
+    # One change, all or nothing: a crash midway is finished by the next process to open the
+    # library (facepic.changes).
+    change = Change("replace")
+    change.set_person([f["_id"] for f in faces], None)
+    change.delete_images(old_ids)
+    change.touch(persons)
+    change.commit(lib, Covers(ctx))
     ctx.forget_matchers()  # this process's matcher still holds the faces
     _remove_files(ctx, old, faces)
     replaced: dict[tuple[str, str], Replaced] = {}

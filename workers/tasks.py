@@ -16,6 +16,7 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_ready
 
+from facepic.changes import finish_pending_of
 from facepic.pipeline import Context, Job, cannot_process, describe_error, execute
 from facepic.pipeline.policy import BATCH_STAGES
 from facepic.runner import run_serial_batch
@@ -163,6 +164,7 @@ def index() -> str:
     """Index and log the photos waiting in the index queue, a batch at a time, until none
     waits (``workers.batches``)."""
     ctx = context()
+    finish_pending_of(ctx)  # a change a killed process left midway (one read when none)
     queue = index_queue()
     started = time.monotonic()
     photos = 0

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from facepic.changes import finish_pending
 from facepic.cli import cli, settings_of
 from facepic.db import Library
 from facepic.derived import Covers
@@ -31,6 +32,7 @@ def _persons_op(obj: dict, op: Callable[[Library, Any], str]) -> None:
     settings = settings_of(obj)
     with embedded_database(settings) as settings, Context(settings) as ctx:
         covers = Covers(ctx)
+        finish_pending(ctx.library, covers)  # a change the last process left midway first
         message = op(ctx.library, covers)
     click.echo(message)
 

@@ -8,9 +8,12 @@ from typing import Any
 import click
 
 import facepic.cli as facepic_cli
+from facepic import check as consistency
 from facepic import cleanup as wipe
 from facepic import report as reports
+from facepic.changes import finish_pending_of
 from facepic.cli import cli, settings_of
+from facepic.derived import Covers
 from facepic.embedded import embedded_database
 from facepic.ledger import Ledger
 from facepic.pipeline import Context
@@ -122,6 +125,7 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
     settings = settings_of(obj)
     sheet = None
     with embedded_database(settings) as settings, Context(settings) as ctx:
+        finish_pending_of(ctx)  # a change the last process left midway
         people = reports.persons(ctx.library, hidden=show_all)
         unassigned = ctx.library.unassigned_faces()
         if as_html:
@@ -174,3 +178,31 @@ def cleanup(obj: dict, yes: bool, dry_run: bool) -> None:
             raise click.ClickException("nothing deleted: add --yes to delete all of the above")
         wipe.execute(plan, settings, ctx.library)
         click.echo("deleted")
+
+
+@cli.command()
+@click.option("--repair", is_flag=True, help="Make every derived field true again, and say what changed.")
+@click.pass_obj
+def check(obj: dict, repair: bool) -> None:
+    """Read the whole library and report every inconsistency, one line each: face counts,
+    each photo's face list, covers, faces of missing persons or photos, empty persons, the
+    ledger against the database, files and bucket objects that nothing names or that are
+    missing. Exits 1 when something is wrong (after --repair: when something is still wrong).
+
+    Example:
+
+        facepic check --repair
+    """
+    settings = settings_of(obj)
+    with embedded_database(settings) as settings, Context(settings) as ctx:
+        store = ctx.store if settings.stores_originals else None
+        if repair:
+            for line in consistency.repair(ctx.library, settings.folder, Covers(ctx)):
+                click.echo(f"repaired: {line}")
+        report = consistency.check(ctx.library, settings.folder, store)
+    for line in report.lines():
+        click.echo(line)
+    if report.count:
+        hint = "" if repair else ": `facepic check --repair` fixes what follows from the faces"
+        raise click.ClickException(f"{reports.counted(report.count, 'problem')} found{hint}")
+    click.echo("the library is consistent")

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from facepic import models, versions
+from facepic.changes import finish_pending_of
 from facepic.cli import cli, finish, import_root, progress, say_error, settings_of, with_upload_options
 from facepic.embedded import embedded_database
 from facepic.pipeline import Context, Job
@@ -52,6 +53,7 @@ def run(
     limit_blas_threads(1)  # this process's index stage runs beside a pool that fills the cores
     with embedded_database(settings) as settings, Context(settings) as ctx:
         ctx.library.ensure_indexes()
+        finish_pending_of(ctx)
         summary = _run(ctx, root, upload, upload_only, retry_failed)
     finish(summary, root)
 

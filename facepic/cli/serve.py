@@ -8,6 +8,7 @@ from types import FrameType
 
 import click
 
+from facepic.changes import finish_pending_of
 from facepic.cli import cli, settings_of
 from facepic.embedded import embedded_database
 from facepic.pipeline import Context
@@ -69,6 +70,7 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
             f"refusing to listen on {host} without a login: set FACEPIC_WEB_AUTH=user:password (or listen on 127.0.0.1)"
         )
     with embedded_database(settings) as settings, Context(settings) as ctx:
+        finish_pending_of(ctx)  # a change the last process left midway
         app = create_app(ctx, login)
         try:
             server = waitress.create_server(
