@@ -17,6 +17,7 @@ from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_ready
 
 from facepic.changes import finish_pending_of
+from facepic.errors import FacePicError
 from facepic.pipeline import Context, Job, cannot_process, describe_error, execute
 from facepic.pipeline.policy import BATCH_STAGES
 from facepic.runner import run_serial_batch
@@ -164,7 +165,10 @@ def index() -> str:
     """Index and log the photos waiting in the index queue, a batch at a time, until none
     waits (``workers.batches``)."""
     ctx = context()
-    finish_pending_of(ctx)  # a change a killed process left midway (one read when none)
+    try:
+        finish_pending_of(ctx)  # a change a killed process left midway (one read when none)
+    except FacePicError as e:  # the database out of reach: the batch's failure policy says what then
+        log.warning("pending changes not finished yet: %s", describe_error(e, ctx.settings))
     queue = index_queue()
     started = time.monotonic()
     photos = 0
