@@ -27,13 +27,15 @@ import socket
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bson import json_util
 
 from facepic.db import Library
 from facepic.derived import Covers, recount
-from facepic.pipeline.context import Context
+
+if TYPE_CHECKING:  # the pipeline imports this module: no import back at run time
+    from facepic.pipeline.context import Context
 
 # The Library's writes a change may hold: each sets what the change decided.
 WRITES = frozenset(

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facepic import documents, storage
 from facepic.db import Library
 from facepic.ledger import now_iso
-from facepic.pipeline.context import Context
+
+if TYPE_CHECKING:  # the pipeline imports this module: no import back at run time
+    from facepic.pipeline.context import Context
 
 
 def bump_revision(lib: Library) -> None:

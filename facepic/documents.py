@@ -93,6 +93,7 @@ def image(
         "folder_id": folder_id,
         "ext": ext,
         "size": job.get("size"),
+        "mtime_ns": job.get("mtime_ns"),  # with size: the page serves the file unchanged without hashing it
         "width": info["width"],
         "height": info["height"],
         "format": info["format"],

@@ -326,7 +326,9 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
                 return send_file(copied, mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None))
         if image.get("root") and image.get("path"):
             try:
-                opened = originals.open_original(image["root"], image["path"], image.get("size"), image.get("sha256"))
+                opened = originals.open_original(
+                    image["root"], image["path"], image.get("size"), image.get("sha256"), image.get("mtime_ns")
+                )
             except originals.Changed as e:
                 abort(410, f"this photo {e}")
             if opened is not None:

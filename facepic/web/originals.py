@@ -3,7 +3,8 @@
 The page serves what the database says is at ``root/path``; by the time someone asks, that
 path may be a link to another file (``/etc/shadow``, another user's folder) or other bytes.
 So no component below the import folder is followed if it is a link, the file must be a
-regular one, and its size and SHA-256 must still be those recorded at import.
+regular one, and its size and modification time (else its SHA-256) must still be those
+recorded at import.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ class Changed(Exception):
     """The path no longer holds the photo that was imported (a link, other bytes, not a file)."""
 
 
-def open_original(root: str, rel: str, size: int | None, sha256: str | None) -> BinaryIO | None:
+def open_original(
+    root: str, rel: str, size: int | None, sha256: str | None, mtime_ns: int | None = None
+) -> BinaryIO | None:
     """The imported photo at ``root``/``rel``, opened at its start; None when nothing is there
-    (a drive not mounted, the file gone); Changed when something else is."""
+    (a drive not mounted, the file gone); Changed when something else is. A file of the size
+    and modification time recorded at import is served as it is; any other is hashed first
+    (a photo imported before the time was recorded, or one only touched since)."""
     parts = PurePosixPath(rel).parts
     if not parts or rel.startswith("/") or any(p in (".", "..") for p in parts):
         raise Changed(CHANGED)
@@ -52,6 +57,8 @@ def open_original(root: str, rel: str, size: int | None, sha256: str | None) -> 
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (size is not None and st.st_size != size) or not sha256:
             raise Changed(CHANGED)
+        if mtime_ns is not None and st.st_mtime_ns == mtime_ns:
+            return f
         # The bytes are hashed from the descriptor that is then served: no swap in between.
         if hashlib.file_digest(f, "sha256").hexdigest() != sha256:
             raise Changed(CHANGED)
