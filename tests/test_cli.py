@@ -308,3 +308,66 @@ def test_a_run_killed_before_its_settle_is_settled_by_the_next_even_with_nothing
     )
     assert not settings.folder.unsettled.exists()
     assert len(json.loads(invoke(offline_env, "persons", "--json").output)) == 1
+
+
+def on_terminal(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """`facepic ARGS` with stderr on a terminal (a pseudo-terminal 120 columns wide):
+    exit code, stdout, and what the terminal received."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    terminal, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOADED, "--env-file", "/nonexistent/.env", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=side,
+        text=True,
+    )
+    os.close(side)
+    received = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # the process ended: the terminal's other side is closed
+            break
+        if not chunk:
+            break
+        received += chunk
+    out, _ = proc.communicate(timeout=300)
+    os.close(terminal)
+    return proc.returncode, out, received.decode()
+
+
+def test_a_run_on_a_terminal_shows_the_scan_the_photos_and_the_settle(offline_env, tmp_path: Path) -> None:
+    root = tmp_path / "drive"
+    root.mkdir()
+    for name in ("07.jpg", "08.jpg"):
+        shutil.copy(PHOTOS / "tom_hanks" / name, root / name)
+    (root / "notes.txt").write_text("not a photo")
+
+    def drawn(shown: str) -> list[str]:
+        """Each line as the terminal shows it last (a bar redraws itself after a carriage return)."""
+        return [line.rsplit("\r", 1)[-1].rstrip() for line in shown.split("\r\n")]
+
+    code, out, shown = on_terminal(offline_env, "run", str(root))
+    assert code == 0, shown
+    assert out == (
+        "photos 2: done 2 (faces 2, no face 0), already done 0, duplicates 0, failed 0; "
+        "skipped 1 file that is not a photo\n"
+    )
+    lines = drawn(shown)
+    assert lines[0].startswith("face model: buffalo_s")
+    assert lines[1].startswith("scanning: 3 files [")
+    assert lines[2].startswith("photos: 100%|") and " 2/2 [" in lines[2] and lines[2].endswith(", faces 2, persons 1]")
+    assert lines[3:5] == [
+        "settling 2 faces and those still without a person...",
+        "persons 1 -> 1 (created 0, removed 0); faces moved 0, newly assigned 0",
+    ]
+    assert "0photo" not in shown and "Traceback" not in shown
+    code, out, shown = on_terminal(offline_env, "run", str(root))  # nothing new: the scan only
+    assert code == 0 and out.startswith("photos 2: done 0 (faces 0, no face 0), already done 2")
+    assert drawn(shown)[0].startswith("scanning: 3 files [") and drawn(shown)[1:] == ["loaded: []", ""]

@@ -92,17 +92,41 @@ def settings_of(obj: dict[str, Any]) -> Settings:
     return obj["settings"]
 
 
+class Stderr:
+    """``sys.stderr`` as it is at each write, for progress bars and the lines above them: the
+    embedded database swaps it (its engine's messages go to its log) while a bar is open."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+    def fileno(self) -> int:
+        return sys.stderr.fileno()
+
+    @property
+    def encoding(self) -> str | None:  # the bars' blocks where the terminal takes them
+        return getattr(sys.stderr, "encoding", None)
+
+
+STDERR = Stderr()
+
+
 def progress(items: Iterable[Any], desc: str, total: int | None = None) -> Iterator[Any]:
     from tqdm import tqdm
 
-    yield from tqdm(items, desc=desc, total=total, unit="photo", disable=None, file=sys.stderr)
+    yield from tqdm(items, desc=desc, total=total, unit="photo", disable=None, file=STDERR)
 
 
 def say_error(line: str) -> None:
     """A line for the user above the progress bar."""
     from tqdm import tqdm
 
-    tqdm.write(line, file=sys.stderr)
+    tqdm.write(line, file=STDERR)
 
 
 def import_root(settings: Settings, path: Path | None) -> Path:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facepic.cli import cli, finish, import_root, say_error, settings_of, with_upload_options
+from facepic.cli import STDERR, cli, finish, import_root, say_error, settings_of, with_upload_options
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -135,7 +135,7 @@ def _run(library: OnDemand, root: Path | None, upload: bool, upload_only: bool, 
     choice: models.ModelChoice | None = None
     try:
         jobs: list[Job] = []
-        with bar(desc="scanning", unit="file") as scanned:
+        with bar(desc="scanning", bar_format="{desc}: {n_fmt} files [{elapsed}]") as scanned:
             for job in planner.new_jobs(root, looked_at=lambda: scanned.update(1)):
                 if pool is None:
                     # The first new photo: the models load in the pool while the scan goes on.
@@ -231,7 +231,7 @@ def bar(total: int | None = None, **kwargs: Any) -> Iterator[tqdm]:
     exception leaves: after Ctrl-C it is not drawn again under the "interrupted" line."""
     from tqdm import tqdm
 
-    progress = tqdm(total=total, disable=not _on_terminal(), file=sys.stderr, dynamic_ncols=True, **kwargs)
+    progress = tqdm(total=total, disable=not _on_terminal(), file=STDERR, dynamic_ncols=True, **kwargs)
     try:
         yield progress
     finally:
