@@ -8,6 +8,7 @@
 <data>/objects/                     the folder store (no bucket, FACEPIC_COPY_ORIGINALS)
 <data>/db/                          the embedded database
 <data>/persons.html                 the contact sheet
+<data>/unsettled                    a run stored faces it has not settled yet (killed midway)
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ class DataFolder:
     def contact_sheet(self) -> Path:
         return self.root / "persons.html"
 
+    @property
+    def unsettled(self) -> Path:
+        """There while a run processes photos, until its settle is done: the next run
+        settles even with nothing new."""
+        return self.root / "unsettled"
+
     def work_file(self, image_id: str) -> Path:
         return self.work / f"{image_id}.work"
 
@@ -65,7 +72,7 @@ class DataFolder:
 
     def wipeable(self) -> list[Path]:
         """What `cleanup` deletes here (the folder store's objects go key by key)."""
-        return [self.ledger, self.thumbnails, self.work, self.contact_sheet]
+        return [self.ledger, self.thumbnails, self.work, self.contact_sheet, self.unsettled]
 
 
 def replace_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:

@@ -66,6 +66,8 @@ class DatabaseError(FacePicError):
 class DatabaseUnavailable(DatabaseError):
     """MongoDB could not be reached: worth retrying."""
 
+    setting = "mongodb_uri"  # what the user checks: the CLI names it and where it came from
+
 
 def _hosts(uri: str) -> str:
     try:

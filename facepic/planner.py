@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facepic import ids, versions
+from facepic import ids
 from facepic.ledger import Ledger, LedgerState
 from facepic.pipeline.job import STAGES, Job, Replaced
 from facepic.scan import (
@@ -157,10 +157,13 @@ class Planner:
             )
         return root
 
-    def new_jobs(self, root: Path) -> Iterator[Job]:
+    def new_jobs(self, root: Path, looked_at: Callable[[], None] = lambda: None) -> Iterator[Job]:
+        """The jobs of the new photos under ``root``; ``looked_at()`` after each file the scan
+        saw (a progress bar)."""
         root = self.check_root(root)
         root_key = str(root)
         for item in scan(root, follow_links=self.follow_links):
+            looked_at()
             if isinstance(item, Skipped):
                 self._skipped(root_key, item)
                 continue
@@ -289,6 +292,8 @@ class Planner:
             return
         replaced = self.retire(root, found.rel)
         if replaced is not None:
+            from facepic import versions  # the database's side: loaded by the runs that retire
+
             self.report(versions.note(display(found.path), replaced))
 
     def _failed(self, root: str, path: Path, rel: str, reason: str, size: int | None, mtime_ns: int | None) -> None:

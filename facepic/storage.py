@@ -45,6 +45,8 @@ class StorageError(FacePicError):
 class StorageUnavailable(StorageError):
     """A transient failure worth retrying (connection refused, timeout, 5xx)."""
 
+    setting = "s3_endpoint"  # what the user checks: the CLI names it and where it came from
+
 
 def content_changed(what: str) -> StorageError:
     """A put whose bytes are not those of the SHA-256 the caller gave: nothing was stored."""

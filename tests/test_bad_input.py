@@ -49,15 +49,15 @@ def test_run_survives_a_hostile_folder(offline_env, tmp_path: Path, monkeypatch)
     root = tmp_path / "drive"
     expect = hostile.build(root)
     hostile.make_unreadable(root, monkeypatch)
-    import facepic.cli.run as cli_module
+    import facepic.runner as runner
 
-    real_process = cli_module.process
+    real_process = runner.process
 
     def process_after_a_deletion(*args, **kwargs):  # type: ignore[no-untyped-def]
         hostile.delete_later(root)  # between the scan and the processing
         return real_process(*args, **kwargs)
 
-    monkeypatch.setattr(cli_module, "process", process_after_a_deletion)
+    monkeypatch.setattr(runner, "process", process_after_a_deletion)
     # Originals copied into the folder store (an explicit setting), so that the objects made
     # for bad photos can be checked too.
     offline_env = {**offline_env, "FACEPIC_COPY_ORIGINALS": "true"}

@@ -1,7 +1,11 @@
 """The CLI as a user meets it: exact lines and exit codes, on real files and servers."""
 
+import ast
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -221,3 +225,149 @@ def test_status_prints_failed_names_escaped_as_run_does(offline_env, tmp_path: P
     ]
     for line in status.output.splitlines():  # the same name `run` printed, after "failed: "
         assert f"error: cannot process {root}/{line.removeprefix('failed: ')}" in run.output
+
+
+# What a command loads, seen from a `facepic` process of its own (the console script): the
+# modules of the pool, the face models and the embedded database, and the heavy libraries.
+WATCHED = ("facepic.runner", "facepic.detect", "openvino", "onnxruntime", "secantus", "numpy", "pymongo", "celery")
+LOADED = (
+    "import atexit, sys\n"
+    f"watched = {WATCHED!r}\n"
+    "atexit.register(lambda: print('loaded:', [m for m in watched if m in sys.modules], file=sys.stderr))\n"
+    "from workers.cli import main\n"
+    "sys.argv[0] = 'facepic'\n"
+    "main()\n"
+)
+
+
+def facepic_process(env: dict[str, str], *args: str) -> tuple[int, str, str, list[str]]:
+    """`facepic ARGS` in a process of its own: exit code, stdout, stderr, the WATCHED modules loaded."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED, "--env-file", "/nonexistent/.env", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    *err, loaded = done.stderr.splitlines()
+    assert loaded.startswith("loaded: "), done.stderr
+    return done.returncode, done.stdout, "".join(f"{line}\n" for line in err), ast.literal_eval(loaded[8:])
+
+
+def test_help_version_and_status_load_none_of_the_heavy_libraries(offline_env) -> None:
+    for args in (["--help"], ["--version"], ["status"], ["run", "--help"]):
+        code, out, err, loaded = facepic_process(offline_env, *args)
+        assert (code, err, loaded) == (0, "", []), args
+    assert facepic_process(offline_env, "status")[1] == (
+        "photos 0: done 0 (faces 0, no face 0), duplicates 0, pending 0, failed 0\n"
+    )
+
+
+def test_a_missing_or_empty_folder_is_said_before_anything_loads(offline_env, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder, why in ((tmp_path / "unplugged", "does not exist"), (empty, "is empty")):
+        code, out, err, loaded = facepic_process(offline_env, "run", str(folder))
+        assert (code, out, loaded) == (1, "", [])
+        assert err == f"Error: import folder {folder} {why} (is the drive mounted? check the path)\n"
+    assert not settings_of(offline_env).data_dir.exists()  # no database, no ledger
+
+
+def test_a_run_with_nothing_new_opens_no_library_loads_no_model_and_starts_no_pool(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "drive"
+    (root / "trip").mkdir(parents=True)
+    for name in ("07.jpg", "08.jpg"):
+        shutil.copy(PHOTOS / "tom_hanks" / name, root / "trip" / name)
+    (root / "notes.txt").write_text("not a photo")
+    first = invoke(offline_env, "run", str(root))
+    assert first.exit_code == 0 and "face model: buffalo_s" in first.output
+    settings = settings_of(offline_env)
+    assert not settings.folder.unsettled.exists()  # the run settled what it stored
+    ledger = settings.ledger_path.read_bytes()
+    code, out, err, loaded = facepic_process(offline_env, "run", str(root))
+    assert (code, err, loaded) == (0, "", [])  # no model line, no pool, no database
+    assert out == (
+        "photos 2: done 0 (faces 0, no face 0), already done 2, duplicates 0, failed 0; "
+        "skipped 1 file that is not a photo\n"
+    )
+    assert settings.ledger_path.read_bytes() == ledger
+
+
+def test_a_run_killed_before_its_settle_is_settled_by_the_next_even_with_nothing_new(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "drive"
+    root.mkdir()
+    shutil.copy(GOOD, root / "good.jpg")
+    assert invoke(offline_env, "run", str(root)).exit_code == 0
+    settings = settings_of(offline_env)
+    settings.folder.unsettled.touch()  # as a run killed between its index stage and its settle leaves it
+    again = invoke(offline_env, "run", str(root))
+    assert again.exit_code == 0
+    assert again.output == (
+        "an earlier run stopped before settling its faces: settling them now\n"
+        "photos 1: done 0 (faces 0, no face 0), already done 1, duplicates 0, failed 0\n"
+    )
+    assert not settings.folder.unsettled.exists()
+    assert len(json.loads(invoke(offline_env, "persons", "--json").output)) == 1
+
+
+def on_terminal(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """`facepic ARGS` with stderr on a terminal (a pseudo-terminal 120 columns wide):
+    exit code, stdout, and what the terminal received."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    terminal, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOADED, "--env-file", "/nonexistent/.env", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=side,
+        text=True,
+    )
+    os.close(side)
+    received = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # the process ended: the terminal's other side is closed
+            break
+        if not chunk:
+            break
+        received += chunk
+    out, _ = proc.communicate(timeout=300)
+    os.close(terminal)
+    return proc.returncode, out, received.decode()
+
+
+def test_a_run_on_a_terminal_shows_the_scan_the_photos_and_the_settle(offline_env, tmp_path: Path) -> None:
+    root = tmp_path / "drive"
+    root.mkdir()
+    for name in ("07.jpg", "08.jpg"):
+        shutil.copy(PHOTOS / "tom_hanks" / name, root / name)
+    (root / "notes.txt").write_text("not a photo")
+
+    def drawn(shown: str) -> list[str]:
+        """Each line as the terminal shows it last (a bar redraws itself after a carriage return)."""
+        return [line.rsplit("\r", 1)[-1].rstrip() for line in shown.split("\r\n")]
+
+    code, out, shown = on_terminal(offline_env, "run", str(root))
+    assert code == 0, shown
+    assert out == (
+        "photos 2: done 2 (faces 2, no face 0), already done 0, duplicates 0, failed 0; "
+        "skipped 1 file that is not a photo\n"
+    )
+    lines = drawn(shown)
+    assert lines[0].startswith("face model: buffalo_s")
+    assert lines[1].startswith("scanning: 3 files [")
+    assert lines[2].startswith("photos: 100%|") and " 2/2 [" in lines[2] and lines[2].endswith(", faces 2, persons 1]")
+    assert lines[3:5] == [
+        "settling 2 faces and those still without a person...",
+        "persons 1 -> 1 (created 0, removed 0); faces moved 0, newly assigned 0",
+    ]
+    assert "0photo" not in shown and "Traceback" not in shown
+    code, out, shown = on_terminal(offline_env, "run", str(root))  # nothing new: the scan only
+    assert code == 0 and out.startswith("photos 2: done 0 (faces 0, no face 0), already done 2")
+    assert drawn(shown)[0].startswith("scanning: 3 files [") and drawn(shown)[1:] == ["loaded: []", ""]

@@ -113,6 +113,7 @@ def test_openvino_missing(monkeypatch: pytest.MonkeyPatch, offline_env, tmp_path
     ):
         Runtime.resolve("openvino")
     (tmp_path / "drive").mkdir()
+    shutil.copy(PHOTOS / "tom_hanks" / "07.jpg", tmp_path / "drive")  # the runtime is chosen for a photo to process
     result = invoke({**offline_env, "FACEPIC_RUNTIME": "openvino"}, "run", str(tmp_path / "drive"))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.splitlines()[-1].startswith("Error: FACEPIC_RUNTIME=openvino, but OpenVINO is not installed")

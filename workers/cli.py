@@ -1,24 +1,23 @@
 """The Celery layer's commands, added to the same `facepic` command: `enqueue`, and the queue
 lengths `status` shows. The `facepic` console script starts here; facepic itself never
-imports Celery."""
+imports Celery, and this module imports it (and the rest) only when a command needs it."""
 
 from __future__ import annotations
 
 import time
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 import facepic.cli as facepic_cli
-from facepic import models, versions
 from facepic.cli import cli, finish, import_root, progress, say_error, settings_of, with_upload_options
-from facepic.ledger import Follower
-from facepic.pipeline import Context, cannot_process
-from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
-from facepic.settings import Settings
-from workers.app import make_app
-from workers.dispatch import CeleryDispatcher
+
+if TYPE_CHECKING:
+    from facepic.ledger import Follower
+    from facepic.planner import Summary
+    from facepic.settings import Settings
 
 
 @cli.command()
@@ -50,6 +49,13 @@ def enqueue(
 
         facepic enqueue --wait /media/drive/Photos
     """
+    from facepic import models, versions
+    from facepic.ledger import Follower
+    from facepic.pipeline import Context
+    from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner
+    from workers.app import make_app
+    from workers.dispatch import CeleryDispatcher
+
     settings = settings_of(obj)
     if follow_links:
         settings = settings.replace(follow_links=True)
@@ -98,6 +104,9 @@ def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary
     """Follow the ledger until every queued photo has its final line."""
     from tqdm import tqdm
 
+    from facepic import versions
+    from facepic.pipeline import cannot_process
+
     with tqdm(total=len(queued), desc="processing", unit="photo", disable=None) as bar:
         while queued:
             for entry in follower.new_entries():
@@ -121,6 +130,9 @@ def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary
 
 
 def queue_lengths(settings: Settings) -> dict[str, int]:
+    from workers.app import make_app
+    from workers.dispatch import CeleryDispatcher
+
     return CeleryDispatcher(make_app(settings)).queue_lengths()
 
 

@@ -10,6 +10,9 @@
 Every error a user can cause or cure is a ``FacePicError``: this group turns it into one line,
 "Error: ...", exit 1, scrubbed of secrets and naming the setting behind a server out of reach.
 Anything else is a bug and keeps its traceback.
+
+A command imports what it needs when it runs, never at the top of its module: `--help`,
+`--version` and `status` then load click and little else (tests/test_cli.py checks it).
 """
 
 from __future__ import annotations
@@ -17,15 +20,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from facepic.db import DatabaseUnavailable
 from facepic.errors import FacePicError
-from facepic.planner import Summary
-from facepic.settings import Settings, SettingsError, redact
-from facepic.storage import StorageUnavailable
+
+if TYPE_CHECKING:
+    from facepic.planner import Summary
+    from facepic.settings import Settings
 
 # Server settings a .env in the working folder may have switched: the first line says so.
 SERVER_SETTINGS = ("redis_url", "mongodb_uri", "s3_endpoint", "data_dir")
@@ -48,14 +51,12 @@ class FacePicGroup(click.Group):
 def user_message(e: FacePicError, settings: Settings | None) -> str:
     """The error's line, with the setting behind a server out of reach and where it came from
     (a .env written for Docker names hosts such as `mongo` that only exist inside compose)."""
+    from facepic.settings import redact
+
     message = str(e)
     if settings is None:
         return message
-    setting = getattr(e, "setting", None)
-    if setting is None and isinstance(e, DatabaseUnavailable):
-        setting = "mongodb_uri"
-    if setting is None and isinstance(e, StorageUnavailable):
-        setting = "s3_endpoint"
+    setting = getattr(e, "setting", None)  # a server out of reach names its setting
     if setting is not None:
         message += f"; check {settings.origin(setting)}"
     return redact(message, settings)
@@ -74,6 +75,8 @@ def cli(ctx: click.Context, env_file: str) -> None:
 def settings_of(obj: dict[str, Any]) -> Settings:
     """The command's settings, read once; says which server settings came from a .env file."""
     if "settings" not in obj:
+        from facepic.settings import Settings, SettingsError
+
         try:
             obj["settings"] = settings = Settings.load(env_file=obj["env_file"])
         except SettingsError as e:
@@ -89,17 +92,41 @@ def settings_of(obj: dict[str, Any]) -> Settings:
     return obj["settings"]
 
 
+class Stderr:
+    """``sys.stderr`` as it is at each write, for progress bars and the lines above them: the
+    embedded database swaps it (its engine's messages go to its log) while a bar is open."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+    def fileno(self) -> int:
+        return sys.stderr.fileno()
+
+    @property
+    def encoding(self) -> str | None:  # the bars' blocks where the terminal takes them
+        return getattr(sys.stderr, "encoding", None)
+
+
+STDERR = Stderr()
+
+
 def progress(items: Iterable[Any], desc: str, total: int | None = None) -> Iterator[Any]:
     from tqdm import tqdm
 
-    yield from tqdm(items, desc=desc, total=total, unit="photo", disable=None, file=sys.stderr)
+    yield from tqdm(items, desc=desc, total=total, unit="photo", disable=None, file=STDERR)
 
 
 def say_error(line: str) -> None:
     """A line for the user above the progress bar."""
     from tqdm import tqdm
 
-    tqdm.write(line, file=sys.stderr)
+    tqdm.write(line, file=STDERR)
 
 
 def import_root(settings: Settings, path: Path | None) -> Path:

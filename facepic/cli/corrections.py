@@ -4,31 +4,23 @@ Each command calls one function of ``facepic.persons``, the same one any other f
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from facepic.changes import finish_pending
 from facepic.cli import cli, settings_of
-from facepic.db import Library
-from facepic.derived import Covers
-from facepic.embedded import embedded_database
-from facepic.persons import (
-    hide_person,
-    merge_persons,
-    move_face,
-    name_person,
-    others_named,
-    pick_cover,
-    recluster_library,
-    reject_face,
-)
-from facepic.pipeline import Context
-from facepic.settle import settle_library
+
+if TYPE_CHECKING:
+    from facepic.db import Library
 
 
 def _persons_op(obj: dict, op: Callable[[Library, Any], str]) -> None:
     """Run one change to persons against the library; print its one-line result."""
+    from facepic.changes import finish_pending
+    from facepic.derived import Covers
+    from facepic.embedded import embedded_database
+    from facepic.pipeline import Context
+
     settings = settings_of(obj)
     with embedded_database(settings) as settings, Context(settings) as ctx:
         covers = Covers(ctx)
@@ -50,6 +42,7 @@ def name(obj: dict, person: str, name: str) -> None:
 
         facepic name p3f2a9c1d Alice
     """
+    from facepic.persons import name_person, others_named
 
     def op(lib: Library, covers: Any) -> str:
         named = name_person(lib, person, name)
@@ -74,6 +67,7 @@ def merge(obj: dict, target: str, sources: tuple[str, ...]) -> None:
 
         facepic merge Alice p91c0d2e7 p0aa81b33
     """
+    from facepic.persons import merge_persons
 
     def op(lib: Library, covers: Any) -> str:
         merged = merge_persons(lib, target, list(sources), covers)
@@ -94,6 +88,8 @@ def move(obj: dict, face_id: str, person: str | None, new_person: bool) -> None:
 
         facepic move 1b9e...-f0 Alice
     """
+    from facepic.persons import move_face
+
     if (person is None) == (not new_person):
         raise click.UsageError("give a PERSON or --new (not both)")
     _persons_op(obj, lambda lib, covers: f"face {face_id} is in person {move_face(lib, face_id, person, covers)}")
@@ -109,6 +105,8 @@ def reject(obj: dict, face_id: str) -> None:
 
         facepic reject 1b9e...-f0
     """
+    from facepic.persons import reject_face
+
     _persons_op(obj, lambda lib, covers: f"face {face_id} left person {reject_face(lib, face_id, covers)}")
 
 
@@ -123,6 +121,7 @@ def cover(obj: dict, person: str, face_id: str) -> None:
 
         facepic cover Alice 1b9e...-f0
     """
+    from facepic.persons import pick_cover
 
     def op(lib: Library, covers: Any) -> str:
         pick_cover(lib, person, face_id, covers)
@@ -142,6 +141,7 @@ def hide(obj: dict, person: str, unhide: bool) -> None:
 
         facepic hide p91c0d2e7
     """
+    from facepic.persons import hide_person
 
     def op(lib: Library, covers: Any) -> str:
         doc = hide_person(lib, person, hidden=not unhide)
@@ -160,6 +160,7 @@ def recluster(obj: dict) -> None:
 
         facepic recluster
     """
+    from facepic.persons import recluster_library
 
     def op(lib: Library, covers: Any) -> str:
         s = recluster_library(lib, settings_of(obj).rules, covers)
@@ -187,6 +188,7 @@ def settle(obj: dict, everything: bool) -> None:
 
         facepic settle
     """
+    from facepic.settle import settle_library
 
     def op(lib: Library, covers: Any) -> str:
         settings = settings_of(obj)

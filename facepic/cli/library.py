@@ -8,17 +8,7 @@ from typing import Any
 import click
 
 import facepic.cli as facepic_cli
-from facepic import check as consistency
-from facepic import cleanup as wipe
-from facepic import report as reports
-from facepic.changes import finish_pending_of
 from facepic.cli import cli, settings_of
-from facepic.derived import Covers
-from facepic.embedded import embedded_database
-from facepic.ledger import Ledger
-from facepic.pipeline import Context
-from facepic.planner import count_skipped
-from facepic.scan import QUIET, display
 
 
 @cli.command()
@@ -34,6 +24,10 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
 
         facepic status --failed
     """
+    from facepic.ledger import Ledger
+    from facepic.planner import count_skipped
+    from facepic.scan import QUIET, display
+
     settings = settings_of(obj)
     try:
         state = Ledger(settings.ledger_path).read()
@@ -122,6 +116,11 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
 
         facepic persons --json > persons.json
     """
+    from facepic import report as reports
+    from facepic.changes import finish_pending_of
+    from facepic.embedded import embedded_database
+    from facepic.pipeline import Context
+
     settings = settings_of(obj)
     sheet = None
     with embedded_database(settings) as settings, Context(settings) as ctx:
@@ -166,6 +165,10 @@ def cleanup(obj: dict, yes: bool, dry_run: bool) -> None:
 
         facepic cleanup --dry-run
     """
+    from facepic import cleanup as wipe
+    from facepic.embedded import embedded_database
+    from facepic.pipeline import Context
+
     settings = settings_of(obj)
     with embedded_database(settings) as settings, Context(settings) as ctx:
         plan = wipe.plan(settings, ctx.library)
@@ -193,6 +196,12 @@ def check(obj: dict, repair: bool) -> None:
 
         facepic check --repair
     """
+    from facepic import check as consistency
+    from facepic import report as reports
+    from facepic.derived import Covers
+    from facepic.embedded import embedded_database
+    from facepic.pipeline import Context
+
     settings = settings_of(obj)
     with embedded_database(settings) as settings, Context(settings) as ctx:
         store = ctx.store if settings.stores_originals else None

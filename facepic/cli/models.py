@@ -7,13 +7,6 @@ import sys
 import click
 
 from facepic.cli import cli, settings_of
-from facepic.derived import Covers
-from facepic.detect import FaceEngine
-from facepic.embedded import embedded_database
-from facepic.models import resolve
-from facepic.pipeline import Context
-from facepic.reembed import reembed as run_reembed
-from facepic.runtime import Runtime
 
 
 @cli.command()
@@ -30,6 +23,14 @@ def reembed(obj: dict, model_name: str, no_switch: bool) -> None:
         facepic reembed --model buffalo_l
     """
     from tqdm import tqdm
+
+    from facepic.derived import Covers
+    from facepic.detect import FaceEngine
+    from facepic.embedded import embedded_database
+    from facepic.models import resolve
+    from facepic.pipeline import Context
+    from facepic.reembed import reembed as run_reembed
+    from facepic.runtime import Runtime
 
     settings = settings_of(obj)
     with embedded_database(settings) as settings, Context(settings) as ctx:
@@ -72,6 +73,10 @@ def fetch_model(obj: dict, name: str) -> None:
 
         facepic fetch-model buffalo_l
     """
+    from facepic.detect import FaceEngine
+    from facepic.models import resolve
+    from facepic.runtime import Runtime
+
     settings = settings_of(obj)
     runtime = Runtime.for_settings(settings, 1)
     choice = resolve(name, settings.model_root).on(runtime.describe())

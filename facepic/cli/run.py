@@ -1,23 +1,34 @@
-"""`facepic run`: the whole chain in the foreground, on the embedded default or the servers."""
+"""`facepic run`: the whole chain in the foreground, on the embedded default or the servers.
+
+The folder is checked and scanned against the ledger before anything else: the library (the
+embedded database), the face model and the pool start at the first new photo, so a run with
+nothing new opens none of them. On a terminal, bars show the scan, the photos and the settle.
+"""
 
 from __future__ import annotations
 
 import os
-from functools import partial
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from facepic import models, versions
-from facepic.changes import finish_pending_of
-from facepic.cli import cli, finish, import_root, progress, say_error, settings_of, with_upload_options
-from facepic.embedded import embedded_database
-from facepic.pipeline import Context, Job
-from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner, Summary
-from facepic.runner import CpuPool, process, summarize
-from facepic.runtime import Runtime, engine_installed, limit_blas_threads
-from facepic.settings import Settings
-from facepic.settle import settle_run
+from facepic.cli import STDERR, cli, finish, import_root, say_error, settings_of, with_upload_options
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from facepic import models
+    from facepic.pipeline import Context, Job
+    from facepic.planner import Planner, Summary
+    from facepic.runner import CpuPool
+    from facepic.settings import Settings
+
+TICK_SECONDS = 0.5  # a bar waiting on the pool (models loading) still shows its clock
 
 
 @cli.command()
@@ -50,65 +61,199 @@ def run(
         settings = settings.replace(follow_links=True)
     upload = settings.stores_originals and not disable_upload
     root = None if upload_only else import_root(settings, path)
-    limit_blas_threads(1)  # this process's index stage runs beside a pool that fills the cores
-    with embedded_database(settings) as settings, Context(settings) as ctx:
-        ctx.library.ensure_indexes()
-        finish_pending_of(ctx)
-        summary = _run(ctx, root, upload, upload_only, retry_failed)
+    with ExitStack() as stack:
+        library = OnDemand(settings, stack)
+        summary = _run(library, root, upload, upload_only, retry_failed)
     finish(summary, root)
+
+
+class OnDemand:
+    """The library of a run, opened at its first use (the embedded database, the connections,
+    a change a killed process left finished): a run with nothing new never opens it."""
+
+    def __init__(self, settings: Settings, stack: ExitStack) -> None:
+        self.settings = settings
+        self._stack = stack
+        self._ctx: Context | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self._ctx is not None
+
+    @property
+    def ctx(self) -> Context:
+        if self._ctx is None:
+            from facepic.changes import finish_pending_of
+            from facepic.embedded import embedded_database
+            from facepic.pipeline import Context
+            from facepic.runtime import limit_blas_threads
+
+            limit_blas_threads(1)  # this process's index stage runs beside a pool that fills the cores
+            settings = self._stack.enter_context(embedded_database(self.settings))
+            ctx = self._stack.enter_context(Context(settings))
+            ctx.library.ensure_indexes()
+            finish_pending_of(ctx)
+            self._ctx = ctx
+        return self._ctx
 
 
 def choose_model(settings: Settings, library_model: str | None, processes: int) -> models.ModelChoice:
     """The model a run uses, described with the runtime its ``processes`` processes use where
     this machine has the face engine."""
+    from facepic import models
+    from facepic.runtime import Runtime, engine_installed
+
     choice = models.for_library(settings.model, settings.model_root, library_model)
     if not engine_installed():
         return choice
     return choice.on(Runtime.for_settings(settings, processes).describe())
 
 
-def _run(ctx: Context, root: Path | None, upload: bool, upload_only: bool, retry_failed: bool) -> Summary:
-    settings = ctx.settings
-    choice = choose_model(settings, ctx.library.library_model(), settings.workers or os.cpu_count() or 1)
-    click.echo(choice.describe(), err=True)
+def _run(library: OnDemand, root: Path | None, upload: bool, upload_only: bool, retry_failed: bool) -> Summary:
+    from facepic.ledger import Ledger
+    from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner
+
+    settings = library.settings
     planner = Planner(
-        ctx.ledger,
-        choice.source,
+        Ledger(settings.folder.ledger),
+        "",  # the model: known once the library is open, at the first photo to process
         upload,
         retry_failed,
         report=say_error,
         record_queued=False,
         follow_links=settings.follow_links,
-        retire=partial(versions.retire_one, ctx),
+        retire=lambda root, rel: _retire(library.ctx, root, rel),
     )
-    if upload or upload_only:
-        ctx.store.ensure_bucket()
-    pool = None
     if upload_only:
-        jobs = list(planner.upload_jobs())
-        stages = UPLOAD_CHAIN
-    else:
-        assert root is not None
-        root = planner.check_root(root)
-        pool = CpuPool(settings, choice.source)  # models load while we scan
-        try:
-            jobs = list(progress(planner.new_jobs(root), "scanning"))
-        except BaseException:
+        uploads = list(planner.upload_jobs())
+        if uploads:
+            _process(library.ctx, uploads, UPLOAD_CHAIN, planner.summary, None, _open(library, planner, upload=True))
+        return planner.summary
+    assert root is not None
+    root = planner.check_root(root)  # a missing or empty folder is said before anything loads
+    pool: CpuPool | None = None
+    choice: models.ModelChoice | None = None
+    try:
+        jobs: list[Job] = []
+        with bar(desc="scanning", bar_format="{desc}: {n_fmt} files [{elapsed}]") as scanned:
+            for job in planner.new_jobs(root, looked_at=lambda: scanned.update(1)):
+                if pool is None:
+                    # The first new photo: the models load in the pool while the scan goes on.
+                    from facepic.runner import CpuPool
+
+                    choice = _open(library, planner, upload)
+                    pool = CpuPool(library.ctx.settings, choice.source)
+                    job["model"] = planner.model
+                jobs.append(job)
+        if pool is not None:
+            unsettled = settings.folder.unsettled
+            unsettled.touch()  # a run killed from here on leaves a settle to the next one
+            _process(library.ctx, jobs, FULL_CHAIN, planner.summary, pool, choice)
+            pool = None  # shut down by process()
+        elif settings.folder.unsettled.exists():
+            say_error("an earlier run stopped before settling its faces: settling them now")
+        else:
+            return planner.summary  # nothing new: no library, model or pool was needed
+        _settle(library.ctx, planner.summary.faces)
+        settings.folder.unsettled.unlink(missing_ok=True)
+    finally:
+        if pool is not None:
             pool.executor.shutdown(cancel_futures=True)
-            raise
-        stages = FULL_CHAIN
-    summary = planner.summary
-    bar = progress(range(len(jobs)), "processing", total=len(jobs))
+    return planner.summary
 
-    def done(job: Job) -> None:
-        summarize(summary, job, say_error)
-        next(bar, None)
 
-    if pool is not None and not jobs:
-        pool.executor.shutdown(cancel_futures=True)
-    process(ctx, jobs, stages, done, pool)
-    for _ in bar:
-        pass
-    if not upload_only:
-        settle_run(ctx)  # the persons of the faces this run stored, decided together
-    return summary
+def _retire(ctx: Context, root: str, rel: str) -> Any:
+    from facepic import versions
+
+    return versions.retire_one(ctx, root, rel)
+
+
+def _open(library: OnDemand, planner: Planner, upload: bool) -> models.ModelChoice:
+    """Open the library for the photos to process: its model, said on one line."""
+    ctx = library.ctx
+    settings = ctx.settings
+    choice = choose_model(settings, ctx.library.library_model(), settings.workers or os.cpu_count() or 1)
+    say_error(choice.describe())
+    planner.model = choice.source
+    if upload:
+        ctx.store.ensure_bucket()
+    return choice
+
+
+def _process(
+    ctx: Context,
+    jobs: list[Job],
+    stages: tuple[str, ...],
+    summary: Summary,
+    pool: CpuPool | None,
+    choice: models.ModelChoice | None,
+) -> None:
+    from facepic import runner
+
+    with bar(total=len(jobs), desc="photos", unit="photo") as done_bar, ticking(done_bar):
+        done_bar.set_postfix_str("loading the face model" if pool is not None else "", refresh=False)
+
+        def done(job: Job) -> None:
+            runner.summarize(summary, job, say_error)
+            persons = ctx.persons_known(choice.name) if choice is not None else None
+            figures = f"faces {summary.faces:,}" + (f", persons {persons:,}" if persons is not None else "")
+            done_bar.set_postfix_str(figures, refresh=False)
+            done_bar.update(1)
+
+        runner.process(ctx, jobs, stages, done, pool)
+
+
+def _settle(ctx: Context, faces: int) -> None:
+    """The persons of the faces this run stored, decided together; on a terminal, a line
+    before (it can take a while on a large library) and its figures after."""
+    from facepic.report import counted
+    from facepic.settle import settle_run
+
+    terminal = _on_terminal()
+    if terminal:
+        click.echo(f"settling {counted(faces, 'face')} and those still without a person...", err=True)
+    s = settle_run(ctx)
+    if terminal:
+        click.echo(
+            f"persons {s.persons_before:,} -> {s.persons_after:,} (created {s.persons_created:,}, "
+            f"removed {s.persons_deleted:,}); faces moved {s.faces_moved:,}, newly assigned {s.faces_assigned:,}",
+            err=True,
+        )
+
+
+def _on_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def bar(total: int | None = None, **kwargs: Any) -> Iterator[tqdm]:
+    """A progress bar on stderr when it is a terminal (nothing otherwise), closed before an
+    exception leaves: after Ctrl-C it is not drawn again under the "interrupted" line."""
+    from tqdm import tqdm
+
+    progress = tqdm(total=total, disable=not _on_terminal(), file=STDERR, dynamic_ncols=True, **kwargs)
+    try:
+        yield progress
+    finally:
+        progress.close()
+
+
+@contextmanager
+def ticking(progress: tqdm) -> Iterator[None]:
+    """Redraw ``progress`` every TICK_SECONDS, so that its clock runs while nothing finishes."""
+    if progress.disable:
+        yield
+        return
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(TICK_SECONDS):
+            progress.refresh()
+
+    thread = threading.Thread(target=tick, name="facepic-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -116,6 +116,12 @@ class Context:
             self._matchers[model] = matcher
         return self._matchers[model]
 
+    def persons_known(self, model: str) -> int | None:
+        """The persons the index stage's matcher for ``model`` holds (a progress figure), or
+        None before it has read them."""
+        matcher = self._matchers.get(model)
+        return None if matcher is None else matcher.persons
+
     def forget_matchers(self) -> None:
         """Read the persons' faces from MongoDB again at the next photo (a batch failed
         midway: the matcher may know faces that were never stored)."""
