@@ -37,6 +37,7 @@ from facepic.ledger import now_iso
 from facepic.models import ModelMismatch
 
 SETTLE_META_ID = "settle"  # the settle mark's document in `meta`
+RECLUSTER_META_ID = "recluster"  # what the last recluster left unassigned
 # Every collection FacePic makes; `cleanup` drops these and nothing else.
 COLLECTIONS = (
     "images",
@@ -497,6 +498,21 @@ class Library:
     def set_settle_mark(self, model: str, seq: int) -> None:
         with self.errors():
             self.meta.replace_one({"_id": SETTLE_META_ID}, {"model": model, "seq": seq}, upsert=True)
+
+    def unassigned_state(self) -> dict[str, Any]:
+        """What the unassigned faces are, as far as a later look needs to tell whether they
+        changed: the library's epoch (every change bumps it), its last face number, their count."""
+        return {"epoch": self.epoch(), "seq": self.current_seq(), "unassigned": self.unassigned_faces()}
+
+    def recluster_mark(self) -> dict[str, Any]:
+        """What the last `recluster` left (``unassigned_state``) and how many faces it placed."""
+        with self.errors():
+            return self.meta.find_one({"_id": RECLUSTER_META_ID}, {"_id": 0}) or {}
+
+    def set_recluster_mark(self, placed: int) -> None:
+        mark = {**self.unassigned_state(), "placed": placed}
+        with self.errors():
+            self.meta.replace_one({"_id": RECLUSTER_META_ID}, mark, upsert=True)
 
     def faces_to_settle(self, model: str, after_seq: int | None, upto_seq: int) -> list[dict[str, Any]]:
         """Faces of ``model`` numbered in (after_seq, upto_seq] (None: every face), then the

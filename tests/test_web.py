@@ -564,3 +564,20 @@ def test_the_page_hides_secrets_in_its_errors_as_the_cli_does(library: dict[str,
         server.stop()
     cli = invoke({**library, "FACEPIC_WEB_AUTH": f"ann:{password}"}, "name", password, "x")
     assert cli.exit_code == 1 and password not in cli.output and "***" in cli.output
+
+
+def test_a_merge_says_which_names_it_dropped_and_a_busy_page_writes_no_queue_depth(server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    first, second = persons[0]["id"], persons[1]["id"]
+    assert call(f"{server.url}/api/persons/{first}/name", {"name": "Jennifer Aniston"})[0] == 200
+    assert call(f"{server.url}/api/persons/{second}/name", {"name": "Jennifer Lopez"})[0] == 200
+    status, done = call(f"{server.url}/api/persons/Jennifer Aniston/merge".replace(" ", "%20"), {"sources": [second]})
+    assert (status, done) == (200, {"id": first, "name": "Jennifer Aniston", "dropped_names": ["Jennifer Lopez"]})
+    # More requests at once than the server has threads: some wait in its queue.
+    with ThreadPoolExecutor(64) as pool:
+        assert set(pool.map(lambda _: call(server.url + "/api/persons")[0], range(256))) == {200}
+    server.stop()
+    assert server.process.stdout is not None
+    assert "Task queue depth" not in server.process.stdout.read()

@@ -16,6 +16,7 @@ from facepic.cli import cli, settings_of
 from facepic.derived import Covers
 from facepic.embedded import embedded_database
 from facepic.ledger import Ledger
+from facepic.persons import recluster_may_place
 from facepic.pipeline import Context
 from facepic.planner import count_skipped
 from facepic.scan import QUIET, display
@@ -128,6 +129,7 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
         finish_pending_of(ctx)  # a change the last process left midway
         people = reports.persons(ctx.library, hidden=show_all)
         unassigned = ctx.library.unassigned_faces()
+        hint = unassigned and recluster_may_place(ctx.library)
         if as_html:
             loose, _ = ctx.library.web_unassigned(0, UNASSIGNED_ON_SHEET)
             faces = [{"face_id": f["_id"], "image_id": f["image_id"]} for f in loose]
@@ -146,7 +148,8 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
     if unassigned:
         click.echo(
             f"{reports.counted(unassigned, 'face', ('belongs', 'belong'))} to nobody yet (too small or blurred to found a person, "
-            "ambiguous, or rejected): `facepic recluster` places those it can"
+            "ambiguous, or rejected)"
+            + (": `facepic recluster` places those it can" if hint else ": the last recluster placed none of them")
         )
 
 

@@ -142,6 +142,8 @@ def _pages(app: Flask, site: Site) -> None:
     def merge(person_id: str) -> BaseResponse:
         done = site.merge(request.form.get("into", ""), [person_id])
         flash(f"merged into {done['name'] or done['id']}", "ok")
+        for dropped in done["dropped_names"]:
+            flash(f"note: the name {dropped!r} was dropped", "note")
         return redirect(url_for("person", person_id=done["id"]))
 
     @app.post("/persons/<person_id>/cover")

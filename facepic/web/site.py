@@ -231,7 +231,7 @@ class Site:
 
     def merge(self, target: str, sources: Sequence[str]) -> dict[str, Any]:
         doc = self._change(lambda: corrections.merge_persons(self.lib, target, list(sources), self.covers))
-        return {"id": doc["_id"], "name": doc.get("name", "")}
+        return {"id": doc["_id"], "name": doc.get("name", ""), "dropped_names": doc["dropped_names"]}
 
     def move(self, face_id: str, target: str | None) -> dict[str, Any]:
         pid = self._change(lambda: corrections.move_face(self.lib, face_id, target, self.covers))
