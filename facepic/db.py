@@ -969,7 +969,7 @@ class Library:
         query = {"$or": [{"name": {"$regex": pattern, "$options": "i"}}, {"_id": {"$regex": "^" + pattern}}]}
         with self.errors():
             return list(
-                self.persons.find(query, {"name": 1, "face_count": 1, "hidden": 1})
+                self.persons.find(query, {"name": 1, "face_count": 1, "hidden": 1, "best_face_id": 1})
                 .sort([("face_count", -1), ("_id", 1)])
                 .limit(limit)
             )

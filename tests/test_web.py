@@ -235,7 +235,7 @@ def test_fixing_the_people_through_the_page(server: Server, browser: Any, librar
     after = {p["id"]: p for p in persons_json(library)}
     assert second not in after
     assert after[first]["name"] == XSS and after[first]["face_count"] == merged - 1
-    assert after[first]["best_face_id"] == chosen
+    assert after[first]["cover_face_id"] == after[first]["best_face_id"] == chosen
     assert rejected not in {f["face_id"] for f in after[first]["faces"]}
     assert rejected in {f["face_id"] for f in after[third]["faces"]}
     assert moved not in {f["face_id"] for f in after[third]["faces"]}
@@ -581,3 +581,38 @@ def test_a_merge_says_which_names_it_dropped_and_a_busy_page_writes_no_queue_dep
     server.stop()
     assert server.process.stdout is not None
     assert "Task queue depth" not in server.process.stdout.read()
+
+
+def test_the_api_reads_a_person_by_name_or_prefix_in_the_shape_persons_json_has(
+    server: Server, library: dict[str, str]
+) -> None:
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    first, second, third = (p["id"] for p in persons[:3])
+    assert call(f"{server.url}/api/persons/{first}/name", {"name": "Leonardo DiCaprio"})[0] == 200
+    status, by_name = call(f"{server.url}/api/persons/Leonardo%20DiCaprio")
+    assert status == 200 and by_name["id"] == first and by_name["name"] == "Leonardo DiCaprio"
+    status, by_prefix = call(f"{server.url}/api/persons/{second[:6]}")
+    assert status == 200 and by_prefix["id"] == second
+    # Two persons of one name: refused as the changes refuse it, the candidates listed.
+    assert call(f"{server.url}/api/persons/{third}/name", {"name": "Twin"})[0] == 200
+    assert call(f"{server.url}/api/persons/{second}/name", {"name": "twin"})[0] == 200
+    status, error = call(f"{server.url}/api/persons/Twin")
+    assert status == 400 and error["error"].startswith("2 persons are named 'Twin'"), (status, error)
+    assert second in error["error"] and third in error["error"]
+    assert call(f"{server.url}/api/persons/nobody-at-all") == (
+        404,
+        {"error": "no person 'nobody-at-all' (give an id from `facepic persons`, or a name)"},
+    )
+    assert call(f"{server.url}/api/persons/{first[:3]}")[0] == 404
+
+    # One shape of a person: the list, the search, the person and `persons --json` agree.
+    shape = {"id", "name", "face_count", "hidden", "cover_face_id"}
+    listed = {p["id"]: p for p in call(server.url + "/api/persons")[1]["persons"]}
+    found = call(f"{server.url}/api/persons/search?q=leonardo")[1]
+    assert [set(p) for p in found] == [shape] and found[0] == listed[first]
+    assert found[0]["cover_face_id"]
+    status, person = call(f"{server.url}/api/persons/{first}")
+    assert {k: person[k] for k in shape} == listed[first]
+    server.stop()
+    cli = {p["id"]: p for p in persons_json(library)}
+    assert {k: cli[first][k] for k in shape} == listed[first]

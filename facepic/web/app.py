@@ -77,9 +77,10 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
 
     @app.errorhandler(NotFound)
     def not_found(e: NotFound) -> Any:
+        message = redact(str(e), ctx.settings)  # the path may hold a secret typed as a name
         if request.path.startswith("/api/"):
-            return jsonify(error=str(e)), 404
-        return render_template("error.html", message=str(e)), 404
+            return jsonify(error=message), 404
+        return render_template("error.html", message=message), 404
 
     @app.errorhandler(FacePicError)
     def refused(e: FacePicError) -> Any:

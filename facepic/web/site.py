@@ -19,6 +19,7 @@ from facepic.db import Library
 from facepic.derived import Covers
 from facepic.errors import FacePicError
 from facepic.pipeline import Context
+from facepic.report import person_summary
 from facepic.thumbnails import square_window
 
 PER_PAGE = 60  # persons or faces on one page
@@ -62,16 +63,6 @@ def page_number(raw: str | None) -> int:
         return max(1, min(int(raw or 1), 1_000_000))
     except ValueError:
         return 1
-
-
-def person_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": doc["_id"],
-        "name": doc.get("name", ""),
-        "face_count": int(doc.get("face_count", 0)),
-        "hidden": bool(doc.get("hidden")),
-        "cover_face_id": doc.get("best_face_id"),
-    }
 
 
 def photo_summary(doc: dict[str, Any]) -> dict[str, Any]:
@@ -118,11 +109,13 @@ class Site:
             return []
         return [person_summary(d) for d in self.lib.web_name_search(text, SEARCH_LIMIT)]
 
-    def person(self, person_id: str, page: int) -> dict[str, Any]:
-        doc = self.lib.web_person(person_id) if PERSON_ID.match(person_id) else None
-        if doc is None:
-            raise NotFound(f"no person {person_id!r}")
-        faces, total = self.lib.web_faces_of_person(person_id, (page - 1) * PER_PAGE, PER_PAGE)
+    def person(self, ref: str, page: int) -> dict[str, Any]:
+        """A person by id, unique id prefix or name, as the changes take it, with a page of its faces."""
+        try:
+            doc = corrections.find_person(self.lib, ref)
+        except corrections.NoSuchPerson as e:
+            raise NotFound(str(e)) from None
+        faces, total = self.lib.web_faces_of_person(doc["_id"], (page - 1) * PER_PAGE, PER_PAGE)
         images = self.lib.web_images([f["image_id"] for f in faces])
         return {
             **person_summary(doc),
