@@ -616,3 +616,48 @@ def test_the_api_reads_a_person_by_name_or_prefix_in_the_shape_persons_json_has(
     server.stop()
     cli = {p["id"]: p for p in persons_json(library)}
     assert {k: cli[first][k] for k in shape} == listed[first]
+
+
+# --- names first, every page in reach -------------------------------------------------------------
+
+PERSON_ID_TEXT = r"p[0-9a-f]{15}"
+
+
+def test_an_unnamed_person_is_unnamed_and_labels_stay_inside_the_photo(server: Server, browser: Any) -> None:
+    import re
+
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    faces = [f for p in persons for f in call(f"{server.url}/api/persons/{p['id']}")[1]["faces"]]
+    # The face whose box reaches furthest right gets a long name.
+    placed = [(call(f"{server.url}/api/photos/{f['image_id']}")[1], f) for f in faces[:40]]
+    photo, face = max(
+        placed, key=lambda pf: next(g["on_thumbnail"][2] for g in pf[0]["faces"] if g["face_id"] == pf[1]["face_id"])
+    )
+    right = next(g for g in photo["faces"] if g["face_id"] == face["face_id"])
+    assert right["on_thumbnail"][2] > 60, right  # a box near the right edge
+    named = right["person"]["id"]
+    assert call(f"{server.url}/api/persons/{named}/name", {"name": "Maximiliana Wolkenstein-Trauttmansdorff"})[0] == 200
+    unnamed = next(p for p in persons if p["id"] != named)
+
+    browser.get(server.url + "/")
+    card = browser.find_element("css selector", f"li[data-person='{unnamed['id']}']")
+    assert card.find_element("css selector", ".name").text == "Unnamed"
+    assert card.find_element("css selector", ".pid").text == unnamed["id"]
+    assert f"{unnamed['face_count']} faces" in card.find_element("css selector", ".count").text
+
+    browser.get(f"{server.url}/persons/{unnamed['id']}")
+    assert browser.find_element("id", "person-name").text == "Unnamed"
+    buttons = {b.text for b in browser.find_elements("css selector", "button")}
+    assert "Not this person" in buttons
+
+    browser.get(f"{server.url}/photos/{photo['id']}")
+    texts = browser.find_elements("css selector", "svg.boxes text")
+    for text in texts:
+        x, width = browser.execute_script("const b = arguments[0].getBBox(); return [b.x, b.width];", text)
+        assert 0 <= x and x + width <= 300, (text.get_attribute("textContent"), x, width)
+    labels = [t.text for t in texts]
+    assert any(label.startswith("Maximiliana") for label in labels), labels
+    for page in ("/", f"/persons/{unnamed['id']}", f"/photos/{photo['id']}", "/unassigned"):
+        browser.get(server.url + page)
+        shown = [e.text for e in browser.find_elements("css selector", "button, .name, svg text, h1, h2")]
+        assert not [s for s in shown if re.search(PERSON_ID_TEXT, s)], (page, shown)
