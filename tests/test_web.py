@@ -661,3 +661,36 @@ def test_an_unnamed_person_is_unnamed_and_labels_stay_inside_the_photo(server: S
         browser.get(server.url + page)
         shown = [e.text for e in browser.find_elements("css selector", "button, .name, svg text, h1, h2")]
         assert not [s for s in shown if re.search(PERSON_ID_TEXT, s)], (page, shown)
+
+
+WIDER_THAN_THE_WINDOW = """return [...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > window.innerWidth)
+    .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().width) + 'px')"""
+
+
+def test_a_page_past_the_last_and_a_phone_sized_window_still_read_well(server: Server, browser: Any) -> None:
+    browser.get(server.url + "/?page=99")
+    main = browser.find_element("tag name", "main").text
+    assert "No persons on this page" in main and "No people yet" not in main, main
+    browser.find_element("link text", "the last page").click()
+    assert browser.find_elements("css selector", "li.card[data-person]")
+
+    # "Someone else" opens inside its card without squeezing the box a person is typed in.
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    face = call(f"{server.url}/api/persons/{persons[0]['id']}")[1]["faces"][0]["face_id"]
+    assert call(f"{server.url}/api/faces/{face}/reject", {})[0] == 200
+    browser.get(server.url + "/unassigned")
+    card = browser.find_element("css selector", f"li[data-face='{face}']")
+    before = card.size["width"]
+    card.find_element("css selector", "summary").click()
+    field = card.find_element("css selector", "form.move input[name=person]")
+    assert card.size["width"] == before
+    assert field.size["width"] >= before - 40, (field.size, before)
+
+    # A person's page at a phone's width does not scroll sideways.
+    browser.set_window_size(375, 800)
+    image = call(f"{server.url}/api/persons/{persons[1]['id']}")[1]["faces"][0]["image_id"]
+    for page in (f"/persons/{persons[1]['id']}", "/", "/unassigned", f"/photos/{image}", "/search?q=a"):
+        browser.get(server.url + page)
+        wide, inner = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert wide <= inner, (page, wide, inner, browser.execute_script(WIDER_THAN_THE_WINDOW))
