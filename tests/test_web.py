@@ -37,6 +37,10 @@ def built(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> tuple[d
     copy_photos(photos)
     # Another photo by its content (a byte after the JPEG's end), not a duplicate of its source.
     (photos / XSS_FILE).write_bytes((photos / "tom_hanks" / "07.jpg").read_bytes() + b"\0")
+    # Each photo a day older than the next by its file's time (one has an EXIF date too).
+    for day, photo in enumerate(sorted(photos.rglob("*.jpg"))):
+        stamp = (978_307_200 + day * 86_400) * 10**9  # from 2001-01-01
+        os.utime(photo, ns=(stamp, stamp))
     env = offline_settings(base / "data", model_root)
     assert invoke(env, "run", str(photos)).exit_code == 0
     return env, base / "data"
@@ -694,3 +698,40 @@ def test_a_page_past_the_last_and_a_phone_sized_window_still_read_well(server: S
         browser.get(server.url + page)
         wide, inner = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
         assert wide <= inner, (page, wide, inner, browser.execute_script(WIDER_THAN_THE_WINDOW))
+
+
+def test_faces_by_date_and_people_sorted_and_filtered(server: Server, browser: Any) -> None:
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    biggest = persons[0]["id"]
+    faces = call(f"{server.url}/api/persons/{biggest}")[1]["faces"]
+    dates = [f["date"] for f in faces]
+    assert all(dates) and dates == sorted(dates, reverse=True), faces  # newest photo first
+    assert {f["date_source"] for f in faces} <= {"taken", "file"}
+    browser.get(f"{server.url}/persons/{biggest}")
+    assert [e.text for e in browser.find_elements("css selector", "li.card[data-face] .date")] == [
+        d[:10] for d in dates
+    ]
+
+    alice, bob = persons[2]["id"], persons[1]["id"]
+    assert call(f"{server.url}/api/persons/{alice}/name", {"name": "Alice"})[0] == 200
+    assert call(f"{server.url}/api/persons/{bob}/name", {"name": "bob"})[0] == 200  # changed last
+
+    def cards() -> list[str]:
+        return [c.get_attribute("data-person") for c in browser.find_elements("css selector", "li.card[data-person]")]
+
+    browser.get(server.url + "/")
+    assert cards() == [p["id"] for p in persons]  # most faces first
+    browser.find_element("css selector", ".sorts a[data-sort=name]").click()
+    assert "sort=name" in browser.current_url and cards()[:2] == [alice, bob]
+    browser.find_element("css selector", ".sorts a[data-sort=recent]").click()
+    assert cards()[0] == bob
+    box = browser.find_element("css selector", "form.filter input[name=name]")
+    box.send_keys("ALI")
+    click(browser, "form.filter button")
+    assert "sort=recent" in browser.current_url and cards() == [alice]
+    browser.find_element("css selector", ".sorts a[data-sort=faces]").click()
+    assert "name=ALI" in browser.current_url and cards() == [alice]
+    browser.get(server.url + "/?name=nobody-of-that-name")
+    assert "No one's name holds" in browser.find_element("tag name", "main").text
+    assert call(server.url + "/api/persons?sort=shoe-size")[0] == 400
+    assert [p["id"] for p in call(server.url + "/api/persons?sort=name&name=b")[1]["persons"]] == [bob]

@@ -34,7 +34,7 @@ from facepic.pipeline import Context
 from facepic.settings import redact
 from facepic.thumbnails import FACE_SIZE, square_window
 from facepic.web import guard, originals
-from facepic.web.site import BadQuery, NotFound, Site, page_number
+from facepic.web.site import SORTS, BadQuery, NotFound, Site, page_number
 
 PRESIGNED_SECONDS = 300  # how long a bucket URL handed to the browser works
 MAX_SOURCES = 1000  # persons merged in one request: the change lock is held while they are
@@ -99,14 +99,24 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
     return app
 
 
+def _people_page(site: Site) -> dict[str, Any]:
+    """The people page's persons, as its query asks: ?page=, hidden=1, sort=, name=."""
+    args = request.args
+    return site.people(
+        page_number(args.get("page")),
+        args.get("hidden") == "1",
+        args.get("sort") or SORTS[0],
+        args.get("name", ""),
+    )
+
+
 def _pages(app: Flask, site: Site) -> None:
     def back(fallback: str) -> BaseResponse:
         return redirect(guard.safe_next(request.form.get("next"), fallback))
 
     @app.get("/")
     def people() -> str:
-        hidden = request.args.get("hidden") == "1"
-        return render_template("people.html", data=site.people(page_number(request.args.get("page")), hidden))
+        return render_template("people.html", data=_people_page(site))
 
     @app.get("/persons/<person_id>")
     def person(person_id: str) -> str:
@@ -199,9 +209,7 @@ def _api(app: Flask, site: Site) -> None:
 
     page = lambda: page_number(request.args.get("page"))  # noqa: E731
 
-    app.add_url_rule(
-        "/api/persons", "api_persons", lambda: jsonify(site.people(page(), request.args.get("hidden") == "1"))
-    )
+    app.add_url_rule("/api/persons", "api_persons", lambda: jsonify(_people_page(site)))
     app.add_url_rule("/api/persons/search", "api_find", lambda: jsonify(site.find(request.args.get("q", ""))))
     app.add_url_rule(
         "/api/persons/<person_id>", "api_person", lambda person_id: jsonify(site.person(person_id, page()))

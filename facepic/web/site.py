@@ -17,12 +17,14 @@ from typing import Any
 from facepic import persons as corrections
 from facepic.db import Library
 from facepic.derived import Covers
+from facepic.documents import photo_date
 from facepic.errors import FacePicError
 from facepic.pipeline import Context
 from facepic.report import person_summary
 from facepic.thumbnails import square_window
 
 PER_PAGE = 60  # persons or faces on one page
+SORTS = ("faces", "name", "recent")  # the people page's orders, the first the default
 SEARCH_LIMIT = 20
 MAX_QUERY = 200  # characters of a name search
 MAX_WANTED = 50  # persons a photo search asks for at once
@@ -94,12 +96,19 @@ class Site:
 
     # --- reads ------------------------------------------------------------------------
 
-    def people(self, page: int, hidden: bool) -> dict[str, Any]:
-        docs, total = self.lib.web_persons(hidden, (page - 1) * PER_PAGE, PER_PAGE)
+    def people(self, page: int, hidden: bool, sort: str = "faces", name: str = "") -> dict[str, Any]:
+        """A page of persons in ``sort`` order (SORTS), only those whose name holds ``name``."""
+        if sort not in SORTS:
+            raise BadQuery(f"sort is one of {', '.join(SORTS)} (not {sort[:40]!r})")
+        if len(name) > MAX_QUERY:
+            raise BadQuery(f"a name filter is at most {MAX_QUERY} characters (this one has {len(name):,})")
+        docs, total = self.lib.web_persons(hidden, (page - 1) * PER_PAGE, PER_PAGE, sort, name.strip())
         return {
             "persons": [person_summary(d) for d in docs],
             **Page(page, PER_PAGE, total).as_dict(),
             "hidden_included": hidden,
+            "sort": sort,
+            "name": name.strip(),
         }
 
     def find(self, text: str) -> list[dict[str, Any]]:
@@ -115,7 +124,9 @@ class Site:
             doc = corrections.find_person(self.lib, ref)
         except corrections.NoSuchPerson as e:
             raise NotFound(str(e)) from None
-        faces, total = self.lib.web_faces_of_person(doc["_id"], (page - 1) * PER_PAGE, PER_PAGE)
+        ordered = self._faces_by_date(doc["_id"])
+        total = len(ordered)
+        faces = self.lib.web_faces(ordered[(page - 1) * PER_PAGE : page * PER_PAGE])
         images = self.lib.web_images([f["image_id"] for f in faces])
         return {
             **person_summary(doc),
@@ -197,13 +208,28 @@ class Site:
     def person_doc(self, person_id: str) -> dict[str, Any] | None:
         return self.lib.web_person(person_id) if PERSON_ID.match(person_id) else None
 
+    def _faces_by_date(self, person_id: str) -> list[str]:
+        """A person's face ids, newest photo first (``photo_date``); undated ones last, by path."""
+        rows = self.lib.web_face_photos(person_id)
+        photos = self.lib.web_photo_dates([r["image_id"] for r in rows])
+        keyed = []
+        for r in rows:
+            photo = photos.get(r["image_id"], {})
+            keyed.append((photo_date(photo)[0] or "", photo.get("path") or "", r["_id"]))
+        keyed.sort(key=lambda k: (k[1], k[2]))
+        keyed.sort(key=lambda k: k[0], reverse=True)  # stable: a date's faces stay by path
+        return [k[2] for k in keyed]
+
     @staticmethod
     def _face(face: dict[str, Any], image: dict[str, Any] | None) -> dict[str, Any]:
+        date, source = photo_date(image or {})
         return {
             "face_id": face["_id"],
             "image_id": face["image_id"],
             "box": face.get("box"),
             "photo": (image or {}).get("path"),
+            "date": date,
+            "date_source": source,
             "person_id": face.get("person_id"),
             "candidates": [c for c in face.get("candidates") or [] if c],
         }
