@@ -37,6 +37,7 @@ from facepic.ledger import now_iso
 from facepic.models import ModelMismatch
 
 SETTLE_META_ID = "settle"  # the settle mark's document in `meta`
+RECLUSTER_META_ID = "recluster"  # what the last recluster left unassigned
 # Every collection FacePic makes; `cleanup` drops these and nothing else.
 COLLECTIONS = (
     "images",
@@ -500,6 +501,21 @@ class Library:
         with self.errors():
             self.meta.replace_one({"_id": SETTLE_META_ID}, {"model": model, "seq": seq}, upsert=True)
 
+    def unassigned_state(self) -> dict[str, Any]:
+        """What the unassigned faces are, as far as a later look needs to tell whether they
+        changed: the library's epoch (every change bumps it), its last face number, their count."""
+        return {"epoch": self.epoch(), "seq": self.current_seq(), "unassigned": self.unassigned_faces()}
+
+    def recluster_mark(self) -> dict[str, Any]:
+        """What the last `recluster` left (``unassigned_state``) and how many faces it placed."""
+        with self.errors():
+            return self.meta.find_one({"_id": RECLUSTER_META_ID}, {"_id": 0}) or {}
+
+    def set_recluster_mark(self, placed: int) -> None:
+        mark = {**self.unassigned_state(), "placed": placed}
+        with self.errors():
+            self.meta.replace_one({"_id": RECLUSTER_META_ID}, mark, upsert=True)
+
     def faces_to_settle(self, model: str, after_seq: int | None, upto_seq: int) -> list[dict[str, Any]]:
         """Faces of ``model`` numbered in (after_seq, upto_seq] (None: every face), then the
         unassigned ones not among them, each without box, landmarks or quality."""
@@ -925,12 +941,33 @@ class Library:
 
     # --- the web page's reads (facepic.web): pages of persons, faces and photos ----------
 
-    def web_persons(self, hidden: bool, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """A page of persons, most faces first (hidden ones too with ``hidden``), and how many in all."""
+    def web_persons(
+        self, hidden: bool, skip: int, limit: int, sort: str = "faces", name: str = ""
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of persons (hidden ones too with ``hidden``; only those whose name holds
+        ``name``, case-insensitive, when given), and how many in all. ``sort``: "faces" (most
+        first), "recent" (changed last first: a new photo of it changes it) or "name" (named
+        ones A to Z, ignoring case, then the unnamed, most faces first)."""
         query: dict[str, Any] = {} if hidden else {"hidden": {"$ne": True}}
+        if name:
+            query["name"] = {"$regex": re.escape(name), "$options": "i"}
         with self.errors():
             total = self.persons.count_documents(query)
-            docs = list(self.persons.find(query).sort([("face_count", -1), ("_id", 1)]).skip(skip).limit(limit))
+            if sort == "name":  # a case-insensitive order: in Python, as servers differ in collation
+                rows = list(self.persons.find(query, {"name": 1, "face_count": 1}))
+                rows.sort(
+                    key=lambda d: (
+                        not d.get("name"),
+                        (d.get("name") or "").casefold(),
+                        -d.get("face_count", 0),
+                        d["_id"],
+                    )
+                )
+                page = [d["_id"] for d in rows[skip : skip + limit]]
+                found = {d["_id"]: d for d in self.persons.find({"_id": {"$in": page}})}
+                return [found[p] for p in page if p in found], total
+            order = [("updated_at", -1), ("_id", 1)] if sort == "recent" else [("face_count", -1), ("_id", 1)]
+            docs = list(self.persons.find(query).sort(order).skip(skip).limit(limit))
         return docs, total
 
     def web_person(self, person_id: str) -> dict[str, Any] | None:
@@ -955,20 +992,35 @@ class Library:
         query = {"$or": [{"name": {"$regex": pattern, "$options": "i"}}, {"_id": {"$regex": "^" + pattern}}]}
         with self.errors():
             return list(
-                self.persons.find(query, {"name": 1, "face_count": 1, "hidden": 1})
+                self.persons.find(query, {"name": 1, "face_count": 1, "hidden": 1, "best_face_id": 1})
                 .sort([("face_count", -1), ("_id", 1)])
                 .limit(limit)
             )
 
-    def web_faces_of_person(self, person_id: str, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """A page of a person's faces (without embeddings), and how many it has."""
-        query = {"person_id": person_id}
+    def web_face_photos(self, person_id: str) -> list[dict[str, Any]]:
+        """Every face of a person: its id and its photo's, nothing more (to order them by date)."""
         with self.errors():
-            total = self.faces.count_documents(query)
-            docs = list(
-                self.faces.find(query, {"embedding": 0, "landmarks": 0}).sort("_id", ASCENDING).skip(skip).limit(limit)
-            )
-        return docs, total
+            return list(self.faces.find({"person_id": person_id}, {"image_id": 1}))
+
+    def web_photo_dates(self, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The photos' ``taken_at``, ``file_time`` and ``path``, by id."""
+        wanted = sorted(set(image_ids))
+        found: dict[str, dict[str, Any]] = {}
+        with self.errors():
+            for i in range(0, len(wanted), IN_BATCH):
+                for doc in self.images.find(
+                    {"_id": {"$in": wanted[i : i + IN_BATCH]}}, {"taken_at": 1, "file_time": 1, "path": 1}
+                ):
+                    found[doc["_id"]] = doc
+        return found
+
+    def web_faces(self, face_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The faces (without embeddings) in the order given; those not stored left out."""
+        with self.errors():
+            found = {
+                d["_id"]: d for d in self.faces.find({"_id": {"$in": list(face_ids)}}, {"embedding": 0, "landmarks": 0})
+            }
+        return [found[f] for f in face_ids if f in found]
 
     def web_unassigned(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """A page of the faces that belong to nobody, ambiguous ones (with candidates) first."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,7 @@ def image(
         "format": info["format"],
         "orientation": meta.get("orientation", 1),
         "taken_at": meta.get("taken_at"),
+        "file_time": file_time(job.get("mtime_ns")),
         "camera": meta.get("camera"),
         "gps": meta.get("gps"),
         "model": info["model"],
@@ -107,6 +109,25 @@ def image(
         "keys": dict(keys) if keys else None,
         "faces": image_faces(faces),
     }
+
+
+def file_time(mtime_ns: int | None) -> str | None:
+    """A file's modification time as ``taken_at`` is written (ISO, to the second, UTC)."""
+    if mtime_ns is None:
+        return None
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def photo_date(image: Mapping[str, Any]) -> tuple[str | None, str]:
+    """When a photo was taken, as well as FacePic knows: its EXIF time, else its file's
+    time when recorded; and where the date came from ("taken", "file" or "")."""
+    for field, source in (("taken_at", "taken"), ("file_time", "file")):
+        value = image.get(field)
+        if isinstance(value, datetime):  # written by another client as a date, not text
+            value = value.replace(tzinfo=None).isoformat(timespec="seconds")
+        if value:
+            return str(value), source
+    return None, ""
 
 
 def new_person(model: str | None, now: str, founded_by: str | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ seconds; ``images.faces`` (the redundant copy) is rewritten for every photo touc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,13 @@ class PersonError(FacePicError):
     """A correction that cannot be made: the message says why, for the user."""
 
 
+class NoSuchPerson(PersonError):
+    """A reference that names no person (the page answers 404 where it reads one)."""
+
+
+MIN_PREFIX = 4  # characters of an id a prefix must give: fewer match half the library
+
+
 @dataclass
 class ReclusterSummary:
     persons_before: int = 0
@@ -52,6 +60,7 @@ class ReclusterSummary:
 
 
 LISTED = 20  # candidates an ambiguous reference lists
+ID_PREFIX = re.compile(r"^p[0-9a-f]*$")  # what the start of a person's id looks like
 
 
 def _candidates(docs: list[dict[str, Any]], total: int) -> str:
@@ -67,7 +76,8 @@ def _candidates(docs: list[dict[str, Any]], total: int) -> str:
 
 def find_person(lib: Library, ref: str) -> dict[str, Any]:
     """A person by id, unique id prefix (4 characters or more), or name (case-insensitive).
-    An ambiguous name or prefix is refused with the candidates listed."""
+    An ambiguous name or prefix is refused with the candidates listed; no person is a
+    ``NoSuchPerson``."""
     doc = lib.person(ref)
     if doc:
         return doc
@@ -76,7 +86,11 @@ def find_person(lib: Library, ref: str) -> dict[str, Any]:
         return named[0]
     if len(named) > 1:
         raise PersonError(f"{len(named)} persons are named {ref!r} (give an id):\n" + _candidates(named, len(named)))
-    prefixed = lib.persons_with_prefix(ref, LISTED) if len(ref) >= 4 else []
+    if len(ref) < MIN_PREFIX and ID_PREFIX.match(ref):
+        raise NoSuchPerson(
+            f"no person {ref!r}: give at least {MIN_PREFIX} characters of an id (`facepic persons` lists them), or a name"
+        )
+    prefixed = lib.persons_with_prefix(ref, LISTED) if len(ref) >= MIN_PREFIX else []
     total = lib.count_persons_with_prefix(ref) if len(prefixed) > 1 else len(prefixed)
     if total == 1:
         return prefixed[0]
@@ -84,7 +98,7 @@ def find_person(lib: Library, ref: str) -> dict[str, Any]:
         raise PersonError(
             f"{total} persons have ids starting {ref!r} (give more of the id):\n" + _candidates(prefixed, total)
         )
-    raise PersonError(f"no person {ref!r} (give an id from `facepic persons`, or a name)")
+    raise NoSuchPerson(f"no person {ref!r} (give an id from `facepic persons`, or a name)")
 
 
 def others_named(lib: Library, name: str, person_id: str) -> list[str]:
@@ -126,7 +140,8 @@ def hide_person(lib: Library, ref: str, hidden: bool = True, covers: Covers | No
 
 def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers: Covers) -> dict[str, Any]:
     """Every face of the sources joins the target; the sources are gone, the target is the
-    user's (never split or merged away later). A face that rejected any of them leaves, unless
+    user's (never split or merged away later) and keeps its name (an unnamed one takes the
+    first source's); ``dropped_names`` lists the sources' other names. A face that rejected any of them leaves, unless
     the user placed it (a move): their placement and this merge are their latest word."""
     target = find_person(lib, target_ref)
     sources = list({s["_id"]: s for s in (find_person(lib, r) for r in dict.fromkeys(source_refs))}.values())
@@ -146,12 +161,13 @@ def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers:
     # A face that had rejected a source must not meet it again under the target's name:
     # the target absorbed the source, so rejecting the source means rejecting the target.
     change.reject_for(source_ids, target["_id"])
-    name = target.get("name") or next((s.get("name") for s in sources if s.get("name")), "")
+    name: str = target.get("name") or next((s["name"] for s in sources if s.get("name")), "")
+    dropped = list(dict.fromkeys(s["name"] for s in sources if s.get("name") and s["name"].lower() != name.lower()))
     change.set_person_fields(target["_id"], {"user_locked": True, "name": name, "updated_at": now_iso()})
     change.set_persons_fields(source_ids, {"user_locked": False})
     change.touch([target["_id"], *source_ids], [f["image_id"] for f in faces])
     change.commit(lib, covers)
-    return {**target, "name": name}
+    return {**target, "name": name, "dropped_names": dropped}
 
 
 def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers) -> str:
@@ -278,4 +294,15 @@ def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSu
     summary.faces_assigned = sum(1 for i in changed if person[i] is None)
     summary.persons_created, summary.persons_deleted = change.commit(lib, covers)
     summary.persons_after = lib.person_count()
+    lib.set_recluster_mark(summary.faces_assigned)
     return summary
+
+
+def recluster_may_place(lib: Library) -> bool:
+    """False when the last recluster placed none of the unassigned faces and nothing changed
+    since: running it again would place none either."""
+    mark = lib.recluster_mark()
+    if not mark or mark.get("placed"):
+        return True
+    now = lib.unassigned_state()
+    return any(mark.get(k) != v for k, v in now.items())

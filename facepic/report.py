@@ -20,6 +20,18 @@ def counted(n: int, noun: str, verb: tuple[str, str] | None = None) -> str:
     return f"{n:,} {words}"
 
 
+def person_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """A person as every reader outside gets it (`persons --json`, the page's API, its search):
+    ``id``, ``name`` ("" when unnamed), ``face_count``, ``hidden``, ``cover_face_id``."""
+    return {
+        "id": doc["_id"],
+        "name": doc.get("name") or "",
+        "face_count": int(doc.get("face_count") or 0),
+        "hidden": bool(doc.get("hidden")),
+        "cover_face_id": doc.get("best_face_id"),
+    }
+
+
 def persons(library: Library, hidden: bool = False) -> list[dict[str, Any]]:
     """Persons, named first, then most faces first; each face with its photo (relative to
     its import root) and box. Hidden persons only with ``hidden``."""
@@ -41,13 +53,14 @@ def persons(library: Library, hidden: bool = False) -> list[dict[str, Any]]:
         if doc.get("hidden") and not hidden:
             continue
         faces = sorted(faces_by_person.get(doc["_id"], []), key=lambda f: (f["photo"] or "", f["face_id"]))
+        summary = person_summary(doc)
         people.append(
             {
-                "id": doc["_id"],
-                "name": doc.get("name", ""),
-                "hidden": bool(doc.get("hidden")),
+                **summary,
                 "face_count": len(faces),
-                "best_face_id": doc.get("best_face_id"),
+                # Kept for scripts written before the shape was one: the cover face's id under
+                # its old name, and the cover image's object key.
+                "best_face_id": summary["cover_face_id"],
                 "cover": storage.person_key(doc["_id"]),
                 "faces": faces,
             }

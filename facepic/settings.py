@@ -265,8 +265,13 @@ def _uri_password(uri: str) -> str:
     return userinfo.split(":", 1)[1] if ":" in userinfo else ""
 
 
+MIN_MASKED = 8  # a shorter secret is too likely an everyday word ('store') to mask in prose
+
+
 def redact(text: str, settings: Settings) -> str:
-    """``text`` with every secret of ``settings`` replaced by ***."""
-    for secret in settings.secrets():
-        text = text.replace(secret, "***")
+    """``text`` with every secret of ``settings`` of MIN_MASKED characters or more replaced,
+    whole, by *** (the longest first: a secret holding another is never half masked)."""
+    for secret in sorted(settings.secrets(), key=len, reverse=True):
+        if len(secret) >= MIN_MASKED:
+            text = text.replace(secret, "***")
     return text

@@ -371,3 +371,38 @@ def test_a_run_on_a_terminal_shows_the_scan_the_photos_and_the_settle(offline_en
     code, out, shown = on_terminal(offline_env, "run", str(root))  # nothing new: the scan only
     assert code == 0 and out.startswith("photos 2: done 0 (faces 0, no face 0), already done 2")
     assert drawn(shown)[0].startswith("scanning: 3 files [") and drawn(shown)[1:] == ["loaded: []", ""]
+
+
+def test_corrections_say_what_they_did_and_the_recluster_hint_stops_when_useless(offline_env, tmp_path: Path) -> None:
+    from tests.conftest import copy_photos
+
+    copy_photos(tmp_path / "photos")
+    assert invoke(offline_env, "run", str(tmp_path / "photos")).exit_code == 0
+    people = json.loads(invoke(offline_env, "persons", "--json").output)
+    first, second = people[0]["id"], people[1]["id"]
+    short = invoke(offline_env, "name", first[:3], "X")
+    assert short.exit_code == 1
+    assert short.output == (
+        f"Error: no person {first[:3]!r}: give at least 4 characters of an id (`facepic persons` lists them), "
+        "or a name\n"
+    )
+    assert invoke(offline_env, "name", first, "Jennifer Aniston").exit_code == 0
+    assert invoke(offline_env, "name", second, "Jennifer Lopez").exit_code == 0
+    merged = invoke(offline_env, "merge", "Jennifer Aniston", "Jennifer Lopez")
+    assert merged.output == f"merged 1 person(s) into {first}\nnote: the name 'Jennifer Lopez' was dropped\n"
+    assert json.loads(invoke(offline_env, "persons", "--json").output)[0]["name"] == "Jennifer Aniston"
+
+    # Faces too small to found a person (here: every face) wait unassigned; recluster is worth a
+    # try until it has placed none of them and nothing changed since.
+    env = {**offline_env, "FACEPIC_DATA_DIR": str(tmp_path / "small"), "FACEPIC_MIN_FACE_SIZE": "100000"}
+    root = tmp_path / "drive"
+    root.mkdir()
+    shutil.copy(GOOD, root / "a.jpg")
+    assert invoke(env, "run", str(root)).exit_code == 0
+    hint = "1 face belongs to nobody yet (too small or blurred to found a person, ambiguous, or rejected)"
+    assert f"{hint}: `facepic recluster` places those it can\n" in invoke(env, "persons").output
+    assert invoke(env, "recluster").output.endswith("newly assigned 0\n")
+    assert invoke(env, "persons").output.endswith(f"{hint}: the last recluster placed none of them\n")
+    shutil.copy(PHOTOS / "keanu_reeves" / sorted(p.name for p in (PHOTOS / "keanu_reeves").glob("*.jpg"))[0], root)
+    assert invoke(env, "run", str(root)).exit_code == 0
+    assert "recluster` places those it can" in invoke(env, "persons").output

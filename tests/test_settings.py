@@ -54,3 +54,16 @@ def test_secrets_never_show_in_repr_and_are_redacted() -> None:
     for secret in ("sekrit-123", "AKIDXYZ", "pa55word"):
         assert secret not in text
     assert redact("failed with sekrit-123 and pa55word", s) == "failed with *** and ***"
+
+
+def test_redact_masks_only_whole_secrets_long_enough_to_be_one() -> None:
+    s = Settings.load(
+        env={"FACEPIC_S3_SECRET_ACCESS_KEY": "store", "FACEPIC_WEB_AUTH": "ann:pa55word-and-more"},
+        env_file=None,
+    )
+    assert redact("cannot reach the object store", s) == "cannot reach the object store"
+    s = Settings.load(
+        env={"FACEPIC_S3_SECRET_ACCESS_KEY": "pa55word", "FACEPIC_WEB_AUTH": "ann:pa55word-and-more"},
+        env_file=None,
+    )
+    assert redact("login pa55word-and-more, key pa55word", s) == "login ***, key ***"

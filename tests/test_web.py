@@ -37,6 +37,10 @@ def built(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> tuple[d
     copy_photos(photos)
     # Another photo by its content (a byte after the JPEG's end), not a duplicate of its source.
     (photos / XSS_FILE).write_bytes((photos / "tom_hanks" / "07.jpg").read_bytes() + b"\0")
+    # Each photo a day older than the next by its file's time (one has an EXIF date too).
+    for day, photo in enumerate(sorted(photos.rglob("*.jpg"))):
+        stamp = (978_307_200 + day * 86_400) * 10**9  # from 2001-01-01
+        os.utime(photo, ns=(stamp, stamp))
     env = offline_settings(base / "data", model_root)
     assert invoke(env, "run", str(photos)).exit_code == 0
     return env, base / "data"
@@ -235,7 +239,7 @@ def test_fixing_the_people_through_the_page(server: Server, browser: Any, librar
     after = {p["id"]: p for p in persons_json(library)}
     assert second not in after
     assert after[first]["name"] == XSS and after[first]["face_count"] == merged - 1
-    assert after[first]["best_face_id"] == chosen
+    assert after[first]["cover_face_id"] == after[first]["best_face_id"] == chosen
     assert rejected not in {f["face_id"] for f in after[first]["faces"]}
     assert rejected in {f["face_id"] for f in after[third]["faces"]}
     assert moved not in {f["face_id"] for f in after[third]["faces"]}
@@ -564,3 +568,170 @@ def test_the_page_hides_secrets_in_its_errors_as_the_cli_does(library: dict[str,
         server.stop()
     cli = invoke({**library, "FACEPIC_WEB_AUTH": f"ann:{password}"}, "name", password, "x")
     assert cli.exit_code == 1 and password not in cli.output and "***" in cli.output
+
+
+def test_a_merge_says_which_names_it_dropped_and_a_busy_page_writes_no_queue_depth(server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    first, second = persons[0]["id"], persons[1]["id"]
+    assert call(f"{server.url}/api/persons/{first}/name", {"name": "Jennifer Aniston"})[0] == 200
+    assert call(f"{server.url}/api/persons/{second}/name", {"name": "Jennifer Lopez"})[0] == 200
+    status, done = call(f"{server.url}/api/persons/Jennifer Aniston/merge".replace(" ", "%20"), {"sources": [second]})
+    assert (status, done) == (200, {"id": first, "name": "Jennifer Aniston", "dropped_names": ["Jennifer Lopez"]})
+    # More requests at once than the server has threads: some wait in its queue.
+    with ThreadPoolExecutor(64) as pool:
+        assert set(pool.map(lambda _: call(server.url + "/api/persons")[0], range(256))) == {200}
+    server.stop()
+    assert server.process.stdout is not None
+    assert "Task queue depth" not in server.process.stdout.read()
+
+
+def test_the_api_reads_a_person_by_name_or_prefix_in_the_shape_persons_json_has(
+    server: Server, library: dict[str, str]
+) -> None:
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    first, second, third = (p["id"] for p in persons[:3])
+    assert call(f"{server.url}/api/persons/{first}/name", {"name": "Leonardo DiCaprio"})[0] == 200
+    status, by_name = call(f"{server.url}/api/persons/Leonardo%20DiCaprio")
+    assert status == 200 and by_name["id"] == first and by_name["name"] == "Leonardo DiCaprio"
+    status, by_prefix = call(f"{server.url}/api/persons/{second[:6]}")
+    assert status == 200 and by_prefix["id"] == second
+    # Two persons of one name: refused as the changes refuse it, the candidates listed.
+    assert call(f"{server.url}/api/persons/{third}/name", {"name": "Twin"})[0] == 200
+    assert call(f"{server.url}/api/persons/{second}/name", {"name": "twin"})[0] == 200
+    status, error = call(f"{server.url}/api/persons/Twin")
+    assert status == 400 and error["error"].startswith("2 persons are named 'Twin'"), (status, error)
+    assert second in error["error"] and third in error["error"]
+    assert call(f"{server.url}/api/persons/nobody-at-all") == (
+        404,
+        {"error": "no person 'nobody-at-all' (give an id from `facepic persons`, or a name)"},
+    )
+    assert call(f"{server.url}/api/persons/{first[:3]}")[0] == 404
+
+    # One shape of a person: the list, the search, the person and `persons --json` agree.
+    shape = {"id", "name", "face_count", "hidden", "cover_face_id"}
+    listed = {p["id"]: p for p in call(server.url + "/api/persons")[1]["persons"]}
+    found = call(f"{server.url}/api/persons/search?q=leonardo")[1]
+    assert [set(p) for p in found] == [shape] and found[0] == listed[first]
+    assert found[0]["cover_face_id"]
+    status, person = call(f"{server.url}/api/persons/{first}")
+    assert {k: person[k] for k in shape} == listed[first]
+    server.stop()
+    cli = {p["id"]: p for p in persons_json(library)}
+    assert {k: cli[first][k] for k in shape} == listed[first]
+
+
+# --- names first, every page in reach -------------------------------------------------------------
+
+PERSON_ID_TEXT = r"p[0-9a-f]{15}"
+
+
+def test_an_unnamed_person_is_unnamed_and_labels_stay_inside_the_photo(server: Server, browser: Any) -> None:
+    import re
+
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    faces = [f for p in persons for f in call(f"{server.url}/api/persons/{p['id']}")[1]["faces"]]
+    # The face whose box reaches furthest right gets a long name.
+    placed = [(call(f"{server.url}/api/photos/{f['image_id']}")[1], f) for f in faces[:40]]
+    photo, face = max(
+        placed, key=lambda pf: next(g["on_thumbnail"][2] for g in pf[0]["faces"] if g["face_id"] == pf[1]["face_id"])
+    )
+    right = next(g for g in photo["faces"] if g["face_id"] == face["face_id"])
+    assert right["on_thumbnail"][2] > 60, right  # a box near the right edge
+    named = right["person"]["id"]
+    assert call(f"{server.url}/api/persons/{named}/name", {"name": "Maximiliana Wolkenstein-Trauttmansdorff"})[0] == 200
+    unnamed = next(p for p in persons if p["id"] != named)
+
+    browser.get(server.url + "/")
+    card = browser.find_element("css selector", f"li[data-person='{unnamed['id']}']")
+    assert card.find_element("css selector", ".name").text == "Unnamed"
+    assert card.find_element("css selector", ".pid").text == unnamed["id"]
+    assert f"{unnamed['face_count']} faces" in card.find_element("css selector", ".count").text
+
+    browser.get(f"{server.url}/persons/{unnamed['id']}")
+    assert browser.find_element("id", "person-name").text == "Unnamed"
+    buttons = {b.text for b in browser.find_elements("css selector", "button")}
+    assert "Not this person" in buttons
+
+    browser.get(f"{server.url}/photos/{photo['id']}")
+    texts = browser.find_elements("css selector", "svg.boxes text")
+    for text in texts:
+        x, width = browser.execute_script("const b = arguments[0].getBBox(); return [b.x, b.width];", text)
+        assert 0 <= x and x + width <= 300, (text.get_attribute("textContent"), x, width)
+    labels = [t.text for t in texts]
+    assert any(label.startswith("Maximiliana") for label in labels), labels
+    for page in ("/", f"/persons/{unnamed['id']}", f"/photos/{photo['id']}", "/unassigned"):
+        browser.get(server.url + page)
+        shown = [e.text for e in browser.find_elements("css selector", "button, .name, svg text, h1, h2")]
+        assert not [s for s in shown if re.search(PERSON_ID_TEXT, s)], (page, shown)
+
+
+WIDER_THAN_THE_WINDOW = """return [...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > window.innerWidth)
+    .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().width) + 'px')"""
+
+
+def test_a_page_past_the_last_and_a_phone_sized_window_still_read_well(server: Server, browser: Any) -> None:
+    browser.get(server.url + "/?page=99")
+    main = browser.find_element("tag name", "main").text
+    assert "No persons on this page" in main and "No people yet" not in main, main
+    browser.find_element("link text", "the last page").click()
+    assert browser.find_elements("css selector", "li.card[data-person]")
+
+    # "Someone else" opens inside its card without squeezing the box a person is typed in.
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    face = call(f"{server.url}/api/persons/{persons[0]['id']}")[1]["faces"][0]["face_id"]
+    assert call(f"{server.url}/api/faces/{face}/reject", {})[0] == 200
+    browser.get(server.url + "/unassigned")
+    card = browser.find_element("css selector", f"li[data-face='{face}']")
+    before = card.size["width"]
+    card.find_element("css selector", "summary").click()
+    field = card.find_element("css selector", "form.move input[name=person]")
+    assert card.size["width"] == before
+    assert field.size["width"] >= before - 40, (field.size, before)
+
+    # A person's page at a phone's width does not scroll sideways.
+    browser.set_window_size(375, 800)
+    image = call(f"{server.url}/api/persons/{persons[1]['id']}")[1]["faces"][0]["image_id"]
+    for page in (f"/persons/{persons[1]['id']}", "/", "/unassigned", f"/photos/{image}", "/search?q=a"):
+        browser.get(server.url + page)
+        wide, inner = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert wide <= inner, (page, wide, inner, browser.execute_script(WIDER_THAN_THE_WINDOW))
+
+
+def test_faces_by_date_and_people_sorted_and_filtered(server: Server, browser: Any) -> None:
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    biggest = persons[0]["id"]
+    faces = call(f"{server.url}/api/persons/{biggest}")[1]["faces"]
+    dates = [f["date"] for f in faces]
+    assert all(dates) and dates == sorted(dates, reverse=True), faces  # newest photo first
+    assert {f["date_source"] for f in faces} <= {"taken", "file"}
+    browser.get(f"{server.url}/persons/{biggest}")
+    assert [e.text for e in browser.find_elements("css selector", "li.card[data-face] .date")] == [
+        d[:10] for d in dates
+    ]
+
+    alice, bob = persons[2]["id"], persons[1]["id"]
+    assert call(f"{server.url}/api/persons/{alice}/name", {"name": "Alice"})[0] == 200
+    assert call(f"{server.url}/api/persons/{bob}/name", {"name": "bob"})[0] == 200  # changed last
+
+    def cards() -> list[str]:
+        return [c.get_attribute("data-person") for c in browser.find_elements("css selector", "li.card[data-person]")]
+
+    browser.get(server.url + "/")
+    assert cards() == [p["id"] for p in persons]  # most faces first
+    browser.find_element("css selector", ".sorts a[data-sort=name]").click()
+    assert "sort=name" in browser.current_url and cards()[:2] == [alice, bob]
+    browser.find_element("css selector", ".sorts a[data-sort=recent]").click()
+    assert cards()[0] == bob
+    box = browser.find_element("css selector", "form.filter input[name=name]")
+    box.send_keys("ALI")
+    click(browser, "form.filter button")
+    assert "sort=recent" in browser.current_url and cards() == [alice]
+    browser.find_element("css selector", ".sorts a[data-sort=faces]").click()
+    assert "name=ALI" in browser.current_url and cards() == [alice]
+    browser.get(server.url + "/?name=nobody-of-that-name")
+    assert "No one's name holds" in browser.find_element("tag name", "main").text
+    assert call(server.url + "/api/persons?sort=shoe-size")[0] == 400
+    assert [p["id"] for p in call(server.url + "/api/persons?sort=name&name=b")[1]["persons"]] == [bob]

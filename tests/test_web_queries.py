@@ -34,10 +34,10 @@ IMAGES = {
 def fill(lib: Library) -> None:
     lib.persons.insert_many(
         [
-            {"_id": A, "name": "Ann", "face_count": 5, "best_face_id": "i1-f0"},
-            {"_id": B, "name": "Bob", "face_count": 3, "hidden": True},
-            {"_id": C, "name": "Annette", "face_count": 2},
-            {"_id": D, "name": "", "face_count": 1},
+            {"_id": A, "name": "ann", "face_count": 5, "best_face_id": "i1-f0", "updated_at": "2024-01-02"},
+            {"_id": B, "name": "Bob", "face_count": 3, "hidden": True, "updated_at": "2024-01-04"},
+            {"_id": C, "name": "Annette", "face_count": 2, "updated_at": "2024-01-03"},
+            {"_id": D, "name": "", "face_count": 1, "updated_at": "2024-01-01"},
         ]
     )
     faces, images = [], []
@@ -92,12 +92,26 @@ def test_the_page_queries_give_the_known_answer(lib: Library) -> None:
     assert ids(lib.web_name_search(" ann ", 10)) == [A, C]
     assert ids(lib.web_name_search("pb0", 10)) == [B]
     assert ids(lib.web_name_search("a.*", 10)) == []  # text, not a pattern
-    docs, total = lib.web_faces_of_person(A, 1, 10)
-    assert (ids(docs), total) == (["i2-f0", "i4-f1", "i6-f0", "i6-f1"], 5)
-    assert all("embedding" not in d for d in docs)
+    assert sorted(ids(lib.web_face_photos(A))) == ["i1-f0", "i2-f0", "i4-f1", "i6-f0", "i6-f1"]
+    assert lib.web_photo_dates(["i2", "i0"])["i2"]["path"] == "i2.jpg"
+    docs = lib.web_faces(["i6-f1", "i2-f0", "i0-f0"])
+    assert ids(docs) == ["i6-f1", "i2-f0"] and all("embedding" not in d for d in docs)
     docs, total = lib.web_unassigned(0, 10)
     assert (ids(docs), total) == (["i9-f0", "i5-f0"], 2)
     assert sorted(lib.web_images(["i2", "i1", "i0"])) == ["i1", "i2"]
+
+
+def test_the_people_page_sorts_and_filters_by_name(lib: Library) -> None:
+    def page(*args: object) -> tuple[list[str], int]:
+        docs, total = lib.web_persons(*args)  # type: ignore[arg-type]
+        return ids(docs), total
+
+    assert page(True, 0, 10, "name") == ([A, C, B, D], 4)  # ignoring case; the unnamed last
+    assert page(True, 1, 2, "name") == ([C, B], 4)
+    assert page(True, 0, 10, "recent") == ([B, C, A, D], 4)
+    assert page(False, 0, 10, "faces", "ANN") == ([A, C], 2)
+    assert page(True, 0, 10, "name", "o") == ([B], 1)
+    assert page(True, 0, 10, "faces", "a.*") == ([], 0)  # text, not a pattern
 
 
 @pytest.mark.parametrize(

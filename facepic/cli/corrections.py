@@ -71,7 +71,9 @@ def merge(obj: dict, target: str, sources: tuple[str, ...]) -> None:
 
     def op(lib: Library, covers: Any) -> str:
         merged = merge_persons(lib, target, list(sources), covers)
-        return f"merged {len(sources)} person(s) into {merged['_id']}"
+        return f"merged {len(sources)} person(s) into {merged['_id']}" + "".join(
+            f"\nnote: the name {dropped!r} was dropped" for dropped in merged["dropped_names"]
+        )
 
     _persons_op(obj, op)
 

@@ -119,6 +119,7 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
     from facepic import report as reports
     from facepic.changes import finish_pending_of
     from facepic.embedded import embedded_database
+    from facepic.persons import recluster_may_place
     from facepic.pipeline import Context
 
     settings = settings_of(obj)
@@ -127,6 +128,7 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
         finish_pending_of(ctx)  # a change the last process left midway
         people = reports.persons(ctx.library, hidden=show_all)
         unassigned = ctx.library.unassigned_faces()
+        hint = unassigned and recluster_may_place(ctx.library)
         if as_html:
             loose, _ = ctx.library.web_unassigned(0, UNASSIGNED_ON_SHEET)
             faces = [{"face_id": f["_id"], "image_id": f["image_id"]} for f in loose]
@@ -145,7 +147,8 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
     if unassigned:
         click.echo(
             f"{reports.counted(unassigned, 'face', ('belongs', 'belong'))} to nobody yet (too small or blurred to found a person, "
-            "ambiguous, or rejected): `facepic recluster` places those it can"
+            "ambiguous, or rejected)"
+            + (": `facepic recluster` places those it can" if hint else ": the last recluster placed none of them")
         )
 
 

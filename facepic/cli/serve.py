@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import resource
 import signal
 from types import FrameType
@@ -70,6 +71,9 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
         raise click.ClickException(
             f"refusing to listen on {host} without a login: set FACEPIC_WEB_AUTH=user:password (or listen on 127.0.0.1)"
         )
+    # Waitress warns "Task queue depth is N" whenever a request waits for one of THREADS, which
+    # a page of 60 thumbnails does on every load: a line about nothing the user can act on.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     with embedded_database(settings) as settings, Context(settings) as ctx:
         finish_pending_of(ctx)  # a change the last process left midway
         app = create_app(ctx, login)

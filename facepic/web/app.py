@@ -34,7 +34,7 @@ from facepic.pipeline import Context
 from facepic.settings import redact
 from facepic.thumbnails import FACE_SIZE, square_window
 from facepic.web import guard, originals
-from facepic.web.site import BadQuery, NotFound, Site, page_number
+from facepic.web.site import SORTS, BadQuery, NotFound, Site, page_number
 
 PRESIGNED_SECONDS = 300  # how long a bucket URL handed to the browser works
 MAX_SOURCES = 1000  # persons merged in one request: the change lock is held while they are
@@ -77,9 +77,10 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
 
     @app.errorhandler(NotFound)
     def not_found(e: NotFound) -> Any:
+        message = redact(str(e), ctx.settings)  # the path may hold a secret typed as a name
         if request.path.startswith("/api/"):
-            return jsonify(error=str(e)), 404
-        return render_template("error.html", message=str(e)), 404
+            return jsonify(error=message), 404
+        return render_template("error.html", message=message), 404
 
     @app.errorhandler(FacePicError)
     def refused(e: FacePicError) -> Any:
@@ -98,14 +99,24 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
     return app
 
 
+def _people_page(site: Site) -> dict[str, Any]:
+    """The people page's persons, as its query asks: ?page=, hidden=1, sort=, name=."""
+    args = request.args
+    return site.people(
+        page_number(args.get("page")),
+        args.get("hidden") == "1",
+        args.get("sort") or SORTS[0],
+        args.get("name", ""),
+    )
+
+
 def _pages(app: Flask, site: Site) -> None:
     def back(fallback: str) -> BaseResponse:
         return redirect(guard.safe_next(request.form.get("next"), fallback))
 
     @app.get("/")
     def people() -> str:
-        hidden = request.args.get("hidden") == "1"
-        return render_template("people.html", data=site.people(page_number(request.args.get("page")), hidden))
+        return render_template("people.html", data=_people_page(site))
 
     @app.get("/persons/<person_id>")
     def person(person_id: str) -> str:
@@ -142,6 +153,8 @@ def _pages(app: Flask, site: Site) -> None:
     def merge(person_id: str) -> BaseResponse:
         done = site.merge(request.form.get("into", ""), [person_id])
         flash(f"merged into {done['name'] or done['id']}", "ok")
+        for dropped in done["dropped_names"]:
+            flash(f"note: the name {dropped!r} was dropped", "note")
         return redirect(url_for("person", person_id=done["id"]))
 
     @app.post("/persons/<person_id>/cover")
@@ -196,9 +209,7 @@ def _api(app: Flask, site: Site) -> None:
 
     page = lambda: page_number(request.args.get("page"))  # noqa: E731
 
-    app.add_url_rule(
-        "/api/persons", "api_persons", lambda: jsonify(site.people(page(), request.args.get("hidden") == "1"))
-    )
+    app.add_url_rule("/api/persons", "api_persons", lambda: jsonify(_people_page(site)))
     app.add_url_rule("/api/persons/search", "api_find", lambda: jsonify(site.find(request.args.get("q", ""))))
     app.add_url_rule(
         "/api/persons/<person_id>", "api_person", lambda person_id: jsonify(site.person(person_id, page()))

@@ -17,11 +17,14 @@ from typing import Any
 from facepic import persons as corrections
 from facepic.db import Library
 from facepic.derived import Covers
+from facepic.documents import photo_date
 from facepic.errors import FacePicError
 from facepic.pipeline import Context
+from facepic.report import person_summary
 from facepic.thumbnails import square_window
 
 PER_PAGE = 60  # persons or faces on one page
+SORTS = ("faces", "name", "recent")  # the people page's orders, the first the default
 SEARCH_LIMIT = 20
 MAX_QUERY = 200  # characters of a name search
 MAX_WANTED = 50  # persons a photo search asks for at once
@@ -64,16 +67,6 @@ def page_number(raw: str | None) -> int:
         return 1
 
 
-def person_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": doc["_id"],
-        "name": doc.get("name", ""),
-        "face_count": int(doc.get("face_count", 0)),
-        "hidden": bool(doc.get("hidden")),
-        "cover_face_id": doc.get("best_face_id"),
-    }
-
-
 def photo_summary(doc: dict[str, Any]) -> dict[str, Any]:
     path = doc.get("path") or ""
     return {
@@ -103,12 +96,19 @@ class Site:
 
     # --- reads ------------------------------------------------------------------------
 
-    def people(self, page: int, hidden: bool) -> dict[str, Any]:
-        docs, total = self.lib.web_persons(hidden, (page - 1) * PER_PAGE, PER_PAGE)
+    def people(self, page: int, hidden: bool, sort: str = "faces", name: str = "") -> dict[str, Any]:
+        """A page of persons in ``sort`` order (SORTS), only those whose name holds ``name``."""
+        if sort not in SORTS:
+            raise BadQuery(f"sort is one of {', '.join(SORTS)} (not {sort[:40]!r})")
+        if len(name) > MAX_QUERY:
+            raise BadQuery(f"a name filter is at most {MAX_QUERY} characters (this one has {len(name):,})")
+        docs, total = self.lib.web_persons(hidden, (page - 1) * PER_PAGE, PER_PAGE, sort, name.strip())
         return {
             "persons": [person_summary(d) for d in docs],
             **Page(page, PER_PAGE, total).as_dict(),
             "hidden_included": hidden,
+            "sort": sort,
+            "name": name.strip(),
         }
 
     def find(self, text: str) -> list[dict[str, Any]]:
@@ -118,11 +118,15 @@ class Site:
             return []
         return [person_summary(d) for d in self.lib.web_name_search(text, SEARCH_LIMIT)]
 
-    def person(self, person_id: str, page: int) -> dict[str, Any]:
-        doc = self.lib.web_person(person_id) if PERSON_ID.match(person_id) else None
-        if doc is None:
-            raise NotFound(f"no person {person_id!r}")
-        faces, total = self.lib.web_faces_of_person(person_id, (page - 1) * PER_PAGE, PER_PAGE)
+    def person(self, ref: str, page: int) -> dict[str, Any]:
+        """A person by id, unique id prefix or name, as the changes take it, with a page of its faces."""
+        try:
+            doc = corrections.find_person(self.lib, ref)
+        except corrections.NoSuchPerson as e:
+            raise NotFound(str(e)) from None
+        ordered = self._faces_by_date(doc["_id"])
+        total = len(ordered)
+        faces = self.lib.web_faces(ordered[(page - 1) * PER_PAGE : page * PER_PAGE])
         images = self.lib.web_images([f["image_id"] for f in faces])
         return {
             **person_summary(doc),
@@ -204,13 +208,28 @@ class Site:
     def person_doc(self, person_id: str) -> dict[str, Any] | None:
         return self.lib.web_person(person_id) if PERSON_ID.match(person_id) else None
 
+    def _faces_by_date(self, person_id: str) -> list[str]:
+        """A person's face ids, newest photo first (``photo_date``); undated ones last, by path."""
+        rows = self.lib.web_face_photos(person_id)
+        photos = self.lib.web_photo_dates([r["image_id"] for r in rows])
+        keyed = []
+        for r in rows:
+            photo = photos.get(r["image_id"], {})
+            keyed.append((photo_date(photo)[0] or "", photo.get("path") or "", r["_id"]))
+        keyed.sort(key=lambda k: (k[1], k[2]))
+        keyed.sort(key=lambda k: k[0], reverse=True)  # stable: a date's faces stay by path
+        return [k[2] for k in keyed]
+
     @staticmethod
     def _face(face: dict[str, Any], image: dict[str, Any] | None) -> dict[str, Any]:
+        date, source = photo_date(image or {})
         return {
             "face_id": face["_id"],
             "image_id": face["image_id"],
             "box": face.get("box"),
             "photo": (image or {}).get("path"),
+            "date": date,
+            "date_source": source,
             "person_id": face.get("person_id"),
             "candidates": [c for c in face.get("candidates") or [] if c],
         }
@@ -231,7 +250,7 @@ class Site:
 
     def merge(self, target: str, sources: Sequence[str]) -> dict[str, Any]:
         doc = self._change(lambda: corrections.merge_persons(self.lib, target, list(sources), self.covers))
-        return {"id": doc["_id"], "name": doc.get("name", "")}
+        return {"id": doc["_id"], "name": doc.get("name", ""), "dropped_names": doc["dropped_names"]}
 
     def move(self, face_id: str, target: str | None) -> dict[str, Any]:
         pid = self._change(lambda: corrections.move_face(self.lib, face_id, target, self.covers))

@@ -13,13 +13,25 @@
         persons.forEach(function (p) {
           const option = document.createElement("option");
           option.value = p.id;
-          option.label = (p.name || "unnamed") + " (" + p.face_count + " faces)";
+          option.label = (p.name || "Unnamed") + " (" + p.face_count + (p.face_count === 1 ? " face)" : " faces)");
           option.textContent = option.label;  // text, never HTML
           list.appendChild(option);
         });
       })
       .catch(function () {});
   }
+  // A face's label over the photo stays inside it: moved in from an edge, squeezed when wider.
+  const SIDE = 300, MARGIN = 2;
+  document.querySelectorAll("svg.boxes text").forEach(function (text) {
+    let box = text.getBBox();
+    if (box.width > SIDE - 2 * MARGIN) {
+      text.setAttribute("textLength", String(SIDE - 2 * MARGIN));
+      text.setAttribute("lengthAdjust", "spacingAndGlyphs");
+      box = text.getBBox();
+    }
+    const shift = Math.max(MARGIN - box.x, 0) + Math.min(SIDE - MARGIN - (box.x + box.width), 0);
+    if (shift) text.setAttribute("x", String(parseFloat(text.getAttribute("x")) + shift));
+  });
   document.addEventListener("input", function (event) {
     const input = event.target;
     if (!(input instanceof HTMLInputElement) || !input.hasAttribute("data-person-search")) return;
