@@ -8,7 +8,8 @@ photo as in LFW), so the figures are the serial part of a run: the index stage, 
 
     python bench/endrun.py                         # 2,000, 15,000 faces
     python bench/endrun.py --faces 2000 15000 100000
-    python bench/endrun.py --faces 15000 --settle-every 0   # settle only at the end
+    python bench/endrun.py --library /tmp/lfw/data      # real faces: those of a finished run's
+                                                         # embedded library, one a photo
 """
 
 from __future__ import annotations
@@ -65,11 +66,24 @@ def _jobs(ctx: Context, start: int, embeddings: np.ndarray) -> list[Job]:
     return jobs
 
 
-def one(faces: int, seed: int = 0) -> dict[str, float]:
-    persons = max(1, faces * 2 // 5)  # LFW: 15,023 faces of 5,749 people
-    known, _, _ = clustered(faces, persons, 1, seed)
-    order = np.random.default_rng(seed).permutation(faces)
-    known = known[order]
+def library_faces(data_dir: str) -> np.ndarray:
+    """The embeddings of a finished run's embedded library, in the order of their ids (a
+    shuffle of the order the run stored them in), one a photo."""
+    from facepic.documents import embeddings_from_bson
+
+    settings = Settings.load(env={"FACEPIC_DATA_DIR": data_dir}, env_file=None)
+    with embedded_database(settings) as live, Context(live) as ctx:
+        model = ctx.library.library_model() or MODEL
+        docs = list(ctx.library.face_embeddings(model))
+        return embeddings_from_bson([d["embedding"] for d in docs]).copy()
+
+
+def one(faces: int, seed: int = 0, known: np.ndarray | None = None) -> dict[str, float]:
+    if known is None:
+        persons = max(1, faces * 2 // 5)  # LFW: 15,023 faces of 5,749 people
+        known, _, _ = clustered(faces, persons, 1, seed)
+        known = known[np.random.default_rng(seed).permutation(faces)]
+    faces = len(known)
     with tempfile.TemporaryDirectory(prefix="facepic-endrun-") as tmp:
         settings = Settings.load(
             env={"FACEPIC_DATA_DIR": tmp, "FACEPIC_MODEL": MODEL, "FACEPIC_MODEL_ROOT": tmp}, env_file=None
@@ -99,13 +113,15 @@ def one(faces: int, seed: int = 0) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=int, nargs="+", default=[2_000, 15_000])
+    parser.add_argument("--library", help="a finished run's data folder: settle its real faces instead")
     args = parser.parse_args()
     print(
         f"{'faces':>8} {'index s':>8} {'end s':>8} {'end/index':>9} {'end ms/face':>11} "
         f"{'persons before':>14} {'after':>6} {'moved':>6}"
     )
-    for n in args.faces:
-        r = one(n)
+    runs = [(len(real), real)] if args.library and (real := library_faces(args.library)) is not None else []
+    for n, known in runs or [(n, None) for n in args.faces]:
+        r = one(n, known=known)
         print(
             f"{n:>8} {r['index']:8.1f} {r['settle']:8.1f} {r['settle'] / r['index']:9.2f} "
             f"{1000 * r['settle'] / n:11.2f} {r['before']:>14} {r['after']:>6} {r['moved']:>6}",

@@ -942,10 +942,10 @@ class Library:
     # --- the web page's reads (facepic.web): pages of persons, faces and photos ----------
 
     def web_persons(
-        self, hidden: bool, skip: int, limit: int, sort: str = "faces", name: str = ""
+        self, hidden: bool, skip: int, limit: int, sort: str = "most", name: str = ""
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of persons (hidden ones too with ``hidden``; only those whose name holds
-        ``name``, case-insensitive, when given), and how many in all. ``sort``: "faces" (most
+        ``name``, case-insensitive, when given), and how many in all. ``sort``: "most" (most
         first), "recent" (changed last first: a new photo of it changes it) or "name" (named
         ones A to Z, ignoring case, then the unnamed, most faces first)."""
         query: dict[str, Any] = {} if hidden else {"hidden": {"$ne": True}}

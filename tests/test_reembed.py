@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from facepic.db import Library
 from facepic.models import offline_pack_files
@@ -58,7 +59,11 @@ def test_reembed_keeps_corrections_and_the_old_model_works_until_the_switch(serv
     assert invoke(server_env, "run", str(drive)).exit_code == 0
     late = lib.images.find_one({"path": "late.jpg"})
     assert late["model"] == "buffalo_s" and "reembed" not in late
-    wrong = invoke({**server_env, "FACEPIC_MODEL": str(alt)}, "run", str(drive))
+    # A run with nothing new reads only the ledger; one with a photo to process is refused.
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.open(sources[1]).save(other / "new.jpg", quality=80)
+    wrong = invoke({**server_env, "FACEPIC_MODEL": str(alt)}, "run", str(other))
     assert wrong.exit_code == 1 and "built with face model buffalo_s" in wrong.output
 
     # The switch: the late photo is staged too, then everything moves to the new model.
@@ -80,7 +85,7 @@ def test_reembed_keeps_corrections_and_the_old_model_works_until_the_switch(serv
     assert invoke({**server_env, "FACEPIC_MODEL": str(alt)}, "run", str(drive)).exit_code == 0
     more = tmp_path / "more"
     more.mkdir()
-    shutil.copy(sources[4], more / "x.jpg")
+    Image.open(sources[4]).save(more / "x.jpg", quality=80)  # a photo to process (a copy would be a duplicate)
     refused = invoke(server_env, "run", str(more))
     assert refused.exit_code == 1 and "built with face model alt-model" in refused.output
     lib.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from tests.browser import CHROMEDRIVER, CHROMIUM, chromium
 from tests.conftest import REPO, copy_photos, invoke, offline_settings
@@ -365,8 +366,14 @@ def test_a_login_guards_everything_and_is_required_beyond_loopback(library: dict
         server.stop()
 
 
-def test_serve_holds_the_embedded_database_so_a_run_waits(server: Server, library: dict[str, str]) -> None:
-    result = invoke(library, "run", str(REPO / "tests" / "photos"))
+def test_serve_holds_the_embedded_database_so_a_run_waits(
+    server: Server, library: dict[str, str], tmp_path: Path
+) -> None:
+    # A run with nothing new needs no database (it reads the ledger); one with a new photo does.
+    new = tmp_path / "new"
+    new.mkdir()
+    Image.open(next((REPO / "tests" / "photos").glob("*/*.jpg"))).save(new / "again.jpg", quality=80)
+    result = invoke(library, "run", str(new))
     assert result.exit_code == 1
     assert "another FacePic run is using the data folder" in result.output
 
@@ -729,7 +736,7 @@ def test_faces_by_date_and_people_sorted_and_filtered(server: Server, browser: A
     box.send_keys("ALI")
     click(browser, "form.filter button")
     assert "sort=recent" in browser.current_url and cards() == [alice]
-    browser.find_element("css selector", ".sorts a[data-sort=faces]").click()
+    browser.find_element("css selector", ".sorts a[data-sort=most]").click()
     assert "name=ALI" in browser.current_url and cards() == [alice]
     browser.get(server.url + "/?name=nobody-of-that-name")
     assert "No one's name holds" in browser.find_element("tag name", "main").text

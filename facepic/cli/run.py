@@ -147,6 +147,7 @@ def _run(library: OnDemand, root: Path | None, upload: bool, upload_only: bool, 
                 jobs.append(job)
         if pool is not None:
             unsettled = settings.folder.unsettled
+            unsettled.parent.mkdir(parents=True, exist_ok=True)
             unsettled.touch()  # a run killed from here on leaves a settle to the next one
             _process(library.ctx, jobs, FULL_CHAIN, planner.summary, pool, choice)
             pool = None  # shut down by process()

@@ -24,7 +24,7 @@ from facepic.report import person_summary
 from facepic.thumbnails import square_window
 
 PER_PAGE = 60  # persons or faces on one page
-SORTS = ("faces", "name", "recent")  # the people page's orders, the first the default
+SORTS = ("most", "name", "recent")  # the people page's orders, the first the default
 SEARCH_LIMIT = 20
 MAX_QUERY = 200  # characters of a name search
 MAX_WANTED = 50  # persons a photo search asks for at once
@@ -96,7 +96,7 @@ class Site:
 
     # --- reads ------------------------------------------------------------------------
 
-    def people(self, page: int, hidden: bool, sort: str = "faces", name: str = "") -> dict[str, Any]:
+    def people(self, page: int, hidden: bool, sort: str = "most", name: str = "") -> dict[str, Any]:
         """A page of persons in ``sort`` order (SORTS), only those whose name holds ``name``."""
         if sort not in SORTS:
             raise BadQuery(f"sort is one of {', '.join(SORTS)} (not {sort[:40]!r})")
