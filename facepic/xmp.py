@@ -54,7 +54,7 @@ def as_box(values: Sequence[float]) -> Box:
     return (float(values[0]), float(values[1]), float(values[2]), float(values[3]))
 
 
-def _q(prefix: str, name: str) -> str:
+def qname(prefix: str, name: str) -> str:
     return f"{{{NS[prefix]}}}{name}"
 
 
@@ -133,14 +133,14 @@ def parse(packet: bytes) -> ET.Element:
         raise XmpError(f"XMP is not well-formed XML ({e})") from None
 
 
-def _struct(el: ET.Element) -> ET.Element:
+def struct_of(el: ET.Element) -> ET.Element:
     """The node holding a struct's fields: the element itself (``rdf:parseType="Resource"``,
     or fields as attributes) or its ``rdf:Description``."""
     desc = el.find(f"{{{RDF}}}Description")
     return desc if desc is not None else el
 
 
-def _value(node: ET.Element, tag: str) -> str | None:
+def value_of(node: ET.Element, tag: str) -> str | None:
     if tag in node.attrib:
         return node.attrib[tag]
     child = node.find(tag)
@@ -155,11 +155,11 @@ def _items(node: ET.Element, tag: str) -> list[ET.Element]:
     child = node.find(tag)
     if child is None:
         return []
-    child = _struct(child)
+    child = struct_of(child)
     for kind in ("Bag", "Seq", "Alt"):
         container = child.find(f"{{{RDF}}}{kind}")
         if container is not None:
-            return [_struct(li) for li in container.findall(f"{{{RDF}}}li")]
+            return [struct_of(li) for li in container.findall(f"{{{RDF}}}li")]
     return []
 
 
@@ -180,28 +180,28 @@ def _name(text: str | None) -> str | None:
 def mwg_regions(root: ET.Element) -> list[tuple[str, Box]]:
     """Named Face regions of MWG, as (name, box normalised to the stored image, x1 y1 x2 y2)."""
     found: list[tuple[str, Box]] = []
-    infos = [*root.iter(_q("mwg-rs", "Regions")), *root.iter(_q("mwg-rs", "RegionInfo"))]
-    for info in map(_struct, infos):
-        dims = info.find(_q("mwg-rs", "AppliedToDimensions"))
+    infos = [*root.iter(qname("mwg-rs", "Regions")), *root.iter(qname("mwg-rs", "RegionInfo"))]
+    for info in map(struct_of, infos):
+        dims = info.find(qname("mwg-rs", "AppliedToDimensions"))
         size: tuple[float, float] | None = None
         if dims is not None:
-            dims = _struct(dims)
+            dims = struct_of(dims)
             try:
-                size = (_number(_value(dims, _q("stDim", "w"))), _number(_value(dims, _q("stDim", "h"))))
+                size = (_number(value_of(dims, qname("stDim", "w"))), _number(value_of(dims, qname("stDim", "h"))))
             except ValueError:
                 size = None
-        for region in _items(info, _q("mwg-rs", "RegionList")):
-            kind = (_value(region, _q("mwg-rs", "Type")) or "").lower()
-            name = _name(_value(region, _q("mwg-rs", "Name")))
-            area = region.find(_q("mwg-rs", "Area"))
+        for region in _items(info, qname("mwg-rs", "RegionList")):
+            kind = (value_of(region, qname("mwg-rs", "Type")) or "").lower()
+            name = _name(value_of(region, qname("mwg-rs", "Name")))
+            area = region.find(qname("mwg-rs", "Area"))
             if kind != "face" or not name or area is None:
                 continue
-            area = _struct(area)
+            area = struct_of(area)
             try:
-                x, y, w, h = (_number(_value(area, _q("stArea", k))) for k in ("x", "y", "w", "h"))
+                x, y, w, h = (_number(value_of(area, qname("stArea", k))) for k in ("x", "y", "w", "h"))
             except ValueError:
                 continue
-            if (_value(area, _q("stArea", "unit")) or "normalized").lower() == "pixel":
+            if (value_of(area, qname("stArea", "unit")) or "normalized").lower() == "pixel":
                 if not size or not size[0] or not size[1]:
                     continue
                 x, w, y, h = x / size[0], w / size[0], y / size[1], h / size[1]
@@ -212,10 +212,10 @@ def mwg_regions(root: ET.Element) -> list[tuple[str, Box]]:
 def mp_regions(root: ET.Element) -> list[tuple[str, Box]]:
     """Named regions of Microsoft's schema, as ``mwg_regions`` gives them."""
     found: list[tuple[str, Box]] = []
-    for info in root.iter(_q("MP", "RegionInfo")):
-        for region in _items(_struct(info), _q("MPRI", "Regions")):
-            name = _name(_value(region, _q("MPReg", "PersonDisplayName")))
-            rect = _value(region, _q("MPReg", "Rectangle"))
+    for info in root.iter(qname("MP", "RegionInfo")):
+        for region in _items(struct_of(info), qname("MPRI", "Regions")):
+            name = _name(value_of(region, qname("MPReg", "PersonDisplayName")))
+            rect = value_of(region, qname("MPReg", "Rectangle"))
             if not name or not rect:
                 continue
             try:
