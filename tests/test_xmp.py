@@ -256,3 +256,17 @@ def test_a_photo_with_broken_xmp_is_done_with_a_warning(offline_env, tmp_path: P
     assert "photos 1: done 1 (faces 1, no face 0)" in result.output
     warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "IMG_0001.JPG.xmp" in warning[0] and "not well-formed" in warning[0]
+
+
+def test_a_sidecar_goes_beside_its_original_else_under_to_at_its_path(tmp_path: Path) -> None:
+    from facepic.xmp_export import sidecar_path
+
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "IMG_0001.JPG").write_bytes(b"x")
+    local = {"root": str(tmp_path / "here"), "path": "IMG_0001.JPG"}
+    gone = {"root": str(tmp_path / "unmounted"), "path": "DCIM/IMG_0002.JPG"}
+    to = tmp_path / "sidecars"
+    assert sidecar_path(local, to) == tmp_path / "here" / "IMG_0001.JPG.xmp"
+    assert sidecar_path(gone, to) == to / "DCIM" / "IMG_0002.JPG.xmp"
+    assert sidecar_path(gone, None) is None
+    assert sidecar_path({**gone, "path": "../../etc/x.jpg"}, to) is None
