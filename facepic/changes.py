@@ -50,6 +50,7 @@ WRITES = frozenset(
         "new_person_if_missing",
         "set_settle_mark",
         "delete_images",
+        "set_names_applied",
     }
 )
 PART_CHARS = 4_000_000  # of the JSON of a change's writes per stored part (BSON's limit is 16 MB)

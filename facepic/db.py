@@ -595,6 +595,50 @@ class Library:
                 out += self.faces.find(query, {"_id": 1, "image_id": 1, "person_id": 1})
         return out
 
+    def faces_to_name(self, face_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored ones of ``face_ids`` with their photo, person and constraints, by id."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = list(face_ids)
+        with self.errors():
+            for start in range(0, len(wanted), IN_BATCH):
+                query = {"_id": {"$in": wanted[start : start + IN_BATCH]}}
+                projection = {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1}
+                found.update((d["_id"], d) for d in self.faces.find(query, projection))
+        return found
+
+    def images_with_names_to_apply(self) -> list[dict[str, Any]]:
+        """Photos whose imported (XMP) names are not yet applied: their ids and ``xmp_names``."""
+        with self.errors():
+            return list(self.images.find({"xmp_pending": True}, {"xmp_names": 1}).sort("_id", ASCENDING))
+
+    def set_names_applied(self, image_ids: Sequence[str]) -> None:
+        """The photos' imported names are applied (corrections now)."""
+        with self.errors():
+            for start in range(0, len(image_ids), IN_BATCH):
+                part = list(image_ids[start : start + IN_BATCH])
+                self.images.update_many({"_id": {"$in": part}}, {"$set": {"xmp_pending": False}})
+
+    def images_with_named_faces(self) -> Iterator[dict[str, Any]]:
+        """Photos with a face in a named person, or whose XMP sidecar FacePic wrote before
+        (``xmp_exported``), with their faces: what `facepic xmp export` writes."""
+        with self.errors():
+            named = [d["_id"] for d in self.persons.find({"name": {"$nin": ["", None]}}, {"_id": 1})]
+            image_ids: set[str] = set()
+            for start in range(0, len(named), IN_BATCH):
+                query = {"person_id": {"$in": named[start : start + IN_BATCH]}}
+                image_ids.update(f["image_id"] for f in self.faces.find(query, {"image_id": 1}))
+            image_ids.update(
+                d["_id"] for d in self.images.find({"xmp_exported": {"$exists": True, "$ne": []}}, {"_id": 1})
+            )
+            ordered = sorted(image_ids)
+            for start in range(0, len(ordered), IN_BATCH):
+                yield from self.images.find({"_id": {"$in": ordered[start : start + IN_BATCH]}}).sort("_id", ASCENDING)
+
+    def names_of_persons(self) -> dict[str, str]:
+        """Every named person's name, by id."""
+        with self.errors():
+            return {d["_id"]: d["name"] for d in self.persons.find({"name": {"$nin": ["", None]}}, {"name": 1})}
+
     def user_locked_person_ids(self) -> set[str]:
         """Persons the user made or named: never deleted, split or merged away."""
         with self.errors():

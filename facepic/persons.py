@@ -147,6 +147,17 @@ def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers:
     sources = list({s["_id"]: s for s in (find_person(lib, r) for r in dict.fromkeys(source_refs))}.values())
     if any(s["_id"] == target["_id"] for s in sources):
         raise PersonError("a person cannot be merged into itself")
+    change = Change("merge")
+    name, dropped = _merge_into(lib, change, target, sources)
+    change.commit(lib, covers)
+    return {**target, "name": name, "dropped_names": dropped}
+
+
+def _merge_into(
+    lib: Library, change: Change, target: dict[str, Any], sources: list[dict[str, Any]]
+) -> tuple[str, list[str]]:
+    """The writes of merging ``sources`` into ``target`` (person documents), added to
+    ``change``: the target's name after it, and the sources' names dropped."""
     source_ids = [s["_id"] for s in sources]
     one = {target["_id"], *source_ids}
     # The sources' faces, and those of the target's that reject one of them.
@@ -154,7 +165,6 @@ def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers:
     clash = [f for f in faces if one & set(f.get("rejected") or [])]
     out = {f["_id"] for f in clash if not f.get("locked")}
     moving = [f for f in faces if f["person_id"] != target["_id"] and f["_id"] not in out]
-    change = Change("merge")
     change.set_person([f["_id"] for f in moving], target["_id"])
     change.set_person(sorted(out), None, {"$set": {"locked": False}})
     change.forget_rejections(sorted(f["_id"] for f in clash if f.get("locked")), sorted(one))
@@ -166,8 +176,97 @@ def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers:
     change.set_person_fields(target["_id"], {"user_locked": True, "name": name, "updated_at": now_iso()})
     change.set_persons_fields(source_ids, {"user_locked": False})
     change.touch([target["_id"], *source_ids], [f["image_id"] for f in faces])
+    return name, dropped
+
+
+def _name_target(lib: Library, change: Change, name: str, clean: list[dict[str, Any]], first_face: str) -> str:
+    """The person the faces imported as ``name`` go to: one of ``clean`` (persons holding only
+    faces of that name, largest first) already of that name, else the library's largest of that
+    name, else the first of ``clean``, else a new person (created in ``change``)."""
+    for person in clean:
+        if person.get("name"):
+            return str(person["_id"])
+    elsewhere = sorted(lib.persons_named(name), key=lambda d: (-d.get("face_count", 0), d["_id"]))
+    if elsewhere:
+        return str(elsewhere[0]["_id"])
+    if clean:
+        return str(clean[0]["_id"])
+    pid = ids.person_id(first_face + ":xmp")
+    change.new_person_if_missing(pid, {**documents.new_person(lib.library_model(), now_iso()), "user_locked": True})
+    return pid
+
+
+@dataclass
+class NamesApplied:
+    """What `apply_imported_names` did."""
+
+    faces: int = 0  # faces given the person of their name
+    persons: int = 0  # persons named
+    merged: int = 0  # persons merged into another of the same name
+    kept: int = 0  # faces the user placed (moved) before: left where they are
+
+
+def apply_imported_names(lib: Library, covers: Covers | None) -> NamesApplied:
+    """The names read from photos' XMP (``images.xmp_names``, waiting as ``xmp_pending``), as
+    the user's corrections, in one change: each named face is ``locked`` in a person of that
+    name (``user_locked``), and the persons holding faces of one name are merged into one, as
+    `name`, `move` and `merge` do. The person kept is one already of that name (holding such a
+    face, else the library's largest), else the largest holding only faces of that name, else a
+    new one; a person holding faces of other names too keeps its other faces, the named face
+    leaves it (as a move: it never joins that person again). A face the user moved is left."""
+    images = lib.images_with_names_to_apply()
+    named = {n["face_id"]: n["name"] for image in images for n in image.get("xmp_names") or []}
+    summary = NamesApplied()
+    if not images:
+        return summary
+    faces = lib.faces_to_name(list(named))
+    groups: dict[str, list[str]] = {}
+    spelling: dict[str, str] = {}
+    names_in: dict[str, set[str]] = {}  # person -> the names its imported faces carry
+    for fid, name in named.items():
+        if fid not in faces:
+            continue  # gone since (its photo replaced)
+        key = name.lower()
+        spelling.setdefault(key, name)
+        groups.setdefault(key, []).append(fid)
+        pid = faces[fid].get("person_id")
+        if pid:
+            names_in.setdefault(pid, set()).add(key)
+    persons = lib.persons_by_id(sorted(names_in))
+    change = Change("xmp names")
+    for key, fids in sorted(groups.items()):
+        free = sorted(f for f in fids if not faces[f].get("locked"))
+        summary.kept += len(fids) - len(free)
+        if not free:
+            continue
+        # Persons holding these faces and no face of another name, largest first.
+        holding = sorted({p for f in free if (p := faces[f].get("person_id")) and p in persons})
+        clean = sorted(
+            (p for p in holding if names_in.get(p) == {key} and (persons[p].get("name") or key).lower() == key),
+            key=lambda p: (-persons[p].get("face_count", 0), p),
+        )
+        target = _name_target(lib, change, spelling[key], [persons[p] for p in clean], free[0])
+        sources = [persons[p] for p in clean if p != target]
+        if sources:
+            _merge_into(lib, change, persons.get(target) or lib.person(target) or {"_id": target}, sources)
+            summary.merged += len(sources)
+        one = {target, *(p["_id"] for p in sources)}
+        for fid in free:
+            old = faces[fid].get("person_id")
+            rejected = [r for r in faces[fid].get("rejected") or [] if r not in one]
+            if old and old not in one:
+                rejected.append(old)  # as a move: the face was not that person
+            change.set_person(
+                [fid], target, {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": ""}}
+            )
+            change.touch([old], [faces[fid]["image_id"]])
+        change.set_person_fields(target, {"name": spelling[key], "user_locked": True, "updated_at": now_iso()})
+        change.touch([target])
+        summary.faces += len(free)
+        summary.persons += 1
+    change.set_names_applied([image["_id"] for image in images])
     change.commit(lib, covers)
-    return {**target, "name": name, "dropped_names": dropped}
+    return summary
 
 
 def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers) -> str:

@@ -44,6 +44,7 @@ SKIP_LABELS = {
     "not a photo": ("file that is not a photo", "files that are not photos"),
     "hidden": ("hidden file or folder", "hidden files or folders"),
     "RAW+JPEG pair": ("RAW file paired with its JPEG", "RAW files paired with their JPEGs"),
+    "sidecar": ("XMP sidecar of a photo", "XMP sidecars of photos"),
     "link": ("symbolic link not followed", "symbolic links not followed"),
     "folder": ("unreadable folder", "unreadable folders"),
     "special": ("special file", "special files"),
@@ -76,6 +77,8 @@ class Summary:
     failed: int = 0
     skipped_failed: int = 0  # failed in an earlier run, not tried again
     skipped: dict[str, int] = field(default_factory=dict)  # category -> files
+    xmp_names: int = 0  # names of XMP face regions read
+    xmp_matched: int = 0  # of those, given to a detected face
 
     def finished(self, job: Job) -> None:
         """A queued photo's outcome."""
@@ -88,6 +91,8 @@ class Summary:
             faces = int(job.get("faces") or 0)
             self.faces += faces
             self.no_face += faces == 0
+            self.xmp_names += int(job.get("xmp_names") or 0)
+            self.xmp_matched += int(job.get("xmp_matched") or 0)
 
     def line(self) -> str:
         parts = (
@@ -101,6 +106,8 @@ class Summary:
         if self.queued:
             parts.append(f"queued {self.queued:,}")
         parts.append(f"failed {self.failed:,}")
+        if self.xmp_names:
+            parts.append(f"names from XMP {self.xmp_names:,} ({self.xmp_matched:,} matched)")
         if self.skipped_failed:
             parts.append(f"failed earlier {self.skipped_failed:,} (--retry-failed takes them again)")
         skipped = count_skipped(self.skipped)

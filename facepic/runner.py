@@ -293,6 +293,8 @@ def process(
 
 def summarize(summary: Summary, job: Job, report: Callable[[str], None]) -> None:
     summary.finished(job)
+    for warning in job.get("warnings") or ():
+        report(f"warning: {display(job.get('file', ''))}: {warning}")
     if job.get("error"):
         report(cannot_process(job.get("file", ""), job["error"]))
     elif "replaced" in job:

@@ -8,7 +8,9 @@ Rules (the README's "What the scan reads"):
 - a folder that cannot be read is skipped with the reason; its siblings go on;
 - a FIFO, socket or device is never opened;
 - a RAW file with a photo of the same name beside it (RAW+JPEG shooting) is one photo: the
-  JPEG is processed and carries the RAW as its companion.
+  JPEG is processed and carries the RAW as its companion;
+- an XMP sidecar of a photo beside it (``IMG_0001.JPG.xmp`` or ``IMG_0001.xmp``) is skipped
+  quietly as that photo's sidecar: the detect stage reads its face names with the photo.
 The order is stable (sorted, depth-first), so two scans of one folder agree.
 """
 
@@ -24,7 +26,7 @@ from pathlib import Path
 from facepic.errors import FacePicError
 from facepic.formats import classify, is_photo_name, photo_signature
 
-QUIET = ("hidden", "not a photo", "RAW+JPEG pair", "seen")
+QUIET = ("hidden", "not a photo", "RAW+JPEG pair", "sidecar", "seen")
 
 
 class ImportFolderError(FacePicError):
@@ -47,7 +49,7 @@ class Skipped:
     path: Path
     rel: str
     reason: str
-    category: str  # hidden, not a photo, RAW+JPEG pair, seen, link, special, folder
+    category: str  # hidden, not a photo, RAW+JPEG pair, sidecar, seen, link, special, folder
     folder: bool = False
 
     @property
@@ -111,6 +113,24 @@ def _pairs(names: list[str]) -> dict[str, str]:
     }
 
 
+def _sidecars(names: list[str]) -> dict[str, str]:
+    """XMP sidecar name -> the photo beside it whose sidecar it is: ``IMG_0001.JPG.xmp``
+    (digiKam, darktable) or ``IMG_0001.xmp`` (Lightroom)."""
+    photos = {name for name in names if not name.startswith(".") and is_photo_name(name)}
+    by_stem: dict[str, str] = {}
+    for name in sorted(photos):
+        by_stem.setdefault(os.path.splitext(name)[0], name)
+    out: dict[str, str] = {}
+    for name in names:
+        stem, ext = os.path.splitext(name)
+        if ext.lower() != ".xmp" or name.startswith("."):
+            continue
+        photo = stem if stem in photos else by_stem.get(stem)
+        if photo is not None:
+            out[name] = photo
+    return out
+
+
 def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
     """Every entry under ``root`` in a stable (sorted, depth-first) order: a ``Found`` photo,
     a ``Skipped`` file or folder, or an ``Unreadable`` photo."""
@@ -134,18 +154,21 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
     if isinstance(first, OSError):
         raise ImportFolderError(f"import folder {root} cannot be read ({_reason(first)})")
     # A stack of folder listings, not recursion: a drive's tree can be deeper than Python's stack.
-    stack: list[tuple[Iterator[os.DirEntry], dict[str, str], dict[str, list[str]], tuple[int, int]]] = []
+    stack: list[
+        tuple[Iterator[os.DirEntry], dict[str, str], dict[str, list[str]], tuple[int, int], dict[str, str]]
+    ] = []
 
     def push(entries: list[os.DirEntry], key: tuple[int, int]) -> None:
-        pairs = _pairs([e.name for e in entries])
+        names = [e.name for e in entries]
+        pairs = _pairs(names)
         companions: dict[str, list[str]] = {}
         for raw, photo in pairs.items():
             companions.setdefault(photo, []).append(raw)
-        stack.append((iter(entries), pairs, companions, key))
+        stack.append((iter(entries), pairs, companions, key, _sidecars(names)))
 
     push(first, (root_st.st_dev, root_st.st_ino))
     while stack:
-        entries, pairs, companions, _ = stack[-1]
+        entries, pairs, companions, _, sidecar_of = stack[-1]
         entry = next(entries, None)
         if entry is None:
             stack.pop()
@@ -192,7 +215,9 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
         if not stat.S_ISREG(st.st_mode):
             yield Skipped(path, rel, f"special file ({_special(st.st_mode)}), never opened", "special")
             continue
-        if not is_photo_name(entry.name) and not _photo_by_content(path, entry.name):
+        if entry.name in sidecar_of:
+            yield Skipped(path, rel, f"XMP sidecar of {sidecar_of[entry.name]}", "sidecar")
+        elif not is_photo_name(entry.name) and not _photo_by_content(path, entry.name):
             yield Skipped(path, rel, "not a photo", "not a photo")
         elif not _utf8(rel):
             # The database keeps names as UTF-8: such a photo could be neither stored nor found.

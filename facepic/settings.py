@@ -81,6 +81,7 @@ class Settings:
     # Without a bucket, originals stay where they are; true copies them into objects_dir.
     copy_originals: bool = False
     follow_links: bool = False  # follow symbolic links that leave the import folder
+    import_xmp_names: bool = True  # names of XMP face regions (embedded, sidecars) become corrections
     max_pixels: int = 150_000_000
     photo_timeout: float = 60.0  # seconds to decode and detect one photo
     workers: int = 0  # processes for `facepic run`; 0: one per core

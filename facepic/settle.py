@@ -51,6 +51,7 @@ from facepic.detect import EMBEDDING_DIM
 from facepic.documents import embeddings_from_bson
 from facepic.matching import PersonIndex, Rules
 from facepic.persons import ReclusterSummary as Summary
+from facepic.persons import apply_imported_names
 from facepic.pipeline import Context
 
 
@@ -489,6 +490,8 @@ class _HeldElsewhere:
 
 
 def settle_run(ctx: Context) -> Summary:
-    """The settle at the end of `facepic run`, with the index the run's index stage built."""
+    """The settle at the end of `facepic run`, with the index the run's index stage built.
+    Names read from the photos' XMP are applied first, as corrections that settling respects."""
     settings = ctx.settings
+    apply_imported_names(ctx.library, Covers(ctx))
     return settle_library(ctx.library, settings.linkage, Covers(ctx), settings.rules, ctx.matcher)

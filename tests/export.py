@@ -37,7 +37,8 @@ class Export:
             f"photos {len(self.photos) + len(self.duplicates)}: done {len(self.photos)} (faces {faces}, "
             f"no face {no_face}), already done 0, duplicates {len(self.duplicates)}, failed 0; skipped "
             f"{not_photos} files that are not photos, {hidden} hidden files or folders, "
-            f"{len(self.pairs)} RAW file paired with its JPEG"
+            f"{len(self.pairs)} RAW file paired with its JPEG, "
+            f"{sum(1 for c in self.skipped.values() if c == 'sidecar')} XMP sidecar of a photo"
         )
 
 
@@ -82,7 +83,7 @@ def build(root: Path) -> Export:
     photo("DCIM/101APPLE/IMG_0101.AVIF", "keanu_reeves", face("keanu_reeves", "05.jpg"), "AVIF", quality=90)
     photo("DCIM/101APPLE/IMG_0102.JPG", "", Image.open(SAMPLES / "rocket.jpg").convert("RGB"), "JPEG", quality=90)
     photo("DCIM/101APPLE/IMG_0103.WEBP", "", Image.open(SAMPLES / "chelsea.png").convert("RGB"), "WEBP")
-    other("DCIM/101APPLE/IMG_0101.AVIF.xmp", b"<x:xmpmeta/>")
+    other("DCIM/101APPLE/IMG_0101.AVIF.xmp", b"<x:xmpmeta/>", "sidecar")  # not XML (a prefix unbound): a warning
     # A camera shooting RAW+JPEG, and a RAW alone.
     camera = "Camera/2024-07-04"
     photo(f"{camera}/DSC_0001.JPG", "jessica_alba", face("jessica_alba", "00.jpg"), "JPEG", quality=95)

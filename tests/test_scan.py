@@ -193,3 +193,18 @@ def test_a_photo_without_an_extension_is_found_by_its_first_bytes(tmp_path: Path
     skipped = {e.rel: e.reason for e in scan(tmp_path) if isinstance(e, Skipped)}
     assert found == {"IMG_0001", "IMG_0002", "IMG_0003"}
     assert skipped == {"README": "not a photo", "empty": "not a photo", "backup.bin": "not a photo"}
+
+
+def test_an_xmp_sidecar_of_a_photo_is_its_companion_and_a_lone_one_is_not_a_photo(tmp_path: Path) -> None:
+    for name in ["IMG_0001.JPG", "IMG_0001.JPG.xmp", "IMG_0002.jpg", "IMG_0002.xmp", "lone.xmp", "IMG_0003.mov.xmp"]:
+        touch(tmp_path / name)
+    got = outcomes(tmp_path)
+    assert got == {
+        "IMG_0001.JPG": "photo",
+        "IMG_0001.JPG.xmp": "XMP sidecar of IMG_0001.JPG",
+        "IMG_0002.jpg": "photo",
+        "IMG_0002.xmp": "XMP sidecar of IMG_0002.jpg",
+        "lone.xmp": "not a photo",
+        "IMG_0003.mov.xmp": "not a photo",
+    }
+    assert all(i.quiet for i in scan(tmp_path) if isinstance(i, Skipped))

@@ -134,6 +134,9 @@ def _run(task: Task, stage: str, job: Job) -> Job:
         raise task.retry(countdown=outcome.retry_in, max_retries=context().settings.retries)
     if outcome.job.get("error") and not job.get("error"):
         log.warning("%s", cannot_process(job.get("file", ""), outcome.job["error"]))
+    if stage == "detect":
+        for warning in outcome.job.get("warnings") or ():
+            log.warning("%s: %s", job.get("file", ""), warning)
     return outcome.job
 
 

@@ -171,7 +171,7 @@ def with_upload_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 # Queue lengths for `status`, where the Celery layer is installed (workers.cli sets it).
 queue_lengths: Callable[[Settings], dict[str, int]] | None = None
 
-from facepic.cli import corrections, library, models, run, serve  # noqa: E402,F401 - the commands register themselves
+from facepic.cli import corrections, library, models, run, serve, xmp  # noqa: E402,F401 - the commands register themselves
 
 
 def main() -> None:  # pragma: no cover - the console script without the Celery layer

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facepic import ids, quality
+from facepic import ids, quality, xmp
 from facepic.decode import FORMAT_EXTENSIONS, Decoded, PhotoError, decode, read_photo, time_limit
 from facepic.detect import EMBEDDING_DIM
 from facepic.pipeline import workfile
@@ -15,12 +15,28 @@ from facepic.pipeline.context import Context
 from facepic.pipeline.job import Job, fail
 
 
-def decode_photo(ctx: Context, job: Job) -> Decoded:
+def decode_photo(ctx: Context, job: Job, with_xmp: bool = False) -> Decoded:
     """The photo decoded from bytes read once and found to be the ones its scan hashed (its id
-    is that hash): PhotoError, failing the photo alone, when it changed since."""
+    is that hash): PhotoError, failing the photo alone, when it changed since. ``with_xmp``:
+    its metadata holds its XMP face regions too (``xmp``), where the settings import them."""
     path = Path(job["file"])
     data = read_photo(path, job["sha256"])
-    return decode(path, ctx.settings.detect_size, ctx.settings.max_pixels, data)
+    decoded = decode(path, ctx.settings.detect_size, ctx.settings.max_pixels, data)
+    if with_xmp and ctx.settings.import_xmp_names:
+        decoded.metadata["xmp"] = _xmp_regions(path, data, decoded)
+    return decoded
+
+
+def _xmp_regions(path: Path, data: bytes, decoded: Decoded) -> dict:
+    """The photo's named XMP face regions (upright pixels) and why any XMP could not be read:
+    bad XMP is a warning, never a failed photo."""
+    try:
+        found, problems = xmp.photo_regions(
+            path, data, int(decoded.metadata.get("orientation", 1)), decoded.width, decoded.height
+        )
+    except Exception as e:  # noqa: BLE001 - whatever a hostile packet does, the photo goes on
+        found, problems = [], [f"XMP not read ({type(e).__name__})"]
+    return {"regions": [{"name": r.name, "box": list(r.box)} for r in found], "problems": problems}
 
 
 def detect(ctx: Context, job: Job) -> Job:
@@ -30,7 +46,7 @@ def detect(ctx: Context, job: Job) -> Job:
     engine = ctx.engine(job["model"])
     try:
         with time_limit(ctx.settings.photo_timeout):
-            decoded = decode_photo(ctx, job)
+            decoded = decode_photo(ctx, job, with_xmp=True)
             faces = engine.detect(decoded.rgb)
     except PhotoError as e:
         return fail(job, "detect", str(e))
@@ -62,4 +78,8 @@ def detect(ctx: Context, job: Job) -> Job:
         arrays["scale"] = np.array(decoded.scale)
     workfile.save(ctx.folder, job["image_id"], arrays)
     ext = FORMAT_EXTENSIONS.get(decoded.format, ids.safe_extension(job["rel"]))
-    return {**job, "faces": n, "ext": ext}
+    out: Job = {**job, "faces": n, "ext": ext}
+    problems = decoded.metadata.get("xmp", {}).get("problems")
+    if problems:
+        out["warnings"] = list(problems)
+    return out

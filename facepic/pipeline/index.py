@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from facepic import documents, ids, quality, storage, versions
+from facepic import documents, ids, quality, storage, versions, xmp
 from facepic.matching import assign_photo
 from facepic.pipeline import workfile
 from facepic.pipeline.context import Context
@@ -111,6 +111,7 @@ class _Photo:
     folder_id: str
     faces: list[dict[str, Any]]  # face documents, seq still to number for fresh ones
     fresh: list[str]  # faces not stored by an earlier try
+    xmp: dict[str, Any]  # the image document's fields of its XMP names (none: no names)
 
 
 def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> list[tuple[int, Job]]:
@@ -180,7 +181,11 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
             if decision is not None and decision.ambiguous:
                 doc["candidates"] = [decision.best, decision.runner_up]
             docs.append(doc)
-        photos.append(_Photo(pos, job, info, folder_id, docs, [fid for fid in face_ids if fid not in stored]))
+        found = _xmp_found(info, face_ids, work["boxes"])
+        if found:
+            job = {**job, "xmp_names": len(found["xmp_names"]) + len(found["xmp_unmatched"])}
+            job["xmp_matched"] = len(found["xmp_names"])
+        photos.append(_Photo(pos, job, info, folder_id, docs, [fid for fid in face_ids if fid not in stored], found))
     for model in models:
         ctx.matcher(model).unprepare()
     count = sum(len(p.fresh) for p in photos)
@@ -204,11 +209,32 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
             _upload_covers(ctx, upload)
     lib.upsert_images(
         [
-            documents.image(p.job["image_id"], p.job, p.info, p.folder_id, extension(p.job), _keys(p.job), p.faces)
+            {
+                **documents.image(
+                    p.job["image_id"], p.job, p.info, p.folder_id, extension(p.job), _keys(p.job), p.faces
+                ),
+                **p.xmp,
+            }
             for p in photos
         ]
     )
     return [(p.pos, p.job) for p in photos]
+
+
+def _xmp_found(info: dict[str, Any], face_ids: list[str], boxes: np.ndarray) -> dict[str, Any]:
+    """The photo's XMP names matched to its faces by box overlap, for its image document:
+    ``xmp_names`` (face id and name; ``xmp_pending`` until settling applies them as
+    corrections) and ``xmp_unmatched`` (name and box of a region no face was found in)."""
+    read = (info.get("metadata") or {}).get("xmp") or {}
+    regions = [xmp.Region(str(r["name"]), xmp.as_box(r["box"])) for r in read.get("regions") or []]
+    if not regions:
+        return {}
+    named, unmatched = xmp.match(regions, [list(map(float, b)) for b in boxes])
+    return {
+        "xmp_names": [{"face_id": face_ids[i], "name": name} for i, name in sorted(named.items())],
+        "xmp_unmatched": [{"name": r.name, "box": [round(v, 1) for v in r.box]} for r in unmatched],
+        "xmp_pending": bool(named),
+    }
 
 
 def _qualities(work: dict[str, Any]) -> list[quality.FaceQuality]:

@@ -44,6 +44,9 @@ class Job(TypedDict, total=False):
     failed_stage: str
     timings: dict[str, float]  # seconds per stage, for benchmarks and Flower
     replaced: Replaced  # the old version of this file (other content) the index stage removed
+    warnings: list[str]  # what went wrong without failing the photo (XMP that cannot be read)
+    xmp_names: int  # names of XMP face regions read (index stage)
+    xmp_matched: int  # of those, the names given to a detected face
 
 
 def fail(job: Job, stage: str, reason: str) -> Job:
