@@ -465,9 +465,13 @@ class Library:
             return self.persons.find_one({"_id": person_id})
 
     def persons_by_id(self, person_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The stored ones of ``person_ids``, by id."""
+        """The stored ones of ``person_ids``, by id (``IN_BATCH`` ids a read)."""
+        wanted = list(person_ids)
+        out: dict[str, dict[str, Any]] = {}
         with self.errors():
-            return {d["_id"]: d for d in self.persons.find({"_id": {"$in": list(person_ids)}})}
+            for start in range(0, len(wanted), IN_BATCH):
+                out.update((d["_id"], d) for d in self.persons.find({"_id": {"$in": wanted[start : start + IN_BATCH]}}))
+        return out
 
     def persons_named(self, name: str, other_than: str | None = None) -> list[dict[str, Any]]:
         """Persons called ``name`` (case-insensitive), less ``other_than``."""
@@ -516,16 +520,18 @@ class Library:
         with self.errors():
             self.meta.replace_one({"_id": RECLUSTER_META_ID}, mark, upsert=True)
 
-    def faces_to_settle(self, model: str, after_seq: int | None, upto_seq: int) -> list[dict[str, Any]]:
-        """Faces of ``model`` numbered in (after_seq, upto_seq] (None: every face), then the
-        unassigned ones not among them, each without box, landmarks or quality."""
+    def faces_to_settle(
+        self, model: str, after_seq: int | None, upto_seq: int, unassigned: bool = True
+    ) -> list[dict[str, Any]]:
+        """Faces of ``model`` numbered in (after_seq, upto_seq] (None: every face), then (with
+        ``unassigned``) the unassigned ones not among them, each without box, landmarks or quality."""
         fields = {"landmarks": 0, "box": 0, "quality": 0}
         query: dict[str, Any] = {"model": model}
         if after_seq is not None:
             query["seq"] = {"$gt": after_seq, "$lte": upto_seq}
         with self.errors():
             docs = list(self.faces.find(query, fields).sort("_id", 1))
-            if after_seq is not None and docs:
+            if after_seq is not None and docs and unassigned:
                 fresh = {d["_id"] for d in docs}
                 docs += [
                     d
@@ -736,15 +742,6 @@ class Library:
                 query = {"person_id": {"$in": wanted[start : start + IN_BATCH]}}
                 for f in self.faces.find(query, {"person_id": 1, "quality": 1, "score": 1}):
                     out.setdefault(f["person_id"], []).append(f)
-        return out
-
-    def persons_of_faces(self, face_ids: Sequence[str]) -> set[str]:
-        """The persons ``face_ids`` are in."""
-        out: set[str] = set()
-        with self.errors():
-            for start in range(0, len(face_ids), IN_BATCH):
-                query = {"_id": {"$in": list(face_ids[start : start + IN_BATCH])}, "person_id": {"$ne": None}}
-                out.update(f["person_id"] for f in self.faces.find(query, {"person_id": 1}))
         return out
 
     def persons_with_faces_outside(self, person_ids: Sequence[str], face_ids: set[str]) -> set[str]:

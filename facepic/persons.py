@@ -54,6 +54,7 @@ class ReclusterSummary:
     persons_created: int = 0
     persons_deleted: int = 0
     faces_assigned: int = 0  # unassigned before, a person now
+    more: bool = False  # a settle in slices: faces stored since remain to be settled
 
 
 # --- looking things up ---------------------------------------------------------------

@@ -335,13 +335,16 @@ def settle_library(
     rules: Rules | None = None,
     index: Callable[[str], PersonIndex] | None = None,
     everything: bool = False,
+    slice_faces: int | None = None,
 ) -> Summary:
     """Settle the faces stored since the last settle and those still unassigned
     (``everything``: every face the user has not placed or named) and write their persons. ``index(model)``: the index stage's, holding
     every stored face as it is in the library (read from the library when not given).
 
     Run it when the index queue has drained: a face being stored while it runs may be passed
-    over until ``everything`` settles it."""
+    over until ``everything`` settles it. ``slice_faces``: settle at most about that many of the
+    faces stored since the last settle (the oldest), and say in ``more`` whether others remain;
+    the unassigned ones are placed again with the last slice."""
     summary = Summary()
     model = lib.library_model()
     if model is None:
@@ -349,9 +352,11 @@ def settle_library(
     mark = lib.settle_mark()
     upto = lib.current_seq()
     last = 0 if everything or mark.get("model") != model else int(mark.get("seq", 0))
+    if slice_faces is not None and not everything and upto - last > slice_faces:
+        upto, summary.more = last + slice_faces, True  # numbers go to new faces and to moves alike
     # Faces left unassigned before (poor, ambiguous, rejected) are placed again: a clearer
     # face of their person may have come.
-    docs = lib.faces_to_settle(model, None if everything else last, upto)
+    docs = lib.faces_to_settle(model, None if everything else last, upto, unassigned=not summary.more)
     # Persons the user made, named, merged, picked a cover for or hid: theirs.
     named = lib.persons_of_the_user()
     summary.persons_before = lib.person_count()
@@ -393,7 +398,7 @@ def _settle_docs(
         return out
 
     taken: set[str] = set()
-    held = _HeldElsewhere(lib, batch, named)
+    held = _HeldElsewhere(lib, batch, {p for p in new.person if p}, named)
 
     def new_id(face_id: str, used: set[str]) -> str:
         n = 0
@@ -407,6 +412,7 @@ def _settle_docs(
     def members(person_ids: list[str]) -> Faces:
         extra = [d for d in lib.faces_of_persons(person_ids) if d["_id"] not in batch]
         batch.update(d["_id"] for d in extra)
+        held.persons.update(person_ids)
         photos.update(d["image_id"] for d in extra)
         return _faces_of(extra, named)
 
@@ -466,12 +472,12 @@ def _faces_of(docs: list[dict[str, Any]], named: set[str]) -> Faces:
 
 class _HeldElsewhere:
     """Whether a person id is one the user made, or has a face outside the batch. Asked once
-    per group a settle names: the first question reads, in bulk, every person the batch's faces
-    are in and every id their faces would found (a question per group was a round trip each);
+    per group a settle names: the first question reads, in bulk, the faces of every person the
+    batch's faces are in (``persons``) and of every id their faces would found (a question per group was a round trip each);
     only an id outside those (a collision's second choice) is read alone."""
 
-    def __init__(self, lib: Library, batch: set[str], named: set[str]) -> None:
-        self.lib, self.batch, self.named = lib, batch, named
+    def __init__(self, lib: Library, batch: set[str], persons: set[str], named: set[str]) -> None:
+        self.lib, self.batch, self.persons, self.named = lib, batch, persons, named
         self.known: set[str] | None = None
         self.held: set[str] = set()
 
@@ -479,8 +485,7 @@ class _HeldElsewhere:
         if person_id in self.named:
             return True
         if self.known is None:
-            persons = self.lib.persons_of_faces(sorted(self.batch))
-            self.known = persons | {ids.person_id(f) for f in self.batch}
+            self.known = self.persons | {ids.person_id(f) for f in self.batch}
             self.held = self.lib.persons_with_faces_outside(sorted(self.known), self.batch)
         if person_id not in self.known:
             self.known.add(person_id)
@@ -489,9 +494,12 @@ class _HeldElsewhere:
         return person_id in self.held
 
 
-def settle_run(ctx: Context) -> Summary:
-    """The settle at the end of `facepic run`, with the index the run's index stage built.
-    Names read from the photos' XMP are applied first, as corrections that settling respects."""
+def settle_run(ctx: Context, slice_faces: int | None = None) -> Summary:
+    """The settle at the end of `facepic run` (and of the index worker's drains, in slices of
+    ``slice_faces``), with the index the index stage built. Names read from the photos' XMP are
+    applied first, as corrections that settling respects."""
     settings = ctx.settings
     apply_imported_names(ctx.library, Covers(ctx))
-    return settle_library(ctx.library, settings.linkage, Covers(ctx), settings.rules, ctx.matcher)
+    return settle_library(
+        ctx.library, settings.linkage, Covers(ctx), settings.rules, ctx.matcher, slice_faces=slice_faces
+    )

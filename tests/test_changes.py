@@ -248,3 +248,25 @@ def test_the_next_command_finishes_a_change_left_midway(base: dict[str, Any]) ->
     with Context(settings) as ctx:
         assert consistency.check(ctx.library, settings.folder).count == 0
         assert _state(ctx.library) == after
+
+
+def test_settling_in_slices_reaches_every_face_a_slice_at_a_time(base: dict[str, Any]) -> None:
+    settings = base["settings"]
+    _restore(base)
+    with Context(settings) as ctx:
+        lib = ctx.library
+        model = lib.library_model()
+        assert model is not None
+        lib.set_settle_mark(model, 0)
+        upto = lib.current_seq()
+        slices = []
+        while True:
+            s = settle_library(lib, settings.linkage, Covers(ctx), settings.rules, slice_faces=5)
+            slices.append(int(lib.settle_mark()["seq"]))
+            if not s.more:
+                break
+        # Each slice takes 5 numbers on; a slice's moves take numbers too (notes), so the last
+        # one ends at or past where the first began.
+        assert slices[:-1] == list(range(5, 5 * len(slices), 5)) and slices[-1] >= upto, slices
+        assert consistency.check(lib, settings.folder).count == 0
+        assert lib.unassigned_faces() == 0  # the face left unassigned was placed with the last slice

@@ -225,9 +225,17 @@ def _settle_when_idle() -> None:
 
 @app.task(name="facepic.settle")
 def settle() -> str:
-    """Settle the faces stored since the last settle, if the index queue is still empty."""
-    if _index_waiting():
-        return "index queue busy: a later drained moment settles"
+    """Settle the faces stored since the last settle while the index queue stays empty, a slice
+    of ``SETTLE_SLICE`` faces at a time: photos that arrive meanwhile wait for one slice (a few
+    seconds) at most, and the next drained moment settles the rest."""
     ctx = context()
-    s = settle_run(ctx)
-    return f"persons {s.persons_before} -> {s.persons_after}; faces moved {s.faces_moved}, assigned {s.faces_assigned}"
+    slices = moved = assigned = 0
+    while not _index_waiting():
+        s = settle_run(ctx, SETTLE_SLICE)
+        slices, moved, assigned = slices + 1, moved + s.faces_moved, assigned + s.faces_assigned
+        if not s.more:
+            return f"settled in {slices} slice(s); faces moved {moved}, assigned {assigned}"
+    return f"index queue busy after {slices} slice(s): a later drained moment settles the rest"
+
+
+SETTLE_SLICE = 2_000  # faces: a slice settles in a few seconds (bench/endrun.py)
