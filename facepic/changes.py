@@ -33,6 +33,7 @@ from bson import json_util
 
 from facepic.db import Library
 from facepic.derived import Covers, recount
+from facepic.procs import alive
 
 if TYPE_CHECKING:  # the pipeline imports this module: no import back at run time
     from facepic.pipeline.context import Context
@@ -147,7 +148,7 @@ def finish_pending(lib: Library, covers: Covers | None) -> list[str]:
     heads = lib.change_heads()
     for head in heads:
         mine = head.get("host") == host
-        if mine and _alive(int(head.get("pid", 0))) and head.get("pid") != os.getpid():
+        if mine and alive(int(head.get("pid", 0))) and head.get("pid") != os.getpid():
             continue
         at = head.get("at")
         if not mine and at is not None and now - at < STALE_ELSEWHERE:
@@ -157,15 +158,3 @@ def finish_pending(lib: Library, covers: Covers | None) -> list[str]:
         finished.append(str(head.get("kind")))
     lib.drop_orphan_change_parts({h["_id"] for h in heads}, older_than=now - timedelta(minutes=10))
     return finished
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

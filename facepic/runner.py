@@ -22,6 +22,7 @@ from facepic.errors import DataFolderError
 from facepic.pipeline import STAGES, Context, Job, cannot_process, execute
 from facepic.pipeline.policy import BATCH_STAGES, backoff, execute_batch
 from facepic.planner import Summary
+from facepic.procs import alive
 from facepic.runtime import default_threads, limit_blas_threads
 from facepic.scan import display
 from facepic.settings import Settings
@@ -55,21 +56,11 @@ def _exit_with_parent(parent: int) -> None:
     server = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == server and _alive(parent):
+        while os.getppid() == server and alive(parent):
             time.sleep(PARENT_POLL_SECONDS)
         os._exit(1)
 
     threading.Thread(target=watch, name="facepic-parent-watch", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _init_pool(settings: Settings, processes: int, model: str | None, parent: int) -> None:

@@ -20,7 +20,7 @@ from tests.conftest import PHOTOS
 FACE = PHOTOS / "tom_hanks" / "07.jpg"
 
 # How to store an upright photo so that EXIF orientation N shows it upright again.
-_STORE = {
+TO_STORED = {
     1: None,
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -89,7 +89,7 @@ def build(root: Path) -> dict[str, tuple[str, object]]:
     frames = [face(), Image.new("RGB", face().size, "black")]
     put("animated.webp", encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100), ("done", 1))
     put("corrupt-exif.jpg", _corrupt_exif_jpeg(), ("done", 1))
-    for n, transpose in _STORE.items():
+    for n, transpose in TO_STORED.items():
         stored = face() if transpose is None else face().transpose(transpose)
         exif = Image.Exif()
         exif[0x0112] = n

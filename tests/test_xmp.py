@@ -21,22 +21,12 @@ from facepic.embedded import embedded_database
 from facepic.persons import merge_persons, move_face, name_person
 from facepic.pipeline import Context
 from tests.conftest import PHOTOS, invoke, settings_of
+from tests.hostile import TO_STORED
 
 EXIFTOOL = shutil.which("exiftool")
 needs_exiftool = pytest.mark.skipif(
     EXIFTOOL is None, reason="exiftool is not installed (apt-get install libimage-exiftool-perl; CI installs it)"
 )
-# What turns the stored pixels upright (decode's _orient) undone: the stored image from the upright one.
-TO_STORED = {
-    1: None,
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
 Box = tuple[float, float, float, float]
 
 
