@@ -270,3 +270,40 @@ def test_settling_in_slices_reaches_every_face_a_slice_at_a_time(base: dict[str,
         assert slices[:-1] == list(range(5, 5 * len(slices), 5)) and slices[-1] >= upto, slices
         assert consistency.check(lib, settings.folder).count == 0
         assert lib.unassigned_faces() == 0  # the face left unassigned was placed with the last slice
+
+
+def test_check_compares_the_ledger_and_the_bucket_with_the_library(tmp_path: Path, model_root: Path) -> None:
+    """The embedded default with its folder store: a photo done in the ledger but not stored,
+    one stored but not done, an object nothing names and one the library names that is gone."""
+    env = {**offline_settings(tmp_path / "data", model_root), "FACEPIC_COPY_ORIGINALS": "true"}
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for src in sorted(PHOTOS.glob("*/*.jpg"))[:3]:
+        shutil.copy(src, photos / f"{src.parent.name}-{src.name}")
+    assert invoke(env, "run", str(photos)).exit_code == 0
+    assert invoke(env, "check").output.strip() == "the library is consistent"
+    settings = Settings.load(env=env, env_file=None)
+    from facepic.embedded import embedded_database
+    from facepic.ledger import Ledger
+
+    with embedded_database(settings) as live, Context(live) as ctx:
+        lib = ctx.library
+        images = sorted(lib.images_for_check(), key=lambda i: i["path"])
+        gone, failed, lost = images[0], images[1], images[2]
+        lib.delete_images([gone["_id"]])
+        keys = lib.image(lost["_id"])["keys"]
+    Ledger(settings.folder.ledger).append({"root": str(photos), "path": failed["path"], "status": "failed"})
+    (settings.folder.objects / keys["original"]).unlink()
+    stray = "thumb_00000000-0000-4000-8000-000000000000.jpg"  # FacePic's shape, no photo of it
+    (settings.folder.objects / stray).write_bytes(b"\xff\xd8\xff\xd9")
+    (settings.folder.objects / "notes.txt").write_text("the user's own object: left alone")
+    result = invoke(env, "check")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert f"ledger: {gone['path']} is done in the ledger and not stored (run facepic run again)" in lines
+    assert f"ledger: {failed['path']} is stored and not done in the ledger" in lines
+    assert (
+        f"missing object: {keys['original']} is named by the library and not in the bucket (facepic run --upload-only)"
+    ) in lines
+    assert f"unnamed object: {stray} in the bucket belongs to nothing in the library" in lines
+    assert not any("notes.txt" in line for line in lines)
