@@ -77,12 +77,22 @@ def engine_installed() -> bool:
 
 
 def onnxruntime_providers() -> list[str]:
-    """Accelerated providers first where installed, always ending with the CPU."""
+    """Accelerated providers first where installed and usable, always ending with the CPU.
+    onnxruntime-gpu lists CUDA whether or not the machine has a GPU: CUDA counts only where an
+    NVIDIA GPU is visible (a container given none, a machine without one, runs on the CPU)."""
     import onnxruntime
 
     available = set(onnxruntime.get_available_providers())
+    if not gpu_visible():
+        available.discard("CUDAExecutionProvider")
     preferred = [*ACCELERATED, "CPUExecutionProvider"]
     return [p for p in preferred if p in available] or ["CPUExecutionProvider"]
+
+
+def gpu_visible() -> bool:
+    """Whether an NVIDIA GPU is visible to this process: its device files (the driver makes
+    them; the NVIDIA Container Toolkit passes them into a container given a GPU)."""
+    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 _core: Any = None
@@ -216,6 +226,9 @@ class Runtime:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         onnxruntime.set_default_logger_severity(3)
+        if "CUDAExecutionProvider" in self.providers and hasattr(onnxruntime, "preload_dlls"):
+            # CUDA and cuDNN from their pip wheels (requirements/worker-cuda.txt), not the system's
+            onnxruntime.preload_dlls()
         return onnxruntime.InferenceSession(str(model_file), sess_options=options, providers=list(self.providers))
 
     def detector_sessions(self) -> Callable[[Any, tuple[int, int], Any], Any] | None:

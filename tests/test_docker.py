@@ -402,3 +402,26 @@ def test_flower_listens_on_loopback_by_default_and_anywhere_with_a_login(tmp_pat
         finally:
             proc.kill()  # no broker to reach: it would keep retrying after SIGTERM
             proc.communicate(timeout=30)
+
+
+def test_a_spare_machine_with_a_gpu_builds_the_cuda_image_and_gets_the_gpu() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FACEPIC_", "FLOWER_", "COMPOSE_"))}
+    result = subprocess.run(
+        [tool("docker-compose"), "-f", "docker-compose.spare.yml", "-f", "docker-compose.spare-gpu.yml"]
+        + ["config", "--format", "json"],
+        cwd=REPO,
+        env={**clean, **SPARE_ENV},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    worker = json.loads(result.stdout)["services"]["worker"]
+    assert worker["build"]["args"]["REQUIREMENTS"] == "requirements/worker-cuda.txt"
+    assert worker["environment"]["FACEPIC_RUNTIME"] == "auto"
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"] and devices[0]["driver"] == "nvidia"
+    assert worker_args(worker)[0] == set(CPU_QUEUES)  # still only the CPU queues
+    # The CUDA image gets onnxruntime-gpu and neither OpenVINO nor the CPU onnxruntime.
+    wanted = (REPO / "requirements" / "worker-cuda.txt").read_text().splitlines()
+    names = {re.split(r"[=\[<>]", line)[0] for line in wanted if line and not line.startswith(("#", "-r"))}
+    assert "onnxruntime-gpu" in names and not names & {"onnxruntime", "openvino"}

@@ -119,21 +119,6 @@ def test_openvino_missing(monkeypatch: pytest.MonkeyPatch, offline_env, tmp_path
     assert result.output.splitlines()[-1].startswith("Error: FACEPIC_RUNTIME=openvino, but OpenVINO is not installed")
 
 
-def test_auto_keeps_onnxruntime_where_it_has_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    import onnxruntime
-
-    # A fault a test machine cannot produce for real: a CUDA build of onnxruntime.
-    monkeypatch.setattr(
-        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    )
-    auto = Runtime.resolve("auto")
-    assert auto.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
-    assert auto.describe() == (
-        "onnxruntime f32 with CUDA (auto: onnxruntime has CUDAExecutionProvider), 1 thread per process"
-    )
-    assert Runtime.resolve("openvino").backend == "openvino"  # asked for, it is used all the same
-
-
 def test_neither_runtime_sends_telemetry(tmp_path: Path) -> None:
     """`import openvino` alone reports to Google Analytics (and writes ~/intel) unless CI=true
     or an opt-out file says otherwise; onnxruntime writes a device id and queues usage events
