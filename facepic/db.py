@@ -133,6 +133,7 @@ class Library:
             self.images.create_index([("sha256", ASCENDING)], unique=True)
             self.images.create_index([("folder_id", ASCENDING)])
             self.images.create_index([("root", ASCENDING), ("path", ASCENDING)])
+            self.images.create_index([("xmp_pending", ASCENDING)])  # every settle asks for these
             self.faces.create_index([("image_id", ASCENDING)])
             self.faces.create_index([("person_id", ASCENDING)])
             self.faces.create_index([("model", ASCENDING), ("person_id", ASCENDING)])
@@ -223,14 +224,21 @@ class Library:
     def images_at(self, places: Sequence[tuple[str, str]], other_than: Sequence[str]) -> list[dict[str, Any]]:
         """The photos stored at these (root, path) places under an id not in ``other_than``:
         older versions of files whose content changed since."""
-        if not places:
-            return []
-        query = {
-            "$or": [{"root": root, "path": path} for root, path in places],
-            "_id": {"$nin": list(other_than)},
-        }
+        # One root and a list of paths a read, on the (root, path) index: an $or of pairs with a
+        # $nin made the embedded server scan every photo, for every batch the index stage stored
+        # (0.9 s a batch at 2,000 photos, and growing with the library).
+        by_root: dict[str, list[str]] = {}
+        for root, path in places:
+            by_root.setdefault(root, []).append(path)
+        keep = set(other_than)
+        found: list[dict[str, Any]] = []
+        fields = {"root": 1, "path": 1, "sha256": 1, "keys": 1}
         with self.errors():
-            return list(self.images.find(query, {"root": 1, "path": 1, "sha256": 1, "keys": 1}))
+            for root, paths in sorted(by_root.items()):
+                for start in range(0, len(paths), IN_BATCH):
+                    query = {"root": root, "path": {"$in": paths[start : start + IN_BATCH]}}
+                    found += (d for d in self.images.find(query, fields) if d["_id"] not in keep)
+        return found
 
     def faces_of_images(self, image_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The faces of these photos, without embeddings."""
