@@ -33,7 +33,7 @@ from facepic.persons import PersonError
 from facepic.pipeline import Context
 from facepic.settings import redact
 from facepic.thumbnails import FACE_SIZE, square_window
-from facepic.web import guard, originals
+from facepic.web import display, guard, originals
 from facepic.web.site import SORTS, BadQuery, NotFound, Site, page_number
 
 PRESIGNED_SECONDS = 300  # how long a bucket URL handed to the browser works
@@ -124,7 +124,11 @@ def _pages(app: Flask, site: Site) -> None:
 
     @app.get("/photos/<image_id>")
     def photo(image_id: str) -> str:
-        return render_template("photo.html", data=site.photo(image_id))
+        data = site.photo(image_id, request.args.get("person"))
+        image = site.image(image_id)
+        # The whole photo when its original can be reached, else the square thumbnail.
+        whole = image is not None and display.rendition(site.ctx, image) is not None
+        return render_template("photo.html", data=data, whole=whole)
 
     @app.get("/unassigned")
     def unassigned() -> str:
@@ -214,7 +218,11 @@ def _api(app: Flask, site: Site) -> None:
     app.add_url_rule(
         "/api/persons/<person_id>", "api_person", lambda person_id: jsonify(site.person(person_id, page()))
     )
-    app.add_url_rule("/api/photos/<image_id>", "api_photo", lambda image_id: jsonify(site.photo(image_id)))
+    app.add_url_rule(
+        "/api/photos/<image_id>",
+        "api_photo",
+        lambda image_id: jsonify(site.photo(image_id, request.args.get("person"))),
+    )
     app.add_url_rule("/api/unassigned", "api_unassigned", lambda: jsonify(site.unassigned(page())))
     app.add_url_rule("/api/search", "api_search", lambda: jsonify(site.search(request.args.getlist("person"), page())))
 
@@ -301,6 +309,14 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
         if bucket is not None and key:
             return presigned(key)
         abort(404, "this photo's thumbnail is neither in the data folder nor in a bucket")
+
+    @app.get("/img/display/<image_id>.jpg")
+    def display_image(image_id: str) -> BaseResponse:
+        image = must(site.image(image_id), "photo")
+        path = display.rendition(ctx, image)
+        if path is None:
+            return redirect(url_for("thumb_image", image_id=image_id))
+        return send_file(path, mimetype="image/jpeg", max_age=3600)
 
     @app.get("/img/face/<face_id>.jpg")
     def face_image(face_id: str) -> BaseResponse:

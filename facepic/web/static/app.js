@@ -21,8 +21,9 @@
       .catch(function () {});
   }
   // A face's label over the photo stays inside it: moved in from an edge, squeezed when wider.
-  const SIDE = 300, MARGIN = 2;
+  const MARGIN = 2;
   document.querySelectorAll("svg.boxes text").forEach(function (text) {
+    const SIDE = text.ownerSVGElement.viewBox.baseVal.width;
     let box = text.getBBox();
     if (box.width > SIDE - 2 * MARGIN) {
       text.setAttribute("textLength", String(SIDE - 2 * MARGIN));
