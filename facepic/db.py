@@ -432,9 +432,9 @@ class Library:
                 self.db[name].drop()
 
     def unassigned_faces(self) -> int:
-        """Faces that belong to nobody yet."""
+        """Faces that belong to nobody yet (those the user called not a face aside)."""
         with self.errors():
-            return self.faces.count_documents({"person_id": None})
+            return self.faces.count_documents({"person_id": None, "ignored": {"$ne": True}})
 
     def images_to_reembed(self, model: str) -> int:
         """Photos not staged for ``model`` yet."""
@@ -524,9 +524,10 @@ class Library:
         self, model: str, after_seq: int | None, upto_seq: int, unassigned: bool = True
     ) -> list[dict[str, Any]]:
         """Faces of ``model`` numbered in (after_seq, upto_seq] (None: every face), then (with
-        ``unassigned``) the unassigned ones not among them, each without box, landmarks or quality."""
+        ``unassigned``) the unassigned ones not among them, each without box, landmarks or quality.
+        Faces the user called not a face (``ignored``) are never settled."""
         fields = {"landmarks": 0, "box": 0, "quality": 0}
-        query: dict[str, Any] = {"model": model}
+        query: dict[str, Any] = {"model": model, "ignored": {"$ne": True}}
         if after_seq is not None:
             query["seq"] = {"$gt": after_seq, "$lte": upto_seq}
         with self.errors():
@@ -535,7 +536,9 @@ class Library:
                 fresh = {d["_id"] for d in docs}
                 docs += [
                     d
-                    for d in self.faces.find({"model": model, "person_id": None}, fields).sort("_id", 1)
+                    for d in self.faces.find(
+                        {"model": model, "person_id": None, "ignored": {"$ne": True}}, fields
+                    ).sort("_id", 1)
                     if d["_id"] not in fresh
                 ]
         return docs
@@ -612,6 +615,29 @@ class Library:
                 found.update((d["_id"], d) for d in self.faces.find(query, projection))
         return found
 
+    def faces_to_correct(self, face_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored ones of ``face_ids`` with what a correction changes and keeps, by id."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = list(face_ids)
+        projection = {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1, "ignored": 1}
+        with self.errors():
+            for start in range(0, len(wanted), IN_BATCH):
+                found.update(
+                    (d["_id"], d)
+                    for d in self.faces.find({"_id": {"$in": wanted[start : start + IN_BATCH]}}, projection)
+                )
+        return found
+
+    def person_faces_in_images(self, person_id: str, image_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The faces of ``person_id`` in these photos (id and photo)."""
+        wanted = sorted(set(image_ids))
+        out: list[dict[str, Any]] = []
+        with self.errors():
+            for start in range(0, len(wanted), IN_BATCH):
+                query = {"person_id": person_id, "image_id": {"$in": wanted[start : start + IN_BATCH]}}
+                out += self.faces.find(query, {"image_id": 1})
+        return out
+
     def images_with_names_to_apply(self) -> list[dict[str, Any]]:
         """Photos whose imported (XMP) names are not yet applied: their ids and ``xmp_names``."""
         with self.errors():
@@ -685,9 +711,11 @@ class Library:
             )
 
     def faces_of_model(self, model: str) -> Iterator[dict[str, Any]]:
-        """Every face of ``model`` by id, without landmarks and box (what recluster reads)."""
+        """Every face of ``model`` by id, without landmarks and box (what recluster reads); not
+        those the user called not a face."""
+        query = {"model": model, "ignored": {"$ne": True}}
         with self.errors():
-            yield from self.faces.find({"model": model}, {"landmarks": 0, "box": 0}).sort("_id", ASCENDING)
+            yield from self.faces.find(query, {"landmarks": 0, "box": 0}).sort("_id", ASCENDING)
 
     def assigned_faces(self) -> Iterator[dict[str, Any]]:
         """Every face in a person, without its embedding."""
@@ -1065,7 +1093,7 @@ class Library:
 
     def web_unassigned(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """A page of the faces that belong to nobody, ambiguous ones (with candidates) first."""
-        query = {"person_id": None}
+        query = {"person_id": None, "ignored": {"$ne": True}}
         with self.errors():
             total = self.faces.count_documents(query)
             docs = list(

@@ -10,9 +10,9 @@ from typing import Any
 from PIL import Image
 
 from tests.conftest import invoke
-from tests.test_web import Server, browser, built, call, click, library, server  # noqa: F401 - fixtures
+from tests.test_web import Server, browser, built, call, click, library, persons_json, server
 
-__all__ = ["browser", "built", "library", "server"]
+__all__ = ["browser", "built", "library", "server"]  # fixtures, taken by name
 
 
 def _persons(server: Server) -> list[dict[str, Any]]:
@@ -79,3 +79,87 @@ def test_the_photo_view_falls_back_to_the_thumbnail_when_the_original_is_away(
     finally:
         shutil.move(aside, path)
     assert not (Path(library["FACEPIC_DATA_DIR"]) / "thumbnails" / f"display_{photo['id']}.jpg").exists()
+
+
+def _face_ids(driver: Any) -> list[str]:
+    return [e.get_attribute("data-face") for e in driver.find_elements("css selector", "li.card[data-face]")]
+
+
+def _pick(driver: Any, face_id: str, shift: bool = False) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    box = driver.find_element("css selector", f"li[data-face='{face_id}'] input.pick")
+    if shift:
+        ActionChains(driver).key_down(Keys.SHIFT).click(box).key_up(Keys.SHIFT).perform()
+    else:
+        box.click()
+
+
+def test_many_faces_are_moved_rejected_made_a_person_and_called_not_a_face_at_once(
+    server: Server, browser: Any, library: dict[str, str]
+) -> None:
+    persons = _persons(server)
+    total = sum(p["face_count"] for p in persons)
+    a, b = [p for p in persons if p["face_count"] >= 3][:2]
+    driver = browser
+
+    # Shift-click ticks a range; the three move to `b` in one go.
+    driver.get(f"{server.url}/persons/{a['id']}")
+    first, second, third = _face_ids(driver)[:3]
+    _pick(driver, first)
+    _pick(driver, third, shift=True)
+    assert [p.is_selected() for p in driver.find_elements("css selector", "input.pick")][:4] == [True] * 3 + [False]
+    assert driver.find_element("css selector", "#bulk .chosen").text == "3 chosen"
+    driver.find_element("css selector", "#bulk input[name=person]").send_keys(b["id"])
+    click(driver, "#bulk button[value=move]")
+    moved = {first, second, third}
+    in_b = {f["face_id"]: f["image_id"] for f in call(f"{server.url}/api/persons/{b['id']}")[1]["faces"]}
+    assert moved <= set(in_b)
+    images = {in_b[f] for f in moved}
+    assert call(f"{server.url}/api/persons/{a['id']}")[1]["face_count"] == a["face_count"] - 3
+
+    # Not `b`: the three wait among the unassigned.
+    driver.get(f"{server.url}/persons/{b['id']}")
+    for face in moved:
+        _pick(driver, face)
+    click(driver, "#bulk button[value=reject]")
+    assert not moved & set(_face_ids(driver))
+    driver.get(server.url + "/unassigned")
+    assert moved <= set(_face_ids(driver))
+
+    # One new person of the three.
+    for face in moved:
+        _pick(driver, face)
+    click(driver, "#bulk button[value=new]")
+    assert set(_face_ids(driver)) == moved
+    new = driver.current_url.rsplit("/", 1)[1]
+
+    # Not a face: every face on the page, gone from everywhere.
+    driver.find_element("css selector", "[data-select-all]").click()
+    assert driver.find_element("css selector", "#bulk .chosen").text == "3 chosen"
+    click(driver, "#bulk button[value=ignore]")
+    assert not _face_ids(driver)
+    driver.get(server.url + "/unassigned")
+    assert not moved & set(_face_ids(driver))
+    for image in images:
+        assert not moved & {f["face_id"] for f in call(f"{server.url}/api/photos/{image}")[1]["faces"]}
+    status, unassigned = call(server.url + "/api/unassigned")
+    assert not moved & {f["face_id"] for g in unassigned["groups"] for f in g["faces"]}
+
+    # The API: many faces at once, at most 1,000.
+    assert call(server.url + "/api/faces/ignore", {"faces": []})[0] == 400
+    assert call(server.url + "/api/faces/move", {"faces": [f"x{i}" for i in range(1001)], "person": b["id"]})[0] == 400
+    status, done = call(server.url + "/api/faces/move", {"faces": [first], "person": b["id"]})
+    assert status == 200 and done["person_id"] == b["id"]
+    assert call(server.url + "/api/faces/ignore", {"faces": [first]})[0] == 200
+    server.stop()
+
+    # The library afterwards: counts without the ignored faces, recluster leaves them out.
+    assert invoke(library, "recluster").exit_code == 0
+    after = persons_json(library)
+    assert sum(p["face_count"] for p in after) == total - 3
+    assert not moved & {f["face_id"] for p in after for f in p["faces"]}
+    assert next(p for p in after if p["id"] == new)["face_count"] == 0
+    result = invoke(library, "check")
+    assert result.output.strip() == "the library is consistent", result.output

@@ -29,7 +29,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from facepic import storage
 from facepic.errors import FacePicError
-from facepic.persons import PersonError
+from facepic.persons import MAX_FACES, PersonError
 from facepic.pipeline import Context
 from facepic.settings import redact
 from facepic.thumbnails import FACE_SIZE, square_window
@@ -181,6 +181,28 @@ def _pages(app: Flask, site: Site) -> None:
         flash("moved to a new person" if target is None else "moved", "ok")
         return back(url_for("person", person_id=done["person_id"]))
 
+    @app.post("/faces")
+    def faces() -> BaseResponse:
+        """The faces ticked on a page (``face``), and what to do with them (``action``)."""
+        chosen = _face_ids(request.form.getlist("face"))
+        action = request.form.get("action", "")
+        if action == "move":
+            done = site.move_many(chosen, request.form.get("person", ""))
+            flash(f"{done['faces']} moved", "ok")
+        elif action == "new":
+            done = site.move_many(chosen, None)
+            flash(f"{done['faces']} moved to a new person", "ok")
+            return redirect(url_for("person", person_id=done["person_id"]))
+        elif action == "reject":
+            site.reject_many(chosen)
+            flash(f"{len(chosen)} not this person: they wait among the unassigned", "ok")
+        elif action == "ignore":
+            site.ignore_many(chosen)
+            flash(f"{len(chosen)} not a face: hidden from now on (Undo brings them back)", "ok")
+        else:
+            abort(400, "action is one of move, new, reject, ignore")
+        return back(url_for("unassigned"))
+
     @app.post("/faces/<face_id>/reject")
     def reject(face_id: str) -> BaseResponse:
         site.reject(face_id)
@@ -247,6 +269,13 @@ def _api(app: Flask, site: Site) -> None:
         lambda d, face_id: site.move(face_id, None if flag(d, "new", False) else text(d, "person")),
     )
     post("/api/faces/<face_id>/reject", "api_reject", lambda d, face_id: site.reject(face_id))
+    post(
+        "/api/faces/move",
+        "api_move_many",
+        lambda d: site.move_many(_face_ids(d.get("faces")), None if flag(d, "new", False) else text(d, "person")),
+    )
+    post("/api/faces/reject", "api_reject_many", lambda d: site.reject_many(_face_ids(d.get("faces"))))
+    post("/api/faces/ignore", "api_ignore_many", lambda d: site.ignore_many(_face_ids(d.get("faces"))))
 
     @app.errorhandler(400)
     @app.errorhandler(403)
@@ -270,6 +299,17 @@ def _strings(value: Any) -> list[str]:
     distinct = list(dict.fromkeys(value))
     if len(distinct) > MAX_SOURCES:
         abort(400, f"'sources' names {len(distinct):,} persons: merge at most {MAX_SOURCES:,} at a time")
+    return distinct
+
+
+def _face_ids(value: Any) -> list[str]:
+    """The faces a correction acts on, each once; at most MAX_FACES (the change lock is held
+    while they are written)."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        abort(400, "'faces' must be a list of face ids (choose at least one face)")
+    distinct = list(dict.fromkeys(value))
+    if len(distinct) > MAX_FACES:
+        abort(400, f"'faces' names {len(distinct):,} faces: correct at most {MAX_FACES:,} at a time")
     return distinct
 
 

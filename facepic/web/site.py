@@ -143,7 +143,7 @@ class Site:
         doc = self.lib.web_images([image_id]).get(image_id) if IMAGE_ID.match(image_id) else None
         if doc is None:
             raise NotFound(f"no photo {image_id!r}")
-        faces = self.lib.faces_of_image(image_id)
+        faces = [f for f in self.lib.faces_of_image(image_id) if not f.get("ignored")]
         people = self.lib.web_persons_by_id([f["person_id"] for f in faces if f.get("person_id")])
         width, height = int(doc.get("width") or 1), int(doc.get("height") or 1)
         left, top, side = square_window(width, height, [f["box"] for f in faces if f.get("box") is not None])
@@ -284,6 +284,18 @@ class Site:
     def reject(self, face_id: str) -> dict[str, Any]:
         left = self._change(lambda: corrections.reject_face(self.lib, face_id, self.covers))
         return {"face_id": face_id, "left": left}
+
+    def move_many(self, face_ids: list[str], target: str | None) -> dict[str, Any]:
+        pid = self._change(lambda: corrections.move_faces(self.lib, face_ids, target, self.covers))
+        return {"faces": len(set(face_ids)), "person_id": pid}
+
+    def reject_many(self, face_ids: list[str]) -> dict[str, Any]:
+        left = self._change(lambda: corrections.reject_faces(self.lib, face_ids, self.covers))
+        return {"faces": len(set(face_ids)), "left": left}
+
+    def ignore_many(self, face_ids: list[str]) -> dict[str, Any]:
+        left = self._change(lambda: corrections.ignore_faces(self.lib, face_ids, self.covers))
+        return {"faces": len(set(face_ids)), "left": left}
 
     def cover(self, ref: str, face_id: str) -> dict[str, Any]:
         self._change(lambda: corrections.pick_cover(self.lib, ref, face_id, self.covers))
