@@ -50,7 +50,9 @@ COLLECTIONS = (
     "faces_next",
     "changes",
     "change_parts",
+    "undo_log",
 )
+UNDO_KEPT = 100  # corrections the undo log keeps, the latest
 
 # Ids per `$in` when looking faces up by id: some servers (the embedded one) slow down
 # faster than the list grows (5,000 ids in one `$in` cost 40 s on a million faces there).
@@ -106,6 +108,7 @@ class Library:
         self.face_moves = db["face_moves"]
         self.changes = db["changes"]
         self.change_part_docs = db["change_parts"]
+        self.undo_log = db["undo_log"]
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -891,6 +894,50 @@ class Library:
         """Parts of changes that never became pending (their maker died before the head)."""
         with self.errors():
             self.change_part_docs.delete_many({"change": {"$nin": sorted(pending)}, "at": {"$lt": older_than}})
+
+    # --- the undo log (facepic.persons.undo_last) --------------------------------------------
+
+    def log_correction(self, entry: dict[str, Any]) -> None:
+        """Keep what a correction changes as it was before (ids sort by time); the oldest
+        beyond UNDO_KEPT go."""
+        with self.errors():
+            self.undo_log.replace_one({"_id": entry["_id"]}, entry, upsert=True)
+            old = [d["_id"] for d in self.undo_log.find({}, {"_id": 1}).sort("_id", -1).skip(UNDO_KEPT)]
+            if old:
+                self.undo_log.delete_many({"_id": {"$in": old}})
+
+    def last_correction(self) -> dict[str, Any] | None:
+        """The latest correction not undone yet."""
+        with self.errors():
+            found = list(self.undo_log.find({"undone": {"$ne": True}}).sort("_id", -1).limit(1))
+        return found[0] if found else None
+
+    def mark_undone(self, entry_id: str) -> None:
+        with self.errors():
+            self.undo_log.update_one({"_id": entry_id}, {"$set": {"undone": True}})
+
+    def restore_faces(self, faces: list[dict[str, Any]]) -> None:
+        """Put faces back as they were: their person (through `set_persons`), ``locked``,
+        ``rejected`` and ``ignored``."""
+        moves: dict[str | None, list[str]] = {}
+        for f in faces:
+            moves.setdefault(f.get("person_id"), []).append(f["_id"])
+        self.set_persons(moves)
+        ops = []
+        for f in faces:
+            fields = {"locked": bool(f.get("locked")), "rejected": list(f.get("rejected") or [])}
+            if f.get("ignored"):
+                ops.append(UpdateOne({"_id": f["_id"]}, {"$set": {**fields, "ignored": True}}))
+            else:
+                ops.append(UpdateOne({"_id": f["_id"]}, {"$set": fields, "$unset": {"ignored": ""}}))
+        with self.errors():
+            for start in range(0, len(ops), 1000):
+                self.faces.bulk_write(ops[start : start + 1000], ordered=False)
+
+    def faces_rejecting(self, person_ids: Sequence[str]) -> list[str]:
+        """The faces that reject one of ``person_ids``."""
+        with self.errors():
+            return [d["_id"] for d in self.faces.find({"rejected": {"$in": sorted(person_ids)}}, {"_id": 1})]
 
     # --- re-embedding ---------------------------------------------------------------------
 

@@ -163,3 +163,57 @@ def test_many_faces_are_moved_rejected_made_a_person_and_called_not_a_face_at_on
     assert next(p for p in after if p["id"] == new)["face_count"] == 0
     result = invoke(library, "check")
     assert result.output.strip() == "the library is consistent", result.output
+
+
+def _state(env: dict[str, str]) -> dict[str, Any]:
+    """The library as the user sees it: each person's name, hidden flag and faces."""
+    return {
+        p["id"]: (p["name"], p["hidden"], p["face_count"], sorted(f["face_id"] for f in p["faces"]))
+        for p in persons_json(env)
+    }
+
+
+def test_undo_puts_back_a_merge_a_not_a_face_and_a_name(server: Server, browser: Any, library: dict[str, str]) -> None:
+    persons = _persons(server)
+    first, second = persons[0]["id"], persons[1]["id"]
+    driver = browser
+    driver.get(f"{server.url}/persons/{first}")
+    field = driver.find_element("css selector", "form[action$='/name'] input[name=name]")
+    field.clear()
+    field.send_keys("Ada")
+    click(driver, "form[action$='/name'] button")
+    named = {p["id"]: p for p in _persons(server)}
+    face = call(f"{server.url}/api/persons/{second}")[1]["faces"][0]["face_id"]
+
+    # Not a face, then undo: the face is back in its person.
+    assert call(server.url + "/api/faces/ignore", {"faces": [face]})[0] == 200
+    assert call(f"{server.url}/api/persons/{second}")[1]["face_count"] == named[second]["face_count"] - 1
+    status, done = call(server.url + "/api/undo", {})
+    assert status == 200 and done["undone"] == "ignore"
+    assert face in {f["face_id"] for f in call(f"{server.url}/api/persons/{second}")[1]["faces"]}
+
+    # Merge `second` into `first` on the page, then Undo on the page.
+    server.stop()
+    before = _state(library)
+    again = Server(library)
+    try:
+        driver.get(f"{again.url}/persons/{second}")
+        driver.find_element("css selector", "input[name=into]").send_keys(first)
+        click(driver, "form[action$='/merge'] button")
+        assert driver.current_url.endswith(f"/persons/{first}")
+        assert second not in {p["id"] for p in _persons(again)}
+        click(driver, "form.undo button")
+        assert "undone: the merge" in driver.find_element("css selector", ".flash").text
+    finally:
+        again.stop()
+    assert _state(library) == before
+    result = invoke(library, "check")
+    assert result.output.strip() == "the library is consistent", result.output
+
+    # The CLI undoes the one before: the name.
+    result = invoke(library, "undo")
+    assert result.exit_code == 0 and result.output.startswith("undid the name of "), result.output
+    assert _state(library)[first][0] == ""
+    result = invoke(library, "undo")
+    assert result.exit_code == 1 and "nothing to undo" in result.output, result.output
+    assert invoke(library, "check").output.strip() == "the library is consistent"

@@ -203,6 +203,12 @@ def _pages(app: Flask, site: Site) -> None:
             abort(400, "action is one of move, new, reject, ignore")
         return back(url_for("unassigned"))
 
+    @app.post("/undo")
+    def undo() -> BaseResponse:
+        done = site.undo()
+        flash(f"undone: the {done['undone']} of {done['at'][:19].replace('T', ' ')}", "ok")
+        return back(url_for("people"))
+
     @app.post("/faces/<face_id>/reject")
     def reject(face_id: str) -> BaseResponse:
         site.reject(face_id)
@@ -274,6 +280,7 @@ def _api(app: Flask, site: Site) -> None:
         "api_move_many",
         lambda d: site.move_many(_face_ids(d.get("faces")), None if flag(d, "new", False) else text(d, "person")),
     )
+    post("/api/undo", "api_undo", lambda d: site.undo())
     post("/api/faces/reject", "api_reject_many", lambda d: site.reject_many(_face_ids(d.get("faces"))))
     post("/api/faces/ignore", "api_ignore_many", lambda d: site.ignore_many(_face_ids(d.get("faces"))))
 

@@ -297,6 +297,10 @@ class Site:
         left = self._change(lambda: corrections.ignore_faces(self.lib, face_ids, self.covers))
         return {"faces": len(set(face_ids)), "left": left}
 
+    def undo(self) -> dict[str, Any]:
+        entry = self._change(lambda: corrections.undo_last(self.lib, self.covers))
+        return {"undone": entry["kind"], "at": entry["at"], "faces": len(entry["faces"])}
+
     def cover(self, ref: str, face_id: str) -> dict[str, Any]:
         self._change(lambda: corrections.pick_cover(self.lib, ref, face_id, self.covers))
         return {"id": corrections.find_person(self.lib, ref)["_id"], "cover_face_id": face_id}
