@@ -52,6 +52,9 @@ WRITES = frozenset(
         "set_settle_mark",
         "delete_images",
         "set_names_applied",
+        "log_correction",
+        "restore_faces",
+        "mark_undone",
     }
 )
 PART_CHARS = 4_000_000  # of the JSON of a change's writes per stored part (BSON's limit is 16 MB)

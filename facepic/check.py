@@ -113,15 +113,20 @@ def _check_ledger(lib: Library, folder: Any, images: dict[str, dict[str, Any]], 
 def _named_files(
     folder: Any, images: Iterable[str], faces: list[dict[str, Any]], persons: dict[str, dict[str, Any]]
 ) -> tuple[set[Path], set[Path]]:
-    """The thumbnails and crops the library names, and the cover files."""
+    """The thumbnails and crops the library names; the covers and the page's screen-size
+    renditions (made when a photo is first viewed), which it names without needing them."""
+    images = list(images)
     named = {folder.thumbnail(i) for i in images} | {folder.face_crop(f["_id"]) for f in faces}
-    return named, {folder.cover(p) for p, d in persons.items() if d.get("best_face_id")}
+    covers = {folder.cover(p) for p, d in persons.items() if d.get("best_face_id")}
+    return named, covers | {folder.display(i) for i in images}
 
 
 def _unnamed_files(lib: Library, folder: Any) -> list[Path]:
     images = [i["_id"] for i in lib.images_for_check()]
-    named, covers = _named_files(folder, images, list(lib.faces_for_check()), {p["_id"]: p for p in lib.all_persons()})
-    return [p for p in _files(folder.thumbnails) if p not in named and p not in covers]
+    named, optional = _named_files(
+        folder, images, list(lib.faces_for_check()), {p["_id"]: p for p in lib.all_persons()}
+    )
+    return [p for p in _files(folder.thumbnails) if p not in named and p not in optional]
 
 
 def _check_files(
@@ -131,11 +136,11 @@ def _check_files(
     persons: dict[str, dict[str, Any]],
     report: Report,
 ) -> None:
-    named, covers = _named_files(folder, images, faces, persons)
+    named, optional = _named_files(folder, images, faces, persons)
     for path in _files(folder.thumbnails):
-        if path not in named and path not in covers:
+        if path not in named and path not in optional:
             report.add("unnamed file", f"{path} belongs to nothing in the library")
-    for path in sorted(covers):
+    for path in sorted(p for p in optional if p.name.startswith("person_")):
         if not path.exists():
             report.add("missing file", f"{path} (a person's cover) is missing")
     missing = Counter("thumbnail" if p.name.startswith("thumb_") else "face crop" for p in named if not p.exists())

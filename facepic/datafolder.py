@@ -4,6 +4,7 @@
 <data>/work/<image id>.work         a photo's faces between detect and index
 <data>/work/<image id>.rgb.npy      its decoded pixels, for a thumbnails task elsewhere
 <data>/thumbnails/thumb_<id>.jpg    photo thumbnails (the bucket's key, locally)
+<data>/thumbnails/display_<id>.jpg  the page's screen-size rendition, made on first view
 <data>/thumbnails/faces/face_<face id>.jpg, faces/person_<person id>.jpg
 <data>/objects/                     the folder store (no bucket, FACEPIC_COPY_ORIGINALS)
 <data>/db/                          the embedded database
@@ -63,6 +64,10 @@ class DataFolder:
 
     def thumbnail(self, image_id: str) -> Path:
         return self.thumbnails / f"thumb_{image_id}.jpg"
+
+    def display(self, image_id: str) -> Path:
+        """The page's screen-size rendition of a photo: made when first viewed, never uploaded."""
+        return self.thumbnails / f"display_{image_id}.jpg"
 
     def face_crop(self, face_id: str) -> Path:
         return self.thumbnails / "faces" / f"face_{face_id}.jpg"

@@ -50,7 +50,9 @@ COLLECTIONS = (
     "faces_next",
     "changes",
     "change_parts",
+    "undo_log",
 )
+UNDO_KEPT = 100  # corrections the undo log keeps, the latest
 
 # Ids per `$in` when looking faces up by id: some servers (the embedded one) slow down
 # faster than the list grows (5,000 ids in one `$in` cost 40 s on a million faces there).
@@ -106,6 +108,7 @@ class Library:
         self.face_moves = db["face_moves"]
         self.changes = db["changes"]
         self.change_part_docs = db["change_parts"]
+        self.undo_log = db["undo_log"]
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -440,9 +443,9 @@ class Library:
                 self.db[name].drop()
 
     def unassigned_faces(self) -> int:
-        """Faces that belong to nobody yet."""
+        """Faces that belong to nobody yet (those the user called not a face aside)."""
         with self.errors():
-            return self.faces.count_documents({"person_id": None})
+            return self.faces.count_documents({"person_id": None, "ignored": {"$ne": True}})
 
     def images_to_reembed(self, model: str) -> int:
         """Photos not staged for ``model`` yet."""
@@ -532,9 +535,10 @@ class Library:
         self, model: str, after_seq: int | None, upto_seq: int, unassigned: bool = True
     ) -> list[dict[str, Any]]:
         """Faces of ``model`` numbered in (after_seq, upto_seq] (None: every face), then (with
-        ``unassigned``) the unassigned ones not among them, each without box, landmarks or quality."""
+        ``unassigned``) the unassigned ones not among them, each without box, landmarks or quality.
+        Faces the user called not a face (``ignored``) are never settled."""
         fields = {"landmarks": 0, "box": 0, "quality": 0}
-        query: dict[str, Any] = {"model": model}
+        query: dict[str, Any] = {"model": model, "ignored": {"$ne": True}}
         if after_seq is not None:
             query["seq"] = {"$gt": after_seq, "$lte": upto_seq}
         with self.errors():
@@ -543,7 +547,9 @@ class Library:
                 fresh = {d["_id"] for d in docs}
                 docs += [
                     d
-                    for d in self.faces.find({"model": model, "person_id": None}, fields).sort("_id", 1)
+                    for d in self.faces.find(
+                        {"model": model, "person_id": None, "ignored": {"$ne": True}}, fields
+                    ).sort("_id", 1)
                     if d["_id"] not in fresh
                 ]
         return docs
@@ -620,6 +626,29 @@ class Library:
                 found.update((d["_id"], d) for d in self.faces.find(query, projection))
         return found
 
+    def faces_to_correct(self, face_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored ones of ``face_ids`` with what a correction changes and keeps, by id."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = list(face_ids)
+        projection = {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1, "ignored": 1}
+        with self.errors():
+            for start in range(0, len(wanted), IN_BATCH):
+                found.update(
+                    (d["_id"], d)
+                    for d in self.faces.find({"_id": {"$in": wanted[start : start + IN_BATCH]}}, projection)
+                )
+        return found
+
+    def person_faces_in_images(self, person_id: str, image_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The faces of ``person_id`` in these photos (id and photo)."""
+        wanted = sorted(set(image_ids))
+        out: list[dict[str, Any]] = []
+        with self.errors():
+            for start in range(0, len(wanted), IN_BATCH):
+                query = {"person_id": person_id, "image_id": {"$in": wanted[start : start + IN_BATCH]}}
+                out += self.faces.find(query, {"image_id": 1})
+        return out
+
     def images_with_names_to_apply(self) -> list[dict[str, Any]]:
         """Photos whose imported (XMP) names are not yet applied: their ids and ``xmp_names``."""
         with self.errors():
@@ -693,9 +722,11 @@ class Library:
             )
 
     def faces_of_model(self, model: str) -> Iterator[dict[str, Any]]:
-        """Every face of ``model`` by id, without landmarks and box (what recluster reads)."""
+        """Every face of ``model`` by id, without landmarks and box (what recluster reads); not
+        those the user called not a face."""
+        query = {"model": model, "ignored": {"$ne": True}}
         with self.errors():
-            yield from self.faces.find({"model": model}, {"landmarks": 0, "box": 0}).sort("_id", ASCENDING)
+            yield from self.faces.find(query, {"landmarks": 0, "box": 0}).sort("_id", ASCENDING)
 
     def assigned_faces(self) -> Iterator[dict[str, Any]]:
         """Every face in a person, without its embedding."""
@@ -871,6 +902,50 @@ class Library:
         """Parts of changes that never became pending (their maker died before the head)."""
         with self.errors():
             self.change_part_docs.delete_many({"change": {"$nin": sorted(pending)}, "at": {"$lt": older_than}})
+
+    # --- the undo log (facepic.persons.undo_last) --------------------------------------------
+
+    def log_correction(self, entry: dict[str, Any]) -> None:
+        """Keep what a correction changes as it was before (ids sort by time); the oldest
+        beyond UNDO_KEPT go."""
+        with self.errors():
+            self.undo_log.replace_one({"_id": entry["_id"]}, entry, upsert=True)
+            old = [d["_id"] for d in self.undo_log.find({}, {"_id": 1}).sort("_id", -1).skip(UNDO_KEPT)]
+            if old:
+                self.undo_log.delete_many({"_id": {"$in": old}})
+
+    def last_correction(self) -> dict[str, Any] | None:
+        """The latest correction not undone yet."""
+        with self.errors():
+            found = list(self.undo_log.find({"undone": {"$ne": True}}).sort("_id", -1).limit(1))
+        return found[0] if found else None
+
+    def mark_undone(self, entry_id: str) -> None:
+        with self.errors():
+            self.undo_log.update_one({"_id": entry_id}, {"$set": {"undone": True}})
+
+    def restore_faces(self, faces: list[dict[str, Any]]) -> None:
+        """Put faces back as they were: their person (through `set_persons`), ``locked``,
+        ``rejected`` and ``ignored``."""
+        moves: dict[str | None, list[str]] = {}
+        for f in faces:
+            moves.setdefault(f.get("person_id"), []).append(f["_id"])
+        self.set_persons(moves)
+        ops = []
+        for f in faces:
+            fields = {"locked": bool(f.get("locked")), "rejected": list(f.get("rejected") or [])}
+            if f.get("ignored"):
+                ops.append(UpdateOne({"_id": f["_id"]}, {"$set": {**fields, "ignored": True}}))
+            else:
+                ops.append(UpdateOne({"_id": f["_id"]}, {"$set": fields, "$unset": {"ignored": ""}}))
+        with self.errors():
+            for start in range(0, len(ops), 1000):
+                self.faces.bulk_write(ops[start : start + 1000], ordered=False)
+
+    def faces_rejecting(self, person_ids: Sequence[str]) -> list[str]:
+        """The faces that reject one of ``person_ids``."""
+        with self.errors():
+            return [d["_id"] for d in self.faces.find({"rejected": {"$in": sorted(person_ids)}}, {"_id": 1})]
 
     # --- re-embedding ---------------------------------------------------------------------
 
@@ -1073,7 +1148,7 @@ class Library:
 
     def web_unassigned(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """A page of the faces that belong to nobody, ambiguous ones (with candidates) first."""
-        query = {"person_id": None}
+        query = {"person_id": None, "ignored": {"$ne": True}}
         with self.errors():
             total = self.faces.count_documents(query)
             docs = list(

@@ -17,6 +17,8 @@ seconds; ``images.faces`` (the redundant copy) is rewritten for every photo touc
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +119,69 @@ def find_face(lib: Library, face_id: str) -> dict[str, Any]:
 # --- keeping derived data right ---------------------------------------------------------
 
 
+# --- the undo log ---------------------------------------------------------------------------
+
+# A person's fields that only the user sets, as `undo_last` puts them back (with their defaults).
+USER_FIELDS = {"name": "", "user_locked": False, "hidden": False, "cover_locked": False, "best_face_id": None}
+FACE_FIELDS = ("person_id", "locked", "rejected", "ignored")
+
+
+def _log(lib: Library, change: Change, kind: str, face_ids: list[str], person_ids: list[str | None]) -> None:
+    """Add to ``change`` the undo log's entry of it: the faces and persons it changes, as
+    they are now (a person not there yet is one the change makes)."""
+    faces = lib.faces_to_correct(sorted(set(face_ids)))
+    wanted = sorted({p for p in person_ids if p})
+    persons = lib.persons_by_id(wanted)
+    change.log_correction(
+        {
+            # Sorts by time; the random tail tells apart two in one nanosecond.
+            "_id": f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
+            "at": now_iso(),
+            "kind": kind,
+            "faces": [{"_id": fid, **{k: f.get(k) for k in FACE_FIELDS}} for fid, f in sorted(faces.items())],
+            "persons": [
+                {
+                    "_id": pid,
+                    "existed": pid in persons,
+                    **{k: persons.get(pid, {}).get(k, d) for k, d in USER_FIELDS.items()},
+                }
+                for pid in wanted
+            ],
+        }
+    )
+
+
+def undo_last(lib: Library, covers: Covers | None) -> dict[str, Any]:
+    """Put back the faces and persons of the latest correction not undone yet, as they were
+    before it, in one change; the log's entry of it. A face gone since (its photo replaced)
+    is left out; a person the correction made goes when it holds no face again."""
+    entry = lib.last_correction()
+    if entry is None:
+        raise PersonError("nothing to undo (the last 100 corrections are kept)")
+    now = lib.faces_to_correct([f["_id"] for f in entry["faces"]])
+    faces = [f for f in entry["faces"] if f["_id"] in now]
+    change = Change("undo")
+    model = lib.library_model()
+    for p in entry["persons"]:
+        if p["existed"]:
+            change.new_person_if_missing(p["_id"], documents.new_person(model, now_iso()))
+            change.set_person_fields(
+                p["_id"], {**{k: p.get(k, d) for k, d in USER_FIELDS.items()}, "updated_at": now_iso()}
+            )
+        else:
+            change.set_persons_fields([p["_id"]], {"user_locked": False, "cover_locked": False})
+    change.restore_faces(faces)
+    change.mark_undone(entry["_id"])
+    change.touch(
+        [p["_id"] for p in entry["persons"]]
+        + [f.get("person_id") for f in faces]
+        + [f.get("person_id") for f in now.values()],
+        [f["image_id"] for f in now.values()],
+    )
+    change.commit(lib, covers)
+    return entry
+
+
 # --- corrections -------------------------------------------------------------------------
 
 
@@ -126,6 +191,7 @@ def name_person(lib: Library, ref: str, name: str, covers: Covers | None = None)
     if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
         raise PersonError("a name is 1 to 200 printable characters")
     change = Change("name")
+    _log(lib, change, "name", [], [person["_id"]])
     change.set_person_fields(person["_id"], {"name": name, "user_locked": True, "updated_at": now_iso()})
     change.commit(lib, covers)
     return {**person, "name": name}
@@ -134,6 +200,7 @@ def name_person(lib: Library, ref: str, name: str, covers: Covers | None = None)
 def hide_person(lib: Library, ref: str, hidden: bool = True, covers: Covers | None = None) -> dict[str, Any]:
     person = find_person(lib, ref)
     change = Change("hide")
+    _log(lib, change, "hide", [], [person["_id"]])
     change.set_person_fields(person["_id"], {"hidden": hidden, "updated_at": now_iso()})
     change.commit(lib, covers)
     return person
@@ -149,6 +216,9 @@ def merge_persons(lib: Library, target_ref: str, source_refs: list[str], covers:
     if any(s["_id"] == target["_id"] for s in sources):
         raise PersonError("a person cannot be merged into itself")
     change = Change("merge")
+    source_ids = [s["_id"] for s in sources]
+    touched = [f["_id"] for f in lib.faces_for_merge(target["_id"], source_ids)] + lib.faces_rejecting(source_ids)
+    _log(lib, change, "merge", touched, [target["_id"], *source_ids])
     name, dropped = _merge_into(lib, change, target, sources)
     change.commit(lib, covers)
     return {**target, "name": name, "dropped_names": dropped}
@@ -270,33 +340,66 @@ def apply_imported_names(lib: Library, covers: Covers | None) -> NamesApplied:
     return summary
 
 
+MAX_FACES = 1_000  # faces one correction takes: the change lock is held while it is written
+
+
+def _faces(lib: Library, face_ids: list[str]) -> list[dict[str, Any]]:
+    """The faces a correction acts on, each once, in the order given; a missing one refused."""
+    wanted = list(dict.fromkeys(face_ids))
+    if not wanted:
+        raise PersonError("choose at least one face")
+    if len(wanted) > MAX_FACES:
+        raise PersonError(f"{len(wanted):,} faces chosen: correct at most {MAX_FACES:,} at a time")
+    found = lib.faces_to_correct(wanted)
+    missing = [f for f in wanted if f not in found]
+    if missing:
+        raise PersonError(f"no face {missing[0]!r} (face ids are listed by `facepic persons --json`)")
+    return [found[f] for f in wanted]
+
+
 def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers) -> str:
     """Put a face in a person (``None``: a new person of its own); it stays there, and never
     joins the person it left again (unless moved back). Returns the person's id."""
-    face = find_face(lib, face_id)
-    old = face.get("person_id")
-    if target_ref is None:
-        target_id = ids.person_id(face_id + ":moved")
-    else:
-        target_id = find_person(lib, target_ref)["_id"]
-    if target_id == old:
-        raise PersonError(f"face {face_id} is already in person {old}")
-    clash = lib.person_face_in_image(face["image_id"], target_id, other_than=face_id)
+    return move_faces(lib, [face_id], target_ref, covers)
+
+
+def move_faces(lib: Library, face_ids: list[str], target_ref: str | None, covers: Covers) -> str:
+    """`move_face` for many faces at once, in one change (``None``: all into one new person);
+    those already in the person are left. Returns the person's id."""
+    faces = _faces(lib, face_ids)
+    target_id = ids.person_id(faces[0]["_id"] + ":moved") if target_ref is None else find_person(lib, target_ref)["_id"]
+    moving = [f for f in faces if f.get("person_id") != target_id]
+    if not moving:
+        what = f"face {faces[0]['_id']} is" if len(faces) == 1 else "the faces are"
+        raise PersonError(f"{what} already in person {target_id}")
+    photos: dict[str, str] = {}
+    for f in moving:
+        if f["image_id"] in photos:
+            raise PersonError(
+                f"faces {photos[f['image_id']]} and {f['_id']} are of one photo: one person cannot take both"
+            )
+        photos[f["image_id"]] = f["_id"]
+    clash = lib.person_faces_in_images(target_id, list(photos))
     if clash:
-        raise PersonError(f"person {target_id} already has a face in this photo ({clash['_id']})")
-    # Moving a face out of a person says it is not that person, as a reject does: without it
-    # recluster would fold the rest of the old person into the new one (or the target).
-    rejected = [r for r in face.get("rejected") or [] if r != target_id]
-    if old and old not in rejected:
-        rejected.append(old)
+        raise PersonError(f"person {target_id} already has a face in this photo ({clash[0]['_id']})")
     change = Change("move")
+    _log(lib, change, "move", [f["_id"] for f in moving], [target_id, *(f.get("person_id") for f in moving)])
     if target_ref is None:
         new = documents.new_person(lib.library_model(), now_iso())
         change.new_person_if_missing(target_id, {**new, "user_locked": True})
-    change.set_person(
-        [face_id], target_id, {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": ""}}
-    )
-    change.touch([target_id, old], [face["image_id"]])
+    for face in moving:
+        # Moving a face out of a person says it is not that person, as a reject does: without
+        # it recluster would fold the rest of the old person into the new one (or the target).
+        old = face.get("person_id")
+        rejected = [r for r in face.get("rejected") or [] if r != target_id]
+        if old and old not in rejected:
+            rejected.append(old)
+        change.set_person(
+            [face["_id"]],
+            target_id,
+            {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": "", "ignored": ""}},
+        )
+        change.touch([target_id, old], [face["image_id"]])
     change.commit(lib, covers)
     return target_id
 
@@ -304,15 +407,40 @@ def move_face(lib: Library, face_id: str, target_ref: str | None, covers: Covers
 def reject_face(lib: Library, face_id: str, covers: Covers) -> str:
     """ "Not this person": the face leaves its person and never joins it again. It waits
     unassigned until `recluster` finds where it belongs. Returns the person it left."""
-    face = find_face(lib, face_id)
-    old = face.get("person_id")
-    if not old:
-        raise PersonError(f"face {face_id} has no person")
+    return reject_faces(lib, [face_id], covers)[0]
+
+
+def reject_faces(lib: Library, face_ids: list[str], covers: Covers) -> list[str]:
+    """`reject_face` for many faces at once, in one change. Returns the persons they left."""
+    faces = _faces(lib, face_ids)
+    lonely = [f["_id"] for f in faces if not f.get("person_id")]
+    if lonely:
+        raise PersonError(f"face {lonely[0]} has no person")
+    leaving: dict[str, list[str]] = {}
+    for f in faces:
+        leaving.setdefault(f["person_id"], []).append(f["_id"])
     change = Change("reject")
-    change.set_person([face_id], None, {"$set": {"locked": False}, "$addToSet": {"rejected": old}})
-    change.touch([old], [face["image_id"]])
+    _log(lib, change, "reject", [f["_id"] for f in faces], list(leaving))
+    for old, fids in sorted(leaving.items()):
+        change.set_person(fids, None, {"$set": {"locked": False}, "$addToSet": {"rejected": old}})
+    change.touch(leaving, [f["image_id"] for f in faces])
     change.commit(lib, covers)
-    return old
+    return list(leaving)
+
+
+def ignore_faces(lib: Library, face_ids: list[str], covers: Covers) -> list[str]:
+    """ "Not a face": the faces leave their persons and are ``ignored`` from then on: shown
+    nowhere, never settled or reclustered (an undo brings them back). Returns the persons left."""
+    faces = _faces(lib, face_ids)
+    change = Change("ignore")
+    _log(lib, change, "ignore", [f["_id"] for f in faces], [f.get("person_id") for f in faces])
+    change.set_person(
+        [f["_id"] for f in faces], None, {"$set": {"ignored": True, "locked": False}, "$unset": {"candidates": ""}}
+    )
+    left = sorted({f["person_id"] for f in faces if f.get("person_id")})
+    change.touch(left, [f["image_id"] for f in faces])
+    change.commit(lib, covers)
+    return left
 
 
 def pick_cover(lib: Library, ref: str, face_id: str, covers: Covers) -> None:
@@ -321,6 +449,7 @@ def pick_cover(lib: Library, ref: str, face_id: str, covers: Covers) -> None:
     if face.get("person_id") != person["_id"]:
         raise PersonError(f"face {face_id} is not a face of person {person['_id']}")
     change = Change("cover")
+    _log(lib, change, "cover", [], [person["_id"]])
     # The recount that finishes the change keeps a cover the user picked and places its file.
     change.set_person_fields(
         person["_id"],

@@ -1,4 +1,5 @@
-"""The photo's 300x300 thumbnail and a square crop of each face, as JPEG bytes.
+"""The photo's 300x300 thumbnail, a square crop of each face, and the page's screen-size
+rendition of the whole photo, as JPEG bytes.
 
 The thumbnail is a square *crop* (cover), not a fit: a grid of photos reads best with
 every tile filled, and the crop window is slid towards the faces so nobody is cut off
@@ -9,13 +10,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 THUMB_SIZE = 300
 FACE_SIZE = 160
 JPEG_QUALITY = 85
+DISPLAY_SIZE = 1600  # the longest side of the page's whole-photo view
+DISPLAY_MAX_PIXELS = 200_000_000  # an original larger than this is not opened by the page
 FACE_MARGIN = 1.5  # the crop's side, relative to the larger side of the face box
 
 
@@ -75,3 +79,18 @@ def face_crop(rgb: np.ndarray, box: Sequence[float] | np.ndarray, size: int = FA
         if sx2 > sx1 and sy2 > sy1:
             window[sy1 - top : sy2 - top, sx1 - left : sx2 - left] = rgb[sy1:sy2, sx1:sx2]
     return _jpeg(Image.fromarray(_resize(window, size)))
+
+
+def display(source: BinaryIO, longest: int = DISPLAY_SIZE) -> bytes | None:
+    """The whole photo upright (as its face boxes are), its longest side at most ``longest``,
+    as JPEG; None when Pillow cannot read it (a RAW file, a corrupt or oversized one)."""
+    try:
+        with Image.open(source) as im:
+            if im.width * im.height > DISPLAY_MAX_PIXELS:
+                return None
+            im.draft("RGB", (longest, longest))  # a JPEG decodes at a fraction of its size
+            upright = ImageOps.exif_transpose(im).convert("RGB")
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return None
+    upright.thumbnail((longest, longest), Image.Resampling.LANCZOS)
+    return _jpeg(upright)

@@ -1,4 +1,4 @@
-"""Corrections and recluster: `name`, `merge`, `move`, `reject`, `cover`, `hide`, `recluster`.
+"""Corrections and recluster: `name`, `merge`, `move`, `reject`, `cover`, `hide`, `undo`, `recluster`.
 Each command calls one function of ``facepic.persons``, the same one any other front end calls."""
 
 from __future__ import annotations
@@ -199,5 +199,24 @@ def settle(obj: dict, everything: bool) -> None:
             f"persons {s.persons_before} -> {s.persons_after} (created {s.persons_created}, "
             f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}"
         )
+
+    _persons_op(obj, op)
+
+
+@cli.command()
+@click.pass_obj
+def undo(obj: dict) -> None:
+    """Undo the last correction (made here or on the page) not undone yet: its faces and
+    persons as they were before it. Run again to undo the one before; the last 100 are kept.
+
+    Example:
+
+        facepic undo
+    """
+    from facepic.persons import undo_last
+
+    def op(lib: Library, covers: Any) -> str:
+        entry = undo_last(lib, covers)
+        return f"undid the {entry['kind']} of {entry['at']} ({len(entry['faces'])} face(s), {len(entry['persons'])} person(s))"
 
     _persons_op(obj, op)

@@ -29,11 +29,11 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from facepic import storage
 from facepic.errors import FacePicError
-from facepic.persons import PersonError
+from facepic.persons import MAX_FACES, PersonError
 from facepic.pipeline import Context
 from facepic.settings import redact
 from facepic.thumbnails import FACE_SIZE, square_window
-from facepic.web import guard, originals
+from facepic.web import display, guard, originals
 from facepic.web.site import SORTS, BadQuery, NotFound, Site, page_number
 
 PRESIGNED_SECONDS = 300  # how long a bucket URL handed to the browser works
@@ -124,7 +124,11 @@ def _pages(app: Flask, site: Site) -> None:
 
     @app.get("/photos/<image_id>")
     def photo(image_id: str) -> str:
-        return render_template("photo.html", data=site.photo(image_id))
+        data = site.photo(image_id, request.args.get("person"))
+        image = site.image(image_id)
+        # The whole photo when its original can be reached, else the square thumbnail.
+        whole = image is not None and display.rendition(site.ctx, image) is not None
+        return render_template("photo.html", data=data, whole=whole)
 
     @app.get("/unassigned")
     def unassigned() -> str:
@@ -177,6 +181,34 @@ def _pages(app: Flask, site: Site) -> None:
         flash("moved to a new person" if target is None else "moved", "ok")
         return back(url_for("person", person_id=done["person_id"]))
 
+    @app.post("/faces")
+    def faces() -> BaseResponse:
+        """The faces ticked on a page (``face``), and what to do with them (``action``)."""
+        chosen = _face_ids(request.form.getlist("face"))
+        action = request.form.get("action", "")
+        if action == "move":
+            done = site.move_many(chosen, request.form.get("person", ""))
+            flash(f"{done['faces']} moved", "ok")
+        elif action == "new":
+            done = site.move_many(chosen, None)
+            flash(f"{done['faces']} moved to a new person", "ok")
+            return redirect(url_for("person", person_id=done["person_id"]))
+        elif action == "reject":
+            site.reject_many(chosen)
+            flash(f"{len(chosen)} not this person: they wait among the unassigned", "ok")
+        elif action == "ignore":
+            site.ignore_many(chosen)
+            flash(f"{len(chosen)} not a face: hidden from now on (Undo brings them back)", "ok")
+        else:
+            abort(400, "action is one of move, new, reject, ignore")
+        return back(url_for("unassigned"))
+
+    @app.post("/undo")
+    def undo() -> BaseResponse:
+        done = site.undo()
+        flash(f"undone: the {done['undone']} of {done['at'][:19].replace('T', ' ')}", "ok")
+        return back(url_for("people"))
+
     @app.post("/faces/<face_id>/reject")
     def reject(face_id: str) -> BaseResponse:
         site.reject(face_id)
@@ -214,7 +246,11 @@ def _api(app: Flask, site: Site) -> None:
     app.add_url_rule(
         "/api/persons/<person_id>", "api_person", lambda person_id: jsonify(site.person(person_id, page()))
     )
-    app.add_url_rule("/api/photos/<image_id>", "api_photo", lambda image_id: jsonify(site.photo(image_id)))
+    app.add_url_rule(
+        "/api/photos/<image_id>",
+        "api_photo",
+        lambda image_id: jsonify(site.photo(image_id, request.args.get("person"))),
+    )
     app.add_url_rule("/api/unassigned", "api_unassigned", lambda: jsonify(site.unassigned(page())))
     app.add_url_rule("/api/search", "api_search", lambda: jsonify(site.search(request.args.getlist("person"), page())))
 
@@ -239,6 +275,14 @@ def _api(app: Flask, site: Site) -> None:
         lambda d, face_id: site.move(face_id, None if flag(d, "new", False) else text(d, "person")),
     )
     post("/api/faces/<face_id>/reject", "api_reject", lambda d, face_id: site.reject(face_id))
+    post(
+        "/api/faces/move",
+        "api_move_many",
+        lambda d: site.move_many(_face_ids(d.get("faces")), None if flag(d, "new", False) else text(d, "person")),
+    )
+    post("/api/undo", "api_undo", lambda d: site.undo())
+    post("/api/faces/reject", "api_reject_many", lambda d: site.reject_many(_face_ids(d.get("faces"))))
+    post("/api/faces/ignore", "api_ignore_many", lambda d: site.ignore_many(_face_ids(d.get("faces"))))
 
     @app.errorhandler(400)
     @app.errorhandler(403)
@@ -262,6 +306,17 @@ def _strings(value: Any) -> list[str]:
     distinct = list(dict.fromkeys(value))
     if len(distinct) > MAX_SOURCES:
         abort(400, f"'sources' names {len(distinct):,} persons: merge at most {MAX_SOURCES:,} at a time")
+    return distinct
+
+
+def _face_ids(value: Any) -> list[str]:
+    """The faces a correction acts on, each once; at most MAX_FACES (the change lock is held
+    while they are written)."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        abort(400, "'faces' must be a list of face ids (choose at least one face)")
+    distinct = list(dict.fromkeys(value))
+    if len(distinct) > MAX_FACES:
+        abort(400, f"'faces' names {len(distinct):,} faces: correct at most {MAX_FACES:,} at a time")
     return distinct
 
 
@@ -301,6 +356,14 @@ def _images(app: Flask, site: Site, ctx: Context) -> None:
         if bucket is not None and key:
             return presigned(key)
         abort(404, "this photo's thumbnail is neither in the data folder nor in a bucket")
+
+    @app.get("/img/display/<image_id>.jpg")
+    def display_image(image_id: str) -> BaseResponse:
+        image = must(site.image(image_id), "photo")
+        path = display.rendition(ctx, image)
+        if path is None:
+            return redirect(url_for("thumb_image", image_id=image_id))
+        return send_file(path, mimetype="image/jpeg", max_age=3600)
 
     @app.get("/img/face/<face_id>.jpg")
     def face_image(face_id: str) -> BaseResponse:

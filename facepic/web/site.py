@@ -28,6 +28,7 @@ SORTS = ("most", "name", "recent")  # the people page's orders, the first the de
 SEARCH_LIMIT = 20
 MAX_QUERY = 200  # characters of a name search
 MAX_WANTED = 50  # persons a photo search asks for at once
+VIEW_SIDE = 1000  # the photo view's drawing: its longest side, in units of about a screen pixel
 
 IMAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 FACE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-f[0-9]{1,5}$")
@@ -135,14 +136,18 @@ class Site:
             "faces": [self._face(f, images.get(f["image_id"])) for f in faces],
         }
 
-    def photo(self, image_id: str) -> dict[str, Any]:
+    def photo(self, image_id: str, person: str | None = None) -> dict[str, Any]:
+        """A photo with its faces: each box on the square thumbnail (percent) and on the whole
+        photo (``view``: its size scaled to VIEW_SIDE); with ``person`` (an id), the previous
+        and next photos of that person, in the order of the person's page."""
         doc = self.lib.web_images([image_id]).get(image_id) if IMAGE_ID.match(image_id) else None
         if doc is None:
             raise NotFound(f"no photo {image_id!r}")
-        faces = self.lib.faces_of_image(image_id)
+        faces = [f for f in self.lib.faces_of_image(image_id) if not f.get("ignored")]
         people = self.lib.web_persons_by_id([f["person_id"] for f in faces if f.get("person_id")])
         width, height = int(doc.get("width") or 1), int(doc.get("height") or 1)
         left, top, side = square_window(width, height, [f["box"] for f in faces if f.get("box") is not None])
+        scale = VIEW_SIDE / max(width, height)
         out = []
         for f in faces:
             pid = f.get("person_id")
@@ -156,13 +161,32 @@ class Site:
                     "face_id": f["_id"],
                     "box": f.get("box"),
                     "on_thumbnail": [round(v, 2) for v in on_thumb],
+                    "on_view": [round(v * scale, 1) for v in (x1, y1, x2, y2)],
                     "person": person_summary(people[pid]) if pid in people else None,
                     "candidates": [c for c in f.get("candidates") or [] if c],
                     "rejected": list(f.get("rejected") or []),
                     "locked": bool(f.get("locked")),
                 }
             )
-        return {**photo_summary(doc), "faces": out}
+        view = {"width": round(width * scale), "height": round(height * scale)}
+        return {**photo_summary(doc), "faces": out, "view": view, "nav": self._nav(image_id, person)}
+
+    def _nav(self, image_id: str, person: str | None) -> dict[str, Any] | None:
+        """Where the photo stands among ``person``'s photos (newest first): None when it is not one."""
+        doc = self.lib.web_person(person) if person and PERSON_ID.match(person) else None
+        if doc is None:
+            return None
+        photos = list(dict.fromkeys(self._faces_by_date(doc["_id"], images=True)))
+        if image_id not in photos:
+            return None
+        at = photos.index(image_id)
+        return {
+            "person": person_summary(doc),
+            "position": at + 1,
+            "total": len(photos),
+            "prev": photos[at - 1] if at > 0 else None,
+            "next": photos[at + 1] if at + 1 < len(photos) else None,
+        }
 
     def unassigned(self, page: int) -> dict[str, Any]:
         faces, total = self.lib.web_unassigned((page - 1) * PER_PAGE, PER_PAGE)
@@ -208,17 +232,18 @@ class Site:
     def person_doc(self, person_id: str) -> dict[str, Any] | None:
         return self.lib.web_person(person_id) if PERSON_ID.match(person_id) else None
 
-    def _faces_by_date(self, person_id: str) -> list[str]:
-        """A person's face ids, newest photo first (``photo_date``); undated ones last, by path."""
+    def _faces_by_date(self, person_id: str, images: bool = False) -> list[str]:
+        """A person's face ids (with ``images``: their photos' ids), newest photo first
+        (``photo_date``); undated ones last, by path."""
         rows = self.lib.web_face_photos(person_id)
         photos = self.lib.web_photo_dates([r["image_id"] for r in rows])
         keyed = []
         for r in rows:
             photo = photos.get(r["image_id"], {})
-            keyed.append((photo_date(photo)[0] or "", photo.get("path") or "", r["_id"]))
+            keyed.append((photo_date(photo)[0] or "", photo.get("path") or "", r["_id"], r["image_id"]))
         keyed.sort(key=lambda k: (k[1], k[2]))
         keyed.sort(key=lambda k: k[0], reverse=True)  # stable: a date's faces stay by path
-        return [k[2] for k in keyed]
+        return [k[3] if images else k[2] for k in keyed]
 
     @staticmethod
     def _face(face: dict[str, Any], image: dict[str, Any] | None) -> dict[str, Any]:
@@ -259,6 +284,22 @@ class Site:
     def reject(self, face_id: str) -> dict[str, Any]:
         left = self._change(lambda: corrections.reject_face(self.lib, face_id, self.covers))
         return {"face_id": face_id, "left": left}
+
+    def move_many(self, face_ids: list[str], target: str | None) -> dict[str, Any]:
+        pid = self._change(lambda: corrections.move_faces(self.lib, face_ids, target, self.covers))
+        return {"faces": len(set(face_ids)), "person_id": pid}
+
+    def reject_many(self, face_ids: list[str]) -> dict[str, Any]:
+        left = self._change(lambda: corrections.reject_faces(self.lib, face_ids, self.covers))
+        return {"faces": len(set(face_ids)), "left": left}
+
+    def ignore_many(self, face_ids: list[str]) -> dict[str, Any]:
+        left = self._change(lambda: corrections.ignore_faces(self.lib, face_ids, self.covers))
+        return {"faces": len(set(face_ids)), "left": left}
+
+    def undo(self) -> dict[str, Any]:
+        entry = self._change(lambda: corrections.undo_last(self.lib, self.covers))
+        return {"undone": entry["kind"], "at": entry["at"], "faces": len(entry["faces"])}
 
     def cover(self, ref: str, face_id: str) -> dict[str, Any]:
         self._change(lambda: corrections.pick_cover(self.lib, ref, face_id, self.covers))

@@ -21,8 +21,9 @@
       .catch(function () {});
   }
   // A face's label over the photo stays inside it: moved in from an edge, squeezed when wider.
-  const SIDE = 300, MARGIN = 2;
+  const MARGIN = 2;
   document.querySelectorAll("svg.boxes text").forEach(function (text) {
+    const SIDE = text.ownerSVGElement.viewBox.baseVal.width;
     let box = text.getBBox();
     if (box.width > SIDE - 2 * MARGIN) {
       text.setAttribute("textLength", String(SIDE - 2 * MARGIN));
@@ -32,6 +33,30 @@
     const shift = Math.max(MARGIN - box.x, 0) + Math.min(SIDE - MARGIN - (box.x + box.width), 0);
     if (shift) text.setAttribute("x", String(parseFloat(text.getAttribute("x")) + shift));
   });
+  // Choosing faces: shift-click ticks the range since the last box clicked; one button ticks the page.
+  const picks = Array.from(document.querySelectorAll("input.pick"));
+  const chosen = document.querySelector("#bulk .chosen");
+  let last = null;
+  function count() {
+    if (chosen) chosen.textContent = picks.filter(function (p) { return p.checked; }).length + " chosen";
+  }
+  picks.forEach(function (pick) {
+    pick.addEventListener("click", function (event) {
+      if (event.shiftKey && last !== null) {
+        const a = picks.indexOf(last), b = picks.indexOf(pick);
+        picks.slice(Math.min(a, b), Math.max(a, b) + 1).forEach(function (p) { p.checked = pick.checked; });
+      }
+      last = pick;
+      count();
+    });
+  });
+  const all = document.querySelector("[data-select-all]");
+  if (all) all.addEventListener("click", function () {
+    const tick = !picks.every(function (p) { return p.checked; });
+    picks.forEach(function (p) { p.checked = tick; });
+    count();
+  });
+  count();
   document.addEventListener("input", function (event) {
     const input = event.target;
     if (!(input instanceof HTMLInputElement) || !input.hasAttribute("data-person-search")) return;
