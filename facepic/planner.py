@@ -143,6 +143,10 @@ class Planner:
         self._queued_now: set[str] = set()
         self.summary = Summary()
         self.state: LedgerState = ledger.read()
+        # Watching a folder: a file is taken only once ``steady(found)`` says it stopped
+        # changing (still being copied otherwise); the others wait for a later look.
+        self.steady: Callable[[Found], bool] | None = None
+        self.waiting = 0
 
     def _error(self, path: Path, reason: str) -> None:
         self.report(cannot_process(path, reason))
@@ -155,7 +159,7 @@ class Planner:
             empty = not any(True for _ in root.iterdir())
         except OSError as e:
             raise ImportFolderError(f"import folder {root} cannot be read ({e.strerror})") from None
-        if empty:
+        if empty and self.steady is None:  # a watched folder may well be empty for now
             known = any(r == str(root) for r, _ in self.state.by_path)
             raise ImportFolderError(
                 f"import folder {root} is empty"
@@ -229,6 +233,10 @@ class Planner:
             else:
                 self.summary.already += 1
                 return None
+        if self.steady is not None and not self.steady(found):
+            self.summary.photos -= 1
+            self.waiting += 1
+            return None
         if found.size == 0:  # every empty file has the same hash: never a duplicate, just bad
             self._failed(root, found.path, found.rel, "empty file (0 bytes)", found.size, found.mtime_ns)
             return None

@@ -53,6 +53,7 @@ def enqueue(
     from facepic.ledger import Follower
     from facepic.pipeline import Context
     from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner
+    from facepic.scan import check_import_folder
     from workers.app import make_app
     from workers.dispatch import CeleryDispatcher
 
@@ -65,7 +66,8 @@ def enqueue(
             "FACEPIC_MONGODB_URI is not set: the workers need a shared MongoDB "
             "(for a trial without servers, use `facepic run`)"
         )
-    root = None
+    # A drive that is not there is said before any server is asked (a mount unit's log).
+    root = None if upload_only or requeue_pending else check_import_folder(import_root(settings, path))
     dispatcher = CeleryDispatcher(make_app(settings))
     dispatcher.check()
     ctx = Context(settings)
@@ -90,7 +92,7 @@ def enqueue(
     elif requeue_pending:
         jobs, stages, what = planner.pending_jobs(), FULL_CHAIN, "queueing pending photos"
     else:
-        root = import_root(settings, path)
+        assert root is not None
         jobs, stages, what = planner.new_jobs(root), FULL_CHAIN, "scanning and queueing"
     for job in progress(jobs, what):
         dispatcher(job, stages)

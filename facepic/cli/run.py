@@ -35,6 +35,14 @@ TICK_SECONDS = 0.5  # a bar waiting on the pool (models loading) still shows its
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @with_upload_options
 @click.option("--workers", type=int, help="Processes for the CPU stages (default: one per core).")
+@click.option("--watch", is_flag=True, help="Keep running: take photos as they arrive (Ctrl-C stops).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between looks (--watch).",
+)
 @click.pass_obj
 def run(
     obj: dict,
@@ -44,8 +52,12 @@ def run(
     retry_failed: bool,
     follow_links: bool,
     workers: int | None,
+    watch: bool,
+    interval: float,
 ) -> None:
     """Process a folder of photos completely, in the foreground, with no servers to set up.
+    With --watch it then keeps looking (polling, so network drives work too) and takes each
+    new photo once it has stopped changing, with a summary line per batch.
 
     Without FACEPIC_MONGODB_URI an embedded database keeps its files in the data folder;
     without a bucket, originals stay where they are and thumbnails go to the data folder.
@@ -53,6 +65,7 @@ def run(
     Example:
 
         facepic run ~/Pictures/2024
+        facepic run --watch ~/Pictures/Inbox
     """
     settings = settings_of(obj)
     if workers:
@@ -61,10 +74,51 @@ def run(
         settings = settings.replace(follow_links=True)
     upload = settings.stores_originals and not disable_upload
     root = None if upload_only else import_root(settings, path)
+    if watch:
+        if root is None:
+            raise click.UsageError("--watch needs a folder to watch (not --upload-only)")
+        _watch(settings, root, upload, retry_failed, interval)
+        return
     with ExitStack() as stack:
         library = OnDemand(settings, stack)
         summary = _run(library, root, upload, upload_only, retry_failed)
     finish(summary, root)
+
+
+def _watch(settings: Settings, root: Path, upload: bool, retry_failed: bool, interval: float) -> None:
+    """Run on ``root`` again every ``interval`` seconds until interrupted, each photo once it has
+    stopped changing; one summary line per look that found something to do."""
+    import time
+
+    steady = Steady(quiet=max(1.0, 2 * interval))
+    say_error(f"watching {root} (every {interval:g} s; Ctrl-C stops)")
+    with ExitStack() as stack:
+        library = OnDemand(settings, stack)
+        while True:
+            summary = _run(library, root, upload, False, retry_failed, steady)
+            retry_failed = False  # once, at the start
+            if summary.done or summary.failed or summary.duplicates:
+                click.echo(summary.line())
+            time.sleep(interval)
+
+
+class Steady:
+    """Whether a file has stopped changing: the same size and modification time at two looks
+    in a row, and not modified for ``quiet`` seconds (a file being copied grows or is touched).
+    A file older than a minute at its first look (there before the watch began) is taken at once."""
+
+    def __init__(self, quiet: float) -> None:
+        self.quiet = quiet
+        self.seen: dict[str, tuple[int, int]] = {}
+
+    def __call__(self, found: Any) -> bool:
+        import time
+
+        looks = (found.size, found.mtime_ns)
+        before = self.seen.get(str(found.path))
+        self.seen[str(found.path)] = looks
+        age = time.time() - found.mtime_ns / 1e9
+        return age >= self.quiet and (before == looks or (before is None and age >= 60))
 
 
 class OnDemand:
@@ -109,7 +163,14 @@ def choose_model(settings: Settings, library_model: str | None, processes: int) 
     return choice.on(Runtime.for_settings(settings, processes).describe())
 
 
-def _run(library: OnDemand, root: Path | None, upload: bool, upload_only: bool, retry_failed: bool) -> Summary:
+def _run(
+    library: OnDemand,
+    root: Path | None,
+    upload: bool,
+    upload_only: bool,
+    retry_failed: bool,
+    steady: Steady | None = None,
+) -> Summary:
     from facepic.ledger import Ledger
     from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner
 
@@ -124,6 +185,7 @@ def _run(library: OnDemand, root: Path | None, upload: bool, upload_only: bool, 
         follow_links=settings.follow_links,
         retire=lambda root, rel: _retire(library.ctx, root, rel),
     )
+    planner.steady = steady
     if upload_only:
         uploads = list(planner.upload_jobs())
         if uploads:
