@@ -373,9 +373,59 @@ def test_serve_holds_the_embedded_database_so_a_run_waits(
     new = tmp_path / "new"
     new.mkdir()
     Image.open(next((REPO / "tests" / "photos").glob("*/*.jpg"))).save(new / "again.jpg", quality=80)
+    refusal = (
+        f"Error: facepic serve (pid {server.process.pid}) is using the data folder: "
+        "stop it (Ctrl-C in its terminal) and run this again\n"
+    )
     result = invoke(library, "run", str(new))
     assert result.exit_code == 1
-    assert "another FacePic run is using the data folder" in result.output
+    assert result.output.endswith(refusal), result.output
+    result = invoke(library, "recluster")
+    assert (result.exit_code, result.output) == (1, refusal)
+
+
+def test_the_commands_share_the_library_with_serve(server: Server, library: dict[str, str]) -> None:
+    people = persons_json(library)
+    assert people
+    pid = people[0]["id"]
+    result = invoke(library, "name", pid, "Ada")
+    assert (result.exit_code, result.output) == (0, f"{pid} is now 'Ada'\n")
+    # The page reads what the command wrote: one database.
+    assert call(f"{server.url}/api/persons/{pid}")[1]["name"] == "Ada"
+    assert invoke(library, "status").exit_code == 0
+    assert (Path(library["FACEPIC_DATA_DIR"]) / "serving.json").exists()
+    server.stop()
+    assert not (Path(library["FACEPIC_DATA_DIR"]) / "serving.json").exists()
+    assert invoke(library, "persons").exit_code == 0  # its own server again
+
+
+def test_a_killed_serves_address_is_not_trusted(library: dict[str, str]) -> None:
+    data = Path(library["FACEPIC_DATA_DIR"])
+    server = Server(library)
+    port = json.loads((data / "serving.json").read_text())["port"]
+    server.process.kill()
+    server.process.wait(timeout=60)
+    assert (data / "serving.json").exists()  # -9 leaves it behind
+    result = invoke(library, "name", persons_json(library)[0]["id"], "Bo")
+    assert result.exit_code == 0, result.output
+    assert not (data / "serving.json").exists()  # the next holder of the lock removed it
+    assert str(port) not in result.output
+
+
+def test_an_address_that_does_not_answer_is_not_trusted(library: dict[str, str]) -> None:
+    import socket
+
+    from facepic.embedded import data_folder_lock
+
+    data = Path(library["FACEPIC_DATA_DIR"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with data_folder_lock(data):  # held by a live process, whose address answers nothing
+        (data / "serving.json").write_text(json.dumps({"pid": os.getpid(), "port": port}))
+        result = invoke(library, "persons")
+    assert result.exit_code == 1
+    assert result.output == f"Error: another FacePic run is using the data folder {data}\n"
 
 
 def test_a_presigned_url_reads_one_object_without_the_bucket_keys(server_env: dict[str, str]) -> None:
