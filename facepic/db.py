@@ -70,6 +70,18 @@ class DatabaseUnavailable(DatabaseError):
     setting = "mongodb_uri"  # what the user checks: the CLI names it and where it came from
 
 
+def answers(uri: str, timeout_ms: int = 2000) -> bool:
+    """Whether a MongoDB server answers at ``uri`` within ``timeout_ms``."""
+    client: MongoClient = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+    try:
+        client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
 def _hosts(uri: str) -> str:
     try:
         from pymongo.uri_parser import parse_uri

@@ -80,23 +80,11 @@ def _serving(data_dir: Path) -> dict[str, Any] | None:
         pid, port = int(serving["pid"]), int(serving["port"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not alive(pid) or not _answers(LOOPBACK, port):
+    from facepic.db import answers
+
+    if not alive(pid) or not answers(_uri(LOOPBACK, port)):
         return None
     return {"pid": pid, "port": port}
-
-
-def _answers(host: str, port: int) -> bool:
-    from pymongo import MongoClient
-    from pymongo.errors import PyMongoError
-
-    client: MongoClient = MongoClient(host, port, directConnection=True, serverSelectionTimeoutMS=2000)
-    try:
-        client.admin.command("ping")
-        return True
-    except PyMongoError:
-        return False
-    finally:
-        client.close()
 
 
 def _uri(host: str, port: int) -> str:
