@@ -76,6 +76,7 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
     # a page of 60 thumbnails does on every load: a line about nothing the user can act on.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     with embedded_database(settings, alone=True, publish=True) as settings, Context(settings) as ctx:
+        ctx.library.ensure_indexes()  # the page's own, on a library a run made before them
         finish_pending_of(ctx)  # a change the last process left midway
         app = create_app(ctx, login)
         try:
