@@ -77,6 +77,7 @@ def photo_summary(doc: dict[str, Any]) -> dict[str, Any]:
         "folder": os.path.dirname(path),
         "root": doc.get("root"),
         "taken_at": doc.get("taken_at"),
+        "date": photo_date(doc)[0],  # taken, else the file's time: what the search's dates ask
         "camera": doc.get("camera"),
         "gps": doc.get("gps"),
         "width": doc.get("width"),
