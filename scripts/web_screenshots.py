@@ -42,10 +42,10 @@ def main() -> None:
     persons = json.load(urllib.request.urlopen(f"{base}/api/persons"))["persons"]
     person = persons[0]["id"]
     faces = json.load(urllib.request.urlopen(f"{base}/api/persons/{person}"))["faces"]
-    # A photo with the most faces on the first page of the biggest persons.
+    # A photo with the most faces among the first faces of the first persons.
     best = None
-    for p in persons[:10]:
-        for f in json.load(urllib.request.urlopen(f"{base}/api/persons/{p['id']}"))["faces"][:10]:
+    for p in persons[:40]:
+        for f in json.load(urllib.request.urlopen(f"{base}/api/persons/{p['id']}"))["faces"][:20]:
             photo = json.load(urllib.request.urlopen(f"{base}/api/photos/{f['image_id']}"))
             if best is None or len(photo["faces"]) > len(best["faces"]):
                 best = photo
