@@ -9,6 +9,7 @@
 <data>/objects/                     the folder store (no bucket, FACEPIC_COPY_ORIGINALS)
 <data>/db/                          the embedded database
 <data>/persons.html                 the contact sheet
+<data>/serving.json                 `facepic serve`'s embedded server address, while it runs
 <data>/unsettled                    a run stored faces it has not settled yet (killed midway)
 """
 
@@ -55,6 +56,12 @@ class DataFolder:
         """There while a run processes photos, until its settle is done: the next run
         settles even with nothing new."""
         return self.root / "unsettled"
+
+    @property
+    def serving(self) -> Path:
+        """There while `facepic serve` holds the embedded database: its pid and loopback port,
+        so that the commands that may share the library use serve's server."""
+        return self.root / "serving.json"
 
     def work_file(self, image_id: str) -> Path:
         return self.work / f"{image_id}.work"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import io
+import json
 import logging
 import os
 import re
@@ -20,8 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from facepic.datafolder import DataFolder, write_atomic
 from facepic.errors import FacePicError, data_folder_error, disk_full, first_line
+from facepic.procs import alive
 from facepic.settings import Secret, Settings
+
+LOOPBACK = "127.0.0.1"  # the embedded server never listens beyond this machine
 
 
 class EmbeddedError(FacePicError):
@@ -31,28 +36,94 @@ class EmbeddedError(FacePicError):
 @contextmanager
 def data_folder_lock(data_dir: Path) -> Iterator[None]:
     """One embedded run per data folder: two would write the same database files."""
+    fd = _lock(data_dir)
+    if fd is None:
+        raise EmbeddedError(_held_by(data_dir))
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _lock(data_dir: Path) -> int | None:
+    """The data folder's lock, held through the returned descriptor; None when another
+    process holds it."""
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(data_dir / ".facepic.lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
         raise data_folder_error(e, data_dir) from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EmbeddedError(f"another FacePic run is using the data folder {data_dir}") from None
-        yield
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _held_by(data_dir: Path) -> str:
+    """Why the data folder is not free, in words that say what to do."""
+    serving = _serving(data_dir)
+    if serving is not None:
+        return (
+            f"facepic serve (pid {serving['pid']}) is using the data folder: "
+            "stop it (Ctrl-C in its terminal) and run this again"
+        )
+    return f"another FacePic run is using the data folder {data_dir}"
+
+
+def _serving(data_dir: Path) -> dict[str, Any] | None:
+    """The address `facepic serve` published for its embedded server, when the lock is held
+    and that server answers: a file left by a serve killed with -9 is never trusted."""
+    try:
+        serving = json.loads(DataFolder(data_dir).serving.read_text())
+        pid, port = int(serving["pid"]), int(serving["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    from facepic.db import answers
+
+    if not alive(pid) or not answers(_uri(LOOPBACK, port)):
+        return None
+    return {"pid": pid, "port": port}
+
+
+def _uri(host: str, port: int) -> str:
+    # journal=true: each write returns once its log is on disk, so a disk that fills
+    # fails that write (the run stops, nothing logged done that is not stored)
+    # instead of the server dropping its last writes when it closes.
+    # retryWrites=false: this server keeps a record of every retryable write for
+    # half an hour and scans them all at each write, so a long run's writes grew
+    # dearer one after another (45% of the end of a 15,000-face run). A retry
+    # is for a failover, which an embedded server in this process never has.
+    return f"mongodb://{host}:{port}/?directConnection=true&journal=true&retryWrites=false"
+
+
+@contextmanager
+def embedded_database(settings: Settings, *, alone: bool = False, publish: bool = False) -> Iterator[Settings]:
+    """``settings`` with a MongoDB URI: the configured one, or an embedded server's for the
+    duration of the block. While `facepic serve` holds the data folder (``publish``: it writes
+    its server's loopback address there), a block that need not be ``alone`` uses serve's
+    server; one that must be gets an error that names serve."""
+    if settings.mongodb_uri:
+        yield settings
+        return
+    fd = _lock(settings.data_dir)
+    if fd is None:
+        serving = None if alone else _serving(settings.data_dir)
+        if serving is None:
+            raise EmbeddedError(_held_by(settings.data_dir))
+        yield settings.replace(mongodb_uri=Secret(_uri(LOOPBACK, serving["port"])))
+        return
+    try:
+        with _started(settings, publish) as uri:
+            yield settings.replace(mongodb_uri=Secret(uri))
     finally:
         os.close(fd)
 
 
 @contextmanager
-def embedded_database(settings: Settings) -> Iterator[Settings]:
-    """``settings`` with a MongoDB URI: the configured one, or an embedded server's for the
-    duration of the block."""
-    if settings.mongodb_uri:
-        yield settings
-        return
+def _started(settings: Settings, publish: bool) -> Iterator[str]:
+    """An embedded server on the data folder's database (its lock held): its URI."""
     try:
         from secantus import SecantusDBServer
     except ImportError:
@@ -60,44 +131,38 @@ def embedded_database(settings: Settings) -> Iterator[Settings]:
             "no FACEPIC_MONGODB_URI is set and the embedded database is not installed: "
             "pip install 'facepic[embedded]' (or set FACEPIC_MONGODB_URI)"
         ) from None
-    with data_folder_lock(settings.data_dir):
-        path = settings.folder.database
+    path = settings.folder.database
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise data_folder_error(e, settings.data_dir) from None
+    with _diagnostics_to(path / "server.log"):
         try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise data_folder_error(e, settings.data_dir) from None
-        with _diagnostics_to(path / "server.log"):
+            server = SecantusDBServer(host=LOOPBACK, port=0, storage_path=str(path))
+            server.start()
+        except Exception as e:  # noqa: BLE001 - its storage engine panics on a full disk
+            if disk_full(settings.data_dir):
+                raise data_folder_error(OSError(errno.ENOSPC, "No space left on device"), settings.data_dir) from None
+            raise EmbeddedError(
+                f"the embedded database in {path} cannot be opened ({first_line(e)}); its log is {path / 'server.log'}"
+            ) from None
+        serving = settings.folder.serving
+        try:
+            host, port = server.address
+            # Whoever holds the lock owns the address file: one there now is a killed serve's.
+            serving.unlink(missing_ok=True)
+            if publish:
+                write_atomic(serving, json.dumps({"pid": os.getpid(), "port": port}).encode())
+            yield _uri(host, port)
+        finally:
+            serving.unlink(missing_ok=True)
+            _wake_accept(server)
             try:
-                server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(path))
-                server.start()
-            except Exception as e:  # noqa: BLE001 - its storage engine panics on a full disk
-                if disk_full(settings.data_dir):
-                    raise data_folder_error(
-                        OSError(errno.ENOSPC, "No space left on device"), settings.data_dir
-                    ) from None
-                raise EmbeddedError(
-                    f"the embedded database in {path} cannot be opened ({first_line(e)}); "
-                    f"its log is {path / 'server.log'}"
-                ) from None
-            try:
-                host, port = server.address
-                # journal=true: each write returns once its log is on disk, so a disk that fills
-                # fails that write (the run stops, nothing logged done that is not stored)
-                # instead of the server dropping its last writes when it closes.
-                # retryWrites=false: this server keeps a record of every retryable write for
-                # half an hour and scans them all at each write, so a long run's writes grew
-                # dearer one after another (45% of the end of a 15,000-face run). A retry
-                # is for a failover, which an embedded server in this process never has.
-                uri = f"mongodb://{host}:{port}/?directConnection=true&journal=true&retryWrites=false"
-                yield settings.replace(mongodb_uri=Secret(uri))
-            finally:
-                _wake_accept(server)
-                try:
-                    server.stop()
-                except Exception:
-                    logging.getLogger("secantus").exception("the embedded database did not close cleanly")
-                    # Its threads go on printing until the process ends: keep them off the terminal.
-                    _keep_redirected.set()
+                server.stop()
+            except Exception:
+                logging.getLogger("secantus").exception("the embedded database did not close cleanly")
+                # Its threads go on printing until the process ends: keep them off the terminal.
+                _keep_redirected.set()
 
 
 _keep_redirected = threading.Event()

@@ -1,5 +1,6 @@
 """Screenshots of `facepic serve`'s pages for the README: people, a person, a photo, the
-unassigned faces. Needs Debian's chromium and chromium-driver, and a running `facepic serve`.
+unassigned faces, a search, each at desktop width (web-NAME.png) and phone width, 375 px
+(web-NAME-phone.png). Needs Debian's chromium and chromium-driver, and a running `facepic serve`.
 
     python scripts/web_screenshots.py http://127.0.0.1:8000 docs/
 """
@@ -12,6 +13,7 @@ import json
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.browser import chromium
+
+WIDTHS = (("", 1280, 900), ("-phone", 375, 812))  # file suffix, window width and height
 
 
 def save_small(png: bytes, out: Path) -> None:
@@ -38,23 +42,37 @@ def main() -> None:
     persons = json.load(urllib.request.urlopen(f"{base}/api/persons"))["persons"]
     person = persons[0]["id"]
     faces = json.load(urllib.request.urlopen(f"{base}/api/persons/{person}"))["faces"]
-    # A photo with the most faces on the first page of the biggest persons.
+    # A photo with the most faces among the first faces of the first persons.
     best = None
-    for p in persons[:10]:
-        for f in json.load(urllib.request.urlopen(f"{base}/api/persons/{p['id']}"))["faces"][:10]:
+    for p in persons[:40]:
+        for f in json.load(urllib.request.urlopen(f"{base}/api/persons/{p['id']}"))["faces"][:20]:
             photo = json.load(urllib.request.urlopen(f"{base}/api/photos/{f['image_id']}"))
             if best is None or len(photo["faces"]) > len(best["faces"]):
                 best = photo
     photo_id = best["id"] if best else faces[0]["image_id"]
+    # The search: the persons of that photo, all of them.
+    together = [f["person"]["id"] for f in (best or {}).get("faces", []) if f.get("person")][:2] or [person]
+    search = "/search?" + urllib.parse.urlencode([("person", p) for p in together])
     args.out.mkdir(parents=True, exist_ok=True)
+    for suffix, width, height in WIDTHS:
+        shoot(base, args.out, suffix, width, height, person, photo_id, search)
+
+
+def shoot(base: str, out: Path, suffix: str, width: int, height: int, person: str, photo_id: str, search: str) -> None:
     with tempfile.TemporaryDirectory() as profile:
-        driver = chromium(Path(profile))
+        driver = chromium(Path(profile), width, height)
+        # Headless Chromium keeps a window 500 px wide at least: a phone's width is emulated.
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500},
+        )
         try:
             for name, path in (
                 ("people", "/"),
                 ("person", f"/persons/{person}"),
                 ("photo", f"/photos/{photo_id}"),
                 ("unassigned", "/unassigned"),
+                ("search", search),
             ):
                 driver.get(base + path)
                 # Load every image now (lazy ones too) and wait for them, so no tile is blank.
@@ -63,8 +81,8 @@ def main() -> None:
                     if driver.execute_script("return [...document.images].every(i => i.complete)"):
                         break
                     time.sleep(0.1)
-                save_small(driver.get_screenshot_as_png(), args.out / f"web-{name}.png")
-                print(args.out / f"web-{name}.png")
+                save_small(driver.get_screenshot_as_png(), out / f"web-{name}{suffix}.png")
+                print(out / f"web-{name}{suffix}.png")
         finally:
             driver.quit()
 

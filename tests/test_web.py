@@ -373,9 +373,59 @@ def test_serve_holds_the_embedded_database_so_a_run_waits(
     new = tmp_path / "new"
     new.mkdir()
     Image.open(next((REPO / "tests" / "photos").glob("*/*.jpg"))).save(new / "again.jpg", quality=80)
+    refusal = (
+        f"Error: facepic serve (pid {server.process.pid}) is using the data folder: "
+        "stop it (Ctrl-C in its terminal) and run this again\n"
+    )
     result = invoke(library, "run", str(new))
     assert result.exit_code == 1
-    assert "another FacePic run is using the data folder" in result.output
+    assert result.output.endswith(refusal), result.output
+    result = invoke(library, "recluster")
+    assert (result.exit_code, result.output) == (1, refusal)
+
+
+def test_the_commands_share_the_library_with_serve(server: Server, library: dict[str, str]) -> None:
+    people = persons_json(library)
+    assert people
+    pid = people[0]["id"]
+    result = invoke(library, "name", pid, "Ada")
+    assert (result.exit_code, result.output) == (0, f"{pid} is now 'Ada'\n")
+    # The page reads what the command wrote: one database.
+    assert call(f"{server.url}/api/persons/{pid}")[1]["name"] == "Ada"
+    assert invoke(library, "status").exit_code == 0
+    assert (Path(library["FACEPIC_DATA_DIR"]) / "serving.json").exists()
+    server.stop()
+    assert not (Path(library["FACEPIC_DATA_DIR"]) / "serving.json").exists()
+    assert invoke(library, "persons").exit_code == 0  # its own server again
+
+
+def test_a_killed_serves_address_is_not_trusted(library: dict[str, str]) -> None:
+    data = Path(library["FACEPIC_DATA_DIR"])
+    server = Server(library)
+    port = json.loads((data / "serving.json").read_text())["port"]
+    server.process.kill()
+    server.process.wait(timeout=60)
+    assert (data / "serving.json").exists()  # -9 leaves it behind
+    result = invoke(library, "name", persons_json(library)[0]["id"], "Bo")
+    assert result.exit_code == 0, result.output
+    assert not (data / "serving.json").exists()  # the next holder of the lock removed it
+    assert str(port) not in result.output
+
+
+def test_an_address_that_does_not_answer_is_not_trusted(library: dict[str, str]) -> None:
+    import socket
+
+    from facepic.embedded import data_folder_lock
+
+    data = Path(library["FACEPIC_DATA_DIR"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with data_folder_lock(data):  # held by a live process, whose address answers nothing
+        (data / "serving.json").write_text(json.dumps({"pid": os.getpid(), "port": port}))
+        result = invoke(library, "persons")
+    assert result.exit_code == 1
+    assert result.output == f"Error: another FacePic run is using the data folder {data}\n"
 
 
 def test_a_presigned_url_reads_one_object_without_the_bucket_keys(server_env: dict[str, str]) -> None:
@@ -745,3 +795,59 @@ def test_faces_by_date_and_people_sorted_and_filtered(server: Server, browser: A
     assert "No one's name holds" in browser.find_element("tag name", "main").text
     assert call(server.url + "/api/persons?sort=shoe-size")[0] == 400
     assert [p["id"] for p in call(server.url + "/api/persons?sort=name&name=b")[1]["persons"]] == [bob]
+
+
+def test_photos_of_two_persons_typed_by_name_within_dates(server: Server, browser: Any) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    persons = call(server.url + "/api/persons")[1]["persons"]
+    photos_of = {
+        p["id"]: {f["image_id"]: f["date"][:10] for f in call(f"{server.url}/api/persons/{p['id']}")[1]["faces"]}
+        for p in persons
+    }
+    ann, ben = next(
+        (a["id"], b["id"])
+        for a in persons
+        for b in persons
+        if a["id"] < b["id"] and photos_of[a["id"]].keys() & photos_of[b["id"]].keys()
+    )
+    both = sorted(photos_of[ann].keys() & photos_of[ben].keys(), key=lambda i: photos_of[ann][i])
+    assert call(f"{server.url}/api/persons/{ann}/name", {"name": "Annabel"})[0] == 200
+    assert call(f"{server.url}/api/persons/{ben}/name", {"name": "Benedict"})[0] == 200
+    since = until = photos_of[ann][both[-1]]  # the day of the newest photo of both
+    expected = [i for i in both if since <= photos_of[ann][i] <= until]
+    assert expected
+
+    browser.get(server.url + "/search")
+    for typed, pid in (("annab", ann), ("BENEDICT", ben)):
+        box = browser.find_element("css selector", "form.search input[name=person][list=persons-found]")
+        box.send_keys(typed)
+        # The datalist offers the person as one types (the name-search API feeds it).
+        WebDriverWait(browser, 10).until(
+            lambda d, pid=pid: d.find_elements("css selector", f"#persons-found option[value='{pid}']")
+        )
+        if typed == "BENEDICT":  # the whole name, typed, is taken as it is
+            click(browser, "form.search button")
+        else:  # a part of it: the suggestion picked
+            box.clear()
+            box.send_keys(pid)
+            click(browser, "form.search button")
+    assert "Annabel" in browser.find_element("css selector", "p.chosen").text
+    assert "Benedict" in browser.find_element("css selector", "p.chosen").text
+    for field, value in (("from", since), ("to", until)):
+        browser.execute_script(
+            "arguments[0].value = arguments[1]", browser.find_element("css selector", f"input[name={field}]"), value
+        )
+    click(browser, "form.search button")
+    assert f"from={since}" in browser.current_url and f"to={until}" in browser.current_url
+    tiles = browser.find_elements("css selector", ".grid.photos li a")
+    assert [t.get_attribute("href").rsplit("/", 1)[1] for t in tiles] == expected
+    # The API answers the same question with the same photos.
+    query = urllib.parse.urlencode([("person", "Annabel"), ("person", "benedict"), ("from", since), ("to", until)])
+    status, found = call(f"{server.url}/api/search?{query}")
+    assert status == 200 and [p["id"] for p in found["photos"]] == expected
+    assert [p["id"] for p in found["persons"]] == [ann, ben]
+    status, error = call(f"{server.url}/api/search?person={ann}&from=2020-13")
+    assert status == 400 and "YYYY-MM-DD" in error["error"]
+    status, error = call(f"{server.url}/api/search?person=nobody-of-that-name")
+    assert status == 400 and "no person" in error["error"]

@@ -11,6 +11,7 @@ import pytest
 
 from facepic.db import Library
 from facepic.embedded import embedded_database
+from facepic.web.roster import Roster
 from tests.conftest import settings_of
 
 A, B, C, D = "pa00000000000000", "pb00000000000000", "pc00000000000000", "pd00000000000000"
@@ -83,15 +84,15 @@ def ids(docs: list[dict]) -> list[str]:
 
 
 def test_the_page_queries_give_the_known_answer(lib: Library) -> None:
-    docs, total = lib.web_persons(False, 0, 10)
+    docs, total = Roster(lib).page(False, 0, 10)
     assert (ids(docs), total) == ([A, C, D], 3)
-    docs, total = lib.web_persons(True, 1, 2)
+    docs, total = Roster(lib).page(True, 1, 2)
     assert (ids(docs), total) == ([B, C], 4)
     assert lib.web_person(B)["name"] == "Bob" and lib.web_person("pnobody000000000") is None
     assert sorted(lib.web_persons_by_id([C, A, "", "pnobody000000000"])) == [A, C]
-    assert ids(lib.web_name_search(" ann ", 10)) == [A, C]
-    assert ids(lib.web_name_search("pb0", 10)) == [B]
-    assert ids(lib.web_name_search("a.*", 10)) == []  # text, not a pattern
+    assert ids(Roster(lib).find(" ann ", 10)) == [A, C]
+    assert ids(Roster(lib).find("pb0", 10)) == [B]
+    assert ids(Roster(lib).find("a.*", 10)) == []  # text, not a pattern
     assert sorted(ids(lib.web_face_photos(A))) == ["i1-f0", "i2-f0", "i4-f1", "i6-f0", "i6-f1"]
     assert lib.web_photo_dates(["i2", "i0"])["i2"]["path"] == "i2.jpg"
     docs = lib.web_faces(["i6-f1", "i2-f0", "i0-f0"])
@@ -103,7 +104,7 @@ def test_the_page_queries_give_the_known_answer(lib: Library) -> None:
 
 def test_the_people_page_sorts_and_filters_by_name(lib: Library) -> None:
     def page(*args: object) -> tuple[list[str], int]:
-        docs, total = lib.web_persons(*args)  # type: ignore[arg-type]
+        docs, total = Roster(lib).page(*args)  # type: ignore[arg-type]
         return ids(docs), total
 
     assert page(True, 0, 10, "name") == ([A, C, B, D], 4)  # ignoring case; the unnamed last
@@ -133,3 +134,42 @@ def test_photos_with_every_one_of_several_persons(lib: Library, wanted: list[str
     if len(expected) > 1:
         docs, total = lib.web_photos_with(wanted, 1, 1)
         assert (ids(docs), total) == (expected[1:2], len(expected))
+
+
+def test_the_people_page_follows_every_change_to_persons(lib: Library) -> None:
+    roster = Roster(lib)
+    assert roster.page(True, 0, 10)[1] == 4
+    lib.set_person_fields(D, {"name": "Zed", "face_count": 9})
+    lib.set_persons_fields([B], {"hidden": False})
+    lib.delete_person(C)
+    lib.write_persons({"pe00000000000000": ({"face_count": 4, "name": "eve"}, {"hidden": False})}, [])
+    docs, total = roster.page(False, 0, 10)
+    assert (ids(docs), total) == ([D, A, "pe00000000000000", B], 4)
+    assert [d["name"] for d in roster.page(True, 0, 10, "name")[0]] == ["ann", "Bob", "eve", "Zed"]
+    assert roster.named(" ZED ") == [D] and ids(roster.find("ev", 10)) == ["pe00000000000000"]
+    # More changes than the library lists: every person is read again.
+    for n in range(60):
+        lib.set_person_fields(A, {"face_count": n})
+    assert ids(roster.page(True, 0, 1)[0]) == [A]
+
+
+@pytest.mark.parametrize(
+    "wanted, since, until, folder, expected",
+    [
+        ([A], "2019-01-01", "2020-12-31", None, ["i1", "i4"]),
+        ([A], "2020-06-01", None, None, ["i2", "i1"]),
+        ([A], None, "2019-06-01", None, ["i4", "i6"]),
+        ([A, B], "2020-01-01", "2020-12-31", None, ["i1"]),
+        ([A], None, None, "trip", ["i2", "i6"]),
+        ([A], None, None, "trip/", ["i2", "i6"]),
+        ([A], "2018-01-01", None, "trip", ["i2"]),
+        ([A], None, None, "tri", []),
+    ],
+)
+def test_photos_by_date_range_and_folder(
+    lib: Library, wanted: list[str], since: str | None, until: str | None, folder: str | None, expected: list[str]
+) -> None:
+    for image_id in ("i2", "i6"):
+        lib.set_image_fields(image_id, {"path": f"trip/{image_id}.jpg"})
+    docs, total = lib.web_photos_with(wanted, 0, 10, since, until, folder)
+    assert (ids(docs), total) == (expected, len(expected))

@@ -14,15 +14,16 @@ if TYPE_CHECKING:
     from facepic.db import Library
 
 
-def _persons_op(obj: dict, op: Callable[[Library, Any], str]) -> None:
-    """Run one change to persons against the library; print its one-line result."""
+def _persons_op(obj: dict, op: Callable[[Library, Any], str], alone: bool = False) -> None:
+    """Run one change to persons against the library; print its one-line result. A change to
+    one person shares the library with `facepic serve`; one to them all (``alone``) does not."""
     from facepic.changes import finish_pending
     from facepic.derived import Covers
     from facepic.embedded import embedded_database
     from facepic.pipeline import Context
 
     settings = settings_of(obj)
-    with embedded_database(settings) as settings, Context(settings) as ctx:
+    with embedded_database(settings, alone=alone) as settings, Context(settings) as ctx:
         covers = Covers(ctx)
         finish_pending(ctx.library, covers)  # a change the last process left midway first
         message = op(ctx.library, covers)
@@ -171,7 +172,7 @@ def recluster(obj: dict) -> None:
             f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}"
         )
 
-    _persons_op(obj, op)
+    _persons_op(obj, op, alone=True)
 
 
 @cli.command()
@@ -200,7 +201,7 @@ def settle(obj: dict, everything: bool) -> None:
             f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}"
         )
 
-    _persons_op(obj, op)
+    _persons_op(obj, op, alone=True)
 
 
 @cli.command()

@@ -173,7 +173,7 @@ def cleanup(obj: dict, yes: bool, dry_run: bool) -> None:
     from facepic.pipeline import Context
 
     settings = settings_of(obj)
-    with embedded_database(settings) as settings, Context(settings) as ctx:
+    with embedded_database(settings, alone=True) as settings, Context(settings) as ctx:
         plan = wipe.plan(settings, ctx.library)
         for line in plan.lines():
             click.echo(line)

@@ -33,7 +33,7 @@ def reembed(obj: dict, model_name: str, no_switch: bool) -> None:
     from facepic.runtime import Runtime
 
     settings = settings_of(obj)
-    with embedded_database(settings) as settings, Context(settings) as ctx:
+    with embedded_database(settings, alone=True) as settings, Context(settings) as ctx:
         lib = ctx.library
         runtime = Runtime.for_settings(settings, 1)
         choice = resolve(model_name, settings.model_root).on(runtime.describe())

@@ -143,7 +143,7 @@ class OnDemand:
             from facepic.runtime import limit_blas_threads
 
             limit_blas_threads(1)  # this process's index stage runs beside a pool that fills the cores
-            settings = self._stack.enter_context(embedded_database(self.settings))
+            settings = self._stack.enter_context(embedded_database(self.settings, alone=True))
             ctx = self._stack.enter_context(Context(settings))
             ctx.library.ensure_indexes()
             finish_pending_of(ctx)

@@ -41,7 +41,8 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
     """Start the web page on the library: people, persons, photos, unassigned faces and search,
     with the same corrections as the commands, and a JSON API under /api/. Listens on 127.0.0.1
     unless told otherwise; any other address needs a login (FACEPIC_WEB_AUTH=user:password).
-    With the embedded database the page holds the data folder: stop it before `facepic run`.
+    With the embedded database the page holds the data folder: `persons`, `name` and the other
+    corrections use its database meanwhile; stop it before `run`, `recluster` or `cleanup`.
 
     Example:
 
@@ -74,7 +75,8 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
     # Waitress warns "Task queue depth is N" whenever a request waits for one of THREADS, which
     # a page of 60 thumbnails does on every load: a line about nothing the user can act on.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    with embedded_database(settings) as settings, Context(settings) as ctx:
+    with embedded_database(settings, alone=True, publish=True) as settings, Context(settings) as ctx:
+        ctx.library.ensure_indexes()  # the page's own, on a library a run made before them
         finish_pending_of(ctx)  # a change the last process left midway
         app = create_app(ctx, login)
         try:

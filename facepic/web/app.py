@@ -110,6 +110,19 @@ def _people_page(site: Site) -> dict[str, Any]:
     )
 
 
+def _search(site: Site) -> dict[str, Any]:
+    """The photo search, as its query asks: ?person= (ids or names, repeated), from=, to=
+    (YYYY-MM-DD), folder=, page=."""
+    args = request.args
+    return site.search(
+        [p for p in args.getlist("person") if p.strip()],
+        page_number(args.get("page")),
+        args.get("from", "").strip(),
+        args.get("to", "").strip(),
+        args.get("folder", "").strip(),
+    )
+
+
 def _pages(app: Flask, site: Site) -> None:
     def back(fallback: str) -> BaseResponse:
         return redirect(guard.safe_next(request.form.get("next"), fallback))
@@ -136,14 +149,8 @@ def _pages(app: Flask, site: Site) -> None:
 
     @app.get("/search")
     def search() -> str:
-        wanted = request.args.getlist("person")
         query = request.args.get("q", "")
-        return render_template(
-            "search.html",
-            data=site.search(wanted, page_number(request.args.get("page"))),
-            query=query,
-            found=site.find(query) if query else [],
-        )
+        return render_template("search.html", data=_search(site), query=query, found=site.find(query) if query else [])
 
     @app.post("/persons/<person_id>/name")
     def rename(person_id: str) -> BaseResponse:
@@ -252,7 +259,7 @@ def _api(app: Flask, site: Site) -> None:
         lambda image_id: jsonify(site.photo(image_id, request.args.get("person"))),
     )
     app.add_url_rule("/api/unassigned", "api_unassigned", lambda: jsonify(site.unassigned(page())))
-    app.add_url_rule("/api/search", "api_search", lambda: jsonify(site.search(request.args.getlist("person"), page())))
+    app.add_url_rule("/api/search", "api_search", lambda: jsonify(_search(site)))
 
     def post(rule: str, name: str, fn: Callable[..., Any]) -> None:
         app.add_url_rule(rule, name, lambda **kw: jsonify(fn(body(), **kw)), methods=["POST"])

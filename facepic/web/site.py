@@ -22,6 +22,7 @@ from facepic.errors import FacePicError
 from facepic.pipeline import Context
 from facepic.report import person_summary
 from facepic.thumbnails import square_window
+from facepic.web.roster import Roster
 
 PER_PAGE = 60  # persons or faces on one page
 SORTS = ("most", "name", "recent")  # the people page's orders, the first the default
@@ -33,6 +34,7 @@ VIEW_SIDE = 1000  # the photo view's drawing: its longest side, in units of abou
 IMAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 FACE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-f[0-9]{1,5}$")
 PERSON_ID = re.compile(r"^p[0-9a-f]{15}$")
+DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 class NotFound(FacePicError):
@@ -76,6 +78,7 @@ def photo_summary(doc: dict[str, Any]) -> dict[str, Any]:
         "folder": os.path.dirname(path),
         "root": doc.get("root"),
         "taken_at": doc.get("taken_at"),
+        "date": photo_date(doc)[0],  # taken, else the file's time: what the search's dates ask
         "camera": doc.get("camera"),
         "gps": doc.get("gps"),
         "width": doc.get("width"),
@@ -89,6 +92,7 @@ class Site:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.covers = Covers(ctx)
+        self.roster = Roster(ctx.library)
         self._lock = threading.Lock()
 
     @property
@@ -103,7 +107,7 @@ class Site:
             raise BadQuery(f"sort is one of {', '.join(SORTS)} (not {sort[:40]!r})")
         if len(name) > MAX_QUERY:
             raise BadQuery(f"a name filter is at most {MAX_QUERY} characters (this one has {len(name):,})")
-        docs, total = self.lib.web_persons(hidden, (page - 1) * PER_PAGE, PER_PAGE, sort, name.strip())
+        docs, total = self.roster.page(hidden, (page - 1) * PER_PAGE, PER_PAGE, sort, name.strip())
         return {
             "persons": [person_summary(d) for d in docs],
             **Page(page, PER_PAGE, total).as_dict(),
@@ -117,7 +121,7 @@ class Site:
             raise BadQuery(f"a name search is at most {MAX_QUERY} characters (this one has {len(text):,})")
         if not text.strip():
             return []
-        return [person_summary(d) for d in self.lib.web_name_search(text, SEARCH_LIMIT)]
+        return [person_summary(d) for d in self.roster.find(text, SEARCH_LIMIT)]
 
     def person(self, ref: str, page: int) -> dict[str, Any]:
         """A person by id, unique id prefix or name, as the changes take it, with a page of its faces."""
@@ -204,19 +208,45 @@ class Site:
             **Page(page, PER_PAGE, total).as_dict(),
         }
 
-    def search(self, person_ids: Sequence[str], page: int) -> dict[str, Any]:
-        wanted = [p for p in dict.fromkeys(person_ids) if PERSON_ID.match(p)]
-        if len(wanted) > MAX_WANTED:
-            raise BadQuery(f"a photo search names at most {MAX_WANTED} persons (this one names {len(wanted):,})")
+    def search(
+        self, refs: Sequence[str], page: int, since: str = "", until: str = "", folder: str = ""
+    ) -> dict[str, Any]:
+        """A page of the photos with every one of the persons ``refs`` (ids or names), dated
+        ``since`` through ``until`` (YYYY-MM-DD, either may be empty), under ``folder``."""
+        refs = [r.strip() for r in dict.fromkeys(refs) if r.strip()]
+        if len(refs) > MAX_WANTED:
+            raise BadQuery(f"a photo search names at most {MAX_WANTED} persons (this one names {len(refs):,})")
+        for date in (since, until):
+            if date and not DATE.match(date):
+                raise BadQuery(f"a date is YYYY-MM-DD (not {date[:40]!r})")
+        if len(folder) > MAX_QUERY:
+            raise BadQuery(f"a folder is at most {MAX_QUERY} characters (this one has {len(folder):,})")
+        wanted = list(dict.fromkeys(self._person_id(r) for r in refs))
         chosen = self.lib.web_persons_by_id(wanted)
+        asked = {"since": since, "until": until, "folder": folder}
         if not wanted:
-            return {"persons": [], "photos": [], **Page(page, PER_PAGE, 0).as_dict()}
-        docs, total = self.lib.web_photos_with(wanted, (page - 1) * PER_PAGE, PER_PAGE)
+            return {"persons": [], "photos": [], **asked, **Page(page, PER_PAGE, 0).as_dict()}
+        docs, total = self.lib.web_photos_with(
+            wanted, (page - 1) * PER_PAGE, PER_PAGE, since or None, until or None, folder or None
+        )
         return {
             "persons": [person_summary(chosen[p]) for p in wanted if p in chosen],
             "photos": [photo_summary(d) for d in docs],
+            **asked,
             **Page(page, PER_PAGE, total).as_dict(),
         }
+
+    def _person_id(self, ref: str) -> str:
+        """A person's id from an id, a name or a unique id prefix, as the changes take them."""
+        if PERSON_ID.match(ref):
+            return ref
+        named = self.roster.named(ref)
+        if len(named) == 1:
+            return named[0]
+        try:
+            return str(corrections.find_person(self.lib, ref)["_id"])
+        except corrections.PersonError as e:
+            raise BadQuery(str(e)) from None
 
     def image(self, image_id: str) -> dict[str, Any] | None:
         return self.lib.web_images([image_id]).get(image_id) if IMAGE_ID.match(image_id) else None
