@@ -127,6 +127,9 @@ def parse(packet: bytes) -> ET.Element:
     """The packet's XML tree; XmpError when it is not XML, or declares a document type."""
     if re.search(rb"<!DOCTYPE|<!ENTITY", packet, re.IGNORECASE):
         raise XmpError("XMP declares a document type (refused)")
+    # Some writers end the segment with NUL bytes after `<?xpacket end="w"?>` (a photo of
+    # ../shared/photos does): padding, not XML.
+    packet = packet.rstrip(b"\x00 \t\r\n")
     try:
         return ET.fromstring(packet)
     except ET.ParseError as e:

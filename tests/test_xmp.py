@@ -260,3 +260,15 @@ def test_a_sidecar_goes_beside_its_original_else_under_to_at_its_path(tmp_path: 
     assert sidecar_path(gone, to) == to / "DCIM" / "IMG_0002.JPG.xmp"
     assert sidecar_path(gone, None) is None
     assert sidecar_path({**gone, "path": "../../etc/x.jpg"}, to) is None
+
+
+def test_a_packet_padded_with_nul_bytes_is_read() -> None:
+    """Some writers end a JPEG's XMP segment with NUL bytes after the packet's end (seen in a
+    real photo): read, not refused as broken XML."""
+    from facepic.xmp import parse
+
+    packet = (
+        b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"/>'
+        b'<?xpacket end="w"?>\x00\x00'
+    )
+    assert parse(packet).tag == "{adobe:ns:meta/}xmpmeta"
