@@ -308,22 +308,22 @@ def _api(app: Flask, site: Site) -> None:
 def _strings(value: Any) -> list[str]:
     """The merge's sources, each once; at most MAX_SOURCES, so that a request holds the change
     lock for a bounded time."""
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        abort(400, "'sources' must be a list of person ids or names")
-    distinct = list(dict.fromkeys(value))
-    if len(distinct) > MAX_SOURCES:
-        abort(400, f"'sources' names {len(distinct):,} persons: merge at most {MAX_SOURCES:,} at a time")
-    return distinct
+    return _distinct(value, "sources", "a list of person ids or names", MAX_SOURCES, "persons: merge")
 
 
 def _face_ids(value: Any) -> list[str]:
     """The faces a correction acts on, each once; at most MAX_FACES (the change lock is held
     while they are written)."""
+    return _distinct(value, "faces", "a list of face ids (choose at least one face)", MAX_FACES, "faces: correct")
+
+
+def _distinct(value: Any, field: str, shape: str, limit: int, what: str) -> list[str]:
+    """A JSON list of strings, each once and at most ``limit`` of them; else a 400 naming ``field``."""
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        abort(400, "'faces' must be a list of face ids (choose at least one face)")
+        abort(400, f"'{field}' must be {shape}")
     distinct = list(dict.fromkeys(value))
-    if len(distinct) > MAX_FACES:
-        abort(400, f"'faces' names {len(distinct):,} faces: correct at most {MAX_FACES:,} at a time")
+    if len(distinct) > limit:
+        abort(400, f"'{field}' names {len(distinct):,} {what} at most {limit:,} at a time")
     return distinct
 
 
