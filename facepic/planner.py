@@ -18,6 +18,7 @@ Celery), so this module knows nothing of Celery.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,3 +361,20 @@ class Planner:
                 faces=entry.get("faces", 0),
                 ext=entry.get("ext") or ids.safe_extension(entry["path"]),
             )
+
+
+class Steady:
+    """Whether a file has stopped changing: the same size and modification time at two looks
+    in a row, and not modified for ``quiet`` seconds (a file being copied grows or is touched).
+    A file older than a minute at its first look (there before the watch began) is taken at once."""
+
+    def __init__(self, quiet: float) -> None:
+        self.quiet = quiet
+        self.seen: dict[str, tuple[int, int]] = {}
+
+    def __call__(self, found: Found) -> bool:
+        looks = (found.size, found.mtime_ns)
+        before = self.seen.get(str(found.path))
+        self.seen[str(found.path)] = looks
+        age = time.time() - found.mtime_ns / 1e9
+        return age >= self.quiet and (before == looks or (before is None and age >= 60))

@@ -79,3 +79,44 @@ def test_the_readmes_mount_unit_runs_an_enqueue_that_says_when_the_drive_is_miss
     result = invoke(env, command, str(missing))
     assert result.exit_code != 0
     assert result.output.strip().splitlines()[-1].startswith(f"Error: import folder {missing}"), result.output
+
+
+def test_enqueue_watch_queues_photos_as_they_arrive_for_the_workers(
+    server_env: dict[str, str], workers: list, tmp_path: Path
+) -> None:
+    """The distributed path: `facepic enqueue --watch` queues each photo copied in while it
+    runs, once, and the workers finish them."""
+    source = tmp_path / "source"
+    names = distinct_photos(source, 2)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    env = {**os.environ, **server_env}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "facepic"), "--env-file", "/nonexistent/.env", "enqueue", "--watch"]
+        + ["--interval", "0.5", str(inbox)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    settings = settings_of(server_env)
+
+    def done() -> list[str]:
+        return sorted(x["path"] for x in ledger_lines(settings) if x["status"] == "done")
+
+    try:
+        for name in names:
+            (inbox / name).parent.mkdir(parents=True, exist_ok=True)
+            (inbox / name).write_bytes((source / name).read_bytes())
+            time.sleep(0.5)
+        wait_until(lambda: done() == sorted(names), "the workers to finish both photos", timeout=180)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    no_traceback(out + err)
+    assert f"watching {inbox}" in err
+    assert [line for line in out.splitlines() if line.startswith("photos ")], out
+    queued = [x for x in ledger_lines(settings) if x.get("path") in names and x["status"] == "queued"]
+    assert len(queued) == len(names)  # each queued once, however many looks saw it

@@ -5,9 +5,10 @@ imports Celery, and this module imports it (and the rest) only when a command ne
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,7 +17,7 @@ from facepic.cli import cli, finish, import_root, progress, say_error, settings_
 
 if TYPE_CHECKING:
     from facepic.ledger import Follower
-    from facepic.planner import Summary
+    from facepic.planner import Planner, Summary
     from facepic.settings import Settings
 
 
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Send again the photos still queued (after Redis crashed with the queues drained).",
 )
+@click.option("--watch", is_flag=True, help="Keep running: queue photos as they arrive (Ctrl-C stops).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between looks (--watch).",
+)
 @click.pass_obj
 def enqueue(
     obj: dict,
@@ -39,15 +48,19 @@ def enqueue(
     follow_links: bool,
     wait: bool,
     requeue_pending: bool,
+    watch: bool,
+    interval: float,
 ) -> None:
     """Scan a folder and queue one chain per new photo for the Celery workers.
 
     With --wait, follow the workers until every queued photo is done or failed; the exit
-    code then says whether any photo failed.
+    code then says whether any photo failed. With --watch, keep looking (polling) and queue
+    each new photo once it has stopped changing, a line per look that queued something.
 
     Example:
 
         facepic enqueue --wait /media/drive/Photos
+        facepic enqueue --watch /srv/photos/inbox
     """
     from facepic import models, versions
     from facepic.ledger import Follower
@@ -66,6 +79,10 @@ def enqueue(
             "FACEPIC_MONGODB_URI is not set: the workers need a shared MongoDB "
             "(for a trial without servers, use `facepic run`)"
         )
+    if watch and (upload_only or requeue_pending or wait):
+        raise click.UsageError(
+            "--watch queues a folder's new photos: not with --upload-only, --requeue-pending or --wait"
+        )
     # A drive that is not there is said before any server is asked (a mount unit's log).
     root = None if upload_only or requeue_pending else check_import_folder(import_root(settings, path))
     dispatcher = CeleryDispatcher(make_app(settings))
@@ -76,15 +93,23 @@ def enqueue(
     click.echo(f"face model: {model} (the workers load it)", err=True)
     if upload or upload_only:
         ctx.store.ensure_bucket()
-    planner = Planner(
-        ctx.ledger,
-        model,
-        upload,
-        retry_failed,
-        report=say_error,
-        follow_links=settings.follow_links,
-        retire=partial(versions.retire_one, ctx),
-    )
+
+    def new_planner(retry: bool) -> Planner:
+        return Planner(
+            ctx.ledger,
+            model,
+            upload,
+            retry,
+            report=say_error,
+            follow_links=settings.follow_links,
+            retire=partial(versions.retire_one, ctx),
+        )
+
+    if watch:
+        assert root is not None
+        _watch(root, new_planner, dispatcher, retry_failed, interval)
+        return
+    planner = new_planner(retry_failed)
     follower = Follower(settings.ledger_path)
     queued: set[tuple[str, str]] = set()
     if upload_only:
@@ -100,6 +125,27 @@ def enqueue(
     if wait and queued:
         _wait_for(follower, queued, planner.summary, upload_only)
     finish(planner.summary, root)
+
+
+def _watch(
+    root: Path, new_planner: Callable[[bool], Planner], dispatcher: Any, retry_failed: bool, interval: float
+) -> None:
+    """Queue ``root``'s new photos every ``interval`` seconds until interrupted, each once it has
+    stopped changing; one summary line per look that queued something."""
+    from facepic.planner import FULL_CHAIN, Steady
+
+    steady = Steady(quiet=max(1.0, 2 * interval))
+    say_error(f"watching {root} (every {interval:g} s; Ctrl-C stops)")
+    while True:
+        planner = new_planner(retry_failed)
+        retry_failed = False  # once, at the start
+        planner.steady = steady
+        for job in planner.new_jobs(root):
+            dispatcher(job, FULL_CHAIN)
+        s = planner.summary
+        if s.queued or s.failed or s.duplicates:
+            click.echo(s.line())
+        time.sleep(interval)
 
 
 def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary, upload_only: bool) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +90,8 @@ def _watch(settings: Settings, root: Path, upload: bool, retry_failed: bool, int
     stopped changing; one summary line per look that found something to do."""
     import time
 
+    from facepic.planner import Steady
+
     steady = Steady(quiet=max(1.0, 2 * interval))
     say_error(f"watching {root} (every {interval:g} s; Ctrl-C stops)")
     with ExitStack() as stack:
@@ -100,25 +102,6 @@ def _watch(settings: Settings, root: Path, upload: bool, retry_failed: bool, int
             if summary.done or summary.failed or summary.duplicates:
                 click.echo(summary.line())
             time.sleep(interval)
-
-
-class Steady:
-    """Whether a file has stopped changing: the same size and modification time at two looks
-    in a row, and not modified for ``quiet`` seconds (a file being copied grows or is touched).
-    A file older than a minute at its first look (there before the watch began) is taken at once."""
-
-    def __init__(self, quiet: float) -> None:
-        self.quiet = quiet
-        self.seen: dict[str, tuple[int, int]] = {}
-
-    def __call__(self, found: Any) -> bool:
-        import time
-
-        looks = (found.size, found.mtime_ns)
-        before = self.seen.get(str(found.path))
-        self.seen[str(found.path)] = looks
-        age = time.time() - found.mtime_ns / 1e9
-        return age >= self.quiet and (before == looks or (before is None and age >= 60))
 
 
 class OnDemand:
@@ -169,7 +152,7 @@ def _run(
     upload: bool,
     upload_only: bool,
     retry_failed: bool,
-    steady: Steady | None = None,
+    steady: Callable[[Any], bool] | None = None,
 ) -> Summary:
     from facepic.ledger import Ledger
     from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner

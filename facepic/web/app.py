@@ -308,22 +308,32 @@ def _api(app: Flask, site: Site) -> None:
 def _strings(value: Any) -> list[str]:
     """The merge's sources, each once; at most MAX_SOURCES, so that a request holds the change
     lock for a bounded time."""
-    return _distinct(value, "sources", "a list of person ids or names", MAX_SOURCES, "persons: merge")
+    return _distinct(
+        value,
+        "'sources' must be a list of person ids or names",
+        lambda n: f"'sources' names {n:,} persons: merge at most {MAX_SOURCES:,} at a time",
+        MAX_SOURCES,
+    )
 
 
 def _face_ids(value: Any) -> list[str]:
     """The faces a correction acts on, each once; at most MAX_FACES (the change lock is held
     while they are written)."""
-    return _distinct(value, "faces", "a list of face ids (choose at least one face)", MAX_FACES, "faces: correct")
+    return _distinct(
+        value,
+        "'faces' must be a list of face ids (choose at least one face)",
+        lambda n: f"'faces' names {n:,} faces: correct at most {MAX_FACES:,} at a time",
+        MAX_FACES,
+    )
 
 
-def _distinct(value: Any, field: str, shape: str, limit: int, what: str) -> list[str]:
-    """A JSON list of strings, each once and at most ``limit`` of them; else a 400 naming ``field``."""
+def _distinct(value: Any, shape: str, too_many: Callable[[int], str], limit: int) -> list[str]:
+    """A JSON list of strings, each once and at most ``limit`` of them; else a 400 saying so."""
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        abort(400, f"'{field}' must be {shape}")
+        abort(400, shape)
     distinct = list(dict.fromkeys(value))
     if len(distinct) > limit:
-        abort(400, f"'{field}' names {len(distinct):,} {what} at most {limit:,} at a time")
+        abort(400, too_many(len(distinct)))
     return distinct
 
 
