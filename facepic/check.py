@@ -61,11 +61,9 @@ def check(lib: Library, folder: Any, store: storage.ObjectStore | None = None) -
     persons = {p["_id"]: p for p in lib.all_persons()}
     images = {i["_id"]: i for i in lib.images_for_check()}
     of_person: dict[str, list[dict[str, Any]]] = {}
-    of_image: dict[str, list[dict[str, Any]]] = {}
     for f in faces:
         if f.get("person_id"):
             of_person.setdefault(f["person_id"], []).append(f)
-        of_image.setdefault(f["image_id"], []).append(f)
         if f.get("person_id") and f["person_id"] not in persons:
             report.add("missing person", f"face {f['_id']} is in person {f['person_id']}, which does not exist")
         if f["image_id"] not in images:
@@ -81,11 +79,8 @@ def check(lib: Library, folder: Any, store: storage.ObjectStore | None = None) -
             report.add("cover", f"person {pid}'s cover is face {cover}, which is not one of its faces")
         if mine and cover is None:
             report.add("cover", f"person {pid} has faces and no cover")
-    for iid, image in sorted(images.items()):
-        stored = image_faces(sorted(of_image.get(iid, []), key=lambda f: f.get("index", 0)))
-        listed = image.get("faces") or []
-        if [(f["face_id"], f.get("person_id")) for f in listed] != [(f["face_id"], f["person_id"]) for f in stored]:
-            report.add("photo's faces", f"photo {iid} ({image.get('path')}) lists faces that are not its faces")
+    for iid in _stale_photos(images, faces):
+        report.add("photo's faces", f"photo {iid} ({images[iid].get('path')}) lists faces that are not its faces")
     _check_ledger(lib, folder, images, report)
     _check_files(folder, images, faces, persons, report)
     if store is not None:
@@ -119,14 +114,6 @@ def _named_files(
     named = {folder.thumbnail(i) for i in images} | {folder.face_crop(f["_id"]) for f in faces}
     covers = {folder.cover(p) for p, d in persons.items() if d.get("best_face_id")}
     return named, covers | {folder.display(i) for i in images}
-
-
-def _unnamed_files(lib: Library, folder: Any) -> list[Path]:
-    images = [i["_id"] for i in lib.images_for_check()]
-    named, optional = _named_files(
-        folder, images, list(lib.faces_for_check()), {p["_id"]: p for p in lib.all_persons()}
-    )
-    return [p for p in _files(folder.thumbnails) if p not in named and p not in optional]
 
 
 def _check_files(
@@ -168,29 +155,32 @@ def repair(lib: Library, folder: Any, covers: Covers) -> list[str]:
     done: list[str] = []
     for kind in changes.finish_pending(lib, covers):
         done.append(f"finished a {kind} change its process left midway")
+    images = {i["_id"]: i for i in lib.images_for_check()}
     faces = list(lib.faces_for_check())
-    images = {i["_id"] for i in lib.images_for_check()}
     orphans = [f["_id"] for f in faces if f["image_id"] not in images]
     if orphans:
         lib.delete_faces(orphans)
+        faces = [f for f in faces if f["image_id"] in images]
         done.append(f"deleted {counted(len(orphans), 'face')} of photos that are gone")
-    persons = {p["_id"] for p in lib.all_persons()} | {f["person_id"] for f in faces if f.get("person_id")}
-    before = {p["_id"]: (p.get("face_count"), p.get("best_face_id")) for p in lib.all_persons()}
-    created, deleted = recount(lib, persons, covers, place_all=True)
-    after = {p["_id"]: (p.get("face_count"), p.get("best_face_id")) for p in lib.all_persons()}
-    fixed = sum(1 for p, v in after.items() if p in before and before[p] != v)
+    before = {p["_id"]: p for p in lib.all_persons()}
+    wanted = set(before) | {f["person_id"] for f in faces if f.get("person_id")}
+    created, deleted = recount(lib, wanted, covers, place_all=True)  # changes persons, not faces
+    after = {p["_id"]: p for p in lib.all_persons()}
+    shown = ("face_count", "best_face_id")
+    fixed = sum(1 for p, d in after.items() if p in before and any(before[p].get(k) != d.get(k) for k in shown))
     if created:
         done.append(f"made {counted(created, 'person')} that faces were in")
     if deleted:
         done.append(f"deleted {counted(deleted, 'person')} with no faces")
     if fixed:
         done.append(f"recounted or gave a cover to {counted(fixed, 'person')}")
-    stray = _unnamed_files(lib, folder)
+    named, covered = _named_files(folder, images, faces, after)
+    stray = [p for p in _files(folder.thumbnails) if p not in named and p not in covered]
     for path in stray:
         path.unlink(missing_ok=True)
     if stray:
         done.append(f"deleted {counted(len(stray), 'file')} in {folder.thumbnails} that nothing named")
-    stale = _stale_photos(lib, images)
+    stale = _stale_photos(images, faces)
     if stale:
         lib.refresh_image_faces(stale)
         done.append(f"rewrote the face list of {counted(len(stale), 'photo')}")
@@ -198,14 +188,15 @@ def repair(lib: Library, folder: Any, covers: Covers) -> list[str]:
     return done
 
 
-def _stale_photos(lib: Library, images: set[str]) -> list[str]:
+def _stale_photos(images: dict[str, dict[str, Any]], faces: list[dict[str, Any]]) -> list[str]:
+    """The photos whose face list is not their faces (ids and persons, in index order)."""
     of_image: dict[str, list[dict[str, Any]]] = {}
-    for f in lib.faces_for_check():
+    for f in faces:
         of_image.setdefault(f["image_id"], []).append(f)
     stale = []
-    for image in lib.images_for_check():
-        stored = image_faces(sorted(of_image.get(image["_id"], []), key=lambda f: f.get("index", 0)))
+    for iid, image in sorted(images.items()):
+        stored = image_faces(sorted(of_image.get(iid, []), key=lambda f: f.get("index", 0)))
         listed = image.get("faces") or []
         if [(f["face_id"], f.get("person_id")) for f in listed] != [(f["face_id"], f["person_id"]) for f in stored]:
-            stale.append(image["_id"])
+            stale.append(iid)
     return stale

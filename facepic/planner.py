@@ -95,6 +95,11 @@ class Summary:
             self.xmp_names += int(job.get("xmp_names") or 0)
             self.xmp_matched += int(job.get("xmp_matched") or 0)
 
+    @property
+    def acted(self) -> bool:
+        """Whether photos were taken (done, queued, failed) or found duplicates: worth a line."""
+        return bool(self.done or self.queued or self.failed or self.duplicates)
+
     def line(self) -> str:
         parts = (
             [f"done {self.done:,} (faces {self.faces:,}, no face {self.no_face:,})"]

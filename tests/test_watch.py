@@ -10,9 +10,28 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import ledger_lines, settings_of, wait_until
 from tests.test_faults import distinct_photos, no_traceback
+
+
+def _watching(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`facepic COMMAND --watch` looking every half second, in a process group of its own (as a
+    terminal's foreground job, for Ctrl-C)."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "facepic"), "--env-file", "/nonexistent/.env", command[0], "--watch"]
+        + ["--interval", "0.5", *command[1:]],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _done(settings: Any) -> list[str]:
+    return sorted(x["path"] for x in ledger_lines(settings) if x["status"] == "done")
 
 
 def test_a_watched_folder_takes_photos_as_they_arrive(offline_env: dict[str, str], tmp_path: Path) -> None:
@@ -20,19 +39,11 @@ def test_a_watched_folder_takes_photos_as_they_arrive(offline_env: dict[str, str
     names = distinct_photos(source, 3)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "run", "--watch", "--interval", "0.5"]
-        + [str(inbox)],
-        env=offline_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _watching(["run", str(inbox)], offline_env)
     settings = settings_of(offline_env)
 
     def done() -> list[str]:
-        return sorted(x["path"] for x in ledger_lines(settings) if x["status"] == "done")
+        return _done(settings)
 
     try:
         # The first photo arrives slowly, in pieces over three seconds, as a copy from a
@@ -90,20 +101,11 @@ def test_enqueue_watch_queues_photos_as_they_arrive_for_the_workers(
     names = distinct_photos(source, 2)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    env = {**os.environ, **server_env}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "facepic"), "--env-file", "/nonexistent/.env", "enqueue", "--watch"]
-        + ["--interval", "0.5", str(inbox)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _watching(["enqueue", str(inbox)], {**os.environ, **server_env})
     settings = settings_of(server_env)
 
     def done() -> list[str]:
-        return sorted(x["path"] for x in ledger_lines(settings) if x["status"] == "done")
+        return _done(settings)
 
     try:
         for name in names:

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 import facepic.cli as facepic_cli
-from facepic.cli import cli, finish, import_root, progress, say_error, settings_of, with_upload_options
+from facepic.cli import (
+    cli,
+    finish,
+    import_root,
+    progress,
+    say_error,
+    settings_of,
+    watch,
+    with_upload_options,
+    with_watch_options,
+)
 
 if TYPE_CHECKING:
     from facepic.ledger import Follower
@@ -30,14 +40,7 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Send again the photos still queued (after Redis crashed with the queues drained).",
 )
-@click.option("--watch", is_flag=True, help="Keep running: queue photos as they arrive (Ctrl-C stops).")
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.1),
-    default=5.0,
-    show_default=True,
-    help="Seconds between looks (--watch).",
-)
+@with_watch_options
 @click.pass_obj
 def enqueue(
     obj: dict,
@@ -130,22 +133,17 @@ def enqueue(
 def _watch(
     root: Path, new_planner: Callable[[bool], Planner], dispatcher: Any, retry_failed: bool, interval: float
 ) -> None:
-    """Queue ``root``'s new photos every ``interval`` seconds until interrupted, each once it has
-    stopped changing; one summary line per look that queued something."""
-    from facepic.planner import FULL_CHAIN, Steady
+    """Queue ``root``'s new photos every ``interval`` seconds until interrupted (facepic.cli.watch)."""
+    from facepic.planner import FULL_CHAIN
 
-    steady = Steady(quiet=max(1.0, 2 * interval))
-    say_error(f"watching {root} (every {interval:g} s; Ctrl-C stops)")
-    while True:
-        planner = new_planner(retry_failed)
-        retry_failed = False  # once, at the start
+    def look(steady: Any, retry: bool) -> Summary:
+        planner = new_planner(retry)
         planner.steady = steady
         for job in planner.new_jobs(root):
             dispatcher(job, FULL_CHAIN)
-        s = planner.summary
-        if s.queued or s.failed or s.duplicates:
-            click.echo(s.line())
-        time.sleep(interval)
+        return planner.summary
+
+    watch(root, interval, retry_failed, look)
 
 
 def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary, upload_only: bool) -> None:

@@ -168,6 +168,42 @@ def with_upload_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+watch_options = [
+    click.option("--watch", is_flag=True, help="Keep running: take photos as they arrive (Ctrl-C stops)."),
+    click.option(
+        "--interval",
+        type=click.FloatRange(min=0.1),
+        default=5.0,
+        show_default=True,
+        help="Seconds between looks (--watch).",
+    ),
+]
+
+
+def with_watch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(watch_options):
+        fn = option(fn)
+    return fn
+
+
+def watch(root: Path, interval: float, retry_failed: bool, look: Callable[[Any, bool], Summary]) -> None:
+    """``look(steady, retry_failed)`` at ``root`` every ``interval`` seconds until interrupted
+    (`run --watch`, `enqueue --watch`): each photo is taken once ``steady`` says it stopped
+    changing, and a look that took something prints its summary line."""
+    import time
+
+    from facepic.planner import Steady
+
+    steady = Steady(quiet=max(1.0, 2 * interval))
+    say_error(f"watching {root} (every {interval:g} s; Ctrl-C stops)")
+    while True:
+        summary = look(steady, retry_failed)
+        retry_failed = False  # once, at the start
+        if summary.acted:
+            click.echo(summary.line())
+        time.sleep(interval)
+
+
 # Queue lengths for `status`, where the Celery layer is installed (workers.cli sets it).
 queue_lengths: Callable[[Settings], dict[str, int]] | None = None
 

@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facepic.cli import STDERR, cli, finish, import_root, say_error, settings_of, with_upload_options
+from facepic.cli import (
+    STDERR,
+    cli,
+    finish,
+    import_root,
+    say_error,
+    settings_of,
+    watch,
+    with_upload_options,
+    with_watch_options,
+)
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -35,14 +45,7 @@ TICK_SECONDS = 0.5  # a bar waiting on the pool (models loading) still shows its
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @with_upload_options
 @click.option("--workers", type=int, help="Processes for the CPU stages (default: one per core).")
-@click.option("--watch", is_flag=True, help="Keep running: take photos as they arrive (Ctrl-C stops).")
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.1),
-    default=5.0,
-    show_default=True,
-    help="Seconds between looks (--watch).",
-)
+@with_watch_options
 @click.pass_obj
 def run(
     obj: dict,
@@ -86,22 +89,10 @@ def run(
 
 
 def _watch(settings: Settings, root: Path, upload: bool, retry_failed: bool, interval: float) -> None:
-    """Run on ``root`` again every ``interval`` seconds until interrupted, each photo once it has
-    stopped changing; one summary line per look that found something to do."""
-    import time
-
-    from facepic.planner import Steady
-
-    steady = Steady(quiet=max(1.0, 2 * interval))
-    say_error(f"watching {root} (every {interval:g} s; Ctrl-C stops)")
+    """Run on ``root`` again every ``interval`` seconds until interrupted (facepic.cli.watch)."""
     with ExitStack() as stack:
         library = OnDemand(settings, stack)
-        while True:
-            summary = _run(library, root, upload, False, retry_failed, steady)
-            retry_failed = False  # once, at the start
-            if summary.done or summary.failed or summary.duplicates:
-                click.echo(summary.line())
-            time.sleep(interval)
+        watch(root, interval, retry_failed, lambda steady, retry: _run(library, root, upload, False, retry, steady))
 
 
 class OnDemand:
