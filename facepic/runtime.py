@@ -2,7 +2,7 @@
 
 - ``openvino``: the pack's ONNX files compiled by OpenVINO for the CPU, in bf16 where the CPU
   has bf16 instructions (AVX-512 BF16, AMX) and f32 elsewhere. 2 to 4x faster than
-  onnxruntime on such CPUs (README, "Performance").
+  onnxruntime on such CPUs (docs/performance.md, "Runtimes").
 - ``onnxruntime``: the fallback, and the runtime of a user whose onnxruntime has CUDA or
   CoreML.
 - ``auto``: onnxruntime where it has an accelerated provider, else OpenVINO where it is
@@ -147,7 +147,7 @@ class Runtime:
     reason: str = ""  # why ``auto`` chose it; empty when configured
     # The detector's: the recognizer's unless set. In bf16 its landmarks move by up to a pixel
     # and the embeddings come to cosine 0.99 of onnxruntime's (0.9998 with an f32 detector),
-    # for half its time; the persons of bench/quality.py are the same (README, "Performance").
+    # for half its time; the persons of bench/quality.py are the same (docs/performance.md, "Runtimes").
     detector_precision: str = "f32"
     # OpenVINO keeps what it compiled here, so that a process starting later loads it (0.26 s
     # less per process for buffalo_s, more for larger packs); empty: no cache.
