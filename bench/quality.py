@@ -42,7 +42,7 @@ from facepic.clustering import Faces
 from facepic.matching import PersonIndex, Rules, assign_photo
 from facepic.quality import FaceQuality, Limits, assess
 from facepic.settings import Settings
-from facepic.settle import Linkage, settle_batch
+from facepic.settle import Linkage, settle_batch, settle_faces
 
 SHARED = HERE.parent.parent / "shared" / "photos"
 
@@ -114,6 +114,39 @@ def _write_cache(path: Path, found: dict[str, tuple[np.ndarray, int, np.ndarray]
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, paths=np.array(rels), counts=counts, embeddings=embeddings, quality=quality, labelled=labelled)
     os.replace(tmp, path)
+
+
+def cache_from_library(data_dir: Path, folder: Path, cache: Path, model: str = "buffalo_s") -> int:
+    """Fill ``folder``'s cache file from a finished `facepic run` over it (its embedded library in
+    ``data_dir``): the faces the detect stage stored, so a large folder is not detected twice.
+    Returns the photos written."""
+    from facepic.documents import embeddings_from_bson
+    from facepic.embedded import embedded_database
+    from facepic.pipeline.context import Context
+
+    settings = Settings.load(env={"FACEPIC_DATA_DIR": str(data_dir)}, env_file=None)
+    found: dict[str, tuple[np.ndarray, int, np.ndarray] | None] = {}
+    with embedded_database(settings) as live, Context(live) as ctx:
+        lib = ctx.library
+        photos = {d["_id"]: d for d in lib.images.find({}, {"path": 1, "width": 1, "height": 1})}
+        by_photo: dict[str, list[dict]] = {}
+        fields = {"image_id": 1, "index": 1, "embedding": 1, "box": 1, "score": 1, "quality": 1, "model": 1}
+        for face in lib.faces.find({"model": model}, fields):
+            by_photo.setdefault(face["image_id"], []).append(face)
+    for image_id, doc in photos.items():
+        faces = sorted(by_photo.get(image_id, []), key=lambda f: f["index"])
+        if not faces:
+            found[doc["path"]] = None
+            continue
+        centre = np.array([doc["width"] / 2, doc["height"] / 2])
+        boxes = np.array([f["box"] for f in faces], dtype=np.float64)
+        labelled = int(np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1)))
+        quality = np.array(
+            [[f["quality"]["size"], f["quality"]["sharpness"], f["quality"]["frontal"], f["score"]] for f in faces]
+        )
+        found[doc["path"]] = (embeddings_from_bson([f["embedding"] for f in faces]).copy(), labelled, quality)
+    _write_cache(_cache_file(cache, folder, model), found)
+    return len(found)
 
 
 def embed(
@@ -229,7 +262,8 @@ def _settle(
             can_found=[good[f] for f in mine],
         )
 
-    decided, result, _ = settle_batch(new, index, linkage, lambda pids: {}, new_id, len(persons), members)
+    library_persons = sum(1 for n in Counter(p for p in persons.values() if p).values() if n > 1)
+    decided, result, _ = settle_batch(new, index, linkage, lambda pids: {}, new_id, library_persons, members)
     persons.update(zip(decided.ids, result))
 
 
@@ -373,6 +407,172 @@ def table(
     return results
 
 
+# --- leave one folder out --------------------------------------------------------------------------
+
+LABELLED = ("photos", "photos-varied", "lfw-dev", "lfw-large")  # folders of ../shared, each labelled
+FLOORS = tuple(round(0.08 + 0.01 * i, 2) for i in range(29))  # 0.08 .. 0.36
+THRESHOLDS = tuple(round(0.10 + 0.01 * i, 2) for i in range(25))  # the settings tried: 0.10 .. 0.34
+PER_DECADE = tuple(round(0.005 * i, 3) for i in range(25))  # 0 .. 0.12
+PLAIN = tuple(round(0.25 + 0.025 * i, 3) for i in range(13))  # the plain rule's thresholds, 0.25 .. 0.55
+
+
+def settled_once(photos: list[Photo], linkage: Linkage) -> Outcome:
+    """What `facepic run` stores on a fresh library: every face settled at once (its persons do
+    not depend on the order photos came in, so the index stage before it changes no grouping)."""
+    face_ids = [f for p in photos for f in _face_ids(p)]
+    new = Faces(
+        face_ids,
+        np.concatenate([p.embeddings for p in photos]).astype(np.float32),
+        [None] * len(face_ids),
+        [p.path for p in photos for _ in p.embeddings],
+        can_found=[ok for p in photos for ok in p.can_found()],
+    )
+    persons, _ = settle_faces(new, {}, linkage, lambda face_id, used: ids.person_id(face_id))
+    return Outcome(face_ids, persons)
+
+
+def _fixed(floor: float, margin: float) -> Linkage:
+    """A linkage whose floor is ``floor`` whatever the library (one pass)."""
+    return Linkage(floor, margin, 0.0, first=floor)
+
+
+def curves(photos: list[Photo], margin: float, cache: Path | None, name: str, model: str) -> tuple[dict, int]:
+    """BCubed scores of the settle at each fixed floor of ``FLOORS`` (with ``margin``), and the
+    persons of two faces or more the strict first pass finds; kept in ``cache`` for the code that made them (a
+    change to settling makes them again). Floors under 0.18 are skipped past 5,000 faces:
+    there every pair of strangers is a candidate, and no setting puts the floor there."""
+    import hashlib
+    import inspect
+    import json
+
+    code = (HERE.parent / "facepic" / "clustering.py").read_bytes() + inspect.getsource(settle_faces).encode()
+    key = hashlib.sha256(code + repr((FLOORS, margin, Linkage.first)).encode()).hexdigest()[:12]
+    path = cache / f"{name}-{model}-curves-{key}.json" if cache else None
+    if path and path.exists():
+        saved = json.loads(path.read_text())
+        return {float(k): v for k, v in saved["curve"].items()}, saved["persons"]
+    truth = [p.identity for p in photos]
+    faces = sum(len(p.embeddings) for p in photos)
+    curve = {
+        floor: scores(truth, settled_once(photos, _fixed(floor, margin)).labels(photos))
+        for floor in FLOORS
+        if faces <= 5000 or floor >= 0.18
+    }
+    first = Counter(p for p in settled_once(photos, _fixed(Linkage.first, margin)).persons if p)
+    counted = sum(1 for n in first.values() if n > 1)
+    print(f"  {name}: scored at {len(curve)} floors; the first pass counts {counted} persons", flush=True)
+    if path:
+        path.write_text(json.dumps({"curve": {str(k): v for k, v in curve.items()}, "persons": counted}))
+    return curve, counted
+
+
+ROBUST = 0.01  # a setting is judged by its worst F within this of the floor it gives a folder
+
+
+def choose(folders: dict[str, tuple[list[Photo], dict, int]], margin: float) -> Linkage:
+    """The floor's settings (threshold, per decade) with the best mean F over ``folders`` (then
+    the best worst F): one set for them all. Each folder's F is its worst within ``ROBUST`` of
+    the floor the setting gives it, so that a setting on a plateau beats one on a peak (a peak
+    does not carry over to a folder it was not chosen on). The margin is not chosen: it is a
+    property of the model's stranger similarities (see ``spread``)."""
+    best: tuple[float, float, Linkage] | None = None
+    for threshold in THRESHOLDS:
+        for per_decade in PER_DECADE:
+            linkage = Linkage(threshold, margin, per_decade)
+            fs = []
+            for _, curve, counted in folders.values():
+                floor = linkage.floor(counted)
+                rows = [curve.get(round(floor + d, 2)) for d in (-ROBUST, 0.0, ROBUST)]
+                if any(r is None for r in rows):
+                    break
+                fs.append(min(r["f"] for r in rows))  # type: ignore[index]
+            else:
+                got = (sum(fs) / len(fs), min(fs))
+                if best is None or got > best[:2]:
+                    best = (*got, linkage)
+    assert best is not None, "no setting lies on every folder's curve"
+    return best[2]
+
+
+def spread(photos: list[Photo]) -> float:
+    """The standard deviation of two strangers' similarity (the labelled faces)."""
+    faces = np.stack([p.embeddings[p.labelled] for p in photos])
+    names = np.array([p.identity for p in photos])
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, len(faces), 100_000), rng.integers(0, len(faces), 100_000)
+    strangers = names[a] != names[b]
+    return float(np.einsum("ij,ij->i", faces[a[strangers]], faces[b[strangers]]).std())
+
+
+def plain_best(photos: list[Photo]) -> tuple[float, float]:
+    """The plain rule at its best threshold for ``photos``: (F, threshold)."""
+    truth = [p.identity for p in photos]
+    return max((scores(truth, naive(photos, t))["f"], t) for t in PLAIN)
+
+
+def shapes(varied: list[Photo], strangers: list[Photo]) -> dict[str, list[Photo]]:
+    """Library shapes built from the labelled folders: a family's (its 12 people with 200
+    strangers seen once, from LFW) and a few years' (20 photos of each of the 12)."""
+    rng = np.random.default_rng(7)
+    once: dict[str, Photo] = {}
+    known = {p.identity for p in varied}  # LFW holds some of them (tom_hanks): not strangers
+    for i in rng.permutation(len(strangers)):
+        if strangers[i].identity in known:
+            continue
+        once.setdefault(strangers[i].identity, strangers[i])
+        if len(once) == 200:
+            break
+    family = varied + list(once.values())
+    family = [family[i] for i in rng.permutation(len(family))]
+    years = [p for name in sorted(known) for p in [q for q in varied if q.identity == name][:20]]
+    return {"family: 12 people, 200 strangers once": family, "years: 12 people x 20 photos": years}
+
+
+def held_out(shared: Path, cache: Path | None, model: str, runtime: str, orders: int) -> None:
+    """The leave-one-folder-out table: for each labelled folder, the floor's settings chosen on
+    the others, scored on it through the product's path (index stage, then settling); then the
+    product's settings on each folder and on shapes made from them, with shuffled orders and
+    the queue's path."""
+    margin = LINKAGE.margin
+    folders = {}
+    for name in LABELLED:
+        photos, _ = embed(shared / name, model, cache, runtime)
+        folders[name] = (photos, *curves(photos, margin, cache, name, model))
+    print(
+        "\nthe spread of two strangers' similarity:", ", ".join(f"{n} {spread(f[0]):.3f}" for n, f in folders.items())
+    )
+    print(f"margin {margin} (not chosen); floor = threshold + per_decade x log10(persons of 2+ faces / 100)\n")
+    print(
+        f"{'held out':<14} {'chosen on the others':<24} {'F':>7} {'P':>7} {'R':>7} {'plain 0.4':>10} {'plain best':>17}"
+    )
+    for name, (photos, _, _) in folders.items():
+        linkage = choose({k: v for k, v in folders.items() if k != name}, margin)
+        truth = [p.identity for p in photos]
+        row = scores(truth, product(photos, linkage=linkage).labels(photos))
+        plain = scores(truth, naive(photos))["f"]
+        best, at = plain_best(photos)
+        setting = f"{linkage.threshold:.2f} + {linkage.per_decade:.3f}/decade"
+        print(
+            f"{name:<14} {setting:<24} {row['f']:7.4f} {row['precision']:7.4f} {row['recall']:7.4f} "
+            f"{plain:10.4f} {best:9.4f} at {at:.3f}",
+            flush=True,
+        )
+    print(f"\nchosen on all four: {choose(folders, margin)}; the product's: {LINKAGE}")
+    print("\nshapes made from them (not held out: for the shape), the product's settings")
+    for name, photos in shapes(folders["photos-varied"][0], folders["lfw-large"][0]).items():
+        truth = [p.identity for p in photos]
+        row = scores(truth, product(photos, linkage=LINKAGE).labels(photos))
+        best, at = plain_best(photos)
+        print(
+            f"{name:<40} F {row['f']:.4f} P {row['precision']:.4f} R {row['recall']:.4f} persons {row['persons']:4d}"
+            f" for {len(set(truth)):4d} | plain 0.4 {scores(truth, naive(photos))['f']:.4f}, best {best:.4f} at {at:.3f}",
+            flush=True,
+        )
+    for name, (photos, _, _) in folders.items():
+        print()
+        table(photos, 0, model, orders, linkage=LINKAGE, title=f"{name}, the product's settings: ")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, default=SHARED)
@@ -386,8 +586,16 @@ def main() -> None:
     parser.add_argument("--link-margin", type=float, default=LINKAGE.margin)
     parser.add_argument("--link-per-decade", type=float, default=LINKAGE.per_decade)
     parser.add_argument("--runtime", choices=("auto", "openvino", "onnxruntime"), default="auto")
+    parser.add_argument("--from-library", type=Path, help="fill --cache from a finished run's data folder first")
+    parser.add_argument(
+        "--held-out", type=Path, metavar="SHARED", help="the leave-one-folder-out table over SHARED's labelled folders"
+    )
     args = parser.parse_args()
     linkage = Linkage(args.link_threshold, args.link_margin, args.link_per_decade)
+    if args.held_out:
+        return held_out(args.held_out, args.cache, args.model, args.runtime, args.orders)
+    if args.from_library:
+        print(f"cached {cache_from_library(args.from_library, args.photos, args.cache, args.model)} photos")
     photos, without = embed(args.photos, args.model, args.cache, args.runtime)
     table(photos, without, args.model, args.orders, args.batch, linkage)
     if args.halves:

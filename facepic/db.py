@@ -709,6 +709,11 @@ class Library:
         with self.errors():
             return self.persons.count_documents({})
 
+    def recurring_person_count(self) -> int:
+        """Persons of two faces or more (settling's floor follows them)."""
+        with self.errors():
+            return self.persons.count_documents({"face_count": {"$gte": 2}})
+
     def all_persons(self) -> Iterator[dict[str, Any]]:
         with self.errors():
             yield from self.persons.find({})

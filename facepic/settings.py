@@ -70,9 +70,9 @@ class Settings:
     match_threshold: float = 0.4  # the most similar face of a person (the design's rule)
     match_mean_threshold: float = 0.25  # the mean similarity to all faces of a person
     ambiguity_margin: float = 0.03  # best and runner-up persons closer than this: decide later
-    link_threshold: float = 0.2  # settling: groups join above this mean similarity ...
-    link_margin: float = 0.2  # ... plus this over sqrt(faces a x faces b)
-    link_per_decade: float = 0.03  # ... the floor rising by this per tenfold growth past 1,000 faces
+    link_threshold: float = 0.23  # settling: groups join above this mean similarity in a library of 100 persons ...
+    link_margin: float = 0.1  # ... plus this over sqrt(faces a x faces b)
+    link_per_decade: float = 0.055  # ... the floor moving by this per tenfold more (or fewer) persons
     min_face_size: float = 40.0  # pixels; smaller faces never found a person on their own
     min_face_score: float = 0.55
     min_face_sharpness: float = 50.0

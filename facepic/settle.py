@@ -13,10 +13,12 @@ the order they came in:
    user's) face by face like the new faces, so that a person formed early from a few faces
    is not frozen by the order they came in; the others as they are, never split;
 3. groups merge by average linkage (`facepic.clustering.agglomerate`), most similar pair first,
-   while their mean similarity is above ``floor + margin / sqrt(n_a n_b)``: two single faces
-   need 0.4 (the design's rule) in a library of a thousand faces, large groups 0.2, since a
-   mean over many face pairs says more than one pair does; the floor rises by 0.03 each time
-   the library grows tenfold, since more strangers give more chance resemblances;
+   while their mean similarity is above ``floor + margin / sqrt(n_a n_b)``: large groups need
+   about the floor, two single faces 0.1 more, since a mean over many face pairs says more
+   than one pair does. The floor adapts to the library: it follows how many persons of two
+   faces or more it holds (counted by a first, strict pass), since the more people, the more of
+   them resemble any face: 0.19 among 20 such persons, 0.23 among 100, 0.29 among 1,000
+   (`Linkage`);
 4. a group holding a settled person keeps that person's id; a group of new faces only keeps
    the person the index stage gave most of them, where that person has no other faces and none
    of them rejected it (so settling what the index stage grouped alike rewrites nothing, and a
@@ -58,15 +60,22 @@ from facepic.pipeline import Context
 @dataclass(frozen=True)
 class Linkage:
     """When two groups of faces are one person: mean similarity above
-    ``floor + margin / sqrt(n_a n_b)``, where the floor is ``threshold`` in a library of up to
-    ``reference`` faces and rises by ``per_decade`` each time the library grows tenfold (the
-    more strangers, the higher the best chance resemblance among them). ``bench/quality.py``
-    is how these were chosen."""
+    ``floor + margin / sqrt(n_a n_b)``. The floor follows how crowded the library is: it is
+    ``threshold`` in a library of ``reference`` persons and rises by ``per_decade`` each time
+    the persons grow tenfold, since the more people there are, the more of them resemble any
+    one face by chance or by kin (measured: a face's most similar stranger is at 0.20 among 23
+    people, 0.29 among 5,300). Persons of two faces or more count (strangers seen once in a
+    family's photos do not make its people harder to tell apart); they are counted by a first,
+    strict pass at ``first``
+    (the floor never goes above it, nor above the threshold where that is higher). The margin is about 1.5 standard deviations of the
+    similarity of two strangers' faces (0.065-0.075 on every labelled folder), the chance
+    spread of a one-pair mean. ``bench/quality.py --held-out`` is how these were chosen."""
 
     threshold: float
     margin: float
     per_decade: float
-    reference: int = 1000  # library size from which the floor rises (a fact of the rule, not a setting)
+    reference: int = 100  # persons at which the floor is ``threshold`` (a fact of the rule, not a setting)
+    first: float = 0.32  # the strict pass that counts the persons
 
     @classmethod
     def default(cls) -> Linkage:
@@ -74,8 +83,14 @@ class Linkage:
 
         return Settings.defaults().linkage
 
-    def floor(self, faces: int) -> float:
-        return self.threshold + self.per_decade * max(0.0, math.log10(max(faces, 1) / self.reference))
+    def floor(self, persons: int) -> float:
+        """The floor in a library of ``persons`` persons."""
+        return self.threshold + self.per_decade * math.log10(max(persons, 1) / self.reference)
+
+    @property
+    def strict(self) -> float:
+        """The first pass's floor: ``first``, or the threshold where that is higher."""
+        return max(self.first, self.threshold)
 
 
 @dataclass
@@ -119,17 +134,19 @@ def near_persons(
 
 EXACT_PAIRS = 20_000  # groups; above, each group's candidates are its NEIGHBOURS most similar
 NEIGHBOURS = 32
+IVF_FROM = 20_000  # groups from which they are searched by faiss's inverted file, not exactly
 
 
 def _nearest_pairs(means: np.ndarray, floor: float, block: int = 1024) -> list[tuple[int, int, float]]:
     """Each group's ``NEIGHBOURS`` most similar groups above ``floor`` (a faiss inverted-file
-    search past 100,000 groups): a first settle of a large library keeps its pairs, and the
-    memory they take, proportional to its faces rather than to their square."""
+    search past ``IVF_FROM`` groups: the exact comparison costs the square of the groups, 19 s
+    of a 64 s settle at 40,000 faces): a first settle of a large library keeps its pairs, and
+    the memory they take, proportional to its faces rather than to their square."""
     n = len(means)
     k = min(NEIGHBOURS + 1, n)
     means = np.ascontiguousarray(means, dtype=np.float32)
     search: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-    if n > 100_000:
+    if n > IVF_FROM:
         import faiss
 
         quantizer = faiss.IndexFlatIP(means.shape[1])
@@ -166,13 +183,14 @@ def settle_faces(
     persons: Mapping[str, Settled],
     linkage: Linkage,
     new_person_id: Callable[[str, set[str]], str],
-    library_faces: int = 0,
+    persons_elsewhere: int = 0,
     reformed: frozenset[str] = frozenset(),
     keep: Callable[[str], bool] | None = None,
 ) -> tuple[list[str | None], dict[str, str]]:
     """The person of each new face (None: unassigned) and the settled persons merged into
-    another (merged away -> absorbed by), in a library of ``library_faces`` faces (at least the
-    new and the settled ones). ``new.person`` is where a locked face stays; faces of the
+    another (merged away -> absorbed by), in a library that holds ``persons_elsewhere`` persons
+    of two faces or more besides these: the floor follows the persons of two faces or more a
+    first, strict pass finds, those included. ``new.person`` is where a locked face stays; faces of the
     settled persons ``reformed`` are among the new faces and are grouped again like them (a
     group keeps the id most of its faces had). A group of new faces keeps the person the index
     stage gave most of them where ``keep(person_id)`` allows it (a person of these faces only)
@@ -214,8 +232,13 @@ def settle_faces(
         singles.append(_Group(e, [i], set(), {new.photo[i]}, set(new.rejected[i]), False, None, held=was_in))
     everyone = list(groups.values()) + singles
     nearest = _nearest_pairs if len(everyone) > EXACT_PAIRS else None
-    faces = max(library_faces, len(new.ids) + sum(s.count for s in persons.values()))
-    merged = agglomerate(everyone, linkage.floor(faces), margin=linkage.margin, neighbours_of=nearest)
+    strict = agglomerate(everyone, linkage.strict, margin=linkage.margin, neighbours_of=nearest)
+    found = persons_elsewhere + sum(
+        1 for g in strict if g.n > 1 and (g.names or any(new.can_found[i] for i in g.members))
+    )
+    nearest = _nearest_pairs if len(strict) > EXACT_PAIRS else None
+    floor = min(linkage.floor(found), linkage.strict)
+    merged = agglomerate(strict, floor, margin=linkage.margin, neighbours_of=nearest)
     result: list[str | None] = [p if new.locked[i] else None for i, p in enumerate(new.person)]
     absorbed: dict[str, str] = {}
     founding = [g for g in merged if g.person is None and any(new.can_found[i] for i in g.members)]
@@ -271,7 +294,7 @@ def settle_batch(
     linkage: Linkage,
     describe: Callable[[list[str]], Mapping[str, Settled]],
     new_person_id: Callable[[str, set[str]], str],
-    library_faces: int = 0,
+    library_persons: int = 0,
     members: Callable[[list[str]], Faces] | None = None,
     keep: Callable[[str], bool] | None = None,
 ) -> tuple[Faces, list[str | None], dict[str, str]]:
@@ -282,7 +305,7 @@ def settle_batch(
     faces, their faces given by ``members(person_ids)``: a person formed early from few faces
     is not frozen by the order they came in. Returns the faces decided (the new ones, then the
     re-formed persons'), their persons and the persons merged away."""
-    near = near_persons(index, new.embeddings, new.person, linkage.floor(library_faces))
+    near = near_persons(index, new.embeddings, new.person, linkage.floor(library_persons))
     described = describe(sorted(near))
     small = sorted(
         p for p, (_, count) in near.items() if count <= REFORM and not (described.get(p) and described[p].locked)
@@ -298,7 +321,9 @@ def settle_batch(
     for pid, (total, count) in near.items():
         d = described.get(pid) or Settled(total, count)
         persons[pid] = Settled(total, count, d.photos, d.rejects, d.locked)
-    result, absorbed = settle_faces(new, persons, linkage, new_person_id, library_faces, reformed, keep)
+    taking_part = set(persons) | reformed | {p for p in new.person if p}
+    elsewhere = max(0, library_persons - len(taking_part))
+    result, absorbed = settle_faces(new, persons, linkage, new_person_id, elsewhere, reformed, keep)
     return new, result, absorbed
 
 
@@ -422,8 +447,9 @@ def _settle_docs(
         taken.add(person_id)
         return True
 
-    library_faces = lib.count_faces_of_model(model)
-    decided, result, merged_into = settle_batch(new, index, linkage, describe, new_id, library_faces, members, keep)
+    decided, result, merged_into = settle_batch(
+        new, index, linkage, describe, new_id, lib.recurring_person_count(), members, keep
+    )
     face_ids, before = decided.ids, decided.person
     # Faces of a settled person merged away join the person that absorbed it.
     moved_out: dict[str, list[str]] = {}
