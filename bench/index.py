@@ -117,7 +117,7 @@ def seed_library(env: dict[str, str], known: int, persons: int, uniform: bool = 
     """A library that already holds ``known`` faces (stored straight, as the index stage would)."""
     if not known:
         return
-    from facepic.pipeline import Context
+    from facepic.context import Context
     from facepic.runner import run_serial_batch
     from facepic.settings import Settings
 
@@ -131,7 +131,8 @@ def seed_library(env: dict[str, str], known: int, persons: int, uniform: bool = 
 
 
 def run_inprocess(env: dict[str, str], args: argparse.Namespace) -> None:
-    from facepic.pipeline import Context, execute
+    from facepic.context import Context
+    from facepic.pipeline.policy import execute
     from facepic.runner import run_serial_batch
     from facepic.settings import Settings
 

@@ -18,13 +18,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 
 from facepic import versions
+from facepic.context import Context
 from facepic.errors import DataFolderError
-from facepic.pipeline import STAGES, Context, Job, cannot_process, execute
-from facepic.pipeline.policy import BATCH_STAGES, backoff, execute_batch
+from facepic.pipeline.job import STAGES, Job
+from facepic.pipeline.policy import BATCH_STAGES, backoff, execute, execute_batch
 from facepic.planner import Summary
 from facepic.procs import alive
 from facepic.runtime import default_threads, limit_blas_threads
-from facepic.scan import display
+from facepic.scan import cannot_process, display
 from facepic.settings import Settings
 
 CPU_STAGES = STAGES[: STAGES.index("upload")]  # detect, thumbnails: in the pool
@@ -67,8 +68,7 @@ def _init_pool(settings: Settings, processes: int, model: str | None, parent: in
     global _pool_context
     _exit_with_parent(parent)
     limit_blas_threads(default_threads(processes))
-    _pool_context = Context(settings, processes=processes)
-    _pool_context.pixels_in_work_file = False  # detect and thumbnails share this process
+    _pool_context = Context(settings, processes=processes, stages_together=True)
     if model:
         _pool_context.engine(model)  # load while the main process is still scanning
 

@@ -14,7 +14,9 @@ from typing import Any
 
 import redis
 
-from facepic.pipeline import STAGES, Context, run_stage
+from facepic.context import Context
+from facepic.pipeline.job import STAGES
+from facepic.pipeline.policy import run_stage
 from facepic.planner import Planner
 from facepic.storage import open_store
 from tests import servers

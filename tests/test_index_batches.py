@@ -10,8 +10,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from facepic.pipeline import Context, execute, run_stage
+from facepic.context import Context
 from facepic.pipeline.job import Job
+from facepic.pipeline.policy import execute, run_stage
 from facepic.planner import Planner
 from facepic.runner import run_serial_batch
 from facepic.settings import Settings

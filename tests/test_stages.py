@@ -7,7 +7,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from facepic.pipeline import Context, run_stage
+from facepic.context import Context
+from facepic.pipeline.policy import run_stage
 from facepic.settings import Settings
 from tests.conftest import PHOTOS
 
@@ -53,8 +54,7 @@ def test_thumbnails_in_another_process_reuse_the_decoded_pixels(tmp_path: Path, 
 
 def test_the_embedded_runner_keeps_no_pixels_on_disk(tmp_path: Path, model_root: Path) -> None:
     settings, _, job = setup(tmp_path, model_root, "img2")
-    ctx = Context(settings)
-    ctx.pixels_in_work_file = False  # as the runner's pool processes set it
+    ctx = Context(settings, stages_together=True)  # as the runner's pool processes make it
     job = run_stage(ctx, "detect", job)
     assert not ctx.folder.pixels_file("img2").exists()
     job = run_stage(ctx, "thumbnails", job)

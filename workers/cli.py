@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-import facepic.cli as facepic_cli
-from facepic.cli import (
-    cli,
+from facepic.cli import cli, group  # cli: every command of facepic, registered
+from facepic.cli.group import (
     finish,
     import_root,
     progress,
@@ -66,8 +65,8 @@ def enqueue(
         facepic enqueue --watch /srv/photos/inbox
     """
     from facepic import models, versions
+    from facepic.context import Context
     from facepic.ledger import Follower
-    from facepic.pipeline import Context
     from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner
     from facepic.scan import check_import_folder
     from workers.app import make_app
@@ -133,7 +132,7 @@ def enqueue(
 def _watch(
     root: Path, new_planner: Callable[[bool], Planner], dispatcher: Any, retry_failed: bool, interval: float
 ) -> None:
-    """Queue ``root``'s new photos every ``interval`` seconds until interrupted (facepic.cli.watch)."""
+    """Queue ``root``'s new photos every ``interval`` seconds until interrupted (facepic.cli.group.watch)."""
     from facepic.planner import FULL_CHAIN
 
     def look(steady: Any, retry: bool) -> Summary:
@@ -151,7 +150,7 @@ def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary
     from tqdm import tqdm
 
     from facepic import versions
-    from facepic.pipeline import cannot_process
+    from facepic.scan import cannot_process
 
     with tqdm(total=len(queued), desc="processing", unit="photo", disable=None) as bar:
         while queued:
@@ -182,7 +181,7 @@ def queue_lengths(settings: Settings) -> dict[str, int]:
     return CeleryDispatcher(make_app(settings)).queue_lengths()
 
 
-facepic_cli.queue_lengths = queue_lengths
+group.queue_lengths = queue_lengths
 
 
 def main() -> None:  # pragma: no cover - the console script

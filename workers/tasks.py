@@ -17,11 +17,13 @@ from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_ready
 
 from facepic.changes import finish_pending_of
+from facepic.context import Context
 from facepic.errors import FacePicError
-from facepic.pipeline import Context, Job, cannot_process, describe_error, execute
-from facepic.pipeline.policy import BATCH_STAGES
+from facepic.pipeline.job import Job
+from facepic.pipeline.policy import BATCH_STAGES, describe_error, execute
 from facepic.runner import run_serial_batch
 from facepic.runtime import default_threads, limit_blas_threads
+from facepic.scan import cannot_process
 from facepic.settings import Settings
 from facepic.settle import settle_run
 from workers.app import app

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facepic.cli import (
+from facepic.cli.group import (
     STDERR,
     cli,
     finish,
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
     from facepic import models
-    from facepic.pipeline import Context, Job
+    from facepic.context import Context
+    from facepic.pipeline.job import Job
     from facepic.planner import Planner, Summary
     from facepic.runner import CpuPool
     from facepic.settings import Settings
@@ -89,7 +90,7 @@ def run(
 
 
 def _watch(settings: Settings, root: Path, upload: bool, retry_failed: bool, interval: float) -> None:
-    """Run on ``root`` again every ``interval`` seconds until interrupted (facepic.cli.watch)."""
+    """Run on ``root`` again every ``interval`` seconds until interrupted (facepic.cli.group.watch)."""
     with ExitStack() as stack:
         library = OnDemand(settings, stack)
         watch(root, interval, retry_failed, lambda steady, retry: _run(library, root, upload, False, retry, steady))
@@ -112,8 +113,8 @@ class OnDemand:
     def ctx(self) -> Context:
         if self._ctx is None:
             from facepic.changes import finish_pending_of
+            from facepic.context import Context
             from facepic.embedded import embedded_database
-            from facepic.pipeline import Context
             from facepic.runtime import limit_blas_threads
 
             limit_blas_threads(1)  # this process's index stage runs beside a pool that fills the cores

@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from facepic.context import Context
 from facepic.db import DatabaseError, DatabaseUnavailable
 from facepic.errors import FacePicError, data_folder_error, disk_full, is_disk_error
-from facepic.pipeline.context import Context
 from facepic.pipeline.detect import detect
 from facepic.pipeline.index import index, index_batch
 from facepic.pipeline.job import Job, fail

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from facepic import storage
-from facepic.pipeline.context import Context
+from facepic.context import Context
 from facepic.pipeline.job import Job, extension, fail
 
 
