@@ -67,7 +67,7 @@ def enqueue(
     from facepic import models, versions
     from facepic.context import Context
     from facepic.ledger import Follower
-    from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner
+    from facepic.planner import Planner
     from facepic.scan import check_import_folder
     from workers.app import make_app
     from workers.dispatch import CeleryDispatcher
@@ -115,14 +115,14 @@ def enqueue(
     follower = Follower(settings.ledger_path)
     queued: set[tuple[str, str]] = set()
     if upload_only:
-        jobs, stages, what = planner.upload_jobs(), UPLOAD_CHAIN, "queueing uploads"
+        jobs, what = planner.upload_jobs(), "queueing uploads"
     elif requeue_pending:
-        jobs, stages, what = planner.pending_jobs(), FULL_CHAIN, "queueing pending photos"
+        jobs, what = planner.pending_jobs(), "queueing pending photos"
     else:
         assert root is not None
-        jobs, stages, what = planner.new_jobs(root), FULL_CHAIN, "scanning and queueing"
+        jobs, what = planner.new_jobs(root), "scanning and queueing"
     for job in progress(jobs, what):
-        dispatcher(job, stages)
+        dispatcher(job)
         queued.add((job["root"], job["rel"]))
     if wait and queued:
         _wait_for(follower, queued, planner.summary, upload_only)
@@ -133,13 +133,12 @@ def _watch(
     root: Path, new_planner: Callable[[bool], Planner], dispatcher: Any, retry_failed: bool, interval: float
 ) -> None:
     """Queue ``root``'s new photos every ``interval`` seconds until interrupted (facepic.cli.group.watch)."""
-    from facepic.planner import FULL_CHAIN
 
     def look(steady: Any, retry: bool) -> Summary:
         planner = new_planner(retry)
         planner.steady = steady
         for job in planner.new_jobs(root):
-            dispatcher(job, FULL_CHAIN)
+            dispatcher(job)
         return planner.summary
 
     watch(root, interval, retry_failed, look)
