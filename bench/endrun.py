@@ -29,9 +29,9 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench.synthetic import clustered
 from facepic import ids
+from facepic.context import Context
 from facepic.embedded import embedded_database
 from facepic.pipeline import workfile
-from facepic.pipeline.context import Context
 from facepic.pipeline.index import index_batch
 from facepic.pipeline.job import Job
 from facepic.settings import Settings

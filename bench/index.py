@@ -117,7 +117,8 @@ def seed_library(env: dict[str, str], known: int, persons: int, uniform: bool = 
     """A library that already holds ``known`` faces (stored straight, as the index stage would)."""
     if not known:
         return
-    from facepic.pipeline import Context
+    from facepic.context import Context
+    from facepic.pipeline.stages import BY_NAME
     from facepic.runner import run_serial_batch
     from facepic.settings import Settings
 
@@ -126,12 +127,14 @@ def seed_library(env: dict[str, str], known: int, persons: int, uniform: bool = 
     with Context(settings) as ctx:
         jobs = prepare(settings.folder, root, known // 4, 4, persons, seed=1, uniform=uniform)
         for start in range(0, len(jobs), 500):
-            run_serial_batch(ctx, jobs[start : start + 500], ("index", "log"), set())
+            run_serial_batch(ctx, jobs[start : start + 500], (BY_NAME["index"], BY_NAME["log"]), set())
     settings.ledger_path.unlink()
 
 
 def run_inprocess(env: dict[str, str], args: argparse.Namespace) -> None:
-    from facepic.pipeline import Context, execute
+    from facepic.context import Context
+    from facepic.pipeline.policy import execute
+    from facepic.pipeline.stages import BY_NAME
     from facepic.runner import run_serial_batch
     from facepic.settings import Settings
 
@@ -146,12 +149,12 @@ def run_inprocess(env: dict[str, str], args: argparse.Namespace) -> None:
             if batch == 1:
                 for job in jobs:
                     for stage in ("index", "log"):
-                        outcome = execute(ctx, stage, job)
+                        outcome = execute(ctx, BY_NAME[stage], job)
                         assert outcome.job is not None
                         job = outcome.job
             else:
                 for start in range(0, len(jobs), batch):
-                    run_serial_batch(ctx, jobs[start : start + batch], ("index", "log"), set())
+                    run_serial_batch(ctx, jobs[start : start + batch], (BY_NAME["index"], BY_NAME["log"]), set())
             elapsed = time.perf_counter() - started
         name = f"batches of {batch}" if batch > 1 else "one by one"
         report(name, args, elapsed)

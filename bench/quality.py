@@ -49,7 +49,11 @@ SHARED = HERE.parent.parent / "shared" / "photos"
 
 # The product's defaults, from the one place that owns them.
 _DEFAULTS = Settings.defaults()
-RULES, LINKAGE, LIMITS = _DEFAULTS.rules, _DEFAULTS.linkage, _DEFAULTS.limits
+RULES, LINKAGE, LIMITS = (
+    Rules.from_settings(_DEFAULTS),
+    Linkage.from_settings(_DEFAULTS),
+    Limits.from_settings(_DEFAULTS),
+)
 
 
 @dataclass

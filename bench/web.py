@@ -103,8 +103,8 @@ def timed(client: Any, path: str, rounds: int, before: Any = None) -> float:
 
 
 def main() -> None:
+    from facepic.context import Context
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
     from facepic.web.app import create_app
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

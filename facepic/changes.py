@@ -36,7 +36,7 @@ from facepic.derived import Covers, recount
 from facepic.procs import alive
 
 if TYPE_CHECKING:  # the pipeline imports this module: no import back at run time
-    from facepic.pipeline.context import Context
+    from facepic.context import Context
 
 # The Library's writes a change may hold: each sets what the change decided.
 WRITES = frozenset(

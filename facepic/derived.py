@@ -13,7 +13,7 @@ from facepic.db import Library
 from facepic.ledger import now_iso
 
 if TYPE_CHECKING:  # the pipeline imports this module: no import back at run time
-    from facepic.pipeline.context import Context
+    from facepic.context import Context
 
 
 def bump_revision(lib: Library) -> None:

@@ -18,8 +18,6 @@ log = logging.getLogger(__name__)
 # insightface's alignment calls a scikit-image API deprecated upstream; not ours to fix.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"insightface\.")
 
-EMBEDDING_DIM = 512
-
 
 @dataclass
 class DetectedFace:

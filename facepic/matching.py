@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from facepic.detect import EMBEDDING_DIM
+from facepic.models import EMBEDDING_DIM
+from facepic.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,12 @@ class Rules:
     ambiguity_margin: float  # best and runner-up closer than this: decide later
 
     @classmethod
-    def default(cls) -> Rules:
-        from facepic.settings import Settings
+    def from_settings(cls, settings: Settings) -> Rules:
+        return cls(settings.match_threshold, settings.match_mean_threshold, settings.ambiguity_margin)
 
-        return Settings.defaults().rules
+    @classmethod
+    def default(cls) -> Rules:
+        return cls.from_settings(Settings.defaults())
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from facepic.errors import FacePicError
 
+EMBEDDING_DIM = 512  # floats in the face embedding every pack's recognizer (ArcFace) gives
 DETECTOR_FILES = ("scrfd_500m_bnkps.onnx",)
 RECOGNIZER_FILES = ("w600k_mbf.onnx",)
 DOWNLOAD_HOST = ("github.com", 443)

@@ -26,11 +26,11 @@ from facepic import clustering, documents, ids
 from facepic.changes import Change
 from facepic.db import Library
 from facepic.derived import Covers, quality_of
-from facepic.detect import EMBEDDING_DIM
 from facepic.documents import embeddings_from_bson
 from facepic.errors import FacePicError
 from facepic.ledger import now_iso
 from facepic.matching import Rules
+from facepic.models import EMBEDDING_DIM
 from facepic.report import counted
 
 if TYPE_CHECKING:  # the pipeline's index stage uses this module: no import back

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from facepic import ids
 from facepic.ledger import Ledger, LedgerState
-from facepic.pipeline.job import STAGES, Job, Replaced
+from facepic.pipeline.job import Job, Replaced
 from facepic.scan import (
     Found,
     ImportFolderError,
@@ -36,10 +36,6 @@ from facepic.scan import (
     display,
     scan,
 )
-
-FULL_CHAIN: tuple[str, ...] = STAGES
-UPLOAD_CHAIN: tuple[str, ...] = STAGES[STAGES.index("upload") :]
-
 
 SKIP_LABELS = {
     "not a photo": ("file that is not a photo", "files that are not photos"),

@@ -14,8 +14,12 @@ join a person it clearly matches.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from facepic.settings import Settings
 
 SHARP_SIDE = 64
 
@@ -27,6 +31,10 @@ class Limits:
     min_size: float  # pixels, shorter side of the box in the original
     min_score: float  # detection score (the detector keeps faces from 0.5)
     min_sharpness: float  # Laplacian variance at 64x64 (sharp faces: 175+)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(settings.min_face_size, settings.min_face_score, settings.min_face_sharpness)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ from facepic.db import Library
 from facepic.decode import PhotoError, decode, time_limit
 from facepic.derived import Covers, bump_revision, refresh_images
 from facepic.detect import FaceEngine
+from facepic.matching import Rules
 from facepic.persons import ReclusterSummary, recluster_library
+from facepic.quality import Limits
 from facepic.settings import Settings
 
 MIN_OVERLAP = 0.3  # intersection over union for a new face to be an old face again
@@ -95,7 +97,7 @@ def _stage_image(
         marks = decoded.to_full(face.landmarks)
         q = quality.assess(decoded.rgb, face.box, box_full, marks, face.score)
         fields = documents.face_fields(
-            engine.model, face.embedding, box_full, marks, face.score, q, q.can_found(settings.limits)
+            engine.model, face.embedding, box_full, marks, face.score, q, q.can_found(Limits.from_settings(settings))
         )
         overlaps = [(_iou(fields["box"], f["box"]), str(f["_id"])) for f in old if f["_id"] not in taken]
         best_iou, best_id = max(overlaps, default=(0.0, ""))
@@ -137,7 +139,7 @@ def switch(lib: Library, model: str, settings: Settings, covers: Covers, progres
     refresh_images(lib, lib.switch_model(model, old_model))
     bump_revision(lib)
     progress.switched = True
-    progress.recluster = recluster_library(lib, settings.rules, covers)
+    progress.recluster = recluster_library(lib, Rules.from_settings(settings), covers)
 
 
 def reembed(

@@ -1,8 +1,8 @@
 """`facepic run`: the whole chain in the foreground, no servers to set up.
 
-The CPU stages (detect, thumbnails) run in a process pool using every core; upload, index
-and log run in this process, one photo at a time, so person assignment stays serialised
-exactly as on the `index` queue.
+The pool stages of the table (``facepic.pipeline.stages``: detect, thumbnails) run in a
+process pool using every core; the serial ones (upload, index, log) run in this process, one
+photo at a time, so person assignment stays serialised exactly as on the `index` queue.
 """
 
 from __future__ import annotations
@@ -13,21 +13,23 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+from itertools import groupby
 
 from facepic import versions
-from facepic.errors import DataFolderError
-from facepic.pipeline import STAGES, Context, Job, cannot_process, execute
-from facepic.pipeline.policy import BATCH_STAGES, backoff, execute_batch
+from facepic.context import Context
+from facepic.pipeline.job import Job, fail
+from facepic.pipeline.policy import execute, execute_batch, retrying
+from facepic.pipeline.stages import BY_NAME, Stage, Where
 from facepic.planner import Summary
 from facepic.procs import alive
 from facepic.runtime import default_threads, limit_blas_threads
-from facepic.scan import display
+from facepic.scan import cannot_process, display
 from facepic.settings import Settings
 
-CPU_STAGES = STAGES[: STAGES.index("upload")]  # detect, thumbnails: in the pool
 BATCH = 16  # photos indexed together, at most (what the pool has ready, in order, up to this)
 logger = logging.getLogger(__name__)
 
@@ -67,8 +69,7 @@ def _init_pool(settings: Settings, processes: int, model: str | None, parent: in
     global _pool_context
     _exit_with_parent(parent)
     limit_blas_threads(default_threads(processes))
-    _pool_context = Context(settings, processes=processes)
-    _pool_context.pixels_in_work_file = False  # detect and thumbnails share this process
+    _pool_context = Context(settings, processes=processes, stages_together=True)
     if model:
         _pool_context.engine(model)  # load while the main process is still scanning
 
@@ -121,13 +122,12 @@ class CpuPool:
         self.executor.shutdown(cancel_futures=True)
 
 
-def _cpu_stages(job: Job) -> Job:
+def _pool_stages(job: Job, stages: tuple[str, ...]) -> Job:
+    """``stages`` (their names: the table's own in this process) on ``job``, in a pool process.
+    A data folder that cannot be written raises DataFolderError: the main process stops the run."""
     assert _pool_context is not None
-    for stage in CPU_STAGES:
-        try:
-            outcome = execute(_pool_context, stage, job, retries=0)  # CPU stages meet no server
-        except DataFolderError as e:  # the main process stops the run with this line
-            return {**job, "fatal": str(e)}  # type: ignore[typeddict-unknown-key]
+    for name in stages:
+        outcome = execute(_pool_context, BY_NAME[name], job, retries=0)  # pool stages meet no server
         assert outcome.job is not None
         job = outcome.job
     return job
@@ -136,7 +136,7 @@ def _cpu_stages(job: Job) -> Job:
 def run_serial_stages(
     ctx: Context,
     job: Job,
-    stages: Iterable[str],
+    stages: Sequence[Stage],
     unreachable: set[str],
     sleep: Callable[[float], None] = time.sleep,
 ) -> Job:
@@ -145,55 +145,52 @@ def run_serial_stages(
     of reach through every retry: later photos try it once each until it answers again, so a
     long outage does not stall the run photo after photo."""
     for stage in stages:
-        attempt = 0
-        while True:
-            outcome = execute(ctx, stage, job, attempt, retries=0 if unreachable else None)
-            if outcome.job is not None:
-                if outcome.gave_up:
-                    unreachable.add(stage)
-                else:
-                    unreachable.discard(stage)
-                job = outcome.job
-                break
-            assert outcome.retry_in is not None
-            sleep(outcome.retry_in)
-            attempt += 1
+        job = _run_serial_stage(ctx, stage, job, unreachable, sleep)
     return job
+
+
+def _run_serial_stage(
+    ctx: Context, stage: Stage, job: Job, unreachable: set[str], sleep: Callable[[float], None]
+) -> Job:
+    retries = 0 if unreachable else None
+    outcome = retrying(lambda attempt: execute(ctx, stage, job, attempt, retries), sleep)
+    if outcome.gave_up:
+        unreachable.add(stage.name)
+    else:
+        unreachable.discard(stage.name)
+    assert outcome.job is not None
+    return outcome.job
 
 
 def run_serial_batch(
     ctx: Context,
     jobs: list[Job],
-    stages: Iterable[str],
+    stages: Sequence[Stage],
     unreachable: set[str],
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Job]:
-    """``run_serial_stages`` over several photos, with index and log done for all of them at
-    once (``execute_batch``: the same decisions, fewer round trips); a batch that does not go
-    through goes one photo at a time."""
-    stages = tuple(stages)
-    each = tuple(s for s in stages if s not in BATCH_STAGES)
-    jobs = [run_serial_stages(ctx, job, each, unreachable, sleep) for job in jobs]
-    batched = tuple(s for s in stages if s in BATCH_STAGES)
-    attempt = 0
-    while batched == BATCH_STAGES and len(jobs) > 1 and "index" not in unreachable:
-        outcome = execute_batch(ctx, jobs)
-        if outcome.jobs is not None:
-            return outcome.jobs
-        if not outcome.transient:
-            break  # one photo's fault: one by one finds which
-        if attempt >= ctx.settings.retries:
-            unreachable.add("index")  # retried enough: one by one, each photo tries once
-            break
-        sleep(backoff(ctx.settings, attempt))
-        attempt += 1
-    return [run_serial_stages(ctx, job, batched, unreachable, sleep) for job in jobs]
+    """``run_serial_stages`` over several photos, in the order of ``stages``; consecutive stages
+    with a batch function (index and log) are done for all of them at once (``execute_batch``:
+    the same decisions, fewer round trips); a batch that does not go through goes one photo at
+    a time."""
+    for batched, group in groupby(stages, key=lambda stage: stage.batch is not None):
+        together = tuple(group)
+        names = {stage.name for stage in together}
+        if batched and len(jobs) > 1 and not names & unreachable:
+            outcome = retrying(partial(execute_batch, ctx, together, jobs), sleep)
+            if outcome.jobs is not None:
+                jobs = outcome.jobs
+                continue
+            if outcome.gave_up:  # retried enough: one by one, each photo tries once
+                unreachable.update(names)
+        jobs = [run_serial_stages(ctx, job, together, unreachable, sleep) for job in jobs]
+    return jobs
 
 
 def process(
     ctx: Context,
     jobs: list[Job],
-    stages: tuple[str, ...],
+    stages: Sequence[Stage],
     on_done: Callable[[Job], None],
     pool: CpuPool | None = None,
 ) -> None:
@@ -202,8 +199,8 @@ def process(
 
     A photo whose pool process dies (the OOM killer, a decoder crash) is tried again alone in
     a fresh process; if that one dies too, the photo fails and the run goes on."""
-    cpu = [s for s in stages if s in CPU_STAGES]
-    serial = [s for s in stages if s not in CPU_STAGES]
+    cpu = tuple(stage.name for stage in stages if stage.where is Where.POOL)
+    serial = [stage for stage in stages if stage.where is Where.SERIAL]
     unreachable: set[str] = set()
     if not cpu or not jobs:
         for start in range(0, len(jobs), BATCH):
@@ -226,7 +223,7 @@ def process(
 
         def submit(i: int) -> bool:
             try:
-                running[cpu_pool.executor.submit(_cpu_stages, jobs[i])] = i
+                running[cpu_pool.executor.submit(_pool_stages, jobs[i], cpu)] = i
                 return True
             except BrokenProcessPool:  # a process died before the pool noticed
                 return False
@@ -256,14 +253,12 @@ def process(
                 for future in finished:
                     i = running.pop(future)
                     try:
-                        results[i] = future.result()
-                        if "fatal" in results[i]:
-                            raise DataFolderError(results[i]["fatal"])  # type: ignore[typeddict-item]
+                        results[i] = future.result()  # a DataFolderError raised there stops the run
                     except BrokenProcessPool:
                         pool_died = True
                         if i == alone:
                             logger.warning("pool process died twice on %s", display(jobs[i].get("file", "")))
-                            results[i] = {**jobs[i], "error": PROCESS_DIED, "failed_stage": "detect"}
+                            results[i] = fail(jobs[i], cpu[0], PROCESS_DIED)
                         else:
                             suspects.append(i)
                     if i == alone:

@@ -17,9 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from facepic.datafolder import DataFolder
-    from facepic.matching import Rules
-    from facepic.quality import Limits
-    from facepic.settle import Linkage
 
 from facepic.errors import FacePicError
 
@@ -107,24 +104,6 @@ class Settings:
     def defaults(cls) -> Settings:
         """Every setting at its default, read from nothing."""
         return cls(data_dir=Path("."), model_root=Path("."))
-
-    @property
-    def rules(self) -> Rules:
-        from facepic.matching import Rules
-
-        return Rules(self.match_threshold, self.match_mean_threshold, self.ambiguity_margin)
-
-    @property
-    def linkage(self) -> Linkage:
-        from facepic.settle import Linkage
-
-        return Linkage(self.link_threshold, self.link_margin, self.link_per_decade)
-
-    @property
-    def limits(self) -> Limits:
-        from facepic.quality import Limits
-
-        return Limits(self.min_face_size, self.min_face_score, self.min_face_sharpness)
 
     @property
     def folder(self) -> DataFolder:

@@ -47,14 +47,15 @@ import numpy as np
 from facepic import ids
 from facepic.changes import Change
 from facepic.clustering import Faces, _Group, agglomerate
+from facepic.context import Context
 from facepic.db import Library
 from facepic.derived import Covers
-from facepic.detect import EMBEDDING_DIM
 from facepic.documents import embeddings_from_bson
 from facepic.matching import PersonIndex, Rules
+from facepic.models import EMBEDDING_DIM
 from facepic.persons import ReclusterSummary as Summary
 from facepic.persons import apply_imported_names
-from facepic.pipeline import Context
+from facepic.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,12 @@ class Linkage:
     first: float = 0.32  # the strict pass that counts the persons
 
     @classmethod
-    def default(cls) -> Linkage:
-        from facepic.settings import Settings
+    def from_settings(cls, settings: Settings) -> Linkage:
+        return cls(settings.link_threshold, settings.link_margin, settings.link_per_decade)
 
-        return Settings.defaults().linkage
+    @classmethod
+    def default(cls) -> Linkage:
+        return cls.from_settings(Settings.defaults())
 
     def floor(self, persons: int) -> float:
         """The floor in a library of ``persons`` persons."""
@@ -527,5 +530,10 @@ def settle_run(ctx: Context, slice_faces: int | None = None) -> Summary:
     settings = ctx.settings
     apply_imported_names(ctx.library, Covers(ctx))
     return settle_library(
-        ctx.library, settings.linkage, Covers(ctx), settings.rules, ctx.matcher, slice_faces=slice_faces
+        ctx.library,
+        Linkage.from_settings(settings),
+        Covers(ctx),
+        Rules.from_settings(settings),
+        ctx.matcher,
+        slice_faces=slice_faces,
     )

@@ -31,8 +31,8 @@ import numpy as np
 from bson.binary import Binary
 
 from facepic.db import SNAPSHOT_META_ID, Library, embedding_from_bson
-from facepic.detect import EMBEDDING_DIM
 from facepic.documents import embeddings_from_bson
+from facepic.models import EMBEDDING_DIM
 
 log = logging.getLogger(__name__)
 

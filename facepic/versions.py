@@ -23,7 +23,7 @@ from facepic.derived import Covers
 from facepic.report import counted
 
 if TYPE_CHECKING:  # the index stage imports this module: no import back
-    from facepic.pipeline.context import Context
+    from facepic.context import Context
     from facepic.pipeline.job import Replaced
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def retire(ctx: Context, places: Sequence[tuple[str, str]], keep: Sequence[str])
     change.delete_images(old_ids)
     change.touch(persons)
     change.commit(lib, Covers(ctx))
-    ctx.forget_matchers()  # this process's matcher still holds the faces
+    ctx.forget_library()  # this process's matcher still holds the faces
     _remove_files(ctx, old, faces)
     replaced: dict[tuple[str, str], Replaced] = {}
     for doc in old:

@@ -72,8 +72,8 @@ def test_run_survives_a_hostile_folder(offline_env, tmp_path: Path, monkeypatch)
         f"failed {failed}" in result.output
     )
 
+    from facepic.context import Context
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
 
     settings = settings_of(offline_env)
     with embedded_database(settings) as running, Context(running) as ctx:

@@ -17,8 +17,8 @@ from tests.test_faults import distinct_photos, no_traceback, run_cli
 
 def _library(env: dict[str, str]) -> dict[str, Any]:
     """Images, faces and persons of the embedded database, read after the run."""
+    from facepic.context import Context
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
 
     with embedded_database(settings_of(env)) as running, Context(running) as ctx:
         lib = ctx.library

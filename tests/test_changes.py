@@ -21,8 +21,10 @@ from pymongo import monitoring
 
 from facepic import changes
 from facepic import check as consistency
+from facepic.context import Context
 from facepic.db import COLLECTIONS, Library
 from facepic.derived import Covers, recount
+from facepic.matching import Rules
 from facepic.persons import (
     hide_person,
     merge_persons,
@@ -32,9 +34,8 @@ from facepic.persons import (
     recluster_library,
     reject_face,
 )
-from facepic.pipeline import Context
 from facepic.settings import Settings
-from facepic.settle import settle_library
+from facepic.settle import Linkage, settle_library
 from tests.conftest import PHOTOS, invoke, offline_settings
 
 WRITES = {"insert", "update", "delete", "findAndModify"}
@@ -148,8 +149,10 @@ ACTIONS: dict[str, Callable[[dict[str, str]], Callable[[Library, Covers, Setting
     "new person": lambda i: lambda lib, c, s: move_face(lib, i["big_face"], None, c),
     "reject": lambda i: lambda lib, c, s: reject_face(lib, i["big_face"], c),
     "cover": lambda i: lambda lib, c, s: pick_cover(lib, i["big"], i["big_face"], c),
-    "recluster": lambda i: lambda lib, c, s: recluster_library(lib, s.rules, c),
-    "settle": lambda i: lambda lib, c, s: settle_library(lib, s.linkage, c, s.rules, everything=True),
+    "recluster": lambda i: lambda lib, c, s: recluster_library(lib, Rules.from_settings(s), c),
+    "settle": lambda i: (
+        lambda lib, c, s: settle_library(lib, Linkage.from_settings(s), c, Rules.from_settings(s), everything=True)
+    ),
 }
 
 
@@ -261,7 +264,9 @@ def test_settling_in_slices_reaches_every_face_a_slice_at_a_time(base: dict[str,
         upto = lib.current_seq()
         slices = []
         while True:
-            s = settle_library(lib, settings.linkage, Covers(ctx), settings.rules, slice_faces=5)
+            s = settle_library(
+                lib, Linkage.from_settings(settings), Covers(ctx), Rules.from_settings(settings), slice_faces=5
+            )
             slices.append(int(lib.settle_mark()["seq"]))
             if not s.more:
                 break

@@ -14,7 +14,9 @@ from typing import Any
 
 import redis
 
-from facepic.pipeline import STAGES, Context, run_stage
+from facepic.context import Context
+from facepic.pipeline.policy import run_stage
+from facepic.pipeline.stages import BY_NAME
 from facepic.planner import Planner
 from facepic.storage import open_store
 from tests import servers
@@ -83,11 +85,11 @@ def test_replaying_any_stage_in_any_order_changes_nothing(server_env, tmp_path: 
     ctx = Context(settings)
     ctx.store.ensure_bucket()
     planner = Planner(ctx.ledger, "buffalo_s", upload=True)
-    inputs: dict[str, list] = {stage: [] for stage in STAGES}
+    inputs: dict[str, list] = {stage: [] for stage in BY_NAME}
     for job in planner.new_jobs(photos):
-        for stage in STAGES:
+        for stage in BY_NAME:
             inputs[stage].append(job)
-            job = run_stage(ctx, stage, job)
+            job = run_stage(ctx, BY_NAME[stage], job)
     lib, store = ctx.library, ctx.store
     before = snapshot(lib, store)
     lines_before = ledger_lines(settings)
@@ -96,13 +98,13 @@ def test_replaying_any_stage_in_any_order_changes_nothing(server_env, tmp_path: 
     # in this worker and in a fresh one (a restarted process with empty caches).
     for stage in ("index", "log", "upload", "thumbnails", "index", "log"):
         for job in inputs[stage]:
-            run_stage(ctx, stage, job)
+            run_stage(ctx, BY_NAME[stage], job)
     fresh = Context(settings)
     for job in reversed(inputs["detect"]):
-        for stage in STAGES:
-            job = run_stage(fresh, stage, job)
+        for stage in BY_NAME:
+            job = run_stage(fresh, BY_NAME[stage], job)
     for job in inputs["index"]:
-        run_stage(Context(settings), "index", job)
+        run_stage(Context(settings), BY_NAME["index"], job)
 
     assert snapshot(lib, store) == before
     assert ledger_lines(settings) == lines_before  # no second done line

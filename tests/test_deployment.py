@@ -118,8 +118,8 @@ def test_two_cpu_workers_on_separate_machines_equal_a_single_run(offline_env, se
     distributed = check_library(lib, lines, labels)
 
     assert invoke(offline_env, "run", str(photos)).exit_code == 0
+    from facepic.context import Context
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
     from tests.conftest import ledger_lines
 
     with embedded_database(settings_of(offline_env)) as running, Context(running) as ctx:

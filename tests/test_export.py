@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from facepic.context import Context
 from facepic.db import Library
 from facepic.embedded import embedded_database
-from facepic.pipeline import Context
 from tests import export
 from tests.conftest import invoke, ledger_lines, settings_of
 from tests.test_pipeline_e2e import library_of

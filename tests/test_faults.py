@@ -225,8 +225,8 @@ def test_a_disk_that_fills_as_the_run_ends_loses_no_photo_logged_done(offline_en
     its end said "done 21" while its database, reopened, held 16 or 17 of them (and `facepic
     persons` on the full disk printed a WiredTiger panic). Every photo the ledger calls done is
     stored, and a full disk is one line for every command."""
+    from facepic.context import Context
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
 
     disk = tmpfs("1m")
     root = tmp_path / "drive"
@@ -516,8 +516,8 @@ def test_every_file_ends_in_exactly_one_outcome_and_status_agrees_with_the_run(
 
 
 def _persons(env: dict[str, str]) -> dict[str, list[str]]:
+    from facepic.context import Context
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
 
     with embedded_database(settings_of(env)) as running, Context(running) as ctx:
         out: dict[str, list[str]] = {}

@@ -10,13 +10,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from facepic.pipeline import Context, execute, run_stage
+from facepic.context import Context
 from facepic.pipeline.job import Job
+from facepic.pipeline.policy import execute, run_stage
+from facepic.pipeline.stages import BY_NAME
 from facepic.planner import Planner
 from facepic.runner import run_serial_batch
 from facepic.settings import Settings
 from tests.conftest import copy_photos, ledger_lines
 
+INDEX_AND_LOG = (BY_NAME["index"], BY_NAME["log"])
 VOLATILE = ("created_at", "updated_at", "time", "timings")
 
 
@@ -53,7 +56,7 @@ def test_batches_decide_what_one_photo_after_another_decides(mongo_server, model
     jobs: list[Job] = []
     for job in Planner(ctx.ledger, "buffalo_s", upload=False).new_jobs(photos):
         for stage in ("detect", "thumbnails", "upload"):
-            job = run_stage(ctx, stage, job)
+            job = run_stage(ctx, BY_NAME[stage], job)
         jobs.append(job)
     assert sum(j["faces"] for j in jobs) >= 23
     # A replayed photo (right after itself: in one batch, or split between two) and a photo
@@ -70,7 +73,7 @@ def test_batches_decide_what_one_photo_after_another_decides(mongo_server, model
             if not size:
                 for job in jobs:
                     for stage in ("index", "log"):
-                        outcome = execute(run, stage, job)
+                        outcome = execute(run, BY_NAME[stage], job)
                         assert outcome.job is not None
                         job = outcome.job
             else:
@@ -78,7 +81,7 @@ def test_batches_decide_what_one_photo_after_another_decides(mongo_server, model
                 while start < len(jobs):
                     step = size if size > 0 else rng.randint(2, 6)
                     batch = jobs[start : start + step]
-                    done = run_serial_batch(run, batch, ("index", "log"), set())
+                    done = run_serial_batch(run, batch, INDEX_AND_LOG, set())
                     assert [j["image_id"] for j in done] == [j["image_id"] for j in batch]
                     start += step
             results[name] = library(run)
@@ -103,10 +106,10 @@ def test_a_photo_that_breaks_its_batch_fails_alone(mongo_server, model_root, tmp
         jobs = []
         for job in list(Planner(ctx.ledger, "buffalo_s", upload=False).new_jobs(photos))[:6]:
             for stage in ("detect", "thumbnails", "upload"):
-                job = run_stage(ctx, stage, job)
+                job = run_stage(ctx, BY_NAME[stage], job)
             jobs.append(job)
         ctx.folder.work_file(jobs[2]["image_id"]).write_bytes(b"not a work file")
-        done = run_serial_batch(ctx, jobs, ("index", "log"), set())
+        done = run_serial_batch(ctx, jobs, INDEX_AND_LOG, set())
         assert [bool(j.get("error")) for j in done] == [False, False, True, False, False, False]
         assert done[2]["failed_stage"] == "index"
         assert done[2]["error"].startswith(f"its work file {jobs[2]['image_id']}.work cannot be read")

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from facepic.context import Context
 from facepic.db import Library, embedding_from_bson
-from facepic.pipeline import Context
 from facepic.storage import open_store
 from tests.conftest import copy_photos, invoke, ledger_lines, settings_of, wait_for_ledger, wait_until
 

@@ -11,7 +11,7 @@ import pytest
 
 from bench.quality import Photo, embed, naive, product, scores, table
 from facepic.db import embedding_from_bson
-from facepic.detect import EMBEDDING_DIM
+from facepic.models import EMBEDDING_DIM
 from tests.conftest import PHOTOS, copy_photos, invoke, settings_of
 
 

@@ -7,7 +7,9 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from facepic.pipeline import Context, run_stage
+from facepic.context import Context
+from facepic.pipeline.policy import run_stage
+from facepic.pipeline.stages import BY_NAME
 from facepic.settings import Settings
 from tests.conftest import PHOTOS
 
@@ -38,12 +40,12 @@ def setup(tmp_path: Path, model_root: Path, image_id: str) -> tuple[Settings, Pa
 def test_thumbnails_in_another_process_reuse_the_decoded_pixels(tmp_path: Path, model_root: Path) -> None:
     settings, photo, job = setup(tmp_path, model_root, "img1")
     detector, other = Context(settings), Context(settings)  # two worker processes' contexts
-    job = run_stage(detector, "detect", job)
+    job = run_stage(detector, BY_NAME["detect"], job)
     assert not job.get("error") and job["faces"] == 1
     pixels = detector.folder.pixels_file("img1")
     assert pixels.exists()
     photo.unlink()  # the thumbnails stage can no longer decode the photo: it must not need to
-    job = run_stage(other, "thumbnails", job)
+    job = run_stage(other, BY_NAME["thumbnails"], job)
     assert not job.get("error"), job.get("error")
     assert other.folder.thumbnail("img1").stat().st_size > 1000
     assert other.folder.face_crop("img1-f0").stat().st_size > 1000
@@ -53,9 +55,8 @@ def test_thumbnails_in_another_process_reuse_the_decoded_pixels(tmp_path: Path, 
 
 def test_the_embedded_runner_keeps_no_pixels_on_disk(tmp_path: Path, model_root: Path) -> None:
     settings, _, job = setup(tmp_path, model_root, "img2")
-    ctx = Context(settings)
-    ctx.pixels_in_work_file = False  # as the runner's pool processes set it
-    job = run_stage(ctx, "detect", job)
+    ctx = Context(settings, stages_together=True)  # as the runner's pool processes make it
+    job = run_stage(ctx, BY_NAME["detect"], job)
     assert not ctx.folder.pixels_file("img2").exists()
-    job = run_stage(ctx, "thumbnails", job)
+    job = run_stage(ctx, BY_NAME["thumbnails"], job)
     assert not job.get("error") and ctx.folder.thumbnail("img2").exists()

@@ -22,7 +22,7 @@ def _watching(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "facepic"), "--env-file", "/nonexistent/.env", command[0], "--watch"]
         + ["--interval", "0.5", *command[1:]],
-        env=env,
+        env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,11 +15,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from facepic import xmp
+from facepic.context import Context
 from facepic.decode import _orient
 from facepic.derived import Covers
 from facepic.embedded import embedded_database
 from facepic.persons import merge_persons, move_face, name_person
-from facepic.pipeline import Context
 from tests.conftest import PHOTOS, invoke, settings_of
 from tests.hostile import TO_STORED
 

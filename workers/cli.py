@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-import facepic.cli as facepic_cli
-from facepic.cli import (
-    cli,
+from facepic.cli import cli, group  # cli: every command of facepic, registered
+from facepic.cli.group import (
     finish,
     import_root,
     progress,
@@ -66,9 +65,9 @@ def enqueue(
         facepic enqueue --watch /srv/photos/inbox
     """
     from facepic import models, versions
+    from facepic.context import Context
     from facepic.ledger import Follower
-    from facepic.pipeline import Context
-    from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner
+    from facepic.planner import Planner
     from facepic.scan import check_import_folder
     from workers.app import make_app
     from workers.dispatch import CeleryDispatcher
@@ -116,14 +115,14 @@ def enqueue(
     follower = Follower(settings.ledger_path)
     queued: set[tuple[str, str]] = set()
     if upload_only:
-        jobs, stages, what = planner.upload_jobs(), UPLOAD_CHAIN, "queueing uploads"
+        jobs, what = planner.upload_jobs(), "queueing uploads"
     elif requeue_pending:
-        jobs, stages, what = planner.pending_jobs(), FULL_CHAIN, "queueing pending photos"
+        jobs, what = planner.pending_jobs(), "queueing pending photos"
     else:
         assert root is not None
-        jobs, stages, what = planner.new_jobs(root), FULL_CHAIN, "scanning and queueing"
+        jobs, what = planner.new_jobs(root), "scanning and queueing"
     for job in progress(jobs, what):
-        dispatcher(job, stages)
+        dispatcher(job)
         queued.add((job["root"], job["rel"]))
     if wait and queued:
         _wait_for(follower, queued, planner.summary, upload_only)
@@ -133,14 +132,13 @@ def enqueue(
 def _watch(
     root: Path, new_planner: Callable[[bool], Planner], dispatcher: Any, retry_failed: bool, interval: float
 ) -> None:
-    """Queue ``root``'s new photos every ``interval`` seconds until interrupted (facepic.cli.watch)."""
-    from facepic.planner import FULL_CHAIN
+    """Queue ``root``'s new photos every ``interval`` seconds until interrupted (facepic.cli.group.watch)."""
 
     def look(steady: Any, retry: bool) -> Summary:
         planner = new_planner(retry)
         planner.steady = steady
         for job in planner.new_jobs(root):
-            dispatcher(job, FULL_CHAIN)
+            dispatcher(job)
         return planner.summary
 
     watch(root, interval, retry_failed, look)
@@ -151,7 +149,7 @@ def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary
     from tqdm import tqdm
 
     from facepic import versions
-    from facepic.pipeline import cannot_process
+    from facepic.scan import cannot_process
 
     with tqdm(total=len(queued), desc="processing", unit="photo", disable=None) as bar:
         while queued:
@@ -182,7 +180,7 @@ def queue_lengths(settings: Settings) -> dict[str, int]:
     return CeleryDispatcher(make_app(settings)).queue_lengths()
 
 
-facepic_cli.queue_lengths = queue_lengths
+group.queue_lengths = queue_lengths
 
 
 def main() -> None:  # pragma: no cover - the console script

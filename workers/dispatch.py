@@ -8,6 +8,7 @@ from celery import Celery, chain
 
 from facepic.errors import FacePicError
 from facepic.pipeline.job import Job
+from facepic.pipeline.stages import stages_for
 from workers.batches import IndexQueue
 from workers.routing import INDEX_QUEUE, QUEUES, STAGE_TASKS
 
@@ -36,9 +37,11 @@ class CeleryDispatcher:
             host = self.app.conf.broker_url.rsplit("@", 1)[-1].split("://")[-1].split("/")[0]
             raise BrokerUnavailable(f"cannot reach Redis at {host} ({type(e).__name__})") from None
 
-    def __call__(self, job: Job, stages: tuple[str, ...]) -> None:
-        """The photo's chain of CPU-side stages; its upload stage hands it to the index worker."""
-        signatures = [self.app.signature(STAGE_TASKS[stage]) for stage in stages if stage in STAGE_TASKS]
+    def __call__(self, job: Job) -> None:
+        """The photo's chain of tasks (``--upload-only``'s is shorter); its last hands the photo
+        to the index worker."""
+        stages = stages_for(bool(job.get("upload_only")))
+        signatures = [self.app.signature(STAGE_TASKS[stage.name]) for stage in stages if stage.name in STAGE_TASKS]
         signatures[0] = signatures[0].clone(args=(dict(job),))
         chain(*signatures).apply_async()
 

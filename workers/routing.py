@@ -1,4 +1,5 @@
-"""The one table of queues and routes. Every task FacePic registers must appear here.
+"""The one table of queues and routes, derived from the table of stages
+(``facepic.pipeline.stages``). Every task FacePic registers must appear here.
 
 - ``cpu``: detection and thumbnails, CPU-bound; any number of workers on any machine.
 - ``upload``: originals and thumbnails to the bucket; I/O-bound, may run with more concurrency.
@@ -8,20 +9,20 @@
   (``workers.batches``) a batch at a time.
 """
 
-from facepic.pipeline.job import STAGES
+from facepic.pipeline.stages import STAGES, in_order
 
 QUEUES = ("cpu", "upload", "index")
 CPU_QUEUES = ("cpu", "upload")  # what a CPU worker consumes
 INDEX_QUEUE = "index"
 
-# The queue of each stage (the stages themselves are named once, in facepic.pipeline.job). The
-# CPU-side stages are one Celery task each, chained; index and log are done by the index
-# worker over batches of photos handed over by the upload stage (workers.batches): its task
-# ``facepic.index`` drains them.
-CHAINED = tuple(stage for stage in STAGES if stage not in ("index", "log"))
-STAGE_QUEUES = {"detect": "cpu", "thumbnails": "cpu", "upload": "upload"}
-STAGE_TASKS = {stage: f"facepic.{stage}" for stage in CHAINED}
-ROUTES = {STAGE_TASKS[stage]: {"queue": STAGE_QUEUES[stage]} for stage in CHAINED}
+# A stage off the index queue is one Celery task per photo, chained in the table's order; the
+# last task of a photo's chain hands it to the index worker, whose drain runs the stages on
+# the index queue over batches of photos (workers.batches).
+CHAINED = tuple(stage for stage in STAGES if stage.queue != INDEX_QUEUE)
+DRAINED = tuple(stage for stage in STAGES if stage.queue == INDEX_QUEUE)
+in_order(STAGES, lambda stage: stage.queue != INDEX_QUEUE, "the stages on the index queue come after the others")
+STAGE_TASKS = {stage.name: f"facepic.{stage.name}" for stage in CHAINED}
+ROUTES = {STAGE_TASKS[stage.name]: {"queue": stage.queue} for stage in CHAINED}
 INDEX_TASK = "facepic.index"
 ROUTES[INDEX_TASK] = {"queue": INDEX_QUEUE}
 # Settling the persons of new faces together: on the index queue, so never beside an index stage.

@@ -1,9 +1,11 @@
-"""Thin Celery tasks: each CPU-side task calls one stage of `facepic.pipeline` with the job it
-was given; the index worker's task drains the index queue in batches (`workers.batches`).
+"""Thin Celery tasks, one per chained stage of the table (``facepic.pipeline.stages``): each
+calls its stage with the job it was given; the index worker's task drains the index queue in
+batches (`workers.batches`) through the stages on the index queue.
 
-Transient failures (MongoDB or the bucket unreachable) are retried with backoff; a stage
-that still fails, or fails for a reason no retry cures, hands the photo to the index queue
-as failed, so the run goes on and the ledger says why.
+Every stage runs under the one failure policy (``facepic.pipeline.policy``): a retry it asks
+for becomes a Celery retry with its countdown; a photo it fails goes on to the index queue as
+failed, so the run goes on and the ledger says why. A stage that raises (a missing model, a
+data folder that cannot be written) hands the photo to the index queue as failed too.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_ready
 
 from facepic.changes import finish_pending_of
+from facepic.context import Context
 from facepic.errors import FacePicError
-from facepic.pipeline import Context, Job, cannot_process, describe_error, execute
-from facepic.pipeline.policy import BATCH_STAGES
+from facepic.pipeline.job import Job, fail
+from facepic.pipeline.policy import describe_error, execute
+from facepic.pipeline.stages import BY_NAME, Stage
 from facepic.runner import run_serial_batch
 from facepic.runtime import default_threads, limit_blas_threads
+from facepic.scan import cannot_process
 from facepic.settings import Settings
 from facepic.settle import settle_run
 from workers.app import app
 from workers.batches import BATCH, DRAIN, WATCH_SECONDS, IndexQueue
 from workers.dispatch import CeleryDispatcher
-from workers.routing import INDEX_QUEUE, INDEX_TASK
+from workers.routing import CHAINED, DRAINED, INDEX_QUEUE, INDEX_TASK, SETTLE_TASK, STAGE_TASKS
 
 log = logging.getLogger("facepic.worker")
 
@@ -115,47 +120,46 @@ def index_queue() -> IndexQueue:
 
 
 class StageTask(Task):
-    def on_failure(self, exc, task_id, args, kwargs, einfo):
-        """A stage gave up: hand the photo to the index queue as failed, so it is logged."""
-        job = args[0] if args else None
-        if not isinstance(job, dict):
+    stage = ""  # the stage's name in the table, given to each task below
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple[Job, ...], kwargs: dict, einfo: Any) -> None:
+        """The stage raised: hand the photo to the index queue as failed, so it is logged."""
+        if not args:
             return
-        stage = self.name.removeprefix("facepic.")
+        job = args[0]
         reason = describe_error(exc, context().settings)
         log.error("%s", cannot_process(job.get("file", ""), reason))
-        index_queue().push({**job, "error": reason, "failed_stage": stage})
+        index_queue().push(fail(job, self.stage, reason))
 
 
-def _run(task: Task, stage: str, job: Job) -> Job:
+def _run(task: StageTask, job: Job) -> Job:
     """One stage under the one failure policy (``facepic.pipeline.policy``): a retry it asks
-    for becomes a Celery retry with its countdown."""
-    outcome = execute(context(), stage, job, task.request.retries)
+    for becomes a Celery retry with its countdown. The last task of a photo's chain hands it
+    to the index worker."""
+    outcome = execute(context(), BY_NAME[task.stage], job, task.request.retries)
     if outcome.job is None:
-        raise task.retry(countdown=outcome.retry_in, max_retries=context().settings.retries)
-    if outcome.job.get("error") and not job.get("error"):
-        log.warning("%s", cannot_process(job.get("file", ""), outcome.job["error"]))
-    if stage == "detect":
-        for warning in outcome.job.get("warnings") or ():
+        raise task.retry(countdown=outcome.retry_in)
+    out = outcome.job
+    if out.get("error") and not job.get("error"):
+        log.warning("%s", cannot_process(job.get("file", ""), out["error"]))
+    for warning in out.get("warnings") or ():
+        if warning not in (job.get("warnings") or ()):
             log.warning("%s: %s", job.get("file", ""), warning)
-    return outcome.job
-
-
-@app.task(name="facepic.detect", base=StageTask, bind=True)
-def detect(self: Task, job: Job) -> Job:
-    return _run(self, "detect", job)
-
-
-@app.task(name="facepic.thumbnails", base=StageTask, bind=True)
-def thumbnails(self: Task, job: Job) -> Job:
-    return _run(self, "thumbnails", job)
-
-
-@app.task(name="facepic.upload", base=StageTask, bind=True)
-def upload(self: Task, job: Job) -> Job:
-    """The last stage on a CPU worker: the photo then waits for the index worker."""
-    out = _run(self, "upload", job)
-    index_queue().push(out)
+    if not task.request.chain:
+        index_queue().push(out)
     return out
+
+
+def _stage_task(stage: Stage) -> Task:
+    def run(self: StageTask, job: Job) -> Job:
+        return _run(self, job)
+
+    run.__name__ = run.__qualname__ = stage.name
+    # The policy decides when a retry is enough: Celery's own limit stays out of its way.
+    return app.task(run, name=STAGE_TASKS[stage.name], base=StageTask, bind=True, stage=stage.name, max_retries=None)
+
+
+TASKS = {stage.name: _stage_task(stage) for stage in CHAINED}
 
 
 DRAIN_SECONDS = 60.0  # a drain hands over to a fresh task after this, so others can run
@@ -183,7 +187,7 @@ def index() -> str:
             if queue.release():
                 break
             continue
-        for before, job in zip(jobs, run_serial_batch(ctx, jobs, BATCH_STAGES, set())):
+        for before, job in zip(jobs, run_serial_batch(ctx, jobs, DRAINED, set())):
             if job.get("error") and not before.get("error"):  # failed here, not on the way
                 log.warning("%s", cannot_process(job.get("file", ""), job["error"]))
         queue.done()
@@ -223,7 +227,7 @@ def _settle_when_idle() -> None:
     settle.apply_async(countdown=SETTLE_DELAY)
 
 
-@app.task(name="facepic.settle")
+@app.task(name=SETTLE_TASK)
 def settle() -> str:
     """Settle the faces stored since the last settle while the index queue stays empty, a slice
     of ``SETTLE_SLICE`` faces at a time: photos that arrive meanwhile wait for one slice (a few

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facepic.cli import cli, settings_of
+from facepic.cli.group import cli, settings_of
 
 if TYPE_CHECKING:
     from facepic.db import Library
@@ -18,9 +18,9 @@ def _persons_op(obj: dict, op: Callable[[Library, Any], str], alone: bool = Fals
     """Run one change to persons against the library; print its one-line result. A change to
     one person shares the library with `facepic serve`; one to them all (``alone``) does not."""
     from facepic.changes import finish_pending
+    from facepic.context import Context
     from facepic.derived import Covers
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
 
     settings = settings_of(obj)
     with embedded_database(settings, alone=alone) as settings, Context(settings) as ctx:
@@ -163,10 +163,11 @@ def recluster(obj: dict) -> None:
 
         facepic recluster
     """
+    from facepic.matching import Rules
     from facepic.persons import recluster_library
 
     def op(lib: Library, covers: Any) -> str:
-        s = recluster_library(lib, settings_of(obj).rules, covers)
+        s = recluster_library(lib, Rules.from_settings(settings_of(obj)), covers)
         return (
             f"persons {s.persons_before} -> {s.persons_after} (created {s.persons_created}, "
             f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}"
@@ -191,11 +192,14 @@ def settle(obj: dict, everything: bool) -> None:
 
         facepic settle
     """
-    from facepic.settle import settle_library
+    from facepic.matching import Rules
+    from facepic.settle import Linkage, settle_library
 
     def op(lib: Library, covers: Any) -> str:
         settings = settings_of(obj)
-        s = settle_library(lib, settings.linkage, covers, settings.rules, everything=everything)
+        s = settle_library(
+            lib, Linkage.from_settings(settings), covers, Rules.from_settings(settings), everything=everything
+        )
         return (
             f"persons {s.persons_before} -> {s.persons_after} (created {s.persons_created}, "
             f"removed {s.persons_deleted}); faces moved {s.faces_moved}, newly assigned {s.faces_assigned}"

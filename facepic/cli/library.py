@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-import facepic.cli as facepic_cli
-from facepic.cli import cli, settings_of
+from facepic.cli import group
+from facepic.cli.group import cli, settings_of
 
 
 @cli.command()
@@ -63,7 +63,7 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
     info["not_uploaded"] = (
         sum(1 for e in done if not e.get("uploaded")) if settings.bucket_configured or settings.copy_originals else None
     )
-    lengths = facepic_cli.queue_lengths
+    lengths = group.queue_lengths
     if settings.mongodb_uri and lengths is not None:
         try:
             info["queues"] = lengths(settings)
@@ -118,9 +118,9 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
     """
     from facepic import report as reports
     from facepic.changes import finish_pending_of
+    from facepic.context import Context
     from facepic.embedded import embedded_database
     from facepic.persons import recluster_may_place
-    from facepic.pipeline import Context
 
     settings = settings_of(obj)
     sheet = None
@@ -169,8 +169,8 @@ def cleanup(obj: dict, yes: bool, dry_run: bool) -> None:
         facepic cleanup --dry-run
     """
     from facepic import cleanup as wipe
+    from facepic.context import Context
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
 
     settings = settings_of(obj)
     with embedded_database(settings, alone=True) as settings, Context(settings) as ctx:
@@ -201,9 +201,9 @@ def check(obj: dict, repair: bool) -> None:
     """
     from facepic import check as consistency
     from facepic import report as reports
+    from facepic.context import Context
     from facepic.derived import Covers
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
 
     settings = settings_of(obj)
     with embedded_database(settings) as settings, Context(settings) as ctx:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from facepic.cli import cli, settings_of
+from facepic.cli.group import cli, settings_of
 
 
 @cli.command()
@@ -24,11 +24,11 @@ def reembed(obj: dict, model_name: str, no_switch: bool) -> None:
     """
     from tqdm import tqdm
 
+    from facepic.context import Context
     from facepic.derived import Covers
     from facepic.detect import FaceEngine
     from facepic.embedded import embedded_database
     from facepic.models import resolve
-    from facepic.pipeline import Context
     from facepic.reembed import reembed as run_reembed
     from facepic.runtime import Runtime
 

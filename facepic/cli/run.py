@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from facepic.cli import (
+from facepic.cli.group import (
     STDERR,
     cli,
     finish,
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
     from facepic import models
-    from facepic.pipeline import Context, Job
+    from facepic.context import Context
+    from facepic.pipeline.job import Job
     from facepic.planner import Planner, Summary
     from facepic.runner import CpuPool
     from facepic.settings import Settings
@@ -89,7 +90,7 @@ def run(
 
 
 def _watch(settings: Settings, root: Path, upload: bool, retry_failed: bool, interval: float) -> None:
-    """Run on ``root`` again every ``interval`` seconds until interrupted (facepic.cli.watch)."""
+    """Run on ``root`` again every ``interval`` seconds until interrupted (facepic.cli.group.watch)."""
     with ExitStack() as stack:
         library = OnDemand(settings, stack)
         watch(root, interval, retry_failed, lambda steady, retry: _run(library, root, upload, False, retry, steady))
@@ -112,8 +113,8 @@ class OnDemand:
     def ctx(self) -> Context:
         if self._ctx is None:
             from facepic.changes import finish_pending_of
+            from facepic.context import Context
             from facepic.embedded import embedded_database
-            from facepic.pipeline import Context
             from facepic.runtime import limit_blas_threads
 
             limit_blas_threads(1)  # this process's index stage runs beside a pool that fills the cores
@@ -146,7 +147,7 @@ def _run(
     steady: Callable[[Any], bool] | None = None,
 ) -> Summary:
     from facepic.ledger import Ledger
-    from facepic.planner import FULL_CHAIN, UPLOAD_CHAIN, Planner
+    from facepic.planner import Planner
 
     settings = library.settings
     planner = Planner(
@@ -163,7 +164,9 @@ def _run(
     if upload_only:
         uploads = list(planner.upload_jobs())
         if uploads:
-            _process(library.ctx, uploads, UPLOAD_CHAIN, planner.summary, None, _open(library, planner, upload=True))
+            _process(
+                library.ctx, uploads, planner.summary, None, _open(library, planner, upload=True), upload_only=True
+            )
         return planner.summary
     assert root is not None
     root = planner.check_root(root)  # a missing or empty folder is said before anything loads
@@ -185,7 +188,7 @@ def _run(
             unsettled = settings.folder.unsettled
             unsettled.parent.mkdir(parents=True, exist_ok=True)
             unsettled.touch()  # a run killed from here on leaves a settle to the next one
-            _process(library.ctx, jobs, FULL_CHAIN, planner.summary, pool, choice)
+            _process(library.ctx, jobs, planner.summary, pool, choice)
             pool = None  # shut down by process()
         elif settings.folder.unsettled.exists():
             say_error("an earlier run stopped before settling its faces: settling them now")
@@ -220,12 +223,13 @@ def _open(library: OnDemand, planner: Planner, upload: bool) -> models.ModelChoi
 def _process(
     ctx: Context,
     jobs: list[Job],
-    stages: tuple[str, ...],
     summary: Summary,
     pool: CpuPool | None,
     choice: models.ModelChoice | None,
+    upload_only: bool = False,
 ) -> None:
     from facepic import runner
+    from facepic.pipeline.stages import stages_for
 
     with bar(total=len(jobs), desc="photos", unit="photo") as done_bar, ticking(done_bar):
         done_bar.set_postfix_str("loading the face model" if pool is not None else "", refresh=False)
@@ -237,7 +241,7 @@ def _process(
             done_bar.set_postfix_str(figures, refresh=False)
             done_bar.update(1)
 
-        runner.process(ctx, jobs, stages, done, pool)
+        runner.process(ctx, jobs, stages_for(upload_only), done, pool)
 
 
 def _settle(ctx: Context, faces: int) -> None:

@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from facepic.cli import cli, settings_of
+from facepic.cli.group import cli, settings_of
 
 # Waitress reads requests without a thread, so a slow client costs a connection, not a worker;
 # the limit is high enough that a few hundred idle or trickling sockets leave room for the page,
@@ -49,8 +49,8 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
         facepic serve --port 8000
     """
     from facepic.changes import finish_pending_of
+    from facepic.context import Context
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
 
     settings = settings_of(obj)
     try:

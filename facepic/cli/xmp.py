@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from facepic.cli import cli, settings_of
+from facepic.cli.group import cli, settings_of
 
 
 @cli.group()
@@ -34,9 +34,9 @@ def export(obj: dict, dry_run: bool, to: Path | None) -> None:
         facepic xmp export --dry-run
     """
     from facepic.changes import finish_pending
+    from facepic.context import Context
     from facepic.derived import Covers
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
     from facepic.xmp_export import export as export_names
 
     settings = settings_of(obj)

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from facepic import ids, quality, xmp
+from facepic.context import Context
 from facepic.decode import FORMAT_EXTENSIONS, Decoded, PhotoError, decode, read_photo, time_limit
-from facepic.detect import EMBEDDING_DIM
+from facepic.models import EMBEDDING_DIM
 from facepic.pipeline import workfile
-from facepic.pipeline.context import Context
 from facepic.pipeline.job import Job, fail
+
+
+@dataclass
+class LastDecoded:
+    """The photo detect decoded last in this process, for thumbnails when it runs next here."""
+
+    photo: tuple[str, Decoded] | None = None  # image id, decoded
 
 
 def decode_photo(ctx: Context, job: Job, with_xmp: bool = False) -> Decoded:
@@ -50,7 +58,7 @@ def detect(ctx: Context, job: Job) -> Job:
             faces = engine.detect(decoded.rgb)
     except PhotoError as e:
         return fail(job, "detect", str(e))
-    ctx.last_decoded = (job["image_id"], decoded)
+    ctx.state(LastDecoded).photo = (job["image_id"], decoded)
     n = len(faces)
     boxes = np.array([decoded.to_full(f.box) for f in faces], dtype=np.float64).reshape(n, 4)
     marks = np.array([decoded.to_full(f.landmarks) for f in faces], dtype=np.float64).reshape(n, 5, 2)
@@ -70,7 +78,7 @@ def detect(ctx: Context, job: Job) -> Job:
         "quality": np.array([[q.size, q.sharpness, q.frontal] for q in assessed], dtype=np.float64).reshape(n, 3),
         "info": np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
     }
-    if ctx.pixels_in_work_file:
+    if not ctx.stages_together:
         # The decoded pixels, for a thumbnails task that lands in another process (a Celery
         # chain's next task may): reading 2 MB back beats decoding the photo again. The
         # thumbnails stage deletes the file.

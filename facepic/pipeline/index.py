@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from facepic import documents, ids, quality, storage, versions, xmp
+from facepic.context import Context, OfLibrary
 from facepic.matching import assign_photo
 from facepic.pipeline import workfile
-from facepic.pipeline.context import Context
 from facepic.pipeline.job import Job, extension, fail
+from facepic.quality import Limits
+
+
+@dataclass
+class IndexState(OfLibrary):
+    """What this process's index stage read or wrote of the library: cover scores of persons
+    (the index stage is the only writer of covers) and the folders it has stored."""
+
+    best_scores: dict[str, float] = field(default_factory=dict)
+    folders: set[str] = field(default_factory=set)
 
 
 def _folder_docs(root: str, rel: str) -> tuple[str, list[dict[str, Any]]]:
@@ -75,7 +85,7 @@ def index_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
                 out[pos] = job
         except BaseException:
             # The matcher may hold faces of this batch that were never stored: read it again.
-            ctx.forget_matchers()
+            ctx.forget_library()
             raise
     for pos in again:
         out[pos] = index_batch(ctx, [jobs[pos]])[0]
@@ -121,7 +131,7 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
         ctx.claim_model(model)
     with_faces = [job["image_id"] for _, job, work in batch if len(work["scores"])]
     stored_all = lib.stored_persons(with_faces) if with_faces else {}
-    limits = ctx.settings.limits
+    limits = Limits.from_settings(ctx.settings)
     folders: dict[str, dict[str, Any]] = {}
     photos: list[_Photo] = []
     founders: dict[str, dict[str, str]] = {}
@@ -195,7 +205,7 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
         seq += len(photo.fresh)
         for doc in photo.faces:
             doc["seq"] = numbers.get(doc["_id"])
-    ctx.upsert_folders(list(folders.values()))
+    _upsert_folders(ctx, list(folders.values()))
     # A face stored before keeps its person and number; the others are inserted.
     lib.upsert_faces([doc for p in photos for doc in p.faces], stored={f for s in stored_all.values() for f in s})
     uploading = {p.job["image_id"] for p in photos if p.job.get("upload")}
@@ -203,7 +213,7 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
         faces = [doc for p in photos if p.info["model"] == model for doc in p.faces]
         covers = _new_covers(ctx, faces)
         lib.update_persons(model, founders[model], covers, added[model], recount[model])
-        ctx.best_scores.update({pid: face["quality"]["value"] for pid, face in covers.items()})
+        ctx.state(IndexState).best_scores.update({pid: face["quality"]["value"] for pid, face in covers.items()})
         upload = [pid for pid, face in covers.items() if face["image_id"] in uploading]
         if upload:
             _upload_covers(ctx, upload)
@@ -219,6 +229,24 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
         ]
     )
     return [(p.pos, p.job) for p in photos]
+
+
+def _upsert_folders(ctx: Context, docs: list[dict[str, Any]]) -> None:
+    """Folders not written by this process yet (a drive has few, a photo many ancestors)."""
+    known = ctx.state(IndexState).folders
+    new = [d for d in docs if d["_id"] not in known]
+    if new:
+        ctx.library.upsert_folders(new)
+        known.update(d["_id"] for d in new)
+
+
+def _best_scores(ctx: Context, person_ids: set[str]) -> dict[str, float]:
+    """Cover scores of persons, cached: the index stage is the only writer of covers."""
+    scores = ctx.state(IndexState).best_scores
+    missing = person_ids - scores.keys()
+    if missing:
+        scores.update(ctx.library.best_scores(missing))
+    return {pid: scores.get(pid, -1.0) for pid in person_ids}
 
 
 def _xmp_found(info: dict[str, Any], face_ids: list[str], boxes: np.ndarray) -> dict[str, Any]:
@@ -249,7 +277,7 @@ def _new_covers(ctx: Context, faces: list[dict[str, Any]]) -> dict[str, dict[str
     """Persons whose cover one of ``faces`` beats (a higher quality value; a cover the user
     picked is never beaten); their local cover file is replaced by that face's crop."""
     faces = [f for f in faces if f["person_id"]]
-    scores = ctx.person_best_scores({f["person_id"] for f in faces})
+    scores = _best_scores(ctx, {f["person_id"] for f in faces})
     covers: dict[str, dict[str, Any]] = {}
     for face in faces:
         pid = face["person_id"]

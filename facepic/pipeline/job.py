@@ -11,8 +11,6 @@ from typing import TypedDict
 
 from facepic import ids
 
-STAGES = ("detect", "thumbnails", "upload", "index", "log")
-
 
 class Replaced(TypedDict):
     """The old version of a photo (other content at its path) that the index stage removed."""

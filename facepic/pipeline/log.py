@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
+from facepic.context import Context
 from facepic.pipeline import workfile
-from facepic.pipeline.context import Context
 from facepic.pipeline.job import Job, extension
 from facepic.settings import redact
+
+
+@dataclass
+class Logged:
+    """Photo (root, path, sha256) -> uploaded, for every photo the ledger has as done, as of
+    the ledger's inode and size ``seen``."""
+
+    done: dict[tuple[str, str, str], bool] | None = None
+    seen: tuple[int, int] = (0, 0)
 
 
 def log(ctx: Context, job: Job) -> Job:
@@ -36,7 +46,7 @@ def log_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
     done.update(pending)
     st = os.stat(ctx.ledger.path) if entries else None
     if st is not None:
-        ctx._ledger_seen = (st.st_ino, st.st_size)
+        ctx.state(Logged).seen = (st.st_ino, st.st_size)
     for job in jobs:
         workfile.drop(ctx.folder, job["image_id"])
     return jobs
@@ -50,16 +60,17 @@ def _logged_done(ctx: Context) -> dict[tuple[str, str, str], bool]:
         seen = (st.st_ino, st.st_size)
     except FileNotFoundError:
         seen = (0, 0)
-    if seen[0] != ctx._ledger_seen[0] or seen[1] < ctx._ledger_seen[1]:
-        ctx.logged_done = None
-    if ctx.logged_done is None:
-        ctx.logged_done = {
+    logged = ctx.state(Logged)
+    if seen[0] != logged.seen[0] or seen[1] < logged.seen[1]:
+        logged.done = None
+    if logged.done is None:
+        logged.done = {
             (e.get("root", ""), e.get("path", ""), e.get("sha256", "")): bool(e.get("uploaded"))
             for e in ctx.ledger.read().by_path.values()
             if e.get("status") == "done"
         }
-    ctx._ledger_seen = seen
-    return ctx.logged_done
+    logged.seen = seen
+    return logged.done
 
 
 def _entry(ctx: Context, job: Job) -> dict[str, Any]:

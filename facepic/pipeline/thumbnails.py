@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from facepic import ids, thumbnails
+from facepic.context import Context
 from facepic.datafolder import write_atomic
 from facepic.decode import PhotoError, time_limit
 from facepic.pipeline import workfile
-from facepic.pipeline.context import Context
-from facepic.pipeline.detect import decode_photo
+from facepic.pipeline.detect import LastDecoded, decode_photo
 from facepic.pipeline.job import Job, fail
 
 
@@ -15,7 +15,8 @@ def make_thumbnails(ctx: Context, job: Job) -> Job:
     """The 300x300 thumbnail and one square crop per face, under the data folder."""
     if job.get("error"):
         return job
-    cached, ctx.last_decoded = ctx.last_decoded, None
+    last = ctx.state(LastDecoded)
+    cached, last.photo = last.photo, None
     hit = cached is not None and cached[0] == job["image_id"]
     try:
         work = workfile.load(ctx.folder, job["image_id"], pixels=not hit)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from facepic import storage
-from facepic.pipeline.context import Context
+from facepic.context import Context
 from facepic.pipeline.job import Job, extension, fail
 
 
@@ -31,3 +31,9 @@ def upload(ctx: Context, job: Job) -> Job:
     )
     store.put_file(storage.thumbnail_key(image_id), ctx.folder.thumbnail(image_id), "image/jpeg")
     return {**job, "uploaded": True, "upload_error": ""}
+
+
+def not_uploaded(job: Job, reason: str) -> Job:
+    """The bucket stayed out of reach: the photo goes on, processed but not uploaded
+    (``--upload-only`` finishes it later)."""
+    return {**job, "uploaded": False, "upload_error": reason}

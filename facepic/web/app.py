@@ -28,9 +28,9 @@ from PIL import Image
 from werkzeug.wrappers import Response as BaseResponse
 
 from facepic import storage
+from facepic.context import Context
 from facepic.errors import FacePicError
 from facepic.persons import MAX_FACES, PersonError
-from facepic.pipeline import Context
 from facepic.settings import redact
 from facepic.thumbnails import FACE_SIZE, square_window
 from facepic.web import display, guard, originals

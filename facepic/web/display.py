@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from facepic import thumbnails
+from facepic.context import Context
 from facepic.datafolder import write_atomic
 from facepic.errors import FacePicError
-from facepic.pipeline import Context
 from facepic.web import originals
 
 

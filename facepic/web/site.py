@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from facepic import persons as corrections
+from facepic.context import Context
 from facepic.db import Library
 from facepic.derived import Covers
 from facepic.documents import photo_date
 from facepic.errors import FacePicError
-from facepic.pipeline import Context
 from facepic.report import person_summary
 from facepic.thumbnails import square_window
 from facepic.web.roster import Roster

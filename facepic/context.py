@@ -1,17 +1,19 @@
-"""What the stages of one process share: settings, and lazily, models and connections."""
+"""The services one process's stages share: settings, the ledger, and lazily, the face
+engines, the database, the bucket and the persons' matchers. What a stage keeps for itself
+between photos stays in the stage's module (``Context.state``)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from facepic import snapshot, storage
 from facepic.db import Library
 from facepic.detect import FaceEngine
 from facepic.ledger import Ledger
-from facepic.matching import PersonIndex
+from facepic.matching import PersonIndex, Rules
 from facepic.models import ModelChoice, resolve
 from facepic.runtime import Runtime
 from facepic.settings import Settings
@@ -20,10 +22,16 @@ from facepic.storage import ObjectStore
 logger = logging.getLogger(__name__)
 
 EPOCH_CHECK_SECONDS = 2.0
+State = TypeVar("State")
+
+
+class OfLibrary:
+    """The base of a stage's state made of what it read from the library (cover scores, say):
+    forgotten with the matchers (``Context.forget_library``)."""
 
 
 class Context:
-    """What the stages of one process share: settings, and lazily, models and connections."""
+    """The services the stages of one process share: settings, and lazily, models and connections."""
 
     def __init__(
         self,
@@ -31,6 +39,7 @@ class Context:
         processes: int = 1,
         library: Library | None = None,
         store: ObjectStore | None = None,
+        stages_together: bool = False,
     ) -> None:
         self.settings = settings
         self.processes = processes
@@ -45,16 +54,10 @@ class Context:
         self._claimed: set[str] = set()
         self._epoch: str | None = None
         self._epoch_checked = 0.0
-        self._folders: set[str] = set()
-        # The last photo decoded by detect, for thumbnails when it runs next in this process.
-        self.last_decoded: tuple[str, Any] | None = None
-        # Keep the decoded pixels in the work file for a thumbnails task in another process
-        # (Celery); `facepic run` runs both stages in one process and needs no copy.
-        self.pixels_in_work_file = True
-        self.best_scores: dict[str, float] = {}
-        # photo (root, path, sha256) -> uploaded, for every photo this ledger has as done
-        self.logged_done: dict[tuple[str, str, str], bool] | None = None
-        self._ledger_seen: tuple[int, int] = (0, 0)  # inode, size when logged_done was last right
+        # A photo's pool stages run one after the other in this process (`facepic run`'s pool),
+        # so none needs what another left for a process of its own (a Celery chain's next task).
+        self.stages_together = stages_together
+        self._states: dict[type, Any] = {}
 
     @property
     def library(self) -> Library:
@@ -101,7 +104,7 @@ class Context:
 
     def matcher(self, model: str) -> PersonIndex:
         if model not in self._matchers:
-            matcher = PersonIndex(self.settings.rules)
+            matcher = PersonIndex(Rules.from_settings(self.settings))
             started = time.monotonic()
             known = snapshot.load(self.library, model)
             persons, matrix = known.assigned()
@@ -122,39 +125,31 @@ class Context:
         matcher = self._matchers.get(model)
         return None if matcher is None else matcher.persons
 
-    def forget_matchers(self) -> None:
-        """Read the persons' faces from MongoDB again at the next photo (a batch failed
-        midway: the matcher may know faces that were never stored)."""
+    def state(self, kind: type[State]) -> State:
+        """What one stage keeps in this process between photos: an instance of the stage's own
+        ``kind``, made at first use and dropped by ``forget_library``."""
+        if kind not in self._states:
+            self._states[kind] = kind()
+        return self._states[kind]
+
+    def forget_library(self) -> None:
+        """Forget what this process read of the library (the matchers, the stages' ``OfLibrary``
+        states): read again at the next photo. A batch failed midway and the matcher may know
+        faces that were never stored; old versions of photos were removed; the library was wiped."""
         self._matchers.clear()
-        self.best_scores.clear()
+        self._states = {kind: state for kind, state in self._states.items() if not issubclass(kind, OfLibrary)}
 
     def claim_model(self, model: str) -> None:
         """Record the library's model once; if the library was wiped since (another epoch,
-        looked at every few seconds at most), forget what was cached of the old one."""
+        looked at every few seconds at most), forget what was held of the old one."""
         now = time.monotonic()
         if now - self._epoch_checked >= EPOCH_CHECK_SECONDS or model not in self._claimed:
             self._epoch_checked = now
             epoch = self.library.epoch()
             if epoch is None or epoch != self._epoch:
                 self._claimed.clear()
-                self._matchers.clear()
-                self.best_scores.clear()
-                self._folders.clear()
+                self.forget_library()
         if model not in self._claimed:
             self.library.claim_model(model)
             self._claimed.add(model)
             self._epoch = self.library.epoch()
-
-    def upsert_folders(self, docs: list[dict[str, Any]]) -> None:
-        """Folders not written by this process yet (a drive has few, a photo many ancestors)."""
-        new = [d for d in docs if d["_id"] not in self._folders]
-        if new:
-            self.library.upsert_folders(new)
-            self._folders.update(d["_id"] for d in new)
-
-    def person_best_scores(self, person_ids: set[str]) -> dict[str, float]:
-        """Cover scores of persons, cached: the index worker is the only writer of covers."""
-        missing = person_ids - self.best_scores.keys()
-        if missing:
-            self.best_scores.update(self.library.best_scores(missing))
-        return {pid: self.best_scores.get(pid, -1.0) for pid in person_ids}
