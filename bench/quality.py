@@ -124,9 +124,9 @@ def cache_from_library(data_dir: Path, folder: Path, cache: Path, model: str = "
     """Fill ``folder``'s cache file from a finished `facepic run` over it (its embedded library in
     ``data_dir``): the faces the detect stage stored, so a large folder is not detected twice.
     Returns the photos written."""
+    from facepic.context import Context
     from facepic.documents import embeddings_from_bson
     from facepic.embedded import embedded_database
-    from facepic.pipeline.context import Context
 
     settings = Settings.load(env={"FACEPIC_DATA_DIR": str(data_dir)}, env_file=None)
     found: dict[str, tuple[np.ndarray, int, np.ndarray] | None] = {}
