@@ -7,17 +7,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from facepic import snapshot, storage
+from facepic import storage
 from facepic.db import Library
-from facepic.detect import FaceEngine
 from facepic.ledger import Ledger
-from facepic.matching import PersonIndex, Rules
 from facepic.models import ModelChoice, resolve
-from facepic.runtime import Runtime
 from facepic.settings import Settings
 from facepic.storage import ObjectStore
+
+if TYPE_CHECKING:  # the engines and matchers are imported when first used: a command that
+    # reads the library starts without NumPy, OpenCV or the runtimes
+    from facepic.detect import FaceEngine
+    from facepic.matching import PersonIndex
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,9 @@ class Context:
                 choice = self.model_choice(source)
                 key = (choice.name, choice.location)
                 if key not in self._loaded:
+                    from facepic.detect import FaceEngine
+                    from facepic.runtime import Runtime
+
                     runtime = Runtime.for_settings(self.settings, self.processes)
                     self._loaded[key] = FaceEngine(choice, self.settings.detect_size, runtime)
                 self._engines[source] = self._loaded[key]
@@ -104,6 +109,9 @@ class Context:
 
     def matcher(self, model: str) -> PersonIndex:
         if model not in self._matchers:
+            from facepic import snapshot
+            from facepic.matching import PersonIndex, Rules
+
             matcher = PersonIndex(Rules.from_settings(self.settings))
             started = time.monotonic()
             known = snapshot.load(self.library, model)

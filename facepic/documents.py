@@ -9,25 +9,33 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from bson.binary import Binary
 
 from facepic.quality import FaceQuality
 
+if TYPE_CHECKING:
+    import numpy as np
+
 
 def embedding_to_bson(vector: np.ndarray) -> Binary:
     """A 512-d embedding as little-endian float32 bytes (2 KiB), not a list of doubles."""
+    import numpy as np  # reading the library needs none (a command's start)
+
     return Binary(np.asarray(vector, dtype="<f4").tobytes())
 
 
 def embedding_from_bson(data: bytes) -> np.ndarray:
+    import numpy as np
+
     return np.frombuffer(bytes(data), dtype="<f4")
 
 
 def embeddings_from_bson(rows: Sequence[bytes], dim: int = 512) -> np.ndarray:
     """Many stored embeddings as one N x dim matrix."""
+    import numpy as np
+
     return np.frombuffer(b"".join(bytes(r) for r in rows), dtype="<f4").reshape(len(rows), dim)
 
 

@@ -22,19 +22,18 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from facepic import clustering, documents, ids
+from facepic import documents, ids
 from facepic.changes import Change
 from facepic.db import Library
 from facepic.derived import Covers, quality_of
 from facepic.documents import embeddings_from_bson
 from facepic.errors import FacePicError
 from facepic.ledger import now_iso
-from facepic.matching import Rules
 from facepic.models import EMBEDDING_DIM
 from facepic.report import counted
 
 if TYPE_CHECKING:  # the pipeline's index stage uses this module: no import back
-    pass
+    from facepic.matching import Rules
 
 
 class PersonError(FacePicError):
@@ -469,6 +468,7 @@ def pick_cover(lib: Library, ref: str, face_id: str, covers: Covers) -> None:
 
 def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSummary:
     """Run `facepic.clustering.recluster` over the library's faces and write the result."""
+    from facepic import clustering  # NumPy's: the commands that only read start without it
     model = lib.library_model()
     summary = ReclusterSummary()
     if model is None:

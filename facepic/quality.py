@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from facepic.settings import Settings
 
 SHARP_SIDE = 64
@@ -72,6 +72,8 @@ def sharpness(rgb: np.ndarray, box: np.ndarray) -> float:
     x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
     if x2 - x1 < 2 or y2 - y1 < 2:
         return 0.0
+    import numpy as np
+
     grey = cv2.cvtColor(np.ascontiguousarray(rgb[y1:y2, x1:x2]), cv2.COLOR_RGB2GRAY)
     grey = cv2.resize(grey, (SHARP_SIDE, SHARP_SIDE), interpolation=cv2.INTER_AREA)
     return float(cv2.Laplacian(grey, cv2.CV_32F).var())
@@ -79,6 +81,8 @@ def sharpness(rgb: np.ndarray, box: np.ndarray) -> float:
 
 def frontal(landmarks: np.ndarray) -> float:
     """1 frontal .. 0 profile, from the 5 landmarks (eyes, nose, mouth corners)."""
+    import numpy as np  # the worker's: reading the library needs none (a command's start)
+
     marks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     left, right, nose = marks[0], marks[1], marks[2]
     eyes = float(np.linalg.norm(right - left))

@@ -135,9 +135,12 @@ def near_persons(
     return {p: found[p] for p, b in zip(pids, best) if b > floor}
 
 
-EXACT_PAIRS = 20_000  # groups; above, each group's candidates are its NEIGHBOURS most similar
+EXACT_PAIRS = 10_000  # groups; above, each group's candidates are its NEIGHBOURS most similar
 NEIGHBOURS = 32
-IVF_FROM = 20_000  # groups from which they are searched by faiss's inverted file, not exactly
+# Groups from which they are searched by faiss's inverted file, not exactly. On lfw-large (13,446
+# faces) the persons were the same as with the exact comparison (F 0.9939 both; 6,251 of 6,257
+# persons the same faces) in 17.5 s instead of 40.9 s.
+IVF_FROM = 10_000
 
 
 def _nearest_pairs(means: np.ndarray, floor: float, block: int = 1024) -> list[tuple[int, int, float]]:
