@@ -95,6 +95,11 @@ class Linkage:
         """The first pass's floor: ``first``, or the threshold where that is higher."""
         return max(self.first, self.threshold)
 
+    def needed(self, n_a: Any, n_b: Any, faces: int) -> Any:
+        """The mean similarity two groups of ``n_a`` and ``n_b`` faces need to be one person in a
+        library of ``faces`` faces (numbers, or numpy arrays of them)."""
+        return self.floor(faces) + self.margin / np.sqrt(np.multiply(n_a, n_b))
+
 
 @dataclass
 class Settled:
@@ -457,6 +462,13 @@ def _settle_docs(
         new, index, linkage, describe, new_id, lib.recurring_person_count(), members, keep
     )
     face_ids, before = decided.ids, decided.person
+    # A person all of whose faces went to others (`settle --all` groups every face afresh) is
+    # absorbed by the one that took most of them: what rejected it, or was answered "not the
+    # same" as it, must not meet its faces there.
+    for pid in sorted({p for p in before if p} - {p for p in result if p} - set(merged_into)):
+        went = [r for b, r in zip(before, result) if b == pid and r]
+        if went and not held(pid):
+            merged_into[pid] = max(sorted(set(went)), key=went.count)
     # Faces of a settled person merged away join the person that absorbed it.
     moved_out: dict[str, list[str]] = {}
     change.reject_for_each(merged_into)

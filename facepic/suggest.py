@@ -1,0 +1,244 @@
+""" "Same person?": the pairs of persons that may be one, for the user to answer.
+
+However good the grouping, some people stay split: two persons whose faces are alike, but not
+alike enough for settling to merge them (`facepic.settle.Linkage`: mean similarity above
+``floor + margin / sqrt(n_a n_b)``). A pair is worth asking about when its mean similarity is
+within half the margin of what a merge needs (`worth_asking`, the one rule); each unnamed
+person is offered its ``OFFERED`` pairs nearest to a merge. Never asked: two named persons,
+a hidden one, two persons with a face in one photo, or two kept apart by a rejection (a face
+of one rejects the other, which is how a "no" is stored: `facepic.persons.not_same`). "Yes" is
+a merge into the named one, else the larger (`Pair.b`).
+
+The mean similarity of two persons' faces is the dot product of their mean faces, so a person
+is one row: a change to a few persons costs their rows against the others
+(`Likeness.update`), not the square of the library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from facepic.db import Library
+from facepic.detect import EMBEDDING_DIM
+from facepic.documents import embeddings_from_bson
+from facepic.settle import Linkage
+
+OFFERED = 3  # pairs offered for each unnamed person, nearest to a merge first
+WITHIN = 0.5  # of the linkage's margin: how far below what a merge needs a pair is still asked about
+NEIGHBOURS = 32  # candidates a person's row keeps when it is compared with the others
+BLOCK = 1024  # rows compared at once
+
+
+def worth_asking(linkage: Linkage, similarity: Any, n_a: Any, n_b: Any, faces: int) -> Any:
+    """Whether two persons of ``n_a`` and ``n_b`` faces whose faces have this mean similarity,
+    in a library of ``faces`` faces, may be one person (numbers, or numpy arrays of them)."""
+    return similarity > linkage.needed(n_a, n_b, faces) - WITHIN * linkage.margin
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What suggestions know of a person: the sum of its faces, and what keeps it apart."""
+
+    id: str
+    sum: np.ndarray  # of its unit embeddings
+    count: int
+    photos: frozenset[str]
+    rejects: frozenset[str]  # persons its faces reject (a "no" among them)
+    named: bool
+    hidden: bool
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two persons that may be one: ``a`` is asked about (unnamed), ``b`` keeps on a "yes"
+    (the named one, else the one with more faces)."""
+
+    a: str
+    b: str
+    similarity: float  # the mean similarity of their faces
+    needed: float  # what settling needs to merge them
+
+
+def askable(x: Facts, y: Facts) -> bool:
+    """Whether the pair may be offered at all, however alike."""
+    return not (
+        (x.named and y.named)
+        or x.hidden
+        or y.hidden
+        or x.id in y.rejects
+        or y.id in x.rejects
+        or bool(x.photos & y.photos)
+    )
+
+
+def keeper_rank(named: bool, faces: int, person_id: str) -> tuple[bool, int, str]:
+    """Of two persons answered "yes", the one ranked first keeps: the named one, else the one
+    with more faces, else the smaller id."""
+    return (not named, -faces, person_id)
+
+
+def _keeper(x: Facts, y: Facts) -> bool:
+    """Whether ``x`` keeps on a "yes" with ``y``."""
+    return keeper_rank(x.named, x.count, x.id) < keeper_rank(y.named, y.count, y.id)
+
+
+class Likeness:
+    """Every person's mean face and facts, and the pairs worth asking about among them."""
+
+    def __init__(self, linkage: Linkage) -> None:
+        self.linkage = linkage
+        self.facts: dict[str, Facts] = {}
+        self.faces = 0  # in persons: the library's size for the linkage's floor
+        self._row: dict[str, int] = {}
+        self._ids: list[str | None] = []
+        self._free: list[int] = []
+        self._means = np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        self._counts = np.zeros(0, dtype=np.int64)
+        self._near: dict[str, dict[str, float]] = {}  # person -> person -> mean similarity
+        self._pairs: list[Pair] | None = None
+
+    def update(self, changed: Iterable[str], facts: Mapping[str, Facts]) -> None:
+        """Persons ``changed`` are now as ``facts`` says (one missing or without faces: gone)."""
+        changed = sorted(set(changed))
+        for pid in changed:
+            self._drop(pid)
+        fresh = [facts[p] for p in changed if p in facts and facts[p].count > 0]
+        for f in fresh:
+            self._put(f)
+        # Pairs need an unnamed person: a named one is compared only as a changed one's other.
+        self._compare([self._row[f.id] for f in fresh], full=len(fresh) == len(self.facts))
+        self._pairs = None
+
+    def pairs(self) -> list[Pair]:
+        """Each unnamed person's ``OFFERED`` pairs nearest to a merge, nearest first."""
+        if self._pairs is None:
+            chosen: dict[tuple[str, str], Pair] = {}
+            for pid, near in self._near.items():
+                x = self.facts[pid]
+                if x.named:
+                    continue
+                ranked = []
+                for other, similarity in near.items():
+                    y = self.facts[other]
+                    needed = float(self.linkage.needed(x.count, y.count, self.faces))
+                    if worth_asking(self.linkage, similarity, x.count, y.count, self.faces):
+                        ranked.append((needed - similarity, other, similarity, needed))
+                for _, other, similarity, needed in sorted(ranked)[:OFFERED]:
+                    y = self.facts[other]
+                    a, b = (other, pid) if _keeper(x, y) else (pid, other)
+                    chosen[(a, b)] = Pair(a, b, similarity, needed)
+            self._pairs = sorted(chosen.values(), key=lambda p: (p.needed - p.similarity, p.a, p.b))
+        return self._pairs
+
+    def of(self, person_id: str) -> list[Pair]:
+        return [p for p in self.pairs() if person_id in (p.a, p.b)]
+
+    def _drop(self, pid: str) -> None:
+        old = self.facts.pop(pid, None)
+        if old is None:
+            return
+        self.faces -= old.count
+        row = self._row.pop(pid)
+        self._ids[row] = None
+        self._means[row] = 0
+        self._counts[row] = 0
+        self._free.append(row)
+        for other in self._near.pop(pid, {}):
+            self._near[other].pop(pid, None)
+
+    def _put(self, f: Facts) -> None:
+        if self._free:
+            row = self._free.pop()
+        else:
+            row = len(self._ids)
+            self._ids.append(None)
+            if row >= len(self._means):
+                grow = max(1024, len(self._means))
+                self._means = np.concatenate([self._means, np.zeros((grow, EMBEDDING_DIM), dtype=np.float32)])
+                self._counts = np.concatenate([self._counts, np.zeros(grow, dtype=np.int64)])
+        mean = np.asarray(f.sum, dtype=np.float64) / f.count
+        self._means[row] = np.where(np.isfinite(mean), mean, 0.0)  # a broken embedding likens nobody
+        self._counts[row] = f.count
+        self._ids[row] = f.id
+        self._row[f.id] = row
+        self.facts[f.id] = f
+        self.faces += f.count
+
+    def _compare(self, rows: list[int], full: bool) -> None:
+        """Compare ``rows`` with every person (all persons: ``full``, and then only the
+        unnamed ones' rows, each pair once from either side) and keep the pairs worth asking."""
+        if full:
+            rows = [r for r in rows if not self.facts[self._ids[r]].named]  # type: ignore[index]
+        n = len(self._ids)
+        means, counts = self._means[:n], self._counts[:n]
+        for start in range(0, len(rows), BLOCK):
+            part = np.asarray(rows[start : start + BLOCK])
+            sims = means[part] @ means.T
+            with np.errstate(divide="ignore"):  # a free row has no faces: it needs the impossible
+                asked = worth_asking(self.linkage, sims, counts[part, None], counts[None, :], self.faces)
+                closeness = sims - self.linkage.needed(counts[part, None], counts[None, :], self.faces)
+            asked[np.arange(len(part)), part] = False
+            for r, row in enumerate(part.tolist()):
+                cols = np.flatnonzero(asked[r])
+                if len(cols) > NEIGHBOURS:
+                    cols = cols[np.argpartition(-closeness[r, cols], NEIGHBOURS - 1)[:NEIGHBOURS]]
+                x = self.facts[self._ids[row]]
+                for c in cols.tolist():
+                    y = self.facts[self._ids[c]]  # type: ignore[index]
+                    if askable(x, y):
+                        self._near.setdefault(x.id, {})[y.id] = float(sims[r, c])
+                        self._near.setdefault(y.id, {})[x.id] = float(sims[r, c])
+
+
+def read(lib: Library, person_ids: Sequence[str] | None = None) -> dict[str, Facts]:
+    """The facts of every person (or of those of ``person_ids`` that are stored), read from the
+    library: their faces' embeddings, photos and rejections, and their names."""
+    docs = {d["_id"]: d for d in lib.suggestion_persons(person_ids)}
+    owners: list[str] = []
+    rows: list[bytes] = []
+    photos: dict[str, set[str]] = {p: set() for p in docs}
+    rejects: dict[str, set[str]] = {p: set() for p in docs}
+    for f in lib.suggestion_faces(person_ids):
+        pid = str(f.get("person_id"))
+        if pid not in docs:
+            continue  # a face of a person gone meanwhile
+        owners.append(pid)
+        rows.append(bytes(f["embedding"]))
+        photos[pid].add(f["image_id"])
+        rejects[pid].update(f.get("rejected") or ())
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    if owners:
+        embeddings = embeddings_from_bson(rows, EMBEDDING_DIM).astype(np.float64)
+        order = np.argsort(np.asarray(owners), kind="stable")
+        ordered = [owners[i] for i in order]
+        starts = [i for i in range(len(ordered)) if i == 0 or ordered[i] != ordered[i - 1]]
+        totals = np.add.reduceat(embeddings[order], starts, axis=0)
+        for start, end, total in zip(starts, [*starts[1:], len(ordered)], totals):
+            sums[ordered[start]] = total
+            counts[ordered[start]] = end - start
+    return {
+        p: Facts(
+            p,
+            sums.get(p, np.zeros(EMBEDDING_DIM)),
+            counts.get(p, 0),
+            frozenset(photos[p]),
+            frozenset(rejects[p]),
+            bool(d.get("name")),
+            bool(d.get("hidden")),
+        )
+        for p, d in docs.items()
+    }
+
+
+def suggestions(lib: Library, linkage: Linkage) -> list[Pair]:
+    """The library's pairs worth asking about, nearest to a merge first (read whole: the
+    page keeps a `Likeness` and reads only the persons changed since)."""
+    likeness = Likeness(linkage)
+    facts = read(lib)
+    likeness.update(facts, facts)
+    return likeness.pairs()
