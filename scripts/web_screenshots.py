@@ -1,5 +1,5 @@
 """Screenshots of `facepic serve`'s pages for the README: people, a person, a photo, the
-unassigned faces, a search, each at desktop width (web-NAME.png) and phone width, 375 px
+unassigned faces, a search, "same person?", each at desktop width (web-NAME.png) and phone width, 375 px
 (web-NAME-phone.png). Needs Debian's chromium and chromium-driver, and a running `facepic serve`.
 
     python scripts/web_screenshots.py http://127.0.0.1:8000 docs/
@@ -73,6 +73,7 @@ def shoot(base: str, out: Path, suffix: str, width: int, height: int, person: st
                 ("photo", f"/photos/{photo_id}"),
                 ("unassigned", "/unassigned"),
                 ("search", search),
+                ("same", "/same"),
             ):
                 driver.get(base + path)
                 # Load every image now (lazy ones too) and wait for them, so no tile is blank.
