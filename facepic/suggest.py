@@ -116,21 +116,28 @@ class Likeness:
     def pairs(self) -> list[Pair]:
         """Each unnamed person's ``OFFERED`` pairs nearest to a merge, nearest first."""
         if self._pairs is None:
+            # Every unnamed person's candidates in a row, the rule applied to them all at once.
+            starts, others, similarity = [0], list[str](), list[float]()
+            askers = [pid for pid in self._near if not self.facts[pid].named]
+            for pid in askers:
+                others += self._near[pid]
+                similarity += self._near[pid].values()
+                starts.append(len(others))
+            mine = np.repeat([self.facts[p].count for p in askers], np.diff(starts))
+            theirs = np.array([self.facts[o].count for o in others], dtype=np.int64)
+            needed = self.linkage.needed(mine, theirs, self.faces)
+            asked = worth_asking(self.linkage, np.asarray(similarity), mine, theirs, self.faces)
             chosen: dict[tuple[str, str], Pair] = {}
-            for pid, near in self._near.items():
+            for n, pid in enumerate(askers):
                 x = self.facts[pid]
-                if x.named:
-                    continue
-                ranked = []
-                for other, similarity in near.items():
-                    y = self.facts[other]
-                    needed = float(self.linkage.needed(x.count, y.count, self.faces))
-                    if worth_asking(self.linkage, similarity, x.count, y.count, self.faces):
-                        ranked.append((needed - similarity, other, similarity, needed))
-                for _, other, similarity, needed in sorted(ranked)[:OFFERED]:
-                    y = self.facts[other]
-                    a, b = (other, pid) if _keeper(x, y) else (pid, other)
-                    chosen[(a, b)] = Pair(a, b, similarity, needed)
+                ranked = sorted(
+                    (float(needed[i]) - similarity[i], others[i], similarity[i], float(needed[i]))
+                    for i in range(starts[n], starts[n + 1])
+                    if asked[i]
+                )
+                for _, other, sim, need in ranked[:OFFERED]:
+                    a, b = (other, pid) if _keeper(x, self.facts[other]) else (pid, other)
+                    chosen[(a, b)] = Pair(a, b, sim, need)
             self._pairs = sorted(chosen.values(), key=lambda p: (p.needed - p.similarity, p.a, p.b))
         return self._pairs
 
@@ -176,22 +183,27 @@ class Likeness:
         n = len(self._ids)
         means, counts = self._means[:n], self._counts[:n]
         for start in range(0, len(rows), BLOCK):
-            part = np.asarray(rows[start : start + BLOCK])
+            part = np.asarray(rows[start : start + BLOCK], dtype=np.int64)
             sims = means[part] @ means.T
+            # Persons of endless faces need the least: below that no pair is asked about, and
+            # the few above it get the exact test.
+            r, c = np.nonzero(worth_asking(self.linkage, sims, np.inf, np.inf, self.faces))
+            mine = part[r]
+            similarity = sims[r, c]
             with np.errstate(divide="ignore"):  # a free row has no faces: it needs the impossible
-                asked = worth_asking(self.linkage, sims, counts[part, None], counts[None, :], self.faces)
-                closeness = sims - self.linkage.needed(counts[part, None], counts[None, :], self.faces)
-            asked[np.arange(len(part)), part] = False
-            for r, row in enumerate(part.tolist()):
-                cols = np.flatnonzero(asked[r])
-                if len(cols) > NEIGHBOURS:
-                    cols = cols[np.argpartition(-closeness[r, cols], NEIGHBOURS - 1)[:NEIGHBOURS]]
-                x = self.facts[self._ids[row]]
-                for c in cols.tolist():
-                    y = self.facts[self._ids[c]]  # type: ignore[index]
-                    if askable(x, y):
-                        self._near.setdefault(x.id, {})[y.id] = float(sims[r, c])
-                        self._near.setdefault(y.id, {})[x.id] = float(sims[r, c])
+                asked = worth_asking(self.linkage, similarity, counts[mine], counts[c], self.faces) & (mine != c)
+                closeness = similarity - self.linkage.needed(counts[mine], counts[c], self.faces)
+            kept: dict[int, int] = {}
+            order = np.lexsort((-closeness, mine))  # by row, nearest a merge first
+            for i in order[asked[order]].tolist():
+                row, col = int(mine[i]), int(c[i])
+                kept[row] = kept.get(row, 0) + 1
+                if kept[row] > NEIGHBOURS:
+                    continue
+                x, y = self.facts[self._ids[row]], self.facts[self._ids[col]]  # type: ignore[index]
+                if askable(x, y):
+                    self._near.setdefault(x.id, {})[y.id] = float(similarity[i])
+                    self._near.setdefault(y.id, {})[x.id] = float(similarity[i])
 
 
 def read(lib: Library, person_ids: Sequence[str] | None = None) -> dict[str, Facts]:
@@ -203,24 +215,27 @@ def read(lib: Library, person_ids: Sequence[str] | None = None) -> dict[str, Fac
     photos: dict[str, set[str]] = {p: set() for p in docs}
     rejects: dict[str, set[str]] = {p: set() for p in docs}
     for f in lib.suggestion_faces(person_ids):
-        pid = str(f.get("person_id"))
+        pid = f["person_id"]
         if pid not in docs:
             continue  # a face of a person gone meanwhile
         owners.append(pid)
-        rows.append(bytes(f["embedding"]))
+        rows.append(f["embedding"])
         photos[pid].add(f["image_id"])
-        rejects[pid].update(f.get("rejected") or ())
+        if f.get("rejected"):
+            rejects[pid].update(f["rejected"])
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     if owners:
-        embeddings = embeddings_from_bson(rows, EMBEDDING_DIM).astype(np.float64)
-        order = np.argsort(np.asarray(owners), kind="stable")
-        ordered = [owners[i] for i in order]
-        starts = [i for i in range(len(ordered)) if i == 0 or ordered[i] != ordered[i - 1]]
-        totals = np.add.reduceat(embeddings[order], starts, axis=0)
-        for start, end, total in zip(starts, [*starts[1:], len(ordered)], totals):
-            sums[ordered[start]] = total
-            counts[ordered[start]] = end - start
+        from scipy import sparse  # a dependency of the face engine's scikit-image
+
+        # Each person's sum in one sparse product (a cumulative sum down the rows took a second).
+        persons, which, sizes = np.unique(np.asarray(owners), return_inverse=True, return_counts=True)
+        onehot = sparse.csr_matrix(
+            (np.ones(len(owners)), (which, np.arange(len(owners)))), shape=(len(persons), len(owners))
+        )
+        totals = onehot @ embeddings_from_bson(rows, EMBEDDING_DIM).astype(np.float64)
+        sums = dict(zip(persons.tolist(), totals))
+        counts = dict(zip(persons.tolist(), sizes.tolist()))
     return {
         p: Facts(
             p,

@@ -111,7 +111,9 @@ class Roster:
 
 class Suggested:
     """The library's "same person?" pairs (`facepic.suggest.Likeness`), brought up to date
-    from the library's list of changed persons on each question."""
+    from the library's list of changed persons on each question. Reading every person again
+    (after a change too large to list, such as a recluster: seconds at 10,000 persons) is done
+    aside, the pairs known before answering meanwhile; only the very first read is waited for."""
 
     def __init__(self, lib: Library, linkage: Linkage) -> None:
         self.lib = lib
@@ -119,6 +121,7 @@ class Suggested:
         self._likeness: suggest.Likeness | None = None
         self._version = ""
         self._lock = threading.Lock()
+        self._aside: threading.Thread | None = None
 
     def pairs(self, person_id: str | None = None) -> list[suggest.Pair]:
         """Every pair, nearest to a merge first; or those of ``person_id``."""
@@ -135,18 +138,33 @@ class Suggested:
 
     def _current(self) -> suggest.Likeness:
         changes = self.lib.persons_changes()
-        if self._likeness is not None and changes["version"] == self._version:
+        if self._likeness is None:
+            self._likeness, self._version = self._whole(), changes["version"]
+        if changes["version"] == self._version:
             return self._likeness
-        changed = _changed_since(self._version, changes["log"]) if self._likeness is not None else None
-        if self._likeness is None or changed is None:
-            likeness = suggest.Likeness(self.linkage)
-            facts = suggest.read(self.lib)
-            likeness.update(facts, facts)
-            self._likeness = likeness
-        else:
+        changed = _changed_since(self._version, changes["log"])
+        if changed is not None:
             self._likeness.update(changed, suggest.read(self.lib, sorted(changed)))
-        self._version = changes["version"]
+            self._version = changes["version"]
+        elif self._aside is None or not self._aside.is_alive():
+            self._aside = threading.Thread(target=self._replace, args=(changes["version"],), daemon=True)
+            self._aside.start()
         return self._likeness
+
+    def _whole(self) -> suggest.Likeness:
+        likeness = suggest.Likeness(self.linkage)
+        facts = suggest.read(self.lib)
+        likeness.update(facts, facts)
+        return likeness
+
+    def _replace(self, version: str) -> None:
+        """Read every person again (the library's persons at ``version`` or later), then use that."""
+        try:
+            likeness = self._whole()
+        except FacePicError:
+            return  # the next question tries again
+        with self._lock:
+            self._likeness, self._version = likeness, version
 
 
 def _entry(doc: dict[str, Any]) -> Entry:
