@@ -64,6 +64,31 @@ def test_the_photo_view_shows_the_whole_photo_with_named_boxes_and_walks_a_perso
     assert not rendition.exists()
 
 
+def test_the_labels_on_a_group_photo_never_touch(server: Server, browser: Any) -> None:
+    faces = [f for p in _persons(server) for f in call(f"{server.url}/api/persons/{p['id']}")[1]["faces"]]
+    group = next(f["image_id"] for f in faces if f["photo"] == "couple.jpg")
+    for width in (1280, 375):  # at a phone's width the labels are drawn larger
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 500},
+        )
+        browser.get(f"{server.url}/photos/{group}")
+        labels = browser.execute_script(
+            "return [...document.querySelectorAll('svg.boxes.whole text')].map(t => {"
+            " const r = t.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"
+        )
+        assert len(labels) == 2
+        svg = browser.execute_script(
+            "const r = document.querySelector('svg.boxes.whole').getBoundingClientRect();"
+            " return [r.left, r.top, r.right, r.bottom];"
+        )
+        for n, (left, top, right, bottom) in enumerate(labels):
+            assert svg[0] <= left and right <= svg[2] and svg[1] <= top and bottom <= svg[3]
+            for other in labels[n + 1 :]:
+                apart = right < other[0] or other[2] < left or bottom < other[1] or other[3] < top
+                assert apart, (labels, width)
+
+
 def test_the_photo_view_falls_back_to_the_thumbnail_when_the_original_is_away(
     server: Server, browser: Any, library: dict[str, str], tmp_path: Path
 ) -> None:
