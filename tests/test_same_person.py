@@ -213,3 +213,35 @@ def _store(lib: Library, person_ids: list[str], embeddings: np.ndarray, covers: 
     lib.next_seq(len(docs))
     lib.upsert_faces(docs)
     recount(lib, person_ids, covers)
+
+
+def test_the_pages_pairs_follow_the_library_and_read_it_whole_aside(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`web.roster.Suggested`: a change to a few persons is read at once; after one too large
+    to list (a recluster), the pairs known before answer while every person is read again."""
+    from facepic.web.roster import Suggested
+
+    env = offline_env
+    labels = split_library(env, tmp_path / "drive")
+    person = person_of_photo(env)
+    x0, x1, _ = sorted(p for p in labels if labels[p] == IDENTITIES[0])
+    y0, y1, _ = sorted(p for p in labels if labels[p] == IDENTITIES[1])
+    with opened(env) as ctx:
+        lib, covers = ctx.library, Covers(ctx)
+        kept = Suggested(lib, Linkage.default())
+
+        def asked() -> set[frozenset[str]]:
+            return {frozenset((p.a, p.b)) for p in kept.pairs()}
+
+        everything = asked()
+        assert len(everything) == 6
+        not_same(lib, person[x0], person[x1], covers)
+        assert asked() == everything - {frozenset((person[x0], person[x1]))}
+        # A change naming more persons than the library lists, then another "no".
+        lib.set_persons_fields([f"p{n:015x}" for n in range(600)], {"updated_at": "2024-01-01T00:00:00"})
+        not_same(lib, person[y0], person[y1], covers)
+        assert asked() == everything - {frozenset((person[x0], person[x1]))}  # known before
+        assert kept._aside is not None
+        kept._aside.join(60)
+        assert asked() == everything - {frozenset((person[x0], person[x1])), frozenset((person[y0], person[y1]))}
