@@ -95,10 +95,15 @@ class Linkage:
         """The first pass's floor: ``first``, or the threshold where that is higher."""
         return max(self.first, self.threshold)
 
-    def needed(self, n_a: Any, n_b: Any, faces: int) -> Any:
+    def level(self, persons: int) -> float:
+        """What the largest groups need to be one person in a library of ``persons`` persons of
+        two faces or more: the floor, never above the strict pass's."""
+        return min(self.floor(persons), self.strict)
+
+    def needed(self, n_a: Any, n_b: Any, persons: int) -> Any:
         """The mean similarity two groups of ``n_a`` and ``n_b`` faces need to be one person in a
-        library of ``faces`` faces (numbers, or numpy arrays of them)."""
-        return self.floor(faces) + self.margin / np.sqrt(np.multiply(n_a, n_b))
+        library of ``persons`` persons of two faces or more (numbers, or numpy arrays of them)."""
+        return self.level(persons) + self.margin / np.sqrt(np.multiply(n_a, n_b))
 
 
 @dataclass
@@ -248,7 +253,7 @@ def settle_faces(
         1 for g in strict if g.n > 1 and (g.names or any(new.can_found[i] for i in g.members))
     )
     nearest = _nearest_pairs if len(strict) > EXACT_PAIRS else None
-    floor = min(linkage.floor(found), linkage.strict)
+    floor = linkage.level(found)
     merged = agglomerate(strict, floor, margin=linkage.margin, neighbours_of=nearest)
     result: list[str | None] = [p if new.locked[i] else None for i, p in enumerate(new.person)]
     absorbed: dict[str, str] = {}

@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from bench.synthetic import _unit
+from facepic.context import Context
 from facepic.db import Library
 from facepic.derived import Covers, recount
-from facepic.detect import EMBEDDING_DIM
 from facepic.documents import embedding_from_bson, embedding_to_bson, face, new_person
 from facepic.embedded import embedded_database
+from facepic.models import EMBEDDING_DIM
 from facepic.persons import not_same
-from facepic.pipeline import Context
 from facepic.settle import Linkage, settle_library
 from tests.conftest import PHOTOS, invoke, settings_of
 from tests.test_corrections_hold import SPLIT_EVERYTHING
@@ -72,8 +72,8 @@ def mean_faces(env: dict[str, str]) -> dict[str, np.ndarray]:
 def listing(env: dict[str, str], pairs: list[tuple[str, str]]) -> str:
     """What `persons --suggest` prints for these (asked, kept) pairs of unnamed persons."""
     people, means = persons_of(env), mean_faces(env)
-    linkage = settings_of(env).linkage
-    total = sum(p["face_count"] for p in people.values())
+    linkage = Linkage.from_settings(settings_of(env))
+    grown = sum(1 for p in people.values() if p["face_count"] > 1)  # the linkage counts these
 
     def who(pid: str) -> str:
         n = people[pid]["face_count"]
@@ -81,7 +81,7 @@ def listing(env: dict[str, str], pairs: list[tuple[str, str]]) -> str:
 
     scored = []
     for a, b in pairs:
-        needed = linkage.needed(people[a]["face_count"], people[b]["face_count"], total)
+        needed = linkage.needed(people[a]["face_count"], people[b]["face_count"], grown)
         scored.append((needed - float(means[a] @ means[b]), a, b, float(means[a] @ means[b]), needed))
     lines = [
         f"{n:4d}  {who(a)}  ~  {who(b)}  similarity {sim:.2f} (a merge needs {needed:.2f})\n"

@@ -45,7 +45,7 @@ def test_a_split_person_is_asked_about_and_strangers_are_not() -> None:
     # The larger keeps on a "yes"; the similarity is the mean over every pair of their faces.
     assert (pair.a, pair.b) == ("pa2", "pa1")
     assert abs(pair.similarity - float(facts["pa1"].sum @ facts["pa2"].sum) / 3) < 1e-4
-    assert pair.needed == LINKAGE.floor(6) + LINKAGE.margin / np.sqrt(3)
+    assert pair.needed == LINKAGE.level(2) + LINKAGE.margin / np.sqrt(3)  # two persons of 2 faces or more
     # Named, the smaller one keeps.
     facts["pa2"] = replace(facts["pa2"], named=True)
     assert [(p.a, p.b) for p in _built(facts)] == [("pa1", "pa2")]
@@ -121,4 +121,4 @@ def test_following_changes_gives_what_reading_everything_again_gives() -> None:
         got, whole = followed.pairs(), _built(facts)
         assert [(p.a, p.b, p.needed) for p in got] == [(p.a, p.b, p.needed) for p in whole], step
         assert np.allclose([p.similarity for p in got], [p.similarity for p in whole], atol=1e-6)
-        assert followed.faces == sum(f.count for f in facts.values())
+        assert followed.persons == sum(1 for f in facts.values() if f.count > 1)

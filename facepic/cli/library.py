@@ -170,14 +170,15 @@ def _suggestions(obj: dict, as_json: bool) -> None:
     """`persons --suggest`: a line per pair, both persons and how alike they are."""
     from facepic import report as reports
     from facepic.changes import finish_pending_of
+    from facepic.context import Context
     from facepic.embedded import embedded_database
-    from facepic.pipeline import Context
+    from facepic.settle import Linkage
     from facepic.suggest import suggestions
 
     settings = settings_of(obj)
     with embedded_database(settings) as settings, Context(settings) as ctx:
         finish_pending_of(ctx)
-        pairs = suggestions(ctx.library, settings.linkage)
+        pairs = suggestions(ctx.library, Linkage.from_settings(settings))
         people = ctx.library.persons_by_id(sorted({p for pair in pairs for p in (pair.a, pair.b)}))
     rows: list[dict[str, Any]] = [
         {

@@ -21,6 +21,7 @@ from facepic.derived import Covers
 from facepic.documents import photo_date
 from facepic.errors import FacePicError
 from facepic.report import person_summary
+from facepic.settle import Linkage
 from facepic.suggest import keeper_rank
 from facepic.thumbnails import square_window
 from facepic.web.roster import Roster, Suggested
@@ -95,7 +96,7 @@ class Site:
         self.ctx = ctx
         self.covers = Covers(ctx)
         self.roster = Roster(ctx.library)
-        self.suggested = Suggested(ctx.library, ctx.settings.linkage)
+        self.suggested = Suggested(ctx.library, Linkage.from_settings(ctx.settings))
         self._lock = threading.Lock()
 
     @property
