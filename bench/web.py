@@ -21,8 +21,8 @@ import numpy as np
 
 from bench.synthetic import _faces, _unit
 from facepic.db import Library
-from facepic.detect import EMBEDDING_DIM
 from facepic.documents import embedding_to_bson, face, image_faces, new_person
+from facepic.models import EMBEDDING_DIM
 from facepic.settings import Settings
 
 NAMES = ("Ada", "Bo", "Cyd", "Dee", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jo", "Kit", "Lu", "Max", "Ned", "Oz")
