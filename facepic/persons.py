@@ -504,6 +504,7 @@ def pick_cover(lib: Library, ref: str, face_id: str, covers: Covers) -> None:
 def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSummary:
     """Run `facepic.clustering.recluster` over the library's faces and write the result."""
     from facepic import clustering  # NumPy's: the commands that only read start without it
+
     model = lib.library_model()
     summary = ReclusterSummary()
     if model is None:
