@@ -37,15 +37,18 @@ OFFERED = 3  # pairs offered for each unnamed person, nearest to a merge first
 # lfw-dev's 761 persons get 14 questions at 0.5 (56 at 1.0): kept at 0.5, few questions.
 WITHIN = 0.5
 NEIGHBOURS = 32  # candidates a person's row keeps when it is compared with the others
+# Pairs are kept this far below the rule, so that the floor may drop as much (the library losing
+# a third of its persons) before every person is compared again: the floor moves with the library.
+SLACK = 0.01
 BLOCK = 1024  # rows compared at once
 
 
-def worth_asking(linkage: Linkage, similarity: Any, n_a: Any, n_b: Any, persons: int) -> Any:
+def worth_asking(linkage: Linkage, similarity: Any, n_a: Any, n_b: Any, persons: int, slack: float = 0.0) -> Any:
     """Whether two persons of ``n_a`` and ``n_b`` faces whose faces have this mean similarity,
     in a library of ``persons`` persons of two faces or more, may be one person (numbers, or
-    numpy arrays of them)."""
+    numpy arrays of them); ``slack``: or would be, ``slack`` more alike."""
     needed, floor = linkage.needed(n_a, n_b, persons), linkage.level(persons)
-    return similarity > needed - WITHIN * (needed - floor)
+    return similarity + slack > needed - WITHIN * (needed - floor)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class Likeness:
         self._means = np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         self._counts = np.zeros(0, dtype=np.int64)
         self._near: dict[str, dict[str, float]] = {}  # person -> person -> mean similarity
+        self._compared: int | None = None  # persons of two faces or more when all were last compared
         self._pairs: list[Pair] | None = None
 
     def update(self, changed: Iterable[str], facts: Mapping[str, Facts]) -> None:
@@ -118,8 +122,13 @@ class Likeness:
         fresh = [facts[p] for p in changed if p in facts and facts[p].count > 0]
         for f in fresh:
             self._put(f)
+        rows = [self._row[f.id] for f in fresh]
+        if self._compared is None or self.linkage.level(self.persons) < self.linkage.level(self._compared) - SLACK:
+            # The floor dropped below what the kept pairs were compared against: all again.
+            self._near, self._compared = {}, self.persons
+            rows = sorted(self._row.values())
         # Pairs need an unnamed person: a named one is compared only as a changed one's other.
-        self._compare([self._row[f.id] for f in fresh], full=len(fresh) == len(self.facts))
+        self._compare(rows, full=len(rows) == len(self.facts))
         self._pairs = None
 
     def pairs(self) -> list[Pair]:
@@ -186,7 +195,9 @@ class Likeness:
 
     def _compare(self, rows: list[int], full: bool) -> None:
         """Compare ``rows`` with every person (all persons: ``full``, and then only the
-        unnamed ones' rows, each pair once from either side) and keep the pairs worth asking."""
+        unnamed ones' rows, each pair once from either side) and keep the pairs worth asking,
+        and those ``SLACK`` less alike, in the library as it was when all were compared."""
+        assert self._compared is not None
         if full:
             rows = [r for r in rows if not self.facts[self._ids[r]].named]  # type: ignore[index]
         n = len(self._ids)
@@ -196,11 +207,14 @@ class Likeness:
             sims = means[part] @ means.T
             # Persons of endless faces need the least: below that no pair is asked about, and
             # the few above it get the exact test.
-            r, c = np.nonzero(worth_asking(self.linkage, sims, np.inf, np.inf, self.persons))
+            r, c = np.nonzero(worth_asking(self.linkage, sims, np.inf, np.inf, self._compared, SLACK))
             mine = part[r]
-            similarity = sims[r, c]
+            # Each pair's similarity again in float64, the same from either side (a float32
+            # product differs in its last bits with the block it was computed in).
+            similarity = np.einsum("ij,ij->i", means[mine].astype(np.float64), means[c].astype(np.float64))
             with np.errstate(divide="ignore"):  # a free row has no faces: it needs the impossible
-                asked = worth_asking(self.linkage, similarity, counts[mine], counts[c], self.persons) & (mine != c)
+                asked = worth_asking(self.linkage, similarity, counts[mine], counts[c], self._compared, SLACK)
+                asked &= mine != c
                 closeness = similarity - self.linkage.needed(counts[mine], counts[c], self.persons)
             kept: dict[int, int] = {}
             order = np.lexsort((-closeness, mine))  # by row, nearest a merge first
