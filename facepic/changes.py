@@ -46,6 +46,7 @@ WRITES = frozenset(
         "reject_for",
         "reject_for_each",
         "forget_rejections",
+        "add_not_same",
         "set_person_fields",
         "set_persons_fields",
         "new_person_if_missing",

@@ -648,7 +648,7 @@ class Library:
         """The stored ones of ``face_ids`` with what a correction changes and keeps, by id."""
         found: dict[str, dict[str, Any]] = {}
         wanted = list(face_ids)
-        projection = {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1, "ignored": 1}
+        projection = {"image_id": 1, "person_id": 1, "rejected": 1, "not_same": 1, "locked": 1, "ignored": 1}
         with self.errors():
             for start in range(0, len(wanted), IN_BATCH):
                 found.update(
@@ -740,7 +740,7 @@ class Library:
                             {"person_id": target_id, "rejected": {"$in": one}},
                         ]
                     },
-                    {"image_id": 1, "rejected": 1, "locked": 1, "person_id": 1},
+                    {"image_id": 1, "rejected": 1, "not_same": 1, "locked": 1, "person_id": 1},
                 )
             )
 
@@ -861,7 +861,8 @@ class Library:
         self.reject_for_each({a: target_id for a in absorbed_ids})
 
     def reject_for_each(self, absorbed_by: dict[str, str]) -> None:
-        """`reject_for` for many (absorbed -> target) at once: one bulk write."""
+        """`reject_for` for many (absorbed -> target) at once: one bulk write. A face answered
+        "not the same" as an absorbed person (``not_same``) is answered so as the target too."""
         ops = [
             UpdateMany({"rejected": gone}, {"$addToSet": {"rejected": kept}})
             for gone, kept in sorted(absorbed_by.items())
@@ -869,13 +870,29 @@ class Library:
         with self.errors():
             for start in range(0, len(ops), 1000):
                 self.faces.bulk_write(ops[start : start + 1000], ordered=True)
+            # One read for every absorbed person (few faces carry an answer), then by id.
+            answered = list(self.faces.find({"not_same": {"$in": sorted(absorbed_by)}}, {"not_same": 1}))
+            carried = [
+                UpdateOne({"_id": f["_id"]}, {"$addToSet": {"not_same": {"$each": kept}}})
+                for f in answered
+                if (kept := sorted({absorbed_by[p] for p in f["not_same"] if p in absorbed_by}))
+            ]
+            for start in range(0, len(carried), 1000):
+                self.faces.bulk_write(carried[start : start + 1000], ordered=False)
+
+    def add_not_same(self, face_ids: Sequence[str], person_id: str) -> None:
+        """``face_ids`` were answered "not the same" as ``person_id``: they reject it."""
+        wanted = list(face_ids)
+        change = {"$addToSet": {"rejected": person_id, "not_same": person_id}}
+        with self.errors():
+            for start in range(0, len(wanted), IN_BATCH):
+                self.faces.update_many({"_id": {"$in": wanted[start : start + IN_BATCH]}}, change)
 
     def forget_rejections(self, face_ids: Sequence[str], person_ids: Sequence[str]) -> None:
-        """``face_ids`` no longer reject any of ``person_ids``."""
+        """``face_ids`` no longer reject any of ``person_ids`` (nor were answered "not the same")."""
+        gone = {"$in": sorted(person_ids)}
         with self.errors():
-            self.faces.update_many(
-                {"_id": {"$in": list(face_ids)}}, {"$pull": {"rejected": {"$in": sorted(person_ids)}}}
-            )
+            self.faces.update_many({"_id": {"$in": list(face_ids)}}, {"$pull": {"rejected": gone, "not_same": gone}})
 
     # --- facepic check ---------------------------------------------------------------------
 
@@ -953,19 +970,26 @@ class Library:
             self.undo_log.update_one({"_id": entry_id}, {"$set": {"undone": True}})
 
     def restore_faces(self, faces: list[dict[str, Any]]) -> None:
-        """Put faces back as they were: their person (through `set_persons`), ``locked``,
-        ``rejected`` and ``ignored``."""
+        """Put faces back as they were, in the fields each face's document names: its person
+        (through `set_persons`), ``locked``, ``rejected``, ``not_same``, ``ignored``."""
         moves: dict[str | None, list[str]] = {}
         for f in faces:
-            moves.setdefault(f.get("person_id"), []).append(f["_id"])
+            if "person_id" in f:
+                moves.setdefault(f.get("person_id"), []).append(f["_id"])
         self.set_persons(moves)
         ops = []
         for f in faces:
-            fields = {"locked": bool(f.get("locked")), "rejected": list(f.get("rejected") or [])}
+            fields: dict[str, Any] = {k: bool(f[k]) for k in ("locked",) if k in f}
+            fields.update({k: list(f[k] or []) for k in ("rejected", "not_same") if k in f})
+            change: dict[str, Any] = {}
             if f.get("ignored"):
-                ops.append(UpdateOne({"_id": f["_id"]}, {"$set": {**fields, "ignored": True}}))
-            else:
-                ops.append(UpdateOne({"_id": f["_id"]}, {"$set": fields, "$unset": {"ignored": ""}}))
+                fields["ignored"] = True
+            elif "ignored" in f:
+                change["$unset"] = {"ignored": ""}
+            if fields:
+                change["$set"] = fields
+            if change:
+                ops.append(UpdateOne({"_id": f["_id"]}, change))
         with self.errors():
             for start in range(0, len(ops), 1000):
                 self.faces.bulk_write(ops[start : start + 1000], ordered=False)
@@ -1025,6 +1049,8 @@ class Library:
             self.persons.update_many({}, {"$set": {"model": model}})
             self.images.update_many({}, {"$set": {"model": model}})
             self.db["faces_next"].drop()
+            everyone = [d["_id"] for d in self.persons.find({}, {"_id": 1})]
+        self._persons_changed(everyone)  # every person's faces have new embeddings
         return {f["image_id"] for f in staged} | {d["image_id"] for d in extra}
 
     # --- the index worker's face snapshot (its format: facepic/snapshot.py) ------------------
@@ -1125,6 +1151,32 @@ class Library:
                 for i in range(0, len(wanted), IN_BATCH)
                 for d in self.persons.find({"_id": {"$in": wanted[i : i + IN_BATCH]}}, fields)
             ]
+
+    def suggestion_persons(self, person_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """What "same person?" suggestions need of every person (or of those of ``person_ids``
+        that are stored): name and hidden."""
+        fields = {"name": 1, "hidden": 1}
+        with self.errors():
+            if person_ids is None:
+                return list(self.persons.find({}, fields))
+            wanted = sorted(set(person_ids))
+            return [
+                d
+                for i in range(0, len(wanted), IN_BATCH)
+                for d in self.persons.find({"_id": {"$in": wanted[i : i + IN_BATCH]}}, fields)
+            ]
+
+    def suggestion_faces(self, person_ids: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The person, photo, rejections and embedding of every face in a person (or in one of
+        ``person_ids``)."""
+        fields = {"person_id": 1, "image_id": 1, "rejected": 1, "embedding": 1}
+        with self.errors():
+            if person_ids is None:
+                yield from self.faces.find({"person_id": {"$ne": None}}, fields, batch_size=10_000)
+                return
+            wanted = sorted(set(person_ids))
+            for i in range(0, len(wanted), IN_BATCH):
+                yield from self.faces.find({"person_id": {"$in": wanted[i : i + IN_BATCH]}}, fields)
 
     def web_person(self, person_id: str) -> dict[str, Any] | None:
         with self.errors():

@@ -7,6 +7,8 @@ constraints that every later step respects:
 - a face the user moved is ``locked`` where they put it;
 - ``rejected`` on a face lists persons it must never join again;
 - ``cover_locked`` on a person keeps the cover the user picked;
+- ``not_same`` on a face lists the persons its person was answered "not the same" as (a "no"
+  to "same person?"): each is in its ``rejected`` too;
 - ``hidden`` persons still take their faces (so they do not come back as new persons), but
   listings leave them out.
 
@@ -122,12 +124,19 @@ def find_face(lib: Library, face_id: str) -> dict[str, Any]:
 
 # A person's fields that only the user sets, as `undo_last` puts them back (with their defaults).
 USER_FIELDS = {"name": "", "user_locked": False, "hidden": False, "cover_locked": False, "best_face_id": None}
-FACE_FIELDS = ("person_id", "locked", "rejected", "ignored")
+FACE_FIELDS = ("person_id", "locked", "rejected", "not_same", "ignored")
 
 
-def _log(lib: Library, change: Change, kind: str, face_ids: list[str], person_ids: list[str | None]) -> None:
-    """Add to ``change`` the undo log's entry of it: the faces and persons it changes, as
-    they are now (a person not there yet is one the change makes)."""
+def _log(
+    lib: Library,
+    change: Change,
+    kind: str,
+    face_ids: list[str],
+    person_ids: list[str | None],
+    face_fields: tuple[str, ...] = FACE_FIELDS,
+) -> None:
+    """Add to ``change`` the undo log's entry of it: the faces (their ``face_fields``, those it
+    changes) and persons it changes, as they are now (a person not there yet is one it makes)."""
     faces = lib.faces_to_correct(sorted(set(face_ids)))
     wanted = sorted({p for p in person_ids if p})
     persons = lib.persons_by_id(wanted)
@@ -137,7 +146,7 @@ def _log(lib: Library, change: Change, kind: str, face_ids: list[str], person_id
             "_id": f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
             "at": now_iso(),
             "kind": kind,
-            "faces": [{"_id": fid, **{k: f.get(k) for k in FACE_FIELDS}} for fid, f in sorted(faces.items())],
+            "faces": [{"_id": fid, **{k: f.get(k) for k in face_fields}} for fid, f in sorted(faces.items())],
             "persons": [
                 {
                     "_id": pid,
@@ -233,11 +242,14 @@ def _merge_into(
     # The sources' faces, and those of the target's that reject one of them.
     faces = lib.faces_for_merge(target["_id"], source_ids)
     clash = [f for f in faces if one & set(f.get("rejected") or [])]
-    out = {f["_id"] for f in clash if not f.get("locked")}
+    # A face rejecting them only as the user's "not the same" stays: the merge is the user's
+    # latest word about those persons, as a move is about a face.
+    overruled = {f["_id"] for f in clash if one & set(f.get("rejected") or []) <= set(f.get("not_same") or [])}
+    out = {f["_id"] for f in clash if not f.get("locked") and f["_id"] not in overruled}
     moving = [f for f in faces if f["person_id"] != target["_id"] and f["_id"] not in out]
     change.set_person([f["_id"] for f in moving], target["_id"])
     change.set_person(sorted(out), None, {"$set": {"locked": False}})
-    change.forget_rejections(sorted(f["_id"] for f in clash if f.get("locked")), sorted(one))
+    change.forget_rejections(sorted(f["_id"] for f in clash if f.get("locked") or f["_id"] in overruled), sorted(one))
     # A face that had rejected a source must not meet it again under the target's name:
     # the target absorbed the source, so rejecting the source means rejecting the target.
     change.reject_for(source_ids, target["_id"])
@@ -247,6 +259,29 @@ def _merge_into(
     change.set_persons_fields(source_ids, {"user_locked": False})
     change.touch([target["_id"], *source_ids], [f["image_id"] for f in faces])
     return name, dropped
+
+
+def not_same(lib: Library, first_ref: str, second_ref: str, covers: Covers | None) -> tuple[str, str]:
+    """ "Not the same person" (the answer no to "same person?"): every face of each rejects the
+    other (``not_same`` says why), so settling and `recluster` never put them together, nor
+    either with whoever absorbs the other, and the pair is not suggested again; `undo_last`
+    takes it back, a later merge of the two overrules it. Returns both persons' ids."""
+    first, second = find_person(lib, first_ref), find_person(lib, second_ref)
+    a, b = first["_id"], second["_id"]
+    if a == b:
+        raise PersonError(f"{first_ref!r} and {second_ref!r} are one person ({a})")
+    faces: dict[str, list[str]] = {a: [], b: []}
+    for f in lib.faces_with_images([a, b]):
+        faces[f["person_id"]].append(f["_id"])
+    change = Change("not same")
+    # Undo puts back what this writes, and leaves each face in the person it is in by then.
+    _log(lib, change, "not same", faces[a] + faces[b], [], face_fields=("rejected", "not_same"))
+    change.add_not_same(sorted(faces[a]), b)
+    change.add_not_same(sorted(faces[b]), a)
+    change.set_persons_fields([a, b], {"updated_at": now_iso()})
+    change.touch([a, b])
+    change.commit(lib, covers)
+    return a, b
 
 
 def _name_target(lib: Library, change: Change, name: str, clean: list[dict[str, Any]], first_face: str) -> str:
@@ -469,6 +504,7 @@ def pick_cover(lib: Library, ref: str, face_id: str, covers: Covers) -> None:
 def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSummary:
     """Run `facepic.clustering.recluster` over the library's faces and write the result."""
     from facepic import clustering  # NumPy's: the commands that only read start without it
+
     model = lib.library_model()
     summary = ReclusterSummary()
     if model is None:

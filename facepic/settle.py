@@ -95,6 +95,16 @@ class Linkage:
         """The first pass's floor: ``first``, or the threshold where that is higher."""
         return max(self.first, self.threshold)
 
+    def level(self, persons: int) -> float:
+        """What the largest groups need to be one person in a library of ``persons`` persons of
+        two faces or more: the floor, never above the strict pass's."""
+        return min(self.floor(persons), self.strict)
+
+    def needed(self, n_a: Any, n_b: Any, persons: int) -> Any:
+        """The mean similarity two groups of ``n_a`` and ``n_b`` faces need to be one person in a
+        library of ``persons`` persons of two faces or more (numbers, or numpy arrays of them)."""
+        return self.level(persons) + self.margin / np.sqrt(np.multiply(n_a, n_b))
+
 
 @dataclass
 class Settled:
@@ -243,7 +253,7 @@ def settle_faces(
         1 for g in strict if g.n > 1 and (g.names or any(new.can_found[i] for i in g.members))
     )
     nearest = _nearest_pairs if len(strict) > EXACT_PAIRS else None
-    floor = min(linkage.floor(found), linkage.strict)
+    floor = linkage.level(found)
     merged = agglomerate(strict, floor, margin=linkage.margin, neighbours_of=nearest)
     result: list[str | None] = [p if new.locked[i] else None for i, p in enumerate(new.person)]
     absorbed: dict[str, str] = {}
@@ -457,6 +467,13 @@ def _settle_docs(
         new, index, linkage, describe, new_id, lib.recurring_person_count(), members, keep
     )
     face_ids, before = decided.ids, decided.person
+    # A person all of whose faces went to others (`settle --all` groups every face afresh) is
+    # absorbed by the one that took most of them: what rejected it, or was answered "not the
+    # same" as it, must not meet its faces there.
+    for pid in sorted({p for p in before if p} - {p for p in result if p} - set(merged_into)):
+        went = [r for b, r in zip(before, result) if b == pid and r]
+        if went and not held(pid):
+            merged_into[pid] = max(sorted(set(went)), key=went.count)
     # Faces of a settled person merged away join the person that absorbed it.
     moved_out: dict[str, list[str]] = {}
     change.reject_for_each(merged_into)

@@ -30,6 +30,7 @@ from facepic.persons import (
     merge_persons,
     move_face,
     name_person,
+    not_same,
     pick_cover,
     recluster_library,
     reject_face,
@@ -94,7 +95,13 @@ def _restore(base: dict[str, Any]) -> None:
 def _state(lib: Library) -> tuple[Any, ...]:
     """What a change decides: each face's person and constraints, each person's user fields."""
     faces = sorted(
-        (f["_id"], f.get("person_id"), bool(f.get("locked")), tuple(sorted(f.get("rejected") or ())))
+        (
+            f["_id"],
+            f.get("person_id"),
+            bool(f.get("locked")),
+            tuple(sorted(f.get("rejected") or ())),
+            tuple(sorted(f.get("not_same") or ())),
+        )
         for f in lib.db["faces"].find({}, {"embedding": 0})
     )
     persons = sorted(
@@ -145,6 +152,7 @@ ACTIONS: dict[str, Callable[[dict[str, str]], Callable[[Library, Covers, Setting
     "name": lambda i: lambda lib, c, s: name_person(lib, i["big"], "Alice"),
     "hide": lambda i: lambda lib, c, s: hide_person(lib, i["second"]),
     "merge": lambda i: lambda lib, c, s: merge_persons(lib, i["big"], [i["second"]], c),
+    "not same": lambda i: lambda lib, c, s: not_same(lib, i["big"], i["second"], c),
     "move": lambda i: lambda lib, c, s: move_face(lib, i["third_face"], i["big"], c),
     "new person": lambda i: lambda lib, c, s: move_face(lib, i["big_face"], None, c),
     "reject": lambda i: lambda lib, c, s: reject_face(lib, i["big_face"], c),

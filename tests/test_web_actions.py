@@ -1,15 +1,18 @@
-"""The page's photo view, bulk actions on faces, "not a face" and undo, driven through a real
-browser (the fixtures of tests/test_web.py) and checked in the library afterwards."""
+"""The page's photo view, bulk actions on faces, "not a face", undo and "same person?", driven
+through a real browser (the fixtures of tests/test_web.py) and checked in the library afterwards."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
-from tests.conftest import invoke
+from tests.conftest import invoke, offline_settings
+from tests.test_same_person import opened, split_library
 from tests.test_web import Server, browser, built, call, click, library, persons_json, server
 
 __all__ = ["browser", "built", "library", "server"]  # fixtures, taken by name
@@ -59,6 +62,31 @@ def test_the_photo_view_shows_the_whole_photo_with_named_boxes_and_walks_a_perso
     assert result.exit_code == 0 and result.output.strip() == "the library is consistent", result.output
     assert invoke(library, "cleanup", "--yes").exit_code == 0
     assert not rendition.exists()
+
+
+def test_the_labels_on_a_group_photo_never_touch(server: Server, browser: Any) -> None:
+    faces = [f for p in _persons(server) for f in call(f"{server.url}/api/persons/{p['id']}")[1]["faces"]]
+    group = next(f["image_id"] for f in faces if f["photo"] == "couple.jpg")
+    for width in (1280, 375):  # at a phone's width the labels are drawn larger
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 500},
+        )
+        browser.get(f"{server.url}/photos/{group}")
+        labels = browser.execute_script(
+            "return [...document.querySelectorAll('svg.boxes.whole text')].map(t => {"
+            " const r = t.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"
+        )
+        assert len(labels) == 2
+        svg = browser.execute_script(
+            "const r = document.querySelector('svg.boxes.whole').getBoundingClientRect();"
+            " return [r.left, r.top, r.right, r.bottom];"
+        )
+        for n, (left, top, right, bottom) in enumerate(labels):
+            assert svg[0] <= left and right <= svg[2] and svg[1] <= top and bottom <= svg[3]
+            for other in labels[n + 1 :]:
+                apart = right < other[0] or other[2] < left or bottom < other[1] or other[3] < top
+                assert apart, (labels, width)
 
 
 def test_the_photo_view_falls_back_to_the_thumbnail_when_the_original_is_away(
@@ -217,3 +245,98 @@ def test_undo_puts_back_a_merge_a_not_a_face_and_a_name(server: Server, browser:
     result = invoke(library, "undo")
     assert result.exit_code == 1 and "nothing to undo" in result.output, result.output
     assert invoke(library, "check").output.strip() == "the library is consistent"
+
+
+@pytest.fixture(scope="module")
+def split_built(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> tuple[dict[str, str], Path]:
+    """A library of two identities' photos, each photo a person of its own (a split library):
+    every two persons of one identity are a "same person?" pair."""
+    base = tmp_path_factory.mktemp("web-split")
+    env = offline_settings(base / "data", model_root)
+    split_library(env, base / "drive")
+    return env, base / "data"
+
+
+@pytest.fixture
+def split(split_built: tuple[dict[str, str], Path], tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
+    env, data = split_built
+    shutil.copytree(data, tmp_path / "data", ignore=shutil.ignore_patterns(".facepic.lock"))
+    env = {**env, "FACEPIC_DATA_DIR": str(tmp_path / "data")}
+    started = Server(env)
+    yield started, env
+    started.stop()
+
+
+def test_same_person_pairs_are_answered_yes_and_no_on_the_page(
+    split: tuple[Server, dict[str, str]], browser: Any
+) -> None:
+    server, env = split
+    driver = browser
+    identity = {
+        p["id"]: call(f"{server.url}/api/persons/{p['id']}")[1]["faces"][0]["photo"].split("-")[0]
+        for p in _persons(server)
+    }
+    status, listed = call(server.url + "/api/same")
+    assert status == 200 and listed["total"] == 6
+    assert all(identity[p["a"]["id"]] == identity[p["b"]["id"]] for p in listed["pairs"])
+
+    # From the people page to the pairs, each shown side by side with its cover and count.
+    driver.get(server.url + "/")
+    link = driver.find_element("css selector", "a.same-link")
+    assert link.text == "Same person? 6"
+    link.click()
+    shown = driver.find_elements("css selector", "li.pair")
+    assert [p.get_attribute("data-pair") for p in shown] == [f"{p['a']['id']} {p['b']['id']}" for p in listed["pairs"]]
+    first = shown[0]
+    assert [s.text.splitlines()[:2] for s in first.find_elements("css selector", ".side")] == [
+        ["Unnamed", "1 face"]
+    ] * 2
+    assert len(first.find_elements("css selector", "img[src*='/img/cover/']")) == 2
+
+    # Yes: one person (the one with the smaller id keeps, both having one face).
+    yes = next(p for p in listed["pairs"] if identity[p["a"]["id"]] == "jessica_alba")
+    gone, kept = yes["a"]["id"], yes["b"]["id"]
+    click(driver, f"li.pair[data-pair='{gone} {kept}'] button[value=yes]")
+    assert "one person now" in driver.find_element("css selector", ".flash").text
+    assert driver.current_url == server.url + "/same"
+    persons = {p["id"]: p for p in _persons(server)}
+    assert gone not in persons and persons[kept]["face_count"] == 2
+
+    # No: kept apart, and not asked again.
+    no = next(p for p in listed["pairs"] if identity[p["a"]["id"]] == "tom_hanks")
+    a, b = no["a"]["id"], no["b"]["id"]
+    click(driver, f"li.pair[data-pair='{a} {b}'] button[value=no]")
+    assert "kept apart" in driver.find_element("css selector", ".flash").text
+    pairs = {(p["a"]["id"], p["b"]["id"]) for p in call(server.url + "/api/same")[1]["pairs"]}
+    assert (a, b) not in pairs and (b, a) not in pairs
+    assert f"{a} {b}" not in [p.get_attribute("data-pair") for p in driver.find_elements("css selector", "li.pair")]
+
+    # An unnamed person's page links to its own pairs.
+    driver.get(f"{server.url}/persons/{a}")
+    link = driver.find_element("css selector", "a.same-link")
+    mine = [p for p in call(f"{server.url}/api/same?person={a}")[1]["pairs"] if a in (p["a"]["id"], p["b"]["id"])]
+    assert link.text == f"Same person? {len(mine)}" and mine
+    link.click()
+    assert len(driver.find_elements("css selector", "li.pair")) == len(mine)
+
+    # The API answers as the page does, and refuses an answer it cannot read.
+    assert call(server.url + "/api/same", {"persons": [a, b]})[0] == 400  # yes or no: never a default
+    assert call(server.url + "/api/same", {"persons": [a], "same": False})[0] == 400
+    assert call(server.url + "/api/same", {"persons": [a, "nobody"], "same": False})[0] == 400
+    status, done = call(server.url + "/api/same", {"persons": [a, a], "same": False})
+    assert status == 400 and "one person" in done["error"]
+    server.stop()
+
+    # The library afterwards: merged; the two faces reject each other, through recluster too.
+    with opened(env) as ctx:
+        faces = {f["person_id"]: f for f in ctx.library.faces.find({"person_id": {"$in": [a, b]}}, {"embedding": 0})}
+    assert faces[a]["rejected"] == faces[a]["not_same"] == [b] and faces[b]["rejected"] == [a]
+    assert invoke(env, "recluster").exit_code == 0
+    after = persons_json(env)
+    holding = {p["id"]: {f["photo"].split("-")[0] for f in p["faces"]} for p in after if p["faces"]}
+    # Jessica Alba is one person, the merged one; Tom Hanks two, the two answered apart in each.
+    assert [p for p, who in holding.items() if "jessica_alba" in who] == [kept]
+    tom = [p for p in after if any(f["photo"].startswith("tom_hanks") for f in p["faces"])]
+    assert len(tom) == 2
+    assert all(len({f["face_id"] for f in p["faces"]} & {faces[a]["_id"], faces[b]["_id"]}) == 1 for p in tom)
+    assert invoke(env, "check").output.strip() == "the library is consistent"

@@ -3,7 +3,7 @@
 - ``group``: the `facepic` group, its one error path, and what the commands share;
 - ``run``: `facepic run` (the embedded default: the five stages in the foreground);
 - ``library``: `status`, `persons`, `cleanup`;
-- ``corrections``: `name`, `merge`, `move`, `reject`, `cover`, `hide`, `recluster`;
+- ``corrections``: `name`, `merge`, `not-same`, `move`, `reject`, `cover`, `hide`, `recluster`;
 - ``models``: `reembed`, `fetch-model`;
 - ``serve``: `serve`, the web page on the library (``facepic.web``);
 - the Celery layer adds `enqueue` (``workers.cli``): facepic itself never imports Celery.

@@ -1,4 +1,5 @@
-"""Corrections and recluster: `name`, `merge`, `move`, `reject`, `cover`, `hide`, `undo`, `recluster`.
+"""Corrections and recluster: `name`, `merge`, `not-same`, `move`, `reject`, `cover`, `hide`, `undo`,
+`recluster`.
 Each command calls one function of ``facepic.persons``, the same one any other front end calls."""
 
 from __future__ import annotations
@@ -75,6 +76,28 @@ def merge(obj: dict, target: str, sources: tuple[str, ...]) -> None:
         return f"merged {len(sources)} person(s) into {merged['_id']}" + "".join(
             f"\nnote: the name {dropped!r} was dropped" for dropped in merged["dropped_names"]
         )
+
+    _persons_op(obj, op)
+
+
+@cli.command("not-same")
+@click.argument("first")
+@click.argument("second")
+@click.pass_obj
+def not_same(obj: dict, first: str, second: str) -> None:
+    """Say that persons FIRST and SECOND are not one person (the answer no to "same person?"):
+    settling and recluster never put them together, and they are not suggested again.
+    `facepic undo` takes it back; `facepic merge` is the answer yes.
+
+    Example:
+
+        facepic not-same p3f2a9c1d p91c0d2e7
+    """
+    from facepic.persons import not_same as keep_apart
+
+    def op(lib: Library, covers: Any) -> str:
+        a, b = keep_apart(lib, first, second, covers)
+        return f"{a} and {b} are not the same person: they stay apart and are not suggested again"
 
     _persons_op(obj, op)
 

@@ -107,10 +107,16 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
     is_flag=True,
     help="Also write <data>/persons.html, a contact sheet to share (every face, the unassigned ones too).",
 )
+@click.option(
+    "--suggest",
+    is_flag=True,
+    help='Only the pairs that may be one person ("same person?"), most likely first.',
+)
 @click.pass_obj
-def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
+def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool, suggest: bool) -> None:
     """List the persons found, with their face counts (`facepic serve` shows them on a page
-    where they can be fixed).
+    where they can be fixed). With --suggest, the pairs of persons that may be one person:
+    `facepic merge` joins a pair, `facepic not-same` keeps it apart for good.
 
     Example:
 
@@ -124,6 +130,11 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
 
     settings = settings_of(obj)
     sheet = None
+    if suggest:
+        if as_html or show_all:
+            raise click.UsageError("--suggest lists pairs: it takes --json, not --html or --all")
+        _suggestions(obj, as_json)
+        return
     with embedded_database(settings) as settings, Context(settings) as ctx:
         finish_pending_of(ctx)  # a change the last process left midway
         people = reports.persons(ctx.library, hidden=show_all)
@@ -153,6 +164,51 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool) -> None:
 
 
 UNASSIGNED_ON_SHEET = 2_000  # faces of nobody on the contact sheet
+
+
+def _suggestions(obj: dict, as_json: bool) -> None:
+    """`persons --suggest`: a line per pair, both persons and how alike they are."""
+    from facepic import report as reports
+    from facepic.changes import finish_pending_of
+    from facepic.context import Context
+    from facepic.embedded import embedded_database
+    from facepic.settle import Linkage
+    from facepic.suggest import suggestions
+
+    settings = settings_of(obj)
+    with embedded_database(settings) as settings, Context(settings) as ctx:
+        finish_pending_of(ctx)
+        pairs = suggestions(ctx.library, Linkage.from_settings(settings))
+        people = ctx.library.persons_by_id(sorted({p for pair in pairs for p in (pair.a, pair.b)}))
+    rows: list[dict[str, Any]] = [
+        {
+            "a": reports.person_summary(people[p.a]),
+            "b": reports.person_summary(people[p.b]),
+            "similarity": round(p.similarity, 4),
+            "needed": round(p.needed, 4),
+        }
+        for p in pairs
+        if p.a in people and p.b in people
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+
+    def who(person: dict[str, Any]) -> str:
+        return f"{person['id']}  {person['name'] or '(unnamed)'}  {reports.counted(person['face_count'], 'face')}"
+
+    for n, row in enumerate(rows, 1):
+        click.echo(
+            f"{n:4d}  {who(row['a'])}  ~  {who(row['b'])}  "
+            f"similarity {row['similarity']:.2f} (a merge needs {row['needed']:.2f})"
+        )
+    if rows:
+        click.echo(
+            f"{reports.counted(len(rows), 'pair')} may be one person: `facepic merge SECOND FIRST` "
+            "joins a pair, `facepic not-same FIRST SECOND` keeps it apart"
+        )
+    else:
+        click.echo("no two persons look alike enough to ask whether they are one")
 
 
 @cli.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import resource
 import signal
+import threading
 from types import FrameType
 
 import click
@@ -79,6 +80,8 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
         ctx.library.ensure_indexes()  # the page's own, on a library a run made before them
         finish_pending_of(ctx)  # a change the last process left midway
         app = create_app(ctx, login)
+        # The "same person?" pairs are read whole once (a second at 10,000 persons): now, aside.
+        threading.Thread(target=app.extensions["facepic"].suggested.warm, name="suggested", daemon=True).start()
         try:
             server = waitress.create_server(
                 app,

@@ -129,7 +129,27 @@ def _pages(app: Flask, site: Site) -> None:
 
     @app.get("/")
     def people() -> str:
-        return render_template("people.html", data=_people_page(site))
+        return render_template("people.html", data=_people_page(site), suggested=len(site.suggested.pairs()))
+
+    @app.get("/same")
+    def same() -> str:
+        return render_template(
+            "same.html", data=site.same(page_number(request.args.get("page")), request.args.get("person"))
+        )
+
+    @app.post("/same")
+    def same_answer() -> BaseResponse:
+        answer = request.form.get("answer", "")
+        if answer not in ("yes", "no"):
+            abort(400, "answer is yes or no")
+        done = site.answer(request.form.get("a", ""), request.form.get("b", ""), answer == "yes")
+        if done["same"]:
+            flash(f"one person now: {done['name'] or done['id']}", "ok")
+            for dropped in done["dropped_names"]:
+                flash(f"note: the name {dropped!r} was dropped", "note")
+        else:
+            flash("kept apart: they will not be suggested again (Undo takes it back)", "ok")
+        return back(url_for("same"))
 
     @app.get("/persons/<person_id>")
     def person(person_id: str) -> str:
@@ -260,6 +280,7 @@ def _api(app: Flask, site: Site) -> None:
     )
     app.add_url_rule("/api/unassigned", "api_unassigned", lambda: jsonify(site.unassigned(page())))
     app.add_url_rule("/api/search", "api_search", lambda: jsonify(_search(site)))
+    app.add_url_rule("/api/same", "api_same", lambda: jsonify(site.same(page(), request.args.get("person"))))
 
     def post(rule: str, name: str, fn: Callable[..., Any]) -> None:
         app.add_url_rule(rule, name, lambda **kw: jsonify(fn(body(), **kw)), methods=["POST"])
@@ -288,6 +309,7 @@ def _api(app: Flask, site: Site) -> None:
         lambda d: site.move_many(_face_ids(d.get("faces")), None if flag(d, "new", False) else text(d, "person")),
     )
     post("/api/undo", "api_undo", lambda d: site.undo())
+    post("/api/same", "api_same_answer", lambda d: site.answer(*_pair(d.get("persons")), _same(d.get("same"))))
     post("/api/faces/reject", "api_reject_many", lambda d: site.reject_many(_face_ids(d.get("faces"))))
     post("/api/faces/ignore", "api_ignore_many", lambda d: site.ignore_many(_face_ids(d.get("faces"))))
 
@@ -303,6 +325,20 @@ def _api(app: Flask, site: Site) -> None:
         if request.path.startswith("/api/"):
             return jsonify(error=description), e.code
         return render_template("error.html", message=description), e.code
+
+
+def _pair(value: Any) -> tuple[str, str]:
+    """The two persons a "same person?" answer is about."""
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
+        abort(400, "'persons' must be a list of two person ids or names")
+    return value[0], value[1]
+
+
+def _same(value: Any) -> bool:
+    """The answer itself: no default, as a yes merges."""
+    if not isinstance(value, bool):
+        abort(400, "'same' must be true (one person: merge them) or false (not the same: keep them apart)")
+    return value
 
 
 def _strings(value: Any) -> list[str]:

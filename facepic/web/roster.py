@@ -1,7 +1,10 @@
 """Every person's sort keys, kept in memory and read again only when a person changed (the
 library's persons version): a page of the people page is then a slice and one read of its
 persons. The embedded server reads every key of an index before it applies a limit, so asking
-it to sort or count 10,000 persons took 400 ms a page; a slice takes a few."""
+it to sort or count 10,000 persons took 400 ms a page; a slice takes a few.
+
+The "same person?" pairs (`Suggested`) are kept the same way: every person's mean face read
+once, then only the persons changed since, compared with the others."""
 
 from __future__ import annotations
 
@@ -10,7 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from facepic import suggest
 from facepic.db import Library
+from facepic.errors import FacePicError
+from facepic.settle import Linkage
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,64 @@ class Roster:
         """The ids of the persons called ``name``, ignoring case."""
         key = name.strip().casefold()
         return [e.id for e in self._current().entries if key and e.key == key]
+
+
+class Suggested:
+    """The library's "same person?" pairs (`facepic.suggest.Likeness`), brought up to date
+    from the library's list of changed persons on each question. Reading every person again
+    (after a change too large to list, such as a recluster: seconds at 10,000 persons) is done
+    aside, the pairs known before answering meanwhile; only the very first read is waited for."""
+
+    def __init__(self, lib: Library, linkage: Linkage) -> None:
+        self.lib = lib
+        self.linkage = linkage
+        self._likeness: suggest.Likeness | None = None
+        self._version = ""
+        self._lock = threading.Lock()
+        self._aside: threading.Thread | None = None
+
+    def pairs(self, person_id: str | None = None) -> list[suggest.Pair]:
+        """Every pair, nearest to a merge first; or those of ``person_id``."""
+        with self._lock:  # an update changes the pairs in place: one at a time
+            likeness = self._current()
+            return likeness.of(person_id) if person_id else likeness.pairs()
+
+    def warm(self) -> None:
+        """Read the library now (`facepic serve` at its start), so the first page need not."""
+        try:
+            self.pairs()
+        except FacePicError:
+            pass  # the page that asks next says what failed
+
+    def _current(self) -> suggest.Likeness:
+        changes = self.lib.persons_changes()
+        if self._likeness is None:
+            self._likeness, self._version = self._whole(), changes["version"]
+        if changes["version"] == self._version:
+            return self._likeness
+        changed = _changed_since(self._version, changes["log"])
+        if changed is not None:
+            self._likeness.update(changed, suggest.read(self.lib, sorted(changed)))
+            self._version = changes["version"]
+        elif self._aside is None or not self._aside.is_alive():
+            self._aside = threading.Thread(target=self._replace, args=(changes["version"],), daemon=True)
+            self._aside.start()
+        return self._likeness
+
+    def _whole(self) -> suggest.Likeness:
+        likeness = suggest.Likeness(self.linkage)
+        facts = suggest.read(self.lib)
+        likeness.update(facts, facts)
+        return likeness
+
+    def _replace(self, version: str) -> None:
+        """Read every person again (the library's persons at ``version`` or later), then use that."""
+        try:
+            likeness = self._whole()
+        except FacePicError:
+            return  # the next question tries again
+        with self._lock:
+            self._likeness, self._version = likeness, version
 
 
 def _entry(doc: dict[str, Any]) -> Entry:

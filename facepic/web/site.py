@@ -21,10 +21,13 @@ from facepic.derived import Covers
 from facepic.documents import photo_date
 from facepic.errors import FacePicError
 from facepic.report import person_summary
+from facepic.settle import Linkage
+from facepic.suggest import keeper_rank
 from facepic.thumbnails import square_window
-from facepic.web.roster import Roster
+from facepic.web.roster import Roster, Suggested
 
 PER_PAGE = 60  # persons or faces on one page
+PAIRS_PER_PAGE = 24  # "same person?" pairs on one page
 SORTS = ("most", "name", "recent")  # the people page's orders, the first the default
 SEARCH_LIMIT = 20
 MAX_QUERY = 200  # characters of a name search
@@ -93,6 +96,7 @@ class Site:
         self.ctx = ctx
         self.covers = Covers(ctx)
         self.roster = Roster(ctx.library)
+        self.suggested = Suggested(ctx.library, Linkage.from_settings(ctx.settings))
         self._lock = threading.Lock()
 
     @property
@@ -138,6 +142,34 @@ class Site:
             "face_count": total,
             **Page(page, PER_PAGE, total).as_dict(),
             "faces": [self._face(f, images.get(f["image_id"])) for f in faces],
+            "suggested": len(self.suggested.pairs(doc["_id"])),
+        }
+
+    def same(self, page: int, ref: str | None = None) -> dict[str, Any]:
+        """A page of the "same person?" pairs (``ref``: only those of that person), nearest to a
+        merge first: ``a`` is asked about, ``b`` keeps on a "yes"."""
+        person = None
+        if ref:
+            try:
+                person = corrections.find_person(self.lib, ref)
+            except corrections.NoSuchPerson as e:
+                raise NotFound(str(e)) from None
+        pairs = self.suggested.pairs(person["_id"] if person else None)
+        shown = pairs[(page - 1) * PAIRS_PER_PAGE : page * PAIRS_PER_PAGE]
+        people = self.lib.web_persons_by_id([p for pair in shown for p in (pair.a, pair.b)])
+        return {
+            "pairs": [
+                {
+                    "a": person_summary(people[pair.a]),
+                    "b": person_summary(people[pair.b]),
+                    "similarity": round(pair.similarity, 4),
+                    "needed": round(pair.needed, 4),
+                }
+                for pair in shown
+                if pair.a in people and pair.b in people
+            ],
+            **Page(page, PAIRS_PER_PAGE, len(pairs)).as_dict(),
+            "person": person_summary(person) if person else None,
         }
 
     def photo(self, image_id: str, person: str | None = None) -> dict[str, Any]:
@@ -326,6 +358,23 @@ class Site:
     def ignore_many(self, face_ids: list[str]) -> dict[str, Any]:
         left = self._change(lambda: corrections.ignore_faces(self.lib, face_ids, self.covers))
         return {"faces": len(set(face_ids)), "left": left}
+
+    def answer(self, first: str, second: str, same: bool) -> dict[str, Any]:
+        """The answer to "same person?": yes merges the two (the named one keeps, else the one
+        with more faces), no keeps them apart for good."""
+
+        def answer() -> dict[str, Any]:
+            a, b = corrections.find_person(self.lib, first), corrections.find_person(self.lib, second)
+            if not same:
+                corrections.not_same(self.lib, a["_id"], b["_id"], self.covers)
+                return {"same": False, "persons": [a["_id"], b["_id"]]}
+            kept, gone = sorted(
+                (a, b), key=lambda p: keeper_rank(bool(p.get("name")), p.get("face_count", 0), p["_id"])
+            )
+            doc = corrections.merge_persons(self.lib, kept["_id"], [gone["_id"]], self.covers)
+            return {"same": True, "id": doc["_id"], "name": doc.get("name", ""), "dropped_names": doc["dropped_names"]}
+
+        return self._change(answer)
 
     def undo(self) -> dict[str, Any]:
         entry = self._change(lambda: corrections.undo_last(self.lib, self.covers))

@@ -1,0 +1,247 @@
+""" "Same person?" on a library whose persons are split: `persons --suggest` lists the pairs (exact
+lines), `not-same` keeps a pair apart through `recluster` and `settle --all` and out of the
+suggestions, `undo` takes it back, a later merge overrules it. The embedded database of
+`facepic run`, real photos, and a library of synthetic faces for what ids alone decide."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.synthetic import _unit
+from facepic.context import Context
+from facepic.db import Library
+from facepic.derived import Covers, recount
+from facepic.documents import embedding_from_bson, embedding_to_bson, face, new_person
+from facepic.embedded import embedded_database
+from facepic.models import EMBEDDING_DIM
+from facepic.persons import not_same
+from facepic.settle import Linkage, settle_library
+from tests.conftest import PHOTOS, invoke, settings_of
+from tests.test_corrections_hold import SPLIT_EVERYTHING
+
+IDENTITIES = ("jessica_alba", "tom_hanks")
+
+
+@contextmanager
+def opened(env: dict[str, str]) -> Iterator[Context]:
+    with embedded_database(settings_of(env)) as running, Context(running) as ctx:
+        yield ctx
+
+
+def split_library(env: dict[str, str], drive: Path) -> dict[str, str]:
+    """The photos of IDENTITIES, each a person of its own (as a hard library splits them):
+    {photo file: identity}."""
+    drive.mkdir()
+    labels = {}
+    for identity in IDENTITIES:
+        for src in sorted((PHOTOS / identity).glob("*.jpg")):
+            shutil.copy(src, drive / f"{identity}-{src.name}")
+            labels[f"{identity}-{src.name}"] = identity
+    result = invoke({**env, **SPLIT_EVERYTHING}, "run", str(drive))
+    assert result.exit_code == 0, result.output
+    return labels
+
+
+def persons_of(env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    result = invoke(env, "persons", "--json", "--all")
+    assert result.exit_code == 0, result.output
+    return {p["id"]: p for p in json.loads(result.output)}
+
+
+def person_of_photo(env: dict[str, str]) -> dict[str, str]:
+    return {f["photo"]: p["id"] for p in persons_of(env).values() for f in p["faces"]}
+
+
+def mean_faces(env: dict[str, str]) -> dict[str, np.ndarray]:
+    """Each person's mean face, read here from its faces' embeddings."""
+    with opened(env) as ctx:
+        faces = list(ctx.library.faces.find({"person_id": {"$ne": None}}, {"person_id": 1, "embedding": 1}))
+    rows: dict[str, list[np.ndarray]] = {}
+    for f in faces:
+        rows.setdefault(f["person_id"], []).append(embedding_from_bson(f["embedding"]))
+    return {p: np.mean(r, axis=0) for p, r in rows.items()}
+
+
+def listing(env: dict[str, str], pairs: list[tuple[str, str]]) -> str:
+    """What `persons --suggest` prints for these (asked, kept) pairs of unnamed persons."""
+    people, means = persons_of(env), mean_faces(env)
+    linkage = Linkage.from_settings(settings_of(env))
+    grown = sum(1 for p in people.values() if p["face_count"] > 1)  # the linkage counts these
+
+    def who(pid: str) -> str:
+        n = people[pid]["face_count"]
+        return f"{pid}  (unnamed)  {n} face{'' if n == 1 else 's'}"
+
+    scored = []
+    for a, b in pairs:
+        needed = linkage.needed(people[a]["face_count"], people[b]["face_count"], grown)
+        scored.append((needed - float(means[a] @ means[b]), a, b, float(means[a] @ means[b]), needed))
+    lines = [
+        f"{n:4d}  {who(a)}  ~  {who(b)}  similarity {sim:.2f} (a merge needs {needed:.2f})\n"
+        for n, (_, a, b, sim, needed) in enumerate(sorted(scored), 1)
+    ]
+    tail = (
+        f"{len(pairs)} pair{'' if len(pairs) == 1 else 's'} may be one person: `facepic merge SECOND FIRST` joins a "
+        "pair, `facepic not-same FIRST SECOND` keeps it apart\n"
+    )
+    return "".join(lines) + tail
+
+
+def test_a_no_keeps_a_split_person_apart_through_recluster_and_settle_and_out_of_the_suggestions(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = offline_env
+    labels = split_library(env, tmp_path / "drive")
+    person = person_of_photo(env)
+    assert len(set(person.values())) == 6
+    # Every two persons of one identity are asked about (the larger id keeps, as each has one
+    # face), strangers never.
+    pairs = []
+    for identity in IDENTITIES:
+        mine = sorted(person[p] for p in labels if labels[p] == identity)
+        pairs += [(b, a) for i, a in enumerate(mine) for b in mine[i + 1 :]]
+    result = invoke(env, "persons", "--suggest")
+    assert result.exit_code == 0 and result.output == listing(env, pairs), result.output
+    rows = json.loads(invoke(env, "persons", "--suggest", "--json").output)
+    assert {(r["a"]["id"], r["b"]["id"]) for r in rows} == set(pairs)
+
+    # "Not the same" for two photos of Jessica Alba.
+    x0, x1, x2 = sorted(p for p in labels if labels[p] == IDENTITIES[0])
+    a, b = person[x0], person[x1]
+    result = invoke(env, "not-same", a, b)
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{a} and {b} are not the same person: they stay apart and are not suggested again\n"
+    rest = [p for p in pairs if set(p) != {a, b}]
+    assert invoke(env, "persons", "--suggest").output == listing(env, rest)
+
+    def apart() -> None:
+        now = person_of_photo(env)
+        assert now[x0] != now[x1]
+        assert not {
+            (r["a"]["id"], r["b"]["id"]) for r in json.loads(invoke(env, "persons", "--suggest", "--json").output)
+        } & {
+            (now[x0], now[x1]),
+            (now[x1], now[x0]),
+        }
+        assert invoke(env, "check").output == "the library is consistent\n"
+
+    # recluster joins what is alike, never these two; nor does settling every face afresh.
+    result = invoke(env, "recluster")
+    assert result.exit_code == 0, result.output
+    apart()
+    now = person_of_photo(env)
+    assert now[x2] in (now[x0], now[x1])  # the third photo joined one of them
+    tom = {now[p] for p in labels if labels[p] == IDENTITIES[1]}
+    assert len(tom) == 1  # the other identity, asked about and not answered, is one person again
+    for _ in range(2):
+        result = invoke(env, "settle", "--all")
+        assert result.exit_code == 0, result.output
+        apart()
+        assert invoke(env, "recluster").exit_code == 0
+        apart()
+
+    # Undo takes the "no" back: the pair is asked about again.
+    result = invoke(env, "undo")
+    assert result.exit_code == 0 and result.output.startswith("undid the not same of "), result.output
+    now = person_of_photo(env)
+    (row,) = json.loads(invoke(env, "persons", "--suggest", "--json").output)
+    assert {row["a"]["id"], row["b"]["id"]} == {now[x0], now[x1]}
+
+
+def test_a_merge_after_a_no_overrules_it(offline_env: dict[str, str], tmp_path: Path) -> None:
+    env = offline_env
+    labels = split_library(env, tmp_path / "drive")
+    person = person_of_photo(env)
+    x0, x1, _ = sorted(p for p in labels if labels[p] == IDENTITIES[0])
+    y0 = sorted(p for p in labels if labels[p] == IDENTITIES[1])[0]
+    a, b, stranger = person[x0], person[x1], person[y0]
+    assert invoke(env, "not-same", a, b).exit_code == 0
+    assert invoke(env, "not-same", b, stranger).exit_code == 0
+    # The user changes their mind: one person, every face kept (none leaves for the "no").
+    result = invoke(env, "merge", b, a)
+    assert result.exit_code == 0, result.output
+    merged = persons_of(env)[b]
+    assert sorted(f["photo"] for f in merged["faces"]) == [x0, x1]
+    with opened(env) as ctx:
+        faces = list(ctx.library.faces.find({}, {"person_id": 1, "rejected": 1, "not_same": 1}))
+    # The other "no" stays, on the faces it was answered for (x0 was not in b then).
+    answers = sorted((f["rejected"], f["not_same"]) for f in faces if f["person_id"] == b)
+    assert answers == [([], []), ([stranger], [stranger])]
+    assert [(f["rejected"], f["not_same"]) for f in faces if f["person_id"] == stranger] == [([b], [b])]
+    assert invoke(env, "check").output == "the library is consistent\n"
+
+
+def test_a_no_holds_when_settling_gives_both_persons_other_ids(offline_env: dict[str, str]) -> None:
+    """Four faces of one look, each its own person; "no" for the two whose ids lose the vote
+    when `settle --all` groups each with another: the faces that rejected a person gone that
+    way reject the person that took its faces, so the next settle keeps the two apart too."""
+    rng = np.random.default_rng(0)
+    look = _unit(rng.standard_normal((1, EMBEDDING_DIM)))[0]
+    faces = _unit(0.8 * look + 0.6 * _unit(rng.standard_normal((4, EMBEDDING_DIM))))
+    # p2 is nearest p0 and p3 nearest p1, so settling pairs them so; p2 < p0 and p3 < p1 keep.
+    faces[2] = _unit((faces[0] + 0.5 * faces[2])[None])[0]
+    faces[3] = _unit((faces[1] + 0.5 * faces[3])[None])[0]
+    ids = ["pd0000000000000", "pd0000000000001", "pc0000000000000", "pc0000000000001"]
+    with opened(offline_env) as ctx:
+        lib = ctx.library
+        lib.claim_model("buffalo_s")
+        _store(lib, ids, faces, Covers(ctx))
+        not_same(lib, ids[0], ids[1], Covers(ctx))
+        linkage = Linkage.default()
+        for _ in range(2):
+            settle_library(lib, linkage, Covers(ctx), everything=True)
+            persons = {f["_id"]: f["person_id"] for f in lib.faces.find({}, {"person_id": 1})}
+            assert persons["f0"] == persons["f2"] == ids[2] and persons["f1"] == persons["f3"] == ids[3]
+            rejected = {f["_id"]: set(f.get("rejected") or ()) for f in lib.faces.find({}, {"rejected": 1})}
+            assert {ids[1], ids[3]} <= rejected["f0"] and {ids[0], ids[2]} <= rejected["f1"]
+
+
+def _store(lib: Library, person_ids: list[str], embeddings: np.ndarray, covers: Covers) -> None:
+    """A face of its own photo for each person."""
+    docs = []
+    for n, (pid, e) in enumerate(zip(person_ids, embeddings)):
+        fields = {"box": [10.0, 10.0, 90.0, 90.0], "score": 0.9, "quality": {"value": 0.5}, "model": "buffalo_s"}
+        docs.append(face(f"f{n}", f"photo{n}", 0, {**fields, "embedding": embedding_to_bson(e)}, pid, n + 1))
+        lib.new_person_if_missing(pid, new_person("buffalo_s", "2024-01-01T00:00:00"))
+    lib.next_seq(len(docs))
+    lib.upsert_faces(docs)
+    recount(lib, person_ids, covers)
+
+
+def test_the_pages_pairs_follow_the_library_and_read_it_whole_aside(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`web.roster.Suggested`: a change to a few persons is read at once; after one too large
+    to list (a recluster), the pairs known before answer while every person is read again."""
+    from facepic.web.roster import Suggested
+
+    env = offline_env
+    labels = split_library(env, tmp_path / "drive")
+    person = person_of_photo(env)
+    x0, x1, _ = sorted(p for p in labels if labels[p] == IDENTITIES[0])
+    y0, y1, _ = sorted(p for p in labels if labels[p] == IDENTITIES[1])
+    with opened(env) as ctx:
+        lib, covers = ctx.library, Covers(ctx)
+        kept = Suggested(lib, Linkage.default())
+
+        def asked() -> set[frozenset[str]]:
+            return {frozenset((p.a, p.b)) for p in kept.pairs()}
+
+        everything = asked()
+        assert len(everything) == 6
+        not_same(lib, person[x0], person[x1], covers)
+        assert asked() == everything - {frozenset((person[x0], person[x1]))}
+        # A change naming more persons than the library lists, then another "no".
+        lib.set_persons_fields([f"p{n:015x}" for n in range(600)], {"updated_at": "2024-01-01T00:00:00"})
+        not_same(lib, person[y0], person[y1], covers)
+        assert asked() == everything - {frozenset((person[x0], person[x1]))}  # known before
+        assert kept._aside is not None
+        kept._aside.join(60)
+        assert asked() == everything - {frozenset((person[x0], person[x1])), frozenset((person[y0], person[y1]))}
