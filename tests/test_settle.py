@@ -58,12 +58,17 @@ def test_single_faces_need_the_designs_similarity_groups_less() -> None:
     a, b = _unit(np.random.default_rng(0).standard_normal((2, DIM)))
     c = _unit((a + b)[None])[0]  # similarity to a and b: about 0.71
     pair = np.stack([a, _unit((0.35 * a + np.sqrt(1 - 0.35**2) * b)[None])[0]]).astype(np.float32)  # 0.35
-    result, _ = settle_faces(_faces(pair), {}, replace(Linkage.default(), threshold=0.2, margin=0.2, per_decade=0.0), _canonical)
+    result, _ = settle_faces(
+        _faces(pair), {}, replace(Linkage.default(), threshold=0.2, margin=0.2, per_decade=0.0), _canonical
+    )
     assert result[0] != result[1]  # 0.35 < 0.2 + 0.2
     # The same 0.35 against a settled person of 9 faces is enough: 0.2 + 0.2 / 3 < 0.35.
     person = Settled(pair[0].astype(np.float64) * 9, 9)
     joined, _ = settle_faces(
-        _faces(pair[1:]), {"pbig": person}, replace(Linkage.default(), threshold=0.2, margin=0.2, per_decade=0.0), _canonical
+        _faces(pair[1:]),
+        {"pbig": person},
+        replace(Linkage.default(), threshold=0.2, margin=0.2, per_decade=0.0),
+        _canonical,
     )
     assert joined == ["pbig"]
     assert float(c @ a) > 0.7
