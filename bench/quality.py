@@ -73,12 +73,17 @@ class Photo:
 
 def _detect(engine, settings, path: Path) -> tuple[np.ndarray, int, np.ndarray] | None:
     """What the detect stage keeps of one photo: embeddings, the labelled face, quality."""
+    return found_faces(engine, settings, path)[1]
+
+
+def found_faces(engine, settings, path: Path) -> tuple[list, tuple[np.ndarray, int, np.ndarray] | None]:
+    """One photo's faces (``DetectedFace``) and what the cache keeps of them (None: no face)."""
     from facepic.decode import decode
 
     decoded = decode(path, settings.detect_size, settings.max_pixels)
     faces = engine.detect(decoded.rgb)
     if not faces:
-        return None
+        return [], None
     h, w = decoded.rgb.shape[:2]
     centre = np.array([w / 2, h / 2])
     labelled = min(range(len(faces)), key=lambda i: np.linalg.norm((faces[i].box[:2] + faces[i].box[2:]) / 2 - centre))
@@ -86,7 +91,7 @@ def _detect(engine, settings, path: Path) -> tuple[np.ndarray, int, np.ndarray] 
     for f in faces:  # exactly as facepic.pipeline.detect assesses a face
         q = assess(decoded.rgb, f.box, decoded.to_full(f.box), decoded.to_full(f.landmarks), f.score)
         measured.append([q.size, q.sharpness, q.frontal, q.score])
-    return np.array([f.embedding for f in faces], dtype=np.float32), labelled, np.array(measured)
+    return faces, (np.array([f.embedding for f in faces], dtype=np.float32), labelled, np.array(measured))
 
 
 def _cache_file(cache: Path, folder: Path, model: str) -> Path:
