@@ -213,6 +213,28 @@ def settle_faces(
     and none of them rejected it, so that settling what the index stage grouped alike rewrites
     nothing; otherwise ``new_person_id(face_id, used)`` names it after its smallest face id,
     with an id not in ``used`` (the ids this settle gave already)."""
+    groups = _starting_groups(new, persons)
+    merged = _grouped(groups, new, linkage, persons_elsewhere)
+    founding = [g for g in merged if g.person is None and any(new.can_found[i] for i in g.members)]
+    used = _name_founding(new, founding, set(persons), reformed, new_person_id, keep)
+    result: list[str | None] = [p if new.locked[i] else None for i, p in enumerate(new.person)]
+    absorbed: dict[str, str] = {}
+    for g in merged:
+        if g.person is None:
+            continue  # poor faces alone found nobody
+        for i in g.members:
+            result[i] = g.person
+        absorbed.update((name, g.person) for name in g.names if name != g.person and name not in reformed)
+    for pid in sorted(reformed - used):  # gone: its faces went to other persons
+        held = [r for i in range(len(new.ids)) if new.person[i] == pid and (r := result[i])]
+        if held:
+            absorbed[pid] = max(sorted(set(held)), key=held.count)
+    return result, absorbed
+
+
+def _starting_groups(new: Faces, persons: Mapping[str, Settled]) -> list[_Group]:
+    """The settled persons as they are (a face the user placed joins its person), then every
+    other new face on its own, in face id order."""
     groups: dict[str, _Group] = {}
     for pid in sorted(persons):
         s = persons[pid]
@@ -231,10 +253,9 @@ def settle_faces(
         e = new.embeddings[i].astype(np.float64)
         held_by = new.person[i]
         if new.locked[i] and held_by:
-            pid = held_by
-            g = groups.get(pid)
+            g = groups.get(held_by)
             if g is None:
-                g = groups[pid] = _Group(np.zeros_like(e), [], {pid}, set(), set(), True, pid)
+                g = groups[held_by] = _Group(np.zeros_like(e), [], {held_by}, set(), set(), True, held_by)
             g.locked = True  # a person holding a face the user placed is the user's
             g.sum = g.sum + e
             g.members.append(i)
@@ -246,18 +267,30 @@ def settle_faces(
         # group ends with, even when all of them are grouped afresh (`settle --all`).
         was_in = {held_by} if held_by else set()
         singles.append(_Group(e, [i], set(), {new.photo[i]}, set(new.rejected[i]), False, None, held=was_in))
-    everyone = list(groups.values()) + singles
-    nearest = _nearest_pairs if len(everyone) > EXACT_PAIRS else None
-    strict = agglomerate(everyone, linkage.strict, margin=linkage.margin, neighbours_of=nearest)
+    return list(groups.values()) + singles
+
+
+def _grouped(groups: list[_Group], new: Faces, linkage: Linkage, persons_elsewhere: int) -> list[_Group]:
+    """Average linkage in two passes: a strict one that counts the persons of two faces or more
+    (with ``persons_elsewhere``), then on to the floor that count gives."""
+    nearest = _nearest_pairs if len(groups) > EXACT_PAIRS else None
+    strict = agglomerate(groups, linkage.strict, margin=linkage.margin, neighbours_of=nearest)
     found = persons_elsewhere + sum(
         1 for g in strict if g.n > 1 and (g.names or any(new.can_found[i] for i in g.members))
     )
     nearest = _nearest_pairs if len(strict) > EXACT_PAIRS else None
-    floor = linkage.level(found)
-    merged = agglomerate(strict, floor, margin=linkage.margin, neighbours_of=nearest)
-    result: list[str | None] = [p if new.locked[i] else None for i, p in enumerate(new.person)]
-    absorbed: dict[str, str] = {}
-    founding = [g for g in merged if g.person is None and any(new.can_found[i] for i in g.members)]
+    return agglomerate(strict, linkage.level(found), margin=linkage.margin, neighbours_of=nearest)
+
+
+def _name_founding(
+    new: Faces,
+    founding: list[_Group],
+    settled: set[str],
+    reformed: frozenset[str],
+    new_person_id: Callable[[str, set[str]], str],
+    keep: Callable[[str], bool] | None,
+) -> set[str]:
+    """Give each group of new faces its person id (see `settle_faces`); the ids given."""
     # A re-formed person's id goes to the group holding most of its faces (then the smaller id).
     named: dict[int, str] = {}
     used: set[str] = set()
@@ -267,8 +300,8 @@ def settle_faces(
     if keep is not None:
         # Then the index stage's persons of these faces only, the same way. (No face of a group
         # rejected a person another face of it was in: `held` kept them apart.)
-        settled = set(persons) | reformed
-        for _, voted, _, n in _votes(new, founding, lambda pid: pid not in settled):
+        taken = settled | reformed
+        for _, voted, _, n in _votes(new, founding, lambda pid: pid not in taken):
             if n not in named and voted not in used and keep(voted):
                 named[n], used = voted, used | {voted}
     for n, g in enumerate(founding):
@@ -277,17 +310,7 @@ def settle_faces(
             used.add(g.person)
         else:
             g.person = named[n]
-    for g in merged:
-        if g.person is None:
-            continue  # poor faces alone found nobody
-        for i in g.members:
-            result[i] = g.person
-        absorbed.update((name, g.person) for name in g.names if name != g.person and name not in reformed)
-    for pid in sorted(reformed - used):  # gone: its faces went to other persons
-        held = [r for i in range(len(new.ids)) if new.person[i] == pid and (r := result[i])]
-        if held:
-            absorbed[pid] = max(sorted(set(held)), key=held.count)
-    return result, absorbed
+    return used
 
 
 def _votes(new: Faces, groups: list[_Group], eligible: Callable[[str], bool]) -> list[tuple[int, str, str, int]]:
