@@ -433,6 +433,53 @@ def settle_library(
     return summary
 
 
+class _Batch:
+    """What settling a batch of the library's faces asks of the library as it goes: the
+    settled persons near them, fresh person ids, the faces of small persons to group again,
+    and whether the index stage's person may keep its id."""
+
+    def __init__(self, lib: Library, new: Faces, named: set[str]) -> None:
+        self.lib, self.named = lib, named
+        self.faces = set(new.ids)  # the faces being decided, the re-formed persons' too
+        self.photos = set(new.photo)
+        self.taken: set[str] = set()
+        self.held = _HeldElsewhere(lib, self.faces, {p for p in new.person if p}, named)
+
+    def describe(self, person_ids: list[str]) -> dict[str, Settled]:
+        out = {p: Settled(np.zeros(EMBEDDING_DIM), 0, locked=p in self.named) for p in person_ids}
+        for f in self.lib.constraining_faces(person_ids, sorted(self.photos)):
+            if f["_id"] in self.faces:
+                continue
+            s = out[f["person_id"]]
+            if f["image_id"] in self.photos:
+                s.photos.add(f["image_id"])
+            s.rejects.update(f.get("rejected") or ())
+            s.locked = s.locked or bool(f.get("locked"))
+        return out
+
+    def new_id(self, face_id: str, used: set[str]) -> str:
+        n = 0
+        while True:
+            pid = ids.person_id(face_id if n == 0 else f"{face_id}:settle:{n}")
+            if pid not in self.taken and pid not in used and not self.held(pid):
+                self.taken.add(pid)
+                return pid
+            n += 1
+
+    def members(self, person_ids: list[str]) -> Faces:
+        extra = [d for d in self.lib.faces_of_persons(person_ids) if d["_id"] not in self.faces]
+        self.faces.update(d["_id"] for d in extra)
+        self.held.persons.update(person_ids)
+        self.photos.update(d["image_id"] for d in extra)
+        return _faces_of(extra, self.named)
+
+    def keep(self, person_id: str) -> bool:
+        if person_id in self.taken or self.held(person_id):
+            return False
+        self.taken.add(person_id)
+        return True
+
+
 def _settle_docs(
     lib: Library,
     model: str,
@@ -445,65 +492,39 @@ def _settle_docs(
     summary: Summary,
 ) -> None:
     new = _faces_of(docs, named)
-    batch = set(new.ids)
-    photos = set(new.photo)
     index = index_of(model) if index_of is not None else _index_of(lib, model, rules)
-
-    def describe(person_ids: list[str]) -> dict[str, Settled]:
-        out = {p: Settled(np.zeros(EMBEDDING_DIM), 0, locked=p in named) for p in person_ids}
-        for f in lib.constraining_faces(person_ids, sorted(photos)):
-            if f["_id"] in batch:
-                continue
-            s = out[f["person_id"]]
-            if f["image_id"] in photos:
-                s.photos.add(f["image_id"])
-            s.rejects.update(f.get("rejected") or ())
-            s.locked = s.locked or bool(f.get("locked"))
-        return out
-
-    taken: set[str] = set()
-    held = _HeldElsewhere(lib, batch, {p for p in new.person if p}, named)
-
-    def new_id(face_id: str, used: set[str]) -> str:
-        n = 0
-        while True:
-            pid = ids.person_id(face_id if n == 0 else f"{face_id}:settle:{n}")
-            if pid not in taken and pid not in used and not held(pid):
-                taken.add(pid)
-                return pid
-            n += 1
-
-    def members(person_ids: list[str]) -> Faces:
-        extra = [d for d in lib.faces_of_persons(person_ids) if d["_id"] not in batch]
-        batch.update(d["_id"] for d in extra)
-        held.persons.update(person_ids)
-        photos.update(d["image_id"] for d in extra)
-        return _faces_of(extra, named)
-
-    def keep(person_id: str) -> bool:
-        if person_id in taken or held(person_id):
-            return False
-        taken.add(person_id)
-        return True
-
+    batch = _Batch(lib, new, named)
     decided, result, merged_into = settle_batch(
-        new, index, linkage, describe, new_id, lib.recurring_person_count(), members, keep
+        new, index, linkage, batch.describe, batch.new_id, lib.recurring_person_count(), batch.members, batch.keep
     )
-    face_ids, before = decided.ids, decided.person
     # A person all of whose faces went to others (`settle --all` groups every face afresh) is
     # absorbed by the one that took most of them: what rejected it, or was answered "not the
     # same" as it, must not meet its faces there.
+    before = decided.person
     for pid in sorted({p for p in before if p} - {p for p in result if p} - set(merged_into)):
         went = [r for b, r in zip(before, result) if b == pid and r]
-        if went and not held(pid):
+        if went and not batch.held(pid):
             merged_into[pid] = max(sorted(set(went)), key=went.count)
-    # Faces of a settled person merged away join the person that absorbed it.
+    _write_settled(lib, decided, result, merged_into, batch.faces, change, summary)
+
+
+def _write_settled(
+    lib: Library,
+    decided: Faces,
+    result: list[str | None],
+    merged_into: dict[str, str],
+    batch: set[str],
+    change: Change,
+    summary: Summary,
+) -> None:
+    """Record in ``change`` the faces' new persons, and the faces of the persons merged away
+    (outside ``batch``) joining the person that absorbed each."""
+    face_ids, before = decided.ids, decided.person
     moved_out: dict[str, list[str]] = {}
     change.reject_for_each(merged_into)
     for f in lib.faces_with_images(sorted(merged_into)):
         if f["_id"] not in batch:
             moved_out.setdefault(merged_into[f["person_id"]], []).append(f["_id"])
-            photos.add(f["image_id"])
     joining: dict[str | None, list[str]] = {}
     for i, fid in enumerate(face_ids):
         if result[i] != before[i]:
@@ -515,12 +536,13 @@ def _settle_docs(
     )
     if None in joining:
         change.set_person(joining[None], None)
-    touched = {p for i in range(len(face_ids)) for p in (before[i], result[i]) if p and before[i] != result[i]}
+    changed = [i for i in range(len(face_ids)) if before[i] != result[i]]
+    touched = {p for i in changed for p in (before[i], result[i]) if p}
     touched |= set(merged_into) | set(merged_into.values())
-    summary.faces_moved = sum(1 for i in range(len(face_ids)) if before[i] and result[i] and before[i] != result[i])
+    summary.faces_moved = sum(1 for i in changed if before[i] and result[i])
     summary.faces_moved += sum(len(f) for f in moved_out.values())
-    summary.faces_assigned = sum(1 for i in range(len(face_ids)) if before[i] is None and result[i])
-    changed_photos = {decided.photo[i] for i in range(len(face_ids)) if before[i] != result[i]}
+    summary.faces_assigned = sum(1 for i in changed if before[i] is None)
+    changed_photos = {decided.photo[i] for i in changed}
     if moved_out:
         changed_photos |= lib.images_of_faces([x for fs in moved_out.values() for x in fs])
     change.touch(touched, changed_photos)
