@@ -24,7 +24,6 @@ from pymongo.errors import (
     BulkWriteError,
     ConfigurationError,
     ConnectionFailure,
-    DuplicateKeyError,
     InvalidURI,
     OperationFailure,
     PyMongoError,
@@ -137,8 +136,6 @@ class Library:
                     f"MongoDB at {self._where} rejected the credentials (check FACEPIC_MONGODB_URI)"
                 ) from None
             raise DatabaseError(f"MongoDB error {e.code}: {str(e)[:160]}") from None
-        except DuplicateKeyError as e:
-            raise DatabaseError(f"MongoDB duplicate key: {str(e)[:160]}") from None
         except PyMongoError as e:
             raise DatabaseUnavailable(f"MongoDB failure: {type(e).__name__}") from None
 
@@ -168,7 +165,7 @@ class Library:
             doc = self.meta.find_one({"_id": "library"})
         return doc.get("model") if doc else None
 
-    def epoch(self) -> str | None:
+    def epoch_and_revision(self) -> str | None:
         """Changes when the library is wiped and begun again, or when persons were changed
         outside the index worker (a correction, recluster): caches of it must be dropped."""
         with self.errors():
@@ -199,9 +196,6 @@ class Library:
                 [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in docs],
                 ordered=False,
             )
-
-    def upsert_image(self, doc: dict[str, Any]) -> None:
-        self.upsert_images([doc])
 
     def upsert_images(self, docs: list[dict[str, Any]]) -> None:
         """Store photos' documents: inserted when new (the common case, and the cheaper write),
@@ -537,7 +531,7 @@ class Library:
     def unassigned_state(self) -> dict[str, Any]:
         """What the unassigned faces are, as far as a later look needs to tell whether they
         changed: the library's epoch (every change bumps it), its last face number, their count."""
-        return {"epoch": self.epoch(), "seq": self.current_seq(), "unassigned": self.unassigned_faces()}
+        return {"epoch": self.epoch_and_revision(), "seq": self.current_seq(), "unassigned": self.unassigned_faces()}
 
     def recluster_mark(self) -> dict[str, Any]:
         """What the last `recluster` left (``unassigned_state``) and how many faces it placed."""
@@ -1055,7 +1049,7 @@ class Library:
 
     # --- the index worker's face snapshot (its format: facepic/snapshot.py) ------------------
 
-    def library_epoch(self) -> str | None:
+    def epoch_alone(self) -> str | None:
         """The library's epoch alone (changes only when it is wiped and begun again)."""
         with self.errors():
             doc = self.meta.find_one({"_id": "library"}, {"epoch": 1})
@@ -1280,7 +1274,3 @@ class Library:
         page = [k[2] for k in keyed[skip : skip + limit]]
         found = self.web_images(page)
         return [found[i] for i in page if i in found], len(keyed)
-
-    def web_folder(self, folder_id: str) -> dict[str, Any] | None:
-        with self.errors():
-            return self.folders.find_one({"_id": folder_id})
