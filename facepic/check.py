@@ -25,6 +25,7 @@ from facepic.derived import Covers, recount
 from facepic.documents import image_faces
 from facepic.ledger import Ledger
 from facepic.report import counted
+from facepic.statuses import Status
 
 SHOWN = 20  # lines of one kind listed before "... and N more"
 
@@ -91,7 +92,7 @@ def check(lib: Library, folder: Any, store: storage.ObjectStore | None = None) -
 def _check_ledger(lib: Library, folder: Any, images: dict[str, dict[str, Any]], report: Report) -> None:
     state = Ledger(folder.ledger).read()
     done: dict[str, dict[str, Any]] = {}
-    for entry in state.entries("done"):
+    for entry in state.entries(Status.DONE):
         image_id = entry.get("image_id") or (ids.image_id(entry["sha256"]) if entry.get("sha256") else None)
         if image_id:
             done[image_id] = entry

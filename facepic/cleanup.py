@@ -17,6 +17,7 @@ from facepic.db import COLLECTIONS, Library
 from facepic.ledger import Ledger
 from facepic.report import counted
 from facepic.settings import Settings
+from facepic.statuses import Status
 from facepic.storage import open_store
 
 
@@ -43,7 +44,7 @@ def _ledger_keys(settings: Settings) -> set[str]:
     keys: set[str] = set()
     for entry in Ledger(settings.ledger_path).read().by_path.values():
         image_id = entry.get("image_id")
-        if image_id and entry.get("status") in ("done", "queued", "failed"):
+        if image_id and entry.get("status") in (Status.DONE, Status.QUEUED, Status.FAILED):
             keys.add(storage.original_key(image_id, entry.get("ext") or ids.safe_extension(entry["path"])))
             keys.add(storage.thumbnail_key(image_id))
     return keys

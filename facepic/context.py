@@ -153,11 +153,11 @@ class Context:
         now = time.monotonic()
         if now - self._epoch_checked >= EPOCH_CHECK_SECONDS or model not in self._claimed:
             self._epoch_checked = now
-            epoch = self.library.epoch()
+            epoch = self.library.epoch_and_revision()
             if epoch is None or epoch != self._epoch:
                 self._claimed.clear()
                 self.forget_library()
         if model not in self._claimed:
             self.library.claim_model(model)
             self._claimed.add(model)
-            self._epoch = self.library.epoch()
+            self._epoch = self.library.epoch_and_revision()

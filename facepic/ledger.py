@@ -16,11 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from facepic.errors import data_folder_error
-
-Status = Literal["queued", "done", "failed", "duplicate", "skipped"]
+from facepic.statuses import Status
 
 
 def now_iso() -> str:
@@ -41,32 +40,34 @@ class LedgerState:
         sha = entry.get("sha256")
         previous = self.by_path.get(key)
         if (
-            entry.get("status") == "queued"
+            entry.get("status") == Status.QUEUED
             and previous is not None
             and previous.get("sha256") == sha
-            and previous.get("status") in ("done", "failed")
+            and previous.get("status") in (Status.DONE, Status.FAILED)
         ):
             # The enqueuer writes `queued` just after handing the chain over, so a fast worker
             # can log the outcome first: a late `queued` never undoes it.
             return
         self.by_path[key] = entry
         old_sha = previous.get("sha256") if previous is not None else None
-        if old_sha and sha and old_sha != sha and entry.get("status") in ("queued", "done", "duplicate"):
+        if old_sha and sha and old_sha != sha and entry.get("status") in (Status.QUEUED, Status.DONE, Status.DUPLICATE):
             # The file's content changed: its old version is (or is about to be) removed.
             known = self.by_hash.get(old_sha)
             if known is not None and (known.get("root", ""), known.get("path", "")) == key:
                 del self.by_hash[old_sha]
-        if sha and entry.get("status") != "duplicate":
+        if sha and entry.get("status") != Status.DUPLICATE:
             self.by_hash[sha] = entry
 
     def counts(self) -> dict[str, int]:
-        counts = {"done": 0, "failed": 0, "duplicate": 0, "queued": 0, "skipped": 0}
+        counts: dict[str, int] = dict.fromkeys(
+            (Status.DONE, Status.FAILED, Status.DUPLICATE, Status.QUEUED, Status.SKIPPED), 0
+        )
         for entry in self.by_path.values():
             status = entry.get("status", "")
             counts[status] = counts.get(status, 0) + 1
         return counts
 
-    def entries(self, status: str) -> Iterator[dict[str, Any]]:
+    def entries(self, status: Status) -> Iterator[dict[str, Any]]:
         return (e for e in self.by_path.values() if e.get("status") == status)
 
 

@@ -36,16 +36,17 @@ from facepic.scan import (
     display,
     scan,
 )
+from facepic.statuses import SkipKind, Status
 
-SKIP_LABELS = {
-    "not a photo": ("file that is not a photo", "files that are not photos"),
-    "hidden": ("hidden file or folder", "hidden files or folders"),
-    "RAW+JPEG pair": ("RAW file paired with its JPEG", "RAW files paired with their JPEGs"),
-    "sidecar": ("XMP sidecar of a photo", "XMP sidecars of photos"),
-    "link": ("symbolic link not followed", "symbolic links not followed"),
-    "folder": ("unreadable folder", "unreadable folders"),
-    "special": ("special file", "special files"),
-    "seen": ("folder scanned already", "folders scanned already"),
+SKIP_LABELS: dict[str, tuple[str, str]] = {  # SkipKind -> labels; counts read from the ledger are plain str
+    SkipKind.NOT_A_PHOTO: ("file that is not a photo", "files that are not photos"),
+    SkipKind.HIDDEN: ("hidden file or folder", "hidden files or folders"),
+    SkipKind.RAW_JPEG_PAIR: ("RAW file paired with its JPEG", "RAW files paired with their JPEGs"),
+    SkipKind.SIDECAR: ("XMP sidecar of a photo", "XMP sidecars of photos"),
+    SkipKind.LINK: ("symbolic link not followed", "symbolic links not followed"),
+    SkipKind.FOLDER: ("unreadable folder", "unreadable folders"),
+    SkipKind.SPECIAL: ("special file", "special files"),
+    SkipKind.SEEN: ("folder scanned already", "folders scanned already"),
 }
 
 
@@ -188,7 +189,7 @@ class Planner:
             if job is not None:
                 yield job
                 entry = {k: job[k] for k in ("root", "sha256", "image_id", "size", "mtime_ns")}
-                entry.update(path=job["rel"], status="queued")
+                entry.update(path=job["rel"], status=Status.QUEUED)
                 if self.record_queued:
                     self._record(entry)
                 else:
@@ -202,11 +203,11 @@ class Planner:
         if not item.quiet:
             self.report(f"skipped: {display(item.path)}: {item.reason}")
         known = self.state.by_path.get((root, item.rel))
-        if known is None or known.get("status") != "skipped" or known.get("reason") != item.reason:
+        if known is None or known.get("status") != Status.SKIPPED or known.get("reason") != item.reason:
             entry: dict[str, object] = {
                 "path": item.rel,
                 "root": root,
-                "status": "skipped",
+                "status": Status.SKIPPED,
                 "reason": item.reason,
                 "category": item.category,
             }
@@ -220,16 +221,18 @@ class Planner:
     def _pending(self, entry: dict) -> bool:
         """A ``queued`` entry left by an earlier embedded run: it was never finished."""
         return (
-            entry.get("status") == "queued" and not self.record_queued and entry.get("sha256") not in self._queued_now
+            entry.get("status") == Status.QUEUED
+            and not self.record_queued
+            and entry.get("sha256") not in self._queued_now
         )
 
     def _consider(self, root: str, found: Found) -> Job | None:
         entry = self.state.by_path.get((root, found.rel))
         if entry is not None and _stat_matches(entry, found):
             status = entry.get("status")
-            if (status == "failed" and self.retry_failed) or self._pending(entry):
+            if (status == Status.FAILED and self.retry_failed) or self._pending(entry):
                 pass
-            elif status == "failed":
+            elif status == Status.FAILED:
                 self.summary.skipped_failed += 1
                 return None
             else:
@@ -266,23 +269,23 @@ class Planner:
         if known is not None and not self._pending(known):
             same_path = (known.get("root"), known.get("path")) == (root, found.rel)
             status = known.get("status")
-            if status in ("done", "queued") and not same_path:
+            if status in (Status.DONE, Status.QUEUED) and not same_path:
                 self.summary.duplicates += 1
                 self._retire_old_version(root, found, sha)
                 self._record(
                     {
                         **base,
-                        "status": "duplicate",
+                        "status": Status.DUPLICATE,
                         "duplicate_of": known.get("path"),
                         "duplicate_root": known.get("root"),
                     }
                 )
                 return None
-            if status in ("done", "queued") and same_path:
+            if status in (Status.DONE, Status.QUEUED) and same_path:
                 self.summary.already += 1
                 self._record({**known, **base, "time": None})  # refresh size and mtime
                 return None
-            if status == "failed" and not self.retry_failed:
+            if status == Status.FAILED and not self.retry_failed:
                 self.summary.skipped_failed += 1
                 return None
         return Job(
@@ -303,7 +306,7 @@ class Planner:
         its old version goes (``retire``, given by the caller that owns the database), as a
         new version processed would replace it in the index stage."""
         before = self.state.by_path.get((root, found.rel))
-        if self.retire is None or before is None or before.get("status") != "done":
+        if self.retire is None or before is None or before.get("status") != Status.DONE:
             return
         if before.get("sha256") in (None, sha):
             return
@@ -317,13 +320,13 @@ class Planner:
         self.summary.failed += 1
         self._error(path, reason)
         self._record(
-            {"path": rel, "root": root, "status": "failed", "reason": reason, "size": size, "mtime_ns": mtime_ns}
+            {"path": rel, "root": root, "status": Status.FAILED, "reason": reason, "size": size, "mtime_ns": mtime_ns}
         )
         return None
 
     def pending_jobs(self) -> Iterator[Job]:
         """Photos still `queued`: to send again when a broker crash lost their chains."""
-        for entry in list(self.state.entries("queued")):
+        for entry in list(self.state.entries(Status.QUEUED)):
             if not entry.get("sha256"):
                 continue
             self.summary.photos += 1
@@ -342,7 +345,7 @@ class Planner:
 
     def upload_jobs(self) -> Iterator[Job]:
         """Photos processed with upload disabled, for ``--upload-only``."""
-        for entry in list(self.state.entries("done")):
+        for entry in list(self.state.entries(Status.DONE)):
             if entry.get("uploaded") or not entry.get("image_id"):
                 continue
             path = Path(entry["root"]) / entry["path"]

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from facepic.errors import FacePicError
 from facepic.formats import classify, is_photo_name, photo_signature
+from facepic.statuses import SkipKind
 
-QUIET = ("hidden", "not a photo", "RAW+JPEG pair", "sidecar", "seen")
+QUIET = (SkipKind.HIDDEN, SkipKind.NOT_A_PHOTO, SkipKind.RAW_JPEG_PAIR, SkipKind.SIDECAR, SkipKind.SEEN)
 
 
 class ImportFolderError(FacePicError):
@@ -49,7 +50,7 @@ class Skipped:
     path: Path
     rel: str
     reason: str
-    category: str  # hidden, not a photo, RAW+JPEG pair, sidecar, seen, link, special, folder
+    category: SkipKind
     folder: bool = False
 
     @property
@@ -177,54 +178,56 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
         rel = rel_of(path)
         if entry.name.startswith("."):
             kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
-            yield Skipped(path, rel, f"hidden {kind}", "hidden", folder=kind == "folder")
+            yield Skipped(path, rel, f"hidden {kind}", SkipKind.HIDDEN, folder=kind == "folder")
             continue
         try:
             is_link = entry.is_symlink()
             st = entry.stat(follow_symlinks=True)
         except OSError as e:
             if is_link and e.errno == errno.ELOOP:
-                yield Skipped(path, rel, "symbolic link loop", "link")
+                yield Skipped(path, rel, "symbolic link loop", SkipKind.LINK)
             elif is_link and e.errno == errno.ENOENT:
-                yield Skipped(path, rel, "broken symbolic link (its target is gone)", "link")
+                yield Skipped(path, rel, "broken symbolic link (its target is gone)", SkipKind.LINK)
             elif is_photo_name(entry.name):
                 yield Unreadable(path, rel, f"cannot read file ({_reason(e)})")
             else:
-                yield Skipped(path, rel, f"cannot be read ({_reason(e)})", "special")
+                yield Skipped(path, rel, f"cannot be read ({_reason(e)})", SkipKind.SPECIAL)
             continue
         if is_link and not follow_links and not _inside(os.path.realpath(path), root_real):
             yield Skipped(
-                path, rel, "symbolic link to outside the import folder", "link", folder=stat.S_ISDIR(st.st_mode)
+                path, rel, "symbolic link to outside the import folder", SkipKind.LINK, folder=stat.S_ISDIR(st.st_mode)
             )
             continue
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if any(frame[3] == key for frame in stack):
-                yield Skipped(path, rel, "symbolic link loop (points to an enclosing folder)", "link", folder=True)
+                yield Skipped(
+                    path, rel, "symbolic link loop (points to an enclosing folder)", SkipKind.LINK, folder=True
+                )
                 continue
             if key in seen_dirs:
-                yield Skipped(path, rel, "folder scanned already under another path", "seen", folder=True)
+                yield Skipped(path, rel, "folder scanned already under another path", SkipKind.SEEN, folder=True)
                 continue
             seen_dirs.add(key)
             entries_of = listing(path)
             if isinstance(entries_of, OSError):
-                yield Skipped(path, rel, f"unreadable folder ({_reason(entries_of)})", "folder", folder=True)
+                yield Skipped(path, rel, f"unreadable folder ({_reason(entries_of)})", SkipKind.FOLDER, folder=True)
                 continue
             push(entries_of, key)
             continue
         if not stat.S_ISREG(st.st_mode):
-            yield Skipped(path, rel, f"special file ({_special(st.st_mode)}), never opened", "special")
+            yield Skipped(path, rel, f"special file ({_special(st.st_mode)}), never opened", SkipKind.SPECIAL)
             continue
         if entry.name in sidecar_of:
-            yield Skipped(path, rel, f"XMP sidecar of {sidecar_of[entry.name]}", "sidecar")
+            yield Skipped(path, rel, f"XMP sidecar of {sidecar_of[entry.name]}", SkipKind.SIDECAR)
         elif not is_photo_name(entry.name) and not _photo_by_content(path, entry.name):
-            yield Skipped(path, rel, "not a photo", "not a photo")
+            yield Skipped(path, rel, "not a photo", SkipKind.NOT_A_PHOTO)
         elif not _utf8(rel):
             # The database keeps names as UTF-8: such a photo could be neither stored nor found.
             yield Unreadable(path, rel, "its name is not valid UTF-8 (rename the file or its folder)")
         elif entry.name in pairs:
             partner = rel_of(path.with_name(pairs[entry.name]))
-            yield Skipped(path, rel, f"RAW+JPEG pair: processed as {partner}", "RAW+JPEG pair")
+            yield Skipped(path, rel, f"RAW+JPEG pair: processed as {partner}", SkipKind.RAW_JPEG_PAIR)
         else:
             pair = tuple(rel_of(path.with_name(n)) for n in companions.get(entry.name, ()))
             yield Found(path, rel, st.st_size, st.st_mtime_ns, pair)

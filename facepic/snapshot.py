@@ -62,7 +62,7 @@ def load(lib: Library, model: str, refresh_after: float = 0.1) -> Known:
     """Every face of ``model``, from the snapshot and what changed after it, or read one by
     one (then a new snapshot is written). The snapshot is also rewritten when what changed
     after it is more than ``refresh_after`` of it, so a start never reads many faces one by one."""
-    epoch = lib.library_epoch()
+    epoch = lib.epoch_alone()
     taken_at = datetime.now(UTC)
     seq = lib.current_seq()
     snap = _read(lib, model, epoch)

@@ -32,6 +32,7 @@ LEAVES = {
     "facepic.documents",
     "facepic.quality",  # a face's quality, stored in its document
     "facepic.datafolder",  # the data folder's layout, a setting's
+    "facepic.statuses",  # the ledger's statuses and skip kinds, read by scan, planner, ledger and the CLI
 }
 
 

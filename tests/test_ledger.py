@@ -71,3 +71,22 @@ def test_a_queued_line_written_after_the_outcome_does_not_undo_it(tmp_path: Path
     assert state.by_path[("/r", "a.jpg")]["status"] == "done"
     assert state.by_path[("/r", "b.jpg")]["status"] == "failed"
     assert state.by_path[("/r", "c.jpg")]["status"] == "queued"
+
+
+def test_statuses_and_skip_kinds_are_written_as_their_strings(tmp_path: Path) -> None:
+    """`Status` and `SkipKind` are StrEnums: a line written with them is byte for byte the line
+    written with the strings they replaced, and they compare equal to what is read back."""
+    from facepic.statuses import SkipKind, Status
+
+    as_enum, as_str = Ledger(tmp_path / "enum.jsonl"), Ledger(tmp_path / "str.jsonl")
+    for status, kind in [(Status.SKIPPED, SkipKind.RAW_JPEG_PAIR), (Status.SKIPPED, SkipKind.NOT_A_PHOTO)]:
+        line = {"path": "a.CR2", "root": "/r", "status": status, "category": kind, "time": "t"}
+        as_enum.append(line)
+        as_str.append({**line, "status": status.value, "category": kind.value})
+    for status in Status:
+        as_enum.append({**entry("b.jpg", status), "time": "t"})
+        as_str.append({**entry("b.jpg", status.value), "time": "t"})
+    written = (tmp_path / "enum.jsonl").read_bytes()
+    assert written == (tmp_path / "str.jsonl").read_bytes()
+    assert b'"category":"RAW+JPEG pair"' in written and b'"status":"skipped"' in written
+    assert as_enum.read().by_path[("/r", "a.CR2")]["category"] == SkipKind.NOT_A_PHOTO

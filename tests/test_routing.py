@@ -115,14 +115,16 @@ def test_only_the_database_layer_touches_collections() -> None:
     """`Library` (facepic/db.py) is the only code that queries MongoDB: everything else calls
     its methods, so each query, and each collection's name, lives in one place."""
     package = Path(__file__).parent.parent / "facepic"
-    db_layer = {package / "db.py"}
+    # `Library`'s methods live by concern in the mixins of facepic/library/ (its rooms), which
+    # are `Library` itself: they, and nothing else, may name collections.
+    db_layer = {package / "db.py", *(package / "library").glob("*.py")}
     leaks = [
         leak
         for path in sorted(package.rglob("*.py"))
         if path not in db_layer
         for leak in _db_layer_leaks(path.read_text(), str(path.relative_to(package)))
     ]
-    assert not leaks, "queries outside facepic/db.py:\n" + "\n".join(leaks)
+    assert not leaks, "queries outside facepic/db.py and facepic/library/:\n" + "\n".join(leaks)
     # The scan finds what it must (a leak written another way must not pass it silently).
     probe = (
         "from pymongo import UpdateOne\n"
@@ -134,3 +136,19 @@ def test_only_the_database_layer_touches_collections() -> None:
         "        names = ('images', 'persons')\n"
     )
     assert len(_db_layer_leaks(probe, "probe")) == 9, _db_layer_leaks(probe, "probe")
+
+
+def test_the_database_layer_is_library_alone() -> None:
+    """Every class in facepic/library/ is a room of `Library` (what allows them to name
+    collections above): a module there that `Library` does not take in would be a back door."""
+    import importlib
+    import inspect
+
+    from facepic.db import Library
+
+    rooms = Path(__file__).parent.parent / "facepic" / "library"
+    for path in sorted(rooms.glob("*.py")):
+        module = importlib.import_module(f"facepic.library.{path.stem}")
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and not issubclass(cls, Exception):
+                assert cls in Library.__mro__, f"facepic/library/{path.name}: {name} is not a room of Library"

@@ -627,6 +627,35 @@ def test_the_page_hides_secrets_in_its_errors_as_the_cli_does(library: dict[str,
     assert cli.exit_code == 1 and password not in cli.output and "***" in cli.output
 
 
+def test_the_page_hides_secrets_in_its_http_errors_too(tmp_path: Path) -> None:
+    """An HTTP error's description (400, 404, 410 ...) is masked as the CLI masks its errors.
+    No route puts a secret in one today, so the test adds one that does (a fault the page cannot
+    be made to produce); the app is otherwise the one `facepic serve` runs."""
+    from flask import abort
+
+    from facepic.context import Context
+    from facepic.settings import Settings
+    from facepic.web.app import create_app
+
+    password = "s3cret-pass-Zx81"
+    settings = Settings.load(
+        env={
+            "FACEPIC_DATA_DIR": str(tmp_path / "data"),
+            "FACEPIC_MONGODB_URI": f"mongodb://ann:{password}@127.0.0.1:9/",
+        },
+        env_file=None,
+    )
+    with Context(settings) as ctx:
+        app = create_app(ctx)
+        app.add_url_rule("/api/leaky", "api_leaky", lambda: abort(400, f"no such thing: {password}"))
+        app.add_url_rule("/leaky", "leaky", lambda: abort(410, f"gone: {password}"))
+        client = app.test_client()
+        answer = client.get("/api/leaky", headers={"Host": "localhost"})
+        assert (answer.status_code, answer.get_json()) == (400, {"error": "no such thing: ***"})
+        answer = client.get("/leaky", headers={"Host": "localhost"})
+        assert answer.status_code == 410 and b"gone: ***" in answer.data and password.encode() not in answer.data
+
+
 def test_a_merge_says_which_names_it_dropped_and_a_busy_page_writes_no_queue_depth(server: Server) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -150,16 +150,17 @@ def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary
 
     from facepic import versions
     from facepic.scan import cannot_process
+    from facepic.statuses import Status
 
     with tqdm(total=len(queued), desc="processing", unit="photo", disable=None) as bar:
         while queued:
             for entry in follower.new_entries():
                 key = (entry.get("root", ""), entry.get("path", ""))
-                if key not in queued or entry.get("status") not in ("done", "failed"):
+                if key not in queued or entry.get("status") not in (Status.DONE, Status.FAILED):
                     continue
                 queued.discard(key)
                 bar.update(1)
-                reason = entry.get("reason") if entry["status"] == "failed" else None
+                reason = entry.get("reason") if entry["status"] == Status.FAILED else None
                 if upload_only and not entry.get("uploaded"):
                     reason = f"upload failed: {entry.get('upload_error') or entry.get('reason')}"
                 if reason:

@@ -27,6 +27,7 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
     from facepic.ledger import Ledger
     from facepic.planner import count_skipped
     from facepic.scan import QUIET, display
+    from facepic.statuses import Status
 
     settings = settings_of(obj)
     try:
@@ -34,20 +35,20 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
     except OSError as e:
         raise click.ClickException(f"cannot read the ledger {settings.ledger_path} ({e.strerror})") from None
     counts = state.counts()
-    done = list(state.entries("done"))
+    done = list(state.entries(Status.DONE))
     skipped: dict[str, int] = {}
-    for entry in state.entries("skipped"):
+    for entry in state.entries(Status.SKIPPED):
         skipped[entry.get("category", "other")] = skipped.get(entry.get("category", "other"), 0) + 1
     info: dict[str, Any] = {
         "ledger": counts,
-        "photos": counts["done"] + counts["failed"] + counts["duplicate"] + counts["queued"],
+        "photos": counts[Status.DONE] + counts[Status.FAILED] + counts[Status.DUPLICATE] + counts[Status.QUEUED],
         "faces": sum(int(e.get("faces") or 0) for e in done),
         "no_face": sum(1 for e in done if not e.get("faces")),
         "changed": sum(1 for e in done if e.get("replaced")),
         "skipped_by_category": skipped,
     }
     info["failed"] = [
-        {"path": e.get("path"), "root": e.get("root"), "reason": e.get("reason")} for e in state.entries("failed")
+        {"path": e.get("path"), "root": e.get("root"), "reason": e.get("reason")} for e in state.entries(Status.FAILED)
     ]
     info["skipped"] = [
         {
@@ -57,7 +58,7 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
             "category": e.get("category"),
             "folder": bool(e.get("folder")),
         }
-        for e in state.entries("skipped")
+        for e in state.entries(Status.SKIPPED)
     ]
     # Without a bucket (and without copying), originals stay where they are: nothing to upload.
     info["not_uploaded"] = (
@@ -75,9 +76,9 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
     if not (list_failed or list_skipped):
         c = counts
         line = (
-            f"photos {info['photos']:,}: done {c['done']:,} (faces {info['faces']:,}, no face {info['no_face']:,}), "
+            f"photos {info['photos']:,}: done {c[Status.DONE]:,} (faces {info['faces']:,}, no face {info['no_face']:,}), "
             + (f"changed {info['changed']:,}, " if info["changed"] else "")
-            + f"duplicates {c['duplicate']:,}, pending {c['queued']:,}, failed {c['failed']:,}"
+            + f"duplicates {c[Status.DUPLICATE]:,}, pending {c[Status.QUEUED]:,}, failed {c[Status.FAILED]:,}"
         )
         if info["not_uploaded"] is not None:
             line += f", not uploaded {info['not_uploaded']:,}"

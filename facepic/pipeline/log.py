@@ -10,6 +10,7 @@ from facepic.context import Context
 from facepic.pipeline import workfile
 from facepic.pipeline.job import Job, extension
 from facepic.settings import redact
+from facepic.statuses import Status
 
 
 @dataclass
@@ -40,7 +41,7 @@ def log_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
             continue
         entry = _entry(ctx, job)
         entries.append(entry)
-        if entry["status"] == "done":
+        if entry["status"] == Status.DONE:
             pending[key] = entry["uploaded"]
     ctx.ledger.append_many(entries)
     done.update(pending)
@@ -67,7 +68,7 @@ def _logged_done(ctx: Context) -> dict[tuple[str, str, str], bool]:
         logged.done = {
             (e.get("root", ""), e.get("path", ""), e.get("sha256", "")): bool(e.get("uploaded"))
             for e in ctx.ledger.read().by_path.values()
-            if e.get("status") == "done"
+            if e.get("status") == Status.DONE
         }
     logged.seen = seen
     return logged.done
@@ -79,7 +80,7 @@ def _entry(ctx: Context, job: Job) -> dict[str, Any]:
         "root": job["root"],
         "sha256": job["sha256"],
         "image_id": job["image_id"],
-        "status": "failed" if job.get("error") else "done",
+        "status": Status.FAILED if job.get("error") else Status.DONE,
         "faces": job.get("faces", 0),
         "uploaded": bool(job.get("uploaded")),
         "model": job.get("model"),

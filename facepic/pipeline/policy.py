@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 from facepic.context import Context
 from facepic.db import DatabaseError, DatabaseUnavailable
-from facepic.errors import FacePicError, data_folder_error, disk_full, is_disk_error
+from facepic.errors import FacePicError, data_folder_error, disk_full, first_line, is_disk_error
 from facepic.pipeline.job import Job, fail
 from facepic.pipeline.stages import Stage
 from facepic.scan import cannot_process, display
@@ -156,5 +156,5 @@ def retrying(attempt: Callable[[int], Tried], sleep: Callable[[float], None] = t
 
 def describe_error(exc: BaseException, settings: Settings) -> str:
     """One line for a failure of a stage, without secrets."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = first_line(exc, limit=300) if str(exc) else ""
     return redact(f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__, settings)

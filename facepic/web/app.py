@@ -322,6 +322,7 @@ def _api(app: Flask, site: Site) -> None:
     @app.errorhandler(500)
     def http_error(e: Any) -> Any:
         description = e.description if e.code != 500 else "internal error: the server's output says more"
+        description = redact(description, site.ctx.settings)  # as the CLI and the handlers above do
         if request.path.startswith("/api/"):
             return jsonify(error=description), e.code
         return render_template("error.html", message=description), e.code

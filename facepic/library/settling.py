@@ -1,0 +1,113 @@
+"""What settling (facepic.settle) and recluster read and mark: the settle and recluster
+marks, the faces to settle and those that constrain a merge."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from facepic.library.base import (
+    IN_BATCH,
+    RECLUSTER_META_ID,
+    SETTLE_META_ID,
+    LibraryBase,
+)
+
+
+class Settling(LibraryBase):
+    """What settling (facepic.settle) and recluster read and mark: a room of `facepic.db.Library`."""
+
+    def settle_mark(self) -> dict[str, Any]:
+        """Up to which face number the library was settled, and on which model."""
+        with self.errors():
+            return self.meta.find_one({"_id": SETTLE_META_ID}) or {}
+
+    def set_settle_mark(self, model: str, seq: int) -> None:
+        with self.errors():
+            self.meta.replace_one({"_id": SETTLE_META_ID}, {"model": model, "seq": seq}, upsert=True)
+
+    def unassigned_faces(self) -> int:
+        """Faces that belong to nobody yet (those the user called not a face aside)."""
+        with self.errors():
+            return self.faces.count_documents({"person_id": None, "ignored": {"$ne": True}})
+
+    def unassigned_state(self) -> dict[str, Any]:
+        """What the unassigned faces are, as far as a later look needs to tell whether they
+        changed: the library's epoch (every change bumps it), its last face number, their count."""
+        return {"epoch": self.epoch_and_revision(), "seq": self.current_seq(), "unassigned": self.unassigned_faces()}
+
+    def recluster_mark(self) -> dict[str, Any]:
+        """What the last `recluster` left (``unassigned_state``) and how many faces it placed."""
+        with self.errors():
+            return self.meta.find_one({"_id": RECLUSTER_META_ID}, {"_id": 0}) or {}
+
+    def set_recluster_mark(self, placed: int) -> None:
+        mark = {**self.unassigned_state(), "placed": placed}
+        with self.errors():
+            self.meta.replace_one({"_id": RECLUSTER_META_ID}, mark, upsert=True)
+
+    def faces_to_settle(
+        self, model: str, after_seq: int | None, upto_seq: int, unassigned: bool = True
+    ) -> list[dict[str, Any]]:
+        """Faces of ``model`` numbered in (after_seq, upto_seq] (None: every face), then (with
+        ``unassigned``) the unassigned ones not among them, each without box, landmarks or quality.
+        Faces the user called not a face (``ignored``) are never settled."""
+        fields = {"landmarks": 0, "box": 0, "quality": 0}
+        query: dict[str, Any] = {"model": model, "ignored": {"$ne": True}}
+        if after_seq is not None:
+            query["seq"] = {"$gt": after_seq, "$lte": upto_seq}
+        with self.errors():
+            docs = list(self.faces.find(query, fields).sort("_id", 1))
+            if after_seq is not None and docs and unassigned:
+                fresh = {d["_id"] for d in docs}
+                docs += [
+                    d
+                    for d in self.faces.find(
+                        {"model": model, "person_id": None, "ignored": {"$ne": True}}, fields
+                    ).sort("_id", 1)
+                    if d["_id"] not in fresh
+                ]
+        return docs
+
+    def persons_of_the_user(self) -> set[str]:
+        """Persons the user made, named, merged, picked a cover for or hid."""
+        with self.errors():
+            return {
+                d["_id"]
+                for d in self.persons.find(
+                    {"$or": [{"user_locked": True}, {"cover_locked": True}, {"hidden": True}]}, {"_id": 1}
+                )
+            }
+
+    def constraining_faces(self, person_ids: Sequence[str], image_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Faces of ``person_ids`` that constrain a merge: in one of ``image_ids``, rejecting
+        someone, or placed by the user."""
+        out: list[dict[str, Any]] = []
+        ids = list(person_ids)
+        with self.errors():
+            for start in range(0, len(ids), IN_BATCH):
+                out += self.faces.find(
+                    {
+                        "person_id": {"$in": ids[start : start + IN_BATCH]},
+                        "$or": [
+                            {"image_id": {"$in": sorted(image_ids)}},
+                            {"rejected.0": {"$exists": True}},
+                            {"locked": True},
+                        ],
+                    },
+                    {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1},
+                )
+        return out
+
+    def faces_of_persons(self, person_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Every face of ``person_ids`` with its embedding (no box, landmarks or quality)."""
+        with self.errors():
+            return list(
+                self.faces.find(
+                    {"person_id": {"$in": list(person_ids)}}, {"landmarks": 0, "box": 0, "quality": 0}
+                ).sort("_id", 1)
+            )
+
+    def count_faces_of_model(self, model: str) -> int:
+        with self.errors():
+            return self.faces.count_documents({"model": model})
