@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from facepic.settings import Settings
 from tests import servers
-from tests.servers import Worker, start_pipeline_workers
+from tests.servers import Worker, start_pipeline_workers, stop_workers
 from workers.cli import cli
 
 TESTS = Path(__file__).parent
@@ -171,5 +171,4 @@ def workers(server_env: dict[str, str], tmp_path: Path) -> Iterator[list[Worker]
     """One CPU worker (cpu and upload queues) and the one index worker, concurrency 1 each."""
     started = start_pipeline_workers(server_env, tmp_path)
     yield started
-    for worker in started:
-        worker.stop()
+    stop_workers(started)

@@ -10,7 +10,7 @@ from facepic.scan import display
 from facepic.storage import open_store
 from tests import hostile
 from tests.conftest import invoke, ledger_lines, settings_of, wait_for_ledger
-from tests.servers import start_pipeline_workers
+from tests.servers import start_pipeline_workers, stop_workers
 from tests.test_pipeline_e2e import expected_keys, library_of
 
 
@@ -91,8 +91,7 @@ def test_enqueue_survives_a_hostile_folder(server_env, tmp_path: Path, monkeypat
     try:
         lines = wait_for_ledger(settings_of(server_env), len(expect))
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(workers)
     logs = result.output + "".join(w.log.read_text() for w in workers)
     # The workers' log lines carry Celery's prefix; the message itself is the same line.
     output = "\n".join(line.split("] ", 1)[-1] for line in logs.splitlines())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests import servers
 from tests.conftest import REPO, copy_photos, invoke, settings_of, wait_for_ledger
-from tests.servers import start_worker
+from tests.servers import spawn_worker, start_workers, stop_workers
 from tests.test_pipeline_e2e import check_library, library_of
 
 FLOWER_USER, FLOWER_PASSWORD = "admin", "flower-test-password"
@@ -97,17 +97,16 @@ def test_two_cpu_workers_on_separate_machines_equal_a_single_run(offline_env, se
             "FACEPIC_MODEL_ROOT": str(home / "models"),
         }
 
-    started = [
-        start_worker(machine("a"), tmp_path / "machine-a" / "w", "cpu-a", "cpu,upload", 1),
-        start_worker(machine("b"), tmp_path / "machine-b" / "w", "cpu-b", "cpu,upload", 1),
-        start_worker(server_env, tmp_path / "main" / "w", "index", "index", 1),
-    ]
+    started = start_workers(
+        spawn_worker(machine("a"), tmp_path / "machine-a" / "w", "cpu-a", "cpu,upload", 1),
+        spawn_worker(machine("b"), tmp_path / "machine-b" / "w", "cpu-b", "cpu,upload", 1),
+        spawn_worker(server_env, tmp_path / "main" / "w", "index", "index", 1),
+    )
     try:
         assert invoke(server_env, "enqueue", str(photos)).exit_code == 0
         lines = wait_for_ledger(settings_of(server_env), total)
     finally:
-        for worker in started:
-            worker.stop()
+        stop_workers(started)
     done = [line for line in lines if line["status"] == "done"]
     assert len(done) == total == len({line["path"] for line in done})  # each photo once
     for name in ("cpu-a", "cpu-b"):
