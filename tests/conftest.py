@@ -27,7 +27,8 @@ _counter = itertools.count(1)
 
 # Fixtures that start a real server (Redis, the MongoDB wire server, the S3 server, Celery
 # workers, or the embedded database of `facepic run`): tests using them are marked `servers`,
-# so that `pytest -m "not servers"` runs the fast part alone.
+# so that `pytest -m "not servers"` runs the fast part alone. A test that starts one some other
+# way (`facepic serve`, Flower, `request.getfixturevalue`) carries the mark itself.
 SERVER_FIXTURES = {"redis_server", "mongo_server", "s3_server", "server_env", "workers", "offline_env"}
 
 
@@ -35,6 +36,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
+
+
+_servers_marked = False  # whether the test now running is marked servers
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _servers_marked
+    _servers_marked = item.get_closest_marker("servers") is not None
+
+
+def _only_when_marked(cls: Any, what: str) -> None:
+    """``cls.start`` fails in a test not marked `servers`: the mark stays true, and the fast set fast."""
+    start = cls.start
+
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _servers_marked:  # pytest.fail: no `except Exception` on the way turns it into an error line
+            pytest.fail(f"this test starts {what}: mark it servers (or take the offline_env fixture)", pytrace=False)
+        return start(self, *args, **kwargs)
+
+    cls.start = guarded
+
+
+_only_when_marked(servers.Server, "a server process")
+try:
+    from secantus import SecantusDBServer
+except ImportError:  # without the embedded extra, the tests that need it fail on their own
+    pass
+else:
+    _only_when_marked(SecantusDBServer, "the embedded database")
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +101,13 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def offline_env(tmp_path: Path, model_root: Path) -> dict[str, str]:
     """Settings for a run with no servers at all (embedded database, folder store)."""
+    return offline_settings(tmp_path / "data-local", model_root)
+
+
+@pytest.fixture
+def offline_config(tmp_path: Path, model_root: Path) -> dict[str, str]:
+    """The settings of ``offline_env`` for a test whose commands stop before they open the
+    library (no embedded database starts): not marked servers."""
     return offline_settings(tmp_path / "data-local", model_root)
 
 

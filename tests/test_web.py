@@ -27,6 +27,8 @@ from tests.conftest import REPO, copy_photos, invoke, offline_settings
 
 XSS = "<script>alert(1)</script>"
 XSS_FILE = "<img src=x onerror=alert(2)>.jpg"
+# Each test serves a library that `facepic run` built on the embedded database.
+pytestmark = pytest.mark.servers
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
 from tests.conftest import invoke
 from tests.test_web import Server, browser, built, call, click, library, persons_json, server
 
 __all__ = ["browser", "built", "library", "server"]  # fixtures, taken by name
+pytestmark = pytest.mark.servers  # `facepic serve` on the embedded database
 
 
 def _persons(server: Server) -> list[dict[str, Any]]:

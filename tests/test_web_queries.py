@@ -14,6 +14,9 @@ from facepic.embedded import embedded_database
 from facepic.web.roster import Roster
 from tests.conftest import settings_of
 
+# Every query runs on a database server: the embedded one or the wire server.
+pytestmark = pytest.mark.servers
+
 A, B, C, D = "pa00000000000000", "pb00000000000000", "pc00000000000000", "pd00000000000000"
 
 
