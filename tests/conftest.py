@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +94,25 @@ def s3_server(server_dir: Path) -> Iterator[str]:
     server, endpoint = servers.start_s3(server_dir)
     yield endpoint
     server.stop()
+
+
+RAM = Path("/dev/shm")
+
+
+@pytest.fixture
+def ram_path(tmp_path: Path) -> Iterator[Path]:
+    """A fresh folder in memory where there is room for it (else ``tmp_path``), for a test of
+    thousands of files where the disk's fsyncs (milliseconds each) are not what it tests."""
+    usable = RAM.is_dir() and os.access(RAM, os.W_OK) and shutil.disk_usage(RAM).free >= 512 << 20
+    if not usable:
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="facepic-test-", dir=RAM))
+    try:
+        yield folder
+    finally:
+        # rm, not shutil.rmtree: a folder chain deeper than Python's recursion limit may be left.
+        subprocess.run(["rm", "-rf", "--one-file-system", str(folder)], check=True)
 
 
 @pytest.fixture(scope="session")
