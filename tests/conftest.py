@@ -195,6 +195,27 @@ def copy_photos(target: Path, group: bool = True) -> dict[str, str]:
     return labels
 
 
+XSS_FILE = "<img src=x onerror=alert(2)>.jpg"  # a photo of the web library, named as markup
+
+
+@pytest.fixture(scope="session")
+def web_built(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> tuple[dict[str, str], Path]:
+    """The library of tests/test_web*.py: the committed photos (one of them under a hostile file
+    name), built once for the session; each test serves its own copy of the data folder."""
+    base = tmp_path_factory.mktemp("web")
+    photos = base / "photos"
+    copy_photos(photos)
+    # Another photo by its content (a byte after the JPEG's end), not a duplicate of its source.
+    (photos / XSS_FILE).write_bytes((photos / "tom_hanks" / "07.jpg").read_bytes() + b"\0")
+    # Each photo a day older than the next by its file's time (one has an EXIF date too).
+    for day, photo in enumerate(sorted(photos.rglob("*.jpg"))):
+        stamp = (978_307_200 + day * 86_400) * 10**9  # from 2001-01-01
+        os.utime(photo, ns=(stamp, stamp))
+    env = offline_settings(base / "data", model_root)
+    assert invoke(env, "run", str(photos)).exit_code == 0
+    return env, base / "data"
+
+
 def ledger_lines(settings: Settings) -> list[dict[str, Any]]:
     if not settings.ledger_path.exists():
         return []
