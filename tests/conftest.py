@@ -10,7 +10,8 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,15 @@ _counter = itertools.count(1)
 # workers, or the embedded database of `facepic run`): tests using them are marked `servers`,
 # so that `pytest -m "not servers"` runs the fast part alone. A test that starts one some other
 # way (`facepic serve`, Flower, `request.getfixturevalue`) carries the mark itself.
-SERVER_FIXTURES = {"redis_server", "mongo_server", "s3_server", "server_env", "workers", "offline_env"}
+SERVER_FIXTURES = {
+    "redis_server",
+    "mongo_server",
+    "s3_server",
+    "server_env",
+    "workers",
+    "offline_env",
+    "finished_library",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -196,6 +205,42 @@ def copy_photos(target: Path, group: bool = True) -> dict[str, str]:
     if group:
         shutil.copy(GROUP_PHOTO, target / "couple.jpg")
     return labels
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A library that `facepic run` finished (embedded database, folder store), shared by the
+    session's tests: none changes it, each takes a copy of its data folder."""
+
+    env: dict[str, str]
+    photos: Path
+    labels: dict[str, str]  # {photo path relative to ``photos``: identity}
+    output: str  # what the run printed
+
+    def copy(self, data_dir: Path) -> dict[str, str]:
+        """The settings of a copy of the library's data folder at ``data_dir``, the test's own."""
+        shutil.copytree(self.env["FACEPIC_DATA_DIR"], data_dir, ignore=shutil.ignore_patterns(".facepic.lock"))
+        return {**self.env, "FACEPIC_DATA_DIR": str(data_dir)}
+
+
+@pytest.fixture(scope="session")
+def finished_library(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> Callable[..., Finished]:
+    """``finished_library(group=True)``: the labelled photos (and the couple photo, with
+    ``group``) through `facepic run`, once per session, where tests ran it on the same photos
+    one after another."""
+    built: dict[bool, Finished] = {}
+
+    def finished(group: bool = True) -> Finished:
+        if group not in built:
+            base = tmp_path_factory.mktemp("finished")
+            labels = copy_photos(base / "photos", group=group)
+            env = offline_settings(base / "data", model_root)
+            result = invoke(env, "run", str(base / "photos"))
+            assert result.exit_code == 0, result.output
+            built[group] = Finished(env, base / "photos", labels, result.output)
+        return built[group]
+
+    return finished
 
 
 XSS_FILE = "<img src=x onerror=alert(2)>.jpg"  # a photo of the web library, named as markup

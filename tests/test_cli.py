@@ -373,24 +373,23 @@ def test_a_run_on_a_terminal_shows_the_scan_the_photos_and_the_settle(offline_en
     assert drawn(shown)[0].startswith("scanning: 3 files [") and drawn(shown)[1:] == ["loaded: []", ""]
 
 
-def test_corrections_say_what_they_did_and_the_recluster_hint_stops_when_useless(offline_env, tmp_path: Path) -> None:
-    from tests.conftest import copy_photos
-
-    copy_photos(tmp_path / "photos")
-    assert invoke(offline_env, "run", str(tmp_path / "photos")).exit_code == 0
-    people = json.loads(invoke(offline_env, "persons", "--json").output)
+def test_corrections_say_what_they_did_and_the_recluster_hint_stops_when_useless(
+    offline_env, finished_library, tmp_path: Path
+) -> None:
+    library = finished_library().copy(tmp_path / "library")  # the labelled photos and the couple, run
+    people = json.loads(invoke(library, "persons", "--json").output)
     first, second = people[0]["id"], people[1]["id"]
-    short = invoke(offline_env, "name", first[:3], "X")
+    short = invoke(library, "name", first[:3], "X")
     assert short.exit_code == 1
     assert short.output == (
         f"Error: no person {first[:3]!r}: give at least 4 characters of an id (`facepic persons` lists them), "
         "or a name\n"
     )
-    assert invoke(offline_env, "name", first, "Jennifer Aniston").exit_code == 0
-    assert invoke(offline_env, "name", second, "Jennifer Lopez").exit_code == 0
-    merged = invoke(offline_env, "merge", "Jennifer Aniston", "Jennifer Lopez")
+    assert invoke(library, "name", first, "Jennifer Aniston").exit_code == 0
+    assert invoke(library, "name", second, "Jennifer Lopez").exit_code == 0
+    merged = invoke(library, "merge", "Jennifer Aniston", "Jennifer Lopez")
     assert merged.output == f"merged 1 person(s) into {first}\nnote: the name 'Jennifer Lopez' was dropped\n"
-    assert json.loads(invoke(offline_env, "persons", "--json").output)[0]["name"] == "Jennifer Aniston"
+    assert json.loads(invoke(library, "persons", "--json").output)[0]["name"] == "Jennifer Aniston"
 
     # Faces too small to found a person (here: every face) wait unassigned; recluster is worth a
     # try until it has placed none of them and nothing changed since.
