@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
+import signal
+import subprocess
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,7 @@ from click.testing import CliRunner, Result
 
 from facepic.settings import Settings
 from tests import servers
-from tests.servers import Worker, start_pipeline_workers
+from tests.servers import Worker, start_pipeline_workers, stop_workers
 from workers.cli import cli
 
 TESTS = Path(__file__).parent
@@ -27,14 +32,52 @@ _counter = itertools.count(1)
 
 # Fixtures that start a real server (Redis, the MongoDB wire server, the S3 server, Celery
 # workers, or the embedded database of `facepic run`): tests using them are marked `servers`,
-# so that `pytest -m "not servers"` runs the fast part alone.
-SERVER_FIXTURES = {"redis_server", "mongo_server", "s3_server", "server_env", "workers", "offline_env"}
+# so that `pytest -m "not servers"` runs the fast part alone. A test that starts one some other
+# way (`facepic serve`, Flower, `request.getfixturevalue`) carries the mark itself.
+SERVER_FIXTURES = {
+    "redis_server",
+    "mongo_server",
+    "s3_server",
+    "server_env",
+    "workers",
+    "offline_env",
+    "finished_library",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
+
+
+_servers_marked = False  # whether the test now running is marked servers
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _servers_marked
+    _servers_marked = item.get_closest_marker("servers") is not None
+
+
+def _only_when_marked(cls: Any, what: str) -> None:
+    """``cls.start`` fails in a test not marked `servers`: the mark stays true, and the fast set fast."""
+    start = cls.start
+
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _servers_marked:  # pytest.fail: no `except Exception` on the way turns it into an error line
+            pytest.fail(f"this test starts {what}: mark it servers (or take the offline_env fixture)", pytrace=False)
+        return start(self, *args, **kwargs)
+
+    cls.start = guarded
+
+
+_only_when_marked(servers.Server, "a server process")
+try:
+    from secantus import SecantusDBServer
+except ImportError:  # without the embedded extra, the tests that need it fail on their own
+    pass
+else:
+    _only_when_marked(SecantusDBServer, "the embedded database")
 
 
 @pytest.fixture(scope="session")
@@ -53,14 +96,35 @@ def redis_server(server_dir: Path) -> Iterator[str]:
 def mongo_server(server_dir: Path) -> Iterator[str]:
     server, uri = servers.start_mongo(server_dir)
     yield uri
-    server.stop()
+    # Killed: its databases are thrown away, and a clean stop waits 2 s for its accept thread
+    # and up to 5 s more for the connections the tests left open.
+    server.stop(signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
 def s3_server(server_dir: Path) -> Iterator[str]:
     server, endpoint = servers.start_s3(server_dir)
     yield endpoint
-    server.stop()
+    server.stop(signal.SIGKILL)  # its buckets are thrown away; a clean stop takes 2 s
+
+
+RAM = Path("/dev/shm")
+
+
+@pytest.fixture
+def ram_path(tmp_path: Path) -> Iterator[Path]:
+    """A fresh folder in memory where there is room for it (else ``tmp_path``), for a test of
+    thousands of files where the disk's fsyncs (milliseconds each) are not what it tests."""
+    usable = RAM.is_dir() and os.access(RAM, os.W_OK) and shutil.disk_usage(RAM).free >= 512 << 20
+    if not usable:
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="facepic-test-", dir=RAM))
+    try:
+        yield folder
+    finally:
+        # rm, not shutil.rmtree: a folder chain deeper than Python's recursion limit may be left.
+        subprocess.run(["rm", "-rf", "--one-file-system", str(folder)], check=True)
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +135,13 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def offline_env(tmp_path: Path, model_root: Path) -> dict[str, str]:
     """Settings for a run with no servers at all (embedded database, folder store)."""
+    return offline_settings(tmp_path / "data-local", model_root)
+
+
+@pytest.fixture
+def offline_config(tmp_path: Path, model_root: Path) -> dict[str, str]:
+    """The settings of ``offline_env`` for a test whose commands stop before they open the
+    library (no embedded database starts): not marked servers."""
     return offline_settings(tmp_path / "data-local", model_root)
 
 
@@ -136,6 +207,63 @@ def copy_photos(target: Path, group: bool = True) -> dict[str, str]:
     return labels
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A library that `facepic run` finished (embedded database, folder store), shared by the
+    session's tests: none changes it, each takes a copy of its data folder."""
+
+    env: dict[str, str]
+    photos: Path
+    labels: dict[str, str]  # {photo path relative to ``photos``: identity}
+    output: str  # what the run printed
+
+    def copy(self, data_dir: Path) -> dict[str, str]:
+        """The settings of a copy of the library's data folder at ``data_dir``, the test's own."""
+        shutil.copytree(self.env["FACEPIC_DATA_DIR"], data_dir, ignore=shutil.ignore_patterns(".facepic.lock"))
+        return {**self.env, "FACEPIC_DATA_DIR": str(data_dir)}
+
+
+@pytest.fixture(scope="session")
+def finished_library(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> Callable[..., Finished]:
+    """``finished_library(group=True)``: the labelled photos (and the couple photo, with
+    ``group``) through `facepic run`, once per session, where tests ran it on the same photos
+    one after another."""
+    built: dict[bool, Finished] = {}
+
+    def finished(group: bool = True) -> Finished:
+        if group not in built:
+            base = tmp_path_factory.mktemp("finished")
+            labels = copy_photos(base / "photos", group=group)
+            env = offline_settings(base / "data", model_root)
+            result = invoke(env, "run", str(base / "photos"))
+            assert result.exit_code == 0, result.output
+            built[group] = Finished(env, base / "photos", labels, result.output)
+        return built[group]
+
+    return finished
+
+
+XSS_FILE = "<img src=x onerror=alert(2)>.jpg"  # a photo of the web library, named as markup
+
+
+@pytest.fixture(scope="session")
+def web_built(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> tuple[dict[str, str], Path]:
+    """The library of tests/test_web*.py: the committed photos (one of them under a hostile file
+    name), built once for the session; each test serves its own copy of the data folder."""
+    base = tmp_path_factory.mktemp("web")
+    photos = base / "photos"
+    copy_photos(photos)
+    # Another photo by its content (a byte after the JPEG's end), not a duplicate of its source.
+    (photos / XSS_FILE).write_bytes((photos / "tom_hanks" / "07.jpg").read_bytes() + b"\0")
+    # Each photo a day older than the next by its file's time (one has an EXIF date too).
+    for day, photo in enumerate(sorted(photos.rglob("*.jpg"))):
+        stamp = (978_307_200 + day * 86_400) * 10**9  # from 2001-01-01
+        os.utime(photo, ns=(stamp, stamp))
+    env = offline_settings(base / "data", model_root)
+    assert invoke(env, "run", str(photos)).exit_code == 0
+    return env, base / "data"
+
+
 def ledger_lines(settings: Settings) -> list[dict[str, Any]]:
     if not settings.ledger_path.exists():
         return []
@@ -171,5 +299,4 @@ def workers(server_env: dict[str, str], tmp_path: Path) -> Iterator[list[Worker]
     """One CPU worker (cpu and upload queues) and the one index worker, concurrency 1 each."""
     started = start_pipeline_workers(server_env, tmp_path)
     yield started
-    for worker in started:
-        worker.stop()
+    stop_workers(started)

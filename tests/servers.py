@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 S3_ACCESS_KEY = "facepic-test-key"
@@ -174,10 +174,30 @@ class Worker:
         self.name = name
         self.proc = proc
         self.log = log
+        self.stopping = False
+
+    def wait_ready(self, timeout: float = 60) -> Worker:
+        """Wait for the worker's "ready." line; stop it and raise if it does not come."""
+
+        def ready() -> bool:
+            return self.log.exists() and "ready." in self.log.read_text(errors="replace")
+
+        try:
+            wait_for(ready, f"worker {self.name}", timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def terminate(self) -> None:
+        """Ask for a warm shutdown (SIGTERM, once): running tasks finish first."""
+        if not self.stopping and self.proc.poll() is None:
+            self.stopping = True
+            self.proc.terminate()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.terminate()
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -192,11 +212,21 @@ class Worker:
         self.proc.wait()
 
 
-def start_worker(
+def stop_workers(workers: Iterable[Worker | None]) -> None:
+    """Stop workers together: a warm shutdown takes about two seconds of waiting, which they
+    spend at the same time."""
+    running = [w for w in workers if w is not None]
+    for worker in running:
+        worker.terminate()
+    for worker in running:
+        worker.stop()
+
+
+def spawn_worker(
     env: dict[str, str], workdir: Path, name: str, queues: str, concurrency: int = 1, path: tuple[Path, ...] = ()
 ) -> Worker:
-    """A real `celery -A workers worker` process, as the README starts it (``path``: folders put
-    before the repository on its PYTHONPATH, for a test's ``sitecustomize``)."""
+    """A real `celery -A workers worker` process, as the README starts it, not yet ready
+    (``path``: folders put before the repository on its PYTHONPATH, for a test's ``sitecustomize``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
     args = [
@@ -222,18 +252,28 @@ def start_worker(
     proc = subprocess.Popen(
         args, cwd=workdir, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
     )
-    worker = Worker(name, proc, log)
+    return Worker(name, proc, log)
+
+
+def start_worker(
+    env: dict[str, str], workdir: Path, name: str, queues: str, concurrency: int = 1, path: tuple[Path, ...] = ()
+) -> Worker:
+    """A real `celery -A workers worker` process, ready (see ``spawn_worker``)."""
+    return spawn_worker(env, workdir, name, queues, concurrency, path).wait_ready()
+
+
+def start_workers(*spawned: Worker) -> list[Worker]:
+    """Wait for workers spawned together (their start-ups overlap); stop them all if one fails."""
     try:
-        wait_for(lambda: log.exists() and "ready." in log.read_text(errors="replace"), f"worker {name}", 60)
+        return [worker.wait_ready() for worker in spawned]
     except RuntimeError:
-        worker.stop()
+        stop_workers(spawned)
         raise
-    return worker
 
 
 def start_pipeline_workers(env: dict[str, str], workdir: Path) -> list[Worker]:
     """One CPU worker (cpu and upload queues) and the one index worker, concurrency 1 each."""
-    return [
-        start_worker(env, workdir / "w-cpu", "cpu", "cpu,upload", 1),
-        start_worker(env, workdir / "w-index", "index", "index", 1),
-    ]
+    return start_workers(
+        spawn_worker(env, workdir / "w-cpu", "cpu", "cpu,upload", 1),
+        spawn_worker(env, workdir / "w-index", "index", "index", 1),
+    )

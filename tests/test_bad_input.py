@@ -10,7 +10,7 @@ from facepic.scan import display
 from facepic.storage import open_store
 from tests import hostile
 from tests.conftest import invoke, ledger_lines, settings_of, wait_for_ledger
-from tests.servers import start_pipeline_workers
+from tests.servers import start_pipeline_workers, stop_workers
 from tests.test_pipeline_e2e import expected_keys, library_of
 
 
@@ -91,8 +91,7 @@ def test_enqueue_survives_a_hostile_folder(server_env, tmp_path: Path, monkeypat
     try:
         lines = wait_for_ledger(settings_of(server_env), len(expect))
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(workers)
     logs = result.output + "".join(w.log.read_text() for w in workers)
     # The workers' log lines carry Celery's prefix; the message itself is the same line.
     output = "\n".join(line.split("] ", 1)[-1] for line in logs.splitlines())
@@ -103,12 +102,13 @@ def test_enqueue_survives_a_hostile_folder(server_env, tmp_path: Path, monkeypat
     assert f"failed {failed}" in status.output
 
 
-def test_a_very_large_and_deep_folder_tree_is_scanned_completely(tmp_path: Path) -> None:
+def test_a_very_large_and_deep_folder_tree_is_scanned_completely(ram_path: Path) -> None:
+    # In memory: its 6,000 ledger appends, each fsync'd, take 20 s on a disk, which is not what this tests.
     from facepic.ledger import Ledger
     from facepic.planner import Planner
     from tests.conftest import PHOTOS
 
-    root = tmp_path / "drive"
+    root = ram_path / "drive"
     root.mkdir()
     deep = root
     for _ in range(1200):  # deeper than Python's recursion limit, within the OS path limit
@@ -122,7 +122,7 @@ def test_a_very_large_and_deep_folder_tree_is_scanned_completely(tmp_path: Path)
         for j in range(10):
             (folder / f"IMG_{j}.JPG").write_bytes(b"\xff\xd8" + f"{i}-{j}".encode())
             (folder / f"note_{j}.txt").write_text("x")
-    planner = Planner(Ledger(tmp_path / "log.jsonl"), "buffalo_s", upload=True)
+    planner = Planner(Ledger(ram_path / "log.jsonl"), "buffalo_s", upload=True)
     jobs = list(planner.new_jobs(root))
     assert len(jobs) == 3001 and planner.summary.photos == 3001
     assert jobs[0]["rel"] == "d/" * 1200 + "bottom.jpg"

@@ -285,6 +285,7 @@ def test_settling_in_slices_reaches_every_face_a_slice_at_a_time(base: dict[str,
         assert lib.unassigned_faces() == 0  # the face left unassigned was placed with the last slice
 
 
+@pytest.mark.servers  # the embedded database
 def test_check_compares_the_ledger_and_the_bucket_with_the_library(tmp_path: Path, model_root: Path) -> None:
     """The embedded default with its folder store: a photo done in the ledger but not stored,
     one stored but not done, an object nothing names and one the library names that is gone."""

@@ -55,8 +55,8 @@ def test_run_reports_each_bad_photo_and_goes_on(offline_env, tmp_path: Path) -> 
     assert "failed: notes.jpg: not a recognised image format" in status.output
 
 
-def test_missing_import_folder_is_one_clear_error(offline_env, tmp_path: Path) -> None:
-    result = invoke(offline_env, "run", str(tmp_path / "unplugged"))
+def test_missing_import_folder_is_one_clear_error(offline_config, tmp_path: Path) -> None:
+    result = invoke(offline_config, "run", str(tmp_path / "unplugged"))
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == (
         f"Error: import folder {tmp_path / 'unplugged'} does not exist (is the drive mounted? check the path)"
@@ -162,13 +162,13 @@ def test_a_run_with_another_model_than_the_library_stops_naming_both(offline_env
     assert [line["path"] for line in ledger_lines(settings_of(offline_env))] == ["good.jpg"]
 
 
-def test_a_dotenv_for_docker_is_named_when_its_servers_are_out_of_reach(offline_env, tmp_path: Path) -> None:
+def test_a_dotenv_for_docker_is_named_when_its_servers_are_out_of_reach(offline_config, tmp_path: Path) -> None:
     root = tmp_path / "drive"
     root.mkdir()
     shutil.copy(GOOD, root / "good.jpg")
     dotenv = tmp_path / ".env"
     dotenv.write_text("FACEPIC_MONGODB_URI=mongodb://127.0.0.1:9/\nFACEPIC_DB_TIMEOUT=0.5\n")
-    env = {k: v for k, v in offline_env.items() if k != "FACEPIC_MONGODB_URI"}
+    env = {k: v for k, v in offline_config.items() if k != "FACEPIC_MONGODB_URI"}
     result = CliRunner().invoke(cli, ["--env-file", str(dotenv), "run", str(root)], env=env, obj={})
     assert result.exit_code == 1
     lines = result.output.splitlines()
@@ -176,10 +176,10 @@ def test_a_dotenv_for_docker_is_named_when_its_servers_are_out_of_reach(offline_
     assert lines[-1] == (f"Error: cannot reach MongoDB at 127.0.0.1:9; check FACEPIC_MONGODB_URI (set in {dotenv})")
 
 
-def test_an_empty_folder_and_a_folder_without_photos_say_so(offline_env, tmp_path: Path) -> None:
+def test_an_empty_folder_and_a_folder_without_photos_say_so(offline_config, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = invoke(offline_env, "run", str(empty))
+    result = invoke(offline_config, "run", str(empty))
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == (
         f"Error: import folder {empty} is empty (is the drive mounted? check the path)"
@@ -188,7 +188,7 @@ def test_an_empty_folder_and_a_folder_without_photos_say_so(offline_env, tmp_pat
     videos.mkdir()
     (videos / "clip.mp4").write_bytes(b"\0" * 10)
     (videos / "notes.txt").write_text("hello")
-    result = invoke(offline_env, "run", str(videos))
+    result = invoke(offline_config, "run", str(videos))
     assert result.exit_code == 0
     assert (
         "photos 0: done 0 (faces 0, no face 0), already done 0, duplicates 0, failed 0; skipped 2 files that "
@@ -254,23 +254,23 @@ def facepic_process(env: dict[str, str], *args: str) -> tuple[int, str, str, lis
     return done.returncode, done.stdout, "".join(f"{line}\n" for line in err), ast.literal_eval(loaded[8:])
 
 
-def test_help_version_and_status_load_none_of_the_heavy_libraries(offline_env) -> None:
+def test_help_version_and_status_load_none_of_the_heavy_libraries(offline_config) -> None:
     for args in (["--help"], ["--version"], ["status"], ["run", "--help"]):
-        code, out, err, loaded = facepic_process(offline_env, *args)
+        code, out, err, loaded = facepic_process(offline_config, *args)
         assert (code, err, loaded) == (0, "", []), args
-    assert facepic_process(offline_env, "status")[1] == (
+    assert facepic_process(offline_config, "status")[1] == (
         "photos 0: done 0 (faces 0, no face 0), duplicates 0, pending 0, failed 0\n"
     )
 
 
-def test_a_missing_or_empty_folder_is_said_before_anything_loads(offline_env, tmp_path: Path) -> None:
+def test_a_missing_or_empty_folder_is_said_before_anything_loads(offline_config, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     for folder, why in ((tmp_path / "unplugged", "does not exist"), (empty, "is empty")):
-        code, out, err, loaded = facepic_process(offline_env, "run", str(folder))
+        code, out, err, loaded = facepic_process(offline_config, "run", str(folder))
         assert (code, out, loaded) == (1, "", [])
         assert err == f"Error: import folder {folder} {why} (is the drive mounted? check the path)\n"
-    assert not settings_of(offline_env).data_dir.exists()  # no database, no ledger
+    assert not settings_of(offline_config).data_dir.exists()  # no database, no ledger
 
 
 def test_a_run_with_nothing_new_opens_no_library_loads_no_model_and_starts_no_pool(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -373,24 +373,23 @@ def test_a_run_on_a_terminal_shows_the_scan_the_photos_and_the_settle(offline_en
     assert drawn(shown)[0].startswith("scanning: 3 files [") and drawn(shown)[1:] == ["loaded: []", ""]
 
 
-def test_corrections_say_what_they_did_and_the_recluster_hint_stops_when_useless(offline_env, tmp_path: Path) -> None:
-    from tests.conftest import copy_photos
-
-    copy_photos(tmp_path / "photos")
-    assert invoke(offline_env, "run", str(tmp_path / "photos")).exit_code == 0
-    people = json.loads(invoke(offline_env, "persons", "--json").output)
+def test_corrections_say_what_they_did_and_the_recluster_hint_stops_when_useless(
+    offline_env, finished_library, tmp_path: Path
+) -> None:
+    library = finished_library().copy(tmp_path / "library")  # the labelled photos and the couple, run
+    people = json.loads(invoke(library, "persons", "--json").output)
     first, second = people[0]["id"], people[1]["id"]
-    short = invoke(offline_env, "name", first[:3], "X")
+    short = invoke(library, "name", first[:3], "X")
     assert short.exit_code == 1
     assert short.output == (
         f"Error: no person {first[:3]!r}: give at least 4 characters of an id (`facepic persons` lists them), "
         "or a name\n"
     )
-    assert invoke(offline_env, "name", first, "Jennifer Aniston").exit_code == 0
-    assert invoke(offline_env, "name", second, "Jennifer Lopez").exit_code == 0
-    merged = invoke(offline_env, "merge", "Jennifer Aniston", "Jennifer Lopez")
+    assert invoke(library, "name", first, "Jennifer Aniston").exit_code == 0
+    assert invoke(library, "name", second, "Jennifer Lopez").exit_code == 0
+    merged = invoke(library, "merge", "Jennifer Aniston", "Jennifer Lopez")
     assert merged.output == f"merged 1 person(s) into {first}\nnote: the name 'Jennifer Lopez' was dropped\n"
-    assert json.loads(invoke(offline_env, "persons", "--json").output)[0]["name"] == "Jennifer Aniston"
+    assert json.loads(invoke(library, "persons", "--json").output)[0]["name"] == "Jennifer Aniston"
 
     # Faces too small to found a person (here: every face) wait unassigned; recluster is worth a
     # try until it has placed none of them and nothing changed since.

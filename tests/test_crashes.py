@@ -18,13 +18,14 @@ from facepic.context import Context
 from facepic.pipeline.policy import run_stage
 from facepic.pipeline.stages import BY_NAME
 from facepic.planner import Planner
+from facepic.settings import Settings
 from facepic.storage import open_store
 from tests import servers
 from tests.conftest import PHOTOS, REPO, copy_photos, invoke, ledger_lines, settings_of, wait_for_ledger, wait_until
 from tests.proxy import Proxy
-from tests.servers import start_pipeline_workers, start_worker
+from tests.servers import spawn_worker, start_pipeline_workers, start_worker, start_workers, stop_workers
 from tests.test_pipeline_e2e import expected_keys, library_of
-from workers.batches import WAITING
+from workers.batches import WAITING, WORKING
 
 VOLATILE = ("created_at", "updated_at")
 
@@ -115,10 +116,11 @@ def kill_mid_batch(server_env: dict[str, str], tmp_path: Path, victim: str) -> N
     env = {**server_env, "FACEPIC_VISIBILITY_TIMEOUT": "4"}
     photos = tmp_path / "drive"
     total = many_photos(photos, 3)
-    workers = {
-        "cpu": start_worker(env, tmp_path / "w-cpu", "cpu", "cpu,upload", 1),
-        "index": start_worker(env, tmp_path / "w-index", "index", "index", 1),
-    }
+    started = start_workers(
+        spawn_worker(env, tmp_path / "w-cpu", "cpu", "cpu,upload", 1),
+        spawn_worker(env, tmp_path / "w-index", "index", "index", 1),
+    )
+    workers = dict(zip(("cpu", "index"), started))
     try:
         assert invoke(env, "enqueue", str(photos)).exit_code == 0
         settings = settings_of(env)
@@ -131,13 +133,43 @@ def kill_mid_batch(server_env: dict[str, str], tmp_path: Path, victim: str) -> N
         # A worker killed between its BRPOP and kombu recording the delivery drops that one
         # message, as a Redis crash there does (README): the photo stays pending, and
         # `enqueue --requeue-pending` is the user's remedy. Anything more is a loss.
-        missing = requeue_once_settled(env, redis.Redis.from_url(env["FACEPIC_REDIS_URL"]), total)
+        client = redis.Redis.from_url(env["FACEPIC_REDIS_URL"])
+        # Settled: the killed worker's tasks were delivered again after the visibility timeout
+        # and acknowledged, which must change nothing (check_exactly_once).
+        missing = requeue_once_settled(env, client, total)
         assert missing <= 1, f"{missing} photos were lost with the killed {victim} worker"
-        time.sleep(6)  # a task delivered again after the visibility timeout must change nothing
+        if missing:  # and the photo sent again, until its tasks are acknowledged too
+            wait_quiet(client, settings_of(env))
     finally:
-        for worker in workers.values():
-            worker.stop()
+        stop_workers(workers.values())
     check_exactly_once(env, total)
+
+
+def nothing_to_deliver(client: redis.Redis) -> bool:
+    """No task queued or delivered and unacknowledged, no photo waiting for or taken by the index
+    worker: nothing is under way, and nothing can be delivered again."""
+    queues = ("cpu", "upload", "index", WAITING, WORKING)
+    return all(client.llen(q) == 0 for q in queues) and not client.hlen("unacked")
+
+
+def wait_quiet(client: redis.Redis, settings: Settings, still: float = 3.0, timeout: float = 240) -> None:
+    """Wait until nothing is under way and the ledger has not grown for ``still`` seconds in a
+    row. Every task in flight is in Redis (acknowledged late) and a dead worker's deliveries stay
+    in ``unacked`` until they are delivered again, so this is looked at often, not slept through."""
+    deadline = time.monotonic() + timeout
+    quiet_since, size = None, -1
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        grown = settings.ledger_path.stat().st_size if settings.ledger_path.exists() else 0
+        if nothing_to_deliver(client) and grown == size:
+            quiet_since = quiet_since or now
+            if now - quiet_since >= still:
+                return
+        else:
+            quiet_since = None
+        size = grown
+        time.sleep(0.2)
+    raise AssertionError(f"the queues were not quiet for {still:.0f} s within {timeout:.0f} s")
 
 
 def requeue_once_settled(env: dict[str, str], client: redis.Redis, total: int) -> int:
@@ -145,15 +177,7 @@ def requeue_once_settled(env: dict[str, str], client: redis.Redis, total: int) -
     then, if photos are still pending, send them again as a user would and wait for them.
     Returns how many photos had to be sent again."""
     settings = settings_of(env)
-
-    def settled() -> bool:
-        before = len(ledger_lines(settings))
-        time.sleep(6)
-        queues = ("cpu", "upload", "index", WAITING)  # WAITING: photos handed to the index worker
-        idle = all(client.llen(q) == 0 for q in queues) and not client.hlen("unacked")
-        return idle and len(ledger_lines(settings)) == before
-
-    wait_until(settled, "the batch to settle", timeout=240)
+    wait_quiet(client, settings)
     finished = {(x["root"], x["path"]) for x in ledger_lines(settings) if x["status"] in ("done", "failed")}
     if len(finished) < total:
         result = invoke(env, "enqueue", "--requeue-pending", "--wait")
@@ -210,11 +234,9 @@ def test_index_worker_killed_inside_a_batch(server_env, tmp_path: Path) -> None:
         wait_until(lambda: waiting.llen("facepic:index") == total, "every photo waiting for the index worker")
         index = start_worker(env, tmp_path / "w-index", "index", "index", 1, path=(faults,))
         wait_for_ledger(settings, total, timeout=240)
-        time.sleep(6)  # the drain delivered again after the visibility timeout changes nothing
+        wait_quiet(waiting, settings)  # the drain delivered again after the visibility timeout changes nothing
     finally:
-        for worker in (cpu, index):
-            if worker is not None:
-                worker.stop()
+        stop_workers((cpu, index))
     assert int(marker.read_text()) > 1, "no batch was cut short"
     check_exactly_once(env, total)
     assert "WorkerLostError" in (tmp_path / "w-index" / "index.log").read_text()
@@ -293,8 +315,7 @@ def test_redis_restart_loses_no_queued_photo(server_env, tmp_path: Path) -> None
         # one message; the ledger still has the photo as queued, and this sends it again.
         requeue_once_settled(env, redis.Redis.from_url(url + "/0"), total)
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(workers)
         server.stop()
     check_exactly_once(env, total)
 
@@ -336,8 +357,7 @@ def test_mongodb_out_of_reach_fails_photos_after_bounded_retries_then_retry_fail
             "duplicates 0, failed 0" in result.output
         )
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(workers)
         proxy.down()
     check_exactly_once(server_env, len(labels))
 
@@ -369,7 +389,6 @@ def test_bucket_out_of_reach_keeps_photos_not_uploaded_then_upload_only(server_e
         assert result.exit_code == 0, result.output
         assert "not uploaded 0" in invoke(env, "status").output
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(workers)
         proxy.down()
     check_exactly_once(server_env, len(labels))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests import servers
 from tests.conftest import REPO, copy_photos, invoke, settings_of, wait_for_ledger
-from tests.servers import start_worker
+from tests.servers import spawn_worker, start_workers, stop_workers
 from tests.test_pipeline_e2e import check_library, library_of
 
 FLOWER_USER, FLOWER_PASSWORD = "admin", "flower-test-password"
@@ -81,7 +81,7 @@ def test_flower_shows_every_stage_behind_basic_auth(server_env, workers, tmp_pat
         log.close()
 
 
-def test_two_cpu_workers_on_separate_machines_equal_a_single_run(offline_env, server_env, tmp_path: Path) -> None:
+def test_two_cpu_workers_on_separate_machines_equal_a_single_run(finished_library, server_env, tmp_path: Path) -> None:
     photos = tmp_path / "drive"
     labels = copy_photos(photos)
     total = len(labels) + 1
@@ -97,17 +97,16 @@ def test_two_cpu_workers_on_separate_machines_equal_a_single_run(offline_env, se
             "FACEPIC_MODEL_ROOT": str(home / "models"),
         }
 
-    started = [
-        start_worker(machine("a"), tmp_path / "machine-a" / "w", "cpu-a", "cpu,upload", 1),
-        start_worker(machine("b"), tmp_path / "machine-b" / "w", "cpu-b", "cpu,upload", 1),
-        start_worker(server_env, tmp_path / "main" / "w", "index", "index", 1),
-    ]
+    started = start_workers(
+        spawn_worker(machine("a"), tmp_path / "machine-a" / "w", "cpu-a", "cpu,upload", 1),
+        spawn_worker(machine("b"), tmp_path / "machine-b" / "w", "cpu-b", "cpu,upload", 1),
+        spawn_worker(server_env, tmp_path / "main" / "w", "index", "index", 1),
+    )
     try:
         assert invoke(server_env, "enqueue", str(photos)).exit_code == 0
         lines = wait_for_ledger(settings_of(server_env), total)
     finally:
-        for worker in started:
-            worker.stop()
+        stop_workers(started)
     done = [line for line in lines if line["status"] == "done"]
     assert len(done) == total == len({line["path"] for line in done})  # each photo once
     for name in ("cpu-a", "cpu-b"):
@@ -117,11 +116,11 @@ def test_two_cpu_workers_on_separate_machines_equal_a_single_run(offline_env, se
     assert lib.images.count_documents({}) == total
     distributed = check_library(lib, lines, labels)
 
-    assert invoke(offline_env, "run", str(photos)).exit_code == 0
+    run = finished_library()  # `facepic run` of the same photos, in a folder of its own
     from facepic.context import Context
     from facepic.embedded import embedded_database
     from tests.conftest import ledger_lines
 
-    with embedded_database(settings_of(offline_env)) as running, Context(running) as ctx:
-        single = check_library(ctx.library, ledger_lines(running), labels)
+    with embedded_database(settings_of(run.copy(tmp_path / "single"))) as running, Context(running) as ctx:
+        single = check_library(ctx.library, ledger_lines(running), run.labels)
     assert distributed == single

@@ -379,6 +379,7 @@ def _listening(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.servers  # Flower, listening
 def test_flower_listens_on_loopback_by_default_and_anywhere_with_a_login(tmp_path: Path) -> None:
     import socket
 

@@ -246,12 +246,12 @@ def test_a_disk_that_fills_as_the_run_ends_loses_no_photo_logged_done(offline_en
     assert done and done <= stored, f"{len(done - stored)} of {len(done)} photos logged done are not stored"
 
 
-def test_a_read_only_data_folder_is_one_clear_error(offline_env, tmp_path, tmpfs) -> None:  # type: ignore[no-untyped-def]
+def test_a_read_only_data_folder_is_one_clear_error(offline_config, tmp_path, tmpfs) -> None:  # type: ignore[no-untyped-def]
     disk = tmpfs("4m")
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
     root = tmp_path / "drive"
     distinct_photos(root, 2)
-    result = run_cli({**offline_env, "FACEPIC_DATA_DIR": str(disk / "data")}, "run", str(root))
+    result = run_cli({**offline_config, "FACEPIC_DATA_DIR": str(disk / "data")}, "run", str(root))
     assert result.returncode == 1
     no_traceback(result.stdout + result.stderr)
     assert result.stderr.strip().splitlines()[-1] == (

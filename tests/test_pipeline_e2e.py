@@ -133,14 +133,16 @@ def test_enqueue_with_workers_builds_the_library(server_env, workers, tmp_path: 
     )
 
 
-def test_embedded_run_gives_the_same_library_as_the_workers(offline_env, server_env, workers, tmp_path: Path) -> None:
+def test_embedded_run_gives_the_same_library_as_the_workers(
+    finished_library, server_env, workers, tmp_path: Path
+) -> None:
     photos = tmp_path / "drive"
     labels = copy_photos(photos)
 
-    result = invoke(offline_env, "run", str(photos))
-    assert result.exit_code == 0, result.output
-    assert f"photos {len(labels) + 1}: done {len(labels) + 1} (faces {len(labels) + 2}, no face 0)" in result.output
-    embedded = settings_of(offline_env)
+    run = finished_library()  # `facepic run` of the same photos, in a folder of its own
+    assert run.labels == labels
+    assert f"photos {len(labels) + 1}: done {len(labels) + 1} (faces {len(labels) + 2}, no face 0)" in run.output
+    embedded = settings_of(run.copy(tmp_path / "embedded"))
     from facepic.embedded import embedded_database
 
     with embedded_database(embedded) as running, Context(running) as ctx:
@@ -148,7 +150,7 @@ def test_embedded_run_gives_the_same_library_as_the_workers(offline_env, server_
         # No bucket: originals stay where they are, nothing is copied into the data folder.
         assert not running.folder.objects.exists()
         assert ctx.library.images.count_documents({"uploaded": False, "keys": None}) == len(labels) + 1
-        assert all((photos / doc["path"]).is_file() for doc in ctx.library.images.find({}))
+        assert all((run.photos / doc["path"]).is_file() for doc in ctx.library.images.find({}))
 
     assert invoke(server_env, "enqueue", str(photos)).exit_code == 0
     distributed = check_library(

@@ -12,7 +12,7 @@ import pytest
 from bench.quality import Photo, embed, naive, product, scores, table
 from facepic.db import embedding_from_bson
 from facepic.models import EMBEDDING_DIM
-from tests.conftest import PHOTOS, copy_photos, invoke, settings_of
+from tests.conftest import PHOTOS, settings_of
 
 
 def test_scores_are_the_textbook_bcubed_and_pairwise_values() -> None:
@@ -39,17 +39,15 @@ def test_quality_floor_on_the_committed_subset(monkeypatch, model_root) -> None:
     assert results["queue*"]["f_min"] >= 0.99  # nor settling in batches on the queue
 
 
-def test_what_run_stores_holds_the_floor(offline_env, tmp_path: Path) -> None:
+def test_what_run_stores_holds_the_floor(finished_library, tmp_path: Path) -> None:
     """`facepic run` end to end: the persons in the library score at least the floor, as well
     as the plain rule on the same faces, and exactly what the benchmark's product path gives."""
-    folder = tmp_path / "photos"
-    labels = copy_photos(folder, group=False)
-    result = invoke(offline_env, "run", str(folder))
-    assert result.exit_code == 0, result.output
+    run = finished_library(group=False)
+    labels = run.labels
     from facepic.db import Library
     from facepic.embedded import embedded_database
 
-    with embedded_database(settings_of(offline_env)) as running:
+    with embedded_database(settings_of(run.copy(tmp_path / "data"))) as running:
         lib = Library(running.mongodb_uri, running.mongodb_db)
         paths = {d["_id"]: d["path"] for d in lib.images.find({}, {"path": 1})}
         faces = sorted(lib.faces.find({}), key=lambda f: (paths[f["image_id"]], f["index"]))

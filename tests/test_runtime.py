@@ -81,11 +81,11 @@ def test_facepic_run_works_on_either_runtime_and_says_which(offline_env, tmp_pat
     )
 
 
-def test_auto_says_what_it_chose_on_the_model_line(offline_env) -> None:
+def test_auto_says_what_it_chose_on_the_model_line(offline_config) -> None:
     auto = Runtime.resolve("auto", 2)
     assert (auto.backend, auto.reason, auto.threads) == ("openvino", "auto: OpenVINO is installed", 2)
     assert auto.describe() == f"OpenVINO {auto.precision} (auto: OpenVINO is installed), 2 threads per process"
-    result = invoke(offline_env, "fetch-model", "buffalo_s")  # one process: every core's thread
+    result = invoke(offline_config, "fetch-model", "buffalo_s")  # one process: every core's thread
     assert result.exit_code == 0, result.output
     threads = default_threads(1)
     assert result.output.splitlines()[0] == (
@@ -95,8 +95,8 @@ def test_auto_says_what_it_chose_on_the_model_line(offline_env) -> None:
     assert f", {threads} thread{'s' if threads > 1 else ''} per process" in result.output
 
 
-def test_a_bad_runtime_is_one_clear_error(offline_env, tmp_path: Path) -> None:
-    result = invoke({**offline_env, "FACEPIC_RUNTIME": "tensorrt"}, "run", str(tmp_path))
+def test_a_bad_runtime_is_one_clear_error(offline_config, tmp_path: Path) -> None:
+    result = invoke({**offline_config, "FACEPIC_RUNTIME": "tensorrt"}, "run", str(tmp_path))
     assert result.exit_code == 1
     assert result.output == "Error: FACEPIC_RUNTIME must be auto, openvino or onnxruntime, not 'tensorrt'\n"
     assert Settings.load(env={"FACEPIC_RUNTIME": " OpenVINO "}, env_file=None).runtime == "openvino"

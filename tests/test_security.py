@@ -12,7 +12,7 @@ from facepic.ids import safe_extension
 from facepic.storage import is_facepic_key, open_store
 from tests import servers
 from tests.conftest import PHOTOS, invoke, settings_of
-from tests.servers import start_pipeline_workers
+from tests.servers import start_pipeline_workers, stop_workers
 
 REDIS_PASSWORD = "redis-pw-Zq8xKv2NdistinctPASS"
 
@@ -54,8 +54,7 @@ def test_no_secret_reaches_a_log_an_error_the_ledger_or_a_task_argument(server_e
         wrong_redis = {**env, "FACEPIC_REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{servers.free_port()}/0"}
         outputs.append(invoke(wrong_redis, "enqueue", str(photos)).output)
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(workers)
         server.stop()
     assert "rejected the credentials" in outputs[3] and "cannot reach Redis" in outputs[4]
     logs = [w.log.read_text() for w in workers]

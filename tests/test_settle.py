@@ -224,7 +224,7 @@ def _groups(persons: dict[str, str | None]) -> set[frozenset[str]]:
     return {frozenset(faces) for faces in by_person.values()}
 
 
-def test_settling_brings_any_arrival_order_to_the_result_of_one_run(offline_env, tmp_path) -> None:
+def test_settling_brings_any_arrival_order_to_the_result_of_one_run(offline_env, finished_library, tmp_path) -> None:
     """Photos arriving in two runs (settled after each), then `settle --all`: the same persons
     as one run over all of them (the same faces together; their ids are those the index stage
     gave them, which depend on the order)."""
@@ -232,10 +232,7 @@ def test_settling_brings_any_arrival_order_to_the_result_of_one_run(offline_env,
 
     from tests.conftest import copy_photos, invoke
 
-    whole = tmp_path / "whole"
-    copy_photos(whole, group=False)
-    one = {**offline_env, "FACEPIC_DATA_DIR": str(tmp_path / "one")}
-    assert invoke(one, "run", str(whole)).exit_code == 0
+    one = finished_library(group=False).copy(tmp_path / "one")  # one run over every photo
     expected = _persons_by_face(one)
     assert len(expected) == 21 and None not in expected.values()
 

@@ -22,7 +22,7 @@ from facepic.pipeline.stages import BY_NAME, POOL, SERIAL, STAGES, Where, in_ord
 from facepic.settings import Settings
 from facepic.storage import StorageUnavailable
 from tests.conftest import PHOTOS, REPO, ledger_lines, settings_of, wait_until
-from tests.servers import start_worker
+from tests.servers import spawn_worker, start_workers, stop_workers
 from workers.routing import CHAINED, DRAINED, INDEX_QUEUE, QUEUES, ROUTES, STAGE_TASKS
 
 
@@ -163,10 +163,10 @@ def test_a_stage_added_to_the_table_alone_runs_in_facepic_run_and_in_the_workers
     assert len(set(notified.values())) == 1 and not set(stamped.values()) & set(notified.values())
     assert all("stamp" in line["timings"] for line in ledger_lines(settings) if line["status"] == "done")
 
-    workers = [
-        start_worker(server_env, tmp_path / "w-cpu", "cpu", "cpu,upload", path=(code,)),
-        start_worker(server_env, tmp_path / "w-index", "index", "index", path=(code,)),
-    ]
+    workers = start_workers(
+        spawn_worker(server_env, tmp_path / "w-cpu", "cpu", "cpu,upload", path=(code,)),
+        spawn_worker(server_env, tmp_path / "w-index", "index", "index", path=(code,)),
+    )
     try:
         enqueue = facepic(code, server_env, "enqueue", "--wait", str(photos))
         assert enqueue.returncode == 0, enqueue.stderr
@@ -178,5 +178,4 @@ def test_a_stage_added_to_the_table_alone_runs_in_facepic_run_and_in_the_workers
         assert set(stamped) == done and len(done) == 3
         assert not set(stamped.values()) & set(notified.values())  # a CPU worker's, the index worker's
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(workers)

@@ -23,33 +23,16 @@ import pytest
 from PIL import Image
 
 from tests.browser import CHROMEDRIVER, CHROMIUM, chromium
-from tests.conftest import REPO, copy_photos, invoke, offline_settings
+from tests.conftest import REPO, XSS_FILE, invoke
 
 XSS = "<script>alert(1)</script>"
-XSS_FILE = "<img src=x onerror=alert(2)>.jpg"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, model_root: Path) -> tuple[dict[str, str], Path]:
-    """A library of the committed photos (one of them under a hostile file name), built once:
-    each test serves its own copy of the data folder."""
-    base = tmp_path_factory.mktemp("web")
-    photos = base / "photos"
-    copy_photos(photos)
-    # Another photo by its content (a byte after the JPEG's end), not a duplicate of its source.
-    (photos / XSS_FILE).write_bytes((photos / "tom_hanks" / "07.jpg").read_bytes() + b"\0")
-    # Each photo a day older than the next by its file's time (one has an EXIF date too).
-    for day, photo in enumerate(sorted(photos.rglob("*.jpg"))):
-        stamp = (978_307_200 + day * 86_400) * 10**9  # from 2001-01-01
-        os.utime(photo, ns=(stamp, stamp))
-    env = offline_settings(base / "data", model_root)
-    assert invoke(env, "run", str(photos)).exit_code == 0
-    return env, base / "data"
+# Each test serves a library that `facepic run` built on the embedded database.
+pytestmark = pytest.mark.servers
 
 
 @pytest.fixture
-def library(built: tuple[dict[str, str], Path], tmp_path: Path) -> dict[str, str]:
-    env, data = built
+def library(web_built: tuple[dict[str, str], Path], tmp_path: Path) -> dict[str, str]:
+    env, data = web_built
     shutil.copytree(data, tmp_path / "data", ignore=shutil.ignore_patterns(".facepic.lock"))
     return {**env, "FACEPIC_DATA_DIR": str(tmp_path / "data")}
 

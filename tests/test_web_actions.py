@@ -13,9 +13,10 @@ from PIL import Image
 
 from tests.conftest import invoke, offline_settings
 from tests.test_same_person import opened, split_library
-from tests.test_web import Server, browser, built, call, click, library, persons_json, server
+from tests.test_web import Server, browser, call, click, library, persons_json, server
 
-__all__ = ["browser", "built", "library", "server"]  # fixtures, taken by name
+__all__ = ["browser", "library", "server"]  # fixtures, taken by name
+pytestmark = pytest.mark.servers  # `facepic serve` on the embedded database
 
 
 def _persons(server: Server) -> list[dict[str, Any]]:

@@ -14,6 +14,9 @@ from facepic.embedded import embedded_database
 from facepic.web.roster import Roster
 from tests.conftest import settings_of
 
+# Every query runs on a database server: the embedded one or the wire server.
+pytestmark = pytest.mark.servers
+
 A, B, C, D = "pa00000000000000", "pb00000000000000", "pc00000000000000", "pd00000000000000"
 
 
@@ -61,22 +64,24 @@ def fill(lib: Library) -> None:
     lib.images.insert_many(images)
 
 
+@pytest.fixture(scope="module")
+def embedded_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The embedded database of `facepic run`, started once for this file's tests."""
+    data = tmp_path_factory.mktemp("queries") / "data"
+    env = {"FACEPIC_DATA_DIR": str(data), "FACEPIC_MONGODB_URI": "", "FACEPIC_MODEL_ROOT": "/x"}
+    with embedded_database(settings_of(env)) as settings:
+        yield settings.mongodb_uri
+
+
 @pytest.fixture(params=["embedded", "wire server"])
-def lib(request: pytest.FixtureRequest, tmp_path: Path, model_root: Path) -> Iterator[Library]:
-    if request.param == "embedded":
-        env = {"FACEPIC_DATA_DIR": str(tmp_path / "data"), "FACEPIC_MONGODB_URI": "", "FACEPIC_MODEL_ROOT": "/x"}
-        with embedded_database(settings_of(env)) as settings:
-            library = Library(settings.mongodb_uri, "facepic_queries")
-            fill(library)
-            yield library
-            library.client.close()
-    else:
-        uri = request.getfixturevalue("mongo_server")
-        library = Library(uri, f"facepic_queries_{id(tmp_path)}")
-        fill(library)
-        yield library
-        library.client.drop_database(library.db.name)
-        library.client.close()
+def lib(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Library]:
+    """A library of its own (a database of its own, on a server shared with the other tests)."""
+    uri = request.getfixturevalue("embedded_uri" if request.param == "embedded" else "mongo_server")
+    library = Library(uri, f"facepic_queries_{id(tmp_path)}")
+    fill(library)
+    yield library
+    library.client.drop_database(library.db.name)
+    library.client.close()
 
 
 def ids(docs: list[dict]) -> list[str]:
