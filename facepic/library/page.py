@@ -27,21 +27,16 @@ class PageReads(LibraryBase):
     def web_person_keys(self, person_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """The sort and filter keys (name, face count, last change, hidden) of every person, or
         of those of ``person_ids`` that are stored (``IN_BATCH`` ids a read)."""
-        fields = {"name": 1, "face_count": 1, "updated_at": 1, "hidden": 1}
-        with self.errors():
-            if person_ids is None:
-                return list(self.persons.find({}, fields))
-            wanted = sorted(set(person_ids))
-            return [
-                d
-                for i in range(0, len(wanted), IN_BATCH)
-                for d in self.persons.find({"_id": {"$in": wanted[i : i + IN_BATCH]}}, fields)
-            ]
+        return self._persons_with({"name": 1, "face_count": 1, "updated_at": 1, "hidden": 1}, person_ids)
 
     def suggestion_persons(self, person_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """What "same person?" suggestions need of every person (or of those of ``person_ids``
         that are stored): name and hidden."""
-        fields = {"name": 1, "hidden": 1}
+        return self._persons_with({"name": 1, "hidden": 1}, person_ids)
+
+    def _persons_with(self, fields: dict[str, int], person_ids: Sequence[str] | None) -> list[dict[str, Any]]:
+        """``fields`` of every person, or of those of ``person_ids`` that are stored (``IN_BATCH``
+        ids a read)."""
         with self.errors():
             if person_ids is None:
                 return list(self.persons.find({}, fields))
