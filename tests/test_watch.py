@@ -34,6 +34,17 @@ def _done(settings: Any) -> list[str]:
     return sorted(x["path"] for x in ledger_lines(settings) if x["status"] == "done")
 
 
+def _interrupted(proc: subprocess.Popen, inbox: Path) -> tuple[str, str]:
+    """Ctrl-C to a watcher of ``inbox``: it stops with 130, no traceback, having said what it
+    watched. Its output and errors."""
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    no_traceback(out + err)
+    assert f"watching {inbox}" in err
+    return out, err
+
+
 def test_a_watched_folder_takes_photos_as_they_arrive(offline_env: dict[str, str], tmp_path: Path) -> None:
     source = tmp_path / "source"
     names = distinct_photos(source, 3)
@@ -62,11 +73,7 @@ def test_a_watched_folder_takes_photos_as_they_arrive(offline_env: dict[str, str
             time.sleep(0.3)
         wait_until(lambda: done() == sorted(names), "every photo", timeout=120)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out + err
-    no_traceback(out + err)
-    assert f"watching {inbox}" in err
+        out, err = _interrupted(proc, inbox)
     assert "interrupted: what was finished is kept" in err
     assert "error" not in err.lower(), err  # no photo failed (half-written, or changed while read)
     assert [line for line in out.splitlines() if line.startswith("photos ")], out  # a summary per batch
@@ -114,11 +121,7 @@ def test_enqueue_watch_queues_photos_as_they_arrive_for_the_workers(
             time.sleep(0.5)
         wait_until(lambda: done() == sorted(names), "the workers to finish both photos", timeout=180)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out + err
-    no_traceback(out + err)
-    assert f"watching {inbox}" in err
+        out, err = _interrupted(proc, inbox)
     assert [line for line in out.splitlines() if line.startswith("photos ")], out
     queued = [x for x in ledger_lines(settings) if x.get("path") in names and x["status"] == "queued"]
     assert len(queued) == len(names)  # each queued once, however many looks saw it
