@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, BinaryIO, Protocol
 
 from facepic import ids
 from facepic.datafolder import write_atomic
@@ -140,7 +140,7 @@ class S3Store:
         )
 
     @staticmethod
-    def _connect(endpoint: str, region: str, access_key_id: str, secret_access_key: str):
+    def _connect(endpoint: str, region: str, access_key_id: str, secret_access_key: str) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -164,7 +164,7 @@ class S3Store:
     def describe(self) -> str:
         return f"bucket {self.bucket!r} at {self.endpoint}"
 
-    def _call(self, what: str, fn, *args, **kwargs):
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - every boto error becomes one clear line
@@ -207,7 +207,7 @@ class S3Store:
             raise self._translate(e, what) from None
         self._call(f"creating {what}", self._client.create_bucket, Bucket=self.bucket)
 
-    def _put(self, key: str, body, content_type: str, digest: bytes) -> None:
+    def _put(self, key: str, body: BinaryIO | bytes, content_type: str, digest: bytes) -> None:
         """One PUT that the bucket stores only if its bytes have the SHA-256 ``digest``."""
         checksum = base64.b64encode(digest).decode()
         self._call(
