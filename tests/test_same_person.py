@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from bench.synthetic import _unit
 from facepic.context import Context
@@ -20,8 +21,9 @@ from facepic.db import Library
 from facepic.derived import Covers, recount
 from facepic.documents import embedding_from_bson, embedding_to_bson, face, new_person
 from facepic.embedded import embedded_database
+from facepic.library import base
 from facepic.models import EMBEDDING_DIM
-from facepic.persons import not_same
+from facepic.persons import merge_persons, not_same, undo_last
 from facepic.settle import Linkage, settle_library
 from tests.conftest import PHOTOS, invoke, settings_of
 from tests.test_corrections_hold import SPLIT_EVERYTHING
@@ -201,6 +203,41 @@ def test_a_no_holds_when_settling_gives_both_persons_other_ids(offline_env: dict
             assert persons["f0"] == persons["f2"] == ids[2] and persons["f1"] == persons["f3"] == ids[3]
             rejected = {f["_id"]: set(f.get("rejected") or ()) for f in lib.faces.find({}, {"rejected": 1})}
             assert {ids[1], ids[3]} <= rejected["f0"] and {ids[0], ids[2]} <= rejected["f1"]
+
+
+def test_undo_entries_of_many_faces_are_kept_in_parts_and_undone_whole(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge and a "no" over more faces than one stored part holds (BSON's 16 MB limit is
+    about 130,000 faces of "before" state): their faces are kept in parts, and undo puts every
+    face back; the parts of entries beyond the kept ones go with them."""
+    monkeypatch.setattr(base, "UNDO_PART_FACES", 4)
+    rng = np.random.default_rng(1)
+    faces = _unit(rng.standard_normal((11, EMBEDDING_DIM)))
+    ids = ["pa0000000000000"] * 6 + ["pb0000000000000"] * 5
+    with opened(offline_env) as ctx:
+        lib, covers = ctx.library, Covers(ctx)
+        lib.claim_model("buffalo_s")
+        _store(lib, ids, faces, covers)
+
+        def placed() -> dict[str, str]:
+            return {f["_id"]: f["person_id"] for f in lib.faces.find({}, {"person_id": 1})}
+
+        before = placed()
+        not_same(lib, ids[0], ids[-1], covers)
+        assert lib.undo_parts.count_documents({}) == 3  # 11 faces in parts of 4
+        rejected = {f["_id"]: f.get("rejected") for f in lib.faces.find({}, {"rejected": 1})}
+        assert sum(1 for r in rejected.values() if r) == 11
+        merge_persons(lib, ids[0], [ids[-1]], covers)
+        assert lib.undo_parts.count_documents({}) == 6
+        assert set(placed().values()) == {ids[0]}
+        undo_last(lib, covers)  # the merge: every face where it was
+        assert placed() == before
+        undo_last(lib, covers)  # the "no": no face rejects anyone
+        assert not any(f.get("rejected") for f in lib.faces.find({}, {"rejected": 1}))
+        monkeypatch.setattr("facepic.library.corrections.UNDO_KEPT", 1)
+        not_same(lib, ids[0], ids[-1], covers)
+        assert lib.undo_log.count_documents({}) == 1 and lib.undo_parts.count_documents({}) == 3
 
 
 def _store(lib: Library, person_ids: list[str], embeddings: np.ndarray, covers: Covers) -> None:

@@ -41,8 +41,12 @@ COLLECTIONS = (
     "changes",
     "change_parts",
     "undo_log",
+    "undo_parts",
 )
 UNDO_KEPT = 100  # corrections the undo log keeps, the latest
+# Faces of one undo entry per stored document: a merge of 100,000 faces is about 12 MB of
+# "before" state, and BSON's limit is 16 MB, so a large entry keeps its faces in parts.
+UNDO_PART_FACES = 20_000
 
 # Ids per `$in` when looking faces up by id: some servers (the embedded one) slow down
 # faster than the list grows (5,000 ids in one `$in` cost 40 s on a million faces there).
@@ -113,6 +117,7 @@ class LibraryBase:
         self.changes = db["changes"]
         self.change_part_docs = db["change_parts"]
         self.undo_log = db["undo_log"]
+        self.undo_parts = db["undo_parts"]
 
     @contextmanager
     def errors(self) -> Iterator[None]:

@@ -12,6 +12,7 @@ from pymongo import ASCENDING, UpdateMany, UpdateOne
 
 from facepic.documents import image_faces
 from facepic.ledger import now_iso
+from facepic.library import base
 from facepic.library.base import (
     IN_BATCH,
     UNDO_KEPT,
@@ -225,18 +226,35 @@ class Corrections(LibraryBase):
 
     def log_correction(self, entry: dict[str, Any]) -> None:
         """Keep what a correction changes as it was before (ids sort by time); the oldest
-        beyond UNDO_KEPT go."""
+        beyond UNDO_KEPT go. Its faces are stored in parts of UNDO_PART_FACES, before the
+        entry itself, so an entry found is whole."""
+        faces = entry["faces"]
+        parts = [faces[i : i + base.UNDO_PART_FACES] for i in range(0, len(faces), base.UNDO_PART_FACES)]
         with self.errors():
+            if len(parts) > 1:
+                for n, part in enumerate(parts):
+                    doc = {"_id": f"{entry['_id']}-{n:05d}", "entry": entry["_id"], "faces": part}
+                    self.undo_parts.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+                entry = {**entry, "faces": [], "face_parts": len(parts)}
             self.undo_log.replace_one({"_id": entry["_id"]}, entry, upsert=True)
             old = [d["_id"] for d in self.undo_log.find({}, {"_id": 1}).sort("_id", -1).skip(UNDO_KEPT)]
             if old:
                 self.undo_log.delete_many({"_id": {"$in": old}})
+                self.undo_parts.delete_many({"entry": {"$in": old}})
 
     def last_correction(self) -> dict[str, Any] | None:
-        """The latest correction not undone yet."""
+        """The latest correction not undone yet, its faces whole."""
         with self.errors():
             found = list(self.undo_log.find({"undone": {"$ne": True}}).sort("_id", -1).limit(1))
-        return found[0] if found else None
+            if not found:
+                return None
+            entry = found[0]
+            if entry.get("face_parts"):
+                # Its parts' ids are the entry's and a number: a range of the _id index.
+                ids = {"$gt": f"{entry['_id']}-", "$lt": f"{entry['_id']}."}
+                parts = self.undo_parts.find({"_id": ids}).sort("_id", 1)
+                entry["faces"] = [f for part in parts for f in part["faces"]]
+        return entry
 
     def mark_undone(self, entry_id: str) -> None:
         with self.errors():
