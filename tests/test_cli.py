@@ -231,10 +231,15 @@ def test_status_prints_failed_names_escaped_as_run_does(offline_env, tmp_path: P
 # What a command loads, seen from a `facepic` process of its own (the console script): the
 # modules of the pool, the face models and the embedded database, and the heavy libraries.
 WATCHED = ("facepic.runner", "facepic.detect", "openvino", "onnxruntime", "secantus", "numpy", "pymongo", "celery")
+# A command that leaves nothing to finish ends with os._exit (facepic.cli.group.leave), which
+# runs no atexit handler: the report is printed on either way out.
 LOADED = (
-    "import atexit, sys\n"
+    "import atexit, os, sys\n"
     f"watched = {WATCHED!r}\n"
-    "atexit.register(lambda: print('loaded:', [m for m in watched if m in sys.modules], file=sys.stderr))\n"
+    "report = lambda: print('loaded:', [m for m in watched if m in sys.modules], file=sys.stderr, flush=True)\n"
+    "atexit.register(report)\n"
+    "_exit = os._exit\n"
+    "os._exit = lambda code: (report(), _exit(code))\n"
     "from workers.cli import main\n"
     "sys.argv[0] = 'facepic'\n"
     "main()\n"
@@ -262,6 +267,18 @@ def test_help_version_and_status_load_none_of_the_heavy_libraries(offline_config
     assert facepic_process(offline_config, "status")[1] == (
         "photos 0: done 0 (faces 0, no face 0), duplicates 0, pending 0, failed 0\n"
     )
+
+
+def test_a_command_that_ends_at_once_keeps_its_whole_output_and_its_exit_code(finished_library, tmp_path: Path) -> None:
+    """`facepic` ends with os._exit when nothing is left to finish (facepic.cli.group.leave):
+    what it wrote to a pipe arrives whole, and an error still exits 1 with its one line."""
+    library = finished_library().copy(tmp_path / "library")
+    code, out, err, loaded = facepic_process(library, "persons", "--json")
+    assert (code, err) == (0, "") and "pymongo" in loaded
+    assert json.loads(out) == json.loads(invoke(library, "persons", "--json").output)
+    code, out, err, _ = facepic_process(library, "name", "zzzz", "Someone")
+    assert (code, out) == (1, "")
+    assert err == "Error: no person 'zzzz' (give an id from `facepic persons`, or a name)\n"
 
 
 def test_a_missing_or_empty_folder_is_said_before_anything_loads(offline_config, tmp_path: Path) -> None:

@@ -185,4 +185,7 @@ group.queue_lengths = queue_lengths
 
 
 def main() -> None:  # pragma: no cover - the console script
-    cli(obj={})
+    try:
+        cli(obj={})
+    except SystemExit as e:  # click ends every command so, standalone
+        group.leave(e.code)

@@ -6,10 +6,13 @@ settings, progress bars, the summary line, the shared options and the watch loop
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -22,6 +25,27 @@ if TYPE_CHECKING:
 # Server settings a .env in the working folder may have switched: the first line says so.
 SERVER_SETTINGS = ("redis_url", "mongodb_uri", "s3_endpoint", "data_dir")
 INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C (128 + SIGINT)
+
+
+def leave(code: Any) -> NoReturn:
+    """End the process with ``code`` (as ``sys.exit`` takes it) once a command is over.
+
+    When nothing is left to finish (no other thread that is not a daemon, no child process),
+    the process ends at once, its output and logs flushed: a normal exit would wait up to half
+    a second for the MongoDB driver's monitor threads to wake from their sleep and see they are
+    stopped (0.46 s of a 1.5 s `facepic persons`). Every file FacePic writes is closed (and
+    synced) by the command itself; otherwise, the normal exit."""
+    multiprocessing = sys.modules.get("multiprocessing")
+    busy = any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())
+    if not (code is None or isinstance(code, int)) or busy or (multiprocessing and multiprocessing.active_children()):
+        sys.exit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`): what was read is all it wanted
+            pass
+    os._exit(code or 0)
 
 
 class FacePicGroup(click.Group):
