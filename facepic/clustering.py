@@ -129,10 +129,27 @@ def agglomerate(
     def needed(a: _Group, b: _Group) -> float:
         return threshold + margin / math.sqrt(a.n * b.n) if margin else threshold
 
+    neighbours, heap = _candidates(alive, threshold, block, neighbours_of, needed)
+    dead = _merge_greedily(alive, neighbours, heap, needed)
+    return [g for i, g in enumerate(alive) if not dead[i]]
+
+
+_Needed = Callable[[_Group, _Group], float]
+_Heap = list[tuple[float, int, int, int, int]]  # (-link, i, j, version of i, version of j), i < j
+
+
+def _candidates(
+    alive: list[_Group],
+    threshold: float,
+    block: int,
+    neighbours_of: Callable[[np.ndarray, float], list[tuple[int, int, float]]] | None,
+    needed: _Needed,
+) -> tuple[list[set[int]], _Heap]:
+    """Each group's neighbours (link above ``threshold``), and the heap of the pairs whose
+    link is above what a merge needs."""
     means = np.stack([g.sum / g.n for g in alive]).astype(np.float32)
     neighbours: list[set[int]] = [set() for _ in alive]
-    heap: list[tuple[float, int, int, int, int]] = []
-    version = [0] * len(alive)
+    heap: _Heap = []
     # A union's link is a weighted mean of its parts' links: a pair can only come above the
     # threshold later if some pair of its parts is above it now (the neighbours).
     if neighbours_of is not None:
@@ -145,6 +162,13 @@ def agglomerate(
         if sim > needed(alive[a], alive[c]):
             heap.append((-sim, a, c, 0, 0))
     heapq.heapify(heap)
+    return neighbours, heap
+
+
+def _merge_greedily(alive: list[_Group], neighbours: list[set[int]], heap: _Heap, needed: _Needed) -> list[bool]:
+    """Merges the most similar compatible pair while the heap holds one; which groups were
+    absorbed (dead). A pair whose version is past was pushed again with its new link."""
+    version = [0] * len(alive)
     dead = [False] * len(alive)
     while heap:
         neg, a, b, va, vb = heapq.heappop(heap)
@@ -168,7 +192,7 @@ def agglomerate(
             if link > needed(keep, alive[x]):
                 lo, hi = (k, x) if k < x else (x, k)
                 heapq.heappush(heap, (-link, lo, hi, version[lo], version[hi]))
-    return [g for i, g in enumerate(alive) if not dead[i]]
+    return dead
 
 
 def _pairs_above(means: np.ndarray, floor: float, block: int) -> Iterator[tuple[int, int, float]]:
@@ -217,36 +241,7 @@ def recluster(
     taken = set(by_person) | set(locked_persons)
     groups: list[_Group] = []
     for pid, members in sorted(by_person.items()):
-        locked = pid in locked_persons
-        parts: list[list[int]]
-        if locked or len(members) < 2 or len(members) > SPLIT_LIMIT:
-            parts = [members]
-        else:
-            pieces = agglomerate(_singletons(faces, members), rules.mean_threshold)
-            parts = [g.members for g in pieces]
-            # The part holding the user's placed faces keeps the person, else the largest.
-            parts.sort(key=lambda m: (not any(faces.locked[i] for i in m), -len(m), min(m)))
-        for n, part in enumerate(parts):
-            part = sorted(part)
-            if n == 0:
-                person: str | None = pid
-            elif any(faces.can_found[i] for i in part):
-                person = new_person_id(faces.ids[part[0]], taken)
-                taken.add(person)
-            else:
-                unassigned.extend(part)
-                continue
-            groups.append(
-                _Group(
-                    faces.embeddings[part].astype(np.float64).sum(axis=0),
-                    part,
-                    {p for p in (person, pid if n == 0 else None) if p},
-                    {faces.photo[i] for i in part},
-                    set().union(*(faces.rejected[i] for i in part)),
-                    locked and n == 0,
-                    person,
-                )
-            )
+        groups += _split_person(faces, pid, members, pid in locked_persons, rules, new_person_id, taken, unassigned)
     merged = agglomerate(groups, rules.mean_threshold)
     result: list[str | None] = [None] * len(faces.ids)
     absorbed: dict[str, str] = {}
@@ -258,6 +253,53 @@ def recluster(
     if merged_into is not None:
         merged_into.update(absorbed)
     return result
+
+
+def _split_person(
+    faces: Faces,
+    pid: str,
+    members: list[int],
+    locked: bool,
+    rules: Rules,
+    new_person_id: Callable[[str, set[str]], str],
+    taken: set[str],
+    unassigned: list[int],
+) -> list[_Group]:
+    """The groups person ``pid`` splits into: the first keeps ``pid``, each other founds a
+    person (its id added to ``taken``), or joins ``unassigned`` when no face of it can found one."""
+    groups: list[_Group] = []
+    for n, part in enumerate(_parts(faces, members, locked, rules)):
+        part = sorted(part)
+        if n == 0:
+            person: str | None = pid
+        elif any(faces.can_found[i] for i in part):
+            person = new_person_id(faces.ids[part[0]], taken)
+            taken.add(person)
+        else:
+            unassigned.extend(part)
+            continue
+        groups.append(
+            _Group(
+                faces.embeddings[part].astype(np.float64).sum(axis=0),
+                part,
+                {p for p in (person, pid if n == 0 else None) if p},
+                {faces.photo[i] for i in part},
+                set().union(*(faces.rejected[i] for i in part)),
+                locked and n == 0,
+                person,
+            )
+        )
+    return groups
+
+
+def _parts(faces: Faces, members: list[int], locked: bool, rules: Rules) -> list[list[int]]:
+    """A person's faces in the groups average linkage finds, the one to keep the person first."""
+    if locked or len(members) < 2 or len(members) > SPLIT_LIMIT:
+        return [members]
+    parts = [g.members for g in agglomerate(_singletons(faces, members), rules.mean_threshold)]
+    # The part holding the user's placed faces keeps the person, else the largest.
+    parts.sort(key=lambda m: (not any(faces.locked[i] for i in m), -len(m), min(m)))
+    return parts
 
 
 def _place_unassigned(

@@ -102,16 +102,7 @@ def decode(path: Path, target: int, max_pixels: int, data: bytes | None = None) 
     Raises PhotoError for an empty, unreadable, unrecognised, truncated or oversized file.
     """
     path = Path(path)
-    if data is None:
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise PhotoError("file disappeared before it could be read") from None
-        except OSError as e:
-            raise PhotoError(f"cannot read file ({e.strerror})") from None
-    else:
-        size = len(data)
-    if size == 0:
+    if _size_of(path, data) == 0:
         raise PhotoError("empty file (0 bytes)")
     source: Path | io.BytesIO = path if data is None else io.BytesIO(data)
     try:
@@ -119,19 +110,7 @@ def decode(path: Path, target: int, max_pixels: int, data: bytes | None = None) 
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")  # corrupt EXIF
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
-            kind = raw_format(path.name)
-            if kind is not None:
-                decoded = _decode_raw(source, kind, target, max_pixels)
-                if decoded is not None:
-                    return decoded
-            with Image.open(_rewound(source), formats=_OPENERS) as im:
-                if im.format == "TIFF" and (kind is not None or _DNG_VERSION in im.tag_v2):  # type: ignore[attr-defined]
-                    # Pillow would decode a RAW's first TIFF page: a tiny thumbnail, or nothing.
-                    decoded = None if kind is not None else _decode_raw(source, "DNG", target, max_pixels)
-                    if decoded is None:
-                        raise PhotoError("unreadable RAW file (LibRaw does not recognise it)")
-                    return decoded
-                return _decode_open(im, target, max_pixels)
+            return _decode_source(source, raw_format(path.name), target, max_pixels)
     except PhotoError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -146,6 +125,34 @@ def decode(path: Path, target: int, max_pixels: int, data: bytes | None = None) 
         if "truncated" in str(e):
             raise PhotoError("truncated image (the file ends before the picture does)") from None
         raise PhotoError(f"corrupt image ({first_line(e)})") from None
+
+
+def _size_of(path: Path, data: bytes | None) -> int:
+    """The size of ``data``, else of the file at ``path``; PhotoError when it cannot be read."""
+    if data is not None:
+        return len(data)
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        raise PhotoError("file disappeared before it could be read") from None
+    except OSError as e:
+        raise PhotoError(f"cannot read file ({e.strerror})") from None
+
+
+def _decode_source(source: Path | io.BytesIO, kind: str | None, target: int, max_pixels: int) -> Decoded:
+    """``source`` decoded by LibRaw where ``kind`` names a RAW format (or it is a DNG), else by Pillow."""
+    if kind is not None:
+        decoded = _decode_raw(source, kind, target, max_pixels)
+        if decoded is not None:
+            return decoded
+    with Image.open(_rewound(source), formats=_OPENERS) as im:
+        if im.format == "TIFF" and (kind is not None or _DNG_VERSION in im.tag_v2):  # type: ignore[attr-defined]
+            # Pillow would decode a RAW's first TIFF page: a tiny thumbnail, or nothing.
+            decoded = None if kind is not None else _decode_raw(source, "DNG", target, max_pixels)
+            if decoded is None:
+                raise PhotoError("unreadable RAW file (LibRaw does not recognise it)")
+            return decoded
+        return _decode_open(im, target, max_pixels)
 
 
 def _rewound(source: Path | io.BytesIO) -> Path | io.BytesIO:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from facepic import documents, storage
@@ -65,52 +66,71 @@ def recount(lib: Library, person_ids: Iterable[str], covers: Covers | None, plac
     wanted = sorted({p for p in person_ids if p})
     if not wanted:
         return 0, 0
-    created = deleted = 0
     faces = lib.faces_by_person(wanted)
     existing = lib.persons_by_id(wanted)
-    model = lib.library_model()
-    now = now_iso()
-    changes: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
-    gone: list[str] = []
-    placing: dict[str, str] = {}
-    removing: list[str] = []
+    plan = _Recount(lib.library_model(), now_iso())
     for pid in wanted:
-        doc = existing.get(pid)
-        mine = faces.get(pid, [])
+        plan.person(pid, existing.get(pid), faces.get(pid, []), covers if place_all else None)
+    for pid, face_id in plan.placing.items():
+        uploaded = covers.place(pid, face_id) if covers is not None else False
+        plan.changes[pid][0].update(cover_uploaded=uploaded, cover_of=face_id)
+    if covers is not None:
+        covers.remove_many(plan.removing)
+    lib.write_persons(plan.changes, plan.gone)
+    return plan.created, len(plan.gone)
+
+
+@dataclass
+class _Recount:
+    """What `recount` writes: each person's fields (and the document of a new one), the
+    persons gone, and the cover files to place and to remove."""
+
+    model: str | None
+    now: str
+    changes: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)
+    placing: dict[str, str] = field(default_factory=dict)  # person -> the face its cover is cut from
+    removing: list[str] = field(default_factory=list)
+    created: int = 0
+
+    def person(
+        self, pid: str, doc: dict[str, Any] | None, mine: list[dict[str, Any]], check_files: Covers | None
+    ) -> None:
+        """Person ``pid`` (``doc``, None where it has none yet) holding the faces ``mine``;
+        ``check_files``: a missing cover file is placed again."""
         if not mine and not (doc and doc.get("user_locked")):
             if doc:
-                gone.append(pid)
-                removing.append(pid)
-                deleted += 1
-            continue
-        fields: dict[str, Any] = {"face_count": len(mine), "updated_at": now}
+                self.gone.append(pid)
+                self.removing.append(pid)
+            return
+        fields: dict[str, Any] = {"face_count": len(mine), "updated_at": self.now}
         insert = None
         if doc is None:
-            created += 1
-            doc = documents.new_person(model, now)
+            self.created += 1
+            doc = documents.new_person(self.model, self.now)
             insert = {k: v for k, v in doc.items() if k not in ("best_face_id", "best_score", "cover_uploaded")}
-        changes[pid] = (fields, insert)
-        cover = doc.get("best_face_id")
-        if not (doc.get("cover_locked") and cover and any(f["_id"] == cover for f in mine)):
-            if doc.get("cover_locked"):
-                fields["cover_locked"] = False
-            best = max(mine, key=lambda f: (quality_of(f), f["_id"])) if mine else None
-            cover = best["_id"] if best else None
-            fields.update(best_face_id=cover, best_score=quality_of(best) if best else -1.0)
+        self.changes[pid] = (fields, insert)
+        cover = _choose_cover(doc, mine, fields)
         if cover is None:
             fields.update(cover_uploaded=False, cover_of=None)
-            removing.append(pid)
+            self.removing.append(pid)
         elif cover != doc.get("cover_of") or insert is not None:
-            placing[pid] = cover
-        elif place_all and covers is not None and not covers.cover(pid).exists():
-            placing[pid] = cover  # its file is gone (`facepic check --repair`)
-    for pid, face_id in placing.items():
-        uploaded = covers.place(pid, face_id) if covers is not None else False
-        changes[pid][0].update(cover_uploaded=uploaded, cover_of=face_id)
-    if covers is not None:
-        covers.remove_many(removing)
-    lib.write_persons(changes, gone)
-    return created, deleted
+            self.placing[pid] = cover
+        elif check_files is not None and not check_files.cover(pid).exists():
+            self.placing[pid] = cover  # its file is gone (`facepic check --repair`)
+
+
+def _choose_cover(doc: dict[str, Any], mine: list[dict[str, Any]], fields: dict[str, Any]) -> str | None:
+    """The face of a person's cover: the one the user picked while it is still the person's,
+    else the best (``fields`` get the change)."""
+    cover = doc.get("best_face_id")
+    if not (doc.get("cover_locked") and cover and any(f["_id"] == cover for f in mine)):
+        if doc.get("cover_locked"):
+            fields["cover_locked"] = False
+        best = max(mine, key=lambda f: (quality_of(f), f["_id"])) if mine else None
+        cover = best["_id"] if best else None
+        fields.update(best_face_id=cover, best_score=quality_of(best) if best else -1.0)
+    return cover
 
 
 def quality_of(face: dict[str, Any]) -> float:

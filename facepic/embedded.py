@@ -186,16 +186,34 @@ def _diagnostics_to(log: Path) -> Iterator[None]:
     engine writes to file descriptor 2 (a full disk makes it print pages of panics), and its
     Python side logs tracebacks. FacePic's own lines still reach the terminal."""
     handler: logging.Handler = _QuietFileHandler(log, delay=True) if _writable(log) else logging.NullHandler()
+    with _server_logging_to(handler), _descriptor_2_to(log, handler):
+        yield
+
+
+@contextmanager
+def _server_logging_to(handler: logging.Handler) -> Iterator[None]:
+    """The server's Python logger writes to ``handler`` only; closed at the end."""
     server_log = logging.getLogger("secantus")
     saved_propagate = server_log.propagate
     server_log.addHandler(handler)
     server_log.propagate = False
-    saved_fd, saved_stderr = None, sys.stderr
     try:
-        sys.stderr.flush()
-        uses_fd2 = sys.stderr.fileno() == 2
-    except (AttributeError, OSError, ValueError):  # a test runner's captured stderr
-        uses_fd2 = False
+        yield
+    finally:
+        server_log.removeHandler(handler)
+        server_log.propagate = saved_propagate
+        try:
+            handler.close()
+        except OSError:
+            pass  # a full disk: the log is lost, the run's own error says why
+
+
+@contextmanager
+def _descriptor_2_to(log: Path, handler: logging.Handler) -> Iterator[None]:
+    """File descriptor 2 writes to ``log`` (else nowhere); Python's sys.stderr keeps the
+    terminal, less the storage engine's lines (to ``handler``)."""
+    saved_fd, saved_stderr = None, sys.stderr
+    uses_fd2 = _stderr_is_fd2()
     try:
         target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError:
@@ -228,12 +246,15 @@ def _diagnostics_to(log: Path) -> Iterator[None]:
             if sys.stderr is not saved_stderr:
                 sys.stderr.flush()
                 sys.stderr = saved_stderr
-        server_log.removeHandler(handler)
-        server_log.propagate = saved_propagate
-        try:
-            handler.close()
-        except OSError:
-            pass  # a full disk: the log is lost, the run's own error says why
+
+
+def _stderr_is_fd2() -> bool:
+    """Whether Python's sys.stderr writes to file descriptor 2 (flushed first)."""
+    try:
+        sys.stderr.flush()
+        return sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # a test runner's captured stderr
+        return False
 
 
 _ENGINE_LINE = re.compile(r"^\[\d+:\d+\]\[\d+:0x[0-9a-f]+\]")

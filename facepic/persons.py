@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from facepic import documents, ids
@@ -35,6 +35,7 @@ from facepic.models import EMBEDDING_DIM
 from facepic.report import counted
 
 if TYPE_CHECKING:  # the pipeline's index stage uses this module: no import back
+    from facepic import clustering
     from facepic.matching import Rules
 
 
@@ -324,54 +325,78 @@ def apply_imported_names(lib: Library, covers: Covers | None) -> NamesApplied:
     summary = NamesApplied()
     if not images:
         return summary
-    faces = lib.faces_to_name(list(named))
-    groups: dict[str, list[str]] = {}
-    spelling: dict[str, str] = {}
-    names_in: dict[str, set[str]] = {}  # person -> the names its imported faces carry
-    for fid, name in named.items():
-        if fid not in faces:
-            continue  # gone since (its photo replaced)
-        key = name.lower()
-        spelling.setdefault(key, name)
-        groups.setdefault(key, []).append(fid)
-        pid = faces[fid].get("person_id")
-        if pid:
-            names_in.setdefault(pid, set()).add(key)
-    persons = lib.persons_by_id(sorted(names_in))
+    names = _ImportedNames.of(named, lib.faces_to_name(list(named)))
+    persons = lib.persons_by_id(sorted(names.names_in))
     change = Change("xmp names")
-    for key, fids in sorted(groups.items()):
-        free = sorted(f for f in fids if not faces[f].get("locked"))
+    for key, fids in sorted(names.groups.items()):
+        free = sorted(f for f in fids if not names.faces[f].get("locked"))
         summary.kept += len(fids) - len(free)
-        if not free:
-            continue
-        # Persons holding these faces and no face of another name, largest first.
-        holding = sorted({p for f in free if (p := faces[f].get("person_id")) and p in persons})
-        clean = sorted(
-            (p for p in holding if names_in.get(p) == {key} and (persons[p].get("name") or key).lower() == key),
-            key=lambda p: (-persons[p].get("face_count", 0), p),
-        )
-        target = _name_target(lib, change, spelling[key], [persons[p] for p in clean], free[0])
-        sources = [persons[p] for p in clean if p != target]
-        if sources:
-            _merge_into(lib, change, persons.get(target) or lib.person(target) or {"_id": target}, sources)
-            summary.merged += len(sources)
-        one = {target, *(p["_id"] for p in sources)}
-        for fid in free:
-            old = faces[fid].get("person_id")
-            rejected = [r for r in faces[fid].get("rejected") or [] if r not in one]
-            if old and old not in one:
-                rejected.append(old)  # as a move: the face was not that person
-            change.set_person(
-                [fid], target, {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": ""}}
-            )
-            change.touch([old], [faces[fid]["image_id"]])
-        change.set_person_fields(target, {"name": spelling[key], "user_locked": True, "updated_at": now_iso()})
-        change.touch([target])
-        summary.faces += len(free)
-        summary.persons += 1
+        if free:
+            summary.merged += _apply_name(lib, change, names, key, free, persons)
+            summary.faces += len(free)
+            summary.persons += 1
     change.set_names_applied([image["_id"] for image in images])
     change.commit(lib, covers)
     return summary
+
+
+@dataclass
+class _ImportedNames:
+    """The imported names of the faces still in the library, by name in lower case."""
+
+    faces: dict[str, dict[str, Any]]  # face id -> its document
+    groups: dict[str, list[str]] = field(default_factory=dict)  # name -> the faces of that name
+    spelling: dict[str, str] = field(default_factory=dict)  # name -> as first written
+    names_in: dict[str, set[str]] = field(default_factory=dict)  # person -> the names its imported faces carry
+
+    @classmethod
+    def of(cls, named: dict[str, str], faces: dict[str, dict[str, Any]]) -> _ImportedNames:
+        names = cls(faces)
+        for fid, name in named.items():
+            if fid not in faces:
+                continue  # gone since (its photo replaced)
+            key = name.lower()
+            names.spelling.setdefault(key, name)
+            names.groups.setdefault(key, []).append(fid)
+            pid = faces[fid].get("person_id")
+            if pid:
+                names.names_in.setdefault(pid, set()).add(key)
+        return names
+
+
+def _apply_name(
+    lib: Library,
+    change: Change,
+    names: _ImportedNames,
+    key: str,
+    free: list[str],
+    persons: dict[str, dict[str, Any]],
+) -> int:
+    """The writes that give the faces ``free`` (not placed by the user) of the name ``key``
+    one person of that name, merging into it the persons holding only faces of that name;
+    how many persons were merged."""
+    faces = names.faces
+    # Persons holding these faces and no face of another name, largest first.
+    holding = sorted({p for f in free if (p := faces[f].get("person_id")) and p in persons})
+    clean = sorted(
+        (p for p in holding if names.names_in.get(p) == {key} and (persons[p].get("name") or key).lower() == key),
+        key=lambda p: (-persons[p].get("face_count", 0), p),
+    )
+    target = _name_target(lib, change, names.spelling[key], [persons[p] for p in clean], free[0])
+    sources = [persons[p] for p in clean if p != target]
+    if sources:
+        _merge_into(lib, change, persons.get(target) or lib.person(target) or {"_id": target}, sources)
+    one = {target, *(p["_id"] for p in sources)}
+    for fid in free:
+        old = faces[fid].get("person_id")
+        rejected = [r for r in faces[fid].get("rejected") or [] if r not in one]
+        if old and old not in one:
+            rejected.append(old)  # as a move: the face was not that person
+        change.set_person([fid], target, {"$set": {"locked": True, "rejected": rejected}, "$unset": {"candidates": ""}})
+        change.touch([old], [faces[fid]["image_id"]])
+    change.set_person_fields(target, {"name": names.spelling[key], "user_locked": True, "updated_at": now_iso()})
+    change.touch([target])
+    return len(sources)
 
 
 MAX_FACES = 1_000  # faces one correction takes: the change lock is held while it is written
@@ -509,6 +534,31 @@ def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSu
     summary = ReclusterSummary()
     if model is None:
         return summary
+    faces = _faces_to_recluster(lib, model)
+    locked_persons = lib.user_locked_person_ids()
+    summary.persons_before = lib.person_count()
+    if faces is None:
+        return summary
+    merged_into: dict[str, str] = {}
+    result = clustering.recluster(faces, locked_persons, rules, _recluster_person_id, merged_into)
+    # As after a user's merge: a face rejected from a person merged away rejects the person
+    # that absorbed it, so that new photos, re-runs and the next recluster keep it out too.
+    change = Change("recluster")
+    change.reject_for_each(merged_into)
+    changed = [i for i in range(len(faces.ids)) if result[i] != faces.person[i]]
+    _move_faces(change, faces, result, changed)
+    summary.faces_moved = sum(1 for i in changed if faces.person[i] is not None and result[i] is not None)
+    summary.faces_assigned = sum(1 for i in changed if faces.person[i] is None)
+    summary.persons_created, summary.persons_deleted = change.commit(lib, covers)
+    summary.persons_after = lib.person_count()
+    lib.set_recluster_mark(summary.faces_assigned)
+    return summary
+
+
+def _faces_to_recluster(lib: Library, model: str) -> clustering.Faces | None:
+    """The faces of ``model`` as `recluster` takes them; None when there are none."""
+    from facepic import clustering
+
     face_ids: list[str] = []
     rows: list[bytes] = []
     person: list[str | None] = []
@@ -524,43 +574,33 @@ def recluster_library(lib: Library, rules: Rules, covers: Covers) -> ReclusterSu
         locked.append(bool(doc.get("locked")))
         rejected.append(frozenset(doc.get("rejected") or ()))
         can_found.append(bool(doc.get("can_found", True)))
-    locked_persons = lib.user_locked_person_ids()
-    summary.persons_before = lib.person_count()
     if not face_ids:
-        return summary
+        return None
     embeddings = embeddings_from_bson(rows, EMBEDDING_DIM)
-    faces = clustering.Faces(face_ids, embeddings, person, photo, locked, rejected, can_found)
+    return clustering.Faces(face_ids, embeddings, person, photo, locked, rejected, can_found)
 
-    def new_id(face_id: str, taken: set[str]) -> str:
-        n = 0
-        while True:
-            pid = ids.person_id(f"{face_id}:recluster:{n}")
-            if pid not in taken:
-                return pid
-            n += 1
 
-    merged_into: dict[str, str] = {}
-    result = clustering.recluster(faces, locked_persons, rules, new_id, merged_into)
-    # As after a user's merge: a face rejected from a person merged away rejects the person
-    # that absorbed it, so that new photos, re-runs and the next recluster keep it out too.
-    change = Change("recluster")
-    change.reject_for_each(merged_into)
-    changed = [i for i in range(len(face_ids)) if result[i] != person[i]]
+def _recluster_person_id(face_id: str, taken: set[str]) -> str:
+    """A new person's id, derived from its founding face, not in ``taken``."""
+    n = 0
+    while True:
+        pid = ids.person_id(f"{face_id}:recluster:{n}")
+        if pid not in taken:
+            return pid
+        n += 1
+
+
+def _move_faces(change: Change, faces: clustering.Faces, result: list[str | None], changed: list[int]) -> None:
+    """The writes that move the faces ``changed`` to their person in ``result``."""
     joining: dict[str | None, list[str]] = {}
     for i in changed:
-        joining.setdefault(result[i], []).append(face_ids[i])
+        joining.setdefault(result[i], []).append(faces.ids[i])
     change.set_persons(
         {pid: moved for pid, moved in joining.items() if pid is not None}, {"$unset": {"candidates": ""}}
     )
     if None in joining:
         change.set_person(joining[None], None)
-    change.touch((p for i in changed for p in (person[i], result[i])), {photo[i] for i in changed})
-    summary.faces_moved = sum(1 for i in changed if person[i] is not None and result[i] is not None)
-    summary.faces_assigned = sum(1 for i in changed if person[i] is None)
-    summary.persons_created, summary.persons_deleted = change.commit(lib, covers)
-    summary.persons_after = lib.person_count()
-    lib.set_recluster_mark(summary.faces_assigned)
-    return summary
+    change.touch((p for i in changed for p in (faces.person[i], result[i])), {faces.photo[i] for i in changed})
 
 
 def recluster_may_place(lib: Library) -> bool:

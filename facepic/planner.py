@@ -62,7 +62,8 @@ def count_skipped(counts: dict[str, int]) -> str:
 
 @dataclass
 class Summary:
-    """What became of every file a run looked at; one line for the user."""
+    """What became of every file a run looked at, or (``from_ledger``, for `status`) of every
+    file the ledger holds; one line for the user, the same for both."""
 
     photos: int = 0  # photo files considered (a RAW+JPEG pair counts once)
     done: int = 0
@@ -77,20 +78,60 @@ class Summary:
     skipped: dict[str, int] = field(default_factory=dict)  # category -> files
     xmp_names: int = 0  # names of XMP face regions read
     xmp_matched: int = 0  # of those, given to a detected face
+    whole_ledger: bool = False  # the ledger's counts (`status`), not one run's
+    not_uploaded: int | None = None  # of those done; None where nothing is uploaded
+
+    @classmethod
+    def from_ledger(cls, state: LedgerState, uploads: bool) -> Summary:
+        """The counts of every path in the ledger; ``not_uploaded`` only where originals are
+        uploaded (``uploads``)."""
+        counts = state.counts()
+        summary = cls(
+            duplicates=counts[Status.DUPLICATE],
+            queued=counts[Status.QUEUED],
+            failed=counts[Status.FAILED],
+            whole_ledger=True,
+        )
+        done = list(state.entries(Status.DONE))
+        for entry in done:
+            summary._add_done(int(entry.get("faces") or 0), bool(entry.get("replaced")))
+        summary.photos = summary.done + summary.failed + summary.duplicates + summary.queued
+        for entry in state.entries(Status.SKIPPED):
+            category = entry.get("category", "other")
+            summary.skipped[category] = summary.skipped.get(category, 0) + 1
+        if uploads:
+            summary.not_uploaded = sum(1 for e in done if not e.get("uploaded"))
+        return summary
 
     def finished(self, job: Job) -> None:
         """A queued photo's outcome."""
-        self.queued -= 1
         if job.get("error"):
-            self.failed += 1
+            self.finished_failed()
         else:
-            self.done += 1
-            self.changed += bool(job.get("replaced"))
-            faces = int(job.get("faces") or 0)
-            self.faces += faces
-            self.no_face += faces == 0
-            self.xmp_names += int(job.get("xmp_names") or 0)
-            self.xmp_matched += int(job.get("xmp_matched") or 0)
+            self.finished_done(
+                int(job.get("faces") or 0),
+                bool(job.get("replaced")),
+                int(job.get("xmp_names") or 0),
+                int(job.get("xmp_matched") or 0),
+            )
+
+    def finished_failed(self) -> None:
+        """A queued photo failed."""
+        self.queued -= 1
+        self.failed += 1
+
+    def finished_done(self, faces: int, replaced: bool, xmp_names: int = 0, xmp_matched: int = 0) -> None:
+        """A queued photo is done, with ``faces`` faces; ``replaced``: an older version of it."""
+        self.queued -= 1
+        self._add_done(faces, replaced)
+        self.xmp_names += xmp_names
+        self.xmp_matched += xmp_matched
+
+    def _add_done(self, faces: int, replaced: bool) -> None:
+        self.done += 1
+        self.changed += replaced
+        self.faces += faces
+        self.no_face += faces == 0
 
     @property
     def acted(self) -> bool:
@@ -98,23 +139,35 @@ class Summary:
         return bool(self.done or self.queued or self.failed or self.duplicates)
 
     def line(self) -> str:
+        """``photos 4: done 1 (faces 1, no face 0), already done 0, duplicates 0, failed 3``."""
+        skipped = count_skipped(self.skipped)
+        return f"photos {self.photos:,}: " + ", ".join(self._parts()) + (f"; {skipped}" if skipped else "")
+
+    def _parts(self) -> list[str]:
+        # `enqueue` without --wait knows no outcome; the ledger always has one to tell.
         parts = (
             [f"done {self.done:,} (faces {self.faces:,}, no face {self.no_face:,})"]
-            if self.done or not self.queued
+            if self.done or not self.queued or self.whole_ledger
             else []
-        )  # `enqueue` without --wait knows no outcome
+        )
         if self.changed:
             parts.append(f"changed {self.changed:,}")
-        parts += [f"already done {self.already:,}", f"duplicates {self.duplicates:,}"]
-        if self.queued:
+        if not self.whole_ledger:  # the ledger's done photos are all done already
+            parts.append(f"already done {self.already:,}")
+        parts.append(f"duplicates {self.duplicates:,}")
+        # In the ledger, a queued photo may be in a queue or left by an interrupted run: pending.
+        if self.whole_ledger:
+            parts.append(f"pending {self.queued:,}")
+        elif self.queued:
             parts.append(f"queued {self.queued:,}")
         parts.append(f"failed {self.failed:,}")
+        if self.not_uploaded is not None:
+            parts.append(f"not uploaded {self.not_uploaded:,}")
         if self.xmp_names:
             parts.append(f"names from XMP {self.xmp_names:,} ({self.xmp_matched:,} matched)")
         if self.skipped_failed:
             parts.append(f"failed earlier {self.skipped_failed:,} (--retry-failed takes them again)")
-        skipped = count_skipped(self.skipped)
-        return f"photos {self.photos:,}: " + ", ".join(parts) + (f"; {skipped}" if skipped else "")
+        return parts
 
 
 def _stat_matches(entry: dict, found: Found) -> bool:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facepic import storage
 from facepic.db import Library
 from facepic.settings import Settings
+
+if TYPE_CHECKING:
+    from facepic.datafolder import DataFolder
 
 
 def counted(n: int, noun: str, verb: tuple[str, str] | None = None) -> str:
@@ -83,43 +86,10 @@ def write_contact_sheet(
     to its photo's thumbnail; then the faces that belong to nobody."""
     out = settings.folder.contact_sheet
     out.parent.mkdir(parents=True, exist_ok=True)
-    folder = settings.folder
-
-    def rel(path: Path) -> str:
-        return html.escape(os.path.relpath(path, out.parent))
-
-    def tile(face: dict[str, Any]) -> str:
-        image_id = str(face.get("image_id") or face["face_id"].rpartition("-f")[0])
-        title = html.escape(f"{face.get('photo') or ''} ({face['face_id']})")
-        return (
-            f'<a href="{rel(folder.thumbnail(image_id))}"><img src="{rel(folder.face_crop(face["face_id"]))}" '
-            f'title="{title}" alt="" width="64" height="64" loading="lazy"></a>'
-        )
-
-    def strip(faces: list[dict[str, Any]]) -> str:
-        shown = "".join(tile(f) for f in faces[:SHOWN])
-        if len(faces) > SHOWN:
-            shown += (
-                f"<details><summary>{len(faces) - SHOWN} more</summary>"
-                + "".join(tile(f) for f in faces[SHOWN:])
-                + "</details>"
-            )
-        return shown
-
-    rows = []
-    for person in people:
-        title = html.escape(person["name"] or person["id"])
-        flag = " &middot; hidden" if person.get("hidden") else ""
-        rows.append(
-            f'<section><img class="cover" src="{rel(folder.cover(person["id"]))}" alt="" width="128" height="128">'
-            f"<div><h2>{title}</h2><p>{counted(person['face_count'], 'face')} &middot; <code>{html.escape(person['id'])}</code>"
-            f"{flag}</p><div>{strip(person['faces'])}</div></div></section>"
-        )
+    sheet = _Sheet(settings.folder, out)
+    rows = [sheet.person(person) for person in people]
     if unassigned_total:
-        listed = f" (the first {len(unassigned or [])})" if len(unassigned or []) < unassigned_total else ""
-        rows.append(
-            f"<h1>{counted(unassigned_total, 'face', ('belongs', 'belong'))} to nobody yet{listed}</h1><div>{strip(list(unassigned or []))}</div>"
-        )
+        rows.append(sheet.unassigned(list(unassigned or []), unassigned_total))
     out.write_text(
         "<!doctype html><meta charset=utf-8><title>FacePic persons</title>"
         "<style>body{font-family:sans-serif;margin:2em}section{display:flex;gap:1em;margin:1em 0}"
@@ -128,3 +98,45 @@ def write_contact_sheet(
         encoding="utf-8",
     )
     return out
+
+
+class _Sheet:
+    """The contact sheet's HTML pieces, linking to files relative to the sheet at ``out``."""
+
+    def __init__(self, folder: DataFolder, out: Path) -> None:
+        self.folder = folder
+        self.out = out
+
+    def rel(self, path: Path) -> str:
+        return html.escape(os.path.relpath(path, self.out.parent))
+
+    def tile(self, face: dict[str, Any]) -> str:
+        image_id = str(face.get("image_id") or face["face_id"].rpartition("-f")[0])
+        title = html.escape(f"{face.get('photo') or ''} ({face['face_id']})")
+        return (
+            f'<a href="{self.rel(self.folder.thumbnail(image_id))}"><img src="{self.rel(self.folder.face_crop(face["face_id"]))}" '
+            f'title="{title}" alt="" width="64" height="64" loading="lazy"></a>'
+        )
+
+    def strip(self, faces: list[dict[str, Any]]) -> str:
+        shown = "".join(self.tile(f) for f in faces[:SHOWN])
+        if len(faces) > SHOWN:
+            shown += (
+                f"<details><summary>{len(faces) - SHOWN} more</summary>"
+                + "".join(self.tile(f) for f in faces[SHOWN:])
+                + "</details>"
+            )
+        return shown
+
+    def person(self, person: dict[str, Any]) -> str:
+        title = html.escape(person["name"] or person["id"])
+        flag = " &middot; hidden" if person.get("hidden") else ""
+        return (
+            f'<section><img class="cover" src="{self.rel(self.folder.cover(person["id"]))}" alt="" width="128" height="128">'
+            f"<div><h2>{title}</h2><p>{counted(person['face_count'], 'face')} &middot; <code>{html.escape(person['id'])}</code>"
+            f"{flag}</p><div>{self.strip(person['faces'])}</div></div></section>"
+        )
+
+    def unassigned(self, faces: list[dict[str, Any]], total: int) -> str:
+        listed = f" (the first {len(faces)})" if len(faces) < total else ""
+        return f"<h1>{counted(total, 'face', ('belongs', 'belong'))} to nobody yet{listed}</h1><div>{self.strip(faces)}</div>"

@@ -164,11 +164,11 @@ def _wait_for(follower: Follower, queued: set[tuple[str, str]], summary: Summary
                 if upload_only and not entry.get("uploaded"):
                     reason = f"upload failed: {entry.get('upload_error') or entry.get('reason')}"
                 if reason:
-                    summary.finished({"error": reason})
+                    summary.finished_failed()
                     say_error(cannot_process(str(Path(key[0]) / key[1]), reason))
                     continue
                 replaced = entry.get("replaced") if not upload_only else None
-                summary.finished({"faces": entry.get("faces", 0), **({"replaced": replaced} if replaced else {})})
+                summary.finished_done(int(entry.get("faces") or 0), bool(replaced))
                 if replaced:
                     say_error(versions.note(str(Path(key[0]) / key[1]), replaced))
             time.sleep(0.2)

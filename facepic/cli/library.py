@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from facepic.cli import group
 from facepic.cli.group import cli, settings_of
+
+if TYPE_CHECKING:
+    from facepic.ledger import LedgerState
+    from facepic.planner import Summary
 
 
 @cli.command()
@@ -25,32 +29,41 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
         facepic status --failed
     """
     from facepic.ledger import Ledger
-    from facepic.planner import count_skipped
-    from facepic.scan import QUIET, display
-    from facepic.statuses import Status
+    from facepic.planner import Summary
 
     settings = settings_of(obj)
     try:
         state = Ledger(settings.ledger_path).read()
     except OSError as e:
         raise click.ClickException(f"cannot read the ledger {settings.ledger_path} ({e.strerror})") from None
-    counts = state.counts()
-    done = list(state.entries(Status.DONE))
-    skipped: dict[str, int] = {}
-    for entry in state.entries(Status.SKIPPED):
-        skipped[entry.get("category", "other")] = skipped.get(entry.get("category", "other"), 0) + 1
-    info: dict[str, Any] = {
-        "ledger": counts,
-        "photos": counts[Status.DONE] + counts[Status.FAILED] + counts[Status.DUPLICATE] + counts[Status.QUEUED],
-        "faces": sum(int(e.get("faces") or 0) for e in done),
-        "no_face": sum(1 for e in done if not e.get("faces")),
-        "changed": sum(1 for e in done if e.get("replaced")),
-        "skipped_by_category": skipped,
-    }
-    info["failed"] = [
+    # Without a bucket (and without copying), originals stay where they are: nothing to upload.
+    summary = Summary.from_ledger(state, uploads=settings.bucket_configured or settings.copy_originals)
+    info = _status_info(state, summary)
+    if settings.mongodb_uri and group.queue_lengths is not None:
+        try:
+            info["queues"] = group.queue_lengths(settings)
+        except Exception:  # noqa: BLE001 - Redis out of reach: status still shows the ledger
+            info["queues"] = None
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    if not (list_failed or list_skipped):
+        click.echo(summary.line())
+        if info.get("queues") is not None:
+            click.echo("queues: " + ", ".join(f"{k} {v}" for k, v in info["queues"].items()))
+        elif settings.mongodb_uri:
+            click.echo("queues: Redis not reachable")
+    _list_failed_and_skipped(info, list_failed, list_skipped)
+
+
+def _status_info(state: LedgerState, summary: Summary) -> dict[str, Any]:
+    """`status --json`: the ledger's counts, from ``summary``, and its failed and skipped files."""
+    from facepic.statuses import Status
+
+    failed = [
         {"path": e.get("path"), "root": e.get("root"), "reason": e.get("reason")} for e in state.entries(Status.FAILED)
     ]
-    info["skipped"] = [
+    skipped = [
         {
             "path": e.get("path"),
             "root": e.get("root"),
@@ -60,33 +73,23 @@ def status(obj: dict, as_json: bool, list_failed: bool, list_skipped: bool) -> N
         }
         for e in state.entries(Status.SKIPPED)
     ]
-    # Without a bucket (and without copying), originals stay where they are: nothing to upload.
-    info["not_uploaded"] = (
-        sum(1 for e in done if not e.get("uploaded")) if settings.bucket_configured or settings.copy_originals else None
-    )
-    lengths = group.queue_lengths
-    if settings.mongodb_uri and lengths is not None:
-        try:
-            info["queues"] = lengths(settings)
-        except Exception:  # noqa: BLE001 - Redis out of reach: status still shows the ledger
-            info["queues"] = None
-    if as_json:
-        click.echo(json.dumps(info, indent=2))
-        return
-    if not (list_failed or list_skipped):
-        c = counts
-        line = (
-            f"photos {info['photos']:,}: done {c[Status.DONE]:,} (faces {info['faces']:,}, no face {info['no_face']:,}), "
-            + (f"changed {info['changed']:,}, " if info["changed"] else "")
-            + f"duplicates {c[Status.DUPLICATE]:,}, pending {c[Status.QUEUED]:,}, failed {c[Status.FAILED]:,}"
-        )
-        if info["not_uploaded"] is not None:
-            line += f", not uploaded {info['not_uploaded']:,}"
-        click.echo(line + (f"; {count_skipped(skipped)}" if skipped else ""))
-        if info.get("queues") is not None:
-            click.echo("queues: " + ", ".join(f"{k} {v}" for k, v in info["queues"].items()))
-        elif settings.mongodb_uri:
-            click.echo("queues: Redis not reachable")
+    return {
+        "ledger": state.counts(),
+        "photos": summary.photos,
+        "faces": summary.faces,
+        "no_face": summary.no_face,
+        "changed": summary.changed,
+        "skipped_by_category": summary.skipped,
+        "failed": failed,
+        "skipped": skipped,
+        "not_uploaded": summary.not_uploaded,
+    }
+
+
+def _list_failed_and_skipped(info: dict[str, Any], list_failed: bool, list_skipped: bool) -> None:
+    """A line per failed photo and per skipped file (the quiet ones only with --skipped)."""
+    from facepic.scan import QUIET, display
+
     if list_failed or not list_skipped:
         for failure in info["failed"]:
             # Escaped as `run` prints them: a newline or ESC in a name can neither forge a line
