@@ -36,8 +36,8 @@ class ImportFolderError(FacePicError):
 
 @dataclass(frozen=True)
 class Found:
-    path: Path  # as seen under the import root (symlinks kept in the name)
-    rel: str  # POSIX path relative to the import root
+    file: Path  # as seen under the import root (symlinks kept in the name)
+    path: str  # POSIX path relative to the import root
     size: int
     mtime_ns: int
     companions: tuple[str, ...] = ()  # RAW files of a RAW+JPEG pair, relative to the root
@@ -47,8 +47,8 @@ class Found:
 class Skipped:
     """A file or folder the scan does not process, and why."""
 
-    path: Path
-    rel: str
+    file: Path
+    path: str
     reason: str
     category: SkipKind
     folder: bool = False
@@ -63,8 +63,8 @@ class Skipped:
 class Unreadable:
     """A photo that cannot even be looked at: it counts as failed."""
 
-    path: Path
-    rel: str
+    file: Path
+    path: str
     reason: str
 
 
@@ -139,8 +139,8 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
     root_real = os.path.realpath(root)
     seen_dirs: set[tuple[int, int]] = set()
 
-    def rel_of(path: Path) -> str:
-        return path.relative_to(root).as_posix()
+    def path_of(file: Path) -> str:
+        return file.relative_to(root).as_posix()
 
     def listing(folder: Path) -> list[os.DirEntry] | OSError:
         try:
@@ -174,63 +174,63 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
         if entry is None:
             stack.pop()
             continue
-        path = Path(entry.path)
-        rel = rel_of(path)
+        file = Path(entry.path)
+        path = path_of(file)
         if entry.name.startswith("."):
             kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
-            yield Skipped(path, rel, f"hidden {kind}", SkipKind.HIDDEN, folder=kind == "folder")
+            yield Skipped(file, path, f"hidden {kind}", SkipKind.HIDDEN, folder=kind == "folder")
             continue
         try:
             is_link = entry.is_symlink()
             st = entry.stat(follow_symlinks=True)
         except OSError as e:
             if is_link and e.errno == errno.ELOOP:
-                yield Skipped(path, rel, "symbolic link loop", SkipKind.LINK)
+                yield Skipped(file, path, "symbolic link loop", SkipKind.LINK)
             elif is_link and e.errno == errno.ENOENT:
-                yield Skipped(path, rel, "broken symbolic link (its target is gone)", SkipKind.LINK)
+                yield Skipped(file, path, "broken symbolic link (its target is gone)", SkipKind.LINK)
             elif is_photo_name(entry.name):
-                yield Unreadable(path, rel, f"cannot read file ({_reason(e)})")
+                yield Unreadable(file, path, f"cannot read file ({_reason(e)})")
             else:
-                yield Skipped(path, rel, f"cannot be read ({_reason(e)})", SkipKind.SPECIAL)
+                yield Skipped(file, path, f"cannot be read ({_reason(e)})", SkipKind.SPECIAL)
             continue
-        if is_link and not follow_links and not _inside(os.path.realpath(path), root_real):
+        if is_link and not follow_links and not _inside(os.path.realpath(file), root_real):
             yield Skipped(
-                path, rel, "symbolic link to outside the import folder", SkipKind.LINK, folder=stat.S_ISDIR(st.st_mode)
+                file, path, "symbolic link to outside the import folder", SkipKind.LINK, folder=stat.S_ISDIR(st.st_mode)
             )
             continue
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if any(frame[3] == key for frame in stack):
                 yield Skipped(
-                    path, rel, "symbolic link loop (points to an enclosing folder)", SkipKind.LINK, folder=True
+                    file, path, "symbolic link loop (points to an enclosing folder)", SkipKind.LINK, folder=True
                 )
                 continue
             if key in seen_dirs:
-                yield Skipped(path, rel, "folder scanned already under another path", SkipKind.SEEN, folder=True)
+                yield Skipped(file, path, "folder scanned already under another path", SkipKind.SEEN, folder=True)
                 continue
             seen_dirs.add(key)
-            entries_of = listing(path)
+            entries_of = listing(file)
             if isinstance(entries_of, OSError):
-                yield Skipped(path, rel, f"unreadable folder ({_reason(entries_of)})", SkipKind.FOLDER, folder=True)
+                yield Skipped(file, path, f"unreadable folder ({_reason(entries_of)})", SkipKind.FOLDER, folder=True)
                 continue
             push(entries_of, key)
             continue
         if not stat.S_ISREG(st.st_mode):
-            yield Skipped(path, rel, f"special file ({_special(st.st_mode)}), never opened", SkipKind.SPECIAL)
+            yield Skipped(file, path, f"special file ({_special(st.st_mode)}), never opened", SkipKind.SPECIAL)
             continue
         if entry.name in sidecar_of:
-            yield Skipped(path, rel, f"XMP sidecar of {sidecar_of[entry.name]}", SkipKind.SIDECAR)
-        elif not is_photo_name(entry.name) and not _photo_by_content(path, entry.name):
-            yield Skipped(path, rel, "not a photo", SkipKind.NOT_A_PHOTO)
-        elif not _utf8(rel):
+            yield Skipped(file, path, f"XMP sidecar of {sidecar_of[entry.name]}", SkipKind.SIDECAR)
+        elif not is_photo_name(entry.name) and not _photo_by_content(file, entry.name):
+            yield Skipped(file, path, "not a photo", SkipKind.NOT_A_PHOTO)
+        elif not _utf8(path):
             # The database keeps names as UTF-8: such a photo could be neither stored nor found.
-            yield Unreadable(path, rel, "its name is not valid UTF-8 (rename the file or its folder)")
+            yield Unreadable(file, path, "its name is not valid UTF-8 (rename the file or its folder)")
         elif entry.name in pairs:
-            partner = rel_of(path.with_name(pairs[entry.name]))
-            yield Skipped(path, rel, f"RAW+JPEG pair: processed as {partner}", SkipKind.RAW_JPEG_PAIR)
+            partner = path_of(file.with_name(pairs[entry.name]))
+            yield Skipped(file, path, f"RAW+JPEG pair: processed as {partner}", SkipKind.RAW_JPEG_PAIR)
         else:
-            pair = tuple(rel_of(path.with_name(n)) for n in companions.get(entry.name, ()))
-            yield Found(path, rel, st.st_size, st.st_mtime_ns, pair)
+            pair = tuple(path_of(file.with_name(n)) for n in companions.get(entry.name, ()))
+            yield Found(file, path, st.st_size, st.st_mtime_ns, pair)
 
 
 def _utf8(text: str) -> bool:

@@ -123,7 +123,7 @@ def enqueue(
         jobs, what = planner.new_jobs(root), "scanning and queueing"
     for job in progress(jobs, what):
         dispatcher(job)
-        queued.add((job["root"], job["rel"]))
+        queued.add((job["root"], job["path"]))
     if wait and queued:
         _wait_for(follower, queued, planner.summary, upload_only)
     finish(planner.summary, root)

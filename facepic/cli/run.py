@@ -158,7 +158,7 @@ def _run(
         report=say_error,
         record_queued=False,
         follow_links=settings.follow_links,
-        retire=lambda root, rel: _retire(library.ctx, root, rel),
+        retire=lambda root, path: _retire(library.ctx, root, path),
     )
     planner.steady = steady
     if upload_only:
@@ -202,10 +202,10 @@ def _run(
     return planner.summary
 
 
-def _retire(ctx: Context, root: str, rel: str) -> Any:
+def _retire(ctx: Context, root: str, path: str) -> Any:
     from facepic import versions
 
-    return versions.retire_one(ctx, root, rel)
+    return versions.retire_one(ctx, root, path)
 
 
 def _open(library: OnDemand, planner: Planner, upload: bool) -> models.ModelChoice:

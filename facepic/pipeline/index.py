@@ -27,16 +27,16 @@ class IndexState(OfLibrary):
     folders: set[str] = field(default_factory=set)
 
 
-def _folder_docs(root: str, rel: str) -> tuple[str, list[dict[str, Any]]]:
-    """The folder chain of ``rel`` up to the import root, and the photo's folder id."""
-    parts = rel.split("/")[:-1]
+def _folder_docs(root: str, path: str) -> tuple[str, list[dict[str, Any]]]:
+    """The folder chain of ``path`` up to the import root, and the photo's folder id."""
+    parts = path.split("/")[:-1]
     docs = []
     parent = None
     for depth in range(len(parts) + 1):
-        rel_folder = "/".join(parts[:depth])
-        fid = ids.folder_id(root, rel_folder)
+        folder_path = "/".join(parts[:depth])
+        fid = ids.folder_id(root, folder_path)
         docs.append(
-            documents.folder(fid, root, rel_folder, parts[depth - 1] if depth else os.path.basename(root), parent)
+            documents.folder(fid, root, folder_path, parts[depth - 1] if depth else os.path.basename(root), parent)
         )
         parent = fid
     return parent or ids.folder_id(root, ""), docs
@@ -74,10 +74,10 @@ def index_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
             fresh.append((pos, job, work))
     if fresh:
         replaced = versions.retire(
-            ctx, [(job["root"], job["rel"]) for _, job, _ in fresh], [job["image_id"] for _, job, _ in fresh]
+            ctx, [(job["root"], job["path"]) for _, job, _ in fresh], [job["image_id"] for _, job, _ in fresh]
         )
         for n, (pos, job, work) in enumerate(fresh):
-            old = replaced.get((job["root"], job["rel"]))
+            old = replaced.get((job["root"], job["path"]))
             if old is not None:
                 fresh[n] = (pos, {**job, "replaced": old}, work)
         try:
@@ -151,7 +151,7 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
         image_id = job["image_id"]
         info = work["info"]
         model = info["model"]
-        folder_id, chain = _folder_docs(job["root"], job["rel"])
+        folder_id, chain = _folder_docs(job["root"], job["path"])
         folders.update((d["_id"], d) for d in chain)
         face_ids = [ids.face_id(image_id, i) for i in range(len(work["scores"]))]
         assessed = _qualities(work)
