@@ -227,67 +227,17 @@ class Planner:
         )
 
     def _consider(self, root: str, found: Found) -> Job | None:
-        entry = self.state.by_path.get((root, found.path))
-        if entry is not None and _stat_matches(entry, found):
-            status = entry.get("status")
-            if (status == Status.FAILED and self.retry_failed) or self._pending(entry):
-                pass
-            elif status == Status.FAILED:
-                self.summary.skipped_failed += 1
-                return None
-            else:
-                self.summary.already += 1
-                return None
+        """The job of ``found``, or None: seen before, still changing, unreadable, or content
+        the ledger knows (each counted, and recorded where the ledger learns something)."""
+        if self._unchanged(self.state.by_path.get((root, found.path)), found):
+            return None
         if self.steady is not None and not self.steady(found):
             self.summary.photos -= 1
             self.waiting += 1
             return None
-        if found.size == 0:  # every empty file has the same hash: never a duplicate, just bad
-            self._failed(root, found.file, found.path, "empty file (0 bytes)", found.size, found.mtime_ns)
+        sha = self._hash(root, found)
+        if sha is None or self._known_content(root, found, sha):
             return None
-        try:
-            sha = ids.sha256_file(found.file)
-        except OSError as e:
-            self._failed(
-                root,
-                found.file,
-                found.path,
-                f"cannot read file ({e.strerror or type(e).__name__})",
-                found.size,
-                found.mtime_ns,
-            )
-            return None
-        known = self.state.by_hash.get(sha)
-        base = {
-            "path": found.path,
-            "root": root,
-            "sha256": sha,
-            "image_id": ids.image_id(sha),
-            "size": found.size,
-            "mtime_ns": found.mtime_ns,
-        }
-        if known is not None and not self._pending(known):
-            same_path = (known.get("root"), known.get("path")) == (root, found.path)
-            status = known.get("status")
-            if status in (Status.DONE, Status.QUEUED) and not same_path:
-                self.summary.duplicates += 1
-                self._retire_old_version(root, found, sha)
-                self._record(
-                    {
-                        **base,
-                        "status": Status.DUPLICATE,
-                        "duplicate_of": known.get("path"),
-                        "duplicate_root": known.get("root"),
-                    }
-                )
-                return None
-            if status in (Status.DONE, Status.QUEUED) and same_path:
-                self.summary.already += 1
-                self._record({**known, **base, "time": None})  # refresh size and mtime
-                return None
-            if status == Status.FAILED and not self.retry_failed:
-                self.summary.skipped_failed += 1
-                return None
         return Job(
             image_id=ids.image_id(sha),
             sha256=sha,
@@ -300,6 +250,69 @@ class Planner:
             upload=self.upload,
             companions=list(found.companions),
         )
+
+    def _unchanged(self, entry: dict | None, found: Found) -> bool:
+        """The ledger has this file with the same size and mtime and nothing to do again
+        (counted): it is not read."""
+        if entry is None or not _stat_matches(entry, found):
+            return False
+        status = entry.get("status")
+        if (status == Status.FAILED and self.retry_failed) or self._pending(entry):
+            return False
+        if status == Status.FAILED:
+            self.summary.skipped_failed += 1
+        else:
+            self.summary.already += 1
+        return True
+
+    def _hash(self, root: str, found: Found) -> str | None:
+        """The file's SHA-256, or None: it failed (empty, or it cannot be read)."""
+        if found.size == 0:  # every empty file has the same hash: never a duplicate, just bad
+            self._failed(root, found.file, found.path, "empty file (0 bytes)", found.size, found.mtime_ns)
+            return None
+        try:
+            return ids.sha256_file(found.file)
+        except OSError as e:
+            reason = f"cannot read file ({e.strerror or type(e).__name__})"
+            self._failed(root, found.file, found.path, reason, found.size, found.mtime_ns)
+            return None
+
+    def _known_content(self, root: str, found: Found, sha: str) -> bool:
+        """Whether the ledger's line for this content settles the file (counted and recorded):
+        a duplicate of a photo at another path, the same photo again, or failed before."""
+        known = self.state.by_hash.get(sha)
+        if known is None or self._pending(known):
+            return False
+        base = {
+            "path": found.path,
+            "root": root,
+            "sha256": sha,
+            "image_id": ids.image_id(sha),
+            "size": found.size,
+            "mtime_ns": found.mtime_ns,
+        }
+        same_path = (known.get("root"), known.get("path")) == (root, found.path)
+        status = known.get("status")
+        if status in (Status.DONE, Status.QUEUED) and not same_path:
+            self.summary.duplicates += 1
+            self._retire_old_version(root, found, sha)
+            self._record(
+                {
+                    **base,
+                    "status": Status.DUPLICATE,
+                    "duplicate_of": known.get("path"),
+                    "duplicate_root": known.get("root"),
+                }
+            )
+            return True
+        if status in (Status.DONE, Status.QUEUED) and same_path:
+            self.summary.already += 1
+            self._record({**known, **base, "time": None})  # refresh size and mtime
+            return True
+        if status == Status.FAILED and not self.retry_failed:
+            self.summary.skipped_failed += 1
+            return True
+        return False
 
     def _retire_old_version(self, root: str, found: Found, sha: str) -> None:
         """A done photo whose file now holds content stored under another path (a duplicate):
