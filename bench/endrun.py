@@ -46,8 +46,8 @@ def _jobs(ctx: Context, start: int, embeddings: np.ndarray) -> list[Job]:
     jobs: list[Job] = []
     crop = b"\xff\xd8\xff\xd9"  # the cover copy only needs a file there
     for n, e in enumerate(embeddings):
-        rel = f"synthetic/{start + n:07d}.jpg"
-        sha = hashlib.sha256(rel.encode()).hexdigest()
+        path = f"synthetic/{start + n:07d}.jpg"
+        sha = hashlib.sha256(path.encode()).hexdigest()
         image_id = ids.image_id(sha)
         info = {"width": 250, "height": 250, "format": "JPEG", "metadata": {}, "model": MODEL}
         arrays = {
@@ -59,10 +59,12 @@ def _jobs(ctx: Context, start: int, embeddings: np.ndarray) -> list[Job]:
             "info": np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
         }
         workfile.save(ctx.folder, image_id, arrays)
-        path = ctx.folder.face_crop(ids.face_id(image_id, 0))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(crop)
-        jobs.append({"image_id": image_id, "sha256": sha, "root": "/synthetic", "rel": rel, "size": 1, "model": MODEL})
+        face_crop = ctx.folder.face_crop(ids.face_id(image_id, 0))
+        face_crop.parent.mkdir(parents=True, exist_ok=True)
+        face_crop.write_bytes(crop)
+        jobs.append(
+            {"image_id": image_id, "sha256": sha, "root": "/synthetic", "path": path, "size": 1, "model": MODEL}
+        )
     return jobs
 
 

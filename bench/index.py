@@ -72,14 +72,14 @@ def prepare(
         )
         for i in range(per_photo):
             folder.face_crop(ids.face_id(image_id, i)).write_bytes(crop)
-        rel = f"DCIM/{100 + n // 500}CANON/IMG_{n:05d}.JPG"
+        path = f"DCIM/{100 + n // 500}CANON/IMG_{n:05d}.JPG"
         jobs.append(
             {
                 "image_id": image_id,
                 "sha256": f"{seed:08x}{n:056x}",
-                "file": str(root / rel),
+                "file": str(root / path),
                 "root": str(root),
-                "rel": rel,
+                "path": path,
                 "size": 2_000_000,
                 "mtime_ns": 0,
                 "model": "buffalo_s",

@@ -96,8 +96,8 @@ def image(
     return {
         "_id": image_id,
         "sha256": job["sha256"],
-        "filename": os.path.basename(job["rel"]),
-        "path": job["rel"],
+        "filename": os.path.basename(job["path"]),
+        "path": job["path"],
         "root": job["root"],
         "folder_id": folder_id,
         "ext": ext,
@@ -151,5 +151,5 @@ def new_person(model: str | None, now: str, founded_by: str | None = None) -> di
     }
 
 
-def folder(folder_id: str, root: str, rel_folder: str, name: str, parent_id: str | None) -> dict[str, Any]:
-    return {"_id": folder_id, "root": root, "path": rel_folder, "name": name, "parent_id": parent_id}
+def folder(folder_id: str, root: str, folder_path: str, name: str, parent_id: str | None) -> dict[str, Any]:
+    return {"_id": folder_id, "root": root, "path": folder_path, "name": name, "parent_id": parent_id}

@@ -40,8 +40,8 @@ def person_id(founding_face_id: str) -> str:
     return "p" + hashlib.sha1(founding_face_id.encode()).hexdigest()[:15]
 
 
-def folder_id(root: str, rel_folder: str) -> str:
-    return "d" + hashlib.sha1(f"{root}\0{rel_folder}".encode()).hexdigest()[:15]
+def folder_id(root: str, folder_path: str) -> str:
+    return "d" + hashlib.sha1(f"{root}\0{folder_path}".encode()).hexdigest()[:15]
 
 
 def safe_extension(name: str) -> str:

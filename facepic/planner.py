@@ -204,8 +204,8 @@ class Planner:
         self.steady: Callable[[Found], bool] | None = None
         self.waiting = 0
 
-    def _error(self, path: Path, reason: str) -> None:
-        self.report(cannot_process(path, reason))
+    def _error(self, file: Path, reason: str) -> None:
+        self.report(cannot_process(file, reason))
 
     def check_root(self, root: Path) -> Path:
         """The import folder, or ImportFolderError: missing, unreadable or empty (an empty
@@ -236,13 +236,13 @@ class Planner:
                 continue
             self.summary.photos += 1
             if isinstance(item, Unreadable):
-                self._failed(root_key, item.path, item.rel, item.reason, None, None)
+                self._failed(root_key, item.file, item.path, item.reason, None, None)
                 continue
             job = self._consider(root_key, item)
             if job is not None:
                 yield job
                 entry = {k: job[k] for k in ("root", "sha256", "image_id", "size", "mtime_ns")}
-                entry.update(path=job["rel"], status=Status.QUEUED)
+                entry.update(path=job["path"], status=Status.QUEUED)
                 if self.record_queued:
                     self._record(entry)
                 else:
@@ -254,11 +254,11 @@ class Planner:
         counts = self.summary.skipped
         counts[item.category] = counts.get(item.category, 0) + 1
         if not item.quiet:
-            self.report(f"skipped: {display(item.path)}: {item.reason}")
-        known = self.state.by_path.get((root, item.rel))
+            self.report(f"skipped: {display(item.file)}: {item.reason}")
+        known = self.state.by_path.get((root, item.path))
         if known is None or known.get("status") != Status.SKIPPED or known.get("reason") != item.reason:
             entry: dict[str, object] = {
-                "path": item.rel,
+                "path": item.path,
                 "root": root,
                 "status": Status.SKIPPED,
                 "reason": item.reason,
@@ -280,73 +280,23 @@ class Planner:
         )
 
     def _consider(self, root: str, found: Found) -> Job | None:
-        entry = self.state.by_path.get((root, found.rel))
-        if entry is not None and _stat_matches(entry, found):
-            status = entry.get("status")
-            if (status == Status.FAILED and self.retry_failed) or self._pending(entry):
-                pass
-            elif status == Status.FAILED:
-                self.summary.skipped_failed += 1
-                return None
-            else:
-                self.summary.already += 1
-                return None
+        """The job of ``found``, or None: seen before, still changing, unreadable, or content
+        the ledger knows (each counted, and recorded where the ledger learns something)."""
+        if self._unchanged(self.state.by_path.get((root, found.path)), found):
+            return None
         if self.steady is not None and not self.steady(found):
             self.summary.photos -= 1
             self.waiting += 1
             return None
-        if found.size == 0:  # every empty file has the same hash: never a duplicate, just bad
-            self._failed(root, found.path, found.rel, "empty file (0 bytes)", found.size, found.mtime_ns)
+        sha = self._hash(root, found)
+        if sha is None or self._known_content(root, found, sha):
             return None
-        try:
-            sha = ids.sha256_file(found.path)
-        except OSError as e:
-            self._failed(
-                root,
-                found.path,
-                found.rel,
-                f"cannot read file ({e.strerror or type(e).__name__})",
-                found.size,
-                found.mtime_ns,
-            )
-            return None
-        known = self.state.by_hash.get(sha)
-        base = {
-            "path": found.rel,
-            "root": root,
-            "sha256": sha,
-            "image_id": ids.image_id(sha),
-            "size": found.size,
-            "mtime_ns": found.mtime_ns,
-        }
-        if known is not None and not self._pending(known):
-            same_path = (known.get("root"), known.get("path")) == (root, found.rel)
-            status = known.get("status")
-            if status in (Status.DONE, Status.QUEUED) and not same_path:
-                self.summary.duplicates += 1
-                self._retire_old_version(root, found, sha)
-                self._record(
-                    {
-                        **base,
-                        "status": Status.DUPLICATE,
-                        "duplicate_of": known.get("path"),
-                        "duplicate_root": known.get("root"),
-                    }
-                )
-                return None
-            if status in (Status.DONE, Status.QUEUED) and same_path:
-                self.summary.already += 1
-                self._record({**known, **base, "time": None})  # refresh size and mtime
-                return None
-            if status == Status.FAILED and not self.retry_failed:
-                self.summary.skipped_failed += 1
-                return None
         return Job(
             image_id=ids.image_id(sha),
             sha256=sha,
-            file=str(found.path),
+            file=str(found.file),
             root=root,
-            rel=found.rel,
+            path=found.path,
             size=found.size,
             mtime_ns=found.mtime_ns,
             model=self.model,
@@ -354,26 +304,89 @@ class Planner:
             companions=list(found.companions),
         )
 
+    def _unchanged(self, entry: dict | None, found: Found) -> bool:
+        """The ledger has this file with the same size and mtime and nothing to do again
+        (counted): it is not read."""
+        if entry is None or not _stat_matches(entry, found):
+            return False
+        status = entry.get("status")
+        if (status == Status.FAILED and self.retry_failed) or self._pending(entry):
+            return False
+        if status == Status.FAILED:
+            self.summary.skipped_failed += 1
+        else:
+            self.summary.already += 1
+        return True
+
+    def _hash(self, root: str, found: Found) -> str | None:
+        """The file's SHA-256, or None: it failed (empty, or it cannot be read)."""
+        if found.size == 0:  # every empty file has the same hash: never a duplicate, just bad
+            self._failed(root, found.file, found.path, "empty file (0 bytes)", found.size, found.mtime_ns)
+            return None
+        try:
+            return ids.sha256_file(found.file)
+        except OSError as e:
+            reason = f"cannot read file ({e.strerror or type(e).__name__})"
+            self._failed(root, found.file, found.path, reason, found.size, found.mtime_ns)
+            return None
+
+    def _known_content(self, root: str, found: Found, sha: str) -> bool:
+        """Whether the ledger's line for this content settles the file (counted and recorded):
+        a duplicate of a photo at another path, the same photo again, or failed before."""
+        known = self.state.by_hash.get(sha)
+        if known is None or self._pending(known):
+            return False
+        base = {
+            "path": found.path,
+            "root": root,
+            "sha256": sha,
+            "image_id": ids.image_id(sha),
+            "size": found.size,
+            "mtime_ns": found.mtime_ns,
+        }
+        same_path = (known.get("root"), known.get("path")) == (root, found.path)
+        status = known.get("status")
+        if status in (Status.DONE, Status.QUEUED) and not same_path:
+            self.summary.duplicates += 1
+            self._retire_old_version(root, found, sha)
+            self._record(
+                {
+                    **base,
+                    "status": Status.DUPLICATE,
+                    "duplicate_of": known.get("path"),
+                    "duplicate_root": known.get("root"),
+                }
+            )
+            return True
+        if status in (Status.DONE, Status.QUEUED) and same_path:
+            self.summary.already += 1
+            self._record({**known, **base, "time": None})  # refresh size and mtime
+            return True
+        if status == Status.FAILED and not self.retry_failed:
+            self.summary.skipped_failed += 1
+            return True
+        return False
+
     def _retire_old_version(self, root: str, found: Found, sha: str) -> None:
         """A done photo whose file now holds content stored under another path (a duplicate):
         its old version goes (``retire``, given by the caller that owns the database), as a
         new version processed would replace it in the index stage."""
-        before = self.state.by_path.get((root, found.rel))
+        before = self.state.by_path.get((root, found.path))
         if self.retire is None or before is None or before.get("status") != Status.DONE:
             return
         if before.get("sha256") in (None, sha):
             return
-        replaced = self.retire(root, found.rel)
+        replaced = self.retire(root, found.path)
         if replaced is not None:
             from facepic import versions  # the database's side: loaded by the runs that retire
 
-            self.report(versions.note(display(found.path), replaced))
+            self.report(versions.note(display(found.file), replaced))
 
-    def _failed(self, root: str, path: Path, rel: str, reason: str, size: int | None, mtime_ns: int | None) -> None:
+    def _failed(self, root: str, file: Path, path: str, reason: str, size: int | None, mtime_ns: int | None) -> None:
         self.summary.failed += 1
-        self._error(path, reason)
+        self._error(file, reason)
         self._record(
-            {"path": rel, "root": root, "status": Status.FAILED, "reason": reason, "size": size, "mtime_ns": mtime_ns}
+            {"path": path, "root": root, "status": Status.FAILED, "reason": reason, "size": size, "mtime_ns": mtime_ns}
         )
         return None
 
@@ -389,7 +402,7 @@ class Planner:
                 sha256=entry["sha256"],
                 file=str(Path(entry["root"]) / entry["path"]),
                 root=entry["root"],
-                rel=entry["path"],
+                path=entry["path"],
                 size=entry.get("size"),
                 mtime_ns=entry.get("mtime_ns"),
                 model=self.model,
@@ -401,15 +414,15 @@ class Planner:
         for entry in list(self.state.entries(Status.DONE)):
             if entry.get("uploaded") or not entry.get("image_id"):
                 continue
-            path = Path(entry["root"]) / entry["path"]
+            file = Path(entry["root"]) / entry["path"]
             self.summary.photos += 1
             self.summary.queued += 1
             yield Job(
                 image_id=entry["image_id"],
                 sha256=entry["sha256"],
-                file=str(path),
+                file=str(file),
                 root=entry["root"],
-                rel=entry["path"],
+                path=entry["path"],
                 size=entry.get("size"),
                 mtime_ns=entry.get("mtime_ns"),
                 model=entry.get("model") or self.model,
@@ -431,7 +444,7 @@ class Steady:
 
     def __call__(self, found: Found) -> bool:
         looks = (found.size, found.mtime_ns)
-        before = self.seen.get(str(found.path))
-        self.seen[str(found.path)] = looks
+        before = self.seen.get(str(found.file))
+        self.seen[str(found.file)] = looks
         age = time.time() - found.mtime_ns / 1e9
         return age >= self.quiet and (before == looks or (before is None and age >= 60))

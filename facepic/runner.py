@@ -208,73 +208,102 @@ def process(
                 on_done(job)
         return
     with pool or CpuPool(ctx.settings, None) as cpu_pool:
-        ahead = BATCH + 4 * cpu_pool.processes  # bounds the photos waiting for their turn in order
-        results: dict[int, Job] = {}
-        running: dict[Future, int] = {}
-        suspects: deque[int] = deque()
-        alone: int | None = None  # a suspect running with nothing beside it
-        submitted = served = 0
-
-        def broken() -> None:
-            # Every photo still in the broken pool is a suspect until it runs alone.
-            suspects.extend(sorted(i for i in running.values() if i != alone))
-            running.clear()
-            cpu_pool.restart()
-
-        def submit(i: int) -> bool:
-            try:
-                running[cpu_pool.executor.submit(_pool_stages, jobs[i], cpu)] = i
-                return True
-            except BrokenProcessPool:  # a process died before the pool noticed
-                return False
-
-        while served < len(jobs):
-            if suspects and not running:
-                alone = suspects.popleft()
-                if not submit(alone):
-                    suspects.appendleft(alone)
-                    alone = None
-                    broken()
-                    continue
-            while (
-                not suspects
-                and alone is None
-                and submitted < len(jobs)
-                and submitted - served < ahead
-                and len(running) < 2 * cpu_pool.processes
-            ):
-                if not submit(submitted):
-                    broken()
-                    break
-                submitted += 1
-            if running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                pool_died = False
-                for future in finished:
-                    i = running.pop(future)
-                    try:
-                        results[i] = future.result()  # a DataFolderError raised there stops the run
-                    except BrokenProcessPool:
-                        pool_died = True
-                        if i == alone:
-                            logger.warning("pool process died twice on %s", display(jobs[i].get("file", "")))
-                            results[i] = fail(jobs[i], cpu[0], PROCESS_DIED)
-                        else:
-                            suspects.append(i)
-                    if i == alone:
-                        alone = None
-                if pool_died:
-                    broken()
-            # The photos ready in scan order go on together once there are BATCH of them,
-            # or whenever the pool has nothing else under way.
-            ready = 0
-            while served + ready in results:
-                ready += 1
-            if ready and (ready >= BATCH or not running):
-                batch = [results.pop(served + n) for n in range(ready)]
+        in_order = _InOrder(cpu_pool, jobs, cpu)
+        while in_order.served < len(jobs):
+            if not in_order.submit_more():
+                continue
+            in_order.collect()
+            batch = in_order.ready()
+            if batch:
                 for job in run_serial_batch(ctx, batch, serial, unreachable):
                     on_done(job)
-                served += ready
+
+
+class _InOrder:
+    """The pool's side of ``process``: photos submitted a bounded way ahead of those served,
+    their results kept until their turn in the order of the jobs. Every photo in a pool that
+    broke is a suspect, tried again alone."""
+
+    def __init__(self, pool: CpuPool, jobs: list[Job], stages: tuple[str, ...]) -> None:
+        self.pool = pool
+        self.jobs = jobs
+        self.stages = stages
+        self.ahead = BATCH + 4 * pool.processes  # bounds the photos waiting for their turn in order
+        self.results: dict[int, Job] = {}
+        self.running: dict[Future, int] = {}
+        self.suspects: deque[int] = deque()
+        self.alone: int | None = None  # a suspect running with nothing beside it
+        self.submitted = self.served = 0
+
+    def broken(self) -> None:
+        # Every photo still in the broken pool is a suspect until it runs alone.
+        self.suspects.extend(sorted(i for i in self.running.values() if i != self.alone))
+        self.running.clear()
+        self.pool.restart()
+
+    def submit(self, i: int) -> bool:
+        try:
+            self.running[self.pool.executor.submit(_pool_stages, self.jobs[i], self.stages)] = i
+            return True
+        except BrokenProcessPool:  # a process died before the pool noticed
+            return False
+
+    def submit_more(self) -> bool:
+        """A suspect alone once the pool is idle, else the next photos, as far ahead as allowed;
+        False: the pool broke as the suspect was submitted (it was restarted)."""
+        if self.suspects and not self.running:
+            self.alone = self.suspects.popleft()
+            if not self.submit(self.alone):
+                self.suspects.appendleft(self.alone)
+                self.alone = None
+                self.broken()
+                return False
+        while (
+            not self.suspects
+            and self.alone is None
+            and self.submitted < len(self.jobs)
+            and self.submitted - self.served < self.ahead
+            and len(self.running) < 2 * self.pool.processes
+        ):
+            if not self.submit(self.submitted):
+                self.broken()
+                break
+            self.submitted += 1
+        return True
+
+    def collect(self) -> None:
+        """Wait for a photo in the pool to finish, if any runs; a pool that broke is restarted."""
+        if not self.running:
+            return
+        finished, _ = wait(self.running, return_when=FIRST_COMPLETED)
+        pool_died = False
+        for future in finished:
+            i = self.running.pop(future)
+            try:
+                self.results[i] = future.result()  # a DataFolderError raised there stops the run
+            except BrokenProcessPool:
+                pool_died = True
+                if i == self.alone:
+                    logger.warning("pool process died twice on %s", display(self.jobs[i].get("file", "")))
+                    self.results[i] = fail(self.jobs[i], self.stages[0], PROCESS_DIED)
+                else:
+                    self.suspects.append(i)
+            if i == self.alone:
+                self.alone = None
+        if pool_died:
+            self.broken()
+
+    def ready(self) -> list[Job]:
+        """The photos ready next in order, served together once there are BATCH of them, or
+        whenever the pool has nothing else under way; none otherwise."""
+        ready = 0
+        while self.served + ready in self.results:
+            ready += 1
+        if not ready or (ready < BATCH and self.running):
+            return []
+        batch = [self.results.pop(self.served + n) for n in range(ready)]
+        self.served += ready
+        return batch
 
 
 def summarize(summary: Summary, job: Job, report: Callable[[str], None]) -> None:

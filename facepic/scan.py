@@ -36,8 +36,8 @@ class ImportFolderError(FacePicError):
 
 @dataclass(frozen=True)
 class Found:
-    path: Path  # as seen under the import root (symlinks kept in the name)
-    rel: str  # POSIX path relative to the import root
+    file: Path  # as seen under the import root (symlinks kept in the name)
+    path: str  # POSIX path relative to the import root
     size: int
     mtime_ns: int
     companions: tuple[str, ...] = ()  # RAW files of a RAW+JPEG pair, relative to the root
@@ -47,8 +47,8 @@ class Found:
 class Skipped:
     """A file or folder the scan does not process, and why."""
 
-    path: Path
-    rel: str
+    file: Path
+    path: str
     reason: str
     category: SkipKind
     folder: bool = False
@@ -63,8 +63,8 @@ class Skipped:
 class Unreadable:
     """A photo that cannot even be looked at: it counts as failed."""
 
-    path: Path
-    rel: str
+    file: Path
+    path: str
     reason: str
 
 
@@ -136,101 +136,135 @@ def scan(root: Path, follow_links: bool = False) -> Iterator[Entry]:
     """Every entry under ``root`` in a stable (sorted, depth-first) order: a ``Found`` photo,
     a ``Skipped`` file or folder, or an ``Unreadable`` photo."""
     root = check_import_folder(root)
-    root_real = os.path.realpath(root)
-    seen_dirs: set[tuple[int, int]] = set()
-
-    def rel_of(path: Path) -> str:
-        return path.relative_to(root).as_posix()
-
-    def listing(folder: Path) -> list[os.DirEntry] | OSError:
-        try:
-            with os.scandir(folder) as it:
-                return sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            return e
-
+    walk = _Walk(root, follow_links)
     root_st = root.stat()
-    seen_dirs.add((root_st.st_dev, root_st.st_ino))
-    first = listing(root)
-    if isinstance(first, OSError):
-        raise ImportFolderError(f"import folder {root} cannot be read ({_reason(first)})")
-    # A stack of folder listings, not recursion: a drive's tree can be deeper than Python's stack.
-    stack: list[
-        tuple[Iterator[os.DirEntry], dict[str, str], dict[str, list[str]], tuple[int, int], dict[str, str]]
-    ] = []
+    error = walk.enter(root, (root_st.st_dev, root_st.st_ino))
+    if error is not None:
+        raise ImportFolderError(f"import folder {root} cannot be read ({_reason(error)})")
+    yield from walk.entries()
 
-    def push(entries: list[os.DirEntry], key: tuple[int, int]) -> None:
+
+def _listing(folder: Path) -> list[os.DirEntry] | OSError:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        return e
+
+
+@dataclass
+class _Frame:
+    """A folder being walked: its entries still to look at, and what its names say of each other."""
+
+    entries: Iterator[os.DirEntry]
+    key: tuple[int, int]  # (device, inode): a link to it from inside it is a loop
+    pairs: dict[str, str]  # RAW name -> the photo of the same stem beside it
+    companions: dict[str, list[str]]  # photo name -> the RAW names paired with it
+    sidecar_of: dict[str, str]  # XMP sidecar name -> its photo
+
+    @classmethod
+    def of(cls, entries: list[os.DirEntry], key: tuple[int, int]) -> _Frame:
         names = [e.name for e in entries]
         pairs = _pairs(names)
         companions: dict[str, list[str]] = {}
         for raw, photo in pairs.items():
             companions.setdefault(photo, []).append(raw)
-        stack.append((iter(entries), pairs, companions, key, _sidecars(names)))
+        return cls(iter(entries), key, pairs, companions, _sidecars(names))
 
-    push(first, (root_st.st_dev, root_st.st_ino))
-    while stack:
-        entries, pairs, companions, _, sidecar_of = stack[-1]
-        entry = next(entries, None)
-        if entry is None:
-            stack.pop()
-            continue
-        path = Path(entry.path)
-        rel = rel_of(path)
+
+class _Walk:
+    """One scan under way: the folders open, and the folders seen (each is scanned once,
+    whatever links lead to it)."""
+
+    def __init__(self, root: Path, follow_links: bool) -> None:
+        self.root = root
+        self.root_real = os.path.realpath(root)
+        self.follow_links = follow_links
+        # A stack of folder listings, not recursion: a drive's tree can be deeper than Python's stack.
+        self.stack: list[_Frame] = []
+        self.seen_dirs: set[tuple[int, int]] = set()
+
+    def enter(self, folder: Path, key: tuple[int, int]) -> OSError | None:
+        """Walk ``folder`` next; the error when it cannot be listed."""
+        self.seen_dirs.add(key)
+        entries = _listing(folder)
+        if isinstance(entries, OSError):
+            return entries
+        self.stack.append(_Frame.of(entries, key))
+        return None
+
+    def entries(self) -> Iterator[Entry]:
+        while self.stack:
+            frame = self.stack[-1]
+            entry = next(frame.entries, None)
+            if entry is None:
+                self.stack.pop()
+                continue
+            item = self._entry(frame, entry)
+            if item is not None:
+                yield item
+
+    def path_of(self, file: Path) -> str:
+        return file.relative_to(self.root).as_posix()
+
+    def _entry(self, frame: _Frame, entry: os.DirEntry) -> Entry | None:
+        """What becomes of one entry of a folder; None: a folder entered."""
+        file = Path(entry.path)
+        path = self.path_of(file)
         if entry.name.startswith("."):
             kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
-            yield Skipped(path, rel, f"hidden {kind}", SkipKind.HIDDEN, folder=kind == "folder")
-            continue
+            return Skipped(file, path, f"hidden {kind}", SkipKind.HIDDEN, folder=kind == "folder")
         try:
             is_link = entry.is_symlink()
             st = entry.stat(follow_symlinks=True)
         except OSError as e:
-            if is_link and e.errno == errno.ELOOP:
-                yield Skipped(path, rel, "symbolic link loop", SkipKind.LINK)
-            elif is_link and e.errno == errno.ENOENT:
-                yield Skipped(path, rel, "broken symbolic link (its target is gone)", SkipKind.LINK)
-            elif is_photo_name(entry.name):
-                yield Unreadable(path, rel, f"cannot read file ({_reason(e)})")
-            else:
-                yield Skipped(path, rel, f"cannot be read ({_reason(e)})", SkipKind.SPECIAL)
-            continue
-        if is_link and not follow_links and not _inside(os.path.realpath(path), root_real):
-            yield Skipped(
-                path, rel, "symbolic link to outside the import folder", SkipKind.LINK, folder=stat.S_ISDIR(st.st_mode)
+            return _cannot_stat(file, path, is_link, e)
+        if is_link and not self.follow_links and not _inside(os.path.realpath(file), self.root_real):
+            return Skipped(
+                file, path, "symbolic link to outside the import folder", SkipKind.LINK, folder=stat.S_ISDIR(st.st_mode)
             )
-            continue
         if stat.S_ISDIR(st.st_mode):
-            key = (st.st_dev, st.st_ino)
-            if any(frame[3] == key for frame in stack):
-                yield Skipped(
-                    path, rel, "symbolic link loop (points to an enclosing folder)", SkipKind.LINK, folder=True
-                )
-                continue
-            if key in seen_dirs:
-                yield Skipped(path, rel, "folder scanned already under another path", SkipKind.SEEN, folder=True)
-                continue
-            seen_dirs.add(key)
-            entries_of = listing(path)
-            if isinstance(entries_of, OSError):
-                yield Skipped(path, rel, f"unreadable folder ({_reason(entries_of)})", SkipKind.FOLDER, folder=True)
-                continue
-            push(entries_of, key)
-            continue
+            return self._folder(file, path, (st.st_dev, st.st_ino))
+        return self._file(frame, entry.name, file, path, st)
+
+    def _folder(self, file: Path, path: str, key: tuple[int, int]) -> Skipped | None:
+        """A folder entered (None), or skipped with the reason."""
+        if any(frame.key == key for frame in self.stack):
+            return Skipped(file, path, "symbolic link loop (points to an enclosing folder)", SkipKind.LINK, folder=True)
+        if key in self.seen_dirs:
+            return Skipped(file, path, "folder scanned already under another path", SkipKind.SEEN, folder=True)
+        error = self.enter(file, key)
+        if error is not None:
+            return Skipped(file, path, f"unreadable folder ({_reason(error)})", SkipKind.FOLDER, folder=True)
+        return None
+
+    def _file(self, frame: _Frame, name: str, file: Path, path: str, st: os.stat_result) -> Entry:
+        """A photo found, or a file skipped or unreadable with the reason."""
         if not stat.S_ISREG(st.st_mode):
-            yield Skipped(path, rel, f"special file ({_special(st.st_mode)}), never opened", SkipKind.SPECIAL)
-            continue
-        if entry.name in sidecar_of:
-            yield Skipped(path, rel, f"XMP sidecar of {sidecar_of[entry.name]}", SkipKind.SIDECAR)
-        elif not is_photo_name(entry.name) and not _photo_by_content(path, entry.name):
-            yield Skipped(path, rel, "not a photo", SkipKind.NOT_A_PHOTO)
-        elif not _utf8(rel):
+            return Skipped(file, path, f"special file ({_special(st.st_mode)}), never opened", SkipKind.SPECIAL)
+        if name in frame.sidecar_of:
+            return Skipped(file, path, f"XMP sidecar of {frame.sidecar_of[name]}", SkipKind.SIDECAR)
+        if not is_photo_name(name) and not _photo_by_content(file, name):
+            return Skipped(file, path, "not a photo", SkipKind.NOT_A_PHOTO)
+        if not _utf8(path):
             # The database keeps names as UTF-8: such a photo could be neither stored nor found.
-            yield Unreadable(path, rel, "its name is not valid UTF-8 (rename the file or its folder)")
-        elif entry.name in pairs:
-            partner = rel_of(path.with_name(pairs[entry.name]))
-            yield Skipped(path, rel, f"RAW+JPEG pair: processed as {partner}", SkipKind.RAW_JPEG_PAIR)
-        else:
-            pair = tuple(rel_of(path.with_name(n)) for n in companions.get(entry.name, ()))
-            yield Found(path, rel, st.st_size, st.st_mtime_ns, pair)
+            return Unreadable(file, path, "its name is not valid UTF-8 (rename the file or its folder)")
+        if name in frame.pairs:
+            partner = self.path_of(file.with_name(frame.pairs[name]))
+            return Skipped(file, path, f"RAW+JPEG pair: processed as {partner}", SkipKind.RAW_JPEG_PAIR)
+        pair = tuple(self.path_of(file.with_name(n)) for n in frame.companions.get(name, ()))
+        return Found(file, path, st.st_size, st.st_mtime_ns, pair)
+
+
+def _cannot_stat(file: Path, path: str, is_link: bool, e: OSError) -> Skipped | Unreadable:
+    """An entry whose kind cannot be told: a broken link or a link loop, else unreadable."""
+    if is_link and e.errno == errno.ELOOP:
+        return Skipped(file, path, "symbolic link loop", SkipKind.LINK)
+    if is_link and e.errno == errno.ENOENT:
+        return Skipped(file, path, "broken symbolic link (its target is gone)", SkipKind.LINK)
+    if is_photo_name(file.name):
+        return Unreadable(file, path, f"cannot read file ({_reason(e)})")
+    return Skipped(file, path, f"cannot be read ({_reason(e)})", SkipKind.SPECIAL)
 
 
 def _utf8(text: str) -> bool:

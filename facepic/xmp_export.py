@@ -46,10 +46,10 @@ def sidecar_path(image: dict[str, Any], to: Path | None) -> Path | None:
     original = Path(image["root"]) / image["path"]
     if original.is_file():
         return original.with_name(original.name + ".xmp")
-    rel = PurePosixPath(image["path"])
-    if to is None or rel.is_absolute() or ".." in rel.parts:
+    path = PurePosixPath(image["path"])
+    if to is None or path.is_absolute() or ".." in path.parts:
         return None
-    return to.joinpath(*rel.parts[:-1], rel.name + ".xmp")
+    return to.joinpath(*path.parts[:-1], path.name + ".xmp")
 
 
 def _regions(image: dict[str, Any], names: dict[str, str]) -> list[tuple[str, xmp.Box]]:

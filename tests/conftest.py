@@ -198,10 +198,10 @@ def copy_photos(target: Path, group: bool = True) -> dict[str, str]:
     """Copy the labelled test photos to ``target``; returns {relative path: identity}."""
     labels = {}
     for src in sorted(PHOTOS.glob("*/*.jpg")):
-        rel = f"{src.parent.name}/{src.name}"
+        path = f"{src.parent.name}/{src.name}"
         (target / src.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.copy(src, target / rel)
-        labels[rel] = src.parent.name
+        shutil.copy(src, target / path)
+        labels[path] = src.parent.name
     if group:
         shutil.copy(GROUP_PHOTO, target / "couple.jpg")
     return labels

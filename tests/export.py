@@ -23,10 +23,10 @@ SAMPLES = Path(skimage.__file__).parent / "data"
 
 @dataclass
 class Export:
-    photos: dict[str, str] = field(default_factory=dict)  # rel -> identity ("" for no face)
-    duplicates: dict[str, str] = field(default_factory=dict)  # rel -> rel of the original
-    pairs: dict[str, str] = field(default_factory=dict)  # RAW rel -> the JPEG processed for it
-    skipped: dict[str, str] = field(default_factory=dict)  # rel -> category
+    photos: dict[str, str] = field(default_factory=dict)  # path -> identity ("" for no face)
+    duplicates: dict[str, str] = field(default_factory=dict)  # path -> path of the original
+    pairs: dict[str, str] = field(default_factory=dict)  # RAW path -> the JPEG processed for it
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> category
 
     def summary(self) -> str:
         faces = sum(1 for identity in self.photos.values() if identity)
@@ -54,14 +54,14 @@ def _save(path: Path, im: Image.Image, fmt: str, **kw: object) -> None:
 def build(root: Path) -> Export:
     ex = Export()
 
-    def photo(rel: str, identity: str, im: Image.Image, fmt: str, **kw: object) -> None:
-        _save(root / rel, im, fmt, **kw)
-        ex.photos[rel] = identity
+    def photo(path: str, identity: str, im: Image.Image, fmt: str, **kw: object) -> None:
+        _save(root / path, im, fmt, **kw)
+        ex.photos[path] = identity
 
-    def other(rel: str, data: bytes, category: str = "not a photo") -> None:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-        ex.skipped[rel] = category
+    def other(path: str, data: bytes, category: str = "not a photo") -> None:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+        ex.skipped[path] = category
 
     phone = "DCIM/100APPLE"
     photo(f"{phone}/IMG_0001.JPG", "tom_hanks", face("tom_hanks", "07.jpg"), "JPEG", quality=92)
@@ -117,9 +117,9 @@ def build(root: Path) -> Export:
 def identities(ex: Export) -> dict[str, list[str]]:
     """identity -> its photos (RAW+JPEG pairs once, duplicates not at all)."""
     out: dict[str, list[str]] = {}
-    for rel, identity in ex.photos.items():
+    for path, identity in ex.photos.items():
         if identity:
-            out.setdefault(identity, []).append(rel)
+            out.setdefault(identity, []).append(path)
     return out
 
 

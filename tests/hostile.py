@@ -61,10 +61,10 @@ def build(root: Path) -> dict[str, tuple[str, object]]:
     root.mkdir(parents=True)
     expect: dict[str, tuple[str, object]] = {}
 
-    def put(rel: str, data: bytes, outcome: tuple[str, object]) -> None:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-        expect[rel] = outcome
+    def put(path: str, data: bytes, outcome: tuple[str, object]) -> None:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+        expect[path] = outcome
 
     def encoded(im: Image.Image, fmt: str, **kw: object) -> bytes:
         buf = io.BytesIO()

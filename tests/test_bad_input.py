@@ -26,17 +26,17 @@ def check(expect: dict, lines: list[dict], output: str, root: Path, lib, store) 
     final = final_entries(lines)
     assert set(final) == set(expect)
     assert "Traceback" not in output
-    for rel, (status, detail) in expect.items():
-        entry = final[rel]
-        assert entry["status"] == status, (rel, entry)
+    for path, (status, detail) in expect.items():
+        entry = final[path]
+        assert entry["status"] == status, (path, entry)
         if status == "done":
-            assert entry["faces"] == detail, rel
+            assert entry["faces"] == detail, path
         else:
-            assert detail in entry["reason"], (rel, entry["reason"])
-            prefix = f"error: cannot process {display(root / rel)}: "
+            assert detail in entry["reason"], (path, entry["reason"])
+            prefix = f"error: cannot process {display(root / path)}: "
             mine = [line for line in output.splitlines() if line.startswith(prefix)]
-            assert len(mine) == 1 and detail in mine[0], (rel, mine)
-    done = {rel for rel, (status, _) in expect.items() if status == "done"}
+            assert len(mine) == 1 and detail in mine[0], (path, mine)
+    done = {path for path, (status, _) in expect.items() if status == "done"}
     images = {doc["path"]: doc for doc in lib.images.find({})}
     assert set(images) == done  # no partial documents of failed photos
     image_ids = {doc["_id"] for doc in images.values()}
@@ -125,7 +125,7 @@ def test_a_very_large_and_deep_folder_tree_is_scanned_completely(ram_path: Path)
     planner = Planner(Ledger(ram_path / "log.jsonl"), "buffalo_s", upload=True)
     jobs = list(planner.new_jobs(root))
     assert len(jobs) == 3001 and planner.summary.photos == 3001
-    assert jobs[0]["rel"] == "d/" * 1200 + "bottom.jpg"
+    assert jobs[0]["path"] == "d/" * 1200 + "bottom.jpg"
     # Remove the chain bottom-up: recursive removers (pytest's own clean-up) cannot.
     (deep / "bottom.jpg").unlink()
     while deep != root:

@@ -334,9 +334,9 @@ def test_mongodb_out_of_reach_fails_photos_after_bounded_retries_then_retry_fail
     }
     photos = tmp_path / "drive"
     labels = {f"tom_hanks/{n}": "tom_hanks" for n in ("07.jpg", "08.jpg", "09.jpg")}
-    for rel in labels:
-        (photos / rel).parent.mkdir(parents=True, exist_ok=True)
-        (photos / rel).write_bytes((PHOTOS / rel).read_bytes())
+    for path in labels:
+        (photos / path).parent.mkdir(parents=True, exist_ok=True)
+        (photos / path).write_bytes((PHOTOS / path).read_bytes())
     assert invoke(env, "enqueue", str(photos)).exit_code == 0
     proxy.down()
     workers = start_pipeline_workers(env, tmp_path)

@@ -20,15 +20,15 @@ from tests.test_pipeline_e2e import library_of
 
 def check(ex: export.Export, root: Path, lib: Library, lines: list[dict[str, Any]]) -> None:
     final = {x["path"]: x for x in lines}
-    assert {rel for rel, x in final.items() if x["status"] == "done"} == set(ex.photos)
-    assert {rel for rel, x in final.items() if x["status"] == "duplicate"} == set(ex.duplicates)
-    assert {rel: x["category"] for rel, x in final.items() if x["status"] == "skipped"} == {
+    assert {path for path, x in final.items() if x["status"] == "done"} == set(ex.photos)
+    assert {path for path, x in final.items() if x["status"] == "duplicate"} == set(ex.duplicates)
+    assert {path: x["category"] for path, x in final.items() if x["status"] == "skipped"} == {
         **ex.skipped,
         **{raw: "RAW+JPEG pair" for raw in ex.pairs},
     }
     assert not [x for x in lines if x["status"] == "failed"]
-    for rel, identity in ex.photos.items():
-        assert final[rel]["faces"] == (1 if identity else 0), rel
+    for path, identity in ex.photos.items():
+        assert final[path]["faces"] == (1 if identity else 0), path
     for raw, jpeg in ex.pairs.items():
         assert final[jpeg]["companions"] == [raw]
 
@@ -41,7 +41,7 @@ def check(ex: export.Export, root: Path, lib: Library, lines: list[dict[str, Any
     assert (sideways["width"], sideways["height"]) == (640, 480) and sideways["orientation"] == 6
     assert images["Camera/2024-07-04/DSC_0002.DNG"]["format"] == "DNG"
     assert images["Camera/2024-07-04/DSC_0002.DNG"]["camera"] == "Canon EOS 5D"
-    assert {images[rel]["format"] for rel in ex.photos} == {
+    assert {images[path]["format"] for path in ex.photos} == {
         "JPEG",
         "HEIF",
         "PNG",
@@ -55,7 +55,7 @@ def check(ex: export.Export, root: Path, lib: Library, lines: list[dict[str, Any
     faces = list(lib.faces.find({}, {"embedding": 0}))
     assert len(faces) == sum(1 for identity in ex.photos.values() if identity)
     person_of = {next(p for p, doc in images.items() if doc["_id"] == f["image_id"]): f["person_id"] for f in faces}
-    groups = {identity: {person_of[rel] for rel in rels} for identity, rels in export.identities(ex).items()}
+    groups = {identity: {person_of[path] for path in paths} for identity, paths in export.identities(ex).items()}
     assert all(len(persons) == 1 and None not in persons for persons in groups.values()), groups
     assert len({next(iter(p)) for p in groups.values()}) == len(groups)  # one person per identity
     assert lib.persons.count_documents({}) == len(groups)

@@ -117,10 +117,10 @@ def distinct_photos(target: Path, count: int, prefix: str = "", start: int = 0) 
     names = []
     for n in range(start, start + count):
         src = sources[n % len(sources)]
-        rel = f"{src.parent.name}/{prefix}{n:03d}-{src.name}"
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.open(src).save(target / rel, "JPEG", quality=80 + n // len(sources))
-        names.append(rel)
+        path = f"{src.parent.name}/{prefix}{n:03d}-{src.name}"
+        (target / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.open(src).save(target / path, "JPEG", quality=80 + n // len(sources))
+        names.append(path)
     return names
 
 

@@ -184,7 +184,7 @@ def test_classify(name: str, kind: str) -> None:
 def test_scanner_uses_the_one_extension_list(tmp_path) -> None:  # type: ignore[no-untyped-def]
     for name in ("x.CR2", "x2.avif", "x.mov", "y.json"):
         (tmp_path / name).write_bytes(b"x")
-    assert [f.rel for f in scan.photos(tmp_path)] == ["x.CR2", "x2.avif"]
+    assert [f.path for f in scan.photos(tmp_path)] == ["x.CR2", "x2.avif"]
 
 
 def test_every_decoded_format_has_an_object_key_extension() -> None:

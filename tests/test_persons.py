@@ -74,9 +74,9 @@ def test_corrections_last_through_new_photos_recluster_and_a_rerun(server_env, t
     # Hold back one photo of each identity: "new photos" arriving after the corrections.
     later = {}
     for identity in sorted(set(labels.values())):
-        rel = sorted(p for p, i in labels.items() if i == identity)[-1]
-        later[rel] = drive / rel
-        shutil.move(drive / rel, tmp_path / rel.replace("/", "_"))
+        path = sorted(p for p, i in labels.items() if i == identity)[-1]
+        later[path] = drive / path
+        shutil.move(drive / path, tmp_path / path.replace("/", "_"))
     result = invoke(server_env, "run", str(drive))
     assert result.exit_code == 0, result.output
     lib = library_of(server_env)
@@ -125,8 +125,8 @@ def test_corrections_last_through_new_photos_recluster_and_a_rerun(server_env, t
         check_consistent(lib)
 
     # New photos of every identity arrive.
-    for rel, back in later.items():
-        shutil.move(tmp_path / rel.replace("/", "_"), back)
+    for path, back in later.items():
+        shutil.move(tmp_path / path.replace("/", "_"), back)
     result = invoke(server_env, "run", str(drive))
     assert result.exit_code == 0, result.output
     corrections_hold()

@@ -22,7 +22,7 @@ def finish(ledger: Ledger, jobs: list, status: str = "done") -> None:
     for job in jobs:
         ledger.append(
             {
-                "path": job["rel"],
+                "path": job["path"],
                 "root": job["root"],
                 "sha256": job["sha256"],
                 "image_id": job["image_id"],
@@ -41,7 +41,7 @@ def test_new_photos_are_queued_once_and_skipped_when_done(tmp_path: Path) -> Non
     shutil.copy(B, root / "b.jpg")
     ledger = Ledger(tmp_path / "log.jsonl")
     planner, jobs = plan(ledger, root)
-    assert [j["rel"] for j in jobs] == ["a.jpg", "b.jpg"]
+    assert [j["path"] for j in jobs] == ["a.jpg", "b.jpg"]
     assert planner.summary.queued == 2
     assert {j["image_id"] for j in jobs} == {j["image_id"] for j in jobs} and len({j["image_id"] for j in jobs}) == 2
     # queued but not finished: a second enqueue does not send them again
@@ -62,7 +62,7 @@ def test_same_content_elsewhere_is_a_duplicate_not_processed(tmp_path: Path) -> 
     shutil.copy(A, other / "again.jpg")
     ledger = Ledger(tmp_path / "log.jsonl")
     planner, jobs = plan(ledger, root)
-    assert [j["rel"] for j in jobs] == ["a.jpg"]
+    assert [j["path"] for j in jobs] == ["a.jpg"]
     assert planner.summary.duplicates == 1
     finish(ledger, jobs)
     planner, jobs = plan(ledger, other)
@@ -93,7 +93,7 @@ def test_failed_photos_are_skipped_unless_retried(tmp_path: Path) -> None:
     planner, again = plan(ledger, root)
     assert again == [] and planner.summary.skipped_failed == 1
     _, retry = plan(ledger, root, retry_failed=True)
-    assert [j["rel"] for j in retry] == ["a.jpg"]
+    assert [j["path"] for j in retry] == ["a.jpg"]
 
 
 def test_embedded_mode_resumes_photos_left_queued_by_a_crash(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_embedded_mode_resumes_photos_left_queued_by_a_crash(tmp_path: Path) -> 
     )
     planner = Planner(ledger, "buffalo_s", upload=True, record_queued=False)
     jobs = list(planner.new_jobs(root))
-    assert [j["rel"] for j in jobs] == ["a.jpg"]
+    assert [j["path"] for j in jobs] == ["a.jpg"]
     assert planner.summary.duplicates == 1  # the copy is still recognised within the run
 
 
@@ -141,4 +141,4 @@ def test_pending_photos_can_be_sent_again(tmp_path: Path) -> None:
     _, jobs = plan(ledger, root)
     finish(ledger, jobs[:1])  # a.jpg finished, b.jpg's chain was lost
     pending = list(Planner(ledger, "buffalo_s", upload=True).pending_jobs())
-    assert [(j["rel"], j["sha256"], j["file"]) for j in pending] == [("b.jpg", jobs[1]["sha256"], str(root / "b.jpg"))]
+    assert [(j["path"], j["sha256"], j["file"]) for j in pending] == [("b.jpg", jobs[1]["sha256"], str(root / "b.jpg"))]

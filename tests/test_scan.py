@@ -12,10 +12,10 @@ def touch(path: Path, data: bytes = b"x") -> None:
 
 
 def outcomes(root: Path, **kw) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """rel -> "photo" or the reason it was skipped / cannot be read."""
+    """path -> "photo" or the reason it was skipped / cannot be read."""
     out = {}
     for item in scan(root, **kw):
-        out[item.rel] = "photo" if isinstance(item, Found) else item.reason
+        out[item.path] = "photo" if isinstance(item, Found) else item.reason
     return out
 
 
@@ -37,7 +37,7 @@ def test_finds_photo_extensions_in_any_case_recursively_in_stable_order(tmp_path
     ]
     for name in names:
         touch(tmp_path / name)
-    found = [f.rel for f in photos(tmp_path)]
+    found = [f.path for f in photos(tmp_path)]
     assert found == [
         "a.png",
         "b/1.jpeg",
@@ -51,7 +51,7 @@ def test_finds_photo_extensions_in_any_case_recursively_in_stable_order(tmp_path
         "v.avif",
         "z.HEIC",
     ]
-    assert found == [f.rel for f in photos(tmp_path)]
+    assert found == [f.path for f in photos(tmp_path)]
 
 
 def test_every_entry_is_a_photo_or_skipped_with_its_reason(tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_every_entry_is_a_photo_or_skipped_with_its_reason(tmp_path: Path) -> No
         "notes.txt": "not a photo",
         "x.xmp": "not a photo",
     }
-    quiet = {i.rel for i in scan(tmp_path) if isinstance(i, Skipped) and i.quiet}
+    quiet = {i.path for i in scan(tmp_path) if isinstance(i, Skipped) and i.quiet}
     assert quiet == set(got) - {"DCIM/IMG_0002.jpg"}
 
 
@@ -134,7 +134,7 @@ def test_odd_dot_names_are_hidden_and_accounted_for(tmp_path: Path) -> None:
 def test_raw_beside_a_jpeg_of_the_same_name_is_one_photo(tmp_path: Path) -> None:
     for name in ["IMG_0001.CR2", "IMG_0001.JPG", "IMG_0002.CR2", "other/IMG_0001.dng"]:
         touch(tmp_path / name)
-    items = {i.rel: i for i in scan(tmp_path)}
+    items = {i.path: i for i in scan(tmp_path)}
     assert isinstance(items["IMG_0001.JPG"], Found) and items["IMG_0001.JPG"].companions == ("IMG_0001.CR2",)
     assert items["IMG_0001.CR2"].reason == "RAW+JPEG pair: processed as IMG_0001.JPG"  # type: ignore[union-attr]
     assert isinstance(items["IMG_0002.CR2"], Found)  # a RAW alone is a photo
@@ -189,8 +189,8 @@ def test_a_photo_without_an_extension_is_found_by_its_first_bytes(tmp_path: Path
     (tmp_path / "README").write_text("not a photo\n")
     (tmp_path / "empty").write_bytes(b"")
     Image.new("RGB", (64, 48), "red").save(tmp_path / "backup.bin", "JPEG")
-    found = {e.rel for e in scan(tmp_path) if isinstance(e, Found)}
-    skipped = {e.rel: e.reason for e in scan(tmp_path) if isinstance(e, Skipped)}
+    found = {e.path for e in scan(tmp_path) if isinstance(e, Found)}
+    skipped = {e.path: e.reason for e in scan(tmp_path) if isinstance(e, Skipped)}
     assert found == {"IMG_0001", "IMG_0002", "IMG_0003"}
     assert skipped == {"README": "not a photo", "empty": "not a photo", "backup.bin": "not a photo"}
 

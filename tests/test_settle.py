@@ -239,12 +239,12 @@ def test_settling_brings_any_arrival_order_to_the_result_of_one_run(offline_env,
     parts = tmp_path / "parts"
     labels = copy_photos(parts, group=False)
     later = sorted(labels)[::2]  # every other photo comes in a second run
-    for rel in later:
-        shutil.move(parts / rel, tmp_path / rel.replace("/", "_"))
+    for path in later:
+        shutil.move(parts / path, tmp_path / path.replace("/", "_"))
     two = {**offline_env, "FACEPIC_DATA_DIR": str(tmp_path / "two")}
     assert invoke(two, "run", str(parts)).exit_code == 0
-    for rel in later:
-        shutil.move(tmp_path / rel.replace("/", "_"), parts / rel)
+    for path in later:
+        shutil.move(tmp_path / path.replace("/", "_"), parts / path)
     assert invoke(two, "run", str(parts)).exit_code == 0
     nothing_new = invoke(two, "settle")
     assert nothing_new.exit_code == 0 and "faces moved 0, newly assigned 0" in nothing_new.output

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from facepic.context import Context
+from facepic.pipeline.job import received
 from facepic.pipeline.policy import run_stage
 from facepic.pipeline.stages import BY_NAME
 from facepic.settings import Settings
@@ -30,7 +31,7 @@ def setup(tmp_path: Path, model_root: Path, image_id: str) -> tuple[Settings, Pa
         "sha256": hashlib.sha256(photo.read_bytes()).hexdigest(),  # detect checks it
         "file": str(photo),
         "root": str(tmp_path),
-        "rel": "photo.jpg",
+        "path": "photo.jpg",
         "model": "buffalo_s",
         "upload": False,
     }
@@ -60,3 +61,11 @@ def test_the_embedded_runner_keeps_no_pixels_on_disk(tmp_path: Path, model_root:
     assert not ctx.folder.pixels_file("img2").exists()
     job = run_stage(ctx, BY_NAME["thumbnails"], job)
     assert not job.get("error") and ctx.folder.thumbnail("img2").exists()
+
+
+def test_a_job_sent_by_an_older_version_is_read_with_its_path() -> None:
+    """Jobs in flight in Redis across an upgrade carry the photo's path as ``rel``."""
+    old = {"image_id": "img3", "root": "/photos", "rel": "a/b.jpg", "file": "/photos/a/b.jpg"}
+    assert received(old) == {"image_id": "img3", "root": "/photos", "path": "a/b.jpg", "file": "/photos/a/b.jpg"}
+    now = {"image_id": "img3", "root": "/photos", "path": "a/b.jpg"}
+    assert received(now) is now

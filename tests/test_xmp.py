@@ -173,11 +173,11 @@ def test_names_from_xmp_in_every_orientation_round_trip_through_export(offline_e
         images = {d["path"]: d for d in lib.images.find({"root": str(root)})}
         faces = {f["image_id"]: f for f in lib.faces.find({}, {"embedding": 0})}
         person_of: dict[str, str] = {}
-        for rel, (name, _) in photos.items():
-            face = faces[images[rel]["_id"]]
-            assert face["locked"] is True, rel
-            assert lib.person(face["person_id"])["name"] == name, rel
-            assert person_of.setdefault(name, face["person_id"]) == face["person_id"], rel  # one person per name
+        for path, (name, _) in photos.items():
+            face = faces[images[path]["_id"]]
+            assert face["locked"] is True, path
+            assert lib.person(face["person_id"])["name"] == name, path
+            assert person_of.setdefault(name, face["person_id"]) == face["person_id"], path  # one person per name
         assert person_of["Alice"] != person_of["Bob"]
         assert [(u["name"]) for u in images["IMG_0004.JPG"]["xmp_unmatched"]] == ["Carol"]
         assert lib.person(person_of["Alice"])["user_locked"] is True
@@ -206,15 +206,15 @@ def test_names_from_xmp_in_every_orientation_round_trip_through_export(offline_e
 
     with library(offline_env) as ctx:
         images = {d["path"]: d for d in ctx.library.images.find({"root": str(root)})}
-    for rel, (name, orientation) in photos.items():
-        sidecar = root / f"{rel}.xmp"
+    for path, (name, orientation) in photos.items():
+        sidecar = root / f"{path}.xmp"
         info = read_back(sidecar)["RegionInfo"]
-        image = images[rel]
-        stored = Image.open(root / rel).size
+        image = images[path]
+        stored = Image.open(root / path).size
         assert (info["AppliedToDimensions"]["W"], info["AppliedToDimensions"]["H"]) == stored
         faces_back = {r["Name"]: r for r in info["RegionList"] if r.get("Type") == "Face"}
         want = {"Alice": "Alice Smith", "Bob": "Bob"}[name]
-        assert want in faces_back and name not in set(faces_back) - {want}, (rel, faces_back)
+        assert want in faces_back and name not in set(faces_back) - {want}, (path, faces_back)
         area = faces_back[want]["Area"]
         box = stored_box(tuple(image["faces"][0]["box"]), (image["width"], image["height"]), orientation)  # type: ignore[arg-type]
         got = (
@@ -223,7 +223,7 @@ def test_names_from_xmp_in_every_orientation_round_trip_through_export(offline_e
             area["X"] + area["W"] / 2,
             area["Y"] + area["H"] / 2,
         )
-        assert all(abs(a - b) < 0.01 for a, b in zip(got, box)), (rel, got, box)
+        assert all(abs(a - b) < 0.01 for a, b in zip(got, box)), (path, got, box)
         mp = read_back(sidecar, "XMP-MP:all")["RegionInfoMP"]["Regions"]
         assert [r["PersonDisplayName"] for r in mp if r["PersonDisplayName"] == want] == [want]
     kept = read_back(root / "IMG_0005.JPG.xmp", "XMP:all")

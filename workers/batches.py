@@ -27,7 +27,7 @@ from typing import Any
 import redis as redis_lib
 from celery import Celery
 
-from facepic.pipeline.job import Job
+from facepic.pipeline.job import Job, received
 from workers.routing import INDEX_TASK
 
 WAITING = "facepic:index"
@@ -74,7 +74,7 @@ class IndexQueue:
     def take(self, count: int = BATCH) -> list[Job]:
         """Up to ``count`` waiting photos (first those a killed drain left), now in WORKING."""
         raw: list[Any] = self._take(keys=[WAITING, WORKING], args=[count])
-        return [json.loads(item) for item in raw]
+        return [received(json.loads(item)) for item in raw]
 
     def done(self) -> None:
         """The batch taken last is indexed and logged."""

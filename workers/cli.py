@@ -5,7 +5,7 @@ imports Celery, and this module imports it (and the rest) only when a command ne
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from facepic.cli.group import (
 
 if TYPE_CHECKING:
     from facepic.ledger import Follower
+    from facepic.pipeline.job import Job
     from facepic.planner import Planner, Summary
     from facepic.settings import Settings
 
@@ -64,18 +65,45 @@ def enqueue(
         facepic enqueue --wait /media/drive/Photos
         facepic enqueue --watch /srv/photos/inbox
     """
-    from facepic import models, versions
-    from facepic.context import Context
     from facepic.ledger import Follower
-    from facepic.planner import Planner
     from facepic.scan import check_import_folder
-    from workers.app import make_app
-    from workers.dispatch import CeleryDispatcher
 
     settings = settings_of(obj)
     if follow_links:
         settings = settings.replace(follow_links=True)
     upload = settings.stores_originals and not disable_upload
+    _check_options(settings, watch, upload_only, requeue_pending, wait)
+    # A drive that is not there is said before any server is asked (a mount unit's log).
+    root = None if upload_only or requeue_pending else check_import_folder(import_root(settings, path))
+    dispatcher, new_planner = _connect(settings, upload, upload_only)
+    if watch:
+        assert root is not None
+        _watch(root, new_planner, dispatcher, retry_failed, interval)
+        return
+    planner = new_planner(retry_failed)
+    follower = Follower(settings.ledger_path)
+    jobs, what = _jobs(planner, root, upload_only, requeue_pending)
+    queued: set[tuple[str, str]] = set()
+    for job in progress(jobs, what):
+        dispatcher(job)
+        queued.add((job["root"], job["path"]))
+    if wait and queued:
+        _wait_for(follower, queued, planner.summary, upload_only)
+    finish(planner.summary, root)
+
+
+def _jobs(planner: Planner, root: Path | None, upload_only: bool, requeue_pending: bool) -> tuple[Iterator[Job], str]:
+    """The jobs to queue, and what the progress bar says of them."""
+    if upload_only:
+        return planner.upload_jobs(), "queueing uploads"
+    if requeue_pending:
+        return planner.pending_jobs(), "queueing pending photos"
+    assert root is not None
+    return planner.new_jobs(root), "scanning and queueing"
+
+
+def _check_options(settings: Settings, watch: bool, upload_only: bool, requeue_pending: bool, wait: bool) -> None:
+    """A UsageError or ClickException for what `enqueue` cannot do as asked."""
     if not settings.mongodb_uri:
         raise click.ClickException(
             "FACEPIC_MONGODB_URI is not set: the workers need a shared MongoDB "
@@ -85,8 +113,17 @@ def enqueue(
         raise click.UsageError(
             "--watch queues a folder's new photos: not with --upload-only, --requeue-pending or --wait"
         )
-    # A drive that is not there is said before any server is asked (a mount unit's log).
-    root = None if upload_only or requeue_pending else check_import_folder(import_root(settings, path))
+
+
+def _connect(settings: Settings, upload: bool, upload_only: bool) -> tuple[Any, Callable[[bool], Planner]]:
+    """The dispatcher to the workers (the broker checked) and a maker of planners, with the
+    library's indexes, its face model (said on one line) and, to upload, the bucket ready."""
+    from facepic import models, versions
+    from facepic.context import Context
+    from facepic.planner import Planner
+    from workers.app import make_app
+    from workers.dispatch import CeleryDispatcher
+
     dispatcher = CeleryDispatcher(make_app(settings))
     dispatcher.check()
     ctx = Context(settings)
@@ -107,26 +144,7 @@ def enqueue(
             retire=partial(versions.retire_one, ctx),
         )
 
-    if watch:
-        assert root is not None
-        _watch(root, new_planner, dispatcher, retry_failed, interval)
-        return
-    planner = new_planner(retry_failed)
-    follower = Follower(settings.ledger_path)
-    queued: set[tuple[str, str]] = set()
-    if upload_only:
-        jobs, what = planner.upload_jobs(), "queueing uploads"
-    elif requeue_pending:
-        jobs, what = planner.pending_jobs(), "queueing pending photos"
-    else:
-        assert root is not None
-        jobs, what = planner.new_jobs(root), "scanning and queueing"
-    for job in progress(jobs, what):
-        dispatcher(job)
-        queued.add((job["root"], job["rel"]))
-    if wait and queued:
-        _wait_for(follower, queued, planner.summary, upload_only)
-    finish(planner.summary, root)
+    return dispatcher, new_planner
 
 
 def _watch(

@@ -21,7 +21,7 @@ from celery.signals import worker_init, worker_process_init, worker_ready
 from facepic.changes import finish_pending_of
 from facepic.context import Context
 from facepic.errors import FacePicError
-from facepic.pipeline.job import Job, fail
+from facepic.pipeline.job import Job, fail, received
 from facepic.pipeline.policy import describe_error, execute
 from facepic.pipeline.stages import BY_NAME, Stage
 from facepic.runner import run_serial_batch
@@ -136,6 +136,7 @@ def _run(task: StageTask, job: Job) -> Job:
     """One stage under the one failure policy (``facepic.pipeline.policy``): a retry it asks
     for becomes a Celery retry with its countdown. The last task of a photo's chain hands it
     to the index worker."""
+    job = received(job)
     outcome = execute(context(), BY_NAME[task.stage], job, task.request.retries)
     if outcome.job is None:
         raise task.retry(countdown=outcome.retry_in)

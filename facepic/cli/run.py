@@ -146,20 +146,9 @@ def _run(
     retry_failed: bool,
     steady: Callable[[Any], bool] | None = None,
 ) -> Summary:
-    from facepic.ledger import Ledger
-    from facepic.planner import Planner
-
-    settings = library.settings
-    planner = Planner(
-        Ledger(settings.folder.ledger),
-        "",  # the model: known once the library is open, at the first photo to process
-        upload,
-        retry_failed,
-        report=say_error,
-        record_queued=False,
-        follow_links=settings.follow_links,
-        retire=lambda root, rel: _retire(library.ctx, root, rel),
-    )
+    """One run over ``root`` (with ``upload_only``, over the photos left to upload): what
+    became of its photos."""
+    planner = _planner(library, upload, retry_failed)
     planner.steady = steady
     if upload_only:
         uploads = list(planner.upload_jobs())
@@ -170,42 +159,63 @@ def _run(
         return planner.summary
     assert root is not None
     root = planner.check_root(root)  # a missing or empty folder is said before anything loads
-    pool: CpuPool | None = None
-    choice: models.ModelChoice | None = None
-    try:
-        jobs: list[Job] = []
-        with bar(desc="scanning", bar_format="{desc}: {n_fmt} files [{elapsed}]") as scanned:
-            for job in planner.new_jobs(root, looked_at=lambda: scanned.update(1)):
-                if pool is None:
-                    # The first new photo: the models load in the pool while the scan goes on.
-                    from facepic.runner import CpuPool
-
-                    choice = _open(library, planner, upload)
-                    pool = CpuPool(library.ctx.settings, choice.source)
-                    job["model"] = planner.model
-                jobs.append(job)
+    unsettled = library.settings.folder.unsettled
+    with ExitStack() as stack:
+        jobs, pool, choice = _scan(library, planner, root, upload, stack)
         if pool is not None:
-            unsettled = settings.folder.unsettled
             unsettled.parent.mkdir(parents=True, exist_ok=True)
             unsettled.touch()  # a run killed from here on leaves a settle to the next one
-            _process(library.ctx, jobs, planner.summary, pool, choice)
-            pool = None  # shut down by process()
-        elif settings.folder.unsettled.exists():
+            _process(library.ctx, jobs, planner.summary, pool, choice)  # shuts the pool down
+        elif unsettled.exists():
             say_error("an earlier run stopped before settling its faces: settling them now")
         else:
             return planner.summary  # nothing new: no library, model or pool was needed
-        _settle(library.ctx, planner.summary.faces)
-        settings.folder.unsettled.unlink(missing_ok=True)
-    finally:
-        if pool is not None:
-            pool.executor.shutdown(cancel_futures=True)
+    _settle(library.ctx, planner.summary.faces)
+    unsettled.unlink(missing_ok=True)
     return planner.summary
 
 
-def _retire(ctx: Context, root: str, rel: str) -> Any:
+def _planner(library: OnDemand, upload: bool, retry_failed: bool) -> Planner:
+    from facepic.ledger import Ledger
+    from facepic.planner import Planner
+
+    settings = library.settings
+    return Planner(
+        Ledger(settings.folder.ledger),
+        "",  # the model: known once the library is open, at the first photo to process
+        upload,
+        retry_failed,
+        report=say_error,
+        record_queued=False,
+        follow_links=settings.follow_links,
+        retire=lambda root, path: _retire(library.ctx, root, path),
+    )
+
+
+def _scan(
+    library: OnDemand, planner: Planner, root: Path, upload: bool, stack: ExitStack
+) -> tuple[list[Job], CpuPool | None, models.ModelChoice | None]:
+    """The jobs of the new photos under ``root``. At the first one the library opens and the
+    pool starts (its processes load the model while the scan goes on), shut down by ``stack``."""
+    jobs: list[Job] = []
+    pool: CpuPool | None = None
+    choice: models.ModelChoice | None = None
+    with bar(desc="scanning", bar_format="{desc}: {n_fmt} files [{elapsed}]") as scanned:
+        for job in planner.new_jobs(root, looked_at=lambda: scanned.update(1)):
+            if pool is None:
+                from facepic.runner import CpuPool
+
+                choice = _open(library, planner, upload)
+                pool = stack.enter_context(CpuPool(library.ctx.settings, choice.source))
+                job["model"] = planner.model
+            jobs.append(job)
+    return jobs, pool, choice
+
+
+def _retire(ctx: Context, root: str, path: str) -> Any:
     from facepic import versions
 
-    return versions.retire_one(ctx, root, rel)
+    return versions.retire_one(ctx, root, path)
 
 
 def _open(library: OnDemand, planner: Planner, upload: bool) -> models.ModelChoice:

@@ -85,7 +85,7 @@ def detect(ctx: Context, job: Job) -> Job:
         workfile.save_pixels(ctx.folder, job["image_id"], decoded.rgb)
         arrays["scale"] = np.array(decoded.scale)
     workfile.save(ctx.folder, job["image_id"], arrays)
-    ext = FORMAT_EXTENSIONS.get(decoded.format, ids.safe_extension(job["rel"]))
+    ext = FORMAT_EXTENSIONS.get(decoded.format, ids.safe_extension(job["path"]))
     out: Job = {**job, "faces": n, "ext": ext}
     problems = decoded.metadata.get("xmp", {}).get("problems")
     if problems:

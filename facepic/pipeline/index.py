@@ -27,16 +27,16 @@ class IndexState(OfLibrary):
     folders: set[str] = field(default_factory=set)
 
 
-def _folder_docs(root: str, rel: str) -> tuple[str, list[dict[str, Any]]]:
-    """The folder chain of ``rel`` up to the import root, and the photo's folder id."""
-    parts = rel.split("/")[:-1]
+def _folder_docs(root: str, path: str) -> tuple[str, list[dict[str, Any]]]:
+    """The folder chain of ``path`` up to the import root, and the photo's folder id."""
+    parts = path.split("/")[:-1]
     docs = []
     parent = None
     for depth in range(len(parts) + 1):
-        rel_folder = "/".join(parts[:depth])
-        fid = ids.folder_id(root, rel_folder)
+        folder_path = "/".join(parts[:depth])
+        fid = ids.folder_id(root, folder_path)
         docs.append(
-            documents.folder(fid, root, rel_folder, parts[depth - 1] if depth else os.path.basename(root), parent)
+            documents.folder(fid, root, folder_path, parts[depth - 1] if depth else os.path.basename(root), parent)
         )
         parent = fid
     return parent or ids.folder_id(root, ""), docs
@@ -74,10 +74,10 @@ def index_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
             fresh.append((pos, job, work))
     if fresh:
         replaced = versions.retire(
-            ctx, [(job["root"], job["rel"]) for _, job, _ in fresh], [job["image_id"] for _, job, _ in fresh]
+            ctx, [(job["root"], job["path"]) for _, job, _ in fresh], [job["image_id"] for _, job, _ in fresh]
         )
         for n, (pos, job, work) in enumerate(fresh):
-            old = replaced.get((job["root"], job["rel"]))
+            old = replaced.get((job["root"], job["path"]))
             if old is not None:
                 fresh[n] = (pos, {**job, "replaced": old}, work)
         try:
@@ -124,7 +124,27 @@ class _Photo:
     xmp: dict[str, Any]  # the image document's fields of its XMP names (none: no names)
 
 
+@dataclass
+class _Persons:
+    """What one model's persons gain from a batch, for ``update_persons``."""
+
+    founders: dict[str, str] = field(default_factory=dict)  # new person -> the face that founded it
+    added: dict[str, int] = field(default_factory=dict)  # person -> faces inserted now
+    recount: set[str] = field(default_factory=set)  # persons of faces stored by an earlier try
+
+    def note(self, persons: dict[str, str | None], founders: dict[str, str], stored: dict[str, str | None]) -> None:
+        """One photo's faces given ``persons``, ``founders`` among them."""
+        self.founders.update(founders)
+        for fid, pid in persons.items():
+            if pid and fid in stored:
+                self.recount.add(pid)
+            elif pid:
+                self.added[pid] = self.added.get(pid, 0) + 1
+
+
 def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> list[tuple[int, Job]]:
+    """The photos of ``batch`` (with their work files) into the library: each face given its
+    person photo after photo, in order, then each kind of write once for the batch."""
     lib = ctx.library
     models = list(dict.fromkeys(work["info"]["model"] for _, _, work in batch))
     for model in models:
@@ -134,11 +154,34 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
     limits = Limits.from_settings(ctx.settings)
     folders: dict[str, dict[str, Any]] = {}
     photos: list[_Photo] = []
-    founders: dict[str, dict[str, str]] = {}
-    added: dict[str, dict[str, int]] = {}  # model -> person -> faces inserted now
-    recount: dict[str, set[str]] = {}  # model -> persons of faces stored by an earlier try
-    # Each model's index compares the batch's faces with what it holds in one pass.
-    rows: dict[int, int] = {}  # pos -> the row of the photo's first face
+    persons = {model: _Persons() for model in models}
+    rows = _prepare_matchers(ctx, models, batch)
+    for pos, job, work in batch:
+        folder_id, chain = _folder_docs(job["root"], job["path"])
+        folders.update((d["_id"], d) for d in chain)
+        stored = stored_all.get(job["image_id"], {})
+        faces = _faces(ctx, job["image_id"], work, rows[pos], stored, limits, persons[work["info"]["model"]])
+        face_ids = [doc["_id"] for doc in faces]
+        found = _xmp_found(work["info"], face_ids, work["boxes"])
+        if found:
+            job = {**job, "xmp_names": len(found["xmp_names"]) + len(found["xmp_unmatched"])}
+            job["xmp_matched"] = len(found["xmp_names"])
+        photos.append(_Photo(pos, job, work["info"], folder_id, faces, [f for f in face_ids if f not in stored], found))
+    for model in models:
+        ctx.matcher(model).unprepare()
+    _number_faces(ctx, photos)
+    _upsert_folders(ctx, list(folders.values()))
+    # A face stored before keeps its person and number; the others are inserted.
+    lib.upsert_faces([doc for p in photos for doc in p.faces], stored={f for s in stored_all.values() for f in s})
+    _update_persons(ctx, photos, persons)
+    _upsert_images(ctx, photos)
+    return [(p.pos, p.job) for p in photos]
+
+
+def _prepare_matchers(ctx: Context, models: list[str], batch: list[tuple[int, Job, dict[str, Any]]]) -> dict[int, int]:
+    """Each model's index readied to compare the batch's faces with what it holds in one pass;
+    the row there of each photo's first face, by the photo's position."""
+    rows: dict[int, int] = {}
     for model in models:
         mine = [(pos, work["embeddings"]) for pos, _, work in batch if work["info"]["model"] == model]
         start = 0
@@ -147,77 +190,81 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
             start += len(embeddings)
         if start:
             ctx.matcher(model).prepare(np.concatenate([e for _, e in mine if len(e)]))
-    for pos, job, work in batch:
-        image_id = job["image_id"]
-        info = work["info"]
-        model = info["model"]
-        folder_id, chain = _folder_docs(job["root"], job["rel"])
-        folders.update((d["_id"], d) for d in chain)
-        face_ids = [ids.face_id(image_id, i) for i in range(len(work["scores"]))]
-        assessed = _qualities(work)
-        can_found = [q.can_found(limits) for q in assessed]
-        stored = stored_all.get(image_id, {})
-        first = rows[pos]
-        persons, new, decisions = assign_photo(
-            ctx.matcher(model),
-            face_ids,
-            stored,
-            work["embeddings"],
-            ids.person_id,
-            can_found,
-            range(first, first + len(face_ids)),
+    return rows
+
+
+def _faces(
+    ctx: Context,
+    image_id: str,
+    work: dict[str, Any],
+    first: int,
+    stored: dict[str, str | None],
+    limits: Limits,
+    persons: _Persons,
+) -> list[dict[str, Any]]:
+    """The face documents of one photo, each face given a person (or none) by its model's
+    matcher, which learns them before the next photo; ``first``: the row of its first face
+    in the matcher's prepared batch; ``stored``: its faces stored by an earlier try."""
+    model = work["info"]["model"]
+    face_ids = [ids.face_id(image_id, i) for i in range(len(work["scores"]))]
+    assessed = _qualities(work)
+    can_found = [q.can_found(limits) for q in assessed]
+    chosen, founders, decisions = assign_photo(
+        ctx.matcher(model),
+        face_ids,
+        stored,
+        work["embeddings"],
+        ids.person_id,
+        can_found,
+        range(first, first + len(face_ids)),
+    )
+    persons.note(chosen, founders, stored)
+    docs = []
+    for i, fid in enumerate(face_ids):
+        fields = documents.face_fields(
+            model,
+            work["embeddings"][i],
+            work["boxes"][i],
+            work["landmarks"][i],
+            float(work["scores"][i]),
+            assessed[i],
+            can_found[i],
         )
-        founders.setdefault(model, {}).update(new)
-        counts = added.setdefault(model, {})
-        again = recount.setdefault(model, set())
-        for fid, pid in persons.items():
-            if pid and fid in stored:
-                again.add(pid)
-            elif pid:
-                counts[pid] = counts.get(pid, 0) + 1
-        docs = []
-        for i, fid in enumerate(face_ids):
-            fields = documents.face_fields(
-                model,
-                work["embeddings"][i],
-                work["boxes"][i],
-                work["landmarks"][i],
-                float(work["scores"][i]),
-                assessed[i],
-                can_found[i],
-            )
-            doc = documents.face(fid, image_id, i, fields, persons[fid], None)
-            decision = decisions.get(fid)
-            if decision is not None and decision.ambiguous:
-                doc["candidates"] = [decision.best, decision.runner_up]
-            docs.append(doc)
-        found = _xmp_found(info, face_ids, work["boxes"])
-        if found:
-            job = {**job, "xmp_names": len(found["xmp_names"]) + len(found["xmp_unmatched"])}
-            job["xmp_matched"] = len(found["xmp_names"])
-        photos.append(_Photo(pos, job, info, folder_id, docs, [fid for fid in face_ids if fid not in stored], found))
-    for model in models:
-        ctx.matcher(model).unprepare()
+        doc = documents.face(fid, image_id, i, fields, chosen[fid], None)
+        decision = decisions.get(fid)
+        if decision is not None and decision.ambiguous:
+            doc["candidates"] = [decision.best, decision.runner_up]
+        docs.append(doc)
+    return docs
+
+
+def _number_faces(ctx: Context, photos: list[_Photo]) -> None:
+    """The faces stored now numbered in the batch's order (``seq``)."""
     count = sum(len(p.fresh) for p in photos)
-    seq = lib.next_seq(count) if count else 0
+    seq = ctx.library.next_seq(count) if count else 0
     for photo in photos:
         numbers = {fid: seq + n for n, fid in enumerate(photo.fresh)}
         seq += len(photo.fresh)
         for doc in photo.faces:
             doc["seq"] = numbers.get(doc["_id"])
-    _upsert_folders(ctx, list(folders.values()))
-    # A face stored before keeps its person and number; the others are inserted.
-    lib.upsert_faces([doc for p in photos for doc in p.faces], stored={f for s in stored_all.values() for f in s})
+
+
+def _update_persons(ctx: Context, photos: list[_Photo], persons: dict[str, _Persons]) -> None:
+    """Each model's persons founded, counted, and given a face of the batch as their cover
+    where it beats theirs (uploaded when its photo is)."""
     uploading = {p.job["image_id"] for p in photos if p.job.get("upload")}
-    for model in models:
+    for model, gained in persons.items():
         faces = [doc for p in photos if p.info["model"] == model for doc in p.faces]
         covers = _new_covers(ctx, faces)
-        lib.update_persons(model, founders[model], covers, added[model], recount[model])
+        ctx.library.update_persons(model, gained.founders, covers, gained.added, gained.recount)
         ctx.state(IndexState).best_scores.update({pid: face["quality"]["value"] for pid, face in covers.items()})
         upload = [pid for pid, face in covers.items() if face["image_id"] in uploading]
         if upload:
             _upload_covers(ctx, upload)
-    lib.upsert_images(
+
+
+def _upsert_images(ctx: Context, photos: list[_Photo]) -> None:
+    ctx.library.upsert_images(
         [
             {
                 **documents.image(
@@ -228,7 +275,6 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
             for p in photos
         ]
     )
-    return [(p.pos, p.job) for p in photos]
 
 
 def _upsert_folders(ctx: Context, docs: list[dict[str, Any]]) -> None:

@@ -7,7 +7,7 @@ cannot be processed carries ``error`` through the remaining stages to ``log``.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict, cast
 
 from facepic import ids
 
@@ -25,9 +25,8 @@ class Job(TypedDict, total=False):
     image_id: str
     sha256: str
     file: str  # the photo file to read, absolute, as the scan saw it
-    # (``rel`` is the photo relative to ``root``: what the ledger and MongoDB call its path)
     root: str  # the import folder, absolute
-    rel: str  # the photo relative to root, POSIX
+    path: str  # the photo relative to root, POSIX: as the ledger and MongoDB call it
     size: int | None
     mtime_ns: int | None
     model: str  # the model source: buffalo_l, buffalo_s or a folder
@@ -47,6 +46,16 @@ class Job(TypedDict, total=False):
     xmp_matched: int  # of those, the names given to a detected face
 
 
+def received(job: Job) -> Job:
+    """A job as read from a queue. Jobs sent before the photo's path was named ``path`` carry
+    it as ``rel``: those still in flight (in Redis) across an upgrade are read as they are now."""
+    if "rel" not in job:
+        return job
+    old: dict[str, Any] = dict(job)
+    old.setdefault("path", old.pop("rel"))
+    return cast(Job, old)
+
+
 def fail(job: Job, stage: str, reason: str) -> Job:
     """The job, marked failed at ``stage`` for ``reason`` (shown to the user)."""
     return {**job, "error": reason, "failed_stage": stage}
@@ -54,4 +63,4 @@ def fail(job: Job, stage: str, reason: str) -> Job:
 
 def extension(job: Job) -> str:
     """The extension of the original's object key: the decoded format's, else the name's."""
-    return job.get("ext") or ids.safe_extension(job["rel"])
+    return job.get("ext") or ids.safe_extension(job["path"])

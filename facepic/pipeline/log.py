@@ -34,7 +34,7 @@ def log_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
     entries: list[dict[str, Any]] = []
     pending: dict[tuple[str, str, str], bool] = {}
     for job in jobs:
-        key = (job["root"], job["rel"], job["sha256"])
+        key = (job["root"], job["path"], job["sha256"])
         before = pending.get(key, done.get(key))
         already = before is not None and (before or not job.get("uploaded"))
         if already and not job.get("upload_only"):
@@ -76,7 +76,7 @@ def _logged_done(ctx: Context) -> dict[tuple[str, str, str], bool]:
 
 def _entry(ctx: Context, job: Job) -> dict[str, Any]:
     entry: dict[str, Any] = {
-        "path": job["rel"],
+        "path": job["path"],
         "root": job["root"],
         "sha256": job["sha256"],
         "image_id": job["image_id"],

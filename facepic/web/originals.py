@@ -24,14 +24,14 @@ class Changed(Exception):
 
 
 def open_original(
-    root: str, rel: str, size: int | None, sha256: str | None, mtime_ns: int | None = None
+    root: str, path: str, size: int | None, sha256: str | None, mtime_ns: int | None = None
 ) -> BinaryIO | None:
-    """The imported photo at ``root``/``rel``, opened at its start; None when nothing is there
+    """The imported photo at ``root``/``path``, opened at its start; None when nothing is there
     (a drive not mounted, the file gone); Changed when something else is. A file of the size
     and modification time recorded at import is served as it is; any other is hashed first
     (a photo imported before the time was recorded, or one only touched since)."""
-    parts = PurePosixPath(rel).parts
-    if not parts or rel.startswith("/") or any(p in (".", "..") for p in parts):
+    parts = PurePosixPath(path).parts
+    if not parts or path.startswith("/") or any(p in (".", "..") for p in parts):
         raise Changed(CHANGED)
     try:
         folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
