@@ -214,6 +214,7 @@ class _Walk:
         if entry.name.startswith("."):
             kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
             return Skipped(file, path, f"hidden {kind}", SkipKind.HIDDEN, folder=kind == "folder")
+        is_link = False  # until told: is_symlink itself may fail (no entry type from the file system)
         try:
             is_link = entry.is_symlink()
             st = entry.stat(follow_symlinks=True)
