@@ -52,6 +52,18 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
     )
     site = Site(ctx)
     app.extensions["facepic"] = site
+    _guarded(app, login)
+    app.jinja_env.globals["csrf_token"] = guard.csrf_token
+    _refusals(app, ctx)
+    _pages(app, site)
+    _api(app, site)
+    _images(app, site, ctx)
+    return app
+
+
+def _guarded(app: Flask, login: tuple[str, str] | None) -> None:
+    """Every request passes ``guard`` (the login, and a change only from this page); every
+    response carries headers that keep it out of other sites' frames and scripts."""
 
     @app.before_request
     def gate() -> BaseResponse | None:
@@ -73,7 +85,10 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
         )
         return response
 
-    app.jinja_env.globals["csrf_token"] = guard.csrf_token
+
+def _refusals(app: Flask, ctx: Context) -> None:
+    """The library's refusals as a redacted message: JSON under /api/, else the error page, or
+    for a refused form a flashed line and the way back."""
 
     @app.errorhandler(NotFound)
     def not_found(e: NotFound) -> Any:
@@ -91,12 +106,7 @@ def create_app(ctx: Context, login: tuple[str, str] | None = None) -> Flask:
         if request.method == "GET" or code != 400:
             return render_template("error.html", message=message), code
         flash(message, "error")
-        return redirect(guard.safe_next(request.form.get("next"), url_for("people")))
-
-    _pages(app, site)
-    _api(app, site)
-    _images(app, site, ctx)
-    return app
+        return _back(url_for("people"))
 
 
 def _people_page(site: Site) -> dict[str, Any]:
@@ -124,8 +134,26 @@ def _search(site: Site) -> dict[str, Any]:
 
 
 def _pages(app: Flask, site: Site) -> None:
-    def back(fallback: str) -> BaseResponse:
-        return redirect(guard.safe_next(request.form.get("next"), fallback))
+    """The server-rendered pages: reads by GET; corrections by forms that flash what they did
+    and go back to the page they came from."""
+    _reading_pages(app, site)
+    _person_forms(app, site)
+    _face_forms(app, site)
+
+
+def _back(fallback: str) -> BaseResponse:
+    """Back to the form's ``next`` page when it is one of ours, else to ``fallback``."""
+    return redirect(guard.safe_next(request.form.get("next"), fallback))
+
+
+def _flash_dropped(done: dict[str, Any]) -> None:
+    """A note for each name a merge dropped."""
+    for dropped in done["dropped_names"]:
+        flash(f"note: the name {dropped!r} was dropped", "note")
+
+
+def _reading_pages(app: Flask, site: Site) -> None:
+    """People, "same person?", a person, a photo, the unassigned faces and search."""
 
     @app.get("/")
     def people() -> str:
@@ -136,20 +164,6 @@ def _pages(app: Flask, site: Site) -> None:
         return render_template(
             "same.html", data=site.same(page_number(request.args.get("page")), request.args.get("person"))
         )
-
-    @app.post("/same")
-    def same_answer() -> BaseResponse:
-        answer = request.form.get("answer", "")
-        if answer not in ("yes", "no"):
-            abort(400, "answer is yes or no")
-        done = site.answer(request.form.get("a", ""), request.form.get("b", ""), answer == "yes")
-        if done["same"]:
-            flash(f"one person now: {done['name'] or done['id']}", "ok")
-            for dropped in done["dropped_names"]:
-                flash(f"note: the name {dropped!r} was dropped", "note")
-        else:
-            flash("kept apart: they will not be suggested again (Undo takes it back)", "ok")
-        return back(url_for("same"))
 
     @app.get("/persons/<person_id>")
     def person(person_id: str) -> str:
@@ -172,75 +186,99 @@ def _pages(app: Flask, site: Site) -> None:
         query = request.args.get("q", "")
         return render_template("search.html", data=_search(site), query=query, found=site.find(query) if query else [])
 
+
+def _person_forms(app: Flask, site: Site) -> None:
+    """The forms that change a person: the "same person?" answer, name, merge, cover, hide."""
+
+    @app.post("/same")
+    def same_answer() -> BaseResponse:
+        answer = request.form.get("answer", "")
+        if answer not in ("yes", "no"):
+            abort(400, "answer is yes or no")
+        done = site.answer(request.form.get("a", ""), request.form.get("b", ""), answer == "yes")
+        if done["same"]:
+            flash(f"one person now: {done['name'] or done['id']}", "ok")
+            _flash_dropped(done)
+        else:
+            flash("kept apart: they will not be suggested again (Undo takes it back)", "ok")
+        return _back(url_for("same"))
+
     @app.post("/persons/<person_id>/name")
     def rename(person_id: str) -> BaseResponse:
         done = site.rename(person_id, request.form.get("name", ""))
         flash(f"named {done['name']}", "ok")
         if done["others_named"]:
             flash(f"{len(done['others_named'])} other person(s) have this name too", "note")
-        return back(url_for("person", person_id=person_id))
+        return _back(url_for("person", person_id=person_id))
 
     @app.post("/persons/<person_id>/merge")
     def merge(person_id: str) -> BaseResponse:
         done = site.merge(request.form.get("into", ""), [person_id])
         flash(f"merged into {done['name'] or done['id']}", "ok")
-        for dropped in done["dropped_names"]:
-            flash(f"note: the name {dropped!r} was dropped", "note")
+        _flash_dropped(done)
         return redirect(url_for("person", person_id=done["id"]))
 
     @app.post("/persons/<person_id>/cover")
     def cover(person_id: str) -> BaseResponse:
         site.cover(person_id, request.form.get("face_id", ""))
         flash("cover changed", "ok")
-        return back(url_for("person", person_id=person_id))
+        return _back(url_for("person", person_id=person_id))
 
     @app.post("/persons/<person_id>/hide")
     def hide(person_id: str) -> BaseResponse:
         hidden = request.form.get("hidden", "1") == "1"
         site.hide(person_id, hidden)
         flash("hidden: it stays out of the people page" if hidden else "shown again", "ok")
-        return back(url_for("person", person_id=person_id))
+        return _back(url_for("person", person_id=person_id))
+
+
+def _face_forms(app: Flask, site: Site) -> None:
+    """The forms that change faces (one, or those ticked on a page), and Undo."""
 
     @app.post("/faces/<face_id>/move")
     def move(face_id: str) -> BaseResponse:
         target = None if request.form.get("new") == "1" else request.form.get("person", "")
         done = site.move(face_id, target)
         flash("moved to a new person" if target is None else "moved", "ok")
-        return back(url_for("person", person_id=done["person_id"]))
+        return _back(url_for("person", person_id=done["person_id"]))
 
     @app.post("/faces")
     def faces() -> BaseResponse:
         """The faces ticked on a page (``face``), and what to do with them (``action``)."""
-        chosen = _face_ids(request.form.getlist("face"))
-        action = request.form.get("action", "")
-        if action == "move":
-            done = site.move_many(chosen, request.form.get("person", ""))
-            flash(f"{done['faces']} moved", "ok")
-        elif action == "new":
-            done = site.move_many(chosen, None)
-            flash(f"{done['faces']} moved to a new person", "ok")
-            return redirect(url_for("person", person_id=done["person_id"]))
-        elif action == "reject":
-            site.reject_many(chosen)
-            flash(f"{len(chosen)} not this person: they wait among the unassigned", "ok")
-        elif action == "ignore":
-            site.ignore_many(chosen)
-            flash(f"{len(chosen)} not a face: hidden from now on (Undo brings them back)", "ok")
-        else:
-            abort(400, "action is one of move, new, reject, ignore")
-        return back(url_for("unassigned"))
+        return _ticked_faces(site, _face_ids(request.form.getlist("face")), request.form.get("action", ""))
 
     @app.post("/undo")
     def undo() -> BaseResponse:
         done = site.undo()
         flash(f"undone: the {done['undone']} of {done['at'][:19].replace('T', ' ')}", "ok")
-        return back(url_for("people"))
+        return _back(url_for("people"))
 
     @app.post("/faces/<face_id>/reject")
     def reject(face_id: str) -> BaseResponse:
         site.reject(face_id)
         flash("not this person: the face waits among the unassigned", "ok")
-        return back(url_for("unassigned"))
+        return _back(url_for("unassigned"))
+
+
+def _ticked_faces(site: Site, chosen: list[str], action: str) -> BaseResponse:
+    """Does ``action`` (move, new, reject, ignore) to the ``chosen`` faces and says so; a 400
+    for any other action."""
+    if action == "move":
+        done = site.move_many(chosen, request.form.get("person", ""))
+        flash(f"{done['faces']} moved", "ok")
+    elif action == "new":
+        done = site.move_many(chosen, None)
+        flash(f"{done['faces']} moved to a new person", "ok")
+        return redirect(url_for("person", person_id=done["person_id"]))
+    elif action == "reject":
+        site.reject_many(chosen)
+        flash(f"{len(chosen)} not this person: they wait among the unassigned", "ok")
+    elif action == "ignore":
+        site.ignore_many(chosen)
+        flash(f"{len(chosen)} not a face: hidden from now on (Undo brings them back)", "ok")
+    else:
+        abort(400, "action is one of move, new, reject, ignore")
+    return _back(url_for("unassigned"))
 
 
 def _api(app: Flask, site: Site) -> None:
