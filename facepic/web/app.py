@@ -282,74 +282,101 @@ def _ticked_faces(site: Site, chosen: list[str], action: str) -> BaseResponse:
 
 
 def _api(app: Flask, site: Site) -> None:
-    def body() -> dict[str, Any]:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            abort(400, "send a JSON object (Content-Type: application/json)")
-        try:
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:  # JSON may escape half a UTF-16 pair; no database stores it
-            abort(400, "the JSON body holds text that is not Unicode (a lone surrogate such as \\ud800)")
-        return data
+    """The JSON API under /api/: the pages' reads by GET, their corrections by POSTed JSON; and
+    every HTTP error, redacted, as JSON there and as the error page elsewhere."""
+    _api_reads(app, site)
+    _api_changes(app, site)
+    _http_errors(app, site)
 
-    def flag(data: dict[str, Any], key: str, default: bool) -> bool:
-        value = data.get(key, default)
-        if not isinstance(value, bool):
-            abort(400, f"{key} must be true or false")
-        return value
 
-    def text(data: dict[str, Any], key: str) -> str:
-        value = data.get(key)
-        if not isinstance(value, str):
-            abort(400, f"{key!r} must be a string")
-        return value
+def _page() -> int:
+    """The page the query asks for (?page=)."""
+    return page_number(request.args.get("page"))
 
-    page = lambda: page_number(request.args.get("page"))  # noqa: E731
 
+def _body() -> dict[str, Any]:
+    """The request's JSON object; else a 400 saying what to send."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        abort(400, "send a JSON object (Content-Type: application/json)")
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # JSON may escape half a UTF-16 pair; no database stores it
+        abort(400, "the JSON body holds text that is not Unicode (a lone surrogate such as \\ud800)")
+    return data
+
+
+def _flag(data: dict[str, Any], key: str, default: bool) -> bool:
+    """``data[key]`` as true or false, ``default`` when absent; else a 400."""
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        abort(400, f"{key} must be true or false")
+    return value
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    """``data[key]`` as a string; else a 400."""
+    value = data.get(key)
+    if not isinstance(value, str):
+        abort(400, f"{key!r} must be a string")
+    return value
+
+
+def _api_reads(app: Flask, site: Site) -> None:
+    """What the pages show, as JSON."""
     app.add_url_rule("/api/persons", "api_persons", lambda: jsonify(_people_page(site)))
     app.add_url_rule("/api/persons/search", "api_find", lambda: jsonify(site.find(request.args.get("q", ""))))
     app.add_url_rule(
-        "/api/persons/<person_id>", "api_person", lambda person_id: jsonify(site.person(person_id, page()))
+        "/api/persons/<person_id>", "api_person", lambda person_id: jsonify(site.person(person_id, _page()))
     )
     app.add_url_rule(
         "/api/photos/<image_id>",
         "api_photo",
         lambda image_id: jsonify(site.photo(image_id, request.args.get("person"))),
     )
-    app.add_url_rule("/api/unassigned", "api_unassigned", lambda: jsonify(site.unassigned(page())))
+    app.add_url_rule("/api/unassigned", "api_unassigned", lambda: jsonify(site.unassigned(_page())))
     app.add_url_rule("/api/search", "api_search", lambda: jsonify(_search(site)))
-    app.add_url_rule("/api/same", "api_same", lambda: jsonify(site.same(page(), request.args.get("person"))))
+    app.add_url_rule("/api/same", "api_same", lambda: jsonify(site.same(_page(), request.args.get("person"))))
+
+
+def _api_changes(app: Flask, site: Site) -> None:
+    """The corrections, each a POST of a JSON object answered with what it did."""
 
     def post(rule: str, name: str, fn: Callable[..., Any]) -> None:
-        app.add_url_rule(rule, name, lambda **kw: jsonify(fn(body(), **kw)), methods=["POST"])
+        app.add_url_rule(rule, name, lambda **kw: jsonify(fn(_body(), **kw)), methods=["POST"])
 
-    post("/api/persons/<person_id>/name", "api_name", lambda d, person_id: site.rename(person_id, text(d, "name")))
+    post("/api/persons/<person_id>/name", "api_name", lambda d, person_id: site.rename(person_id, _text(d, "name")))
     post(
         "/api/persons/<person_id>/merge",
         "api_merge",
         lambda d, person_id: site.merge(person_id, _strings(d.get("sources"))),
     )
-    post("/api/persons/<person_id>/cover", "api_cover", lambda d, person_id: site.cover(person_id, text(d, "face_id")))
+    post("/api/persons/<person_id>/cover", "api_cover", lambda d, person_id: site.cover(person_id, _text(d, "face_id")))
     post(
         "/api/persons/<person_id>/hide",
         "api_hide",
-        lambda d, person_id: site.hide(person_id, flag(d, "hidden", True)),
+        lambda d, person_id: site.hide(person_id, _flag(d, "hidden", True)),
     )
     post(
         "/api/faces/<face_id>/move",
         "api_move",
-        lambda d, face_id: site.move(face_id, None if flag(d, "new", False) else text(d, "person")),
+        lambda d, face_id: site.move(face_id, None if _flag(d, "new", False) else _text(d, "person")),
     )
     post("/api/faces/<face_id>/reject", "api_reject", lambda d, face_id: site.reject(face_id))
     post(
         "/api/faces/move",
         "api_move_many",
-        lambda d: site.move_many(_face_ids(d.get("faces")), None if flag(d, "new", False) else text(d, "person")),
+        lambda d: site.move_many(_face_ids(d.get("faces")), None if _flag(d, "new", False) else _text(d, "person")),
     )
     post("/api/undo", "api_undo", lambda d: site.undo())
     post("/api/same", "api_same_answer", lambda d: site.answer(*_pair(d.get("persons")), _same(d.get("same"))))
     post("/api/faces/reject", "api_reject_many", lambda d: site.reject_many(_face_ids(d.get("faces"))))
     post("/api/faces/ignore", "api_ignore_many", lambda d: site.ignore_many(_face_ids(d.get("faces"))))
+
+
+def _http_errors(app: Flask, site: Site) -> None:
+    """An HTTP error's description, redacted (a 500's never shown): JSON under /api/, else the
+    error page."""
 
     @app.errorhandler(400)
     @app.errorhandler(403)
