@@ -442,95 +442,126 @@ def _distinct(value: Any, shape: str, too_many: Callable[[int], str], limit: int
 def _images(app: Flask, site: Site, ctx: Context) -> None:
     """Thumbnails, face crops and covers from the data folder, else from the bucket through a
     short-lived presigned URL (the browser never sees the bucket's keys); originals on demand."""
-    folder = ctx.folder
     bucket = ctx.store if isinstance(ctx.store, storage.S3Store) else None
+    _photo_images(app, site, ctx, bucket)
+    _face_images(app, site, ctx, bucket)
 
-    def local(path: Path) -> BaseResponse | None:
-        return send_file(path, mimetype="image/jpeg", max_age=3600) if path.is_file() else None
 
-    def must(doc: dict[str, Any] | None, what: str) -> dict[str, Any]:
-        if doc is None:
-            abort(404, f"no such {what}")
-        return doc
+def _local(path: Path) -> BaseResponse | None:
+    """The JPEG at ``path`` when it is there."""
+    return send_file(path, mimetype="image/jpeg", max_age=3600) if path.is_file() else None
 
-    def presigned(key: str) -> BaseResponse:
-        assert bucket is not None
-        response = redirect(bucket.presigned_url(key, PRESIGNED_SECONDS))
-        response.headers["Cache-Control"] = "no-store"
-        return response
 
-    def thumbnail_bytes(image: dict[str, Any]) -> bytes | None:
-        path = folder.thumbnail(image["_id"])
-        if path.is_file():
-            return path.read_bytes()
-        key = (image.get("keys") or {}).get("thumbnail")
-        return ctx.store.get_bytes(key) if key and image.get("uploaded") else None
+def _must(doc: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """``doc``; a 404 "no such ``what``" when there is none."""
+    if doc is None:
+        abort(404, f"no such {what}")
+    return doc
+
+
+def _presigned(bucket: storage.S3Store, key: str) -> BaseResponse:
+    """A redirect to ``key`` in the bucket, through a URL that works PRESIGNED_SECONDS and is
+    not cached."""
+    response = redirect(bucket.presigned_url(key, PRESIGNED_SECONDS))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _photo_images(app: Flask, site: Site, ctx: Context, bucket: storage.S3Store | None) -> None:
+    """A photo's thumbnail, its rendition for the photo page, and its original."""
 
     @app.get("/img/thumb/<image_id>.jpg")
     def thumb_image(image_id: str) -> BaseResponse:
-        image = must(site.image(image_id), "photo")
-        if found := local(folder.thumbnail(image_id)):
+        image = _must(site.image(image_id), "photo")
+        if found := _local(ctx.folder.thumbnail(image_id)):
             return found
         key = (image.get("keys") or {}).get("thumbnail")
         if bucket is not None and key:
-            return presigned(key)
+            return _presigned(bucket, key)
         abort(404, "this photo's thumbnail is neither in the data folder nor in a bucket")
 
     @app.get("/img/display/<image_id>.jpg")
     def display_image(image_id: str) -> BaseResponse:
-        image = must(site.image(image_id), "photo")
+        image = _must(site.image(image_id), "photo")
         path = display.rendition(ctx, image)
         if path is None:
             return redirect(url_for("thumb_image", image_id=image_id))
         return send_file(path, mimetype="image/jpeg", max_age=3600)
 
+    @app.get("/photos/<image_id>/original")
+    def original(image_id: str) -> BaseResponse:
+        image = _must(site.image(image_id), "photo")
+        if found := _stored_original(ctx, bucket, image) or _original_at_path(image):
+            return found
+        abort(404, "the original is neither in the bucket nor at its path (is the drive mounted?)")
+
+
+def _stored_original(ctx: Context, bucket: storage.S3Store | None, image: dict[str, Any]) -> BaseResponse | None:
+    """The original as uploaded: from the bucket, or from the data folder's copy of the store."""
+    key = (image.get("keys") or {}).get("original")
+    if not (key and image.get("uploaded")):
+        return None
+    if bucket is not None:
+        return _presigned(bucket, key)
+    copied = ctx.folder.objects / key
+    if copied.is_file():
+        return send_file(copied, mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None))
+    return None
+
+
+def _original_at_path(image: dict[str, Any]) -> BaseResponse | None:
+    """The original at the path it was scanned from, when it is there; a 410 when it changed."""
+    if not (image.get("root") and image.get("path")):
+        return None
+    try:
+        opened = originals.open_original(
+            image["root"], image["path"], image.get("size"), image.get("sha256"), image.get("mtime_ns")
+        )
+    except originals.Changed as e:
+        abort(410, f"this photo {e}")
+    if opened is None:
+        return None
+    return send_file(
+        opened,
+        mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None),
+        download_name=image.get("filename") or Path(image["path"]).name,
+    )
+
+
+def _face_images(app: Flask, site: Site, ctx: Context, bucket: storage.S3Store | None) -> None:
+    """A face's crop and a person's cover."""
+
     @app.get("/img/face/<face_id>.jpg")
     def face_image(face_id: str) -> BaseResponse:
-        doc = must(site.face_doc(face_id), "face")
-        if found := local(folder.face_crop(face_id)):
+        doc = _must(site.face_doc(face_id), "face")
+        if found := _local(ctx.folder.face_crop(face_id)):
             return found
-        image = must(site.image(doc["image_id"]), "photo")
+        image = _must(site.image(doc["image_id"]), "photo")
         # No local crop (a data folder elsewhere): cut it from the thumbnail.
-        data = thumbnail_bytes(image)
+        data = _thumbnail_bytes(ctx, image)
         if data is None:
             abort(404, "no thumbnail to cut this face from")
         return send_file(io.BytesIO(_crop_from_thumbnail(data, image, doc, site)), mimetype="image/jpeg", max_age=3600)
 
     @app.get("/img/cover/<person_id>.jpg")
     def cover_image(person_id: str) -> BaseResponse:
-        person = must(site.person_doc(person_id), "person")
-        if found := local(folder.cover(person_id)):
+        person = _must(site.person_doc(person_id), "person")
+        if found := _local(ctx.folder.cover(person_id)):
             return found
         if bucket is not None and person.get("cover_uploaded"):
-            return presigned(storage.person_key(person_id))
+            return _presigned(bucket, storage.person_key(person_id))
         if person.get("best_face_id"):
             return redirect(url_for("face_image", face_id=person["best_face_id"]))
         abort(404, "this person has no cover")
 
-    @app.get("/photos/<image_id>/original")
-    def original(image_id: str) -> BaseResponse:
-        image = must(site.image(image_id), "photo")
-        key = (image.get("keys") or {}).get("original")
-        if key and image.get("uploaded"):
-            if bucket is not None:
-                return presigned(key)
-            copied = folder.objects / key
-            if copied.is_file():
-                return send_file(copied, mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None))
-        if image.get("root") and image.get("path"):
-            try:
-                opened = originals.open_original(
-                    image["root"], image["path"], image.get("size"), image.get("sha256"), image.get("mtime_ns")
-                )
-            except originals.Changed as e:
-                abort(410, f"this photo {e}")
-            if opened is not None:
-                return send_file(
-                    opened,
-                    mimetype=storage.CONTENT_TYPES.get(image.get("ext", ""), None),
-                    download_name=image.get("filename") or Path(image["path"]).name,
-                )
-        abort(404, "the original is neither in the bucket nor at its path (is the drive mounted?)")
+
+def _thumbnail_bytes(ctx: Context, image: dict[str, Any]) -> bytes | None:
+    """The photo's thumbnail from the data folder, else from the store once uploaded."""
+    path = ctx.folder.thumbnail(image["_id"])
+    if path.is_file():
+        return path.read_bytes()
+    key = (image.get("keys") or {}).get("thumbnail")
+    return ctx.store.get_bytes(key) if key and image.get("uploaded") else None
 
 
 def _crop_from_thumbnail(data: bytes, image: dict[str, Any], face: dict[str, Any], site: Site) -> bytes:
