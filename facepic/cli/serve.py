@@ -7,10 +7,17 @@ import resource
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from facepic.cli.group import cli, settings_of
+
+if TYPE_CHECKING:  # flask and waitress are the web extra's: imported when the command runs
+    from flask import Flask
+    from waitress.server import BaseWSGIServer, MultiSocketServer
+
+    from facepic.settings import Settings
 
 # Waitress reads requests without a thread, so a slow client costs a connection, not a worker;
 # the limit is high enough that a few hundred idle or trickling sockets leave room for the page,
@@ -54,15 +61,41 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
     from facepic.embedded import embedded_database
 
     settings = settings_of(obj)
-    try:
-        import waitress
+    _require_web()
+    from facepic.web.app import create_app
 
-        from facepic.web import guard
-        from facepic.web.app import create_app
+    login, host, port = _where(settings, bind, port)
+    # Waitress warns "Task queue depth is N" whenever a request waits for one of THREADS, which
+    # a page of 60 thumbnails does on every load: a line about nothing the user can act on.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    with embedded_database(settings, alone=True, publish=True) as settings, Context(settings) as ctx:
+        ctx.library.ensure_indexes()  # the page's own, on a library a run made before them
+        finish_pending_of(ctx)  # a change the last process left midway
+        app = create_app(ctx, login)
+        # The "same person?" pairs are read whole once (a second at 10,000 persons): now, aside.
+        threading.Thread(target=app.extensions["facepic"].suggested.warm, name="suggested", daemon=True).start()
+        server = _listen(app, host, port)
+        _run_until_stopped(server, host, login)
+
+
+def _require_web() -> None:
+    """Stops with one line that says how to install the web page when flask or waitress is missing."""
+    try:  # everything `serve` imports from the web extra, so that a missing one fails here, first
+        import waitress  # noqa: F401
+
+        from facepic.web import guard  # noqa: F401
+        from facepic.web.app import create_app  # noqa: F401
     except ImportError:
         raise click.ClickException(
             "the web page is not installed: pip install 'facepic[web]' (or pip install -r requirements/web.txt)"
         ) from None
+
+
+def _where(settings: Settings, bind: str | None, port: int | None) -> tuple[tuple[str, str] | None, str, int]:
+    """The login (or None), host and port to listen with: the options over the settings; an
+    error for a malformed login, or for another address than this machine's without one."""
+    from facepic.web import guard
+
     try:
         login = guard.parse_login(settings.web_auth)
     except ValueError as e:
@@ -73,44 +106,46 @@ def serve(obj: dict, bind: str | None, port: int | None) -> None:
         raise click.ClickException(
             f"refusing to listen on {host} without a login: set FACEPIC_WEB_AUTH=user:password (or listen on 127.0.0.1)"
         )
-    # Waitress warns "Task queue depth is N" whenever a request waits for one of THREADS, which
-    # a page of 60 thumbnails does on every load: a line about nothing the user can act on.
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    with embedded_database(settings, alone=True, publish=True) as settings, Context(settings) as ctx:
-        ctx.library.ensure_indexes()  # the page's own, on a library a run made before them
-        finish_pending_of(ctx)  # a change the last process left midway
-        app = create_app(ctx, login)
-        # The "same person?" pairs are read whole once (a second at 10,000 persons): now, aside.
-        threading.Thread(target=app.extensions["facepic"].suggested.warm, name="suggested", daemon=True).start()
-        try:
-            server = waitress.create_server(
-                app,
-                host=host,
-                port=port,
-                threads=THREADS,
-                connection_limit=connection_limit(),
-                channel_timeout=CHANNEL_TIMEOUT,
-                cleanup_interval=CLEANUP,
-                asyncore_use_poll=True,  # select() fails beyond 1024 sockets
-                ident="FacePic",
-            )
-        except OSError as e:
-            raise click.ClickException(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    return login, host, port
 
-        def stop(signum: int, frame: FrameType | None) -> None:
-            raise SystemExit(0)
 
-        previous = signal.signal(signal.SIGTERM, stop)
-        shown = f"[{host}]" if ":" in host else host
-        click.echo(
-            f"FacePic is at http://{shown}:{server.effective_port}/ "
-            f"({'login required' if login else 'this machine only, no login'}); Ctrl-C stops it",
-            err=False,
+def _listen(app: Flask, host: str, port: int) -> BaseWSGIServer | MultiSocketServer:
+    """Waitress listening on ``host``:``port`` (not serving yet); an error when it cannot."""
+    import waitress
+
+    try:
+        return waitress.create_server(
+            app,
+            host=host,
+            port=port,
+            threads=THREADS,
+            connection_limit=connection_limit(),
+            channel_timeout=CHANNEL_TIMEOUT,
+            cleanup_interval=CLEANUP,
+            asyncore_use_poll=True,  # select() fails beyond 1024 sockets
+            ident="FacePic",
         )
-        try:
-            server.run()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            server.close()
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+
+
+def _run_until_stopped(server: BaseWSGIServer | MultiSocketServer, host: str, login: tuple[str, str] | None) -> None:
+    """Says where the page is, then serves until Ctrl-C or SIGTERM, both a clean stop."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"FacePic is at http://{shown}:{server.effective_port}/ "
+        f"({'login required' if login else 'this machine only, no login'}); Ctrl-C stops it",
+        err=False,
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.close()
