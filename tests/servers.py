@@ -134,6 +134,19 @@ def start_mongo(workdir: Path) -> tuple[Server, str]:
     return server, uri
 
 
+WEED_PORTS = (
+    "s3.port.grpc",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
+
+
 def start_s3(workdir: Path) -> tuple[Server, str]:
     port = free_port()
     data = workdir / "s3"
@@ -147,6 +160,9 @@ def start_s3(workdir: Path) -> tuple[Server, str]:
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
             f"-s3.port={port}",
+            # Every port of its own, not weed's fixed defaults: two test sessions (pytest -n 2)
+            # each run one.
+            *(f"-{name}={free_port()}" for name in WEED_PORTS),
             "-admin.ui=false",
             "-webdav=false",
         ],
