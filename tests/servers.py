@@ -163,6 +163,10 @@ def start_s3(workdir: Path) -> tuple[Server, str]:
             # Every port of its own, not weed's fixed defaults: two test sessions (pytest -n 2)
             # each run one.
             *(f"-{name}={free_port()}" for name in WEED_PORTS),
+            # Its Iceberg and Lance catalogues listen on fixed ports (8181, 9101) unless off: the
+            # second session's weed died on "address already in use" and its tests failed.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             "-admin.ui=false",
             "-webdav=false",
         ],
