@@ -58,7 +58,7 @@ def pack_files(choice: ModelChoice) -> dict[str, Path]:
     """The pack's detector and recognizer files, downloading the pack where InsightFace can."""
     folder = Path(choice.location).expanduser()
     if not folder.is_dir():
-        from facepic.insightface_parts import ensure_available
+        from insightface.utils import ensure_available
 
         try:
             folder = Path(ensure_available("models", choice.location, root=str(choice.root)))
@@ -81,7 +81,8 @@ class FaceEngine:
     The only place that builds the models' sessions, all of them from ``runtime``."""
 
     def __init__(self, choice: ModelChoice, det_size: int = 640, runtime: Runtime | None = None) -> None:
-        from facepic.insightface_parts import SCRFD, ArcFaceONNX
+        from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+        from insightface.model_zoo.scrfd import SCRFD
 
         self.model = choice.name
         self.runtime = runtime or Runtime.resolve("auto")
@@ -116,8 +117,7 @@ class FaceEngine:
     def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
         """Every face in an RGB uint8 image, in a stable order (left to right)."""
         import cv2
-
-        from facepic.insightface_parts import face_align
+        from insightface.utils import face_align
 
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         h, w = bgr.shape[:2]

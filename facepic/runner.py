@@ -38,7 +38,9 @@ _pool_context: Context | None = None
 POOL_PRELOAD = (
     "facepic.runner",  # first: facepic.runtime keeps OpenVINO's telemetry off
     "facepic.detect",
-    "facepic.insightface_parts",  # InsightFace's detector, recognizer and alignment alone
+    "insightface.model_zoo.scrfd",
+    "insightface.model_zoo.arcface_onnx",
+    "insightface.utils.face_align",
     "openvino",
     "onnx",
     "cv2",

@@ -200,31 +200,3 @@ def test_importing_a_job_loads_no_database_nor_any_stage() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert out.strip() == str(["facepic", "facepic.ids", "facepic.pipeline", "facepic.pipeline.job"])
-
-
-def test_the_face_engine_loads_insightfaces_three_parts_alone() -> None:
-    """The detector, recognizer and alignment load without InsightFace's package ``__init__``
-    (its app, every model class and their dependencies); its download stays reachable."""
-    code = (
-        "import sys\n"
-        "from facepic.insightface_parts import SCRFD, ArcFaceONNX, face_align\n"
-        "from insightface.utils.storage import ensure_available\n"
-        "print(sorted(m for m in ('insightface.app', 'insightface.model_zoo.model_zoo', 'scipy.spatial',"
-        " 'insightface.model_zoo.retinaface') if m in sys.modules))\n"
-        "print(SCRFD.__module__, ArcFaceONNX.__module__, face_align.__name__, callable(ensure_available))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
-    assert out.splitlines() == [
-        "[]",
-        "insightface.model_zoo.scrfd insightface.model_zoo.arcface_onnx insightface.utils.face_align True",
-    ]
-
-
-def test_a_loaded_insightface_is_used_as_it_is() -> None:
-    code = (
-        "import insightface\n"
-        "from facepic.insightface_parts import SCRFD\n"
-        "print(SCRFD is insightface.model_zoo.scrfd.SCRFD, hasattr(insightface, 'app'))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
-    assert out.split() == ["True", "True"]
