@@ -289,3 +289,31 @@ def test_a_face_that_rejected_a_settled_person_never_joins_its_faces_when_they_a
     result, _ = settle_faces(faces, {}, Linkage.default(), _canonical, reformed=frozenset({"pold"}))
     assert result[0] == result[1] == "pold"
     assert result[2] != "pold"
+
+
+def test_persons_absorbed_by_a_settle_go_to_whoever_took_most_of_their_faces() -> None:
+    """`_absorbed` in one pass decides what a scan of the faces per vanished person decided."""
+    import random
+
+    from facepic.settle import _absorbed
+
+    def by_scan(before, result, merged, held):  # type: ignore[no-untyped-def]
+        out = {}
+        for pid in sorted({p for p in before if p} - {p for p in result if p} - set(merged)):
+            went = [r for b, r in zip(before, result) if b == pid and r]
+            if went and not held(pid):
+                out[pid] = max(sorted(set(went)), key=went.count)
+        return out
+
+    rng = random.Random(5)
+    for _ in range(200):
+        people = [f"p{i}" for i in range(rng.randint(1, 12))]
+        before = [rng.choice([*people, None]) for _ in range(rng.randint(0, 40))]
+        result = [rng.choice([*people[: len(people) // 2], "pnew", None]) for _ in before]
+        merged = {p: "pnew" for p in people if rng.random() < 0.1}
+        held = {p for p in people if rng.random() < 0.2}
+        assert _absorbed(before, result, merged, held.__contains__) == by_scan(
+            before, result, merged, held.__contains__
+        )
+    assert _absorbed(["a", "a", "b", "b"], ["c", "d", "d", "c"], {}, lambda p: False) == {"a": "c", "b": "c"}
+    assert _absorbed(["a", "a", "a"], ["d", "c", "d"], {}, lambda p: False) == {"a": "d"}
