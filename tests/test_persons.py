@@ -264,3 +264,13 @@ def test_a_running_index_worker_sees_corrections_made_meanwhile(server_env, work
     assert lib.persons.find_one({"_id": b}) is None
     check_consistent(lib)
     lib.close()
+
+
+def test_a_face_that_rejected_an_absorbed_person_rejects_who_took_it_in() -> None:
+    from facepic.library.corrections import _taken_in_by
+
+    absorbed = {"a": "b", "b": "c", "x": "y"}
+    assert _taken_in_by(["a"], absorbed) == ["b", "c"]  # b was absorbed in turn
+    assert _taken_in_by(["x", "y"], absorbed) == []  # y is rejected already
+    assert _taken_in_by(["q"], absorbed) == []
+    assert _taken_in_by(["x", "b"], {**absorbed, "c": "b"}) == ["c", "y"]  # a cycle ends

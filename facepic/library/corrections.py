@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, UpdateMany, UpdateOne
+from pymongo import ASCENDING, UpdateOne
 
 from facepic.documents import image_faces
 from facepic.ledger import now_iso
@@ -124,14 +124,19 @@ class Corrections(LibraryBase):
     def reject_for_each(self, absorbed_by: dict[str, str]) -> None:
         """`reject_for` for many (absorbed -> target) at once: one bulk write. A face answered
         "not the same" as an absorbed person (``not_same``) is answered so as the target too."""
-        ops = [
-            UpdateMany({"rejected": gone}, {"$addToSet": {"rejected": kept}})
-            for gone, kept in sorted(absorbed_by.items())
-        ]
         with self.errors():
+            # One read for every absorbed person (few faces reject anyone), then by id: an
+            # update per absorbed person read every face on a server with no index on
+            # `rejected`, the square of the library at the end of a large run.
+            rejecting = list(self.faces.find({"rejected": {"$in": sorted(absorbed_by)}}, {"rejected": 1}))
+            ops = [
+                UpdateOne({"_id": f["_id"]}, {"$addToSet": {"rejected": {"$each": kept}}})
+                for f in rejecting
+                if (kept := _taken_in_by(f["rejected"], absorbed_by))
+            ]
             for start in range(0, len(ops), 1000):
-                self.faces.bulk_write(ops[start : start + 1000], ordered=True)
-            # One read for every absorbed person (few faces carry an answer), then by id.
+                self.faces.bulk_write(ops[start : start + 1000], ordered=False)
+            # The same for the answers "not the same".
             answered = list(self.faces.find({"not_same": {"$in": sorted(absorbed_by)}}, {"not_same": 1}))
             carried = [
                 UpdateOne({"_id": f["_id"]}, {"$addToSet": {"not_same": {"$each": kept}}})
@@ -259,3 +264,19 @@ class Corrections(LibraryBase):
     def mark_undone(self, entry_id: str) -> None:
         with self.errors():
             self.undo_log.update_one({"_id": entry_id}, {"$set": {"undone": True}})
+
+
+def _taken_in_by(rejected: Sequence[str], absorbed_by: dict[str, str]) -> list[str]:
+    """The persons that took in those of ``rejected`` that were absorbed, following a person
+    absorbed in turn (a -> b -> c gives b and c), not yet in ``rejected``."""
+    taken: list[str] = []
+    seen = set(rejected)
+    todo = [p for p in rejected if p in absorbed_by]
+    while todo:
+        kept = absorbed_by[todo.pop()]
+        if kept not in seen:
+            seen.add(kept)
+            taken.append(kept)
+            if kept in absorbed_by:
+                todo.append(kept)
+    return sorted(taken)
