@@ -4,7 +4,7 @@ face lists refreshed; the pending changes (facepic.changes) and the undo log."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -122,29 +122,28 @@ class Corrections(LibraryBase):
         self.reject_for_each({a: target_id for a in absorbed_ids})
 
     def reject_for_each(self, absorbed_by: dict[str, str]) -> None:
-        """`reject_for` for many (absorbed -> target) at once: one bulk write. A face answered
-        "not the same" as an absorbed person (``not_same``) is answered so as the target too."""
+        """`reject_for` for many (absorbed -> target) at once, following a target absorbed in
+        turn. A face answered "not the same" as an absorbed person (``not_same``) is answered
+        so as the target too."""
         with self.errors():
-            # One read for every absorbed person (few faces reject anyone), then by id: an
-            # update per absorbed person read every face on a server with no index on
-            # `rejected`, the square of the library at the end of a large run.
-            rejecting = list(self.faces.find({"rejected": {"$in": sorted(absorbed_by)}}, {"rejected": 1}))
-            ops = [
-                UpdateOne({"_id": f["_id"]}, {"$addToSet": {"rejected": {"$each": kept}}})
-                for f in rejecting
-                if (kept := _taken_in_by(f["rejected"], absorbed_by))
-            ]
-            for start in range(0, len(ops), 1000):
-                self.faces.bulk_write(ops[start : start + 1000], ordered=False)
-            # The same for the answers "not the same".
-            answered = list(self.faces.find({"not_same": {"$in": sorted(absorbed_by)}}, {"not_same": 1}))
-            carried = [
-                UpdateOne({"_id": f["_id"]}, {"$addToSet": {"not_same": {"$each": kept}}})
-                for f in answered
-                if (kept := sorted({absorbed_by[p] for p in f["not_same"] if p in absorbed_by}))
-            ]
-            for start in range(0, len(carried), 1000):
-                self.faces.bulk_write(carried[start : start + 1000], ordered=False)
+            self._carry("rejected", absorbed_by, lambda named: _taken_in_by(named, absorbed_by))
+            self._carry(
+                "not_same", absorbed_by, lambda named: sorted({absorbed_by[p] for p in named if p in absorbed_by})
+            )
+
+    def _carry(self, field: str, absorbed: Iterable[str], kept_of: Callable[[list[str]], list[str]]) -> None:
+        """Add ``kept_of(named)`` to ``field`` of each face whose ``field`` names an absorbed
+        person: one read of those faces (few name anyone), then updates by id. An update per
+        absorbed person read every face on a server with no index on the field, the square of
+        the library at the end of a large run."""
+        named = self.faces.find({field: {"$in": sorted(absorbed)}}, {field: 1})
+        ops = [
+            UpdateOne({"_id": f["_id"]}, {"$addToSet": {field: {"$each": kept}}})
+            for f in named
+            if (kept := kept_of(f[field]))
+        ]
+        for start in range(0, len(ops), 1000):
+            self.faces.bulk_write(ops[start : start + 1000], ordered=False)
 
     def add_not_same(self, face_ids: Sequence[str], person_id: str) -> None:
         """``face_ids`` were answered "not the same" as ``person_id``: they reject it."""
