@@ -274,3 +274,31 @@ def test_a_face_that_rejected_an_absorbed_person_rejects_who_took_it_in() -> Non
     assert _taken_in_by(["x", "y"], absorbed) == []  # y is rejected already
     assert _taken_in_by(["q"], absorbed) == []
     assert _taken_in_by(["x", "b"], {**absorbed, "c": "b"}) == ["c", "y"]  # a cycle ends
+
+
+@pytest.mark.servers
+def test_rejections_and_not_same_answers_follow_absorbed_persons_in_the_library(mongo_server: str) -> None:
+    """`reject_for_each` on the wire server: a face that rejected (or was answered "not the
+    same" as) an absorbed person gets the person that took it in, chains followed for
+    rejections; faces naming nobody, or whose list was emptied, are left alone."""
+    lib = Library(mongo_server, "facepic_carry")
+    try:
+        lib.faces.insert_many(
+            [
+                {"_id": "f1", "person_id": "q", "rejected": ["a"], "not_same": ["a"]},
+                {"_id": "f2", "person_id": "q", "rejected": ["x", "z"]},
+                {"_id": "f3", "person_id": "q", "rejected": []},  # emptied by a $pull
+                {"_id": "f4", "person_id": "q"},  # never rejected anyone
+                {"_id": "f5", "person_id": "q", "rejected": ["z"], "not_same": ["z"]},
+            ]
+        )
+        lib.reject_for_each({"a": "b", "b": "c", "x": "y"})
+        faces = {f["_id"]: f for f in lib.faces.find()}
+        assert faces["f1"]["rejected"] == ["a", "b", "c"]
+        assert faces["f1"]["not_same"] == ["a", "b"]  # one step: the answer was about a alone
+        assert faces["f2"]["rejected"] == ["x", "z", "y"]
+        assert faces["f3"]["rejected"] == [] and "rejected" not in faces["f4"]
+        assert faces["f5"] == {"_id": "f5", "person_id": "q", "rejected": ["z"], "not_same": ["z"]}
+    finally:
+        lib.client.drop_database("facepic_carry")
+        lib.close()
