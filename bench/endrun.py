@@ -10,6 +10,13 @@ photo as in LFW), so the figures are the serial part of a run: the index stage, 
     python bench/endrun.py --faces 2000 15000 100000
     python bench/endrun.py --library /tmp/lfw/data      # real faces: those of a finished run's
                                                          # embedded library, one a photo
+    python bench/endrun.py --faces 10000 --existing 40000   # a new drive into a settled library
+    python bench/endrun.py --faces 40000 --slice 2000    # settled in slices, as the index worker does
+
+``--existing N``: the library already holds N faces, indexed and settled (not timed), of the
+same people; the new faces are the run's. ``--slice N``: the end settles N faces at a time until
+none are left (the Celery index worker's drains); its figure is the sum of the slices, and the
+longest slice is printed too.
 """
 
 from __future__ import annotations
@@ -80,53 +87,74 @@ def library_faces(data_dir: str) -> np.ndarray:
         return embeddings_from_bson([d["embedding"] for d in docs]).copy()
 
 
-def one(faces: int, seed: int = 0, known: np.ndarray | None = None) -> dict[str, float]:
+def _index(ctx: Context, start: int, embeddings: np.ndarray) -> None:
+    for at in range(0, len(embeddings), BATCH):
+        jobs = _jobs(ctx, start + at, embeddings[at : at + BATCH])
+        for job in index_batch(ctx, jobs):
+            assert not job.get("error"), job.get("error")
+            workfile.drop(ctx.folder, job["image_id"])
+
+
+def one(
+    faces: int, seed: int = 0, known: np.ndarray | None = None, existing: int = 0, slice_faces: int | None = None
+) -> dict[str, float]:
     if known is None:
-        persons = max(1, faces * 2 // 5)  # LFW: 15,023 faces of 5,749 people
-        known, _, _ = clustered(faces, persons, 1, seed)
-        known = known[np.random.default_rng(seed).permutation(faces)]
-    faces = len(known)
+        total = faces + existing
+        persons = max(1, total * 2 // 5)  # LFW: 15,023 faces of 5,749 people
+        known, _, _ = clustered(total, persons, 1, seed)
+        known = known[np.random.default_rng(seed).permutation(total)]
+    faces = len(known) - existing
     with tempfile.TemporaryDirectory(prefix="facepic-endrun-") as tmp:
         settings = Settings.load(
             env={"FACEPIC_DATA_DIR": tmp, "FACEPIC_MODEL": MODEL, "FACEPIC_MODEL_ROOT": tmp}, env_file=None
         )
         with embedded_database(settings) as live, Context(live) as ctx:
             ctx.library.ensure_indexes()
+            if existing:
+                _index(ctx, 0, known[:existing])
+                settle_run(ctx)
             started = time.perf_counter()
-            for start in range(0, faces, BATCH):
-                jobs = _jobs(ctx, start, known[start : start + BATCH])
-                for job in index_batch(ctx, jobs):
-                    assert not job.get("error"), job.get("error")
-                    workfile.drop(ctx.folder, job["image_id"])
+            _index(ctx, existing, known[existing:])
             indexed = time.perf_counter() - started
             before = ctx.library.person_count()
-            started = time.perf_counter()
-            summary = settle_run(ctx)
-            settled = time.perf_counter() - started
+            longest, settled, moved = 0.0, 0.0, 0
+            while True:
+                started = time.perf_counter()
+                summary = settle_run(ctx, slice_faces)
+                took = time.perf_counter() - started
+                settled, longest, moved = settled + took, max(longest, took), moved + summary.faces_moved
+                if not summary.more:
+                    break
     return {
         "index": indexed,
         "settle": settled,
+        "longest": longest,
         "before": before,
         "after": summary.persons_after,
-        "moved": summary.faces_moved,
+        "moved": moved,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=int, nargs="+", default=[2_000, 15_000])
+    parser.add_argument("--existing", type=int, default=0, help="faces the library holds, settled, before the run")
+    parser.add_argument("--slice", type=int, help="settle this many faces at a time (the index worker's drains)")
     parser.add_argument("--library", help="a finished run's data folder: settle its real faces instead")
     args = parser.parse_args()
     print(
-        f"{'faces':>8} {'index s':>8} {'end s':>8} {'end/index':>9} {'end ms/face':>11} "
-        f"{'persons before':>14} {'after':>6} {'moved':>6}"
+        f"{'faces':>8} {'existing':>8} {'index s':>8} {'end s':>8} {'end/index':>9} {'end ms/face':>11} "
+        f"{'longest s':>9} {'persons before':>14} {'after':>6} {'moved':>6}"
     )
-    runs = [(len(real), real)] if args.library and (real := library_faces(args.library)) is not None else []
-    for n, known in runs or [(n, None) for n in args.faces]:
-        r = one(n, known=known)
+    runs: list[tuple[int, np.ndarray | None]] = [(n, None) for n in args.faces]
+    if args.library:
+        real = library_faces(args.library)
+        runs = [(len(real), real)]
+    for n, known in runs:
+        r = one(n, known=known, existing=args.existing, slice_faces=args.slice)
         print(
-            f"{n:>8} {r['index']:8.1f} {r['settle']:8.1f} {r['settle'] / r['index']:9.2f} "
-            f"{1000 * r['settle'] / n:11.2f} {r['before']:>14} {r['after']:>6} {r['moved']:>6}",
+            f"{n:>8} {args.existing:>8} {r['index']:8.1f} {r['settle']:8.1f} {r['settle'] / r['index']:9.2f} "
+            f"{1000 * r['settle'] / n:11.2f} {r['longest']:9.1f} {r['before']:>14} {r['after']:>6} {r['moved']:>6}",
             flush=True,
         )
 

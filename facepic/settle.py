@@ -132,6 +132,8 @@ def near_persons(
         if p:
             new_sum[p] = new_sum.get(p, 0) + e.astype(np.float64)
             new_count[p] = new_count.get(p, 0) + 1
+    if len(index) <= sum(new_count.values()):
+        return {}  # the index holds the new faces alone (a library's first settle): no one is settled
     found: dict[str, tuple[np.ndarray, int]] = {}
     for pid in sorted(index.near(embeddings, floor - 0.1)):  # its means still hold the new faces
         total, count = index.person_sum(pid)
@@ -448,7 +450,7 @@ class _Batch:
 
     def describe(self, person_ids: list[str]) -> dict[str, Settled]:
         out = {p: Settled(np.zeros(EMBEDDING_DIM), 0, locked=p in self.named) for p in person_ids}
-        for f in self.lib.constraining_faces(person_ids, sorted(self.photos)):
+        for f in self.lib.constraining_faces(person_ids, self.photos):
             if f["_id"] in self.faces:
                 continue
             s = out[f["person_id"]]

@@ -11,7 +11,7 @@ from bench.synthetic import _unit
 from facepic import ids
 from facepic.clustering import Faces
 from facepic.matching import PersonIndex
-from facepic.settle import Linkage, Settled, settle_batch, settle_faces
+from facepic.settle import Linkage, Settled, near_persons, settle_batch, settle_faces
 
 DIM = 512
 
@@ -139,6 +139,21 @@ def test_settled_persons_are_found_in_the_index_without_the_new_faces() -> None:
 
     decided, result, merged = settle_batch(new, index, Linkage.default(), describe, _canonical)
     assert decided.ids == ["fnew"] and result == ["pb"] and merged == {} and described == [["pb"]]
+
+
+def test_near_persons_are_the_settled_ones_and_none_when_every_face_is_new() -> None:
+    rng = np.random.default_rng(5)
+    embeddings, _ = _people(rng, [5, 5], weight=0.85)
+    floor = Linkage.default().floor(2)
+    index = PersonIndex()
+    index.add_many(["pa"] * 5 + ["pb"] * 5, embeddings)
+    # A first settle: the index holds the new faces alone, so no person has settled faces.
+    assert near_persons(index, embeddings, ["pa"] * 5 + ["pb"] * 5, floor) == {}
+    # pb's last face is new: pb is settled with 4 faces (its sum without the new one); pa holds
+    # no face near it.
+    near = near_persons(index, embeddings[9:], ["pb"], floor)
+    assert list(near) == ["pb"] and near["pb"][1] == 4
+    assert np.allclose(near["pb"][0], embeddings[5:9].astype(np.float64).sum(axis=0), atol=1e-4)
 
 
 def test_a_group_of_new_faces_keeps_the_person_the_index_stage_gave_most_of_them() -> None:

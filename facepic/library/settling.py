@@ -3,7 +3,7 @@ marks, the faces to settle and those that constrain a merge."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from facepic.library.base import (
@@ -79,34 +79,38 @@ class Settling(LibraryBase):
                 )
             }
 
-    def constraining_faces(self, person_ids: Sequence[str], image_ids: Sequence[str]) -> list[dict[str, Any]]:
+    def constraining_faces(self, person_ids: Sequence[str], image_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Faces of ``person_ids`` that constrain a merge: in one of ``image_ids``, rejecting
-        someone, or placed by the user."""
+        someone, or placed by the user. The photos are matched here, not by ``$in``: they are
+        every photo of the faces being settled (tens of thousands at the end of a large run),
+        and the embedded server checks each face against the whole list."""
+        photos = set(image_ids)
         out: list[dict[str, Any]] = []
         ids = list(person_ids)
         with self.errors():
             for start in range(0, len(ids), IN_BATCH):
-                out += self.faces.find(
-                    {
-                        "person_id": {"$in": ids[start : start + IN_BATCH]},
-                        "$or": [
-                            {"image_id": {"$in": sorted(image_ids)}},
-                            {"rejected.0": {"$exists": True}},
-                            {"locked": True},
-                        ],
-                    },
-                    {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1},
+                out += (
+                    f
+                    for f in self.faces.find(
+                        {"person_id": {"$in": ids[start : start + IN_BATCH]}},
+                        {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1},
+                    )
+                    if f["image_id"] in photos or f.get("rejected") or f.get("locked")
                 )
         return out
 
     def faces_of_persons(self, person_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Every face of ``person_ids`` with its embedding (no box, landmarks or quality)."""
+        """Every face of ``person_ids`` with its embedding (no box, landmarks or quality), in
+        face id order. Asked in parts: the embedded server checks each face it finds against
+        the whole ``$in`` list (thousands of small persons near a new drive's faces)."""
+        ids = list(person_ids)
+        out: list[dict[str, Any]] = []
         with self.errors():
-            return list(
-                self.faces.find(
-                    {"person_id": {"$in": list(person_ids)}}, {"landmarks": 0, "box": 0, "quality": 0}
-                ).sort("_id", 1)
-            )
+            for start in range(0, len(ids), IN_BATCH):
+                out += self.faces.find(
+                    {"person_id": {"$in": ids[start : start + IN_BATCH]}}, {"landmarks": 0, "box": 0, "quality": 0}
+                )
+        return sorted(out, key=lambda d: d["_id"])
 
     def count_faces_of_model(self, model: str) -> int:
         with self.errors():
