@@ -55,5 +55,9 @@ class Library(PipelineWrites, Lookups, Settling, Corrections, Reembedding, Snaps
             self.faces.create_index([("person_id", ASCENDING)])
             self.faces.create_index([("model", ASCENDING), ("person_id", ASCENDING)])
             self.faces.create_index([("model", ASCENDING), ("seq", ASCENDING)])
+            # The few faces that reject someone, or were answered "not the same": a settle carries
+            # each absorbed person's to whoever took it in (a full read of the faces without these).
+            self.faces.create_index([("rejected", ASCENDING)], sparse=True)
+            self.faces.create_index([("not_same", ASCENDING)], sparse=True)
             self.face_moves.create_index([("at", ASCENDING)])
             self.folders.create_index([("parent_id", ASCENDING)])

@@ -302,3 +302,29 @@ def test_rejections_and_not_same_answers_follow_absorbed_persons_in_the_library(
     finally:
         lib.client.drop_database("facepic_carry")
         lib.close()
+
+
+@pytest.mark.servers
+def test_the_faces_to_settle_leave_out_those_called_not_a_face(mongo_server: str) -> None:
+    """A settle's faces: those numbered since the mark, then the unassigned ones, by id, never
+    a face the user called not a face; the unassigned count leaves those out too."""
+    lib = Library(mongo_server, "facepic_to_settle")
+    try:
+        lib.faces.insert_many(
+            [
+                {"_id": "f5", "model": "m", "seq": 5, "person_id": "p"},
+                {"_id": "f4", "model": "m", "seq": 4, "person_id": None},
+                {"_id": "f6", "model": "m", "seq": 6, "person_id": None, "ignored": True},
+                {"_id": "f1", "model": "m", "seq": 1, "person_id": None},  # settled before, still nobody's
+                {"_id": "f0", "model": "m", "seq": 0, "person_id": None, "ignored": True},
+                {"_id": "f2", "model": "m", "seq": 2, "person_id": "p"},
+                {"_id": "f9", "model": "other", "seq": 9, "person_id": None},
+            ]
+        )
+        assert [d["_id"] for d in lib.faces_to_settle("m", 3, 6)] == ["f4", "f5", "f1"]
+        assert [d["_id"] for d in lib.faces_to_settle("m", 3, 6, unassigned=False)] == ["f4", "f5"]
+        assert [d["_id"] for d in lib.faces_to_settle("m", None, 6)] == ["f1", "f2", "f4", "f5"]
+        assert lib.unassigned_faces() == 3  # f1, f4 and the other model's f9
+    finally:
+        lib.client.drop_database("facepic_to_settle")
+        lib.close()

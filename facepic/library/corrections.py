@@ -133,15 +133,15 @@ class Corrections(LibraryBase):
 
     def _carry(self, field: str, absorbed: Iterable[str], kept_of: Callable[[list[str]], list[str]]) -> None:
         """Add ``kept_of(named)`` to ``field`` of each face whose ``field`` names an absorbed
-        person: one read of the faces whose ``field`` names anyone (few do), then updates by id.
-        The absorbed persons are matched here, not by ``$in``: on a server with no index on the
-        field, the embedded one checks each face against the whole list (thousands of absorbed
-        persons at the end of a large run: 51 s of a 97 s settle of 40,000 faces), and an update
-        per absorbed person read every face, the square of the library either way."""
+        person: one read of the faces that have ``field`` (few: its sparse index holds them
+        alone), then updates by id. The absorbed persons are matched here, not by ``$in``: the
+        embedded server checks each face against the whole list (thousands of absorbed persons
+        at the end of a large run: 51 s of a 97 s settle of 40,000 faces), and an update per
+        absorbed person read every face, the square of the library."""
         gone = set(absorbed)
         ops = [
             UpdateOne({"_id": f["_id"]}, {"$addToSet": {field: {"$each": kept}}})
-            for f in self.faces.find({f"{field}.0": {"$exists": True}}, {field: 1})
+            for f in self.faces.find({field: {"$exists": True}}, {field: 1})
             if not gone.isdisjoint(f[field]) and (kept := kept_of(f[field]))
         ]
         for start in range(0, len(ops), 1000):

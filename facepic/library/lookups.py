@@ -184,9 +184,10 @@ class Lookups(LibraryBase):
     def faces_of_model(self, model: str) -> Iterator[dict[str, Any]]:
         """Every face of ``model`` by id, without landmarks and box (what recluster reads); not
         those the user called not a face."""
-        query = {"model": model, "ignored": {"$ne": True}}
         with self.errors():
-            yield from self.faces.find(query, {"landmarks": 0, "box": 0}).sort("_id", ASCENDING)
+            for d in self.faces.find({"model": model}, {"landmarks": 0, "box": 0}).sort("_id", ASCENDING):
+                if not d.get("ignored"):
+                    yield d
 
     def assigned_faces(self) -> Iterator[dict[str, Any]]:
         """Every face in a person, without its embedding."""

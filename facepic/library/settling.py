@@ -29,7 +29,7 @@ class Settling(LibraryBase):
     def unassigned_faces(self) -> int:
         """Faces that belong to nobody yet (those the user called not a face aside)."""
         with self.errors():
-            return self.faces.count_documents({"person_id": None, "ignored": {"$ne": True}})
+            return sum(1 for f in self.faces.find({"person_id": None}, {"ignored": 1}) if not f.get("ignored"))
 
     def unassigned_state(self) -> dict[str, Any]:
         """What the unassigned faces are, as far as a later look needs to tell whether they
@@ -51,22 +51,20 @@ class Settling(LibraryBase):
     ) -> list[dict[str, Any]]:
         """Faces of ``model`` numbered in (after_seq, upto_seq] (None: every face), then (with
         ``unassigned``) the unassigned ones not among them, each without box, landmarks or quality.
-        Faces the user called not a face (``ignored``) are never settled."""
+        Faces the user called not a face (``ignored``) are never settled. (``ignored`` is left
+        out here rather than by ``$ne``: with it the embedded server reads every face instead of
+        the seq or person index, the whole library at each slice of a settle.)"""
         fields = {"landmarks": 0, "box": 0, "quality": 0}
-        query: dict[str, Any] = {"model": model, "ignored": {"$ne": True}}
+        query: dict[str, Any] = {"model": model}
         if after_seq is not None:
             query["seq"] = {"$gt": after_seq, "$lte": upto_seq}
         with self.errors():
-            docs = list(self.faces.find(query, fields).sort("_id", 1))
+            docs = _settled_order(self.faces.find(query, fields))
             if after_seq is not None and docs and unassigned:
                 fresh = {d["_id"] for d in docs}
-                docs += [
-                    d
-                    for d in self.faces.find(
-                        {"model": model, "person_id": None, "ignored": {"$ne": True}}, fields
-                    ).sort("_id", 1)
-                    if d["_id"] not in fresh
-                ]
+                docs += _settled_order(
+                    d for d in self.faces.find({"model": model, "person_id": None}, fields) if d["_id"] not in fresh
+                )
         return docs
 
     def persons_of_the_user(self) -> set[str]:
@@ -115,3 +113,8 @@ class Settling(LibraryBase):
     def count_faces_of_model(self, model: str) -> int:
         with self.errors():
             return self.faces.count_documents({"model": model})
+
+
+def _settled_order(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The faces a settle decides, by id, without those the user called not a face."""
+    return sorted((d for d in docs if not d.get("ignored")), key=lambda d: d["_id"])
