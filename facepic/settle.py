@@ -343,22 +343,20 @@ def settle_batch(
     """`settle_faces` with the settled persons near the new faces found in ``index`` (the
     index stage's, holding the new faces as it assigned them); ``describe(person_ids)`` gives
     their photos, rejects and lock (sum and count are filled in from the index). The small ones
-    (``REFORM`` faces at most, not the user's) are grouped again face by face with the new
-    faces, their faces given by ``members(person_ids)``: a person formed early from few faces
-    is not frozen by the order they came in. Returns the faces decided (the new ones, then the
-    re-formed persons'), their persons and the persons merged away."""
+    (``REFORM`` faces at most) are grouped again face by face with the new faces, their faces
+    given by ``members(person_ids)``, which leaves out the user's persons (named, or holding a
+    face the user placed: those stay whole): a person formed early from few faces is not frozen
+    by the order they came in. Returns the faces decided (the new ones, then the re-formed
+    persons'), their persons and the persons merged away."""
     near = near_persons(index, new.embeddings, new.person, linkage.floor(library_persons))
-    described = describe(sorted(near))
-    small = sorted(
-        p for p, (_, count) in near.items() if count <= REFORM and not (described.get(p) and described[p].locked)
-    )
     reformed: frozenset[str] = frozenset()
+    small = sorted(p for p, (_, count) in near.items() if count <= REFORM)
     if members is not None and small:
         extra = members(small)
         new = _joined(new, extra)
-        reformed = frozenset(small)
+        reformed = frozenset(p for p in extra.person if p)
         near = {p: v for p, v in near.items() if p not in reformed}
-        described = describe(sorted(near))  # the photos of the re-formed faces count too
+    described = describe(sorted(near))  # after the re-formed faces joined: their photos count too
     persons = {}
     for pid, (total, count) in near.items():
         d = described.get(pid) or Settled(total, count)
@@ -470,9 +468,13 @@ class _Batch:
             n += 1
 
     def members(self, person_ids: list[str]) -> Faces:
-        extra = [d for d in self.lib.faces_of_persons(person_ids) if d["_id"] not in self.faces]
+        """The faces of those of ``person_ids`` that are not the user's (named, or holding a
+        face the user placed), not yet in the batch; they join it whole."""
+        docs = [d for d in self.lib.faces_of_persons(person_ids) if d["_id"] not in self.faces]
+        users = self.named | {d["person_id"] for d in docs if d.get("locked")}
+        extra = [d for d in docs if d["person_id"] not in users]
         self.faces.update(d["_id"] for d in extra)
-        self.held.persons.update(person_ids)
+        self.held.whole.update(d["person_id"] for d in extra)
         self.photos.update(d["image_id"] for d in extra)
         return _faces_of(extra, self.named)
 
@@ -581,11 +583,14 @@ def _faces_of(docs: list[dict[str, Any]], named: set[str]) -> Faces:
 class _HeldElsewhere:
     """Whether a person id is one the user made, or has a face outside the batch. Asked once
     per group a settle names: the first question reads, in bulk, the faces of every person the
-    batch's faces are in (``persons``) and of every id their faces would found (a question per group was a round trip each);
-    only an id outside those (a collision's second choice) is read alone."""
+    batch's faces are in (``persons``) and of every id their faces would found (a question per
+    group was a round trip each), less the persons the batch holds ``whole`` (re-formed: every
+    face of theirs was read into it); only an id outside those (a collision's second choice)
+    is read alone."""
 
     def __init__(self, lib: Library, batch: set[str], persons: set[str], named: set[str]) -> None:
         self.lib, self.batch, self.persons, self.named = lib, batch, persons, named
+        self.whole: set[str] = set()
         self.known: set[str] | None = None
         self.held: set[str] = set()
 
@@ -594,10 +599,10 @@ class _HeldElsewhere:
             return True
         if self.known is None:
             self.known = self.persons | {ids.person_id(f) for f in self.batch}
-            self.held = self.lib.persons_with_faces_outside(sorted(self.known), self.batch)
+            self.held = self.lib.persons_with_faces_outside(sorted(self.known - self.whole), self.batch)
         if person_id not in self.known:
             self.known.add(person_id)
-            if self.lib.persons_with_faces_outside([person_id], self.batch):
+            if person_id not in self.whole and self.lib.persons_with_faces_outside([person_id], self.batch):
                 self.held.add(person_id)
         return person_id in self.held
 
