@@ -268,17 +268,18 @@ def _settle(
 
     # All faces of a photo arrive together and nobody corrected anything: the settled persons
     # have no face in the batch's photos and reject nobody.
-    def members(pids: list[str]) -> Faces:
+    def members(pids: list[str]) -> tuple[Faces, set[str]]:
         wanted = set(pids)
         mine = sorted(f for f, p in persons.items() if p in wanted and f not in batch)
         batch.update(mine)
-        return Faces(
+        faces = Faces(
             mine,
             np.stack([embeddings[f] for f in mine]).astype(np.float32),
             [persons[f] for f in mine],
             [f.split("#")[0] for f in mine],
             can_found=[good[f] for f in mine],
         )
+        return faces, set()
 
     library_persons = sum(1 for n in Counter(p for p in persons.values() if p).values() if n > 1)
     decided, result, _ = settle_batch(new, index, linkage, lambda pids: {}, new_id, library_persons, members)

@@ -50,9 +50,10 @@ def one(size: int, batch: int, seed: int = 0) -> dict[str, float]:
     for i, p in enumerate(persons):
         faces_of.setdefault(p, []).append(i)
 
-    def members(pids: list[str]) -> Faces:  # what the library would read: the small persons' faces
+    def members(pids: list[str]) -> tuple[Faces, set[str]]:  # what the library would read: the small persons' faces
         rows = [i for p in pids for i in faces_of.get(p, [])]
-        return Faces([f"k{i:07d}" for i in rows], known[rows], [persons[i] for i in rows], [f"known{i}" for i in rows])
+        faces = Faces([f"k{i:07d}" for i in rows], known[rows], [persons[i] for i in rows], [f"known{i}" for i in rows])
+        return faces, set()
 
     started = time.perf_counter()
     decided, result, merged = settle_batch(

@@ -337,24 +337,24 @@ def settle_batch(
     describe: Callable[[list[str]], Mapping[str, Settled]],
     new_person_id: Callable[[str, set[str]], str],
     library_persons: int = 0,
-    members: Callable[[list[str]], Faces] | None = None,
+    members: Callable[[list[str]], tuple[Faces, set[str]]] | None = None,
     keep: Callable[[str], bool] | None = None,
 ) -> tuple[Faces, list[str | None], dict[str, str]]:
     """`settle_faces` with the settled persons near the new faces found in ``index`` (the
     index stage's, holding the new faces as it assigned them); ``describe(person_ids)`` gives
     their photos, rejects and lock (sum and count are filled in from the index). The small ones
     (``REFORM`` faces at most) are grouped again face by face with the new faces, their faces
-    given by ``members(person_ids)``, which leaves out the user's persons (named, or holding a
-    face the user placed: those stay whole): a person formed early from few faces is not frozen
-    by the order they came in. Returns the faces decided (the new ones, then the re-formed
+    given by ``members(person_ids)`` with the user's persons among them, which stay whole (named,
+    or holding a face the user placed): a person formed early from few faces is not frozen by
+    the order they came in. Returns the faces decided (the new ones, then the re-formed
     persons'), their persons and the persons merged away."""
     near = near_persons(index, new.embeddings, new.person, linkage.floor(library_persons))
     reformed: frozenset[str] = frozenset()
     small = sorted(p for p, (_, count) in near.items() if count <= REFORM)
     if members is not None and small:
-        extra = members(small)
+        extra, users = members(small)
         new = _joined(new, extra)
-        reformed = frozenset(p for p in extra.person if p)
+        reformed = frozenset(small) - users
         near = {p: v for p, v in near.items() if p not in reformed}
     described = describe(sorted(near))  # after the re-formed faces joined: their photos count too
     persons = {}
@@ -467,16 +467,17 @@ class _Batch:
                 return pid
             n += 1
 
-    def members(self, person_ids: list[str]) -> Faces:
-        """The faces of those of ``person_ids`` that are not the user's (named, or holding a
-        face the user placed), not yet in the batch; they join it whole."""
+    def members(self, person_ids: list[str]) -> tuple[Faces, set[str]]:
+        """The faces not yet in the batch of those of ``person_ids`` that are not the user's,
+        which join it whole; and those that are the user's (named, or holding a face the user
+        placed)."""
         docs = [d for d in self.lib.faces_of_persons(person_ids) if d["_id"] not in self.faces]
-        users = self.named | {d["person_id"] for d in docs if d.get("locked")}
+        users = (self.named | {d["person_id"] for d in docs if d.get("locked")}) & set(person_ids)
         extra = [d for d in docs if d["person_id"] not in users]
         self.faces.update(d["_id"] for d in extra)
-        self.held.whole.update(d["person_id"] for d in extra)
+        self.held.whole.update(set(person_ids) - users)
         self.photos.update(d["image_id"] for d in extra)
-        return _faces_of(extra, self.named)
+        return _faces_of(extra, self.named), users
 
     def keep(self, person_id: str) -> bool:
         if person_id in self.taken or self.held(person_id):

@@ -156,6 +156,34 @@ def test_near_persons_are_the_settled_ones_and_none_when_every_face_is_new() -> 
     assert np.allclose(near["pb"][0], embeddings[5:9].astype(np.float64).sum(axis=0), atol=1e-4)
 
 
+def test_a_small_person_is_regrouped_from_its_faces_in_the_library_and_the_users_stays_whole() -> None:
+    rng = np.random.default_rng(6)
+    embeddings, _ = _people(rng, [4, 4, 1], weight=0.85)
+    index = PersonIndex()
+    # The index stage's index (not yet reloaded) still holds pa and pb, 4 faces each; the new
+    # faces are like pa's and pb's, the first put in pz online.
+    index.add_many(["pa"] * 4 + ["pb"] * 4, embeddings[:8])
+    new = Faces(["n3", "n7"], embeddings[[3, 7]], ["pz", "pb"], ["photo3", "photo7"])
+    asked: list[list[str]] = []
+
+    def members(pids: list[str]) -> tuple[Faces, set[str]]:
+        # pa's faces are gone from the library (moved away since the index was built); pb is
+        # the user's, so it stays whole and its faces are not given.
+        asked.append(pids)
+        return Faces([], np.empty((0, DIM), dtype=np.float32), [], []), {"pb"}
+
+    def describe(pids: list[str]) -> dict[str, Settled]:
+        asked.append(pids)
+        return {p: Settled(np.zeros(DIM), 0, locked=p == "pb") for p in pids}
+
+    decided, result, merged = settle_batch(new, index, Linkage.default(), describe, _canonical, 2, members)
+    assert asked == [["pa", "pb"], ["pb"]]  # pa re-formed (from no faces), pb described once
+    assert decided.ids == ["n3", "n7"]
+    # pa, whose faces are gone, is not joined as the index remembers it (n3 founds a person of
+    # its own); pb, whole, is joined.
+    assert result == [_canonical("n3"), "pb"] and merged == {}
+
+
 def test_a_group_of_new_faces_keeps_the_person_the_index_stage_gave_most_of_them() -> None:
     rng = np.random.default_rng(11)
     embeddings, owners = _people(rng, [4, 3, 3])
