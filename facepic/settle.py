@@ -471,11 +471,12 @@ class _Batch:
         """The faces not yet in the batch of those of ``person_ids`` that are not the user's,
         which join it whole; and those that are the user's (named, or holding a face the user
         placed)."""
+        wanted = set(person_ids)
         docs = [d for d in self.lib.faces_of_persons(person_ids) if d["_id"] not in self.faces]
-        users = (self.named | {d["person_id"] for d in docs if d.get("locked")}) & set(person_ids)
+        users = (self.named | {d["person_id"] for d in docs if d.get("locked")}) & wanted
         extra = [d for d in docs if d["person_id"] not in users]
         self.faces.update(d["_id"] for d in extra)
-        self.held.whole.update(set(person_ids) - users)
+        self.held.whole.update(wanted - users)
         self.photos.update(d["image_id"] for d in extra)
         return _faces_of(extra, self.named), users
 

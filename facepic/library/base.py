@@ -195,6 +195,15 @@ class LibraryBase:
             doc = self.meta.find_one({"_id": "face_seq"})
         return int(doc["value"]) if doc else 0
 
+    def unassigned(self, fields: dict[str, int], query: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """The faces that belong to nobody (matching ``query``), with ``fields``, not those the
+        user called not a face. Those are left out here, not by ``ignored: {$ne: true}``: with it
+        the embedded server reads every face instead of the person index."""
+        with self.errors():
+            for d in self.faces.find({**(query or {}), "person_id": None}, fields):
+                if not d.get("ignored"):
+                    yield d
+
     def set_persons(self, moves: dict[str | None, list[str]], update: dict[str, dict[str, Any]] | None = None) -> None:
         """Put each list of faces in its person (None: unassigned), with ``update``'s other
         changes: every change of a stored face's person goes through here. The faces are first

@@ -107,10 +107,7 @@ class PageReads(LibraryBase):
         # Their ids and candidates in one read, counted and ordered here, then the page's
         # faces by id: the embedded server counted, then sorted, every whole face (with its
         # embedding) again for each page (260 ms for 2,000 faces; this takes 70).
-        with self.errors():
-            rows = [
-                d for d in self.faces.find({"person_id": None}, {"candidates": 1, "ignored": 1}) if not d.get("ignored")
-            ]
+        rows = list(self.unassigned({"candidates": 1, "ignored": 1}))
         rows.sort(key=lambda d: d["_id"])
         rows.sort(key=lambda d: max((c for c in d.get("candidates") or [] if c), default=""), reverse=True)
         return self.web_faces([d["_id"] for d in rows[skip : skip + limit]]), len(rows)

@@ -28,8 +28,7 @@ class Settling(LibraryBase):
 
     def unassigned_faces(self) -> int:
         """Faces that belong to nobody yet (those the user called not a face aside)."""
-        with self.errors():
-            return sum(1 for f in self.faces.find({"person_id": None}, {"ignored": 1}) if not f.get("ignored"))
+        return sum(1 for _ in self.unassigned({"ignored": 1}))
 
     def unassigned_state(self) -> dict[str, Any]:
         """What the unassigned faces are, as far as a later look needs to tell whether they
@@ -62,8 +61,9 @@ class Settling(LibraryBase):
             docs = _settled_order(self.faces.find(query, fields))
             if after_seq is not None and docs and unassigned:
                 fresh = {d["_id"] for d in docs}
-                docs += _settled_order(
-                    d for d in self.faces.find({"model": model, "person_id": None}, fields) if d["_id"] not in fresh
+                docs += sorted(
+                    (d for d in self.unassigned(fields, {"model": model}) if d["_id"] not in fresh),
+                    key=lambda d: d["_id"],
                 )
         return docs
 
