@@ -29,6 +29,13 @@ PHOTOS = TESTS / "photos"
 GROUP_PHOTO = TESTS / "photos-group" / "couple.jpg"
 _counter = itertools.count(1)
 
+# A suite started in the background by a shell without job control (`nohup pytest &`, a
+# script's `&`) inherits Ctrl-C ignored, and every facepic it starts would too: the tests of
+# Ctrl-C would then see it do nothing (a run that ends 0, a watcher that never stops). A real
+# handler here is reset to the default in each program the tests start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # Fixtures that start a real server (Redis, the MongoDB wire server, the S3 server, Celery
 # workers, or the embedded database of `facepic run`): tests using them are marked `servers`,
