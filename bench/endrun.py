@@ -14,9 +14,17 @@ photo as in LFW), so the figures are the serial part of a run: the index stage, 
     python bench/endrun.py --faces 40000 --slice 2000    # settled in slices, as the index worker does
 
 ``--existing N``: the library already holds N faces, indexed and settled (not timed), of the
-same people; the new faces are the run's. ``--slice N``: the end settles N faces at a time until
-none are left (the Celery index worker's drains); its figure is the sum of the slices, and the
-longest slice is printed too.
+same people; the new faces are the run's (with several ``--faces``, the same library each time
+and the first that many of the same new faces: only N changes). ``--slice N``: the end settles N
+faces at a time until none are left (the Celery index worker's drains); its figure is the sum of
+the slices, and the longest slice is printed too. With ``--library``, ``--faces`` takes the first
+that many of its faces (all of them by default).
+
+Each row also scores the persons the end left against the faces' identities (the synthetic
+persons, or for a real library the folder of each photo, on its face nearest the centre):
+BCubed F, precision and recall, as `bench/quality.py` counts them (an unassigned face is a
+person of its own). The index stage sees every face with the same detection score and quality
+here, so a real library's figure is for comparing rows, not the product's quality.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +43,7 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
+from bench.quality import scores
 from bench.synthetic import clustered
 from facepic import ids
 from facepic.context import Context
@@ -75,16 +85,34 @@ def _jobs(ctx: Context, start: int, embeddings: np.ndarray) -> list[Job]:
     return jobs
 
 
-def library_faces(data_dir: str) -> np.ndarray:
+def _face_id(n: int) -> str:
+    """The face of synthetic photo ``n`` (as `_jobs` names it)."""
+    path = f"synthetic/{n:07d}.jpg"
+    return ids.face_id(ids.image_id(hashlib.sha256(path.encode()).hexdigest()), 0)
+
+
+def library_faces(data_dir: str) -> tuple[np.ndarray, list[str | None]]:
     """The embeddings of a finished run's embedded library, in the order of their ids (a
-    shuffle of the order the run stored them in), one a photo."""
+    shuffle of the order the run stored them in), one a photo, and the identity of each
+    photo's labelled face, the one nearest its centre: the folder it is in (LFW's layout,
+    ``Name/Name_0001.jpg``); None for the other faces, whose identity is not known."""
     from facepic.documents import embeddings_from_bson
 
     settings = Settings.load(env={"FACEPIC_DATA_DIR": data_dir}, env_file=None)
     with embedded_database(settings) as live, Context(live) as ctx:
-        model = ctx.library.library_model() or MODEL
-        docs = list(ctx.library.face_embeddings(model))
-        return embeddings_from_bson([d["embedding"] for d in docs]).copy()
+        lib = ctx.library
+        model = lib.library_model() or MODEL
+        docs = list(lib.faces.find({"model": model}, {"embedding": 1, "image_id": 1, "box": 1}).sort("_id", 1))
+        photos = {d["_id"]: d for d in lib.images.find({}, {"path": 1, "width": 1, "height": 1})}
+    nearest: dict[str, tuple[float, int]] = {}
+    for n, d in enumerate(docs):
+        photo = photos[d["image_id"]]
+        x0, y0, x1, y1 = d["box"]
+        off = float(np.hypot((x0 + x1 - photo["width"]) / 2, (y0 + y1 - photo["height"]) / 2))
+        nearest[d["image_id"]] = min(nearest.get(d["image_id"], (off, n)), (off, n))
+    labelled = {n for _, n in nearest.values()}
+    labels = [str(Path(photos[d["image_id"]]["path"]).parent) if n in labelled else None for n, d in enumerate(docs)]
+    return embeddings_from_bson([d["embedding"] for d in docs]).copy(), labels
 
 
 def _index(ctx: Context, start: int, embeddings: np.ndarray) -> None:
@@ -95,15 +123,24 @@ def _index(ctx: Context, start: int, embeddings: np.ndarray) -> None:
             workfile.drop(ctx.folder, job["image_id"])
 
 
+def synthetic(total: int, seed: int = 0) -> tuple[np.ndarray, list[str | None]]:
+    """``total`` clustered faces in a shuffled order, and their persons."""
+    persons = max(1, total * 2 // 5)  # LFW: 15,023 faces of 5,749 people
+    known, owners, _ = clustered(total, persons, 1, seed)
+    order = np.random.default_rng(seed).permutation(total)
+    return known[order], [owners[i] for i in order]
+
+
 def one(
-    faces: int, seed: int = 0, known: np.ndarray | None = None, existing: int = 0, slice_faces: int | None = None
+    known: np.ndarray,
+    labels: Sequence[str | None],
+    existing: int = 0,
+    slice_faces: int | None = None,
+    every: int | None = None,
 ) -> dict[str, float]:
-    if known is None:
-        total = faces + existing
-        persons = max(1, total * 2 // 5)  # LFW: 15,023 faces of 5,749 people
-        known, _, _ = clustered(total, persons, 1, seed)
-        known = known[np.random.default_rng(seed).permutation(total)]
-    faces = len(known) - existing
+    """Index ``known[:existing]`` and settle it (not timed), then the rest as a run: the index
+    stage, then its end (``every``: a slice settled each time that many faces are stored, the
+    rest at the end)."""
     with tempfile.TemporaryDirectory(prefix="facepic-endrun-") as tmp:
         settings = Settings.load(
             env={"FACEPIC_DATA_DIR": tmp, "FACEPIC_MODEL": MODEL, "FACEPIC_MODEL_ROOT": tmp}, env_file=None
@@ -113,48 +150,67 @@ def one(
             if existing:
                 _index(ctx, 0, known[:existing])
                 settle_run(ctx)
-            started = time.perf_counter()
-            _index(ctx, existing, known[existing:])
-            indexed = time.perf_counter() - started
-            before = ctx.library.person_count()
-            longest, settled, moved = 0.0, 0.0, 0
-            while True:
+            indexed, settled, longest, moved = 0.0, 0.0, 0.0, 0
+            before = 0
+            chunk = every or len(known)
+            for at in range(existing, len(known), chunk):
                 started = time.perf_counter()
-                summary = settle_run(ctx, slice_faces)
-                took = time.perf_counter() - started
-                settled, longest, moved = settled + took, max(longest, took), moved + summary.faces_moved
-                if not summary.more:
-                    break
+                _index(ctx, at, known[at : at + chunk])
+                indexed += time.perf_counter() - started
+                before = before or ctx.library.person_count()
+                last = at + chunk >= len(known)
+                while True:  # as the queue drains at the end: slices until none is left
+                    started = time.perf_counter()
+                    summary = settle_run(ctx, slice_faces or every)
+                    took = time.perf_counter() - started
+                    settled, longest, moved = settled + took, max(longest, took), moved + summary.faces_moved
+                    if not (last and summary.more):
+                        break  # during the run: one slice each ``every`` faces, photos waiting
+            person = {d["_id"]: d.get("person_id") for d in ctx.library.faces.find({}, {"person_id": 1})}
+    scored = [n for n, label in enumerate(labels) if label is not None]
+    found = [person[_face_id(n)] or f"unassigned {n}" for n in scored]
     return {
+        **scores([str(labels[n]) for n in scored], found),
         "index": indexed,
         "settle": settled,
         "longest": longest,
         "before": before,
         "after": summary.persons_after,
         "moved": moved,
+        "new": len(known) - existing,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--faces", type=int, nargs="+", default=[2_000, 15_000])
+    parser.add_argument("--faces", type=int, nargs="+", help="run sizes (default 2,000 and 15,000; a library's all)")
     parser.add_argument("--existing", type=int, default=0, help="faces the library holds, settled, before the run")
     parser.add_argument("--slice", type=int, help="settle this many faces at a time (the index worker's drains)")
+    parser.add_argument(
+        "--every", type=int, help="settle a slice each time this many faces are stored (the index worker)"
+    )
     parser.add_argument("--library", help="a finished run's data folder: settle its real faces instead")
     args = parser.parse_args()
     print(
         f"{'faces':>8} {'existing':>8} {'index s':>8} {'end s':>8} {'end/index':>9} {'end ms/face':>11} "
-        f"{'longest s':>9} {'persons before':>14} {'after':>6} {'moved':>6}"
+        f"{'longest s':>9} {'persons before':>14} {'after':>6} {'moved':>6} {'F':>6} {'P':>6} {'R':>6}"
     )
-    runs: list[tuple[int, np.ndarray | None]] = [(n, None) for n in args.faces]
     if args.library:
-        real = library_faces(args.library)
-        runs = [(len(real), real)]
-    for n, known in runs:
-        r = one(n, known=known, existing=args.existing, slice_faces=args.slice)
+        known, labels = library_faces(args.library)
+        runs = [(known[:n], labels[:n]) for n in args.faces or [len(known)]]
+    else:
+        sizes = args.faces or [2_000, 15_000]
+        shared = synthetic(args.existing + max(sizes)) if args.existing else None
+        runs = [
+            (shared[0][: args.existing + n], shared[1][: args.existing + n]) if shared else synthetic(n) for n in sizes
+        ]
+    for known, labels in runs:
+        r = one(known, labels, existing=args.existing, slice_faces=args.slice, every=args.every)
+        n = int(r["new"])
         print(
             f"{n:>8} {args.existing:>8} {r['index']:8.1f} {r['settle']:8.1f} {r['settle'] / r['index']:9.2f} "
-            f"{1000 * r['settle'] / n:11.2f} {r['longest']:9.1f} {r['before']:>14} {r['after']:>6} {r['moved']:>6}",
+            f"{1000 * r['settle'] / n:11.2f} {r['longest']:9.1f} {r['before']:>14} {r['after']:>6} {r['moved']:>6} "
+            f"{r['f']:6.4f} {r['precision']:6.4f} {r['recall']:6.4f}",
             flush=True,
         )
 

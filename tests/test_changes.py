@@ -36,7 +36,7 @@ from facepic.persons import (
     reject_face,
 )
 from facepic.settings import Settings
-from facepic.settle import Linkage, settle_library
+from facepic.settle import Linkage, settle_behind, settle_library
 from tests.conftest import PHOTOS, invoke, offline_settings
 
 WRITES = {"insert", "update", "delete", "findAndModify"}
@@ -283,6 +283,27 @@ def test_settling_in_slices_reaches_every_face_a_slice_at_a_time(base: dict[str,
         assert slices[:-1] == list(range(5, 5 * len(slices), 5)) and slices[-1] >= upto, slices
         assert consistency.check(lib, settings.folder).count == 0
         assert lib.unassigned_faces() == 0  # the face left unassigned was placed with the last slice
+
+
+def test_settling_behind_the_index_stage_waits_for_a_slice_of_faces(base: dict[str, Any]) -> None:
+    """The index worker between its batches: nothing while fewer than a slice of faces are
+    unsettled, then one slice of them, the rest left to later."""
+    settings = base["settings"]
+    _restore(base)
+    with Context(settings) as ctx:
+        lib = ctx.library
+        model = lib.library_model()
+        assert model is not None
+        upto = lib.current_seq()
+        assert upto > 10
+        lib.set_settle_mark(model, upto - 4)
+        assert settle_behind(ctx, 5) is None
+        assert lib.settle_mark()["seq"] == upto - 4
+        lib.set_settle_mark(model, 0)
+        s = settle_behind(ctx, 5)
+        assert s is not None and s.more
+        assert lib.settle_mark()["seq"] == 5
+        assert consistency.check(lib, settings.folder).count == 0
 
 
 @pytest.mark.servers  # the embedded database

@@ -28,7 +28,7 @@ from facepic.runner import run_serial_batch
 from facepic.runtime import default_threads, limit_blas_threads
 from facepic.scan import cannot_process
 from facepic.settings import Settings
-from facepic.settle import settle_run
+from facepic.settle import settle_behind, settle_run
 from workers.app import app
 from workers.batches import BATCH, DRAIN, WATCH_SECONDS, IndexQueue
 from workers.dispatch import CeleryDispatcher
@@ -193,6 +193,7 @@ def index() -> str:
                 log.warning("%s", cannot_process(job.get("file", ""), job["error"]))
         queue.done()
         photos += len(jobs)
+        _settle_behind(ctx)
         queue.refresh()
         if time.monotonic() - started > DRAIN_SECONDS:
             app.send_task(INDEX_TASK)  # the flag stays taken: this drain goes on in a new task
@@ -202,12 +203,24 @@ def index() -> str:
 
 
 # Settling decides the persons of the faces stored since the last settle together (see
-# facepic.settle). On the index queue it runs once the queue has drained: a drain that ends
-# with nothing waiting schedules one settle a few seconds later, which settles only if the
+# facepic.settle). On the index queue it runs as the faces come, a slice each SETTLE_SLICE faces
+# stored (photos wait for that slice), and once the queue has drained: a drain that ends with
+# nothing waiting schedules one settle a few seconds later, which settles the rest only if the
 # queue is still empty then (else the next drained moment does). The index worker is a single
 # process, so this is never concurrent with an index stage.
 SETTLE_DELAY = 5.0
 _settle_sent = 0.0
+
+
+def _settle_behind(ctx: Context) -> None:
+    """A slice settled between batches once SETTLE_SLICE faces wait unsettled (facepic.settle)."""
+    try:
+        s = settle_behind(ctx, SETTLE_SLICE)
+    except FacePicError as e:  # the database out of reach: the drained moment settles them
+        log.warning("settling left for later: %s", describe_error(e, ctx.settings))
+        return
+    if s is not None:
+        log.info("settled a slice behind the index stage; faces moved %d, assigned %d", s.faces_moved, s.faces_assigned)
 
 
 def _index_waiting() -> int:
@@ -243,4 +256,4 @@ def settle() -> str:
     return f"index queue busy after {slices} slice(s): a later drained moment settles the rest"
 
 
-SETTLE_SLICE = 2_000  # faces: a slice settles in a few seconds (bench/endrun.py)
+SETTLE_SLICE = 2_000  # faces: a slice settles in seconds (bench/endrun.py --every, --slice)
