@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -261,13 +262,19 @@ def test_the_next_command_finishes_a_change_left_midway(base: dict[str, Any]) ->
         assert _state(ctx.library) == after
 
 
+@contextmanager
+def _restored(base: dict[str, Any]) -> Iterator[tuple[Context, Library, str]]:
+    """The saved library, opened: its context, its library and its model."""
+    _restore(base)
+    with Context(base["settings"]) as ctx:
+        model = ctx.library.library_model()
+        assert model is not None
+        yield ctx, ctx.library, model
+
+
 def test_settling_in_slices_reaches_every_face_a_slice_at_a_time(base: dict[str, Any]) -> None:
     settings = base["settings"]
-    _restore(base)
-    with Context(settings) as ctx:
-        lib = ctx.library
-        model = lib.library_model()
-        assert model is not None
+    with _restored(base) as (ctx, lib, model):
         lib.set_settle_mark(model, 0)
         upto = lib.current_seq()
         slices = []
@@ -288,12 +295,7 @@ def test_settling_in_slices_reaches_every_face_a_slice_at_a_time(base: dict[str,
 def test_settling_behind_the_index_stage_waits_for_a_slice_of_faces(base: dict[str, Any]) -> None:
     """The index worker between its batches: nothing while fewer than a slice of faces are
     unsettled, then one slice of them, the rest left to later."""
-    settings = base["settings"]
-    _restore(base)
-    with Context(settings) as ctx:
-        lib = ctx.library
-        model = lib.library_model()
-        assert model is not None
+    with _restored(base) as (ctx, lib, model):
         upto = lib.current_seq()
         assert upto > 10
         lib.set_settle_mark(model, upto - 4)
@@ -303,7 +305,7 @@ def test_settling_behind_the_index_stage_waits_for_a_slice_of_faces(base: dict[s
         s = settle_behind(ctx, 5)
         assert s is not None and s.more
         assert lib.settle_mark()["seq"] == 5
-        assert consistency.check(lib, settings.folder).count == 0
+        assert consistency.check(lib, base["settings"].folder).count == 0
 
 
 @pytest.mark.servers  # the embedded database
