@@ -63,6 +63,18 @@ def test_publishing_outlasts_a_broker_restart() -> None:
     assert sum(waits) > 300  # minutes, not the default half second
 
 
+def test_a_worker_killed_in_a_sweep_holds_up_redelivery_for_seconds_not_minutes() -> None:
+    """Kombu's sweep for a dead worker's tasks holds a Redis lock that expires on its own if
+    its worker is killed in the sweep: within a few sweeps (10 s at a 4 s visibility timeout,
+    30 s at the default 600), not after kombu's 300 s, which stalled redelivery past the tests'
+    waits when kill -9 landed in a sweep."""
+    for timeout, most in ((4, 10), (600, 30)):
+        settings = Settings.load(env={"FACEPIC_VISIBILITY_TIMEOUT": str(timeout)}, env_file=None)
+        options = make_app(settings).conf.broker_transport_options
+        assert options["visibility_timeout"] == timeout
+        assert options["unacked_restore_interval"] < options["unacked_mutex_expire"] <= most
+
+
 def _db_layer_leaks(source: str, name: str) -> list[str]:
     """Where a module reaches past `Library` into MongoDB: a collection (or the database, the
     client, the error wrapper) taken from a library object, pymongo imported, or a collection's

@@ -49,10 +49,15 @@ def configure(app: Celery, settings: Settings) -> None:
         # A task whose worker died (machine off, kill -9) is delivered again after this long;
         # it must exceed the longest task, retry countdowns included (60 s at most).
         # Kombu sweeps for such tasks every interval x throttle seconds (100 s by default).
+        # A sweep holds a lock in Redis; a worker killed while holding it (kill -9 lands in a
+        # sweep that often enough, a sweep a second under a 4 s timeout) stopped every sweep
+        # until it expired: 300 s by default, longer than the timeout it serves. A sweep
+        # restores ten tasks, in milliseconds: three intervals, at least 10 s, is room enough.
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
-            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 4)),
+            "unacked_restore_interval": (interval := max(1, min(10, settings.visibility_timeout // 4))),
             "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": max(10, 3 * interval),
             "socket_timeout": 30,
         },
         broker_connection_max_retries=None,
