@@ -43,7 +43,7 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench.quality import scores
+from bench.quality import labelled_face, scores
 from bench.synthetic import clustered
 from facepic import ids
 from facepic.context import Context
@@ -104,13 +104,13 @@ def library_faces(data_dir: str) -> tuple[np.ndarray, list[str | None]]:
         model = lib.library_model() or MODEL
         docs = list(lib.faces.find({"model": model}, {"embedding": 1, "image_id": 1, "box": 1}).sort("_id", 1))
         photos = {d["_id"]: d for d in lib.images.find({}, {"path": 1, "width": 1, "height": 1})}
-    nearest: dict[str, tuple[float, int]] = {}
+    of_photo: dict[str, list[int]] = {}
     for n, d in enumerate(docs):
-        photo = photos[d["image_id"]]
-        x0, y0, x1, y1 = d["box"]
-        off = float(np.hypot((x0 + x1 - photo["width"]) / 2, (y0 + y1 - photo["height"]) / 2))
-        nearest[d["image_id"]] = min(nearest.get(d["image_id"], (off, n)), (off, n))
-    labelled = {n for _, n in nearest.values()}
+        of_photo.setdefault(d["image_id"], []).append(n)
+    labelled = set()
+    for image_id, faces in of_photo.items():
+        photo = photos[image_id]
+        labelled.add(faces[labelled_face(np.array([docs[n]["box"] for n in faces]), photo["width"], photo["height"])])
     labels = [str(Path(photos[d["image_id"]]["path"]).parent) if n in labelled else None for n, d in enumerate(docs)]
     return embeddings_from_bson([d["embedding"] for d in docs]).copy(), labels
 
@@ -150,14 +150,14 @@ def one(
             if existing:
                 _index(ctx, 0, known[:existing])
                 settle_run(ctx)
-            indexed, settled, longest, moved = 0.0, 0.0, 0.0, 0
-            before = 0
+            indexed, settled, longest, moved, before = 0.0, 0.0, 0.0, 0, 0
             chunk = every or len(known)
             for at in range(existing, len(known), chunk):
                 started = time.perf_counter()
                 _index(ctx, at, known[at : at + chunk])
                 indexed += time.perf_counter() - started
-                before = before or ctx.library.person_count()
+                if at == existing:  # the persons the index stage made before the first settle
+                    before = ctx.library.person_count()
                 last = at + chunk >= len(known)
                 while True:  # as the queue drains at the end: slices until none is left
                     started = time.perf_counter()

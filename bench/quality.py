@@ -76,6 +76,14 @@ def _detect(engine, settings, path: Path) -> tuple[np.ndarray, int, np.ndarray] 
     return found_faces(engine, settings, path)[1]
 
 
+def labelled_face(boxes: np.ndarray, width: float, height: float) -> int:
+    """Which of a photo's faces is its labelled one: the face whose box (x0, y0, x1, y1) has its
+    centre nearest the photo's (the first on a tie)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    centre = np.array([width / 2, height / 2])
+    return int(np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1)))
+
+
 def found_faces(engine, settings, path: Path) -> tuple[list, tuple[np.ndarray, int, np.ndarray] | None]:
     """One photo's faces (``DetectedFace``) and what the cache keeps of them (None: no face)."""
     from facepic.decode import decode
@@ -85,8 +93,7 @@ def found_faces(engine, settings, path: Path) -> tuple[list, tuple[np.ndarray, i
     if not faces:
         return [], None
     h, w = decoded.rgb.shape[:2]
-    centre = np.array([w / 2, h / 2])
-    labelled = min(range(len(faces)), key=lambda i: np.linalg.norm((faces[i].box[:2] + faces[i].box[2:]) / 2 - centre))
+    labelled = labelled_face(np.array([f.box for f in faces]), w, h)
     measured = []
     for f in faces:  # exactly as facepic.pipeline.detect assesses a face
         q = assess(decoded.rgb, f.box, decoded.to_full(f.box), decoded.to_full(f.landmarks), f.score)
@@ -147,9 +154,7 @@ def cache_from_library(data_dir: Path, folder: Path, cache: Path, model: str = "
         if not faces:
             found[doc["path"]] = None
             continue
-        centre = np.array([doc["width"] / 2, doc["height"] / 2])
-        boxes = np.array([f["box"] for f in faces], dtype=np.float64)
-        labelled = int(np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1)))
+        labelled = labelled_face(np.array([f["box"] for f in faces]), doc["width"], doc["height"])
         quality = np.array(
             [[f["quality"]["size"], f["quality"]["sharpness"], f["quality"]["frontal"], f["score"]] for f in faces]
         )

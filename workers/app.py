@@ -24,6 +24,7 @@ def make_app(settings: Settings | None = None) -> Celery:
 
 
 def configure(app: Celery, settings: Settings) -> None:
+    sweep = max(1, min(10, settings.visibility_timeout // 4))  # seconds between kombu's sweeps (below)
     app.conf.update(
         broker_url=str(settings.redis_url),
         task_serializer="json",
@@ -55,9 +56,9 @@ def configure(app: Celery, settings: Settings) -> None:
         # restores ten tasks, in milliseconds: three intervals, at least 10 s, is room enough.
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
-            "unacked_restore_interval": (interval := max(1, min(10, settings.visibility_timeout // 4))),
+            "unacked_restore_interval": sweep,
             "unacked_restore_throttle": 1,
-            "unacked_mutex_expire": max(10, 3 * interval),
+            "unacked_mutex_expire": max(10, 3 * sweep),
             "socket_timeout": 30,
         },
         broker_connection_max_retries=None,
