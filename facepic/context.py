@@ -75,6 +75,12 @@ class Context:
             self._store = storage.open_store(self.settings)
         return self._store
 
+    def on_disk(self) -> None:
+        """The library's writes so far are on disk (``Library.on_disk``); nothing to do in a
+        process that has not opened it."""
+        if self._library is not None:
+            self._library.on_disk()
+
     def close(self) -> None:
         """Close connections (the embedded server can only shut down cleanly after this)."""
         if self._library is not None:

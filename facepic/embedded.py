@@ -87,23 +87,30 @@ def _serving(data_dir: Path) -> dict[str, Any] | None:
     return {"pid": pid, "port": port}
 
 
-def _uri(host: str, port: int) -> str:
+def _uri(host: str, port: int, journal: bool = True) -> str:
     # journal=true: each write returns once its log is on disk, so a disk that fills
-    # fails that write (the run stops, nothing logged done that is not stored)
-    # instead of the server dropping its last writes when it closes.
+    # fails that write instead of the server dropping its last writes when it closes.
+    # `facepic run` asks for journal=false: there a log flush at every write cost an
+    # eighth of the run (fsync: 5 core-seconds of kernel time and idle cores on 1,705 LFW
+    # photos), and it flushes once a batch instead, before the ledger calls a photo done
+    # (`Library.on_disk`), so nothing logged done is lost to a kill or a full disk.
     # retryWrites=false: this server keeps a record of every retryable write for
     # half an hour and scans them all at each write, so a long run's writes grew
     # dearer one after another (45% of the end of a 15,000-face run). A retry
     # is for a failover, which an embedded server in this process never has.
-    return f"mongodb://{host}:{port}/?directConnection=true&journal=true&retryWrites=false"
+    return f"mongodb://{host}:{port}/?directConnection=true&journal={str(journal).lower()}&retryWrites=false"
 
 
 @contextmanager
-def embedded_database(settings: Settings, *, alone: bool = False, publish: bool = False) -> Iterator[Settings]:
+def embedded_database(
+    settings: Settings, *, alone: bool = False, publish: bool = False, journal: bool = True
+) -> Iterator[Settings]:
     """``settings`` with a MongoDB URI: the configured one, or an embedded server's for the
     duration of the block. While `facepic serve` holds the data folder (``publish``: it writes
     its server's loopback address there), a block that need not be ``alone`` uses serve's
-    server; one that must be gets an error that names serve."""
+    server; one that must be gets an error that names serve. Without ``journal`` the embedded
+    server's writes return before its log is on disk: its user calls ``Library.on_disk``
+    before anything outside the database relies on them."""
     if settings.mongodb_uri:
         yield settings
         return
@@ -115,14 +122,14 @@ def embedded_database(settings: Settings, *, alone: bool = False, publish: bool 
         yield settings.replace(mongodb_uri=Secret(_uri(LOOPBACK, serving["port"])))
         return
     try:
-        with _started(settings, publish) as uri:
+        with _started(settings, publish, journal) as uri:
             yield settings.replace(mongodb_uri=Secret(uri))
     finally:
         os.close(fd)
 
 
 @contextmanager
-def _started(settings: Settings, publish: bool) -> Iterator[str]:
+def _started(settings: Settings, publish: bool, journal: bool) -> Iterator[str]:
     """An embedded server on the data folder's database (its lock held): its URI."""
     try:
         from secantus import SecantusDBServer
@@ -153,7 +160,7 @@ def _started(settings: Settings, publish: bool) -> Iterator[str]:
             serving.unlink(missing_ok=True)
             if publish:
                 write_atomic(serving, json.dumps({"pid": os.getpid(), "port": port}).encode())
-            yield _uri(host, port)
+            yield _uri(host, port, journal)
         finally:
             serving.unlink(missing_ok=True)
             _wake_accept(server)

@@ -339,6 +339,85 @@ def test_killing_run_takes_its_pool_processes_down(offline_env, tmp_path) -> Non
             proc.kill()
 
 
+def test_a_run_killed_as_it_logs_photos_done_lost_none_of_them(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`facepic run` writes to its embedded database without waiting for the log at each write
+    (journal=false) and flushes it once a batch, before the ledger calls its photos done. Killed
+    with -9 just after the ledger grew, every photo it calls done is stored, and the next run
+    does the rest, each photo once."""
+    from facepic.context import Context
+    from facepic.embedded import embedded_database
+
+    root = tmp_path / "drive"
+    names = distinct_photos(root, 48)
+    env = {**offline_env, "FACEPIC_WORKERS": "2"}
+    settings = settings_of(env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "run", str(root)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(
+            lambda: settings.ledger_path.exists() and b'"done"' in settings.ledger_path.read_bytes(), "a photo done"
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = {x["image_id"] for x in ledger_lines(settings) if x["status"] == "done"}
+    with embedded_database(settings) as opened, Context(opened) as ctx:
+        stored = {doc["_id"] for doc in ctx.library.images.find({}, {"_id": 1})}
+        faces = {doc["image_id"] for doc in ctx.library.faces.find({}, {"image_id": 1})}
+    assert done and done <= stored, f"{len(done - stored)} of {len(done)} photos logged done are not stored"
+    assert done <= faces, f"{len(done - faces)} of {len(done)} photos logged done have no face stored"
+    assert len(done) < len(names), "the run finished before it was killed"
+    again = run_cli(env, "run", str(root))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"photos {len(names)}: done {len(names) - len(done)} " in again.stdout, again.stdout
+    lines = [x["path"] for x in ledger_lines(settings) if x["status"] == "done"]
+    assert sorted(lines) == sorted(names)  # each photo done exactly once
+
+
+def test_the_run_flushes_its_database_once_before_the_ledger_calls_a_batch_done(offline_env) -> None:  # type: ignore[no-untyped-def]
+    """What makes the test above hold through a power cut as well: with the embedded server's
+    writes not waiting for its log (journal=false, `facepic run`), the log stage makes one write
+    that does (j: true) before it appends the batch's lines; a client that waits at every write
+    (the default, MongoDB's) makes none."""
+    from pymongo import monitoring
+
+    from facepic.context import Context
+    from facepic.embedded import embedded_database
+    from facepic.pipeline import log
+
+    seen: list[tuple[str, dict]] = []
+
+    class Commands(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            if event.command_name in ("update", "insert"):
+                seen.append((event.command_name, dict(event.command.get("writeConcern") or {})))
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    monitoring.register(Commands())  # for every client made from here on, in this process
+    settings = settings_of(offline_env)
+    job = {"root": "/r", "path": "a.jpg", "sha256": "0" * 64, "image_id": "i" * 32, "faces": 0}
+    for journal in (False, True):
+        with embedded_database(settings, alone=True, journal=journal) as opened, Context(opened) as ctx:
+            ctx.library.meta.insert_one({"_id": f"before-{journal}"})
+            seen.clear()
+            lines = len(ledger_lines(settings))
+            log.log_batch(ctx, [dict(job, path=f"{journal}.jpg")])
+            assert len(ledger_lines(settings)) == lines + 1
+            flushes = [wc for name, wc in seen if wc.get("j") is True]
+            assert len(flushes) == (0 if journal else 1), seen
+
+
 def test_ctrl_c_while_the_pool_starts_is_one_line_and_the_run_goes_on_next_time(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Ctrl-C right after the model line, while the fork server starts the pool processes (a
     traceback from the thread starting them, before): one line, exit 130, nothing left

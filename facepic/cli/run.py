@@ -118,7 +118,9 @@ class OnDemand:
             from facepic.runtime import limit_blas_threads
 
             limit_blas_threads(1)  # this process's index stage runs beside a pool that fills the cores
-            settings = self._stack.enter_context(embedded_database(self.settings, alone=True))
+            # journal=False: the run flushes the embedded server's log once a batch (the
+            # log stage's ``on_disk``) and before it says the faces are settled, not at each write.
+            settings = self._stack.enter_context(embedded_database(self.settings, alone=True, journal=False))
             ctx = self._stack.enter_context(Context(settings))
             ctx.library.ensure_indexes()
             finish_pending_of(ctx)
@@ -171,6 +173,7 @@ def _run(
         else:
             return planner.summary  # nothing new: no library, model or pool was needed
     _settle(library.ctx, planner.summary.faces)
+    library.ctx.on_disk()
     unsettled.unlink(missing_ok=True)
     return planner.summary
 
@@ -203,8 +206,9 @@ def _scan(
     with bar(desc="scanning", bar_format="{desc}: {n_fmt} files [{elapsed}]") as scanned:
         for job in planner.new_jobs(root, looked_at=lambda: scanned.update(1)):
             if pool is None:
-                from facepic.runner import CpuPool
+                from facepic.runner import CpuPool, start_fork_server
 
+                start_fork_server()  # its imports overlap the library's opening
                 choice = _open(library, planner, upload)
                 pool = stack.enter_context(CpuPool(library.ctx.settings, choice.source))
                 job["model"] = planner.model

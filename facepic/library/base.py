@@ -21,6 +21,7 @@ from pymongo.errors import (
     OperationFailure,
     PyMongoError,
 )
+from pymongo.write_concern import WriteConcern
 
 from facepic.errors import FacePicError
 from facepic.ledger import now_iso
@@ -137,6 +138,18 @@ class LibraryBase:
 
     def close(self) -> None:
         self.client.close()
+
+    def on_disk(self) -> None:
+        """Everything written so far is on disk once this returns. A client whose writes do
+        not wait for the journal (`facepic run` on the embedded server) makes one small write
+        that does: the server's log is written in order, so flushing it there flushes every
+        write before. A client that waits at every write (MongoDB's default) has nothing to do."""
+        if self.client.write_concern.document.get("j") is not False:
+            return
+        with self.errors():
+            self.meta.with_options(write_concern=WriteConcern(j=True)).update_one(
+                {"_id": "on_disk"}, {"$inc": {"flushes": 1}}, upsert=True
+            )
 
     def library_model(self) -> str | None:
         with self.errors():

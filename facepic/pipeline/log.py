@@ -43,6 +43,8 @@ def log_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
         entries.append(entry)
         if entry["status"] == Status.DONE:
             pending[key] = entry["uploaded"]
+    if entries:
+        ctx.on_disk()  # what the lines call done is stored before they say so
     ctx.ledger.append_many(entries)
     done.update(pending)
     st = os.stat(ctx.ledger.path) if entries else None

@@ -1,0 +1,142 @@
+"""`facepic run` against the machine's own ceiling: the CPU stages alone in as many processes
+as cores (``bench/scaleout.py``'s pipeline phase), then the product on the same photos, in
+alternating rounds of one sitting, and the ratio of their photos per second.
+
+    python bench/ceiling.py                                   # 120 camera photos, 3 rounds
+    python bench/ceiling.py --corpus ../shared/lfw-dev --photos 1705
+    python bench/ceiling.py --photos 300 --rounds 5
+
+The ceiling is the pipeline phase of ``bench/scaleout.py --procs <cores>``: decode, models,
+quality, thumbnail and crops in memory, models loaded and warmed up before the clock starts,
+no disk, no database. `facepic run` is timed as a user waits for it, from the command to its
+exit (start-up, the model's load, the index and ledger, the settle and the shutdown included),
+on a fresh data folder, the embedded database and no bucket, one process per core.
+
+A machine shared with something else moves both figures; the rounds alternate so that both
+see the same drift, and the medians are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+from bench import scaleout
+
+
+def ceiling(files: list[Path], shared: dict, cores: int) -> float:
+    """Photos per second of the CPU stages alone, ``cores`` processes."""
+    return scaleout.measure(cores, files, shared)["rate"]
+
+
+def product(files: list[Path], model: str, scratch: Path, cores: int) -> tuple[float, str]:
+    """Photos per second of `facepic run` over ``files`` (hard-linked, else copied, into one
+    folder), start to exit; its summary line."""
+    photos = scratch / "photos"
+    if not photos.exists():
+        photos.mkdir(parents=True)
+        for i, f in enumerate(files):
+            target = photos / f"{i:06d}{f.suffix.lower()}"
+            try:
+                os.link(f, target)
+            except OSError:
+                shutil.copyfile(f, target)
+    data = scratch / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    env = {
+        **os.environ,
+        "FACEPIC_DATA_DIR": str(data),
+        "FACEPIC_MODEL": model,
+        "FACEPIC_MODEL_ROOT": str(scratch / "models"),
+        "FACEPIC_WORKERS": str(cores),
+        "FACEPIC_MONGODB_URI": "",
+        "FACEPIC_S3_ENDPOINT": "",
+        "FACEPIC_S3_ACCESS_KEY_ID": "",
+        "FACEPIC_S3_SECRET_ACCESS_KEY": "",
+    }
+    for key in scaleout.ONE_THREAD:
+        env.pop(key, None)  # the product sets its own threads
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "facepic.cli", "run", str(photos)], env=env, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"facepic run failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    summary = next((line for line in (done.stdout + done.stderr).splitlines() if line.startswith("photos ")), "")
+    return len(files) / wall, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=120)
+    parser.add_argument("--corpus", type=Path, help="folder of photos (default bench/corpus/scaleout-N, camera-sized)")
+    parser.add_argument("--sources", type=Path, default=HERE.parent / "tests" / "photos")
+    parser.add_argument("--model", default="buffalo_s")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    from facepic.models import resolve
+    from facepic.runtime import Runtime
+
+    cores = os.cpu_count() or 1
+    folder = args.corpus or HERE / "corpus" / f"scaleout-{args.photos}"
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg") and not p.name.startswith("."))
+    if len(files) < args.photos and args.corpus is None:
+        files = scaleout.corpus_files(folder, args.photos, args.sources, cores)
+    files = files[: args.photos]
+    if not files:
+        raise SystemExit(f"no photos under {folder}")
+    scratch = Path(tempfile.mkdtemp(prefix="facepic-ceiling-"))
+    (scratch / "models").mkdir()
+    choice = resolve(args.model, scratch / "models")
+    runtime = Runtime.resolve("openvino", 1, None)
+    shared = {"choice": choice, "runtime": runtime, "model_iters": 1, "opencv_threads": 1}
+    saved = {k: os.environ.get(k) for k in scaleout.ONE_THREAD}
+    sizes = [p.stat().st_size for p in files]
+    print(
+        f"{scaleout.cpu_name()}, {cores} cores; {dataclasses.replace(runtime).describe()}; model {choice.name}\n"
+        f"corpus: {len(files)} photos from {folder}, {sum(sizes) / len(sizes) / 1e6:.2f} MB each",
+        flush=True,
+    )
+    ratios, ceilings, runs = [], [], []
+    try:
+        for r in range(1, args.rounds + 1):
+            os.environ.update(scaleout.ONE_THREAD)  # the spawned stage processes inherit one thread
+            top = ceiling(files, shared, cores)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            rate, summary = product(files, args.model, scratch, cores)
+            ratios.append(rate / top)
+            ceilings.append(top)
+            runs.append(rate)
+            print(
+                f"round {r}: ceiling {top:.1f} photos/s ({len(files) / top:.2f} s), "
+                f"facepic run {rate:.1f} photos/s ({len(files) / rate:.2f} s): {rate / top:.2f}x  [{summary}]",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(
+        f"\nmedian of {len(ratios)}: ceiling {statistics.median(ceilings):.1f} photos/s, facepic run "
+        f"{statistics.median(runs):.1f} photos/s, ratio {statistics.median(ratios):.2f}x "
+        f"(rounds {', '.join(f'{x:.2f}' for x in ratios)})"
+    )
+
+
+if __name__ == "__main__":
+    main()
