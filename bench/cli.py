@@ -7,7 +7,9 @@ no bucket), against u = this machine's `python -c "import click"`.
 
 Rows: u; `--version`, `--help`, `status`, `persons`, `persons --json` (medians over rounds, in
 seconds and in multiples of u); the first `run` over the folder, and a re-run with nothing
-new (the median of the re-runs, in seconds and as a share of the first run). The code timed
+new (the median of the re-runs, in seconds and as a share of the first run). `persons` is
+timed three ways: the first after the run (it starts the lingering embedded server), the next
+ones (through it), and with FACEPIC_DB_LINGER=0 (each starts and stops its own). The code timed
 is this checkout's (PYTHONPATH is set to it), whatever the virtualenv's install points at.
 """
 
@@ -44,6 +46,17 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path, check: bool = True) -
     return seconds
 
 
+def stop_lingering(data: Path) -> None:
+    """Stop the embedded server a command left up on ``data``, if any."""
+    import json
+    import signal
+
+    try:
+        os.kill(int(json.loads((data / "serving.json").read_text())["pid"]), signal.SIGTERM)
+    except (OSError, ValueError, KeyError):
+        pass
+
+
 def median(argv: list[str], env: dict[str, str], cwd: Path, rounds: int) -> float:
     return statistics.median(timed(argv, env, cwd) for _ in range(rounds))
 
@@ -77,9 +90,14 @@ def main() -> None:
         first = timed([*facepic, "run", str(photos)], env, scratch, check=False)
         reruns = [timed([*facepic, "run", str(photos)], env, scratch, check=False) for _ in range(args.reruns)]
         rerun = statistics.median(reruns)
-        for name in ("status", "persons", "persons --json"):
+        rows.append(("status", median([*facepic, "status"], env, scratch, args.rounds)))
+        alone = {**env, "FACEPIC_DB_LINGER": "0"}
+        rows.append(("persons (no linger)", median([*facepic, "persons"], alone, scratch, args.rounds)))
+        rows.append(("persons (starts the server)", timed([*facepic, "persons"], env, scratch)))
+        for name in ("persons", "persons --json"):
             rows.append((name, median([*facepic, *name.split()], env, scratch, args.rounds)))
     finally:
+        stop_lingering(scratch / "data")
         shutil.rmtree(scratch, ignore_errors=True)
     files = sum(1 for p in photos.rglob("*") if p.is_file())
     print(f"folder {photos} ({files:,} files), {os.cpu_count()} cores; medians of {args.rounds} rounds")

@@ -9,7 +9,7 @@
 <data>/objects/                     the folder store (no bucket, FACEPIC_COPY_ORIGINALS)
 <data>/db/                          the embedded database
 <data>/persons.html                 the contact sheet
-<data>/serving.json                 `facepic serve`'s embedded server address, while it runs
+<data>/serving.json                 the embedded server's address while `facepic serve` or a lingering server runs
 <data>/unsettled                    a run stored faces it has not settled yet (killed midway)
 """
 

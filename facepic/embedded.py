@@ -13,9 +13,12 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,18 +76,33 @@ def _held_by(data_dir: Path) -> str:
 
 
 def _serving(data_dir: Path) -> dict[str, Any] | None:
-    """The address `facepic serve` published for its embedded server, when the lock is held
-    and that server answers: a file left by a serve killed with -9 is never trusted."""
-    try:
-        serving = json.loads(DataFolder(data_dir).serving.read_text())
-        pid, port = int(serving["pid"]), int(serving["port"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """The address `facepic serve` or a lingering server published for its embedded server,
+    when the lock is held and that server answers: a file left by a process killed with -9 is
+    never trusted. A lingering server still starting is waited for (its starter wrote the file
+    with its pid and no port)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            serving = json.loads(DataFolder(data_dir).serving.read_text())
+            pid = int(serving["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not alive(pid):
+            return None
+        if serving.get("port") is not None:
+            break
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
     from facepic.db import answers
 
-    if not alive(pid) or not answers(_uri(LOOPBACK, port)):
+    try:
+        port = int(serving["port"])
+    except (ValueError, TypeError):
         return None
-    return {"pid": pid, "port": port}
+    if not answers(_uri(LOOPBACK, port)):
+        return None
+    return {"pid": pid, "port": port, "lingering": bool(serving.get("lingering"))}
 
 
 def _uri(host: str, port: int, journal: bool = True) -> str:
@@ -116,21 +134,106 @@ def embedded_database(
         return
     fd = _lock(settings.data_dir)
     if fd is None:
-        serving = None if alone else _serving(settings.data_dir)
-        if serving is None:
+        serving = _serving(settings.data_dir)
+        if serving is not None and serving["lingering"] and alone:
+            fd = _stop_lingering(settings.data_dir, serving["pid"])
+        elif serving is not None and not alone:
+            yield settings.replace(mongodb_uri=Secret(_uri(LOOPBACK, serving["port"])))
+            return
+        if fd is None:
             raise EmbeddedError(_held_by(settings.data_dir))
-        yield settings.replace(mongodb_uri=Secret(_uri(LOOPBACK, serving["port"])))
-        return
+    if not (alone or publish) and settings.db_linger > 0:
+        port = _linger(settings, fd)  # the server takes the lock over
+        if port is not None:
+            yield settings.replace(mongodb_uri=Secret(_uri(LOOPBACK, port)))
+            return
+        fd = _lock(settings.data_dir)  # it could not start: this process serves itself, as before
+        if fd is None:
+            raise EmbeddedError(_held_by(settings.data_dir))
     try:
-        with _started(settings, publish, journal) as uri:
+        with _started(settings.data_dir, publish, journal) as (uri, _):
             yield settings.replace(mongodb_uri=Secret(uri))
     finally:
         os.close(fd)
 
 
+# A read or a correction with the lock free starts the server in a process of its own that
+# outlives the command by ``db_linger`` seconds without a client: the next command connects in
+# milliseconds instead of importing the server and opening its files (a second of `facepic
+# persons`). A command that needs the library to itself (run, recluster, serve...) stops it.
+START_TIMEOUT = 30.0  # seconds for a lingering server to open the database
+STOP_TIMEOUT = 30.0  # seconds for it to close it
+
+
+def _linger(settings: Settings, fd: int) -> int | None:
+    """Start a lingering server on the data folder whose lock ``fd`` holds (closed here: the
+    server's copy holds it from now); its port, or None when it could not start."""
+    serving = settings.folder.serving
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "facepic.embedded", str(settings.data_dir), str(fd), str(settings.db_linger)],
+            pass_fds=(fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C at the terminal is for the command, not for it
+            close_fds=True,
+        )
+        # Written before the server has a port: a command meanwhile waits for it (``_serving``).
+        write_atomic(serving, json.dumps({"pid": proc.pid, "port": None, "lingering": True}).encode())
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = _serving(settings.data_dir)
+        if found is not None and found["pid"] == proc.pid:
+            return int(found["port"])
+        time.sleep(0.02)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    return None
+
+
+def _stop_lingering(data_dir: Path, pid: int) -> int | None:
+    """Ask the lingering server ``pid`` to close, and take the data folder's lock once it has;
+    None if it is still held after STOP_TIMEOUT."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        fd = _lock(data_dir)
+        if fd is not None:
+            return fd
+        time.sleep(0.02)
+    return None
+
+
+def _serve_lingering(data_dir: Path, fd: int, idle: float) -> None:
+    """The lingering server's process: serve the data folder's database until no client has
+    been connected for ``idle`` seconds, or until asked to stop (SIGTERM)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _started(data_dir, True, True, lingering=True) as (_, server):
+            quiet_since = time.monotonic()
+            while not stop.wait(0.2):
+                if getattr(server, "_active_conns", 0):
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > idle:
+                    break
+    finally:
+        os.close(fd)
+
+
 @contextmanager
-def _started(settings: Settings, publish: bool, journal: bool) -> Iterator[str]:
-    """An embedded server on the data folder's database (its lock held): its URI."""
+def _started(data_dir: Path, publish: bool, journal: bool, lingering: bool = False) -> Iterator[tuple[str, Any]]:
+    """An embedded server on the data folder's database (its lock held): its URI and itself."""
     try:
         from secantus import SecantusDBServer
     except ImportError:
@@ -138,29 +241,33 @@ def _started(settings: Settings, publish: bool, journal: bool) -> Iterator[str]:
             "no FACEPIC_MONGODB_URI is set and the embedded database is not installed: "
             "pip install 'facepic[embedded]' (or set FACEPIC_MONGODB_URI)"
         ) from None
-    path = settings.folder.database
+    folder = DataFolder(data_dir)
+    path = folder.database
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise data_folder_error(e, settings.data_dir) from None
+        raise data_folder_error(e, data_dir) from None
     with _diagnostics_to(path / "server.log"):
         try:
             server = SecantusDBServer(host=LOOPBACK, port=0, storage_path=str(path))
             server.start()
         except Exception as e:  # noqa: BLE001 - its storage engine panics on a full disk
-            if disk_full(settings.data_dir):
-                raise data_folder_error(OSError(errno.ENOSPC, "No space left on device"), settings.data_dir) from None
+            if disk_full(data_dir):
+                raise data_folder_error(OSError(errno.ENOSPC, "No space left on device"), data_dir) from None
             raise EmbeddedError(
                 f"the embedded database in {path} cannot be opened ({first_line(e)}); its log is {path / 'server.log'}"
             ) from None
-        serving = settings.folder.serving
+        serving = folder.serving
         try:
             host, port = server.address
-            # Whoever holds the lock owns the address file: one there now is a killed serve's.
-            serving.unlink(missing_ok=True)
-            if publish:
-                write_atomic(serving, json.dumps({"pid": os.getpid(), "port": port}).encode())
-            yield _uri(host, port, journal)
+            # Whoever holds the lock owns the address file: one there now is a killed serve's
+            # (or, for a lingering server, its starter's, which names it without a port).
+            if publish:  # in place of it, in one step: a command reading it meanwhile sees one
+                published = {"pid": os.getpid(), "port": port, **({"lingering": True} if lingering else {})}
+                write_atomic(serving, json.dumps(published).encode())
+            else:
+                serving.unlink(missing_ok=True)
+            yield _uri(host, port, journal), server
         finally:
             serving.unlink(missing_ok=True)
             _wake_accept(server)
@@ -310,3 +417,7 @@ def _writable(path: Path) -> bool:
             return True
     except OSError:
         return False
+
+
+if __name__ == "__main__":  # a lingering server: python -m facepic.embedded DATA_DIR LOCK_FD IDLE_SECONDS
+    _serve_lingering(Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]))

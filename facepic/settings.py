@@ -86,6 +86,9 @@ class Settings:
     retries: int = 8
     retry_backoff: float = 2.0
     db_timeout: float = 10.0  # seconds to wait for MongoDB before an attempt fails
+    # The embedded database: seconds it stays up for the next command once no command uses it
+    # (`facepic persons`, `name`...: a second less each); 0: it stops with each command.
+    db_linger: float = 300.0
     visibility_timeout: int = 600  # seconds before a dead worker's task is delivered again
     # `facepic serve`: the login (user:password), required beyond loopback; where it listens.
     web_auth: Secret = Secret("")

@@ -174,6 +174,9 @@ def offline_settings(data_dir: Path, model_root: Path) -> dict[str, str]:
         "FACEPIC_S3_ACCESS_KEY_ID": "",
         "FACEPIC_S3_SECRET_ACCESS_KEY": "",
         "FACEPIC_WORKERS": "2",
+        # Each command's embedded server stops with it: tests/test_linger.py tests the one that
+        # outlives it (a user's default), which would otherwise outlive each test's folder.
+        "FACEPIC_DB_LINGER": "0",
     }
 
 

@@ -68,7 +68,12 @@ def fill(lib: Library) -> None:
 def embedded_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The embedded database of `facepic run`, started once for this file's tests."""
     data = tmp_path_factory.mktemp("queries") / "data"
-    env = {"FACEPIC_DATA_DIR": str(data), "FACEPIC_MONGODB_URI": "", "FACEPIC_MODEL_ROOT": "/x"}
+    env = {
+        "FACEPIC_DATA_DIR": str(data),
+        "FACEPIC_MONGODB_URI": "",
+        "FACEPIC_MODEL_ROOT": "/x",
+        "FACEPIC_DB_LINGER": "0",
+    }
     with embedded_database(settings_of(env)) as settings:
         yield settings.mongodb_uri
 
