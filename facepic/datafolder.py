@@ -15,8 +15,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +101,25 @@ def replace_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def same_file_atomically(src: Path, dst: Path) -> None:
+    """``dst`` becomes ``src``'s content in one step (a reader sees the old file or the new):
+    a hard link where the file system has them, else a copy. Neither file is ever written in
+    place afterwards (each is replaced whole), so the two names never disturb each other."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".tmp-{uuid.uuid4().hex}")
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+                raise
+            shutil.copyfile(src, tmp)  # no hard links here (another file system, FAT)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 

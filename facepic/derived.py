@@ -4,12 +4,12 @@ settling, corrections, pending changes (`facepic.changes`) and `facepic check --
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from facepic import documents, storage
+from facepic.datafolder import same_file_atomically
 from facepic.db import Library
 from facepic.ledger import now_iso
 
@@ -40,8 +40,7 @@ class Covers:
         src, dst = self.crop(face_id), self.cover(person_id)
         if not src.exists():
             return False
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+        same_file_atomically(src, dst)
         if self.store is None:
             return False
         self.store.put_file(storage.person_key(person_id), dst, "image/jpeg")

@@ -125,7 +125,7 @@ def find_face(lib: Library, face_id: str) -> dict[str, Any]:
 
 # A person's fields that only the user sets, as `undo_last` puts them back (with their defaults).
 USER_FIELDS = {"name": "", "user_locked": False, "hidden": False, "cover_locked": False, "best_face_id": None}
-FACE_FIELDS = ("person_id", "locked", "rejected", "not_same", "ignored")
+FACE_FIELDS = ("person_id", "locked", "rejected", "not_same", "ignored", "candidates")
 
 
 def _log(

@@ -240,6 +240,29 @@ def test_undo_entries_of_many_faces_are_kept_in_parts_and_undone_whole(
         assert lib.undo_log.count_documents({}) == 1 and lib.undo_parts.count_documents({}) == 3
 
 
+def test_undo_gives_an_ambiguous_face_its_candidates_back(offline_env: dict[str, str]) -> None:
+    """A face the index stage found between two persons keeps them as ``candidates`` until a
+    correction decides it (a move unsets them); undoing the move puts them back, and a face
+    that had none gets none."""
+    from facepic.persons import move_faces
+
+    rng = np.random.default_rng(2)
+    faces = _unit(rng.standard_normal((3, EMBEDDING_DIM)))
+    ids = ["pa0000000000000", "pb0000000000000", "pc0000000000000"]
+    with opened(offline_env) as ctx:
+        lib, covers = ctx.library, Covers(ctx)
+        lib.claim_model("buffalo_s")
+        _store(lib, ids, faces, covers)
+        lib.faces.update_one({"_id": "f0"}, {"$set": {"candidates": [ids[0], ids[1]]}})
+        move_faces(lib, ["f0", "f2"], ids[1], covers)
+        moved = {f["_id"]: f for f in lib.faces.find({"_id": {"$in": ["f0", "f2"]}})}
+        assert "candidates" not in moved["f0"] and moved["f0"]["person_id"] == ids[1]
+        undo_last(lib, covers)
+        back = {f["_id"]: f for f in lib.faces.find({"_id": {"$in": ["f0", "f2"]}})}
+        assert back["f0"]["candidates"] == [ids[0], ids[1]] and back["f0"]["person_id"] == ids[0]
+        assert "candidates" not in back["f2"] and back["f2"]["person_id"] == ids[2]
+
+
 def _store(lib: Library, person_ids: list[str], embeddings: np.ndarray, covers: Covers) -> None:
     """A face of its own photo for each person."""
     docs = []

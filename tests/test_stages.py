@@ -54,13 +54,34 @@ def test_thumbnails_in_another_process_reuse_the_decoded_pixels(tmp_path: Path, 
     assert detector.folder.work_file("img1").exists()
 
 
-def test_the_embedded_runner_keeps_no_pixels_on_disk(tmp_path: Path, model_root: Path) -> None:
+def test_the_embedded_runner_keeps_no_pixels_and_no_work_file_on_disk(tmp_path: Path, model_root: Path) -> None:
+    """`facepic run`'s pool hands the faces to its main process in the job: no file is written,
+    and the job carries what the work file would (the index stage reads either the same way)."""
+    import pickle
+
+    import numpy as np
+
+    from facepic.pipeline import workfile
+
     settings, _, job = setup(tmp_path, model_root, "img2")
     ctx = Context(settings, stages_together=True)  # as the runner's pool processes make it
     job = run_stage(ctx, BY_NAME["detect"], job)
     assert not ctx.folder.pixels_file("img2").exists()
+    assert not ctx.folder.work_file("img2").exists()
     job = run_stage(ctx, BY_NAME["thumbnails"], job)
     assert not job.get("error") and ctx.folder.thumbnail("img2").exists()
+    job = pickle.loads(pickle.dumps(job))  # back to the run's process
+    carried = workfile.held(ctx.folder, job)
+    assert carried is not None and len(carried["scores"]) == job["faces"] == 1
+
+    # The same photo through a Celery-like chain: the work file holds the same faces.
+    apart = Context(settings)
+    filed = run_stage(apart, BY_NAME["detect"], {k: v for k, v in job.items() if k not in ("work", "faces", "ext")})
+    assert "work" not in filed
+    read = workfile.load(apart.folder, "img2")
+    assert read is not None and read["info"] == carried["info"]
+    for name in ("boxes", "landmarks", "scores", "embeddings", "quality"):
+        assert np.array_equal(read[name], carried[name]), name
 
 
 def test_a_job_sent_by_an_older_version_is_read_with_its_path() -> None:

@@ -70,3 +70,25 @@ def test_an_npz_left_by_an_earlier_version_is_read_and_dropped(tmp_path: Path) -
     assert work is not None and np.array_equal(work["embeddings"], arrays(3)["embeddings"])
     workfile.drop(folder, "img")
     assert not list(folder.work.iterdir())
+
+
+def test_a_cover_shares_its_crop_s_content_and_neither_disturbs_the_other(tmp_path: Path) -> None:
+    """The index stage makes a person's cover file from a face crop with a hard link (a copy cost
+    the main process 0.5 s on 1,705 LFW photos): replacing either file later leaves the other."""
+    from facepic.datafolder import same_file_atomically, write_atomic
+
+    crop, cover = tmp_path / "face_a.jpg", tmp_path / "faces" / "person_p.jpg"
+    write_atomic(crop, b"crop a")
+    same_file_atomically(crop, cover)
+    assert cover.read_bytes() == b"crop a"
+    assert cover.stat().st_ino == crop.stat().st_ino  # a link, not a copy
+    write_atomic(crop, b"crop a, again")  # a crop made again (reembed)
+    assert cover.read_bytes() == b"crop a"
+    other = tmp_path / "face_b.jpg"
+    write_atomic(other, b"crop b")
+    same_file_atomically(other, cover)  # a better face: the cover is replaced whole
+    assert cover.read_bytes() == b"crop b" and crop.read_bytes() == b"crop a, again"
+    assert sorted(p.name for p in cover.parent.iterdir()) == ["person_p.jpg"]  # no temporary left
+    with pytest.raises(FileNotFoundError):
+        same_file_atomically(tmp_path / "missing.jpg", cover)
+    assert cover.read_bytes() == b"crop b"

@@ -160,7 +160,9 @@ class Corrections(LibraryBase):
 
     def restore_faces(self, faces: list[dict[str, Any]]) -> None:
         """Put faces back as they were, in the fields each face's document names: its person
-        (through `set_persons`), ``locked``, ``rejected``, ``not_same``, ``ignored``."""
+        (through `set_persons`), ``locked``, ``rejected``, ``not_same``, ``ignored``,
+        ``candidates`` (the persons an ambiguous face was between; entries older than it lack
+        the field and leave it as it is)."""
         moves: dict[str | None, list[str]] = {}
         for f in faces:
             if "person_id" in f:
@@ -171,10 +173,17 @@ class Corrections(LibraryBase):
             fields: dict[str, Any] = {k: bool(f[k]) for k in ("locked",) if k in f}
             fields.update({k: list(f[k] or []) for k in ("rejected", "not_same") if k in f})
             change: dict[str, Any] = {}
+            gone: dict[str, str] = {}
             if f.get("ignored"):
                 fields["ignored"] = True
             elif "ignored" in f:
-                change["$unset"] = {"ignored": ""}
+                gone["ignored"] = ""
+            if f.get("candidates"):
+                fields["candidates"] = list(f["candidates"])
+            elif "candidates" in f:
+                gone["candidates"] = ""
+            if gone:
+                change["$unset"] = gone
             if fields:
                 change["$set"] = fields
             if change:

@@ -85,7 +85,15 @@ class Lookups(LibraryBase):
         """The stored ones of ``face_ids`` with what a correction changes and keeps, by id."""
         found: dict[str, dict[str, Any]] = {}
         wanted = list(face_ids)
-        projection = {"image_id": 1, "person_id": 1, "rejected": 1, "not_same": 1, "locked": 1, "ignored": 1}
+        projection = {
+            "image_id": 1,
+            "person_id": 1,
+            "rejected": 1,
+            "not_same": 1,
+            "locked": 1,
+            "ignored": 1,
+            "candidates": 1,
+        }
         with self.errors():
             for start in range(0, len(wanted), IN_BATCH):
                 found.update(

@@ -1,4 +1,5 @@
-"""Stage 1, detect: decode the photo at reduced size, find its faces, keep them in its work file."""
+"""Stage 1, detect: decode the photo at reduced size, find its faces, keep them in its work file
+(under `facepic run`, in its job)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def _xmp_regions(path: Path, data: bytes, decoded: Decoded) -> dict:
 
 
 def detect(ctx: Context, job: Job) -> Job:
-    """Decode at reduced size, find faces, and keep them in the photo's work file."""
+    """Decode at reduced size, find faces, and keep them in the photo's work file (in its job
+    where the next stages run in this process and the index stage in the run's)."""
     if job.get("error"):
         return job
     engine = ctx.engine(job["model"])
@@ -84,9 +86,12 @@ def detect(ctx: Context, job: Job) -> Job:
         # thumbnails stage deletes the file.
         workfile.save_pixels(ctx.folder, job["image_id"], decoded.rgb)
         arrays["scale"] = np.array(decoded.scale)
-    workfile.save(ctx.folder, job["image_id"], arrays)
     ext = FORMAT_EXTENSIONS.get(decoded.format, ids.safe_extension(job["path"]))
     out: Job = {**job, "faces": n, "ext": ext}
+    if ctx.stages_together:  # the rest of the chain is this process's and the run's: no file
+        out["work"] = workfile.kept(arrays)
+    else:
+        workfile.save(ctx.folder, job["image_id"], arrays)
     problems = decoded.metadata.get("xmp", {}).get("problems")
     if problems:
         out["warnings"] = list(problems)

@@ -4,7 +4,6 @@ unassigned when unsure or too poor to found one), covers upgraded when a better 
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from facepic import documents, ids, quality, storage, versions, xmp
 from facepic.context import Context, OfLibrary
+from facepic.datafolder import same_file_atomically
 from facepic.matching import assign_photo
 from facepic.pipeline import workfile
 from facepic.pipeline.job import Job, extension, fail
@@ -64,7 +64,7 @@ def index_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
             continue
         seen.add(job["image_id"])
         try:
-            work = workfile.load(ctx.folder, job["image_id"])
+            work = workfile.held(ctx.folder, job)
         except workfile.WorkFileError as e:
             out[pos] = fail(job, "index", str(e))
             continue
@@ -331,9 +331,7 @@ def _new_covers(ctx: Context, faces: list[dict[str, Any]]) -> dict[str, dict[str
         if face["quality"]["value"] > best:
             covers[pid] = face
     for pid, face in covers.items():
-        target = ctx.folder.cover(pid)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ctx.folder.face_crop(face["_id"]), target)
+        same_file_atomically(ctx.folder.face_crop(face["_id"]), ctx.folder.cover(pid))
     return covers
 
 

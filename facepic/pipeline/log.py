@@ -51,6 +51,7 @@ def log_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
     if st is not None:
         ctx.state(Logged).seen = (st.st_ino, st.st_size)
     for job in jobs:
+        job.pop("work", None)  # its faces are stored: nothing carries them further
         workfile.drop(ctx.folder, job["image_id"])
     return jobs
 

@@ -19,7 +19,7 @@ def make_thumbnails(ctx: Context, job: Job) -> Job:
     cached, last.photo = last.photo, None
     hit = cached is not None and cached[0] == job["image_id"]
     try:
-        work = workfile.load(ctx.folder, job["image_id"], pixels=not hit)
+        work = workfile.held(ctx.folder, job, pixels=not hit)
     except workfile.WorkFileError as e:
         return fail(job, "thumbnails", str(e))
     if work is None:  # already indexed: its thumbnails exist

@@ -20,6 +20,7 @@ import numpy as np
 
 from facepic.datafolder import DataFolder, replace_atomically
 from facepic.errors import first_line
+from facepic.pipeline.job import Job
 
 MAGIC = b"FACEPIC-WORK-1\n"
 
@@ -58,6 +59,23 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     if offset != len(data):
         raise ValueError("not a whole FacePic work file (its length)")
     return arrays
+
+
+def kept(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The work as ``load`` reads it back, from the arrays ``save`` would have written: what
+    `facepic run`'s pool hands its main process with the photo's job instead of a file (the
+    index stage runs there; a file written, read and deleted cost each photo three file
+    operations)."""
+    work: dict[str, Any] = {k: a for k, a in arrays.items() if k not in ("info", "scale")}
+    work["info"] = json.loads(arrays["info"].tobytes().decode())
+    return work
+
+
+def held(folder: DataFolder, job: Job, pixels: bool = False) -> dict[str, Any] | None:
+    """The photo's work: the one its job carries (``kept``), else its work file's (``load``)."""
+    if "work" in job:
+        return dict(job["work"])  # a copy: a stage may take from it, a retry needs it whole
+    return load(folder, job["image_id"], pixels)
 
 
 def save_pixels(folder: DataFolder, image_id: str, rgb: np.ndarray) -> None:
