@@ -102,6 +102,15 @@ def _list_failed_and_skipped(info: dict[str, Any], list_failed: bool, list_skipp
             )
 
 
+def json_lines(items: list[dict[str, Any]]) -> str:
+    """A JSON array with one item a line: as readable as an indented one for a list of persons,
+    and written by json's C encoder (with ``indent`` it takes the pure-Python one: 1.7 of the
+    4.7 s of `persons --json` on 10,000 persons)."""
+    if not items:
+        return "[]"
+    return "[\n" + ",\n".join(json.dumps(item, ensure_ascii=False) for item in items) + "\n]"
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Every person with its faces, for scripts.")
 @click.option("--all", "show_all", is_flag=True, help="Hidden persons too.")
@@ -149,7 +158,7 @@ def persons(obj: dict, as_json: bool, show_all: bool, as_html: bool, suggest: bo
             faces = [{"face_id": f["_id"], "image_id": f["image_id"]} for f in loose]
             sheet = reports.write_contact_sheet(people, settings, faces, unassigned)
     if as_json:
-        click.echo(json.dumps(people, indent=2, ensure_ascii=False))
+        click.echo(json_lines(people))
         return
     for n, person in enumerate(people, 1):
         label = person["name"] or "(unnamed)"
@@ -195,7 +204,7 @@ def _suggestions(obj: dict, as_json: bool) -> None:
         if p.a in people and p.b in people
     ]
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        click.echo(json_lines(rows))
         return
 
     def who(person: dict[str, Any]) -> str:
