@@ -305,3 +305,35 @@ def test_the_pages_pairs_follow_the_library_and_read_it_whole_aside(
         assert kept._aside is not None
         kept._aside.join(60)
         assert asked() == everything - {frozenset((person[x0], person[x1])), frozenset((person[y0], person[y1]))}
+
+
+def test_the_people_page_does_not_wait_for_the_first_read_of_the_pairs(
+    offline_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve` reads every person's faces for the "same person?" pairs as it starts (seconds at
+    10,000 persons). The people page's link to them has no count while that read goes on,
+    instead of the page waiting for it; once read, the count is there."""
+    import threading
+
+    from facepic import suggest
+    from facepic.web.roster import Suggested
+
+    split_library(offline_env, tmp_path / "drive")
+    release = threading.Event()
+    real = suggest.read
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(suggest, "read", slow)
+    with opened(offline_env) as ctx:
+        kept = Suggested(ctx.library, Linkage.default())
+        warming = threading.Thread(target=kept.warm)
+        warming.start()
+        while not kept._lock.locked():
+            warming.join(0.01)
+        assert kept.count() is None  # answered at once, the read still going on
+        release.set()
+        warming.join(60)
+        assert kept.count() == len(kept.pairs()) == 6

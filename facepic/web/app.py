@@ -157,7 +157,7 @@ def _reading_pages(app: Flask, site: Site) -> None:
 
     @app.get("/")
     def people() -> str:
-        return render_template("people.html", data=_people_page(site), suggested=len(site.suggested.pairs()))
+        return render_template("people.html", data=_people_page(site), suggested=site.suggested.count())
 
     @app.get("/same")
     def same() -> str:

@@ -122,12 +122,28 @@ class Suggested:
         self._version = ""
         self._lock = threading.Lock()
         self._aside: threading.Thread | None = None
+        self._count: int | None = None  # the pairs at the last question
 
     def pairs(self, person_id: str | None = None) -> list[suggest.Pair]:
         """Every pair, nearest to a merge first; or those of ``person_id``."""
         with self._lock:  # an update changes the pairs in place: one at a time
             likeness = self._current()
-            return likeness.of(person_id) if person_id else likeness.pairs()
+            every = likeness.pairs()
+            self._count = len(every)
+            return likeness.of(person_id) if person_id else every
+
+    def count(self) -> int | None:
+        """How many pairs there are, for the people page's link, without waiting on another
+        reader: None while the first read of the library is still going on (``warm``, at
+        `serve`'s start: 3 s at 10,000 persons, which the first page once waited for); the
+        last count while another question holds them. With no reader, it asks itself."""
+        if not self._lock.acquire(blocking=False):
+            return self._count
+        try:
+            self._count = len(self._current().pairs())
+            return self._count
+        finally:
+            self._lock.release()
 
     def warm(self) -> None:
         """Read the library now (`facepic serve` at its start), so the first page need not."""
