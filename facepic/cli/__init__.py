@@ -14,8 +14,11 @@ Importing this package registers every command on ``cli``.
 """
 
 from facepic.cli import corrections, library, models, run, serve, xmp  # noqa: F401 - the commands register themselves
-from facepic.cli.group import cli
+from facepic.cli.group import cli, leave
 
 
-def main() -> None:  # pragma: no cover - the console script without the Celery layer
-    cli(obj={})
+def main() -> None:  # pragma: no cover - `python -m facepic.cli`, the console script without the Celery layer
+    try:
+        cli(obj={})
+    except SystemExit as e:  # click ends every command so, standalone
+        leave(e.code)
