@@ -108,10 +108,10 @@ def _serving(data_dir: Path) -> dict[str, Any] | None:
 def _uri(host: str, port: int, journal: bool = True) -> str:
     # journal=true: each write returns once its log is on disk, so a disk that fills
     # fails that write instead of the server dropping its last writes when it closes.
-    # `facepic run` asks for journal=false: there a log flush at every write cost an
-    # eighth of the run (fsync: 5 core-seconds of kernel time and idle cores on 1,705 LFW
-    # photos), and it flushes once a batch instead, before the ledger calls a photo done
-    # (`Library.on_disk`), so nothing logged done is lost to a kill or a full disk.
+    # `facepic run` asks for journal=false: there every one of its many small writes waited
+    # for an fsync of the log (about 850 on 1,705 LFW photos); it flushes once a batch
+    # instead, before the ledger calls a photo done (`Library.on_disk`), so nothing logged
+    # done is lost to a kill, a power cut or a full disk.
     # retryWrites=false: this server keeps a record of every retryable write for
     # half an hour and scans them all at each write, so a long run's writes grew
     # dearer one after another (45% of the end of a 15,000-face run). A retry
