@@ -67,12 +67,29 @@ def _lock(data_dir: Path) -> int | None:
 def _held_by(data_dir: Path) -> str:
     """Why the data folder is not free, in words that say what to do."""
     serving = _serving(data_dir)
-    if serving is not None:
+    if serving is not None and not serving["lingering"]:
         return (
             f"facepic serve (pid {serving['pid']}) is using the data folder: "
             "stop it (Ctrl-C in its terminal) and run this again"
         )
+    lingering = _published(data_dir)
+    if lingering is not None and lingering.get("lingering") and alive(int(lingering["pid"])):
+        return (
+            f"the embedded database's server (pid {lingering['pid']}), kept up for the commands after "
+            "the last one, is in use by another facepic command or does not answer: run this again "
+            f"once that command is done, or stop the server (kill {lingering['pid']})"
+        )
     return f"another FacePic run is using the data folder {data_dir}"
+
+
+def _published(data_dir: Path) -> dict[str, Any] | None:
+    """``serving.json`` as it is, trusted or not."""
+    try:
+        found = json.loads(DataFolder(data_dir).serving.read_text())
+        int(found["pid"])
+        return found if isinstance(found, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _serving(data_dir: Path) -> dict[str, Any] | None:
@@ -132,11 +149,17 @@ def embedded_database(
     if settings.mongodb_uri:
         yield settings
         return
-    fd = _lock(settings.data_dir)
+    fd, serving = _lock(settings.data_dir), None
     if fd is None:
-        serving = _serving(settings.data_dir)
+        fd, serving = _free_or_serving(settings.data_dir)
+    if fd is None:
         if serving is not None and serving["lingering"] and alone:
             fd = _stop_lingering(settings.data_dir, serving["pid"])
+            if fd is None:
+                raise EmbeddedError(
+                    f"the embedded database's server (pid {serving['pid']}) is still in use by another "
+                    "facepic command: run this again once that command is done"
+                )
         elif serving is not None and not alone:
             yield settings.replace(mongodb_uri=Secret(_uri(LOOPBACK, serving["port"])))
             return
@@ -157,12 +180,28 @@ def embedded_database(
         os.close(fd)
 
 
+def _free_or_serving(data_dir: Path) -> tuple[int | None, dict[str, Any] | None]:
+    """The data folder's lock, or the server that holds it, waiting HANDOVER seconds for
+    either: a lingering server takes the lock a moment before it publishes its address, and
+    releases it a moment after it withdraws it. (None, None): held by someone else."""
+    deadline = time.monotonic() + HANDOVER
+    while True:
+        serving = _serving(data_dir)
+        if serving is not None:
+            return None, serving
+        fd = _lock(data_dir)
+        if fd is not None or time.monotonic() > deadline:
+            return fd, None
+        time.sleep(0.05)
+
+
 # A read or a correction with the lock free starts the server in a process of its own that
 # outlives the command by ``db_linger`` seconds without a client: the next command connects in
 # milliseconds instead of importing the server and opening its files (a second of `facepic
 # persons`). A command that needs the library to itself (run, recluster, serve...) stops it.
 START_TIMEOUT = 30.0  # seconds for a lingering server to open the database
-STOP_TIMEOUT = 30.0  # seconds for it to close it
+STOP_TIMEOUT = 30.0  # seconds for it to close it (once the commands using it are done)
+HANDOVER = 3.0  # seconds a command waits for the lock or an address while a server starts or stops
 
 
 def _linger(settings: Settings, fd: int) -> int | None:
@@ -171,20 +210,33 @@ def _linger(settings: Settings, fd: int) -> int | None:
     serving = settings.folder.serving
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "facepic.embedded", str(settings.data_dir), str(fd), str(settings.db_linger)],
+            [
+                sys.executable,
+                "-m",
+                "facepic.embedded",
+                os.path.abspath(settings.data_dir),
+                str(fd),
+                str(settings.db_linger),
+            ],
             pass_fds=(fd,),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C at the terminal is for the command, not for it
             close_fds=True,
+            cwd="/",  # not the command's folder, which it would keep busy
         )
+    except OSError:
+        os.close(fd)
+        return None
+    os.close(fd)
+    try:
         # Written before the server has a port: a command meanwhile waits for it (``_serving``).
         write_atomic(serving, json.dumps({"pid": proc.pid, "port": None, "lingering": True}).encode())
-    except OSError:
+    except OSError:  # a full disk: this command serves itself, and says so
+        proc.kill()
+        proc.wait()
         return None
-    finally:
-        os.close(fd)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline and proc.poll() is None:
         found = _serving(settings.data_dir)
@@ -215,18 +267,43 @@ def _stop_lingering(data_dir: Path, pid: int) -> int | None:
 
 def _serve_lingering(data_dir: Path, fd: int, idle: float) -> None:
     """The lingering server's process: serve the data folder's database until no client has
-    been connected for ``idle`` seconds, or until asked to stop (SIGTERM)."""
+    been connected for ``idle`` seconds, or until asked to stop (SIGTERM: it stops taking
+    commands and closes once those connected are done). If the data folder is no longer the
+    one it opened (moved, deleted, a backup restored in its place), it ends at once without
+    closing the database: closing writes its files by name, into the folder now there."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    opened = os.fstat(fd)
+
+    def still_ours() -> bool:
+        try:
+            there = os.stat(data_dir / ".facepic.lock")
+        except OSError:
+            return False
+        return (there.st_dev, there.st_ino) == (opened.st_dev, opened.st_ino)
+
     try:
         with _started(data_dir, True, True, lingering=True) as (_, server):
             quiet_since = time.monotonic()
-            while not stop.wait(0.2):
-                if getattr(server, "_active_conns", 0):
+            withdrawn = False
+            while True:
+                stop.wait(0.2)
+                if not still_ours():
+                    os._exit(0)
+                busy = getattr(server, "_active_conns", 0)
+                if stop.is_set():
+                    if not withdrawn:  # no new command comes to a server about to close
+                        DataFolder(data_dir).serving.unlink(missing_ok=True)
+                        withdrawn = True
+                    if not busy:
+                        break
+                elif busy:
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since > idle:
                     break
+            if not still_ours():
+                os._exit(0)
     finally:
         os.close(fd)
 

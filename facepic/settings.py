@@ -102,6 +102,8 @@ class Settings:
                 f"{PREFIX}RUNTIME must be {', '.join(RUNTIMES[:-1])} or {RUNTIMES[-1]}, not {self.runtime!r}"
             )
         object.__setattr__(self, "runtime", runtime)
+        if not 0 <= float(self.db_linger) <= 86_400:  # NaN fails both
+            raise SettingsError(f"{PREFIX}DB_LINGER must be 0 to 86400 seconds, not {self.db_linger!r}")
 
     @classmethod
     def defaults(cls) -> Settings:

@@ -149,3 +149,72 @@ def test_serve_takes_over_from_the_lingering_server_and_commands_follow(library:
     finally:
         serve.send_signal(signal.SIGINT)
         serve.wait(timeout=60)
+
+
+def test_a_backup_restored_while_a_server_lingers_is_not_corrupted(library: dict[str, str], tmp_path: Path) -> None:
+    """A user restores the data folder from a backup (or moves it) while a server lingers on the
+    old one: that server ends without writing into the folder now at the path (its close once
+    wrote the database's metadata there, and the restored library could no longer be opened)."""
+    data = Path(library["FACEPIC_DATA_DIR"])
+    before = facepic(library, "persons", "--json")
+    assert before.returncode == 0, before.stderr
+    old = int(serving(library)["pid"])  # type: ignore[index]
+    backup = tmp_path / "backup"
+    shutil.copytree(data, backup, ignore=shutil.ignore_patterns("serving.json"))
+    shutil.rmtree(data)
+    shutil.copytree(backup, data)
+    wait_until(lambda: not alive(old), "the old server to see its folder gone", timeout=30)
+    after = facepic({**library, "FACEPIC_DB_LINGER": "0"}, "persons", "--json")
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout) == json.loads(before.stdout)
+    checked = facepic({**library, "FACEPIC_DB_LINGER": "0"}, "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_commands_started_together_all_answer_through_one_server(library: dict[str, str]) -> None:
+    """Several reads at the same instant on a folder with no server up: one starts it, the
+    others wait for its address (or for the lock, as it closes) rather than fail."""
+    env = {**os.environ, **library, "FACEPIC_DB_LINGER": "2"}
+    argv = [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "persons", "--json"]
+    for _ in range(3):
+        procs = [
+            subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)
+        ]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outs]
+        assert len({out for out, _ in outs}) == 1
+        found = serving(library)
+        if found:  # the next round meets it stopping, or starts afresh
+            pid = int(found["pid"])
+            wait_until(lambda pid=pid: not alive(pid), "the server to stop", timeout=30)  # type: ignore[misc]
+
+
+def test_run_waits_for_a_command_still_using_the_lingering_server(library: dict[str, str], tmp_path: Path) -> None:
+    """`run` needs the library alone: it asks the lingering server to stop, which it does once
+    the command connected to it is done (it was closed under a running `check` before)."""
+    from pymongo import MongoClient
+
+    assert facepic(library, "persons").returncode == 0
+    up = serving(library)
+    assert up is not None
+    client: MongoClient = MongoClient(f"mongodb://127.0.0.1:{up['port']}/?directConnection=true")
+    client.facepic.persons.find_one()  # a command still at work, connected
+    more = tmp_path / "more"
+    shutil.copytree(PHOTOS / "jessica_alba", more / "jessica_alba")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "run", str(more)],
+        env={**os.environ, **library},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)
+        assert run.poll() is None, "run did not wait for the command using the server"
+        assert alive(int(up["pid"]))
+        assert client.facepic.persons.find_one() is not None  # still answered
+    finally:
+        client.close()
+    out, err = run.communicate(timeout=240)
+    assert run.returncode == 0, out + err
+    assert not alive(int(up["pid"]))
