@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections import deque
@@ -79,22 +78,6 @@ def _ready() -> bool:
     return True
 
 
-def start_fork_server() -> None:
-    """Start the pool's fork server now, importing ``POOL_PRELOAD`` (0.8 s of a core) while this
-    process goes on (opening the library, choosing the model); ``CpuPool`` then forks from it.
-    From the main thread: the server starts with Ctrl-C ignored, as it is once its imports are
-    done (a Ctrl-C during them printed their traceback); this process stops the pool itself."""
-    mp = multiprocessing.get_context("forkserver")
-    mp.set_forkserver_preload(list(POOL_PRELOAD))
-    from multiprocessing import forkserver
-
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec
-    try:
-        forkserver.ensure_running()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 class CpuPool:
     """The process pool for the CPU stages, started (models loading) before the scan. A pool
     broken by the death of one of its processes is replaced by a fresh one."""
@@ -109,7 +92,7 @@ class CpuPool:
         # Pool processes fork from a server process started fresh (never from this one, whose
         # embedded database has threads), which imports what they need once for all of them.
         mp = multiprocessing.get_context("forkserver")
-        mp.set_forkserver_preload(list(POOL_PRELOAD))  # if start_fork_server has not run
+        mp.set_forkserver_preload(list(POOL_PRELOAD))
         executor = ProcessPoolExecutor(
             self.processes,
             mp_context=mp,

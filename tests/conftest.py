@@ -306,6 +306,15 @@ def wait_for_ledger(settings: Settings, finished: int, timeout: float = 180.0) -
     raise AssertionError(f"only {len(final)} of {finished} photos finished in {timeout:.0f} s")
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs: a zombie (dead, not yet reaped) does not."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def wait_until(check: Any, what: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

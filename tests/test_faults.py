@@ -24,7 +24,7 @@ from PIL import Image
 from facepic.errors import DataFolderError
 from facepic.ledger import Ledger
 from facepic.storage import open_store
-from tests.conftest import PHOTOS, REPO, invoke, ledger_lines, settings_of, wait_until
+from tests.conftest import PHOTOS, REPO, invoke, ledger_lines, running, settings_of, wait_until
 
 FAULTS = """
 import os, signal
@@ -308,14 +308,6 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_killing_run_takes_its_pool_processes_down(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "drive"
     distinct_photos(root, 30, prefix="slow-")
@@ -333,7 +325,7 @@ def test_killing_run_takes_its_pool_processes_down(offline_env, tmp_path) -> Non
         assert len(children) >= 2, "no pool processes found"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        wait_until(lambda: not any(_alive(c) for c in children), "the pool processes to exit", timeout=10)
+        wait_until(lambda: not any(running(c) for c in children), "the pool processes to exit", timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -452,7 +444,7 @@ def test_ctrl_c_while_the_pool_starts_is_one_line_and_the_run_goes_on_next_time(
     assert proc.returncode == 130, output
     no_traceback(output)
     assert "interrupted: what was finished is kept, and the same command goes on from there" in err
-    wait_until(lambda: not any(_alive(c) for c in children | _descendants(proc.pid)), "the pool to end", timeout=10)
+    wait_until(lambda: not any(running(c) for c in children | _descendants(proc.pid)), "the pool to end", timeout=10)
     again = run_cli(offline_env, "run", str(root))
     assert again.returncode == 0, again.stdout + again.stderr
     final = [x for x in ledger_lines(settings_of(offline_env)) if x["status"] == "done"]

@@ -18,15 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PHOTOS, wait_until
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie left to a parent that does not reap it does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+from tests.conftest import running as alive
 
 
 def facepic(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
