@@ -208,6 +208,6 @@ class Lookups(LibraryBase):
                     yield d
 
     def image_places(self) -> dict[str, dict[str, Any]]:
-        """Every photo's path, import root and object keys, by id."""
+        """Every photo's path and import root, by id."""
         with self.errors():
             return {d["_id"]: d for d in self.images.find({}, {"path": 1, "root": 1})}

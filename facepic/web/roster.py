@@ -128,9 +128,11 @@ class Suggested:
         """Every pair, nearest to a merge first; or those of ``person_id``."""
         with self._lock:  # an update changes the pairs in place: one at a time
             likeness = self._current()
+            if person_id:
+                return likeness.of(person_id)
             every = likeness.pairs()
             self._count = len(every)
-            return likeness.of(person_id) if person_id else every
+            return every
 
     def count(self) -> int | None:
         """How many pairs there are, for the people page's link, without waiting on another
