@@ -7,7 +7,10 @@ import os
 
 
 def alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this machine (one of another user counts)."""
+    """Whether a process ``pid`` runs on this machine (one of another user counts). A zombie
+    (ended, not yet reaped by its parent) does not: a run started by a program that reads its
+    output before it reaps it stays a zombie until its pool processes end, and they end when
+    it does."""
     if pid <= 0:
         return False
     try:
@@ -15,5 +18,15 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False  # no /proc (macOS): the signal's answer stands
+    # "pid (name) state ...": the name may hold ") ", so the last one ends it.
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -67,6 +68,8 @@ def _exit_with_parent(parent: int) -> None:
 
 def _init_pool(settings: Settings, processes: int, model: str | None, parent: int) -> None:
     global _pool_context
+    # Ctrl-C stops a pool process, whatever the fork server started with (start_fork_server).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _exit_with_parent(parent)
     limit_blas_threads(default_threads(processes))
     _pool_context = Context(settings, processes=processes, stages_together=True)
@@ -76,6 +79,23 @@ def _init_pool(settings: Settings, processes: int, model: str | None, parent: in
 
 def _ready() -> bool:
     return True
+
+
+def start_fork_server() -> None:
+    """Start the pool's fork server now, its imports (``POOL_PRELOAD``, most of a second of a
+    core) overlapping what this process does before the pool (opening the library, choosing the
+    model); ``CpuPool`` then forks from it. It starts with Ctrl-C ignored, as it is once its
+    imports are done (a Ctrl-C during them printed their traceback); the pool processes take
+    Ctrl-C back (``_init_pool``), and this process stops the server with the run."""
+    mp = multiprocessing.get_context("forkserver")
+    mp.set_forkserver_preload(list(POOL_PRELOAD))
+    from multiprocessing import forkserver
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class CpuPool:
@@ -92,7 +112,7 @@ class CpuPool:
         # Pool processes fork from a server process started fresh (never from this one, whose
         # embedded database has threads), which imports what they need once for all of them.
         mp = multiprocessing.get_context("forkserver")
-        mp.set_forkserver_preload(list(POOL_PRELOAD))
+        mp.set_forkserver_preload(list(POOL_PRELOAD))  # if start_fork_server has not run
         executor = ProcessPoolExecutor(
             self.processes,
             mp_context=mp,

@@ -410,6 +410,26 @@ def test_the_run_flushes_its_database_once_before_the_ledger_calls_a_batch_done(
             assert len(flushes) == (0 if journal else 1), seen
 
 
+def test_a_process_that_ended_unreaped_is_not_alive() -> None:
+    """The pool's watch of its run: a run that ended but whose parent has not reaped it yet (a
+    program reading its output first) is a zombie, and its pool processes must end all the
+    same (they held that output open, and the program waited for them)."""
+    from facepic.procs import alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert alive(child.pid)
+        child.kill()
+        wait_until(lambda: not running(child.pid), "the child to become a zombie", timeout=10)
+        assert Path(f"/proc/{child.pid}").exists()  # not reaped yet
+        assert not alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert not alive(child.pid)
+    assert alive(os.getpid())
+
+
 def test_ctrl_c_while_the_pool_starts_is_one_line_and_the_run_goes_on_next_time(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Ctrl-C right after the model line, while the fork server starts the pool processes (a
     traceback from the thread starting them, before): one line, exit 130, nothing left

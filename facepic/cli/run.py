@@ -206,8 +206,9 @@ def _scan(
     with bar(desc="scanning", bar_format="{desc}: {n_fmt} files [{elapsed}]") as scanned:
         for job in planner.new_jobs(root, looked_at=lambda: scanned.update(1)):
             if pool is None:
-                from facepic.runner import CpuPool
+                from facepic.runner import CpuPool, start_fork_server
 
+                start_fork_server()  # its imports overlap the library's opening
                 choice = _open(library, planner, upload)
                 pool = stack.enter_context(CpuPool(library.ctx.settings, choice.source))
                 job["model"] = planner.model
