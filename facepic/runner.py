@@ -26,6 +26,7 @@ from facepic.pipeline.job import Job, fail
 from facepic.pipeline.policy import execute, execute_batch, retrying
 from facepic.pipeline.stages import BY_NAME, Stage, Where
 from facepic.planner import Summary
+from facepic.poolserver import POOL_PRELOAD
 from facepic.procs import alive
 from facepic.runtime import default_threads, limit_blas_threads
 from facepic.scan import cannot_process, display
@@ -35,17 +36,6 @@ BATCH = 16  # photos indexed together, at most (what the pool has ready, in orde
 logger = logging.getLogger(__name__)
 
 _pool_context: Context | None = None
-# Imported by the fork server once, instead of by each pool process (1.2 s of CPU each).
-POOL_PRELOAD = (
-    "facepic.runner",  # first: facepic.runtime keeps OpenVINO's telemetry off
-    "facepic.detect",
-    "insightface.model_zoo.scrfd",
-    "insightface.model_zoo.arcface_onnx",
-    "insightface.utils.face_align",
-    "openvino",
-    "onnx",
-    "cv2",
-)
 PARENT_POLL_SECONDS = 1.0
 PROCESS_DIED = (
     "the process analysing it died twice (killed by the system, for example for lack of "
@@ -79,23 +69,6 @@ def _init_pool(settings: Settings, processes: int, model: str | None, parent: in
 
 def _ready() -> bool:
     return True
-
-
-def start_fork_server() -> None:
-    """Start the pool's fork server now, its imports (``POOL_PRELOAD``, most of a second of a
-    core) overlapping what this process does before the pool (opening the library, choosing the
-    model); ``CpuPool`` then forks from it. It starts with Ctrl-C ignored, as it is once its
-    imports are done (a Ctrl-C during them printed their traceback); the pool processes take
-    Ctrl-C back (``_init_pool``), and this process stops the server with the run."""
-    mp = multiprocessing.get_context("forkserver")
-    mp.set_forkserver_preload(list(POOL_PRELOAD))
-    from multiprocessing import forkserver
-
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec
-    try:
-        forkserver.ensure_running()
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 class CpuPool:

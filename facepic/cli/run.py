@@ -206,9 +206,11 @@ def _scan(
     with bar(desc="scanning", bar_format="{desc}: {n_fmt} files [{elapsed}]") as scanned:
         for job in planner.new_jobs(root, looked_at=lambda: scanned.update(1)):
             if pool is None:
-                from facepic.runner import CpuPool, start_fork_server
+                from facepic.poolserver import start_fork_server
 
-                start_fork_server()  # its imports overlap the library's opening
+                start_fork_server()  # its imports overlap ours and the library's opening
+                from facepic.runner import CpuPool
+
                 choice = _open(library, planner, upload)
                 pool = stack.enter_context(CpuPool(library.ctx.settings, choice.source))
                 job["model"] = planner.model
