@@ -10,14 +10,15 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from facepic import storage
-from facepic.db import Library
 from facepic.ledger import Ledger
 from facepic.models import ModelChoice, resolve
 from facepic.settings import Settings
 from facepic.storage import ObjectStore
 
 if TYPE_CHECKING:  # the engines and matchers are imported when first used: a command that
-    # reads the library starts without NumPy, OpenCV or the runtimes
+    # reads the library starts without NumPy, OpenCV or the runtimes, and the pool's processes
+    # (which never meet the database) without pymongo
+    from facepic.db import Library
     from facepic.detect import FaceEngine
     from facepic.matching import PersonIndex
 
@@ -64,6 +65,8 @@ class Context:
     @property
     def library(self) -> Library:
         if self._library is None:
+            from facepic.db import Library
+
             self._library = Library(
                 self.settings.mongodb_uri, self.settings.mongodb_db, int(self.settings.db_timeout * 1000)
             )

@@ -11,6 +11,17 @@ class FacePicError(Exception):
     """Base of the errors FacePic reports as one line ("Error: ...")."""
 
 
+class DatabaseError(FacePicError):
+    """MongoDB refused the request; the message holds no secret. (Here, not in ``facepic.db``,
+    so that the pool's processes, which never meet the database, need not import pymongo.)"""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """MongoDB could not be reached: worth retrying."""
+
+    setting = "mongodb_uri"  # what the user checks: the CLI names it and where it came from
+
+
 class DataFolderError(FacePicError):
     """The data folder cannot be written: full, read-only, or not ours to write."""
 

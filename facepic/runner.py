@@ -20,7 +20,6 @@ from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from itertools import groupby
 
-from facepic import versions
 from facepic.context import Context
 from facepic.pipeline.job import Job, fail
 from facepic.pipeline.policy import execute, execute_batch, retrying
@@ -306,4 +305,6 @@ def summarize(summary: Summary, job: Job, report: Callable[[str], None]) -> None
     if job.get("error"):
         report(cannot_process(job.get("file", ""), job["error"]))
     elif "replaced" in job:
+        from facepic import versions  # pymongo's: the pool's processes never import it
+
         report(versions.note(display(job.get("file", "")), job["replaced"]))

@@ -23,7 +23,7 @@ from pymongo.errors import (
 )
 from pymongo.write_concern import WriteConcern
 
-from facepic.errors import FacePicError
+from facepic.errors import DatabaseError, DatabaseUnavailable, FacePicError  # noqa: F401 - re-exported
 from facepic.ledger import now_iso
 from facepic.models import ModelMismatch
 
@@ -57,16 +57,6 @@ CHANGES_LISTED = 500  # persons one listed change names; more: "read them all ag
 
 # The `meta` document that describes the index worker's face snapshot (see facepic/snapshot.py).
 SNAPSHOT_META_ID = "face_snapshot"
-
-
-class DatabaseError(FacePicError):
-    """MongoDB refused the request; the message holds no secret."""
-
-
-class DatabaseUnavailable(DatabaseError):
-    """MongoDB could not be reached: worth retrying."""
-
-    setting = "mongodb_uri"  # what the user checks: the CLI names it and where it came from
 
 
 def answers(uri: str, timeout_ms: int = 2000) -> bool:

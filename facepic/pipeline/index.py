@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from facepic import documents, ids, quality, storage, versions, xmp
+from facepic import documents, ids, quality, storage, xmp
 from facepic.context import Context, OfLibrary
 from facepic.datafolder import same_file_atomically
 from facepic.matching import assign_photo
@@ -73,6 +73,8 @@ def index_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
         else:
             fresh.append((pos, job, work))
     if fresh:
+        from facepic import versions  # the library's side: the pool's processes never import it
+
         replaced = versions.retire(
             ctx, [(job["root"], job["path"]) for _, job, _ in fresh], [job["image_id"] for _, job, _ in fresh]
         )

@@ -22,8 +22,15 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from facepic.context import Context
-from facepic.db import DatabaseError, DatabaseUnavailable
-from facepic.errors import FacePicError, data_folder_error, disk_full, first_line, is_disk_error
+from facepic.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    FacePicError,
+    data_folder_error,
+    disk_full,
+    first_line,
+    is_disk_error,
+)
 from facepic.pipeline.job import Job, fail
 from facepic.pipeline.stages import Stage
 from facepic.scan import cannot_process, display
