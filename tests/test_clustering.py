@@ -129,3 +129,47 @@ def test_a_rejected_face_never_joins_the_person_that_absorbed_its_person() -> No
     result = recluster(faces, set(), RULES, new_id, merged_into)
     assert result[:7] == ["P"] * 7 and merged_into == {"O": "P"}  # the larger keeps its id
     assert result[7] not in ("O", "P", None)
+
+
+def _plain_average_linkage(
+    embeddings: np.ndarray, photos: list[str], threshold: float, margin: float
+) -> set[frozenset[int]]:
+    """The merging `agglomerate` does, written the slow and obvious way: every step, of all
+    pairs of groups from different photos whose average similarity is above what they need
+    (``threshold + margin / sqrt(n_a n_b)``), merge the most similar (the smallest indices on
+    a tie), the larger group (then the lower index) absorbing the other."""
+    groups = [[i] for i in range(len(embeddings))]
+    sums = [embeddings[i].astype(np.float64) for i in range(len(embeddings))]
+    while True:
+        best = None
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                if {photos[i] for i in groups[a]} & {photos[i] for i in groups[b]}:
+                    continue
+                na, nb = len(groups[a]), len(groups[b])
+                link = float(sums[a] @ sums[b]) / (na * nb)
+                if link > threshold + margin / np.sqrt(na * nb) and (best is None or link > best[0]):
+                    best = (link, a, b)
+        if best is None:
+            return {frozenset(g) for g in groups}
+        _, a, b = best
+        keep, gone = (b, a) if len(groups[b]) > len(groups[a]) else (a, b)
+        groups[keep] += groups[gone]
+        sums[keep] = sums[keep] + sums[gone]
+        del groups[gone], sums[gone]
+
+
+def test_the_greedy_merging_is_plain_average_linkage() -> None:
+    """`agglomerate` keeps a heap of candidate pairs and computes a merged group's links to all
+    its neighbours at once; it must merge exactly as the plain algorithm does, here on a few
+    dense people (every face a neighbour of most of its person's) with faces sharing photos."""
+    from facepic.clustering import _singletons, agglomerate
+
+    labels, embeddings = people({"a": 30, "b": 25, "c": 20, "d": 3}, seed=7)
+    photos = [f"img{i % 40}" for i in range(len(labels))]  # some faces share a photo: never together
+    faces = Faces([f"f{i}" for i in range(len(labels))], embeddings, [None] * len(labels), photos)
+    for threshold, margin in [(0.3, 0.0), (0.25, 0.1), (0.35, 0.15)]:
+        merged = agglomerate(_singletons(faces, range(len(labels))), threshold, margin=margin)
+        got = {frozenset(g.members) for g in merged}
+        assert got == _plain_average_linkage(embeddings, photos, threshold, margin)
+        assert len(got) < len(labels) - 20  # the dense people were merged, not left as singles
