@@ -173,3 +173,18 @@ def test_the_greedy_merging_is_plain_average_linkage() -> None:
         got = {frozenset(g.members) for g in merged}
         assert got == _plain_average_linkage(embeddings, photos, threshold, margin)
         assert len(got) < len(labels) - 20  # the dense people were merged, not left as singles
+
+
+def test_the_heaps_packed_entries_order_as_their_tuples() -> None:
+    """The merging heap packs (-link, i, j, version i, version j) into one int: it must order
+    them exactly as the tuples, ties on the link (broken by the indices) and signs included."""
+    from facepic.clustering import _entry
+
+    rng = np.random.default_rng(3)
+    links = [float(x) for x in rng.uniform(-1, 1, 500)] + [0.5, 0.5, 0.5, -0.25, -0.25, 1.0, -1.0, 1e-300, -1e-300]
+    entries = [
+        (link, int(rng.integers(60)), int(rng.integers(60)), int(rng.integers(4)), int(rng.integers(4)))
+        for link in links
+    ]
+    assert sorted(entries) == sorted(entries, key=lambda t: _entry(*t))
+    assert _entry(-0.7, 2, 3, 0, 0) < _entry(-0.7, 2, 4, 0, 0) < _entry(-0.6, 0, 1, 0, 0)
