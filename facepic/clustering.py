@@ -181,9 +181,9 @@ def _merge_greedily(
     absorbed (dead). A pair whose version is past was pushed again with its new link.
 
     The links of a merged group to its neighbours are computed together (one product of its sum
-    with theirs, and the thresholds as ``agglomerate``'s ``needed`` gives them): one by one they
-    were most of a settle's time where a few people fill a library (tens of neighbours a face,
-    3 of 4 s on 1,920 faces of 21 people)."""
+    with theirs, and their thresholds ``threshold + margin / sqrt(n_a n_b)`` likewise): one by
+    one they were a quarter of a settle's time where a few people fill a library (a hundred
+    neighbours a face or more, 1,920 faces of 21 people)."""
     version = [0] * len(alive)
     dead = [False] * len(alive)
     while heap:
