@@ -99,11 +99,10 @@ def _serving(data_dir: Path) -> dict[str, Any] | None:
     with its pid and no port)."""
     deadline = time.monotonic() + START_TIMEOUT
     while True:
-        try:
-            serving = json.loads(DataFolder(data_dir).serving.read_text())
-            pid = int(serving["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
+        serving = _published(data_dir)
+        if serving is None:
             return None
+        pid = int(serving["pid"])
         if not alive(pid):
             return None
         if serving.get("port") is not None:

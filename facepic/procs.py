@@ -28,5 +28,5 @@ def _zombie(pid: int) -> bool:
             stat = f.read()
     except OSError:
         return False  # no /proc (macOS): the signal's answer stands
-    # "pid (name) state ...": the name may hold ") ", so the last one ends it.
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
+    name_end = stat.rfind(b")")  # "pid (name) state ...": the name may hold ") ", the last one ends it
+    return stat[name_end + 2 : name_end + 3] == b"Z"
