@@ -14,11 +14,11 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
-from itertools import groupby
+from itertools import groupby, islice
 
 from facepic.context import Context
 from facepic.pipeline.job import Job, fail
@@ -63,7 +63,7 @@ def _init_pool(settings: Settings, processes: int, model: str | None, parent: in
     limit_blas_threads(default_threads(processes))
     _pool_context = Context(settings, processes=processes, stages_together=True)
     if model:
-        _pool_context.engine(model)  # load while the main process is still scanning
+        _pool_context.engine(model)  # load while the main process opens the library
 
 
 def _ready() -> bool:
@@ -181,27 +181,30 @@ def run_serial_batch(
 
 def process(
     ctx: Context,
-    jobs: list[Job],
+    jobs: Iterable[Job],
     stages: Sequence[Stage],
     on_done: Callable[[Job], None],
     pool: CpuPool | None = None,
 ) -> None:
     """Run ``stages`` over ``jobs``; ``on_done`` sees each finished job, in the order of
     ``jobs`` whatever the pool's timing, so the same folder always gives the same persons.
+    ``jobs`` may be the scan itself: a photo is taken from it when the pool has room, so the
+    first photos are analysed while the scan goes on, each soon after the scan read it.
 
     A photo whose pool process dies (the OOM killer, a decoder crash) is tried again alone in
     a fresh process; if that one dies too, the photo fails and the run goes on."""
     cpu = tuple(stage.name for stage in stages if stage.where is Where.POOL)
     serial = [stage for stage in stages if stage.where is Where.SERIAL]
     unreachable: set[str] = set()
-    if not cpu or not jobs:
-        for start in range(0, len(jobs), BATCH):
-            for job in run_serial_batch(ctx, jobs[start : start + BATCH], serial, unreachable):
+    if not cpu:
+        source = iter(jobs)
+        while batch := list(islice(source, BATCH)):
+            for job in run_serial_batch(ctx, batch, serial, unreachable):
                 on_done(job)
         return
     with pool or CpuPool(ctx.settings, None) as cpu_pool:
         in_order = _InOrder(cpu_pool, jobs, cpu)
-        while in_order.served < len(jobs):
+        while not in_order.finished:
             if not in_order.submit_more():
                 continue
             in_order.collect()
@@ -216,9 +219,10 @@ class _InOrder:
     their results kept until their turn in the order of the jobs. Every photo in a pool that
     broke is a suspect, tried again alone."""
 
-    def __init__(self, pool: CpuPool, jobs: list[Job], stages: tuple[str, ...]) -> None:
+    def __init__(self, pool: CpuPool, jobs: Iterable[Job], stages: tuple[str, ...]) -> None:
         self.pool = pool
-        self.jobs = jobs
+        self.source: Iterator[Job] | None = iter(jobs)  # None once it has given its last photo
+        self.jobs: dict[int, Job] = {}  # the photos taken from it and not yet served
         self.stages = stages
         self.ahead = 2 * BATCH + 4 * pool.processes  # bounds the photos waiting for their turn in order
         self.results: dict[int, Job] = {}
@@ -253,15 +257,33 @@ class _InOrder:
         while (
             not self.suspects
             and self.alone is None
-            and self.submitted < len(self.jobs)
             and self.submitted - self.served < self.ahead
             and len(self.running) < BATCH + 2 * self.pool.processes
+            and self._take()
         ):
             if not self.submit(self.submitted):
                 self.broken()
                 break
             self.submitted += 1
         return True
+
+    def _take(self) -> bool:
+        """Whether a photo is there to submit next, taken from the source if need be."""
+        if self.submitted in self.jobs:  # taken, but its pool broke before it was submitted
+            return True
+        if self.source is None:
+            return False
+        job = next(self.source, None)
+        if job is None:
+            self.source = None
+            return False
+        self.jobs[self.submitted] = job
+        return True
+
+    @property
+    def finished(self) -> bool:
+        """Every photo of the source served."""
+        return self.source is None and self.served == self.submitted
 
     def collect(self) -> None:
         """Wait for a photo in the pool to finish, if any runs; a pool that broke is restarted."""
@@ -294,6 +316,8 @@ class _InOrder:
         if not ready or (ready < BATCH and self.running):
             return []
         batch = [self.results.pop(self.served + n) for n in range(ready)]
+        for n in range(ready):
+            del self.jobs[self.served + n]
         self.served += ready
         return batch
 

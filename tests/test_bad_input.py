@@ -49,15 +49,17 @@ def test_run_survives_a_hostile_folder(offline_env, tmp_path: Path, monkeypatch)
     root = tmp_path / "drive"
     expect = hostile.build(root)
     hostile.make_unreadable(root, monkeypatch)
-    import facepic.runner as runner
+    from facepic import ids
 
-    real_process = runner.process
+    real_hash = ids.sha256_file
 
-    def process_after_a_deletion(*args, **kwargs):  # type: ignore[no-untyped-def]
-        hostile.delete_later(root)  # between the scan and the processing
-        return real_process(*args, **kwargs)
+    def hash_then_delete(file: Path) -> str:
+        sha = real_hash(file)
+        if Path(file).name == "deleted.jpg":
+            hostile.delete_later(root)  # between the scan's look and the analysis
+        return sha
 
-    monkeypatch.setattr(runner, "process", process_after_a_deletion)
+    monkeypatch.setattr(ids, "sha256_file", hash_then_delete)
     # Originals copied into the folder store (an explicit setting), so that the objects made
     # for bad photos can be checked too.
     offline_env = {**offline_env, "FACEPIC_COPY_ORIGINALS": "true"}

@@ -12,7 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from facepic.storage import open_store
-from tests.conftest import PHOTOS, invoke, ledger_lines, settings_of
+from tests.conftest import PHOTOS, copy_photos, invoke, ledger_lines, settings_of
 from workers.cli import cli
 
 GOOD = PHOTOS / "tom_hanks" / "07.jpg"
@@ -379,9 +379,10 @@ def test_a_run_on_a_terminal_shows_the_scan_the_photos_and_the_settle(offline_en
     )
     lines = drawn(shown)
     assert lines[0].startswith("face model: buffalo_s")
-    assert lines[1].startswith("scanning: 3 files [")
-    assert lines[2].startswith("photos: 100%|") and " 2/2 [" in lines[2] and lines[2].endswith(", faces 2, persons 1]")
-    assert lines[3:5] == [
+    # The scan's bar gives way to the photos' bar at the first new photo; the photos' bar
+    # counts the rest of the scan while it goes on, and its total is then final.
+    assert lines[1].startswith("photos: 100%|") and " 2/2 [" in lines[1] and lines[1].endswith(", faces 2, persons 1]")
+    assert lines[2:4] == [
         "settling 2 faces and those still without a person...",
         "persons 1 -> 1 (created 0, removed 0); faces moved 0, newly assigned 0",
     ]
@@ -390,6 +391,32 @@ def test_a_run_on_a_terminal_shows_the_scan_the_photos_and_the_settle(offline_en
     code, out, shown = on_terminal(offline_env, "run", str(root))  # nothing new: the scan only
     assert code == 0 and out.startswith("photos 2: done 0 (faces 0, no face 0), already done 2")
     assert drawn(shown)[0].startswith("scanning: 3 files [") and drawn(shown)[1:] == ["loaded: []", ""]
+
+
+def test_a_run_analyses_its_first_photos_while_the_scan_goes_on(offline_env, tmp_path: Path, monkeypatch) -> None:
+    """A drive is not hashed whole before its first photo is analysed (nor read twice where it
+    does not fit in memory): photos are taken from the scan as the pool has room."""
+    import facepic.runner as runner
+    from facepic import ids
+
+    root = tmp_path / "drive"
+    labels = copy_photos(root, group=False)
+    monkeypatch.setattr(runner, "BATCH", 2)  # the pool runs 2 * 2 + 4 photos ahead of the index
+    hashed: list[str] = []
+    real_hash, real_summarize = ids.sha256_file, runner.summarize
+    monkeypatch.setattr(ids, "sha256_file", lambda file: hashed.append(str(file)) or real_hash(file))
+    hashed_when_done: list[int] = []
+
+    def summarize(summary, job, report):  # type: ignore[no-untyped-def]
+        hashed_when_done.append(len(hashed))
+        real_summarize(summary, job, report)
+
+    monkeypatch.setattr(runner, "summarize", summarize)
+    result = invoke({**offline_env, "FACEPIC_WORKERS": "1"}, "run", str(root))
+    assert result.exit_code == 0, result.output
+    assert f"photos {len(labels)}: done {len(labels)} " in result.output
+    assert len(hashed) == len(hashed_when_done) == len(labels)  # each photo hashed once, each done once
+    assert hashed_when_done[0] <= 8 < len(labels)  # the first photo was done before the scan got far
 
 
 def test_corrections_say_what_they_did_and_the_recluster_hint_stops_when_useless(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,11 +163,20 @@ def _run(
     root = planner.check_root(root)  # a missing or empty folder is said before anything loads
     unsettled = library.settings.folder.unsettled
     with ExitStack() as stack:
-        jobs, pool, choice = _scan(library, planner, root, upload, stack)
-        if pool is not None:
+        scan = _Scan(planner, root)
+        first = scan.first()
+        if first is not None:
+            from facepic.poolserver import start_fork_server
+
+            start_fork_server()  # its imports overlap ours and the library's opening
+            from facepic.runner import CpuPool
+
+            choice = _open(library, planner, upload)
+            pool = stack.enter_context(CpuPool(library.ctx.settings, choice.source))
+            first["model"] = planner.model
             unsettled.parent.mkdir(parents=True, exist_ok=True)
             unsettled.touch()  # a run killed from here on leaves a settle to the next one
-            _process(library.ctx, jobs, planner.summary, pool, choice)  # shuts the pool down
+            _process(library.ctx, scan.jobs(first), planner.summary, pool, choice, scan=scan)  # shuts the pool down
         elif unsettled.exists():
             say_error("an earlier run stopped before settling its faces: settling them now")
         else:
@@ -195,27 +204,44 @@ def _planner(library: OnDemand, upload: bool, retry_failed: bool) -> Planner:
     )
 
 
-def _scan(
-    library: OnDemand, planner: Planner, root: Path, upload: bool, stack: ExitStack
-) -> tuple[list[Job], CpuPool | None, models.ModelChoice | None]:
-    """The jobs of the new photos under ``root``. At the first one the library opens and the
-    pool starts (its processes load the model while the scan goes on), shut down by ``stack``."""
-    jobs: list[Job] = []
-    pool: CpuPool | None = None
-    choice: models.ModelChoice | None = None
-    with bar(desc="scanning", bar_format="{desc}: {n_fmt} files [{elapsed}]") as scanned:
-        for job in planner.new_jobs(root, looked_at=lambda: scanned.update(1)):
-            if pool is None:
-                from facepic.poolserver import start_fork_server
+class _Scan:
+    """The scan of ``root`` as the run consumes it: up to its first new photo alone (a bar
+    counting the files looked at), then, the library open and the pool started, photo by photo
+    as the pool has room, so a drive is read once (each photo soon after its hash) and its first
+    photos are analysed while the scan goes on."""
 
-                start_fork_server()  # its imports overlap ours and the library's opening
-                from facepic.runner import CpuPool
+    def __init__(self, planner: Planner, root: Path) -> None:
+        self.files = 0  # looked at
+        self.found = 0  # new photos
+        self.done = False
+        self._looked: Callable[[], None] = lambda: None
+        self._new = planner.new_jobs(root, looked_at=self._looked_at)
 
-                choice = _open(library, planner, upload)
-                pool = stack.enter_context(CpuPool(library.ctx.settings, choice.source))
-                job["model"] = planner.model
-            jobs.append(job)
-    return jobs, pool, choice
+    def _looked_at(self) -> None:
+        self.files += 1
+        self._looked()
+
+    def first(self) -> Job | None:
+        """The first new photo; None when there is none (the scan is then over)."""
+        with bar(desc="scanning", bar_format="{desc}: {n_fmt} files [{elapsed}]") as scanned:
+            self._looked = lambda: scanned.update(1)
+            job = next(self._new, None)
+            if job is None:
+                self.done = True
+            else:
+                scanned.leave = False  # the photos' bar counts the rest of the scan
+            self._looked = lambda: None
+        if job is not None:
+            self.found = 1
+        return job
+
+    def jobs(self, first: Job) -> Iterator[Job]:
+        """``first``, then the scan's other new photos as they are found."""
+        yield first
+        for job in self._new:
+            self.found += 1
+            yield job
+        self.done = True
 
 
 def _retire(ctx: Context, root: str, path: str) -> Any:
@@ -238,26 +264,51 @@ def _open(library: OnDemand, planner: Planner, upload: bool) -> models.ModelChoi
 
 def _process(
     ctx: Context,
-    jobs: list[Job],
+    jobs: Iterable[Job],
     summary: Summary,
     pool: CpuPool | None,
     choice: models.ModelChoice | None,
     upload_only: bool = False,
+    scan: _Scan | None = None,
 ) -> None:
+    """The photos of ``jobs`` through the pipeline, a bar showing them; with ``scan``, ``jobs``
+    is that scan going on: the bar's total is the photos found so far, and says so."""
     from facepic import runner
     from facepic.pipeline.stages import stages_for
 
-    with bar(total=len(jobs), desc="photos", unit="photo") as done_bar, ticking(done_bar):
-        done_bar.set_postfix_str("loading the face model" if pool is not None else "", refresh=False)
+    if scan is None:
+        jobs = list(jobs)
+        total = len(jobs)
+    else:
+        total = scan.found
+    with bar(total=total, desc="photos", unit="photo") as done_bar, ticking(done_bar):
+        figures = "loading the face model" if pool is not None else ""
+
+        def show() -> None:
+            if scan is not None:
+                done_bar.total = scan.found
+            scanning = f"found so far (scanning: {scan.files:,} files)" if scan and not scan.done else ""
+            done_bar.set_postfix_str(", ".join(part for part in (scanning, figures) if part), refresh=False)
 
         def done(job: Job) -> None:
+            nonlocal figures
             runner.summarize(summary, job, say_error)
             persons = ctx.persons_known(choice.name) if choice is not None else None
             figures = f"faces {summary.faces:,}" + (f", persons {persons:,}" if persons is not None else "")
-            done_bar.set_postfix_str(figures, refresh=False)
+            show()
             done_bar.update(1)
 
-        runner.process(ctx, jobs, stages_for(upload_only), done, pool)
+        show()
+        runner.process(ctx, _shown(jobs, show) if scan else jobs, stages_for(upload_only), done, pool)
+        show()
+
+
+def _shown(jobs: Iterable[Job], show: Callable[[], None]) -> Iterator[Job]:
+    """``jobs``, ``show()`` after each one is taken and once they are all taken."""
+    for job in jobs:
+        show()
+        yield job
+    show()
 
 
 def _settle(ctx: Context, faces: int) -> None:
