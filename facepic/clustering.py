@@ -25,10 +25,7 @@ unit embeddings, so merging costs one vector addition and no pairwise matrix.
 
 from __future__ import annotations
 
-import heapq
-import math
-import struct
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,9 +109,10 @@ def agglomerate(
     margin: float = 0.0,
     neighbours_of: Callable[[np.ndarray, float], list[tuple[int, int, float]]] | None = None,
 ) -> list[_Group]:
-    """Greedy average-linkage merging, most similar compatible pair first, while the pair's
-    link is above ``threshold + margin / sqrt(n_a n_b)``: two single faces need
-    ``threshold + margin``, groups less as the number of face pairs behind their mean grows.
+    """Greedy average-linkage merging, most similar compatible pair first (the smallest
+    indices on a tie), while the pair's link is above ``threshold + margin / sqrt(n_a n_b)``:
+    two single faces need ``threshold + margin``, groups less as the number of face pairs
+    behind their mean grows.
 
     ``neighbours_of(means, floor)`` may give the candidate pairs (i < j, link above ``floor``)
     instead of the blockwise comparison of every pair (a nearest-neighbour search at scale).
@@ -122,107 +120,210 @@ def agglomerate(
     alive = list(groups)
     if len(alive) < 2:
         return alive
-
-    neighbours, heap = _candidates(alive, threshold, margin, block, neighbours_of)
-    dead = _merge_greedily(alive, neighbours, heap, threshold, margin)
-    return [g for i, g in enumerate(alive) if not dead[i]]
-
-
-# The heap's entries: (-link, i, j, version of i, version of j), i < j, packed into one int that
-# orders as that tuple does (``_entry``). Comparing ints costs a fraction of comparing tuples, and
-# the heap's comparisons were most of a settle where a few people fill a library (a merged group
-# pushes a pair for each of its neighbours: 500,000 pops for 1,920 faces of 21 people).
-_Heap = list[int]
-_FIELD = 32  # bits for an index or a version
-_MASK = (1 << _FIELD) - 1
-_SIGN = 1 << 63
-_ALL = (1 << 64) - 1
-_double = struct.Struct(">d").pack
-
-
-def _entry(neg_link: float, i: int, j: int, vi: int, vj: int) -> int:
-    bits = int.from_bytes(_double(neg_link), "big")  # IEEE order, made the ints' order:
-    bits = bits ^ _ALL if bits & _SIGN else bits | _SIGN  # negatives flipped, positives above them
-    return (((((bits << _FIELD) | i) << _FIELD | j) << _FIELD | vi) << _FIELD) | vj
+    merging = _Merging(alive, threshold, margin)
+    merging.start(*_candidates(merging.sums, merging.counts, threshold, block, neighbours_of))
+    merging.run()
+    survivors = [g for i, g in enumerate(alive) if not merging.dead[i]]
+    for g in survivors:
+        g.sum = g.sum.copy()  # not a row of the merging's matrix, which goes with it
+    return survivors
 
 
 def _candidates(
-    alive: list[_Group],
+    sums: np.ndarray,
+    counts: np.ndarray,
     threshold: float,
-    margin: float,
     block: int,
     neighbours_of: Callable[[np.ndarray, float], list[tuple[int, int, float]]] | None,
-) -> tuple[list[set[int]], _Heap]:
-    """Each group's neighbours (link above ``threshold``), and the heap of the pairs whose
-    link is above what a merge needs (``threshold + margin / sqrt(n_a n_b)``)."""
-    means = np.stack([g.sum / g.n for g in alive]).astype(np.float32)
-    neighbours: list[set[int]] = [set() for _ in alive]
-    heap: _Heap = []
-    # A union's link is a weighted mean of its parts' links: a pair can only come above the
-    # threshold later if some pair of its parts is above it now (the neighbours).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs (i < j) of groups whose link is above ``threshold``, and their links."""
+    means = (sums / counts[:, None]).astype(np.float32)
     if neighbours_of is not None:
-        pairs: Iterable[tuple[int, int, float]] = neighbours_of(means, threshold)
-    else:
-        pairs = _pairs_above(means, threshold, block)
-    counts = [g.n for g in alive]
-    for a, c, sim in pairs:
-        neighbours[a].add(c)
-        neighbours[c].add(a)
-        if sim > (threshold + margin / math.sqrt(counts[a] * counts[c]) if margin else threshold):
-            heap.append(_entry(-sim, a, c, 0, 0))
-    heapq.heapify(heap)
-    return neighbours, heap
-
-
-def _merge_greedily(
-    alive: list[_Group], neighbours: list[set[int]], heap: _Heap, threshold: float, margin: float
-) -> list[bool]:
-    """Merges the most similar compatible pair while the heap holds one; which groups were
-    absorbed (dead). A pair whose version is past was pushed again with its new link.
-
-    The links of a merged group to its neighbours are computed together (one product of its sum
-    with theirs, and their thresholds ``threshold + margin / sqrt(n_a n_b)`` likewise): one by
-    one they were a quarter of a settle's time where a few people fill a library (a hundred
-    neighbours a face or more, 1,920 faces of 21 people)."""
-    version = [0] * len(alive)
-    dead = [False] * len(alive)
-    while heap:
-        e = heapq.heappop(heap)
-        vb, va, b, a = e & _MASK, (e >> _FIELD) & _MASK, (e >> 2 * _FIELD) & _MASK, (e >> 3 * _FIELD) & _MASK
-        if dead[a] or dead[b] or va != version[a] or vb != version[b]:
-            continue
-        ga, gb = alive[a], alive[b]
-        if not _compatible(ga, gb):
-            continue
-        keep, gone = _survivor(ga, gb)
-        k, g = (a, b) if keep is ga else (b, a)
-        _absorb(keep, gone)
-        dead[g] = True
-        version[k] += 1
-        neighbours[k] = (neighbours[k] | neighbours[g]) - {k, g}
-        live = [x for x in neighbours[k] if not dead[x]]
-        if not live:
-            continue
-        sums = np.stack([alive[x].sum for x in live])
-        counts = np.array([alive[x].n for x in live], dtype=np.float64) * keep.n
-        links = (sums @ keep.sum) / counts
-        floors = threshold + margin / np.sqrt(counts) if margin else np.full(len(live), threshold)
-        for x, link, above in zip(live, links.tolist(), (links > floors).tolist()):
-            neighbours[x].discard(g)
-            neighbours[x].add(k)
-            if above:
-                lo, hi = (k, x) if k < x else (x, k)
-                heapq.heappush(heap, _entry(-link, lo, hi, version[lo], version[hi]))
-    return dead
-
-
-def _pairs_above(means: np.ndarray, floor: float, block: int) -> Iterator[tuple[int, int, float]]:
+        pairs = neighbours_of(means, threshold)
+        if not pairs:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        columns = list(zip(*pairs))
+        return np.array(columns[0], np.int64), np.array(columns[1], np.int64), np.array(columns[2], np.float64)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for start in range(0, len(means), block):
         sims = means[start : start + block] @ means.T
-        rows, cols = np.nonzero(sims > floor)
-        for r, c, sim in zip(rows.tolist(), cols.tolist(), sims[rows, cols].tolist()):
-            if c > start + r:
-                yield start + r, c, sim
+        rows, cols = np.nonzero(sims > threshold)
+        upper = cols > rows + start
+        rows, cols = rows[upper], cols[upper]
+        parts.append((rows + start, cols, sims[rows, cols].astype(np.float64)))
+    lo, hi, links = (np.concatenate(column) for column in zip(*parts))
+    return lo.astype(np.int64), hi.astype(np.int64), links
+
+
+class _Merging:
+    """The state of `agglomerate`'s merging, in arrays: each live group's best partner (the
+    most similar compatible neighbour whose link is above what the pair needs) and that link,
+    so that the next merge is the group with the highest best link, found by one ``argmax``.
+
+    A merge computes the merged group's links to its neighbours at once (one product of its sum
+    with theirs) and updates their best partners together. A neighbour whose best partner was one
+    of the two merged groups and whose link to the union fell keeps its old link as a bound
+    (``bound``): none of its other links is higher, so it is looked at again, all its links
+    computed, only once that bound is the highest. This replaced a heap of every pair's link,
+    where a merged group pushed a pair for each of its neighbours: where a few people fill a
+    library (hundreds of neighbours a face) that heap's work grew with the cube of the faces
+    (8,000 faces of 20 people: 29 s)."""
+
+    def __init__(self, alive: list[_Group], threshold: float, margin: float) -> None:
+        n = len(alive)
+        self.alive, self.threshold, self.margin = alive, threshold, margin
+        self.sums = np.empty((n, len(alive[0].sum)), dtype=np.float64)
+        for i, g in enumerate(alive):  # each group's sum becomes a row of one matrix
+            self.sums[i] = g.sum
+            g.sum = self.sums[i]
+        self.counts = np.array([g.n for g in alive], dtype=np.float64)
+        self.dead = np.zeros(n, dtype=bool)
+        self.best = np.full(n, -np.inf)  # each live group's best link; -inf: none
+        self.partner = np.zeros(n, dtype=np.int64)
+        self.bound = np.zeros(n, dtype=bool)  # best is only a bound: look again before merging
+        self.second = np.full(n, -np.inf)  # at least each group's best link to another partner
+        self.root = np.arange(n)  # the live group each group is now part of
+        self.parts: list[list[int]] = [[i] for i in range(n)]
+        self.neighbours: list[np.ndarray] = []
+        self.excluded: dict[int, set[int]] = {}  # pairs found incompatible since either merged
+        # Groups with a face in one photo are never one person, whatever they absorb: each
+        # group's links leave out those sharing a photo with it (``clash``: the groups it was
+        # made of, and the groups that shared a photo with any of them).
+        in_photo: dict[str, list[int]] = {}
+        for i, g in enumerate(alive):
+            for photo in g.photos:
+                in_photo.setdefault(photo, []).append(i)
+        together = {photo: np.array(members) for photo, members in in_photo.items()}
+        self.clash = [
+            together[next(iter(g.photos))]
+            if len(g.photos) == 1
+            else np.concatenate([np.array([i]), *(together[p] for p in g.photos)])
+            for i, g in enumerate(alive)
+        ]
+        self.mark = np.zeros(n, dtype=bool)
+        # Each group's links to its neighbours as last computed, and when (``clock`` counts the
+        # merges): looking again, only the links to groups changed since are computed.
+        self.clock = 0
+        self.changed = np.zeros(n, dtype=np.int64)
+        self.seen = np.full(n, -1, dtype=np.int64)
+        self.cached: list[np.ndarray] = [np.zeros(0)] * n
+
+    def _needed(self, counts: np.ndarray) -> np.ndarray | float:
+        return self.threshold + self.margin / np.sqrt(counts) if self.margin else self.threshold
+
+    def start(self, lo: np.ndarray, hi: np.ndarray, links: np.ndarray) -> None:
+        """Neighbours (links above the threshold) and best partners from the candidate pairs."""
+        n = len(self.alive)
+        src, dst, val = np.concatenate((lo, hi)), np.concatenate((hi, lo)), np.concatenate((links, links))
+        order = np.argsort(src, kind="stable")
+        src, dst, val = src[order], dst[order], val[order]
+        edges = np.searchsorted(src, np.arange(n + 1))
+        self.neighbours = [dst[edges[i] : edges[i + 1]] for i in range(n)]
+        if not len(src):
+            return
+        val = np.where(val > self._needed(self.counts[src] * self.counts[dst]), val, -np.inf)
+        sizes = np.diff(edges)
+        has = np.flatnonzero(sizes)
+        starts, sizes = edges[has], sizes[has]
+        top = np.maximum.reduceat(val, starts)
+        first = np.minimum.reduceat(np.where(val == np.repeat(top, sizes), dst, n), starts)  # the smallest partner
+        second = np.maximum.reduceat(np.where(dst == np.repeat(first, sizes), -np.inf, val), starts)
+        found = top > -np.inf
+        self.best[has[found]] = top[found]
+        self.partner[has[found]] = first[found]
+        self.second[has[found]] = second[found]
+
+    def run(self) -> None:
+        while True:
+            x = int(np.argmax(self.best))
+            if self.best[x] == -np.inf:
+                return
+            if self.bound[x]:
+                self._look_again(x)
+                continue
+            y = int(self.partner[x])
+            if not _compatible(self.alive[x], self.alive[y]):
+                self.excluded.setdefault(x, set()).add(y)
+                self.excluded.setdefault(y, set()).add(x)
+                self._look_again(x)
+                continue
+            self._merge(x, y)
+
+    def _links(self, x: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``x``'s live neighbours (sorted), its links to them, and whether each is above what
+        the pair needs and not found incompatible."""
+        near = np.unique(self.root[self.neighbours[x]])
+        near = near[near != x]
+        counts = self.counts[near] * self.counts[x]
+        if self.seen[x] < self.changed[x]:  # new, or changed itself: every link
+            links = (self.sums[near] @ self.sums[x]) / counts
+        else:
+            links = np.empty(len(near))
+            fresh = self.changed[near] > self.seen[x]
+            kept = ~fresh  # unchanged since, so among the neighbours then (a merge changes its group)
+            links[kept] = self.cached[x][np.searchsorted(self.neighbours[x], near[kept])]
+            links[fresh] = (self.sums[near[fresh]] @ self.sums[x]) / counts[fresh]
+        self.neighbours[x], self.cached[x], self.seen[x] = near, links, self.clock
+        ok = links > self._needed(counts)
+        clash = self.root[self.clash[x]]
+        self.mark[clash] = True
+        ok &= ~self.mark[near]
+        self.mark[clash] = False
+        if x in self.excluded:
+            ok &= ~np.isin(near, list(self.excluded[x]))
+        return near, links, ok
+
+    def _choose(self, x: int, near: np.ndarray, links: np.ndarray, ok: np.ndarray) -> None:
+        self.bound[x] = False
+        candidates = np.where(ok, links, -np.inf)
+        i = int(np.argmax(candidates)) if len(near) else 0  # the first highest: the smallest partner
+        if not len(near) or candidates[i] == -np.inf:
+            self.best[x] = -np.inf
+            return
+        self.best[x], self.partner[x] = candidates[i], near[i]
+        candidates[i] = -np.inf
+        self.second[x] = candidates.max()
+
+    def _look_again(self, x: int) -> None:
+        self._choose(x, *self._links(x))
+
+    def _merge(self, x: int, y: int) -> None:
+        keep, gone = _survivor(self.alive[x], self.alive[y])
+        k, g = (x, y) if keep is self.alive[x] else (y, x)
+        _absorb(keep, gone)
+        self.clock += 1
+        self.changed[k] = self.clock
+        self.sums[k] = keep.sum
+        keep.sum = self.sums[k]
+        self.counts[k] = keep.n
+        self.dead[g] = True
+        self.best[g] = -np.inf
+        self.root[self.parts[g]] = k
+        self.parts[k] += self.parts[g]
+        self.parts[g] = []
+        for w in self.excluded.pop(k, set()) | self.excluded.pop(g, set()):
+            self.excluded[w] -= {k, g}
+        self.neighbours[k] = np.concatenate((self.neighbours[k], self.neighbours[g]))
+        self.neighbours[g] = self.neighbours[g][:0]
+        self.clash[k] = np.concatenate((self.clash[k], self.clash[g]))
+        self.clash[g] = self.clash[g][:0]
+        near, links, ok = self._links(k)
+        self._choose(k, near, links, ok)
+        # The neighbours' best partners. ``second`` bounds every link of a neighbour but its
+        # best: where the best was one of the two merged groups and the union's link stays above
+        # that bound, the union is still the best; where it falls short, the best is known only
+        # to be at most the larger of the two, a bound looked at again when it is the highest.
+        best, partner, bound, second = self.best[near], self.partner[near], self.bound[near], self.second[near]
+        union = np.where(ok, links, -np.inf)
+        was = ~bound & ((partner == k) | (partner == g))
+        other = ~bound & ~was
+        beats = ok & ((links > best) | (other & (links == best) & (k < partner)))  # ties: the smaller index
+        takes = ((bound | other) & beats) | (was & ok & (links > second))
+        fell = was & ~takes
+        self.second[near] = np.where(takes & ~was, best, np.where(other & ~takes, np.maximum(second, union), second))
+        self.best[near] = np.where(takes, links, np.where(fell, np.maximum(second, union), best))
+        self.partner[near] = np.where(takes, k, partner)
+        self.bound[near] = np.where(takes, False, bound | fell)
 
 
 def _singletons(faces: Faces, members: Sequence[int]) -> list[_Group]:
