@@ -19,7 +19,7 @@ Celery), so this module knows nothing of Celery.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,9 +225,42 @@ class Planner:
         return root
 
     def new_jobs(self, root: Path, looked_at: Callable[[], None] = lambda: None) -> Iterator[Job]:
-        """The jobs of the new photos under ``root``; ``looked_at()`` after each file the scan
-        saw (a progress bar)."""
+        """The jobs of the new photos under ``root``, each file hashed as the scan meets it;
+        ``looked_at()`` after each file the scan saw (a progress bar)."""
         root = self.check_root(root)
+        for found in self._walk(root, looked_at):
+            yield from self.jobs_of(root, [found])
+
+    def to_hash(self, root: Path, looked_at: Callable[[], None] = lambda: None) -> list[Found]:
+        """The scan of ``root`` without reading a file: the photos that must be hashed to know
+        whether they are new (``jobs_of``), everything else counted and recorded."""
+        return list(self._walk(self.check_root(root), looked_at))
+
+    def jobs_of(
+        self, root: Path, found: Iterable[Found], passed_over: Callable[[], None] = lambda: None
+    ) -> Iterator[Job]:
+        """The jobs of those of ``found`` (under ``root``) whose content is new, each hashed when
+        the caller asks for the next; ``passed_over()`` for each that is not (a duplicate, the
+        same photo again, or failed)."""
+        root_key = str(root)
+        for item in found:
+            job = self._consider(root_key, item)
+            if job is None:
+                passed_over()
+                continue
+            yield job
+            entry = {k: job[k] for k in ("root", "sha256", "image_id", "size", "mtime_ns")}
+            entry.update(path=job["path"], status=Status.QUEUED)
+            if self.record_queued:
+                self._record(entry)
+            else:
+                self.state.add(entry)
+                self._queued_now.add(job["sha256"])
+            self.summary.queued += 1
+
+    def _walk(self, root: Path, looked_at: Callable[[], None]) -> Iterator[Found]:
+        """The photos under ``root`` to hash; the rest (skipped, unreadable, unchanged since the
+        ledger saw them, still being copied) counted and recorded."""
         root_key = str(root)
         for item in scan(root, follow_links=self.follow_links):
             looked_at()
@@ -238,17 +271,13 @@ class Planner:
             if isinstance(item, Unreadable):
                 self._failed(root_key, item.file, item.path, item.reason, None, None)
                 continue
-            job = self._consider(root_key, item)
-            if job is not None:
-                yield job
-                entry = {k: job[k] for k in ("root", "sha256", "image_id", "size", "mtime_ns")}
-                entry.update(path=job["path"], status=Status.QUEUED)
-                if self.record_queued:
-                    self._record(entry)
-                else:
-                    self.state.add(entry)
-                    self._queued_now.add(job["sha256"])
-                self.summary.queued += 1
+            if self._unchanged(self.state.by_path.get((root_key, item.path)), item):
+                continue
+            if self.steady is not None and not self.steady(item):
+                self.summary.photos -= 1
+                self.waiting += 1
+                continue
+            yield item
 
     def _skipped(self, root: str, item: Skipped) -> None:
         counts = self.summary.skipped
@@ -280,14 +309,8 @@ class Planner:
         )
 
     def _consider(self, root: str, found: Found) -> Job | None:
-        """The job of ``found``, or None: seen before, still changing, unreadable, or content
-        the ledger knows (each counted, and recorded where the ledger learns something)."""
-        if self._unchanged(self.state.by_path.get((root, found.path)), found):
-            return None
-        if self.steady is not None and not self.steady(found):
-            self.summary.photos -= 1
-            self.waiting += 1
-            return None
+        """The job of ``found``, or None: unreadable, or content the ledger knows (each counted,
+        and recorded where the ledger learns something)."""
         sha = self._hash(root, found)
         if sha is None or self._known_content(root, found, sha):
             return None

@@ -365,6 +365,7 @@ def test_a_run_on_a_terminal_shows_the_scan_the_photos_and_the_settle(offline_en
     root.mkdir()
     for name in ("07.jpg", "08.jpg"):
         shutil.copy(PHOTOS / "tom_hanks" / name, root / name)
+    shutil.copy(PHOTOS / "tom_hanks" / "07.jpg", root / "zz-copy.jpg")  # known a duplicate once hashed, last
     (root / "notes.txt").write_text("not a photo")
 
     def drawn(shown: str) -> list[str]:
@@ -374,28 +375,30 @@ def test_a_run_on_a_terminal_shows_the_scan_the_photos_and_the_settle(offline_en
     code, out, shown = on_terminal(offline_env, "run", str(root))
     assert code == 0, shown
     assert out == (
-        "photos 2: done 2 (faces 2, no face 0), already done 0, duplicates 0, failed 0; "
+        "photos 3: done 2 (faces 2, no face 0), already done 0, duplicates 1, failed 0; "
         "skipped 1 file that is not a photo\n"
     )
     lines = drawn(shown)
-    assert lines[0].startswith("face model: buffalo_s")
-    # The scan's bar gives way to the photos' bar at the first new photo; the photos' bar
-    # counts the rest of the scan while it goes on, and its total is then final.
-    assert lines[1].startswith("photos: 100%|") and " 2/2 [" in lines[1] and lines[1].endswith(", faces 2, persons 1]")
-    assert lines[2:4] == [
+    assert lines[0].startswith("scanning: 4 files [")  # the walk, before any file is read
+    assert lines[1].startswith("face model: buffalo_s")
+    # The photos' bar counted the 3 photos to hash, then not the duplicate.
+    assert lines[2].startswith("photos: 100%|") and " 2/2 [" in lines[2] and lines[2].endswith(", faces 2, persons 1]")
+    assert lines[3:5] == [
         "settling 2 faces and those still without a person...",
         "persons 1 -> 1 (created 0, removed 0); faces moved 0, newly assigned 0",
     ]
     # No empty bar ("0photo [00:00, ?photo/s]"); a rate such as "1.40photo/s" is not one.
     assert re.search(r"(?<![\d.])0photo", shown) is None and "Traceback" not in shown
     code, out, shown = on_terminal(offline_env, "run", str(root))  # nothing new: the scan only
-    assert code == 0 and out.startswith("photos 2: done 0 (faces 0, no face 0), already done 2")
-    assert drawn(shown)[0].startswith("scanning: 3 files [") and drawn(shown)[1:] == ["loaded: []", ""]
+    assert code == 0 and out.startswith("photos 3: done 0 (faces 0, no face 0), already done 3")
+    assert drawn(shown)[0].startswith("scanning: 4 files [") and drawn(shown)[1:] == ["loaded: []", ""]
 
 
-def test_a_run_analyses_its_first_photos_while_the_scan_goes_on(offline_env, tmp_path: Path, monkeypatch) -> None:
+def test_a_run_analyses_its_first_photos_before_it_has_hashed_the_others(
+    offline_env, tmp_path: Path, monkeypatch
+) -> None:
     """A drive is not hashed whole before its first photo is analysed (nor read twice where it
-    does not fit in memory): photos are taken from the scan as the pool has room."""
+    does not fit in memory): each photo is hashed when the pool has room for it."""
     import facepic.runner as runner
     from facepic import ids
 
@@ -416,7 +419,7 @@ def test_a_run_analyses_its_first_photos_while_the_scan_goes_on(offline_env, tmp
     assert result.exit_code == 0, result.output
     assert f"photos {len(labels)}: done {len(labels)} " in result.output
     assert len(hashed) == len(hashed_when_done) == len(labels)  # each photo hashed once, each done once
-    assert hashed_when_done[0] <= 8 < len(labels)  # the first photo was done before the scan got far
+    assert hashed_when_done[0] <= 8 < len(labels)  # the first photo was done before most were hashed
 
 
 def test_corrections_say_what_they_did_and_the_recluster_hint_stops_when_useless(

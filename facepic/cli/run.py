@@ -166,9 +166,6 @@ def _run(
         scan = _Scan(planner, root)
         first = scan.first()
         if first is not None:
-            from facepic.poolserver import start_fork_server
-
-            start_fork_server()  # its imports overlap ours and the library's opening
             from facepic.runner import CpuPool
 
             choice = _open(library, planner, upload)
@@ -205,43 +202,35 @@ def _planner(library: OnDemand, upload: bool, retry_failed: bool) -> Planner:
 
 
 class _Scan:
-    """The scan of ``root`` as the run consumes it: up to its first new photo alone (a bar
-    counting the files looked at), then, the library open and the pool started, photo by photo
-    as the pool has room, so a drive is read once (each photo soon after its hash) and its first
-    photos are analysed while the scan goes on."""
+    """The scan of ``root`` as the run consumes it. First the folder is walked without reading
+    a file (a bar counting the files looked at): the photos to hash are known, and with them
+    the photos' bar's total. Then each is hashed when the pool has room for it, so a drive is
+    read once (each photo soon after its hash, from memory) and its first photos are analysed
+    while the others wait to be hashed."""
 
     def __init__(self, planner: Planner, root: Path) -> None:
-        self.files = 0  # looked at
-        self.found = 0  # new photos
-        self.done = False
-        self._looked: Callable[[], None] = lambda: None
-        self._new = planner.new_jobs(root, looked_at=self._looked_at)
-
-    def _looked_at(self) -> None:
-        self.files += 1
-        self._looked()
+        self.planner, self.root = planner, root
+        self.total = 0  # photos to hash, less those that proved not new
 
     def first(self) -> Job | None:
         """The first new photo; None when there is none (the scan is then over)."""
         with bar(desc="scanning", bar_format="{desc}: {n_fmt} files [{elapsed}]") as scanned:
-            self._looked = lambda: scanned.update(1)
-            job = next(self._new, None)
-            if job is None:
-                self.done = True
-            else:
-                scanned.leave = False  # the photos' bar counts the rest of the scan
-            self._looked = lambda: None
-        if job is not None:
-            self.found = 1
-        return job
+            waiting = self.planner.to_hash(self.root, looked_at=lambda: scanned.update(1))
+        self.total = len(waiting)
+        if waiting:
+            from facepic.poolserver import start_fork_server
+
+            start_fork_server()  # its imports overlap the first hashes and the library's opening
+        self._jobs = self.planner.jobs_of(self.root, waiting, passed_over=self._passed_over)
+        return next(self._jobs, None)
+
+    def _passed_over(self) -> None:
+        self.total -= 1
 
     def jobs(self, first: Job) -> Iterator[Job]:
-        """``first``, then the scan's other new photos as they are found."""
+        """``first``, then the other new photos, each hashed when it is asked for."""
         yield first
-        for job in self._new:
-            self.found += 1
-            yield job
-        self.done = True
+        yield from self._jobs
 
 
 def _retire(ctx: Context, root: str, path: str) -> Any:
@@ -272,7 +261,7 @@ def _process(
     scan: _Scan | None = None,
 ) -> None:
     """The photos of ``jobs`` through the pipeline, a bar showing them; with ``scan``, ``jobs``
-    is that scan going on: the bar's total is the photos found so far, and says so."""
+    are its photos, hashed as they are taken, and the bar's total follows it."""
     from facepic import runner
     from facepic.pipeline.stages import stages_for
 
@@ -280,35 +269,23 @@ def _process(
         jobs = list(jobs)
         total = len(jobs)
     else:
-        total = scan.found
+        total = scan.total
     with bar(total=total, desc="photos", unit="photo") as done_bar, ticking(done_bar):
-        figures = "loading the face model" if pool is not None else ""
-
-        def show() -> None:
-            if scan is not None:
-                done_bar.total = scan.found
-            scanning = f"found so far (scanning: {scan.files:,} files)" if scan and not scan.done else ""
-            done_bar.set_postfix_str(", ".join(part for part in (scanning, figures) if part), refresh=False)
+        done_bar.set_postfix_str("loading the face model" if pool is not None else "", refresh=False)
 
         def done(job: Job) -> None:
-            nonlocal figures
             runner.summarize(summary, job, say_error)
             persons = ctx.persons_known(choice.name) if choice is not None else None
             figures = f"faces {summary.faces:,}" + (f", persons {persons:,}" if persons is not None else "")
-            show()
+            done_bar.set_postfix_str(figures, refresh=False)
+            if scan is not None:
+                done_bar.total = scan.total  # less the duplicates found so far
             done_bar.update(1)
 
-        show()
-        runner.process(ctx, _shown(jobs, show) if scan else jobs, stages_for(upload_only), done, pool)
-        show()
-
-
-def _shown(jobs: Iterable[Job], show: Callable[[], None]) -> Iterator[Job]:
-    """``jobs``, ``show()`` after each one is taken and once they are all taken."""
-    for job in jobs:
-        show()
-        yield job
-    show()
+        runner.process(ctx, jobs, stages_for(upload_only), done, pool)
+        if scan is not None and done_bar.total != scan.total:  # duplicates after the last new photo
+            done_bar.total = scan.total
+            done_bar.refresh()
 
 
 def _settle(ctx: Context, faces: int) -> None:
