@@ -12,6 +12,7 @@ photo as in LFW), so the figures are the serial part of a run: the index stage, 
                                                          # embedded library, one a photo
     python bench/endrun.py --faces 10000 --existing 40000   # a new drive into a settled library
     python bench/endrun.py --faces 40000 --slice 2000    # settled in slices, as the index worker does
+    python bench/endrun.py --faces 2000 8000 --persons 20   # a family's library: few people, many faces each
 
 ``--existing N``: the library already holds N faces, indexed and settled (not timed), of the
 same people; the new faces are the run's (with several ``--faces``, the same library each time
@@ -123,9 +124,10 @@ def _index(ctx: Context, start: int, embeddings: np.ndarray) -> None:
             workfile.drop(ctx.folder, job["image_id"])
 
 
-def synthetic(total: int, seed: int = 0) -> tuple[np.ndarray, list[str | None]]:
-    """``total`` clustered faces in a shuffled order, and their persons."""
-    persons = max(1, total * 2 // 5)  # LFW: 15,023 faces of 5,749 people
+def synthetic(total: int, seed: int = 0, persons: int | None = None) -> tuple[np.ndarray, list[str | None]]:
+    """``total`` clustered faces in a shuffled order, and their persons: ``persons`` of them,
+    by default as many as LFW's share (15,023 faces of 5,749 people)."""
+    persons = persons or max(1, total * 2 // 5)
     known, owners, _ = clustered(total, persons, 1, seed)
     order = np.random.default_rng(seed).permutation(total)
     return known[order], [owners[i] for i in order]
@@ -190,6 +192,9 @@ def main() -> None:
         "--every", type=int, help="settle a slice each time this many faces are stored (the index worker)"
     )
     parser.add_argument("--library", help="a finished run's data folder: settle its real faces instead")
+    parser.add_argument(
+        "--persons", type=int, help="synthetic persons (default: 2 in 5 faces, as LFW; 20: a family's library)"
+    )
     args = parser.parse_args()
     print(
         f"{'faces':>8} {'existing':>8} {'index s':>8} {'end s':>8} {'end/index':>9} {'end ms/face':>11} "
@@ -200,9 +205,12 @@ def main() -> None:
         runs = [(known[:n], labels[:n]) for n in args.faces or [len(known)]]
     else:
         sizes = args.faces or [2_000, 15_000]
-        shared = synthetic(args.existing + max(sizes)) if args.existing else None
+        shared = synthetic(args.existing + max(sizes), persons=args.persons) if args.existing else None
         runs = [
-            (shared[0][: args.existing + n], shared[1][: args.existing + n]) if shared else synthetic(n) for n in sizes
+            (shared[0][: args.existing + n], shared[1][: args.existing + n])
+            if shared
+            else synthetic(n, persons=args.persons)
+            for n in sizes
         ]
     for known, labels in runs:
         r = one(known, labels, existing=args.existing, slice_faces=args.slice, every=args.every)
