@@ -135,24 +135,41 @@ def _candidates(
     threshold: float,
     block: int,
     neighbours_of: Callable[[np.ndarray, float], list[tuple[int, int, float]]] | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pairs (i < j) of groups whose link is above ``threshold``, and their links."""
-    means = (sums / counts[:, None]).astype(np.float32)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The pairs (i < j) of groups whose link is above ``threshold``, their links, and whether
+    those are the exact links (float64), in the order of the pairs, rather than
+    ``neighbours_of``'s (float32, a nearest-neighbour search)."""
     if neighbours_of is not None:
-        pairs = neighbours_of(means, threshold)
+        pairs = neighbours_of((sums / counts[:, None]).astype(np.float32), threshold)
         if not pairs:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), False
         columns = list(zip(*pairs))
-        return np.array(columns[0], np.int64), np.array(columns[1], np.int64), np.array(columns[2], np.float64)
+        return (
+            np.array(columns[0], np.int64),
+            np.array(columns[1], np.int64),
+            np.array(columns[2], np.float64),
+            False,
+        )
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for start in range(0, len(means), block):
-        sims = means[start : start + block] @ means.T
-        rows, cols = np.nonzero(sims > threshold)
+    means = (sums / counts[:, None]).astype(np.float32)
+    for start in range(0, len(sums), block):
+        # Found in float32, then each pair's link in float64: a row of sums each where they are
+        # few (most faces of a large library), one product of the block where they are many.
+        rows, cols = np.nonzero(means[start : start + block] @ means.T > threshold - 1e-4)  # by row, then column
         upper = cols > rows + start
-        rows, cols = rows[upper], cols[upper]
-        parts.append((rows + start, cols, sims[rows, cols].astype(np.float64)))
-    lo, hi, links = (np.concatenate(column) for column in zip(*parts))
-    return lo.astype(np.int64), hi.astype(np.int64), links
+        rows, cols = rows[upper] + start, cols[upper]
+        if len(rows) < 16 * min(block, len(sums) - start):
+            links = np.einsum("ij,ij->i", sums[rows], sums[cols]) / (counts[rows] * counts[cols])
+        else:
+            found = sums[start : start + block] @ sums.T
+            links = found[rows - start, cols] / (counts[rows] * counts[cols])
+        above = links > threshold
+        parts.append((rows[above], cols[above], links[above]))
+    lo, hi, found = (np.concatenate(column) for column in zip(*parts))
+    return lo.astype(np.int64), hi.astype(np.int64), found, True
+
+
+_Known = tuple[float, np.ndarray, np.ndarray, int]  # a group's faces, neighbours, links to them, when
 
 
 class _Merging:
@@ -211,14 +228,20 @@ class _Merging:
     def _needed(self, counts: np.ndarray) -> np.ndarray | float:
         return self.threshold + self.margin / np.sqrt(counts) if self.margin else self.threshold
 
-    def start(self, lo: np.ndarray, hi: np.ndarray, links: np.ndarray) -> None:
-        """Neighbours (links above the threshold) and best partners from the candidate pairs."""
+    def start(self, lo: np.ndarray, hi: np.ndarray, links: np.ndarray, exact: bool) -> None:
+        """Neighbours (links above the threshold) and best partners from the candidate pairs;
+        with ``exact`` links of pairs in order, each group's links as known (``cached``)."""
         n = len(self.alive)
-        src, dst, val = np.concatenate((lo, hi)), np.concatenate((hi, lo)), np.concatenate((links, links))
+        # Each group's edges in the order of their other end: those where it is the pair's
+        # second, then its first (pairs come in order, and the sort by group keeps that order).
+        src, dst, val = np.concatenate((hi, lo)), np.concatenate((lo, hi)), np.concatenate((links, links))
         order = np.argsort(src, kind="stable")
         src, dst, val = src[order], dst[order], val[order]
         edges = np.searchsorted(src, np.arange(n + 1))
         self.neighbours = [dst[edges[i] : edges[i + 1]] for i in range(n)]
+        if exact:
+            self.cached = [val[edges[i] : edges[i + 1]] for i in range(n)]
+            self.seen[:] = 0  # known at the start, before any merge
         if not len(src):
             return
         val = np.where(val > self._needed(self.counts[src] * self.counts[dst]), val, -np.inf)
@@ -249,20 +272,29 @@ class _Merging:
                 continue
             self._merge(x, y)
 
-    def _links(self, x: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _links(
+        self, x: int, parts: tuple[_Known | None, _Known | None] = (None, None)
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``x``'s live neighbours (sorted), its links to them, and whether each is above what
-        the pair needs and not found incompatible."""
+        the pair needs and not found incompatible. ``parts``: what the two groups ``x`` was just
+        made of knew of their links (``_known``), from which most of its own follow."""
         near = np.unique(self.root[self.neighbours[x]])
         near = near[near != x]
         counts = self.counts[near] * self.counts[x]
-        if self.seen[x] < self.changed[x]:  # new, or changed itself: every link
-            links = (self.sums[near] @ self.sums[x]) / counts
+        links = np.empty(len(near))
+        if parts[0] is not None and parts[1] is not None:
+            # A union's link is its parts' links weighted by their faces, S_z . (S_a + S_b) /
+            # (n_z (n_a + n_b)): no sum is read where both parts knew theirs.
+            (na, a, known_a), (nb, b, known_b) = (self._recall(part, near) for part in parts)
+            fresh = ~(known_a & known_b)
+            links[~fresh] = (na * a[~fresh] + nb * b[~fresh]) / (na + nb)
+        elif self.seen[x] < self.changed[x]:  # new, or changed itself: every link
+            fresh = np.ones(len(near), dtype=bool)
         else:
-            links = np.empty(len(near))
-            fresh = self.changed[near] > self.seen[x]
-            kept = ~fresh  # unchanged since, so among the neighbours then (a merge changes its group)
-            links[kept] = self.cached[x][np.searchsorted(self.neighbours[x], near[kept])]
-            links[fresh] = (self.sums[near[fresh]] @ self.sums[x]) / counts[fresh]
+            _, known, held = self._recall(self._known(x), near)
+            fresh = ~held  # changed since, or not a neighbour then
+            links[held] = known[held]
+        links[fresh] = (self.sums[near[fresh]] @ self.sums[x]) / counts[fresh]
         self.neighbours[x], self.cached[x], self.seen[x] = near, links, self.clock
         ok = links > self._needed(counts)
         clash = self.root[self.clash[x]]
@@ -272,6 +304,22 @@ class _Merging:
         if x in self.excluded:
             ok &= ~np.isin(near, list(self.excluded[x]))
         return near, links, ok
+
+    def _known(self, x: int) -> _Known | None:
+        """``x``'s faces, and its neighbours and links to them as last computed, and when; None
+        if it changed since."""
+        if self.seen[x] < self.changed[x]:
+            return None
+        return self.counts[x], self.neighbours[x], self.cached[x], int(self.seen[x])
+
+    def _recall(self, known: _Known | None, near: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """The faces of the group ``known`` describes, its links to ``near`` as it knew them, and
+        where they still hold (a neighbour then, unchanged since)."""
+        if known is None or not len(known[1]):
+            return 0.0, np.zeros(len(near)), np.zeros(len(near), dtype=bool)
+        faces, neighbours, links, seen = known
+        at = np.minimum(np.searchsorted(neighbours, near), len(neighbours) - 1)
+        return faces, links[at], (neighbours[at] == near) & (self.changed[near] <= seen)
 
     def _choose(self, x: int, near: np.ndarray, links: np.ndarray, ok: np.ndarray) -> None:
         self.bound[x] = False
@@ -290,6 +338,7 @@ class _Merging:
     def _merge(self, x: int, y: int) -> None:
         keep, gone = _survivor(self.alive[x], self.alive[y])
         k, g = (x, y) if keep is self.alive[x] else (y, x)
+        parts = (self._known(k), self._known(g))
         _absorb(keep, gone)
         self.clock += 1
         self.changed[k] = self.clock
@@ -307,7 +356,7 @@ class _Merging:
         self.neighbours[g] = self.neighbours[g][:0]
         self.clash[k] = np.concatenate((self.clash[k], self.clash[g]))
         self.clash[g] = self.clash[g][:0]
-        near, links, ok = self._links(k)
+        near, links, ok = self._links(k, parts)
         self._choose(k, near, links, ok)
         # The neighbours' best partners. ``second`` bounds every link of a neighbour but its
         # best: where the best was one of the two merged groups and the union's link stays above
