@@ -85,6 +85,19 @@ if _dir:
             return _real_hash(*args, **kwargs)
 
         _ids.sha256_file = sha256_file
+
+    if os.environ.get("FAULT_SLOW_MODEL"):  # pool processes slow to load the model
+        import time as _time
+
+        import facepic.context as _context
+
+        _real_engine = _context.Context.engine
+
+        def engine(self, *args, **kwargs):
+            _time.sleep(float(os.environ["FAULT_SLOW_MODEL"]))
+            return _real_engine(self, *args, **kwargs)
+
+        _context.Context.engine = engine
 """
 
 
@@ -430,14 +443,17 @@ def test_a_process_that_ended_unreaped_is_not_alive() -> None:
     assert alive(os.getpid())
 
 
-def test_ctrl_c_while_the_pool_starts_is_one_line_and_the_run_goes_on_next_time(offline_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("moment", ["fork server", "model load"])
+def test_ctrl_c_while_the_pool_starts_is_one_line_and_the_run_goes_on_next_time(offline_env, tmp_path, moment) -> None:  # type: ignore[no-untyped-def]
     """Ctrl-C right after the model line, while the fork server starts the pool processes (a
-    traceback from the thread starting them, before): one line, exit 130, nothing left
-    running; the same command then does every photo once."""
+    traceback from the thread starting them, before), or while those load the model (a
+    traceback from each, before): one line, exit 130, nothing left running; the same command
+    then does every photo once."""
     root = tmp_path / "drive"
     names = distinct_photos(root, 6)
-    # FAULT_SLOW_SCAN: the scan still going when Ctrl-C comes, the pool starting.
-    env = with_faults(offline_env, tmp_path / "faults", FAULT_SLOW_SCAN="1")
+    # FAULT_SLOW_SCAN: the photos still being hashed when Ctrl-C comes, the pool starting.
+    faults = {"FAULT_SLOW_SCAN": "1"} | ({"FAULT_SLOW_MODEL": "5"} if moment == "model load" else {})
+    env = with_faults(offline_env, tmp_path / "faults", **faults)
     proc = subprocess.Popen(
         [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "run", str(root)],
         env=env,
@@ -456,7 +472,13 @@ def test_ctrl_c_while_the_pool_starts_is_one_line_and_the_run_goes_on_next_time(
     def fork_server_started() -> bool:
         return any(b"forkserver" in _cmdline(c) for c in _descendants(proc.pid))
 
-    wait_until(fork_server_started, "the fork server to start", timeout=30)
+    def pool_processes_started() -> bool:  # the fork server's children
+        return any(b"forkserver" in _cmdline(c) and _descendants(c) for c in _descendants(proc.pid))
+
+    if moment == "fork server":
+        wait_until(fork_server_started, "the fork server to start", timeout=30)
+    else:
+        wait_until(pool_processes_started, "the pool processes to start", timeout=30)
     children = _descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole group: the fork server too
     out, err = proc.communicate(timeout=60)
