@@ -139,8 +139,9 @@ def _candidates(
     """The pairs (i < j) of groups whose link is above ``threshold``, their links, and whether
     those are the exact links (float64), in the order of the pairs, rather than
     ``neighbours_of``'s (float32, a nearest-neighbour search)."""
+    means = (sums / counts[:, None]).astype(np.float32)
     if neighbours_of is not None:
-        pairs = neighbours_of((sums / counts[:, None]).astype(np.float32), threshold)
+        pairs = neighbours_of(means, threshold)
         if not pairs:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), False
         columns = list(zip(*pairs))
@@ -151,7 +152,6 @@ def _candidates(
             False,
         )
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    means = (sums / counts[:, None]).astype(np.float32)
     for start in range(0, len(sums), block):
         # Found in float32, then each pair's link in float64: a row of sums each where they are
         # few (most faces of a large library), one product of the block where they are many.
@@ -177,11 +177,12 @@ class _Merging:
     most similar compatible neighbour whose link is above what the pair needs) and that link,
     so that the next merge is the group with the highest best link, found by one ``argmax``.
 
-    A merge computes the merged group's links to its neighbours at once (one product of its sum
-    with theirs) and updates their best partners together. A neighbour whose best partner was one
-    of the two merged groups and whose link to the union fell keeps its old link as a bound
-    (``bound``): none of its other links is higher, so it is looked at again, all its links
-    computed, only once that bound is the highest. This replaced a heap of every pair's link,
+    A merge computes the merged group's links to its neighbours at once (from its two parts'
+    links where both knew them, else one product of its sum with theirs) and updates their best
+    partners together. A neighbour whose best partner was one of the two merged groups and
+    whose link to the union fell below its second best's bound keeps a bound (``bound``): none
+    of its links is higher, so it is looked at again (its links to the groups changed since
+    computed) only once that bound is the highest. This replaced a heap of every pair's link,
     where a merged group pushed a pair for each of its neighbours: where a few people fill a
     library (hundreds of neighbours a face) that heap's work grew with the cube of the faces
     (8,000 faces of 20 people: 29 s)."""
@@ -288,10 +289,10 @@ class _Merging:
             (na, a, known_a), (nb, b, known_b) = (self._recall(part, near) for part in parts)
             fresh = ~(known_a & known_b)
             links[~fresh] = (na * a[~fresh] + nb * b[~fresh]) / (na + nb)
-        elif self.seen[x] < self.changed[x]:  # new, or changed itself: every link
+        elif (own := self._known(x)) is None:  # new, or changed itself: every link
             fresh = np.ones(len(near), dtype=bool)
         else:
-            _, known, held = self._recall(self._known(x), near)
+            _, known, held = self._recall(own, near)
             fresh = ~held  # changed since, or not a neighbour then
             links[held] = known[held]
         links[fresh] = (self.sums[near[fresh]] @ self.sums[x]) / counts[fresh]

@@ -228,8 +228,7 @@ class Planner:
         """The jobs of the new photos under ``root``, each file hashed as the scan meets it;
         ``looked_at()`` after each file the scan saw (a progress bar)."""
         root = self.check_root(root)
-        for found in self._walk(root, looked_at):
-            yield from self.jobs_of(root, [found])
+        yield from self.jobs_of(root, self._walk(root, looked_at))  # both lazy: a file at a time
 
     def to_hash(self, root: Path, looked_at: Callable[[], None] = lambda: None) -> list[Found]:
         """The scan of ``root`` without reading a file: the photos that must be hashed to know
