@@ -57,14 +57,15 @@ def _exit_with_parent(parent: int) -> None:
 
 def _init_pool(settings: Settings, processes: int, model: str | None, parent: int) -> None:
     global _pool_context
+    # Ctrl-C is the run's to handle: it stops the pool (its photos under way finish, the others
+    # are cancelled), and no pool process prints a traceback, whether it was loading the model,
+    # analysing a photo or waiting for one. (The fork server starts with it ignored too.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(parent)
     limit_blas_threads(default_threads(processes))
     _pool_context = Context(settings, processes=processes, stages_together=True)
     if model:
         _pool_context.engine(model)  # load while the main process opens the library
-    # Ctrl-C stops a pool process from here on. It starts ignored (start_fork_server): a Ctrl-C
-    # while the model loads is the run's to handle, not a traceback from each pool process.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _ready() -> bool:
