@@ -13,13 +13,17 @@ photo as in LFW), so the figures are the serial part of a run: the index stage, 
     python bench/endrun.py --faces 10000 --existing 40000   # a new drive into a settled library
     python bench/endrun.py --faces 40000 --slice 2000    # settled in slices, as the index worker does
     python bench/endrun.py --faces 2000 8000 --persons 20   # a family's library: few people, many faces each
+    python bench/endrun.py --faces 8000 --persons 20 --as-run   # settled as `facepic run` does
 
 ``--existing N``: the library already holds N faces, indexed and settled (not timed), of the
 same people; the new faces are the run's (with several ``--faces``, the same library each time
 and the first that many of the same new faces: only N changes). ``--slice N``: the end settles N
-faces at a time until none are left (the Celery index worker's drains); its figure is the sum of
-the slices, and the longest slice is printed too. With ``--library``, ``--faces`` takes the first
-that many of its faces (all of them by default).
+faces at a time until none are left (the Celery index worker's drains). ``--as-run``: as
+`facepic run` settles (`facepic.settle.AsTheRunGoes`), the faces stored so far between two
+batches once those waiting hold ``PAIRS`` pairs in one person, the rest at the end. "settle" is
+every settle's time, "end" the part after the last batch was indexed, "longest" the longest
+settle. With ``--library``, ``--faces`` takes the first that many of its faces (all of them by
+default).
 
 Each row also scores the persons the end left against the faces' identities (the synthetic
 persons, or for a real library the folder of each photo, on its face nearest the centre):
@@ -53,7 +57,7 @@ from facepic.pipeline import workfile
 from facepic.pipeline.index import index_batch
 from facepic.pipeline.job import Job
 from facepic.settings import Settings
-from facepic.settle import settle_run
+from facepic.settle import PAIRS, AsTheRunGoes, settle_run
 
 BATCH = 256
 MODEL = "buffalo_s"
@@ -116,12 +120,25 @@ def library_faces(data_dir: str) -> tuple[np.ndarray, list[str | None]]:
     return embeddings_from_bson([d["embedding"] for d in docs]).copy(), labels
 
 
-def _index(ctx: Context, start: int, embeddings: np.ndarray) -> None:
+def _index(
+    ctx: Context, start: int, embeddings: np.ndarray, settling: AsTheRunGoes | None = None
+) -> tuple[float, float]:
+    """The index stage over ``embeddings``, with ``settling`` between batches as `facepic run`
+    settles as it goes: the seconds spent settling then, in all and the longest."""
+    settled = longest = 0.0
     for at in range(0, len(embeddings), BATCH):
         jobs = _jobs(ctx, start + at, embeddings[at : at + BATCH])
         for job in index_batch(ctx, jobs):
             assert not job.get("error"), job.get("error")
             workfile.drop(ctx.folder, job["image_id"])
+            if settling is not None:
+                settling.stored(job.get("persons") or ())
+        if settling is not None and settling.due:
+            started = time.perf_counter()
+            settling.settle()
+            took = time.perf_counter() - started
+            settled, longest = settled + took, max(longest, took)
+    return settled, longest
 
 
 def synthetic(total: int, seed: int = 0, persons: int | None = None) -> tuple[np.ndarray, list[str | None]]:
@@ -139,10 +156,11 @@ def one(
     existing: int = 0,
     slice_faces: int | None = None,
     every: int | None = None,
+    pairs: int | None = None,
 ) -> dict[str, float]:
     """Index ``known[:existing]`` and settle it (not timed), then the rest as a run: the index
     stage, then its end (``every``: a slice settled each time that many faces are stored, the
-    rest at the end)."""
+    rest at the end; ``pairs``: as `facepic run` settles, `AsTheRunGoes` with that limit)."""
     with tempfile.TemporaryDirectory(prefix="facepic-endrun-") as tmp:
         settings = Settings.load(
             env={"FACEPIC_DATA_DIR": tmp, "FACEPIC_MODEL": MODEL, "FACEPIC_MODEL_ROOT": tmp}, env_file=None
@@ -152,9 +170,19 @@ def one(
             if existing:
                 _index(ctx, 0, known[:existing])
                 settle_run(ctx)
-            indexed, settled, longest, moved, before = 0.0, 0.0, 0.0, 0, 0
+            indexed, settled, longest, moved, before, end = 0.0, 0.0, 0.0, 0, 0, 0.0
+            if pairs is not None:  # as `facepic run`: slices when due while indexing, the rest at the end
+                settling = AsTheRunGoes(ctx, pairs)
+                started = time.perf_counter()
+                behind, longest = _index(ctx, existing, known[existing:], settling)
+                indexed = time.perf_counter() - started - behind
+                started = time.perf_counter()
+                summary = settling.settle()
+                took = time.perf_counter() - started
+                settled, end, moved, before = behind + took, took, summary.faces_moved, summary.persons_before
+                longest = max(longest, took)
             chunk = every or len(known)
-            for at in range(existing, len(known), chunk):
+            for at in range(existing, len(known) if pairs is None else existing, chunk):
                 started = time.perf_counter()
                 _index(ctx, at, known[at : at + chunk])
                 indexed += time.perf_counter() - started
@@ -166,6 +194,7 @@ def one(
                     summary = settle_run(ctx, slice_faces or every)
                     took = time.perf_counter() - started
                     settled, longest, moved = settled + took, max(longest, took), moved + summary.faces_moved
+                    end += took if last else 0.0
                     if not (last and summary.more):
                         break  # during the run: one slice each ``every`` faces, photos waiting
             person = {d["_id"]: d.get("person_id") for d in ctx.library.faces.find({}, {"person_id": 1})}
@@ -175,6 +204,7 @@ def one(
         **scores([str(labels[n]) for n in scored], found),
         "index": indexed,
         "settle": settled,
+        "end": end,
         "longest": longest,
         "before": before,
         "after": summary.persons_after,
@@ -191,14 +221,23 @@ def main() -> None:
     parser.add_argument(
         "--every", type=int, help="settle a slice each time this many faces are stored (the index worker)"
     )
+    parser.add_argument(
+        "--as-run",
+        nargs="?",
+        const=PAIRS,
+        type=int,
+        metavar="PAIRS",
+        help=f"settle as `facepic run` does: when the waiting faces' pairs in one person reach PAIRS ({PAIRS:,})",
+    )
     parser.add_argument("--library", help="a finished run's data folder: settle its real faces instead")
     parser.add_argument(
         "--persons", type=int, help="synthetic persons (default: 2 in 5 faces, as LFW; 20: a family's library)"
     )
     args = parser.parse_args()
     print(
-        f"{'faces':>8} {'existing':>8} {'index s':>8} {'end s':>8} {'end/index':>9} {'end ms/face':>11} "
-        f"{'longest s':>9} {'persons before':>14} {'after':>6} {'moved':>6} {'F':>6} {'P':>6} {'R':>6}"
+        f"{'faces':>8} {'existing':>8} {'index s':>8} {'settle s':>8} {'end s':>8} {'end/index':>9} "
+        f"{'settle ms/face':>14} {'longest s':>9} {'persons before':>14} {'after':>6} {'moved':>6} "
+        f"{'F':>6} {'P':>6} {'R':>6}"
     )
     if args.library:
         known, labels = library_faces(args.library)
@@ -213,12 +252,12 @@ def main() -> None:
             for n in sizes
         ]
     for known, labels in runs:
-        r = one(known, labels, existing=args.existing, slice_faces=args.slice, every=args.every)
+        r = one(known, labels, existing=args.existing, slice_faces=args.slice, every=args.every, pairs=args.as_run)
         n = int(r["new"])
         print(
-            f"{n:>8} {args.existing:>8} {r['index']:8.1f} {r['settle']:8.1f} {r['settle'] / r['index']:9.2f} "
-            f"{1000 * r['settle'] / n:11.2f} {r['longest']:9.1f} {r['before']:>14} {r['after']:>6} {r['moved']:>6} "
-            f"{r['f']:6.4f} {r['precision']:6.4f} {r['recall']:6.4f}",
+            f"{n:>8} {args.existing:>8} {r['index']:8.1f} {r['settle']:8.1f} {r['end']:8.1f} "
+            f"{r['end'] / r['index']:9.2f} {1000 * r['settle'] / n:14.2f} {r['longest']:9.1f} {r['before']:>14} "
+            f"{r['after']:>6} {r['moved']:>6} {r['f']:6.4f} {r['precision']:6.4f} {r['recall']:6.4f}",
             flush=True,
         )
 

@@ -60,6 +60,18 @@ class ReclusterSummary:
     faces_assigned: int = 0  # unassigned before, a person now
     more: bool = False  # a settle in slices: faces stored since remain to be settled
 
+    def then(self, later: ReclusterSummary) -> ReclusterSummary:
+        """This settle and a ``later`` one as one: the persons before this and after that."""
+        return ReclusterSummary(
+            self.persons_before,
+            later.persons_after,
+            self.faces_moved + later.faces_moved,
+            self.persons_created + later.persons_created,
+            self.persons_deleted + later.persons_deleted,
+            self.faces_assigned + later.faces_assigned,
+            later.more,
+        )
+
 
 # --- looking things up ---------------------------------------------------------------
 

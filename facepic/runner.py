@@ -187,11 +187,14 @@ def process(
     stages: Sequence[Stage],
     on_done: Callable[[Job], None],
     pool: CpuPool | None = None,
+    between: Callable[[], None] | None = None,
 ) -> None:
     """Run ``stages`` over ``jobs``; ``on_done`` sees each finished job, in the order of
     ``jobs`` whatever the pool's timing, so the same folder always gives the same persons.
     ``jobs`` may be the scan itself: a photo is taken from it when the pool has room, so the
     first photos are analysed while the scan goes on, each soon after the scan read it.
+    ``between`` runs after each batch of the serial stages, the pool fed and busy (a slice of
+    the settle, in `facepic run`).
 
     A photo whose pool process dies (the OOM killer, a decoder crash) is tried again alone in
     a fresh process; if that one dies too, the photo fails and the run goes on."""
@@ -214,6 +217,9 @@ def process(
             if batch:
                 for job in run_serial_batch(ctx, batch, serial, unreachable):
                     on_done(job)
+                if between is not None:
+                    in_order.submit_more()  # the pool works on while this runs
+                    between()
 
 
 class _InOrder:

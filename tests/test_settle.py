@@ -360,3 +360,54 @@ def test_persons_absorbed_by_a_settle_go_to_whoever_took_most_of_their_faces() -
         )
     assert _absorbed(["a", "a", "b", "b"], ["c", "d", "d", "c"], {}, lambda p: False) == {"a": "c", "b": "c"}
     assert _absorbed(["a", "a", "a"], ["d", "c", "d"], {}, lambda p: False) == {"a": "d"}
+
+
+def test_a_run_settles_as_it_goes_once_its_waiting_faces_pair_up_in_one_person(
+    offline_env, finished_library, tmp_path, monkeypatch
+) -> None:
+    """`facepic run` settles the faces stored so far between two batches once the pairs of
+    them that one person holds reach ``PAIRS`` (a few people's many faces, where one settle at
+    the end grows with their square), and the rest at its end: every face settled, the
+    persons those of one settle, and the summary that of all the run's settles."""
+    import facepic.runner as runner
+    import facepic.settle as settle_module
+    from facepic.db import Library
+    from facepic.embedded import embedded_database
+    from tests.conftest import copy_photos, invoke, settings_of
+
+    expected = _groups(_persons_by_face(finished_library(group=False).copy(tmp_path / "one")))
+    root = tmp_path / "drive"
+    copy_photos(root, group=False)
+    monkeypatch.setattr(runner, "BATCH", 2)
+    monkeypatch.setattr(settle_module, "PAIRS", 1)  # as soon as one person holds two waiting faces
+    waiting: list[int] = []
+    real = settle_module.settle_run
+
+    def settle_run(ctx, slice_faces=None):  # type: ignore[no-untyped-def]
+        lib = ctx.library
+        waiting.append(lib.current_seq() - int(lib.settle_mark().get("seq", 0)))
+        return real(ctx, slice_faces)
+
+    monkeypatch.setattr(settle_module, "settle_run", settle_run)
+    env = {**offline_env, "FACEPIC_DATA_DIR": str(tmp_path / "data"), "FACEPIC_WORKERS": "1"}
+    result = invoke(env, "run", str(root))
+    assert result.exit_code == 0, result.output
+    assert len(waiting) > 2 and sum(waiting) == 21 and max(waiting[:-1]) < 21  # slices, then the rest
+    assert _groups(_persons_by_face(env)) == expected
+    with embedded_database(settings_of(env)) as running:
+        lib = Library(running.mongodb_uri, running.mongodb_db)
+        try:
+            assert int(lib.settle_mark()["seq"]) == lib.current_seq() == 21
+        finally:
+            lib.close()
+    assert not (tmp_path / "data").joinpath("unsettled").exists()
+
+
+def test_the_pairs_that_make_a_settle_due_are_those_of_waiting_faces_in_one_person() -> None:
+    from facepic.settle import AsTheRunGoes
+
+    settling = AsTheRunGoes(None, pairs=4)  # type: ignore[arg-type]  # no library: only counting
+    settling.stored(["a", "b", None, "a", None, "c"])
+    assert (settling.faces, settling.pairs, settling.due) == (6, 1, False)
+    settling.stored(["a", "b", "a"])  # a: 4 faces (6 pairs), b: 2 (1)
+    assert (settling.faces, settling.pairs, settling.due) == (9, 7, True)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from facepic.planner import Planner, Summary
     from facepic.runner import CpuPool
     from facepic.settings import Settings
+    from facepic.settle import AsTheRunGoes
 
 TICK_SECONDS = 0.5  # a bar waiting on the pool (models loading) still shows its clock
 
@@ -162,6 +163,7 @@ def _run(
     assert root is not None
     root = planner.check_root(root)  # a missing or empty folder is said before anything loads
     unsettled = library.settings.folder.unsettled
+    settling: AsTheRunGoes | None = None
     with ExitStack() as stack:
         scan = _Scan(planner, root)
         first = scan.first()
@@ -173,12 +175,15 @@ def _run(
             first["model"] = planner.model
             unsettled.parent.mkdir(parents=True, exist_ok=True)
             unsettled.touch()  # a run killed from here on leaves a settle to the next one
-            _process(library.ctx, scan.jobs(first), planner.summary, pool, choice, scan=scan)  # shuts the pool down
+            from facepic.settle import AsTheRunGoes
+
+            settling = AsTheRunGoes(library.ctx)
+            _process(library.ctx, scan.jobs(first), planner.summary, pool, choice, scan=scan, settling=settling)
         elif unsettled.exists():
             say_error("an earlier run stopped before settling its faces: settling them now")
         else:
             return planner.summary  # nothing new: no library, model or pool was needed
-    _settle(library.ctx, planner.summary.faces)
+    _settle(library.ctx, settling)
     library.ctx.on_disk()
     unsettled.unlink(missing_ok=True)
     return planner.summary
@@ -259,11 +264,14 @@ def _process(
     choice: models.ModelChoice | None,
     upload_only: bool = False,
     scan: _Scan | None = None,
+    settling: AsTheRunGoes | None = None,
 ) -> None:
     """The photos of ``jobs`` through the pipeline, a bar showing them; with ``scan``, ``jobs``
-    are its photos, hashed as they are taken, and the bar's total follows it."""
+    are its photos, hashed as they are taken, and the bar's total follows it; with
+    ``settling``, their faces are settled between batches when it is due."""
     from facepic import runner
     from facepic.pipeline.stages import stages_for
+    from facepic.report import counted
 
     if scan is None:
         jobs = list(jobs)
@@ -280,24 +288,35 @@ def _process(
             done_bar.set_postfix_str(figures, refresh=False)
             if scan is not None:
                 done_bar.total = scan.total  # less the duplicates found so far
+            if settling is not None:
+                settling.stored(job.get("persons") or ())
             done_bar.update(1)
 
-        runner.process(ctx, jobs, stages_for(upload_only), done, pool)
+        def between() -> None:
+            if settling is not None and settling.due:
+                shown = done_bar.postfix
+                done_bar.set_postfix_str(f"settling {counted(settling.faces, 'face')}")
+                settling.settle()
+                done_bar.set_postfix_str(shown or "", refresh=False)
+
+        runner.process(ctx, jobs, stages_for(upload_only), done, pool, between if settling is not None else None)
         if scan is not None and done_bar.total != scan.total:  # duplicates after the last new photo
             done_bar.total = scan.total
             done_bar.refresh()
 
 
-def _settle(ctx: Context, faces: int) -> None:
-    """The persons of the faces this run stored, decided together; on a terminal, a line
-    before (it can take a while on a large library) and its figures after."""
+def _settle(ctx: Context, settling: AsTheRunGoes | None) -> None:
+    """The persons of the faces this run stored and has not settled yet (with those an earlier
+    run left), decided together; on a terminal, a line before (it can take a while on a large
+    library) and the figures of the run's settles after."""
     from facepic.report import counted
-    from facepic.settle import settle_run
+    from facepic.settle import AsTheRunGoes
 
+    settling = settling or AsTheRunGoes(ctx)
     terminal = _on_terminal()
     if terminal:
-        click.echo(f"settling {counted(faces, 'face')} and those still without a person...", err=True)
-    s = settle_run(ctx)
+        click.echo(f"settling {counted(settling.faces, 'face')} and those still without a person...", err=True)
+    s = settling.settle()
     if terminal:
         click.echo(
             f"persons {s.persons_before:,} -> {s.persons_after:,} (created {s.persons_created:,}, "

@@ -168,7 +168,10 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
         if found:
             job = {**job, "xmp_names": len(found["xmp_names"]) + len(found["xmp_unmatched"])}
             job["xmp_matched"] = len(found["xmp_names"])
-        photos.append(_Photo(pos, job, work["info"], folder_id, faces, [f for f in face_ids if f not in stored], found))
+        fresh = [f for f in face_ids if f not in stored]
+        # The person of each face stored now (None: none yet), for the run's settle as it goes.
+        job = {**job, "persons": [doc["person_id"] for doc in faces if doc["_id"] not in stored]}
+        photos.append(_Photo(pos, job, work["info"], folder_id, faces, fresh, found))
     for model in models:
         ctx.matcher(model).unprepare()
     _number_faces(ctx, photos)
