@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ def test_batches_decide_what_one_photo_after_another_decides(mongo_server, model
     rng = random.Random(7)
     results = {}
     for n, (name, size) in enumerate((("one by one", 0), ("random batches", -1), ("one batch", len(jobs)))):
+        told: list[str | None] = []
         settings = settings_at(tmp_path / f"path{n}", mongo_server, f"batches_{n}", model_root)
         shutil.copytree(prepared.folder.root, settings.folder.root)
         with Context(settings) as run:
@@ -83,7 +85,12 @@ def test_batches_decide_what_one_photo_after_another_decides(mongo_server, model
                     batch = jobs[start : start + step]
                     done = run_serial_batch(run, batch, INDEX_AND_LOG, set())
                     assert [j["image_id"] for j in done] == [j["image_id"] for j in batch]
+                    told += [p for j in done for p in j.get("persons", [])]
                     start += step
+                # Each face stored is told once, with its person (or the first it hesitated
+                # between), which `facepic run` counts to settle as it goes.
+                faces = run.library.faces.find({}, {"person_id": 1, "candidates": 1})
+                assert Counter(told) == Counter(f["person_id"] or (f.get("candidates") or [None])[0] for f in faces)
             results[name] = library(run)
             assert not list(settings.folder.work.glob("*.work"))  # every work file served
     reference = results["one by one"]
@@ -117,3 +124,11 @@ def test_a_photo_that_breaks_its_batch_fails_alone(mongo_server, model_root, tmp
         assert stored == {j["image_id"] for j in jobs} - {jobs[2]["image_id"]}
         finals = {x["path"]: x["status"] for x in ledger_lines(settings) if x["status"] != "queued"}
         assert sorted(finals.values()) == ["done"] * 5 + ["failed"]
+
+
+def test_a_face_left_without_a_person_is_counted_with_the_first_it_hesitated_between() -> None:
+    from facepic.pipeline.index import _nearest
+
+    assert _nearest({"person_id": "pa", "candidates": ["pb", "pc"]}) == "pa"
+    assert _nearest({"person_id": None, "candidates": ["pb", "pc"]}) == "pb"
+    assert _nearest({"person_id": None}) is None

@@ -169,8 +169,9 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
             job = {**job, "xmp_names": len(found["xmp_names"]) + len(found["xmp_unmatched"])}
             job["xmp_matched"] = len(found["xmp_names"])
         fresh = [f for f in face_ids if f not in stored]
-        # The person of each face stored now (None: none yet), for the run's settle as it goes.
-        job = {**job, "persons": [doc["person_id"] for doc in faces if doc["_id"] not in stored]}
+        # The person of each face stored now, or the first it hesitated between (None: neither),
+        # for the run's settle as it goes.
+        job = {**job, "persons": [_nearest(doc) for doc in faces if doc["_id"] not in stored]}
         photos.append(_Photo(pos, job, work["info"], folder_id, faces, fresh, found))
     for model in models:
         ctx.matcher(model).unprepare()
@@ -181,6 +182,11 @@ def _index_new(ctx: Context, batch: list[tuple[int, Job, dict[str, Any]]]) -> li
     _update_persons(ctx, photos, persons)
     _upsert_images(ctx, photos)
     return [(p.pos, p.job) for p in photos]
+
+
+def _nearest(face: dict[str, Any]) -> str | None:
+    """The person a face was given, else the first of those it hesitated between."""
+    return face["person_id"] or (face.get("candidates") or [None])[0]
 
 
 def _prepare_matchers(ctx: Context, models: list[str], batch: list[tuple[int, Job, dict[str, Any]]]) -> dict[int, int]:

@@ -44,7 +44,9 @@ class Job(TypedDict, total=False):
     warnings: list[str]  # what went wrong without failing the photo (XMP that cannot be read)
     xmp_names: int  # names of XMP face regions read (index stage)
     xmp_matched: int  # of those, the names given to a detected face
-    persons: list[str | None]  # the person the index stage gave each face it stored (None: none)
+    # The person the index stage gave each face it stored, or the first it hesitated between
+    # (None: neither): what `facepic run` counts to settle as it goes.
+    persons: list[str | None]
     # The photo's faces from detect to the log stage, in place of its work file, under `facepic
     # run` alone (pool and main process: never on a queue, whose jobs are JSON).
     work: dict[str, Any]
