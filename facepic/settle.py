@@ -444,7 +444,7 @@ class _Batch:
         self.faces = set(new.ids)  # the faces being decided, the re-formed persons' too
         self.photos = set(new.photo)
         self.taken: set[str] = set()
-        self.held = _HeldElsewhere(lib, self.faces, {p for p in new.person if p}, named)
+        self.held = _HeldElsewhere(lib, self.faces, Counter(p for p in new.person if p), named)
 
     def describe(self, person_ids: list[str]) -> dict[str, Settled]:
         out = {p: Settled(np.zeros(EMBEDDING_DIM), 0, locked=p in self.named) for p in person_ids}
@@ -590,8 +590,8 @@ class _HeldElsewhere:
     face of theirs was read into it); only an id outside those (a collision's second choice)
     is read alone."""
 
-    def __init__(self, lib: Library, batch: set[str], persons: set[str], named: set[str]) -> None:
-        self.lib, self.batch, self.persons, self.named = lib, batch, persons, named
+    def __init__(self, lib: Library, batch: set[str], persons: Counter[str], named: set[str]) -> None:
+        self.lib, self.batch, self.persons, self.named = lib, batch, persons, named  # persons: faces in the batch
         self.whole: set[str] = set()
         self.known: set[str] | None = None
         self.held: set[str] = set()
@@ -600,8 +600,8 @@ class _HeldElsewhere:
         if person_id in self.named:
             return True
         if self.known is None:
-            self.known = self.persons | {ids.person_id(f) for f in self.batch}
-            self.held = self.lib.persons_with_faces_outside(sorted(self.known - self.whole), self.batch)
+            self.known = set(self.persons) | {ids.person_id(f) for f in self.batch}
+            self.held = self.lib.persons_with_faces_outside(sorted(self.known - self.whole), self.batch, self.persons)
         if person_id not in self.known:
             self.known.add(person_id)
             if person_id not in self.whole and self.lib.persons_with_faces_outside([person_id], self.batch):

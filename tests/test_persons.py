@@ -328,3 +328,54 @@ def test_the_faces_to_settle_leave_out_those_called_not_a_face(mongo_server: str
     finally:
         lib.client.drop_database("facepic_to_settle")
         lib.close()
+
+
+@pytest.mark.servers
+def test_a_person_with_faces_outside_a_batch_is_found_without_reading_all_of_a_large_one(mongo_server: str) -> None:
+    """Whether a person has a face outside a settle's batch: a person the batch holds many
+    faces of is asked for one face more than it holds there (a read bounded by the batch, not
+    by the person), the others together; the answers are the same either way."""
+    from functools import partial
+    from unittest.mock import patch
+
+    from pymongo import MongoClient, monitoring
+
+    from facepic.library.corrections import ASKED_ALONE
+
+    class Reads(monitoring.CommandListener):
+        """The face documents the server sends back."""
+
+        def __init__(self) -> None:
+            self.docs = 0
+
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            pass
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            cursor = event.reply.get("cursor") or {}
+            self.docs += len(cursor.get("firstBatch") or cursor.get("nextBatch") or [])
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    reads = Reads()
+    with patch("facepic.library.base.MongoClient", partial(MongoClient, event_listeners=[reads])):
+        lib = Library(mongo_server, "facepic_outside")
+    try:
+        big = [{"_id": f"b{n:04d}", "person_id": "pbig"} for n in range(ASKED_ALONE)]
+        extra = [{"_id": f"x{n:04d}", "person_id": "pbig"} for n in range(2000)]  # outside every batch below
+        lib.faces.insert_many([*big, *extra, *({"_id": f"s{n}", "person_id": "psmall"} for n in range(3))])
+        batch = {f["_id"] for f in big} | {"s0", "s1"}
+        holding = {"pbig": len(big), "psmall": 2}
+        reads.docs = 0
+        assert lib.persons_with_faces_outside(["pbig", "psmall"], batch, holding) == {"pbig", "psmall"}
+        assert reads.docs <= len(big) + 1 + 3  # not the 2,000 faces of pbig outside the batch
+        reads.docs = 0
+        assert lib.persons_with_faces_outside(["pbig", "psmall"], batch) == {"pbig", "psmall"}  # read whole
+        assert reads.docs == len(big) + len(extra) + 3
+        lib.faces.delete_many({"_id": {"$in": [f["_id"] for f in extra] + ["s2"]}})
+        assert lib.persons_with_faces_outside(["pbig", "psmall"], batch, holding) == set()
+        assert lib.persons_with_faces_outside(["pbig", "psmall"], batch) == set()
+    finally:
+        lib.client.drop_database("facepic_outside")
+        lib.close()

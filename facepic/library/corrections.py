@@ -4,7 +4,7 @@ face lists refreshed; the pending changes (facepic.changes) and the undo log."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,8 @@ from facepic.library.base import (
     DatabaseError,
     LibraryBase,
 )
+
+ASKED_ALONE = 256  # faces of a person in a batch from which it is asked alone whether it has others
 
 
 class Corrections(LibraryBase):
@@ -67,14 +69,27 @@ class Corrections(LibraryBase):
                     out.setdefault(f["person_id"], []).append(f)
         return out
 
-    def persons_with_faces_outside(self, person_ids: Sequence[str], face_ids: set[str]) -> set[str]:
-        """Those of ``person_ids`` that have a face not in ``face_ids``."""
+    def persons_with_faces_outside(
+        self, person_ids: Sequence[str], face_ids: set[str], holding: Mapping[str, int] | None = None
+    ) -> set[str]:
+        """Those of ``person_ids`` that have a face not in ``face_ids``. ``holding``: how many of
+        ``face_ids`` a person holds, where known. One that holds many is asked alone for one
+        face more than that, which has to include one outside if it has any: the read is
+        bounded by ``face_ids``, not by the person (a family's largest person, read whole at
+        each slice of a run, made each slice cost more than the last)."""
+        holding = holding or {}
         wanted = sorted(set(person_ids))
+        alone = [p for p in wanted if holding.get(p, 0) >= ASKED_ALONE]
+        together = [p for p in wanted if holding.get(p, 0) < ASKED_ALONE]
         out: set[str] = set()
         with self.errors():
-            for start in range(0, len(wanted), IN_BATCH):
-                query = {"person_id": {"$in": wanted[start : start + IN_BATCH]}}
+            for start in range(0, len(together), IN_BATCH):
+                query = {"person_id": {"$in": together[start : start + IN_BATCH]}}
                 out.update(f["person_id"] for f in self.faces.find(query, {"person_id": 1}) if f["_id"] not in face_ids)
+            for pid in alone:
+                faces = self.faces.find({"person_id": pid}, {"_id": 1}).limit(holding[pid] + 1)
+                if any(f["_id"] not in face_ids for f in faces):
+                    out.add(pid)
         return out
 
     def write_persons(
