@@ -332,9 +332,9 @@ def test_the_faces_to_settle_leave_out_those_called_not_a_face(mongo_server: str
 
 @pytest.mark.servers
 def test_a_person_with_faces_outside_a_batch_is_found_without_reading_all_of_a_large_one(mongo_server: str) -> None:
-    """Whether a person has a face outside a settle's batch: a person the batch holds many
-    faces of is asked for one face more than it holds there (a read bounded by the batch, not
-    by the person), the others together; the answers are the same either way."""
+    """Whether a person has a face outside a settle's batch: a person of many faces is asked
+    for one face more than the batch holds of it (a read bounded by the batch, not by the
+    person), the others together; the answers are the same either way."""
     from functools import partial
     from unittest.mock import patch
 
@@ -362,20 +362,26 @@ def test_a_person_with_faces_outside_a_batch_is_found_without_reading_all_of_a_l
     with patch("facepic.library.base.MongoClient", partial(MongoClient, event_listeners=[reads])):
         lib = Library(mongo_server, "facepic_outside")
     try:
-        big = [{"_id": f"b{n:04d}", "person_id": "pbig"} for n in range(ASKED_ALONE)]
-        extra = [{"_id": f"x{n:04d}", "person_id": "pbig"} for n in range(2000)]  # outside every batch below
-        lib.faces.insert_many([*big, *extra, *({"_id": f"s{n}", "person_id": "psmall"} for n in range(3))])
-        batch = {f["_id"] for f in big} | {"s0", "s1"}
-        holding = {"pbig": len(big), "psmall": 2}
-        reads.docs = 0
-        assert lib.persons_with_faces_outside(["pbig", "psmall"], batch, holding) == {"pbig", "psmall"}
-        assert reads.docs <= len(big) + 1 + 3  # not the 2,000 faces of pbig outside the batch
-        reads.docs = 0
-        assert lib.persons_with_faces_outside(["pbig", "psmall"], batch) == {"pbig", "psmall"}  # read whole
-        assert reads.docs == len(big) + len(extra) + 3
-        lib.faces.delete_many({"_id": {"$in": [f["_id"] for f in extra] + ["s2"]}})
-        assert lib.persons_with_faces_outside(["pbig", "psmall"], batch, holding) == set()
-        assert lib.persons_with_faces_outside(["pbig", "psmall"], batch) == set()
+        big = [{"_id": f"b{n:04d}", "person_id": "pbig"} for n in range(ASKED_ALONE + 2000)]
+        small = [{"_id": f"s{n}", "person_id": "psmall"} for n in range(3)]
+        lib.faces.insert_many([*big, *small])
+        lib.persons.insert_many([{"_id": "pbig", "face_count": len(big)}, {"_id": "psmall", "face_count": 3}])
+        for held in (300, 5):  # the batch holds many of the large person's faces, or a few
+            batch = {f["_id"] for f in big[:held]} | {"s0", "s1"}
+            holding = {"pbig": held, "psmall": 2}
+            reads.docs = 0
+            assert lib.persons_with_faces_outside(["pbig", "psmall"], batch, holding) == {"pbig", "psmall"}
+            assert reads.docs <= 1 + held + 1 + 3  # its count, held + 1 of its faces, the small one's
+            reads.docs = 0
+            assert lib.persons_with_faces_outside(["pbig", "psmall"], batch) == {"pbig", "psmall"}  # read whole
+            assert reads.docs == len(big) + 3
+        # Every face of both in the batch: none outside, whichever way it is asked.
+        batch = {f["_id"] for f in big} | {"s0", "s1", "s2"}
+        holding = {"pbig": len(big), "psmall": 3}
+        assert lib.persons_with_faces_outside(["pbig", "psmall", "pnone"], batch, holding) == set()
+        assert lib.persons_with_faces_outside(["pbig", "psmall", "pnone"], batch) == set()
+        lib.persons.update_one({"_id": "pbig"}, {"$set": {"face_count": 1}})  # a stale count: still right
+        assert lib.persons_with_faces_outside(["pbig"], batch - {"b0000"}, {"pbig": len(big) - 1}) == {"pbig"}
     finally:
         lib.client.drop_database("facepic_outside")
         lib.close()

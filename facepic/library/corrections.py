@@ -20,7 +20,7 @@ from facepic.library.base import (
     LibraryBase,
 )
 
-ASKED_ALONE = 256  # faces of a person in a batch from which it is asked alone whether it has others
+ASKED_ALONE = 256  # faces of a person from which it is asked alone whether it has faces outside a batch
 
 
 class Corrections(LibraryBase):
@@ -73,23 +73,27 @@ class Corrections(LibraryBase):
         self, person_ids: Sequence[str], face_ids: set[str], holding: Mapping[str, int] | None = None
     ) -> set[str]:
         """Those of ``person_ids`` that have a face not in ``face_ids``. ``holding``: how many of
-        ``face_ids`` a person holds, where known. One that holds many is asked alone for one
-        face more than that, which has to include one outside if it has any: the read is
-        bounded by ``face_ids``, not by the person (a family's largest person, read whole at
-        each slice of a run, made each slice cost more than the last)."""
-        holding = holding or {}
+        ``face_ids`` each person holds (one not in it holds none), where known. Then a person of
+        many faces (by its stored count, which only chooses how to ask) is asked alone for one
+        face more than it holds there, which has to include one outside if it has any: the
+        read is bounded by ``face_ids``, not by the person (a family's largest persons, read
+        whole at each slice of a run, made each slice cost more than the last)."""
         wanted = sorted(set(person_ids))
-        alone = [p for p in wanted if holding.get(p, 0) >= ASKED_ALONE]
-        together = [p for p in wanted if holding.get(p, 0) < ASKED_ALONE]
+        alone: set[str] = set()
         out: set[str] = set()
         with self.errors():
+            if holding is not None:
+                for start in range(0, len(wanted), IN_BATCH):
+                    query = {"_id": {"$in": wanted[start : start + IN_BATCH]}, "face_count": {"$gte": ASKED_ALONE}}
+                    alone.update(d["_id"] for d in self.persons.find(query, {"_id": 1}))
+                for pid in sorted(alone):
+                    faces = self.faces.find({"person_id": pid}, {"_id": 1}).limit(holding.get(pid, 0) + 1)
+                    if any(f["_id"] not in face_ids for f in faces):
+                        out.add(pid)
+            together = [p for p in wanted if p not in alone]
             for start in range(0, len(together), IN_BATCH):
                 query = {"person_id": {"$in": together[start : start + IN_BATCH]}}
                 out.update(f["person_id"] for f in self.faces.find(query, {"person_id": 1}) if f["_id"] not in face_ids)
-            for pid in alone:
-                faces = self.faces.find({"person_id": pid}, {"_id": 1}).limit(holding[pid] + 1)
-                if any(f["_id"] not in face_ids for f in faces):
-                    out.add(pid)
         return out
 
     def write_persons(
