@@ -59,5 +59,8 @@ class Library(PipelineWrites, Lookups, Settling, Corrections, Reembedding, Snaps
             # each absorbed person's to whoever took it in (a full read of the faces without these).
             self.faces.create_index([("rejected", ASCENDING)], sparse=True)
             self.faces.create_index([("not_same", ASCENDING)], sparse=True)
+            # The faces the user placed: a settle reads them, not each person's faces, to know
+            # whom they hold.
+            self.faces.create_index([("locked", ASCENDING)], sparse=True)
             self.face_moves.create_index([("at", ASCENDING)])
             self.folders.create_index([("parent_id", ASCENDING)])

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo import monitoring
 
 from facepic import snapshot, storage
 from facepic.db import Library
@@ -330,37 +331,81 @@ def test_the_faces_to_settle_leave_out_those_called_not_a_face(mongo_server: str
         lib.close()
 
 
+class _Reads(monitoring.CommandListener):
+    """The documents the server sends back to a Library's reads (a pymongo command listener)."""
+
+    def __init__(self) -> None:
+        self.docs = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        cursor = event.reply.get("cursor") or {}
+        self.docs += len(cursor.get("firstBatch") or cursor.get("nextBatch") or [])
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def counting_reads(uri: str, db_name: str) -> tuple[Library, _Reads]:
+    """A Library on ``db_name`` whose client counts the documents its reads return."""
+    from functools import partial
+    from unittest.mock import patch
+
+    from pymongo import MongoClient
+
+    reads = _Reads()
+    with patch("facepic.library.base.MongoClient", partial(MongoClient, event_listeners=[reads])):
+        return Library(uri, db_name), reads
+
+
+@pytest.mark.servers
+def test_the_faces_that_constrain_a_settle_are_read_by_the_batch_s_photos_not_by_whole_persons(
+    mongo_server: str,
+) -> None:
+    """Which faces of the persons near a settle's batch constrain a merge (in the batch's photos,
+    rejecting someone, placed by the user): read by the photos and the user's few, so a large
+    person is not read whole; the same faces as filtering each person's faces."""
+    lib, reads = counting_reads(mongo_server, "facepic_constraining")
+    try:
+        lib.ensure_indexes()
+        big = [{"_id": f"b{n:04d}", "person_id": "pbig", "image_id": f"i{n:04d}"} for n in range(2000)]
+        big[7]["rejected"] = ["pother"]
+        big[8]["locked"] = True
+        big[9]["locked"] = False  # placed by the user once, then set free
+        big[10]["rejected"] = []
+        small = [
+            {"_id": "s0", "person_id": "psmall", "image_id": "i0001"},  # in a photo of the batch
+            {"_id": "s1", "person_id": "psmall", "image_id": "j0001", "locked": True},
+            {"_id": "s2", "person_id": "psmall", "image_id": "j0002"},
+            {"_id": "o0", "person_id": "pfar", "image_id": "i0002", "locked": True},  # not asked about
+        ]
+        lib.faces.insert_many([*big, *small])
+        photos = {"i0001", "i0002", "i0003"}
+        reads.docs = 0
+        found = {f["_id"] for f in lib.constraining_faces(["pbig", "psmall"], photos)}
+        expected = {
+            f["_id"]
+            for f in [*big, *small]
+            if f["person_id"] in ("pbig", "psmall")
+            and (f["image_id"] in photos or f.get("rejected") or f.get("locked"))
+        }
+        assert found == expected == {"b0001", "b0002", "b0003", "b0007", "b0008", "s0", "s1"}
+        assert reads.docs <= 5 + 2 + 4  # the photos' faces, those rejecting, those placed (and set free)
+    finally:
+        lib.client.drop_database("facepic_constraining")
+        lib.close()
+
+
 @pytest.mark.servers
 def test_a_person_with_faces_outside_a_batch_is_found_without_reading_all_of_a_large_one(mongo_server: str) -> None:
     """Whether a person has a face outside a settle's batch: a person of many faces is asked
     for one face more than the batch holds of it (a read bounded by the batch, not by the
     person), the others together; the answers are the same either way."""
-    from functools import partial
-    from unittest.mock import patch
-
-    from pymongo import MongoClient, monitoring
-
     from facepic.library.corrections import ASKED_ALONE
 
-    class Reads(monitoring.CommandListener):
-        """The face documents the server sends back."""
-
-        def __init__(self) -> None:
-            self.docs = 0
-
-        def started(self, event: monitoring.CommandStartedEvent) -> None:
-            pass
-
-        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-            cursor = event.reply.get("cursor") or {}
-            self.docs += len(cursor.get("firstBatch") or cursor.get("nextBatch") or [])
-
-        def failed(self, event: monitoring.CommandFailedEvent) -> None:
-            pass
-
-    reads = Reads()
-    with patch("facepic.library.base.MongoClient", partial(MongoClient, event_listeners=[reads])):
-        lib = Library(mongo_server, "facepic_outside")
+    lib, reads = counting_reads(mongo_server, "facepic_outside")
     try:
         big = [{"_id": f"b{n:04d}", "person_id": "pbig"} for n in range(ASKED_ALONE + 2000)]
         small = [{"_id": f"s{n}", "person_id": "psmall"} for n in range(3)]

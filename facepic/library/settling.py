@@ -79,23 +79,28 @@ class Settling(LibraryBase):
 
     def constraining_faces(self, person_ids: Sequence[str], image_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Faces of ``person_ids`` that constrain a merge: in one of ``image_ids``, rejecting
-        someone, or placed by the user. The photos are matched here, not by ``$in``: they are
-        every photo of the faces being settled (tens of thousands at the end of a large run),
-        and the embedded server checks each face against the whole list."""
-        photos = set(image_ids)
-        out: list[dict[str, Any]] = []
-        ids = list(person_ids)
+        someone, or placed by the user. Read by what bounds them, not by the persons (a
+        family's largest persons, read whole at every slice of a run, made each slice cost more
+        than the last): the faces of the photos, in parts (the embedded server checks each face
+        against the whole ``$in`` list), and the few the user made (indexed)."""
+        wanted = set(person_ids)
+        in_photos = set(image_ids)
+        photos = sorted(in_photos)
+        projection = {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1}
+        found: dict[str, dict[str, Any]] = {}
         with self.errors():
-            for start in range(0, len(ids), IN_BATCH):
-                out += (
-                    f
-                    for f in self.faces.find(
-                        {"person_id": {"$in": ids[start : start + IN_BATCH]}},
-                        {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1},
-                    )
-                    if f["image_id"] in photos or f.get("rejected") or f.get("locked")
+            for start in range(0, len(photos), IN_BATCH):
+                found.update(
+                    (f["_id"], f)
+                    for f in self.faces.find({"image_id": {"$in": photos[start : start + IN_BATCH]}}, projection)
                 )
-        return out
+            for query in ({"rejected": {"$exists": True}}, {"locked": True}):
+                found.update((f["_id"], f) for f in self.faces.find(query, projection))
+        return [
+            f
+            for f in found.values()
+            if f.get("person_id") in wanted and (f["image_id"] in in_photos or f.get("rejected") or f.get("locked"))
+        ]
 
     def faces_of_persons(self, person_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Every face of ``person_ids`` with its embedding (no box, landmarks or quality), in
