@@ -73,6 +73,7 @@ class Change:
         self.writes: list[tuple[str, list[Any], dict[str, Any]]] = []
         self.persons: set[str] = set()
         self.images: set[str] = set()
+        self.moved: dict[str, dict[str, Any]] = {}  # persons recount may count from the moves
 
     def __getattr__(self, name: str) -> Any:
         if name not in WRITES:
@@ -88,6 +89,10 @@ class Change:
         self.persons.update(p for p in persons if p)
         self.images.update(images)
 
+    def count_from_moves(self, moved: dict[str, dict[str, Any]]) -> None:
+        """Let recount count these of the persons touched from their moves (`counted_moves`)."""
+        self.moved.update(moved)
+
     def commit(self, lib: Library, covers: Covers | None) -> tuple[int, int]:
         """Make the change durable, then apply it whole (see the module's docstring). Returns
         the persons its recount created and deleted."""
@@ -95,7 +100,13 @@ class Change:
             return 0, 0
         change_id = uuid.uuid4().hex
         body = json_util.dumps(
-            {"writes": self.writes, "persons": sorted(self.persons), "images": sorted(self.images), "bump": self.bump}
+            {
+                "writes": self.writes,
+                "persons": sorted(self.persons),
+                "images": sorted(self.images),
+                "bump": self.bump,
+                "moved": self.moved,
+            }
         )
         parts = [body[i : i + PART_CHARS] for i in range(0, len(body), PART_CHARS)] or [""]
         for n, part in enumerate(parts):
@@ -129,7 +140,7 @@ def _finish(lib: Library, covers: Covers | None, change_id: str, body: str) -> t
         if name not in WRITES:
             raise ValueError(f"a stored change holds an unknown write {name!r}")
         getattr(lib, name)(*args, **kwargs)
-    counts = recount(lib, plan["persons"], covers)
+    counts = recount(lib, plan["persons"], covers, moved=plan.get("moved"))
     lib.refresh_image_faces(plan["images"])
     if plan.get("bump", True):
         lib.bump_revision()

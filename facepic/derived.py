@@ -56,27 +56,97 @@ class Covers:
             self.store.delete_keys([storage.person_key(pid) for pid in person_ids])
 
 
-def recount(lib: Library, person_ids: Iterable[str], covers: Covers | None, place_all: bool = False) -> tuple[int, int]:
+# A person of this many faces or more is counted from a change's moves where it can be: reading
+# all of its faces at each settle of a run made each settle cost more than the last.
+COUNTED_FROM_MOVES = 256
+
+
+def recount(
+    lib: Library,
+    person_ids: Iterable[str],
+    covers: Covers | None,
+    place_all: bool = False,
+    moved: dict[str, dict[str, Any]] | None = None,
+) -> tuple[int, int]:
     """Recount the faces of ``person_ids``; delete those left empty unless the user made
     them; choose covers again (best quality) unless the user picked one, and place the cover
     file where ``cover_of`` (the face the file was cut from) says it is another face. Returns
-    (created, deleted) persons. ``place_all``: also place cover files that are missing. Reads and writes in bulk: a few round trips per hundred
-    persons, whatever their number."""
+    (created, deleted) persons. ``place_all``: also place cover files that are missing.
+    ``moved``: for some persons, the faces that joined and left them in the change, and the
+    count and time of their document before it (`counted_moves`): each is counted from them
+    with a compare and set, read whole only where its document is no longer what the change
+    saw (a replay, another writer) or its cover left it. Reads and writes in bulk: a few round
+    trips per hundred persons, whatever their number."""
     wanted = sorted({p for p in person_ids if p})
     if not wanted:
         return 0, 0
-    faces = lib.faces_by_person(wanted)
     existing = lib.persons_by_id(wanted)
     plan = _Recount(lib.library_model(), now_iso())
+    counted = _count_moves(lib, existing, moved or {}, plan) if moved else set()
+    faces = lib.faces_by_person([p for p in wanted if p not in counted])
     for pid in wanted:
-        plan.person(pid, existing.get(pid), faces.get(pid, []), covers if place_all else None)
+        if pid not in counted:
+            plan.person(pid, existing.get(pid), faces.get(pid, []), covers if place_all else None)
     for pid, face_id in plan.placing.items():
         uploaded = covers.place(pid, face_id) if covers is not None else False
-        plan.changes[pid][0].update(cover_uploaded=uploaded, cover_of=face_id)
+        plan.changes.setdefault(pid, ({}, None))[0].update(cover_uploaded=uploaded, cover_of=face_id)
     if covers is not None:
         covers.remove_many(plan.removing)
     lib.write_persons(plan.changes, plan.gone)
     return plan.created, len(plan.gone)
+
+
+def counted_moves(lib: Library, joined: dict[str, list[str]], left: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """What `recount` needs to count the large persons among ``joined`` and ``left`` (the faces
+    a change puts in and takes out of each) from the moves alone: read before the change."""
+    touched = sorted(set(joined) | set(left))
+    out: dict[str, dict[str, Any]] = {}
+    for pid, doc in lib.persons_by_id(touched).items():
+        if int(doc.get("face_count") or 0) >= COUNTED_FROM_MOVES and "updated_at" in doc:
+            out[pid] = {
+                "was": {"face_count": doc["face_count"], "updated_at": doc["updated_at"]},
+                "joined": sorted(joined.get(pid, [])),
+                "left": sorted(left.get(pid, [])),
+            }
+    return out
+
+
+def _count_moves(
+    lib: Library, existing: dict[str, dict[str, Any]], moved: dict[str, dict[str, Any]], plan: _Recount
+) -> set[str]:
+    """Count the persons of ``moved`` whose document is as the change saw it and whose cover
+    stays, each by a compare and set; those counted (the rest are read whole)."""
+    ready = {pid: m for pid, m in moved.items() if _countable(existing.get(pid), m)}
+    qualities = lib.face_qualities([f for m in ready.values() for f in m["joined"]])
+    done: set[str] = set()
+    for pid, m in sorted(ready.items()):
+        doc = existing[pid]
+        fields: dict[str, Any] = {
+            "face_count": m["was"]["face_count"] + len(m["joined"]) - len(m["left"]),
+            "updated_at": plan.now,
+        }
+        cover = doc["best_face_id"]
+        if not doc.get("cover_locked"):
+            here = [qualities[f] for f in m["joined"] if f in qualities]
+            best = max(((quality_of(f), f["_id"]) for f in here), default=None)
+            if best is not None and best > (float(doc.get("best_score", -1.0)), cover):
+                cover = best[1]
+                fields.update(best_face_id=cover, best_score=best[0])
+        if lib.set_person_fields_if(pid, m["was"], fields):
+            done.add(pid)
+            if cover != doc.get("cover_of"):
+                plan.placing[pid] = cover
+    return done
+
+
+def _countable(doc: dict[str, Any] | None, m: dict[str, Any]) -> bool:
+    """Whether a person can be counted from its moves: its document is the one the change saw,
+    its cover stays, and it keeps a face."""
+    if doc is None or not doc.get("best_face_id") or doc["best_face_id"] in set(m["left"]):
+        return False
+    if any(doc.get(k) != v for k, v in m["was"].items()):
+        return False
+    return bool(m["was"]["face_count"] + len(m["joined"]) - len(m["left"]) > 0)
 
 
 @dataclass

@@ -50,7 +50,7 @@ from facepic.changes import Change
 from facepic.clustering import Faces, _Group, agglomerate
 from facepic.context import Context
 from facepic.db import Library
-from facepic.derived import Covers
+from facepic.derived import Covers, counted_moves
 from facepic.documents import embeddings_from_bson
 from facepic.matching import PersonIndex, Rules
 from facepic.models import EMBEDDING_DIM
@@ -564,6 +564,12 @@ def _write_settled(
     if moved_out:
         changed_photos |= lib.images_of_faces([x for fs in moved_out.values() for x in fs])
     change.touch(touched, changed_photos)
+    left: dict[str, list[str]] = {}
+    for i in changed:
+        was = before[i]
+        if was and was not in merged_into:  # an absorbed person is read (it ends empty)
+            left.setdefault(was, []).append(face_ids[i])
+    change.count_from_moves(counted_moves(lib, {p: f for p, f in joining.items() if p}, left))
     change.bump = bool(joining or merged_into)
 
 

@@ -399,6 +399,78 @@ def test_the_faces_that_constrain_a_settle_are_read_by_the_batch_s_photos_not_by
 
 
 @pytest.mark.servers
+def test_a_large_person_is_counted_from_a_change_s_moves_unless_its_document_changed_or_its_cover_left(
+    mongo_server: str,
+) -> None:
+    """Recounting a large person after a settle: from the faces that joined and left it (a
+    compare and set on the count and time its document had before the change), not by reading
+    its faces; read whole where the document is no longer what the change saw (the change
+    replayed, another writer) or its cover left; the result is what its faces give either way."""
+    from facepic.derived import COUNTED_FROM_MOVES, counted_moves, quality_of, recount
+
+    lib = Library(mongo_server, "facepic_counted")
+    asked: list[str] = []
+    read_whole = lib.faces_by_person
+
+    def faces_by_person(person_ids):  # type: ignore[no-untyped-def]
+        asked.extend(person_ids)
+        return read_whole(person_ids)
+
+    lib.faces_by_person = faces_by_person  # type: ignore[method-assign]
+
+    def truth() -> tuple[int, str, float]:
+        mine = list(lib.faces.find({"person_id": "pbig"}, {"quality": 1}))
+        best = max(mine, key=lambda f: (quality_of(f), f["_id"]))
+        return len(mine), best["_id"], quality_of(best)
+
+    def stored() -> tuple[int, str, float]:
+        doc = lib.persons.find_one({"_id": "pbig"}) or {}
+        return doc["face_count"], doc["best_face_id"], doc["best_score"]
+
+    def move(joined: list[str], left: list[str], change=None, picked=False):  # type: ignore[no-untyped-def]
+        moved = counted_moves(lib, {"pbig": joined}, {"pbig": left})
+        lib.faces.update_many({"_id": {"$in": joined}}, {"$set": {"person_id": "pbig"}})
+        lib.faces.update_many({"_id": {"$in": left}}, {"$set": {"person_id": "pother"}})
+        if change:
+            change()
+        asked.clear()
+        recount(lib, ["pbig", "pother"], None, moved=moved)
+        assert stored()[: 1 if picked else 3] == truth()[: 1 if picked else 3]
+        return moved
+
+    try:
+        n = COUNTED_FROM_MOVES + 44
+        lib.faces.insert_many(
+            [{"_id": f"f{i:04d}", "person_id": "pbig", "quality": {"value": i / 10_000}} for i in range(n)]
+            + [
+                {"_id": f"n{i}", "person_id": None, "quality": {"value": q}}
+                for i, q in enumerate([0.2, 0.9, 0.3, 0.95])
+            ]
+        )
+        best = f"f{n - 1:04d}"
+        doc = {"face_count": n, "best_face_id": best, "best_score": (n - 1) / 10_000, "cover_of": best}
+        lib.persons.insert_one({"_id": "pbig", **doc, "updated_at": "2026-12-01T00:00:00.000+00:00"})
+        moved = move(["n0", "n1"], ["f0000", "f0001"])  # a better face joins, two others leave
+        assert stored() == (n, "n1", 0.9) and "pbig" not in asked and "pother" in asked
+        recount(lib, ["pbig"], None, moved=moved)  # the change replayed: read whole
+        assert stored() == truth() and "pbig" in asked
+        move(
+            ["n2"],
+            ["f0002"],
+            lambda: lib.persons.update_one({"_id": "pbig"}, {"$inc": {"face_count": 0}, "$set": {"updated_at": "x"}}),
+        )
+        assert "pbig" in asked  # another writer touched it meanwhile: read whole
+        move([], ["n1"])  # its cover left: read whole, the next best is its cover
+        assert "pbig" in asked and stored()[:2] == (n - 1, "n2")
+        lib.persons.update_one({"_id": "pbig"}, {"$set": {"cover_locked": True}})
+        move(["n3"], [], picked=True)  # a better face joins a cover the user picked: it stays
+        assert "pbig" not in asked and stored() == (n, "n2", 0.3)
+    finally:
+        lib.client.drop_database("facepic_counted")
+        lib.close()
+
+
+@pytest.mark.servers
 def test_a_person_with_faces_outside_a_batch_is_found_without_reading_all_of_a_large_one(mongo_server: str) -> None:
     """Whether a person has a face outside a settle's batch: a person of many faces is asked
     for one face more than the batch holds of it (a read bounded by the batch, not by the

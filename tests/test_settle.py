@@ -411,3 +411,88 @@ def test_the_pairs_that_make_a_settle_due_are_those_of_waiting_faces_in_one_pers
     assert (settling.faces, settling.pairs, settling.due) == (6, 1, False)
     settling.stored(["a", "b", "a"])  # a: 4 faces (6 pairs), b: 2 (1)
     assert (settling.faces, settling.pairs, settling.due) == (9, 7, True)
+
+
+def _twins(rng: np.random.Generator, faces: int) -> np.ndarray:
+    """Faces of three pairs of look-alike people (centres at a similarity near 0.3), most of one
+    pair: the index stage splits and mixes them, and settling moves faces between persons."""
+    centres = []
+    for base in _unit(rng.standard_normal((3, DIM))):
+        for _ in range(2):
+            centres.append(
+                _unit((np.sqrt(0.3) * base + np.sqrt(0.7) * _unit(rng.standard_normal((1, DIM)))[0])[None])[0]
+            )
+    owners = rng.choice(6, size=faces, p=np.array([6, 5, 4, 3, 2, 1]) / 21)
+    weight = rng.uniform(0.6, 0.85, size=(faces, 1))
+    noise = _unit(rng.standard_normal((faces, DIM)))
+    return _unit(weight * np.array(centres)[owners] + np.sqrt(1 - weight**2) * noise).astype(np.float32)
+
+
+def _derived_of_persons(lib) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
+    """Each person's stored count and cover quality (its cover must be one of its faces), and
+    what its faces make them (a full recount; the faces of equal quality are equally good)."""
+    from facepic.derived import quality_of
+
+    faces: dict[str | None, dict[str, float]] = {}
+    for f in lib.faces.find({}, {"person_id": 1, "quality": 1, "score": 1}):
+        faces.setdefault(f.get("person_id"), {})[f["_id"]] = quality_of(f)
+    out = {}
+    for p in lib.persons.find({}):
+        mine = faces.get(p["_id"], {})
+        cover = mine.get(p["best_face_id"])
+        out[p["_id"]] = ((p["face_count"], p["best_score"], cover), (len(mine), max(mine.values()), max(mine.values())))
+    return out
+
+
+def test_settling_as_the_run_goes_counts_large_persons_from_their_moves_as_their_faces_would(
+    tmp_path, monkeypatch
+) -> None:
+    """A few people's many faces indexed and settled in slices, as `facepic run` does: counting
+    the large persons from each slice's moves (a compare and set on what the slice saw), not by
+    reading their faces, gives every person the count and cover its faces give it, and the same
+    persons as reading them."""
+    import facepic.derived as derived
+    from bench.endrun import _index
+    from facepic.context import Context
+    from facepic.embedded import embedded_database
+    from facepic.settings import Settings
+    from facepic.settle import AsTheRunGoes
+
+    counted: list[str] = []
+    real = derived._count_moves
+
+    def count_moves(*args):  # type: ignore[no-untyped-def]
+        done = real(*args)
+        counted.extend(done)
+        return done
+
+    monkeypatch.setattr(derived, "_count_moves", count_moves)
+    from facepic.pipeline import workfile
+
+    save, sharpness = workfile.save, iter(20 + 270 * np.random.default_rng(6).random(10_000) ** 6)
+
+    def save_sharpness(folder, image_id, arrays):  # type: ignore[no-untyped-def]
+        arrays["quality"] = arrays["quality"] * [1, 0, 1] + [0, next(sharpness), 0]  # the covers differ
+        return save(folder, image_id, arrays)
+
+    monkeypatch.setattr(workfile, "save", save_sharpness)
+    known = _twins(np.random.default_rng(5), 1200)
+    groups = []
+    for n, threshold in enumerate((10**9, 16)):  # every person read, then the large ones counted
+        monkeypatch.setattr(derived, "COUNTED_FROM_MOVES", threshold)
+        env = {"FACEPIC_DATA_DIR": str(tmp_path / str(n)), "FACEPIC_MODEL": "buffalo_s"}
+        with embedded_database(Settings.load(env=env, env_file=None)) as live, Context(live) as ctx:
+            ctx.library.ensure_indexes()
+            settling = AsTheRunGoes(ctx, pairs=5_000)
+            _index(ctx, 0, known, settling)
+            summary = settling.settle()
+            derived_fields = _derived_of_persons(ctx.library)
+            groups.append(_groups({d["_id"]: d.get("person_id") for d in ctx.library.faces.find({}, {"person_id": 1})}))
+        assert summary.faces_moved > 0  # the slices moved faces between persons
+        assert all(stored == truth for stored, truth in derived_fields.values()), (
+            threshold,
+            {p: v for p, v in derived_fields.items() if v[0] != v[1]},
+        )
+        assert (len(counted) > 0) == (threshold == 16)
+    assert groups[0] == groups[1]
+    assert len({truth[1] for stored, truth in derived_fields.values()}) > 1  # the covers' quality differs

@@ -69,6 +69,25 @@ class Corrections(LibraryBase):
                     out.setdefault(f["person_id"], []).append(f)
         return out
 
+    def face_qualities(self, face_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored ones of ``face_ids`` with their quality and detection score, by id."""
+        wanted = sorted(set(face_ids))
+        out: dict[str, dict[str, Any]] = {}
+        with self.errors():
+            for start in range(0, len(wanted), IN_BATCH):
+                query = {"_id": {"$in": wanted[start : start + IN_BATCH]}}
+                out.update((f["_id"], f) for f in self.faces.find(query, {"quality": 1, "score": 1}))
+        return out
+
+    def set_person_fields_if(self, person_id: str, was: Mapping[str, Any], fields: dict[str, Any]) -> bool:
+        """Set ``fields`` of the person only if it still has the values ``was`` (a compare and
+        set); whether it did."""
+        with self.errors():
+            done = self.persons.update_one({"_id": person_id, **was}, {"$set": fields}).matched_count == 1
+        if done:
+            self._persons_changed([person_id])
+        return done
+
     def persons_with_faces_outside(
         self, person_ids: Sequence[str], face_ids: set[str], holding: Mapping[str, int] | None = None
     ) -> set[str]:
