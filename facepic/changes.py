@@ -74,6 +74,7 @@ class Change:
         self.persons: set[str] = set()
         self.images: set[str] = set()
         self.moved: dict[str, dict[str, Any]] = {}  # persons recount may count from the moves
+        self.twice: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         if name not in WRITES:
@@ -90,8 +91,14 @@ class Change:
         self.images.update(images)
 
     def count_from_moves(self, moved: dict[str, dict[str, Any]]) -> None:
-        """Let recount count these of the persons touched from their moves (`counted_moves`)."""
-        self.moved.update(moved)
+        """Let recount count these of the persons touched from their moves (`counted_moves`).
+        A person given twice is read whole: each time saw it as it was before the change."""
+        for pid, m in moved.items():
+            if pid in self.moved or pid in self.twice:
+                self.moved.pop(pid, None)
+                self.twice.add(pid)
+            else:
+                self.moved[pid] = m
 
     def commit(self, lib: Library, covers: Covers | None) -> tuple[int, int]:
         """Make the change durable, then apply it whole (see the module's docstring). Returns

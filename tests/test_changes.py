@@ -357,3 +357,16 @@ def test_check_compares_the_ledger_and_the_bucket_with_the_library(tmp_path: Pat
     ) in lines
     assert f"unnamed object: {stray} in the bucket belongs to nothing in the library" in lines
     assert not any("notes.txt" in line for line in lines)
+
+
+def test_a_person_a_change_would_count_from_two_sets_of_moves_is_read_whole() -> None:
+    """Each set of moves saw the person as it was before the change, so adding either alone
+    would lose the other's: recount reads such a person's faces instead."""
+    change = changes.Change("settle")
+    was = {"face_count": 300, "updated_at": "t"}
+    change.count_from_moves(
+        {"a": {"was": was, "joined": ["f1"], "left": []}, "b": {"was": was, "joined": [], "left": []}}
+    )
+    change.count_from_moves({"a": {"was": was, "joined": ["f2"], "left": []}})
+    change.count_from_moves({"a": {"was": was, "joined": ["f3"], "left": []}})
+    assert set(change.moved) == {"b"}
