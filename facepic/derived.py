@@ -117,18 +117,21 @@ def _count_moves(
     """Count the persons of ``moved`` whose document is as the change saw it and whose cover
     stays, each by a compare and set; those counted (the rest are read whole)."""
     ready = {pid: m for pid, m in moved.items() if _countable(existing.get(pid), m)}
-    qualities = lib.face_qualities([f for m in ready.values() for f in m["joined"]])
+    faces = lib.face_qualities(
+        [f for m in ready.values() for f in m["joined"]] + [existing[pid]["best_face_id"] for pid in ready]
+    )
     done: set[str] = set()
     for pid, m in sorted(ready.items()):
         doc = existing[pid]
+        if not _as_recorded(pid, doc, m, faces):
+            continue
         fields: dict[str, Any] = {
             "face_count": m["was"]["face_count"] + len(m["joined"]) - len(m["left"]),
             "updated_at": plan.now,
         }
         cover = doc["best_face_id"]
         if not doc.get("cover_locked"):
-            here = [qualities[f] for f in m["joined"] if f in qualities]
-            best = max(((quality_of(f), f["_id"]) for f in here), default=None)
+            best = max(((quality_of(faces[f]), f) for f in m["joined"]), default=None)
             if best is not None and best > (float(doc.get("best_score", -1.0)), cover):
                 cover = best[1]
                 fields.update(best_face_id=cover, best_score=best[0])
@@ -137,6 +140,15 @@ def _count_moves(
             if cover != doc.get("cover_of"):
                 plan.placing[pid] = cover
     return done
+
+
+def _as_recorded(pid: str, doc: dict[str, Any], m: dict[str, Any], faces: dict[str, dict[str, Any]]) -> bool:
+    """Whether the faces are as the moves say: each face that joined is the person's (not
+    deleted or moved on by another process), and so is its cover, with the quality its
+    document gives it (a new model's qualities, `reembed`, leave the stored one stale)."""
+    if any(faces.get(f, {}).get("person_id") != pid for f in [*m["joined"], doc["best_face_id"]]):
+        return False
+    return bool(doc.get("cover_locked")) or quality_of(faces[doc["best_face_id"]]) == float(doc.get("best_score", -1.0))
 
 
 def _countable(doc: dict[str, Any] | None, m: dict[str, Any]) -> bool:

@@ -444,7 +444,7 @@ def test_a_large_person_is_counted_from_a_change_s_moves_unless_its_document_cha
             [{"_id": f"f{i:04d}", "person_id": "pbig", "quality": {"value": i / 10_000}} for i in range(n)]
             + [
                 {"_id": f"n{i}", "person_id": None, "quality": {"value": q}}
-                for i, q in enumerate([0.2, 0.9, 0.3, 0.95])
+                for i, q in enumerate([0.2, 0.9, 0.3, 0.95, 0.05, 0.01])
             ]
         )
         best = f"f{n - 1:04d}"
@@ -462,9 +462,16 @@ def test_a_large_person_is_counted_from_a_change_s_moves_unless_its_document_cha
         assert "pbig" in asked  # another writer touched it meanwhile: read whole
         move([], ["n1"])  # its cover left: read whole, the next best is its cover
         assert "pbig" in asked and stored()[:2] == (n - 1, "n2")
+        move(["n4"], [], lambda: lib.faces.delete_one({"_id": "n4"}))  # deleted by another process
+        assert "pbig" in asked
+        for i in range(n):  # a new model's qualities (`reembed`): the stored cover's is stale
+            lib.faces.update_one({"_id": f"f{i:04d}"}, {"$set": {"quality": {"value": i / 100_000}}})
+        lib.faces.update_one({"_id": "n2"}, {"$set": {"quality": {"value": 0.25}}})
+        move(["n5"], [])
+        assert "pbig" in asked and stored() == (n, "n2", 0.25)
         lib.persons.update_one({"_id": "pbig"}, {"$set": {"cover_locked": True}})
         move(["n3"], [], picked=True)  # a better face joins a cover the user picked: it stays
-        assert "pbig" not in asked and stored() == (n, "n2", 0.3)
+        assert "pbig" not in asked and stored() == (n + 1, "n2", 0.25)
     finally:
         lib.client.drop_database("facepic_counted")
         lib.close()

@@ -70,13 +70,13 @@ class Corrections(LibraryBase):
         return out
 
     def face_qualities(self, face_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The stored ones of ``face_ids`` with their quality and detection score, by id."""
+        """The stored ones of ``face_ids`` with their person, quality and detection score, by id."""
         wanted = sorted(set(face_ids))
         out: dict[str, dict[str, Any]] = {}
         with self.errors():
             for start in range(0, len(wanted), IN_BATCH):
                 query = {"_id": {"$in": wanted[start : start + IN_BATCH]}}
-                out.update((f["_id"], f) for f in self.faces.find(query, {"quality": 1, "score": 1}))
+                out.update((f["_id"], f) for f in self.faces.find(query, {"person_id": 1, "quality": 1, "score": 1}))
         return out
 
     def set_person_fields_if(self, person_id: str, was: Mapping[str, Any], fields: dict[str, Any]) -> bool:
