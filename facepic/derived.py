@@ -12,6 +12,7 @@ from facepic import documents, storage
 from facepic.datafolder import same_file_atomically
 from facepic.db import Library
 from facepic.ledger import now_iso
+from facepic.library.corrections import ASKED_ALONE
 
 if TYPE_CHECKING:  # the pipeline imports this module: no import back at run time
     from facepic.context import Context
@@ -57,8 +58,9 @@ class Covers:
 
 
 # A person of this many faces or more is counted from a change's moves where it can be: reading
-# all of its faces at each settle of a run made each settle cost more than the last.
-COUNTED_FROM_MOVES = 256
+# all of its faces at each settle of a run made each settle cost more than the last (the size
+# from which a settle also asks alone whether it has faces outside its batch).
+COUNTED_FROM_MOVES = ASKED_ALONE
 
 
 def recount(
@@ -114,8 +116,8 @@ def counted_moves(lib: Library, joined: dict[str, list[str]], left: dict[str, li
 def _count_moves(
     lib: Library, existing: dict[str, dict[str, Any]], moved: dict[str, dict[str, Any]], plan: _Recount
 ) -> set[str]:
-    """Count the persons of ``moved`` whose document is as the change saw it and whose cover
-    stays, each by a compare and set; those counted (the rest are read whole)."""
+    """Count the persons of ``moved`` whose faces are as the moves say, each by a compare and
+    set on what its document was before the change; those counted (the rest are read whole)."""
     ready = {pid: m for pid, m in moved.items() if _countable(existing.get(pid), m)}
     faces = lib.face_qualities(
         [f for m in ready.values() for f in m["joined"]] + [existing[pid]["best_face_id"] for pid in ready]
@@ -152,11 +154,9 @@ def _as_recorded(pid: str, doc: dict[str, Any], m: dict[str, Any], faces: dict[s
 
 
 def _countable(doc: dict[str, Any] | None, m: dict[str, Any]) -> bool:
-    """Whether a person can be counted from its moves: its document is the one the change saw,
-    its cover stays, and it keeps a face."""
-    if doc is None or not doc.get("best_face_id") or doc["best_face_id"] in set(m["left"]):
-        return False
-    if any(doc.get(k) != v for k, v in m["was"].items()):
+    """Whether a person may be counted from its moves: it has a document and a cover, and keeps
+    a face (the compare and set, and `_as_recorded`, tell whether the moves still hold)."""
+    if doc is None or not doc.get("best_face_id"):
         return False
     return bool(m["was"]["face_count"] + len(m["joined"]) - len(m["left"]) > 0)
 
