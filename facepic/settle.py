@@ -594,20 +594,31 @@ class _HeldElsewhere:
     batch's faces are in (``persons``) and of every id their faces would found (a question per
     group was a round trip each), less the persons the batch holds ``whole`` (re-formed: every
     face of theirs was read into it); only an id outside those (a collision's second choice)
-    is read alone."""
+    is read alone. Where the batch holds every face of the library (a first settle), counting
+    them says none is elsewhere, and nothing is read."""
 
     def __init__(self, lib: Library, batch: set[str], persons: Counter[str], named: set[str]) -> None:
         self.lib, self.batch, self.persons, self.named = lib, batch, persons, named  # persons: faces in the batch
         self.whole: set[str] = set()
         self.known: set[str] | None = None
         self.held: set[str] = set()
+        self.everything = False  # the batch holds every face of the library
 
     def __call__(self, person_id: str) -> bool:
         if person_id in self.named:
             return True
         if self.known is None:
             self.known = set(self.persons) | {ids.person_id(f) for f in self.batch}
-            self.held = self.lib.persons_with_faces_outside(sorted(self.known - self.whole), self.batch, self.persons)
+            # The batch holding every face of the library (its first settle: a new user's
+            # first drive), no face is elsewhere: counted instead of reading every face's
+            # person (2.9 of lfw-large's 21 s end of run).
+            self.everything = self.lib.holds_faces(len(self.batch))
+            if not self.everything:
+                self.held = self.lib.persons_with_faces_outside(
+                    sorted(self.known - self.whole), self.batch, self.persons
+                )
+        if self.everything:
+            return False
         if person_id not in self.known:
             self.known.add(person_id)
             if person_id not in self.whole and self.lib.persons_with_faces_outside([person_id], self.batch):

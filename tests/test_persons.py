@@ -393,6 +393,9 @@ def test_the_faces_that_constrain_a_settle_are_read_by_the_batch_s_photos_not_by
         }
         assert found == expected == {"b0001", "b0002", "b0003", "b0007", "b0008", "s0", "s1"}
         assert reads.docs <= 5 + 2 + 4  # the photos' faces, those rejecting, those placed (and set free)
+        reads.docs = 0
+        assert lib.constraining_faces([], photos) == []  # no settled person near (a first settle)
+        assert reads.docs == 0
     finally:
         lib.client.drop_database("facepic_constraining")
         lib.close()

@@ -496,3 +496,50 @@ def test_settling_as_the_run_goes_counts_large_persons_from_their_moves_as_their
         assert (len(counted) > 0) == (threshold == 16)
     assert groups[0] == groups[1]
     assert len({truth[1] for stored, truth in derived_fields.values()}) > 1  # the covers' quality differs
+
+
+def test_a_library_s_first_settle_counts_its_faces_instead_of_reading_who_holds_faces_elsewhere(
+    tmp_path, monkeypatch
+) -> None:
+    """The settle of a library that holds nothing but its batch (a new user's first drive)
+    knows, by counting, that no person has a face elsewhere: it does not read every face's
+    person, and finds the same persons as reading them. A later run's settle, with faces elsewhere, reads them."""
+    from bench.endrun import _index
+    from facepic.context import Context
+    from facepic.db import Library
+    from facepic.embedded import embedded_database
+    from facepic.settings import Settings
+    from facepic.settle import settle_run
+
+    asked: list[str] = []
+    real = Library.persons_with_faces_outside
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append("persons_with_faces_outside")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Library, "persons_with_faces_outside", spy)
+    rng = np.random.default_rng(11)
+    known, _ = _people(rng, [1, 1, 2, 3, 5, 8, 13, 1, 2, 40, 1, 1, 6] * 6)
+    known = known.astype(np.float32)[rng.permutation(len(known))]
+    first, rest = known[: len(known) * 2 // 3], known[len(known) * 2 // 3 :]
+    persons = []
+    for counted in (True, False):
+        if not counted:  # the faces' persons read, as before
+            monkeypatch.setattr(Library, "holds_faces", lambda self, total: False)
+        env = {"FACEPIC_DATA_DIR": str(tmp_path / str(counted)), "FACEPIC_MODEL": "buffalo_s"}
+        with embedded_database(Settings.load(env=env, env_file=None)) as live, Context(live) as ctx:
+            ctx.library.ensure_indexes()
+            _index(ctx, 0, first)
+            asked.clear()
+            settle_run(ctx)
+            assert ("persons_with_faces_outside" in asked) == (not counted)
+            persons.append(
+                _groups({d["_id"]: d.get("person_id") for d in ctx.library.faces.find({}, {"person_id": 1})})
+            )
+            _index(ctx, len(first), rest)  # a second drive: the first's persons hold faces elsewhere
+            asked.clear()
+            settle_run(ctx)
+            assert "persons_with_faces_outside" in asked
+    assert persons[0] == persons[1]
+    assert len(persons[0]) < len(first)  # faces were grouped

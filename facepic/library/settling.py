@@ -84,6 +84,8 @@ class Settling(LibraryBase):
         than the last): the faces of the photos, in parts (the embedded server checks each face
         against the whole ``$in`` list), and the few the user made (indexed)."""
         wanted = set(person_ids)
+        if not wanted:
+            return []  # a library's first settle: no settled person near its faces
         in_photos = set(image_ids)
         photos = sorted(in_photos)
         projection = {"image_id": 1, "person_id": 1, "rejected": 1, "locked": 1}
@@ -114,6 +116,13 @@ class Settling(LibraryBase):
                     {"person_id": {"$in": ids[start : start + IN_BATCH]}}, {"landmarks": 0, "box": 0, "quality": 0}
                 )
         return sorted(out, key=lambda d: d["_id"])
+
+    def holds_faces(self, total: int) -> bool:
+        """Whether the library holds exactly ``total`` faces: counted (a settle whose batch
+        holds that many of them knows then that no face is elsewhere), the exact count asked
+        only where the server's estimate agrees."""
+        with self.errors():
+            return self.faces.estimated_document_count() == total and self.faces.count_documents({}) == total
 
     def count_faces_of_model(self, model: str) -> int:
         with self.errors():
