@@ -427,7 +427,8 @@ def settle_library(
     summary.persons_before = lib.person_count()
     change = Change("settle", bump=False)
     if docs:
-        _settle_docs(lib, model, docs, named, linkage, rules or Rules.default(), index, change, summary)
+        first = last == 0  # from the library's first face of the model
+        _settle_docs(lib, model, docs, named, linkage, rules or Rules.default(), index, change, summary, first)
     change.set_settle_mark(model, max(upto, last))
     summary.persons_created, summary.persons_deleted = change.commit(lib, covers)
     summary.persons_after = lib.person_count()
@@ -439,12 +440,12 @@ class _Batch:
     settled persons near them, fresh person ids, the faces of small persons to group again,
     and whether the index stage's person may keep its id."""
 
-    def __init__(self, lib: Library, new: Faces, named: set[str]) -> None:
+    def __init__(self, lib: Library, new: Faces, named: set[str], first: bool = False) -> None:
         self.lib, self.named = lib, named
         self.faces = set(new.ids)  # the faces being decided, the re-formed persons' too
         self.photos = set(new.photo)
         self.taken: set[str] = set()
-        self.held = _HeldElsewhere(lib, self.faces, Counter(p for p in new.person if p), named)
+        self.held = _HeldElsewhere(lib, self.faces, Counter(p for p in new.person if p), named, first)
 
     def describe(self, person_ids: list[str]) -> dict[str, Settled]:
         out = {p: Settled(np.zeros(EMBEDDING_DIM), 0, locked=p in self.named) for p in person_ids}
@@ -497,10 +498,11 @@ def _settle_docs(
     index_of: Callable[[str], PersonIndex] | None,
     change: Change,
     summary: Summary,
+    first: bool = False,
 ) -> None:
     new = _faces_of(docs, named)
     index = index_of(model) if index_of is not None else _index_of(lib, model, rules)
-    batch = _Batch(lib, new, named)
+    batch = _Batch(lib, new, named, first)
     decided, result, merged_into = settle_batch(
         new, index, linkage, batch.describe, batch.new_id, lib.recurring_person_count(), batch.members, batch.keep
     )
@@ -594,11 +596,15 @@ class _HeldElsewhere:
     batch's faces are in (``persons``) and of every id their faces would found (a question per
     group was a round trip each), less the persons the batch holds ``whole`` (re-formed: every
     face of theirs was read into it); only an id outside those (a collision's second choice)
-    is read alone. Where the batch holds every face of the library (a first settle), counting
-    them says none is elsewhere, and nothing is read."""
+    is read alone. A settle from the library's ``first`` face counts the library's faces first:
+    where the batch holds all of them (a new user's first drive), none is elsewhere and nothing
+    is read. (Only then: the embedded server counts by a scan of every face.)"""
 
-    def __init__(self, lib: Library, batch: set[str], persons: Counter[str], named: set[str]) -> None:
+    def __init__(
+        self, lib: Library, batch: set[str], persons: Counter[str], named: set[str], first: bool = False
+    ) -> None:
         self.lib, self.batch, self.persons, self.named = lib, batch, persons, named  # persons: faces in the batch
+        self.first = first
         self.whole: set[str] = set()
         self.known: set[str] | None = None
         self.held: set[str] = set()
@@ -612,7 +618,7 @@ class _HeldElsewhere:
             # The batch holding every face of the library (its first settle: a new user's
             # first drive), no face is elsewhere: counted instead of reading every face's
             # person (2.9 of lfw-large's 21 s end of run).
-            self.everything = self.lib.holds_faces(len(self.batch))
+            self.everything = self.first and self.lib.holds_faces(len(self.batch))
             if not self.everything:
                 self.held = self.lib.persons_with_faces_outside(
                     sorted(self.known - self.whole), self.batch, self.persons

@@ -512,13 +512,14 @@ def test_a_library_s_first_settle_counts_its_faces_instead_of_reading_who_holds_
     from facepic.settle import settle_run
 
     asked: list[str] = []
-    real = Library.persons_with_faces_outside
+    for name in ("persons_with_faces_outside", "holds_faces"):
+        real = getattr(Library, name)
 
-    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        asked.append("persons_with_faces_outside")
-        return real(self, *args, **kwargs)
+        def spy(self, *args, _real=real, _name=name, **kwargs):  # type: ignore[no-untyped-def]
+            asked.append(_name)
+            return _real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Library, "persons_with_faces_outside", spy)
+        monkeypatch.setattr(Library, name, spy)
     rng = np.random.default_rng(11)
     known, _ = _people(rng, [1, 1, 2, 3, 5, 8, 13, 1, 2, 40, 1, 1, 6] * 6)
     known = known.astype(np.float32)[rng.permutation(len(known))]
@@ -526,13 +527,14 @@ def test_a_library_s_first_settle_counts_its_faces_instead_of_reading_who_holds_
     persons = []
     for counted in (True, False):
         if not counted:  # the faces' persons read, as before
-            monkeypatch.setattr(Library, "holds_faces", lambda self, total: False)
+            monkeypatch.setattr(Library, "holds_faces", lambda self, total: asked.append("holds_faces") and False)
         env = {"FACEPIC_DATA_DIR": str(tmp_path / str(counted)), "FACEPIC_MODEL": "buffalo_s"}
         with embedded_database(Settings.load(env=env, env_file=None)) as live, Context(live) as ctx:
             ctx.library.ensure_indexes()
             _index(ctx, 0, first)
             asked.clear()
             settle_run(ctx)
+            assert "holds_faces" in asked
             assert ("persons_with_faces_outside" in asked) == (not counted)
             persons.append(
                 _groups({d["_id"]: d.get("person_id") for d in ctx.library.faces.find({}, {"person_id": 1})})
@@ -541,5 +543,6 @@ def test_a_library_s_first_settle_counts_its_faces_instead_of_reading_who_holds_
             asked.clear()
             settle_run(ctx)
             assert "persons_with_faces_outside" in asked
+            assert "holds_faces" not in asked  # a later settle never counts (a scan on the embedded server)
     assert persons[0] == persons[1]
     assert len(persons[0]) < len(first)  # faces were grouped
