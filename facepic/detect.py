@@ -58,7 +58,7 @@ def pack_files(choice: ModelChoice) -> dict[str, Path]:
     """The pack's detector and recognizer files, downloading the pack where InsightFace can."""
     folder = Path(choice.location).expanduser()
     if not folder.is_dir():
-        from insightface.utils import ensure_available
+        from insightface.utils.storage import ensure_available  # engine_parts may not run utils' __init__
 
         try:
             folder = Path(ensure_available("models", choice.location, root=str(choice.root)))
@@ -81,8 +81,7 @@ class FaceEngine:
     The only place that builds the models' sessions, all of them from ``runtime``."""
 
     def __init__(self, choice: ModelChoice, det_size: int = 640, runtime: Runtime | None = None) -> None:
-        from insightface.model_zoo.arcface_onnx import ArcFaceONNX
-        from insightface.model_zoo.scrfd import SCRFD
+        from facepic.engine_parts import SCRFD, ArcFaceONNX
 
         self.model = choice.name
         self.runtime = runtime or Runtime.resolve("auto")
@@ -117,7 +116,8 @@ class FaceEngine:
     def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
         """Every face in an RGB uint8 image, in a stable order (left to right)."""
         import cv2
-        from insightface.utils import face_align
+
+        from facepic.align import norm_crop
 
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         h, w = bgr.shape[:2]
@@ -126,10 +126,11 @@ class FaceEngine:
             return []
         if marks is None:
             raise ModelError(f"face model {self.model}: its detector gives no landmarks to align faces by")
-        # InsightFace's alignment and input blob, as its ``ArcFaceONNX.get`` does face by
-        # face, with the photo's faces in one call: a batch of four costs less than four of one.
+        # InsightFace's alignment (facepic.align: the same crops) and input blob, as its
+        # ``ArcFaceONNX.get`` does face by face, with the photo's faces in one call: a batch of
+        # four costs less than four of one.
         side = self._recognizer.input_size[0]
-        aligned = [face_align.norm_crop(bgr, landmark=marks[i], image_size=side) for i in range(boxes.shape[0])]
+        aligned = [norm_crop(bgr, marks[i], side) for i in range(boxes.shape[0])]
         embeddings = np.asarray(self._recognizer.get_feat(aligned), dtype=np.float32).reshape(len(aligned), -1)
         faces = []
         for i, emb in enumerate(embeddings):

@@ -11,9 +11,7 @@ import signal
 POOL_PRELOAD = (
     "facepic.runner",  # first: facepic.runtime keeps OpenVINO's telemetry off
     "facepic.detect",
-    "insightface.model_zoo.scrfd",
-    "insightface.model_zoo.arcface_onnx",
-    "insightface.utils.face_align",
+    "facepic.engine_parts",  # InsightFace's three modules the engine uses, without its __init__s
     "openvino",
     "onnx",
     "cv2",
