@@ -88,6 +88,20 @@ def requested(setting: str, library_model: str | None) -> str:
     return setting if named else str(Path(setting).expanduser().absolute())
 
 
+def likely_source(setting: str, model_root: Path) -> str | None:
+    """The model source a run most likely uses, known before its library is open, so that its
+    pool loads the model meanwhile: the pack or folder configured, or under auto a buffalo_l
+    on disk; None where only the library or the network can tell. A wrong guess costs a load,
+    never a wrong model: the run tells its pool the model it chose (``CpuPool.use``)."""
+    setting = (setting or "auto").strip()
+    if setting == "auto":
+        return "buffalo_l" if _has_onnx(Path(model_root).expanduser() / "models" / "buffalo_l") else None
+    try:
+        return requested(setting, None)
+    except ModelError:
+        return None
+
+
 def internet_reachable(timeout: float = 2.0) -> bool:
     try:
         with socket.create_connection(DOWNLOAD_HOST, timeout=timeout):

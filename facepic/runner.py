@@ -65,7 +65,13 @@ def _init_pool(settings: Settings, processes: int, model: str | None, parent: in
     limit_blas_threads(default_threads(processes))
     _pool_context = Context(settings, processes=processes, stages_together=True)
     if model:
-        _pool_context.engine(model)  # load while the main process opens the library
+        try:
+            _pool_context.engine(model)  # load while the main process opens the library
+        except Exception:  # noqa: BLE001 - the first photo raises it again, where it is said
+            # A model that cannot load (or a guess the run then corrects): the first photo
+            # loads it again, and its ModelError stops the run with one clear line. A process
+            # that died here would only break the pool, each photo then "died twice".
+            pass
 
 
 def _ready() -> bool:
@@ -108,6 +114,13 @@ class CpuPool:
     def restart(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.executor = self._start()
+
+    def use(self, model: str) -> None:
+        """Analyse with ``model``: a pool started with another (a guess made before the
+        library said which) starts again, so that no process keeps a model it never uses."""
+        if model != self.model:
+            self.model = model
+            self.restart()
 
     def __enter__(self) -> CpuPool:
         return self

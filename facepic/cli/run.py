@@ -168,10 +168,15 @@ def _run(
         scan = _Scan(planner, root)
         first = scan.first()
         if first is not None:
+            from facepic.models import likely_source
             from facepic.runner import CpuPool
 
+            # The pool starts loading the likely model while this process opens the library,
+            # which says which model it is. (Its processes never use the library.)
+            settings = library.settings
+            pool = stack.enter_context(CpuPool(settings, likely_source(settings.model, settings.model_root)))
             choice = _open(library, planner, upload)
-            pool = stack.enter_context(CpuPool(library.ctx.settings, choice.source))
+            pool.use(choice.source)
             first["model"] = planner.model
             unsettled.parent.mkdir(parents=True, exist_ok=True)
             unsettled.touch()  # a run killed from here on leaves a settle to the next one

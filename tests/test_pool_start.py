@@ -1,0 +1,70 @@
+"""The pool of `facepic run` starts loading the likely model before the library is open: the
+guess, the pool told the model the library chose, and a model that cannot load."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from facepic.models import likely_source
+from facepic.runner import CpuPool
+from tests.conftest import PHOTOS, invoke, settings_of
+from tests.test_cli import facepic_process
+
+
+def test_the_likely_model_is_the_one_configured_or_a_buffalo_l_on_disk(tmp_path: Path) -> None:
+    assert likely_source("buffalo_s", tmp_path) == "buffalo_s"
+    assert likely_source("buffalo_l", tmp_path) == "buffalo_l"
+    assert likely_source(str(tmp_path / "mypack"), tmp_path) == str(tmp_path / "mypack")
+    assert likely_source("auto", tmp_path) is None  # the library, or the network, tells
+    assert likely_source("", tmp_path) is None
+    (tmp_path / "models" / "buffalo_l").mkdir(parents=True)
+    (tmp_path / "models" / "buffalo_l" / "det_10g.onnx").write_bytes(b"x")
+    assert likely_source("auto", tmp_path) == "buffalo_l"
+
+
+def _pids(pool: CpuPool) -> set[int]:
+    return {future.result() for future in [pool.executor.submit(os.getpid) for _ in range(8)]}
+
+
+def test_a_pool_told_another_model_starts_again_and_one_told_its_own_does_not(offline_config) -> None:
+    settings = settings_of(offline_config)
+    with CpuPool(settings, None, processes=1) as pool:
+        first, executor = _pids(pool), pool.executor
+        pool.use("buffalo_s")
+        assert pool.executor is not executor and pool.model == "buffalo_s"
+        second = _pids(pool)
+        assert second and not second & first  # fresh processes, which loaded buffalo_s
+        pool.use("buffalo_s")
+        assert _pids(pool) == second
+
+
+def test_a_model_that_cannot_load_stops_the_run_with_one_clear_line(offline_env, tmp_path: Path) -> None:
+    broken = tmp_path / "broken-pack"
+    broken.mkdir()
+    for name in ("det.onnx", "rec.onnx"):
+        (broken / name).write_bytes(b"not a model")
+    photos = tmp_path / "drive"
+    shutil.copytree(PHOTOS / "tom_hanks", photos)
+    code, out, err, _ = facepic_process({**offline_env, "FACEPIC_MODEL": str(broken)}, "run", str(photos))
+    assert code != 0
+    assert err.count("face model broken-pack has no detection model") == 1, err
+    assert "Traceback" not in err and "died twice" not in err and "initializer" not in err, err
+
+
+def test_a_wrong_guess_costs_a_load_never_the_wrong_model(offline_env, tmp_path: Path) -> None:
+    """Under auto a buffalo_l on disk is the guess; a library built with buffalo_s keeps it."""
+    model_root = tmp_path / "models-root"
+    (model_root / "models" / "buffalo_l").mkdir(parents=True)
+    (model_root / "models" / "buffalo_l" / "det_10g.onnx").write_bytes(b"not a model")  # loading it fails
+    env = {**offline_env, "FACEPIC_MODEL_ROOT": str(model_root)}
+    photos = tmp_path / "drive"
+    shutil.copytree(PHOTOS / "tom_hanks", photos / "a")
+    first = invoke(env, "run", str(photos))
+    assert first.exit_code == 0 and "photos 3: done 3 (faces 3" in first.output, first.output
+    shutil.copytree(PHOTOS / "person_08", photos / "b")
+    second = invoke({**env, "FACEPIC_MODEL": "auto"}, "run", str(photos))
+    assert second.exit_code == 0, second.output
+    assert "face model: buffalo_s (the library was built with it)" in second.output
+    assert "photos 6: done 3 (faces 3, no face 0), already done 3" in second.output
