@@ -132,3 +132,34 @@ def test_a_face_left_without_a_person_is_counted_with_the_first_it_hesitated_bet
     assert _nearest({"person_id": "pa", "candidates": ["pb", "pc"]}) == "pa"
     assert _nearest({"person_id": None, "candidates": ["pb", "pc"]}) == "pb"
     assert _nearest({"person_id": None}) is None
+
+
+def test_run_indexes_in_large_batches_then_small_ones_beside_the_pools_last_photos(
+    offline_env, tmp_path: Path, monkeypatch
+) -> None:
+    """`facepic run` serves the index stage BATCH photos at a time while photos remain to give
+    the pool (fewer, larger batches: fewer commands to the library), then TAIL at a time, so
+    that the end of the run does not index a large batch alone after the pool's last photo."""
+    import facepic.runner as runner
+    from tests.conftest import invoke
+
+    monkeypatch.setattr(runner, "BATCH", 8)
+    monkeypatch.setattr(runner, "TAIL", 2)
+    served: list[tuple[int, bool, bool]] = []  # (photos, the source done, the pool busy)
+    real_ready = runner._InOrder.ready
+
+    def ready(self: runner._InOrder) -> list[Job]:
+        batch = real_ready(self)
+        if batch:
+            served.append((len(batch), self.source is None, bool(self.running)))
+        return batch
+
+    monkeypatch.setattr(runner._InOrder, "ready", ready)
+    root = tmp_path / "drive"
+    total = len(copy_photos(root, group=False))
+    result = invoke(offline_env, "run", str(root))
+    assert result.exit_code == 0, result.output
+    assert sum(n for n, _, _ in served) == total
+    for n, source_done, busy in served:
+        assert n >= (2 if source_done else 8) or not busy, served
+    assert len([s for s in served if not s[1]]) <= total // 8, served
