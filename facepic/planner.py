@@ -230,10 +230,18 @@ class Planner:
         root = self.check_root(root)
         yield from self.jobs_of(root, self._walk(root, looked_at))  # both lazy: a file at a time
 
-    def to_hash(self, root: Path, looked_at: Callable[[], None] = lambda: None) -> list[Found]:
+    def to_hash(
+        self, root: Path, looked_at: Callable[[], None] = lambda: None, first: Callable[[], None] = lambda: None
+    ) -> list[Found]:
         """The scan of ``root`` without reading a file: the photos that must be hashed to know
-        whether they are new (``jobs_of``), everything else counted and recorded."""
-        return list(self._walk(self.check_root(root), looked_at))
+        whether they are new (``jobs_of``), everything else counted and recorded. ``first()``
+        as the first of them is found, while the scan goes on."""
+        found: list[Found] = []
+        for item in self._walk(self.check_root(root), looked_at):
+            if not found:
+                first()
+            found.append(item)
+        return found
 
     def jobs_of(
         self, root: Path, found: Iterable[Found], passed_over: Callable[[], None] = lambda: None

@@ -142,3 +142,27 @@ def test_pending_photos_can_be_sent_again(tmp_path: Path) -> None:
     finish(ledger, jobs[:1])  # a.jpg finished, b.jpg's chain was lost
     pending = list(Planner(ledger, "buffalo_s", upload=True).pending_jobs())
     assert [(j["path"], j["sha256"], j["file"]) for j in pending] == [("b.jpg", jobs[1]["sha256"], str(root / "b.jpg"))]
+
+
+def test_the_scan_says_when_it_meets_the_first_photo_to_hash_and_goes_on(tmp_path: Path) -> None:
+    """`facepic run` starts its pool there, while the scan goes on; a folder the ledger knows
+    unchanged starts nothing."""
+    root = tmp_path / "drive"
+    for folder in ("a", "b", "c"):
+        (root / folder).mkdir(parents=True)
+        shutil.copy(A, root / folder / "x.jpg")
+        shutil.copy(B, root / folder / "y.jpg")
+    ledger = Ledger(tmp_path / "log.jsonl")
+    looked: list[int] = []
+    firsts: list[int] = []
+
+    def scan(planner: Planner) -> list:
+        return planner.to_hash(root, looked_at=lambda: looked.append(1), first=lambda: firsts.append(len(looked)))
+
+    planner = Planner(ledger, "buffalo_s", upload=False)
+    assert len(scan(planner)) == 6
+    assert firsts == [1]  # once, at the first photo, with five files still to look at
+    finish(ledger, list(planner.jobs_of(root, planner.to_hash(root))))
+    looked.clear()
+    firsts.clear()
+    assert scan(Planner(ledger, "buffalo_s", upload=False)) == [] and len(looked) == 6 and firsts == []

@@ -165,16 +165,26 @@ def _run(
     unsettled = library.settings.folder.unsettled
     settling: AsTheRunGoes | None = None
     with ExitStack() as stack:
-        scan = _Scan(planner, root)
-        first = scan.first()
-        if first is not None:
+        pools: list[CpuPool] = []
+
+        def start_pool() -> None:
+            # At the scan's first photo the ledger does not know as it is, the pool starts and
+            # loads the likely model while the scan goes on and this process then opens the
+            # library, which says which model it is. (Its processes never use the library.
+            # Should every such photo prove to be known content, it ends with the run, unused.)
+            from facepic.poolserver import start_fork_server
+
+            start_fork_server()  # first: its imports start before this process imports the runner's
             from facepic.models import likely_source
             from facepic.runner import CpuPool
 
-            # The pool starts loading the likely model while this process opens the library,
-            # which says which model it is. (Its processes never use the library.)
             settings = library.settings
-            pool = stack.enter_context(CpuPool(settings, likely_source(settings.model, settings.model_root)))
+            pools.append(stack.enter_context(CpuPool(settings, likely_source(settings.model, settings.model_root))))
+
+        scan = _Scan(planner, root, start_pool)
+        first = scan.first()
+        if first is not None:
+            pool = pools[0]
             choice = _open(library, planner, upload)
             pool.use(choice.source)
             first["model"] = planner.model
@@ -218,19 +228,16 @@ class _Scan:
     read once (each photo soon after its hash, from memory) and its first photos are analysed
     while the others wait to be hashed."""
 
-    def __init__(self, planner: Planner, root: Path) -> None:
+    def __init__(self, planner: Planner, root: Path, start_pool: Callable[[], None]) -> None:
         self.planner, self.root = planner, root
+        self.start_pool = start_pool  # called at the first photo to hash, the scan going on
         self.total = 0  # photos to hash, less those that proved not new
 
     def first(self) -> Job | None:
         """The first new photo; None when there is none (the scan is then over)."""
         with bar(desc="scanning", bar_format="{desc}: {n_fmt} files [{elapsed}]") as scanned:
-            waiting = self.planner.to_hash(self.root, looked_at=lambda: scanned.update(1))
+            waiting = self.planner.to_hash(self.root, looked_at=lambda: scanned.update(1), first=self.start_pool)
         self.total = len(waiting)
-        if waiting:
-            from facepic.poolserver import start_fork_server
-
-            start_fork_server()  # its imports overlap the first hashes and the library's opening
         self._jobs = self.planner.jobs_of(self.root, waiting, passed_over=self._passed_over)
         return next(self._jobs, None)
 
