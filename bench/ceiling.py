@@ -5,6 +5,11 @@ alternating rounds of one sitting, and the ratio of their photos per second.
     python bench/ceiling.py                                   # 120 camera photos, 3 rounds
     python bench/ceiling.py --corpus ../shared/lfw-dev --photos 1705
     python bench/ceiling.py --photos 300 --rounds 5
+    python bench/ceiling.py --before /tmp/before             # and older code, in the same rounds
+
+``--before`` names another checkout (``git worktree add /tmp/before <commit>``): each round
+then times its `facepic run` too, on the same photos, against the same ceiling, the two in
+alternating order, for a before and after from one sitting.
 
 The ceiling is the pipeline phase of ``bench/scaleout.py --procs <cores>``: decode, models,
 quality, thumbnail and crops in memory, models loaded and warmed up before the clock starts,
@@ -44,9 +49,11 @@ def ceiling(files: list[Path], shared: dict, cores: int) -> float:
     return scaleout.measure(cores, files, shared)["rate"]
 
 
-def product(files: list[Path], model: str, scratch: Path, cores: int, name: str = "photos") -> tuple[float, str]:
-    """Photos per second of `facepic run` over ``files`` (hard-linked, else copied, into one
-    folder), start to exit; its summary line."""
+def product(
+    files: list[Path], model: str, scratch: Path, cores: int, name: str = "photos", code: Path = HERE.parent
+) -> tuple[float, str]:
+    """Photos per second of `facepic run` (the checkout at ``code``) over ``files`` (hard-linked,
+    else copied, into one folder), start to exit; its summary line."""
     photos = scratch / name
     if not photos.exists():
         photos.mkdir(parents=True)
@@ -60,7 +67,7 @@ def product(files: list[Path], model: str, scratch: Path, cores: int, name: str 
     shutil.rmtree(data, ignore_errors=True)
     env = {
         **os.environ,
-        "PYTHONPATH": str(HERE.parent),  # this checkout's code, whatever the install points at
+        "PYTHONPATH": str(code),  # this checkout's code, whatever the install points at
         "FACEPIC_DATA_DIR": str(data),
         "FACEPIC_MODEL": model,
         "FACEPIC_MODEL_ROOT": str(scratch / "models"),
@@ -88,6 +95,7 @@ def main() -> None:
     parser.add_argument("--sources", type=Path, default=HERE.parent / "tests" / "photos")
     parser.add_argument("--model", default="buffalo_s")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--before", type=Path, help="another checkout, timed in the same rounds")
     args = parser.parse_args()
 
     from facepic.models import resolve
@@ -114,8 +122,11 @@ def main() -> None:
         flush=True,
     )
     ratios, ceilings, runs = [], [], []
+    before: list[float] = []
     try:
         product(files[:4], args.model, scratch, cores, "warm-up")
+        if args.before:
+            product(files[:4], args.model, scratch, cores, "warm-up", args.before.absolute())
         for r in range(1, args.rounds + 1):
             os.environ.update(scaleout.ONE_THREAD)  # the spawned stage processes inherit one thread
             top = ceiling(files, shared, cores)
@@ -124,7 +135,12 @@ def main() -> None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+            old = 0.0
+            if args.before and r % 2 == 0:  # the two checkouts take turns at going first
+                old, _ = product(files, args.model, scratch, cores, code=args.before.absolute())
             rate, summary = product(files, args.model, scratch, cores)
+            if args.before and r % 2 == 1:
+                old, _ = product(files, args.model, scratch, cores, code=args.before.absolute())
             ratios.append(rate / top)
             ceilings.append(top)
             runs.append(rate)
@@ -133,6 +149,9 @@ def main() -> None:
                 f"facepic run {rate:.1f} photos/s ({len(files) / rate:.2f} s): {rate / top:.2f}x  [{summary}]",
                 flush=True,
             )
+            if args.before:
+                before.append(old / top)
+                print(f"         before: {old:.1f} photos/s ({len(files) / old:.2f} s): {old / top:.2f}x", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(
@@ -140,6 +159,11 @@ def main() -> None:
         f"{statistics.median(runs):.1f} photos/s, ratio {statistics.median(ratios):.2f}x "
         f"(rounds {', '.join(f'{x:.2f}' for x in ratios)})"
     )
+    if before:
+        print(
+            f"before ({args.before}): ratio {statistics.median(before):.2f}x "
+            f"(rounds {', '.join(f'{x:.2f}' for x in before)})"
+        )
 
 
 if __name__ == "__main__":
