@@ -27,7 +27,7 @@ from facepic.pipeline.stages import BY_NAME, Stage, Where
 from facepic.planner import Summary
 from facepic.poolserver import POOL_PRELOAD
 from facepic.procs import alive
-from facepic.runtime import default_threads, limit_blas_threads
+from facepic.runtime import default_threads, limit_blas_threads, limit_image_threads
 from facepic.scan import cannot_process, display
 from facepic.settings import Settings
 
@@ -68,6 +68,7 @@ def _init_pool(settings: Settings, processes: int, model: str | None, parent: in
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(parent)
     limit_blas_threads(default_threads(processes))
+    limit_image_threads(default_threads(processes))
     _pool_context = Context(settings, processes=processes, stages_together=True)
     if model:
         try:

@@ -64,6 +64,17 @@ def limit_blas_threads(threads: int) -> None:
     threadpool_limits(max(1, threads), user_api="blas")
 
 
+def limit_image_threads(threads: int) -> None:
+    """OpenCV's threads (resizing, colour conversion, warping, the detector's input blob) at
+    ``threads`` in this process. By default it runs one per core in each process, so a pool of
+    one process per core ran twice as many threads as cores: on 1,705 LFW photos the pool's
+    processes took 32 core-seconds, 29-31 with one thread each (bench/scaleout.py, the ceiling,
+    always ran them with one)."""
+    import cv2
+
+    cv2.setNumThreads(max(1, threads))
+
+
 def _installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None

@@ -68,3 +68,14 @@ def test_a_wrong_guess_costs_a_load_never_the_wrong_model(offline_env, tmp_path:
     assert second.exit_code == 0, second.output
     assert "face model: buffalo_s (the library was built with it)" in second.output
     assert "photos 6: done 3 (faces 3, no face 0), already done 3" in second.output
+
+
+def test_the_pools_processes_run_opencv_on_their_share_of_the_cores(offline_config) -> None:
+    """OpenCV runs a thread per core in each process unless told: a pool of one process per
+    core ran twice as many threads as cores."""
+    import cv2
+
+    cores = os.cpu_count() or 1
+    with CpuPool(settings_of(offline_config), None, processes=cores) as pool:
+        threads = {pool.executor.submit(cv2.getNumThreads).result() for _ in range(2 * cores)}
+    assert threads == {1}

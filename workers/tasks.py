@@ -25,7 +25,7 @@ from facepic.pipeline.job import Job, fail, received
 from facepic.pipeline.policy import describe_error, execute
 from facepic.pipeline.stages import BY_NAME, Stage
 from facepic.runner import run_serial_batch
-from facepic.runtime import default_threads, limit_blas_threads
+from facepic.runtime import default_threads, limit_blas_threads, limit_image_threads
 from facepic.scan import cannot_process
 from facepic.settings import Settings
 from facepic.settle import settle_behind, settle_run
@@ -56,9 +56,11 @@ def _remember_concurrency(sender: Any = None, **_: Any) -> None:
 
 @worker_process_init.connect
 def _blas_threads(**_: Any) -> None:
-    """BLAS threads as the models': the pool's processes share the cores; the index worker's
-    matching, many small products, shares them with the CPU workers."""
+    """BLAS and OpenCV threads as the models': the pool's processes share the cores; the
+    index worker's matching, many small products, shares them with the CPU workers."""
     limit_blas_threads(default_threads(_processes) if "cpu" in _queues else 1)
+    if "cpu" in _queues:
+        limit_image_threads(default_threads(_processes))
 
 
 @worker_process_init.connect
