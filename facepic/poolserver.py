@@ -11,7 +11,7 @@ import signal
 POOL_PRELOAD = (
     "facepic.runner",  # first: facepic.runtime keeps OpenVINO's telemetry off
     "facepic.detect",
-    "facepic.engine_parts",  # InsightFace's three modules the engine uses, without its __init__s
+    "facepic.engine_parts",  # InsightFace's two classes the engine uses, without its __init__s
     "openvino",
     "onnx",
     "cv2",

@@ -84,6 +84,16 @@ def _ready() -> bool:
     return True
 
 
+def _load(model: str) -> None:
+    """In a pool process: load ``model`` ahead of its first photo (whose own load of it says
+    any error)."""
+    assert _pool_context is not None
+    try:
+        _pool_context.engine(model)
+    except Exception:  # noqa: BLE001 - the first photo raises it again, where it is said
+        pass
+
+
 class CpuPool:
     """The process pool for the CPU stages, started (models loading) before the scan. A pool
     broken by the death of one of its processes is replaced by a fresh one."""
@@ -123,10 +133,19 @@ class CpuPool:
 
     def use(self, model: str) -> None:
         """Analyse with ``model``: a pool started with another (a guess made before the
-        library said which) starts again, so that no process keeps a model it never uses."""
-        if model != self.model:
-            self.model = model
+        library said which) starts again, so that no process keeps a model it never uses; one
+        started with none loads it now."""
+        if model == self.model:
+            return
+        loaded, self.model = self.model is not None, model
+        if loaded:
             self.restart()
+            return
+        try:
+            for _ in range(self.processes):
+                self.executor.submit(_load, model)
+        except (RuntimeError, BrokenProcessPool, EOFError, OSError):
+            pass  # broken or shut down meanwhile: the first photo finds out, and says so
 
     def __enter__(self) -> CpuPool:
         return self

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from facepic.models import likely_source
+from facepic.models import likely_source, resolve
 from facepic.runner import CpuPool
 from tests.conftest import PHOTOS, invoke, settings_of
 from tests.test_cli import facepic_process
@@ -30,14 +30,33 @@ def _pids(pool: CpuPool) -> set[int]:
 
 def test_a_pool_told_another_model_starts_again_and_one_told_its_own_does_not(offline_config) -> None:
     settings = settings_of(offline_config)
-    with CpuPool(settings, None, processes=1) as pool:
+    folder = resolve("buffalo_s", settings.model_root).location  # the same pack, by its folder
+    with CpuPool(settings, "buffalo_s", processes=1) as pool:
+        first, executor = _pids(pool), pool.executor
+        pool.use(folder)
+        assert pool.executor is not executor and pool.model == folder
+        second = _pids(pool)
+        assert second and not second & first  # fresh processes, which loaded the folder's
+        pool.use(folder)
+        assert _pids(pool) == second
+
+
+def test_a_pool_started_without_a_model_loads_the_one_it_is_told(offline_config) -> None:
+    """Under auto with no buffalo_l on disk the run cannot guess: its pool starts with no model,
+    and loads the library's once told, in the same processes."""
+    with CpuPool(settings_of(offline_config), None, processes=1) as pool:
         first, executor = _pids(pool), pool.executor
         pool.use("buffalo_s")
-        assert pool.executor is not executor and pool.model == "buffalo_s"
-        second = _pids(pool)
-        assert second and not second & first  # fresh processes, which loaded buffalo_s
-        pool.use("buffalo_s")
-        assert _pids(pool) == second
+        assert pool.executor is executor and pool.model == "buffalo_s"
+        assert pool.executor.submit(_has_engine, "buffalo_s").result()
+        assert _pids(pool) == first
+
+
+def _has_engine(source: str) -> bool:
+    import facepic.runner as runner
+
+    assert runner._pool_context is not None
+    return source in runner._pool_context._engines
 
 
 def test_a_model_that_cannot_load_stops_the_run_with_one_clear_line(offline_env, tmp_path: Path) -> None:
