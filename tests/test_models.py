@@ -33,3 +33,32 @@ def test_a_folder_of_onnx_files_and_bad_names(tmp_path: Path) -> None:
     assert resolve(str(folder), tmp_path).name == "mypack"
     with pytest.raises(ModelError, match="unknown model"):
         resolve("buffalo_xl", tmp_path)
+
+
+def test_a_packs_files_are_classified_once_and_again_when_they_change(tmp_path: Path, monkeypatch) -> None:
+    """Which file of a pack detects and which recognizes is read from each whole ONNX file;
+    each pool process did it at every start. It is remembered beside the packs by path, size
+    and modification time: a later start reads no file, a changed file is read again, and a
+    model root that cannot be written only costs the reads."""
+    import os
+    import shutil
+
+    from facepic import detect
+
+    pack = tmp_path / "mypack"
+    shutil.copytree(resolve("buffalo_s", tmp_path).location, pack)
+    (pack / "notes.onnx").write_bytes(b"not a model")  # a file of no task: remembered as such
+    choice = resolve(str(pack), tmp_path)
+    read: list[str] = []
+    real = detect._task
+    monkeypatch.setattr(detect, "_task", lambda f: read.append(f.name) or real(f))
+    first = detect.pack_files(choice)
+    assert sorted(read) == ["notes.onnx", "scrfd_500m_bnkps.onnx", "w600k_mbf.onnx"]
+    assert first == {"detection": pack / "scrfd_500m_bnkps.onnx", "recognition": pack / "w600k_mbf.onnx"}
+    read.clear()
+    assert detect.pack_files(choice) == first and read == []
+    os.utime(pack / "notes.onnx", ns=(1, 1))
+    assert detect.pack_files(choice) == first and read == ["notes.onnx"]
+    read.clear()
+    (tmp_path / detect.ROUTES_FILE).write_text("{not json")  # a torn cache: read the files again
+    assert detect.pack_files(choice) == first and len(read) == 3
