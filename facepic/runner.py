@@ -71,13 +71,7 @@ def _init_pool(settings: Settings, processes: int, model: str | None, parent: in
     limit_image_threads(default_threads(processes))
     _pool_context = Context(settings, processes=processes, stages_together=True)
     if model:
-        try:
-            _pool_context.engine(model)  # load while the main process opens the library
-        except Exception:  # noqa: BLE001 - the first photo raises it again, where it is said
-            # A model that cannot load (or a guess the run then corrects): the first photo
-            # loads it again, and its ModelError stops the run with one clear line. A process
-            # that died here would only break the pool, each photo then "died twice".
-            pass
+        _load(model)  # while the main process opens the library
 
 
 def _ready() -> bool:
@@ -85,8 +79,10 @@ def _ready() -> bool:
 
 
 def _load(model: str) -> None:
-    """In a pool process: load ``model`` ahead of its first photo (whose own load of it says
-    any error)."""
+    """In a pool process: load ``model`` ahead of its first photo. A model that cannot load
+    (or a guess the run then corrects) is left to the first photo, which loads it again and
+    whose ModelError stops the run with one clear line; a process that died here would only
+    break the pool, each photo then "died twice"."""
     assert _pool_context is not None
     try:
         _pool_context.engine(model)
