@@ -123,10 +123,11 @@ def main() -> None:
     )
     ratios, ceilings, runs = [], [], []
     before: list[float] = []
+    older = args.before.absolute() if args.before else None
     try:
         product(files[:4], args.model, scratch, cores, "warm-up")
-        if args.before:
-            product(files[:4], args.model, scratch, cores, "warm-up", args.before.absolute())
+        if older:
+            product(files[:4], args.model, scratch, cores, "warm-up", older)
         for r in range(1, args.rounds + 1):
             os.environ.update(scaleout.ONE_THREAD)  # the spawned stage processes inherit one thread
             top = ceiling(files, shared, cores)
@@ -136,11 +137,11 @@ def main() -> None:
                 else:
                     os.environ[key] = value
             old = 0.0
-            if args.before and r % 2 == 0:  # the two checkouts take turns at going first
-                old, _ = product(files, args.model, scratch, cores, code=args.before.absolute())
+            if older and r % 2 == 0:  # the two checkouts take turns at going first
+                old, _ = product(files, args.model, scratch, cores, code=older)
             rate, summary = product(files, args.model, scratch, cores)
-            if args.before and r % 2 == 1:
-                old, _ = product(files, args.model, scratch, cores, code=args.before.absolute())
+            if older and r % 2 == 1:
+                old, _ = product(files, args.model, scratch, cores, code=older)
             ratios.append(rate / top)
             ceilings.append(top)
             runs.append(rate)
@@ -149,7 +150,7 @@ def main() -> None:
                 f"facepic run {rate:.1f} photos/s ({len(files) / rate:.2f} s): {rate / top:.2f}x  [{summary}]",
                 flush=True,
             )
-            if args.before:
+            if older:
                 before.append(old / top)
                 print(f"         before: {old:.1f} photos/s ({len(files) / old:.2f} s): {old / top:.2f}x", flush=True)
     finally:
