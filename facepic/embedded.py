@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from facepic.datafolder import DataFolder, write_atomic
+from facepic.embedded_catalog import read_once
 from facepic.errors import FacePicError, data_folder_error, disk_full, first_line
 from facepic.procs import alive
 from facepic.settings import Secret, Settings
@@ -312,11 +313,13 @@ def _started(data_dir: Path, publish: bool, journal: bool, lingering: bool = Fal
     """An embedded server on the data folder's database (its lock held): its URI and itself."""
     try:
         from secantus import SecantusDBServer
+        from secantus.storage import Storage
     except ImportError:
         raise EmbeddedError(
             "no FACEPIC_MONGODB_URI is set and the embedded database is not installed: "
             "pip install 'facepic[embedded]' (or set FACEPIC_MONGODB_URI)"
         ) from None
+    read_once(Storage)
     folder = DataFolder(data_dir)
     path = folder.database
     try:
