@@ -163,3 +163,40 @@ def test_run_indexes_in_large_batches_then_small_ones_beside_the_pools_last_phot
     for n, source_done, busy in served:
         assert n >= (2 if source_done else 8) or not busy, served
     assert len([s for s in served if not s[1]]) <= total // 8, served
+
+
+def test_run_gives_the_pool_small_photos_a_few_at_a_time_and_a_camera_photo_alone(
+    offline_env, tmp_path: Path, monkeypatch
+) -> None:
+    """Each task sent to the pool costs the main process about the same whatever its photo's
+    size: small photos (a web export's) go CHUNK at a time, a camera-sized one alone; every
+    photo is analysed once, and done."""
+    import numpy as np
+    from PIL import Image
+
+    import facepic.runner as runner
+    from tests.conftest import invoke
+
+    tasks: list[list[str]] = []
+    real_submit = runner._InOrder.submit
+
+    def submit(self: runner._InOrder, task: list[int]) -> bool:
+        tasks.append([self.jobs[i]["path"] for i in task])
+        return real_submit(self, task)
+
+    monkeypatch.setattr(runner._InOrder, "submit", submit)
+    root = tmp_path / "drive"
+    labels = copy_photos(root, group=False)
+    # A camera-sized photo: a test photo enlarged, with grain so that it stays over SMALL_PHOTO.
+    big = Image.open(root / sorted(labels)[5]).convert("RGB").resize((3000, 3000))
+    grain = np.random.default_rng(1).integers(0, 24, (3000, 3000, 3), dtype=np.uint8)
+    Image.fromarray(np.asarray(big) // 2 + grain).save(root / "zz-camera.jpg", quality=95)
+    assert (root / "zz-camera.jpg").stat().st_size > runner.SMALL_PHOTO
+    result = invoke(offline_env, "run", str(root))
+    assert result.exit_code == 0, result.output
+    assert f"done {len(labels) + 1} " in result.output and "failed 0" in result.output, result.output
+    sent = [path for task in tasks for path in task]
+    assert sorted(sent) == sorted([*labels, "zz-camera.jpg"])  # each photo once
+    assert ["zz-camera.jpg"] in tasks
+    assert all(1 <= len(task) <= runner.CHUNK for task in tasks)
+    assert max(len(task) for task in tasks) == runner.CHUNK
