@@ -353,12 +353,14 @@ def test_a_run_killed_as_it_logs_photos_done_lost_none_of_them(offline_env, tmp_
     from facepic.embedded import embedded_database
 
     root = tmp_path / "drive"
-    names = distinct_photos(root, 48)
+    # Photos taking half a second among them: the pool cannot have every photo analysed by the
+    # time the first ones are logged, so the kill comes with photos still to log.
+    names = distinct_photos(root, 40) + distinct_photos(root, 8, prefix="slow-", start=40)
     env = {**offline_env, "FACEPIC_WORKERS": "2"}
     settings = settings_of(env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "facepic.cli", "--env-file", "/nonexistent/.env", "run", str(root)],
-        env={**os.environ, **env},
+        env=with_faults(env, tmp_path / "faults"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
