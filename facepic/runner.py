@@ -327,7 +327,8 @@ class _InOrder:
         """The next photos to submit together: up to CHUNK small ones, or one larger."""
         task: list[int] = []
         while len(task) < CHUNK and self._take(i := self.submitted + len(task)):
-            small = (self.jobs[i].get("size") or 0) <= SMALL_PHOTO
+            size = self.jobs[i].get("size")
+            small = size is not None and size <= SMALL_PHOTO  # a size not known: alone
             if task and not small:
                 break  # it goes alone, next
             task.append(i)
@@ -352,7 +353,7 @@ class _InOrder:
     @property
     def finished(self) -> bool:
         """Every photo of the source served."""
-        return self.source is None and self.served == self.submitted
+        return self.source is None and not self.jobs  # none taken and not yet served
 
     def collect(self) -> None:
         """Wait for a photo in the pool to finish, if any runs; a pool that broke is restarted."""

@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from facepic.context import Context
 from facepic.pipeline.job import Job
 from facepic.pipeline.policy import execute, run_stage
@@ -200,3 +202,80 @@ def test_run_gives_the_pool_small_photos_a_few_at_a_time_and_a_camera_photo_alon
     assert ["zz-camera.jpg"] in tasks
     assert all(1 <= len(task) <= runner.CHUNK for task in tasks)
     assert max(len(task) for task in tasks) == runner.CHUNK
+
+
+class _Executor:
+    """A pool's executor that finishes each task at once, or fails as a broken pool would."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+
+    def submit(self, fn: Any, jobs: list[Job], stages: tuple[str, ...]) -> Any:
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        names = [job["path"] for job in jobs]
+        if self.pool.broken_at == names:  # a process died before the pool noticed
+            self.pool.broken_at = None
+            raise BrokenProcessPool("found broken at submit")
+        future: Future = Future()
+        if self.pool.crashes in names:  # the photo kills its process, each time
+            future.set_exception(BrokenProcessPool("a process died"))
+        else:
+            future.set_result([{**job, "analysed": True} for job in jobs])
+        return future
+
+
+class _Pool:
+    processes = 2
+
+    def __init__(self, broken_at: list[str] | None = None, crashes: str | None = None) -> None:
+        self.broken_at, self.crashes = broken_at, crashes
+        self.executor = _Executor(self)
+        self.restarts = 0
+
+    def restart(self) -> None:
+        self.restarts += 1
+        self.executor = _Executor(self)
+
+
+def _serve(pool: _Pool, count: int, sizes: dict[int, int] | None = None) -> list[Job]:
+    """`runner.process`'s loop over ``count`` photos with ``pool``: the photos served, in order."""
+    import facepic.runner as runner
+
+    jobs = ({"path": f"p{i}", "file": f"p{i}", "size": (sizes or {}).get(i, 10_000)} for i in range(count))
+    in_order = runner._InOrder(pool, jobs, ("detect",))  # type: ignore[arg-type]
+    served: list[Job] = []
+    for _ in range(10_000):
+        if in_order.finished:
+            return served
+        if not in_order.submit_more():
+            continue
+        in_order.collect()
+        served += in_order.ready()
+    raise AssertionError(f"the run never finished: {len(served)} of {count} served")
+
+
+@pytest.mark.parametrize(
+    ("count", "broken_at"),
+    [(6, ["p4", "p5"]), (10, ["p8", "p9"]), (3, ["p0", "p1", "p2"]), (9, ["p0", "p1", "p2", "p3"])],
+)
+def test_a_pool_found_broken_as_a_task_is_submitted_loses_none_of_its_photos(count: int, broken_at: list[str]) -> None:
+    """A pool process that died before the pool noticed breaks the next submit; the task it
+    carried (even the one in which the scan ran out of photos) is submitted again to a fresh
+    pool, and every photo is served once, in order."""
+    pool = _Pool(broken_at=broken_at)
+    served = _serve(pool, count)
+    assert [job["path"] for job in served] == [f"p{i}" for i in range(count)]
+    assert all(job.get("analysed") for job in served) and pool.restarts == 1
+
+
+def test_a_photo_that_kills_its_process_fails_alone_and_its_task_s_others_are_done() -> None:
+    from facepic.runner import PROCESS_DIED
+
+    pool = _Pool(crashes="p5")
+    served = _serve(pool, 9, sizes={7: 5_000_000})  # p7 a camera photo: a task of its own
+    assert [job["path"] for job in served] == [f"p{i}" for i in range(9)]
+    assert [job["path"] for job in served if job.get("error")] == ["p5"]
+    assert served[5]["error"] == PROCESS_DIED
+    assert all(job.get("analysed") for job in served if job["path"] != "p5")
