@@ -1,5 +1,5 @@
 """The embedded database's cost per document written, with and without reading its index
-catalog once per write command (``facepic/embedded_catalog.py``).
+catalog once per storage transaction (``facepic/embedded_catalog.py``).
 
     python bench/embedded.py                  # 3 rounds of 3,840 documents each way
     python bench/embedded.py --batches 60 --rounds 5
@@ -125,7 +125,7 @@ def main() -> None:
             )
     plain, once = statistics.median(figures["plain"]), statistics.median(figures["once"])
     print(
-        f"\nmedian: catalog read for each document {plain:.3f} ms, once per command {once:.3f} ms ({plain / once:.2f}x)"
+        f"\nmedian: catalog read for each document {plain:.3f} ms, once per transaction {once:.3f} ms ({plain / once:.2f}x)"
     )
 
 
