@@ -249,14 +249,12 @@ def read(lib: Library, person_ids: Sequence[str] | None = None) -> dict[str, Fac
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     if owners:
-        from scipy import sparse  # a dependency of the face engine's scikit-image
-
-        # Each person's sum in one sparse product (a cumulative sum down the rows took a second).
+        # Each person's sum in one unbuffered add (0.3 s for 100,000 faces; a cumulative sum down
+        # the rows took a second). Not SciPy's sparse product, four times faster: the page runs
+        # where the face engine, and so SciPy, is not installed (the web service's image).
         persons, which, sizes = np.unique(np.asarray(owners), return_inverse=True, return_counts=True)
-        onehot = sparse.csr_matrix(
-            (np.ones(len(owners)), (which, np.arange(len(owners)))), shape=(len(persons), len(owners))
-        )
-        totals = onehot @ embeddings_from_bson(rows, EMBEDDING_DIM).astype(np.float64)
+        totals = np.zeros((len(persons), EMBEDDING_DIM))
+        np.add.at(totals, which, embeddings_from_bson(rows, EMBEDDING_DIM).astype(np.float64))
         sums = dict(zip(persons.tolist(), totals))
         counts = dict(zip(persons.tolist(), sizes.tolist()))
     return {

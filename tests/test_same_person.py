@@ -337,3 +337,30 @@ def test_the_people_page_does_not_wait_for_the_first_read_of_the_pairs(
         release.set()
         warming.join(60)
         assert kept.count() == len(kept.pairs()) == 6
+
+
+def test_the_pairs_are_read_where_scipy_is_not_installed(
+    offline_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The web service's image has no face engine, and so no SciPy: reading the persons' sums
+    for the "same person?" pairs needs numpy alone (it raised ModuleNotFoundError there)."""
+    import sys
+
+    from facepic import suggest
+    from facepic.web.roster import Suggested
+
+    split_library(offline_env, tmp_path / "drive")
+    with opened(offline_env) as ctx:
+        importable = suggest.read(ctx.library)
+        for name in [m for m in sys.modules if m == "scipy" or m.startswith("scipy.")]:
+            monkeypatch.delitem(sys.modules, name)
+        monkeypatch.setitem(sys.modules, "scipy", None)  # import scipy: ModuleNotFoundError
+        blocked = suggest.read(ctx.library)
+        kept = Suggested(ctx.library, Linkage.default())
+        kept.warm()
+        assert kept.count() == len(kept.pairs()) == 6
+    assert importable.keys() == blocked.keys() and len(blocked) > 2
+    for pid, facts in blocked.items():
+        other = importable[pid]
+        assert np.array_equal(facts.sum, other.sum) and facts.count == other.count > 0
+        assert (facts.photos, facts.rejects, facts.named) == (other.photos, other.rejects, other.named)
