@@ -380,6 +380,19 @@ for _ in $(seq 240); do
 done
 compose up -d --wait   # the user brings the killed worker back
 compose run --rm -T enqueuer status | tee "$work/status2.log"
+# Killed at the instant it takes a task, a worker can leave that one message dropped by Celery's
+# Redis transport (docs/architecture.md, "Redis"): the photo stays pending with every queue
+# empty (1 run in 6 here). The user's remedy is the documented one; more than one is a loss.
+if grep -qE "^photos 42: done 41 \(faces 41, no face 0\), duplicates 0, pending 1, failed 0, not uploaded 0(; .*)?$" "$work/status2.log" \
+  && grep -qE "^queues: cpu 0, upload 0, index 0$" "$work/status2.log"; then
+  echo "one message dropped at the kill: enqueue --requeue-pending, as docs/architecture.md says" >&2
+  compose run --rm -T enqueuer enqueue --requeue-pending >"$work/requeue.log" 2>&1 || { cat "$work/requeue.log"; fail "requeue-pending"; }
+  for _ in $(seq 120); do
+    [ "$(done_again)" -ge 21 ] && break
+    sleep 1
+  done
+  compose run --rm -T enqueuer status | tee "$work/status2.log"
+fi
 grep -qE "^photos 42: done 42 \(faces 42, no face 0\), duplicates 0, pending 0, failed 0, not uploaded 0(; .*)?$" "$work/status2.log" || fail "photos were lost after the kill"
 python3 - "$ledger" <<'PY'
 import json, sys
