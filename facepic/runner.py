@@ -38,8 +38,8 @@ from facepic.settings import Settings
 BATCH = 64
 TAIL = 16  # once every photo is in the pool: batches this small index beside its last photos
 # Small photos go to the pool a few at a time: each task costs the main process (its executor's
-# threads, the futures) about half a millisecond of CPU whatever its size, a twentieth of a
-# web-sized photo's analysis. A camera photo still goes alone, so the run's end waits for one.
+# threads, the futures) about 0.4 ms of CPU whatever its size, a fortieth of a web-sized
+# photo's analysis. A camera photo still goes alone, so the run's end waits for one at most.
 CHUNK = 4
 SMALL_PHOTO = 256 * 1024  # bytes: a web export, a scan of a print; a camera's photo is larger
 logger = logging.getLogger(__name__)
