@@ -92,16 +92,3 @@ def test_a_cover_shares_its_crop_s_content_and_neither_disturbs_the_other(tmp_pa
     with pytest.raises(FileNotFoundError):
         same_file_atomically(tmp_path / "missing.jpg", cover)
     assert cover.read_bytes() == b"crop b"
-
-
-def test_dropping_a_batch_s_work_removes_theirs_only_and_needs_no_work_folder(tmp_path: Path) -> None:
-    folder = DataFolder(tmp_path / "data")
-    workfile.drop_all(folder, ["a", "b"])  # no work folder: nothing to do, no error
-    folder.work.mkdir(parents=True)
-    for image_id in ("a", "b", "c"):
-        folder.work_file(image_id).write_bytes(b"w")
-    folder.work_file("a").with_suffix(".npz").write_bytes(b"old")
-    folder.pixels_file("b").write_bytes(b"px")
-    folder.pixels_file("c").write_bytes(b"px")
-    workfile.drop_all(folder, ["a", "b", "d"])
-    assert sorted(p.name for p in folder.work.iterdir()) == ["c.rgb.npy", "c.work"]

@@ -52,10 +52,7 @@ def log_batch(ctx: Context, jobs: list[Job]) -> list[Job]:
         ctx.state(Logged).seen = (st.st_ino, st.st_size)
     for job in jobs:
         job.pop("work", None)  # its faces are stored: nothing carries them further
-    if len(jobs) == 1:  # a worker's photo: its own files, whatever else the folder holds
-        workfile.drop(ctx.folder, jobs[0]["image_id"])
-    else:
-        workfile.drop_all(ctx.folder, [job["image_id"] for job in jobs])
+        workfile.drop(ctx.folder, job["image_id"])
     return jobs
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import zipfile
 from pathlib import Path
 from typing import IO, Any
@@ -117,23 +116,3 @@ def drop(folder: DataFolder, image_id: str) -> None:
     path.unlink(missing_ok=True)
     path.with_suffix(".npz").unlink(missing_ok=True)
     folder.pixels_file(image_id).unlink(missing_ok=True)
-
-
-def drop_all(folder: DataFolder, image_ids: list[str]) -> None:
-    """``drop`` for each photo, the work folder listed once: in `facepic run` it is empty or
-    absent (the pool hands the work over in the job), where three failed unlinks a photo are
-    three system calls for nothing (about 14 microseconds a photo here)."""
-    try:
-        with os.scandir(folder.work) as entries:
-            there = {entry.name for entry in entries}
-    except FileNotFoundError:
-        return
-    for image_id in image_ids:
-        names = (
-            folder.work_file(image_id),
-            folder.work_file(image_id).with_suffix(".npz"),
-            folder.pixels_file(image_id),
-        )
-        for path in names:
-            if path.name in there:
-                path.unlink(missing_ok=True)
