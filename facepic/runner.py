@@ -117,16 +117,19 @@ class CpuPool:
             initargs=(self.settings, self.processes, self.model, os.getpid()),
         )
 
-        def start() -> None:
-            # In a thread: starting the fork server takes half a second, which the scan uses.
-            try:
-                for _ in range(self.processes):
-                    executor.submit(_ready)
-            except (RuntimeError, BrokenProcessPool, EOFError, OSError):
-                pass  # shut down, broken or interrupted (Ctrl-C) meanwhile: its user notices
-
-        threading.Thread(target=start, name="facepic-pool-start", daemon=True).start()
+        # In a thread: starting the fork server takes half a second, which the scan uses.
+        threading.Thread(target=self._to_each, args=(executor, _ready), name="facepic-pool-start", daemon=True).start()
         return executor
+
+    def _to_each(self, executor: ProcessPoolExecutor, task: Callable[..., object], *args: object) -> None:
+        """``task`` submitted once per process (each process starts as it takes one). A pool
+        shut down, broken or interrupted (Ctrl-C) meanwhile is left as it is: its user, or the
+        first photo, finds out and says so."""
+        try:
+            for _ in range(self.processes):
+                executor.submit(task, *args)
+        except (RuntimeError, BrokenProcessPool, EOFError, OSError):
+            pass
 
     def restart(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -142,11 +145,7 @@ class CpuPool:
         if loaded:
             self.restart()
             return
-        try:
-            for _ in range(self.processes):
-                self.executor.submit(_load, model)
-        except (RuntimeError, BrokenProcessPool, EOFError, OSError):
-            pass  # broken or shut down meanwhile: the first photo finds out, and says so
+        self._to_each(self.executor, _load, model)
 
     def __enter__(self) -> CpuPool:
         return self
