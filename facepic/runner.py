@@ -278,7 +278,6 @@ class _InOrder:
         self.ahead = 2 * BATCH + 4 * pool.processes  # bounds the photos waiting for their turn in order
         self.results: dict[int, Job] = {}
         self.running: dict[Future, list[int]] = {}  # each task's photos
-        self.in_pool = 0  # the photos of those tasks
         self.suspects: deque[int] = deque()
         self.alone: int | None = None  # a suspect running with nothing beside it
         self.submitted = self.served = 0
@@ -287,7 +286,6 @@ class _InOrder:
         # Every photo still in the broken pool is a suspect until it runs alone.
         self.suspects.extend(sorted(i for task in self.running.values() for i in task if i != self.alone))
         self.running.clear()
-        self.in_pool = 0
         self.pool.restart()
 
     def submit(self, task: list[int]) -> bool:
@@ -296,8 +294,12 @@ class _InOrder:
         except BrokenProcessPool:  # a process died before the pool noticed
             return False
         self.running[future] = task
-        self.in_pool += len(task)
         return True
+
+    @property
+    def in_pool(self) -> int:
+        """The photos of the tasks in the pool."""
+        return sum(map(len, self.running.values()))
 
     def submit_more(self) -> bool:
         """A suspect alone once the pool is idle, else the next photos, as far ahead as allowed;
@@ -362,7 +364,6 @@ class _InOrder:
         pool_died = False
         for future in finished:
             task = self.running.pop(future)
-            self.in_pool -= len(task)
             try:
                 # A DataFolderError raised there stops the run.
                 self.results.update(zip(task, future.result(), strict=True))
