@@ -27,7 +27,7 @@ from facepic.pipeline.stages import BY_NAME, Stage, Where
 from facepic.planner import Summary
 from facepic.poolserver import POOL_PRELOAD
 from facepic.procs import alive
-from facepic.runtime import default_threads, limit_blas_threads, limit_image_threads
+from facepic.runtime import default_threads, limit_blas_threads, limit_image_threads, precision_here
 from facepic.scan import cannot_process, display
 from facepic.settings import Settings
 
@@ -130,6 +130,14 @@ class CpuPool:
                 executor.submit(task, *args)
         except (RuntimeError, BrokenProcessPool, EOFError, OSError):
             pass
+
+    def openvino_precision(self) -> str | None:
+        """OpenVINO's precision on this CPU, as a pool process finds it (it has OpenVINO
+        imported already; this process need not import it); None where it could not say."""
+        try:
+            return self.executor.submit(precision_here).result()
+        except Exception:  # noqa: BLE001 - a broken pool, or OpenVINO's own error: the caller asks itself
+            return None
 
     def restart(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

@@ -31,6 +31,19 @@ def test_auto_takes_cuda_only_where_a_gpu_is_visible(monkeypatch: pytest.MonkeyP
     assert chosen.backend == ("openvino" if runtime._installed("openvino") else "onnxruntime")
 
 
+def test_without_a_gpu_off_a_mac_the_providers_are_the_cpu_without_importing_onnxruntime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each process of a run asks: importing onnxruntime to learn it costs 0.045 s of CPU."""
+    monkeypatch.setattr(runtime, "gpu_visible", lambda: False)
+    monkeypatch.setattr(runtime.sys, "platform", "linux")
+    monkeypatch.setitem(runtime.sys.modules, "onnxruntime", None)  # importing it raises ImportError
+    assert runtime.onnxruntime_providers() == ["CPUExecutionProvider"]
+    monkeypatch.setattr(runtime, "gpu_visible", lambda: True)
+    with pytest.raises(ImportError):
+        runtime.onnxruntime_providers()  # with a GPU, onnxruntime is asked
+
+
 def _cuda_here() -> str:
     try:
         import onnxruntime

@@ -98,3 +98,21 @@ def test_the_pools_processes_run_opencv_on_their_share_of_the_cores(offline_conf
     with CpuPool(settings_of(offline_config), None, processes=cores) as pool:
         threads = {pool.executor.submit(cv2.getNumThreads).result() for _ in range(2 * cores)}
     assert threads == {1}
+
+
+def test_the_runs_own_process_imports_neither_runtime_and_says_where_the_models_run(
+    offline_env, tmp_path: Path
+) -> None:
+    """OpenVINO's precision comes from the pool's processes, which import OpenVINO anyway; the
+    run's own process imports neither runtime (0.19 s of CPU before its first photo), and its
+    line says what this machine's runtime is."""
+    from facepic.runtime import Runtime
+
+    photos = tmp_path / "drive"
+    shutil.copytree(PHOTOS / "tom_hanks", photos)
+    code, out, err, loaded = facepic_process(offline_env, "run", str(photos))
+    assert code == 0, err
+    assert "openvino" not in loaded and "onnxruntime" not in loaded and "facepic.runner" in loaded
+    settings = settings_of(offline_env)
+    expected = Runtime.for_settings(settings, settings.workers or os.cpu_count() or 1).describe()
+    assert [line for line in err.splitlines() if line.startswith("face model: ")][0].endswith(f" on {expected}"), err
