@@ -279,3 +279,34 @@ def test_a_photo_that_kills_its_process_fails_alone_and_its_task_s_others_are_do
     assert [job["path"] for job in served if job.get("error")] == ["p5"]
     assert served[5]["error"] == PROCESS_DIED
     assert all(job.get("analysed") for job in served if job["path"] != "p5")
+
+
+def test_the_runs_last_settle_uses_every_core_for_its_products_and_one_after(
+    offline_env, tmp_path: Path, monkeypatch
+) -> None:
+    """Beside the pool the run's own process keeps BLAS at one thread (its extra threads spin
+    after each product); the last settle comes once the pool is gone, and may use them all."""
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    from facepic.settle import AsTheRunGoes
+    from tests.conftest import invoke
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen: list[set[int]] = []
+    real_settle = AsTheRunGoes.settle
+
+    def settle(self: AsTheRunGoes) -> Any:
+        seen.append(blas_threads())
+        return real_settle(self)
+
+    monkeypatch.setattr(AsTheRunGoes, "settle", settle)
+    root = tmp_path / "drive"
+    copy_photos(root, group=False)
+    result = invoke(offline_env, "run", str(root))
+    assert result.exit_code == 0, result.output
+    assert seen[-1] == {os.cpu_count()}, seen
+    assert blas_threads() == {1}
