@@ -21,7 +21,11 @@ the first photos before the rounds, not timed, fills OpenVINO's cache of compile
 the model packs), as any earlier run of a user's has.
 
 A machine shared with something else moves both figures; the rounds alternate so that both
-see the same drift, and the medians are printed.
+see the same drift, and the medians are printed. Each round also prints the CPU both took, in
+core-seconds (the ceiling's processes in their timed phase; `facepic run`'s whole tree, its
+pool and fork server included, from the kernel's accounting of the children it waited for),
+and their ratio: a figure that moves much less than the wall clock between rounds, so a change
+of a few percent shows in one sitting.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,16 +49,55 @@ from bench import scaleout
 from bench.cli import console_script
 
 
-def ceiling(files: list[Path], shared: dict, cores: int) -> float:
-    """Photos per second of the CPU stages alone, ``cores`` processes."""
-    return scaleout.measure(cores, files, shared)["rate"]
+def ceiling(files: list[Path], shared: dict, cores: int) -> tuple[float, float]:
+    """Photos per second of the CPU stages alone, ``cores`` processes; their core-seconds."""
+    measured = scaleout.measure(cores, files, shared)
+    return measured["rate"], measured["cpu"]
+
+
+def children_cpu() -> float:
+    """Core-seconds of this process's children (and theirs) that have ended and been waited for."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def adopt_orphans() -> bool:
+    """Become the reaper of this process's descendants left without a parent (Linux's
+    PR_SET_CHILD_SUBREAPER): `facepic run` ends before its fork server and pool processes, which
+    would otherwise end as init's children, their CPU counted nowhere here."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def children() -> set[int]:
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return pids
+
+
+def reap(known: set[int]) -> None:
+    """Wait for the children other than ``known`` (the orphans adopted), until none is left."""
+    while extra := children() - known:
+        for pid in extra:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
 
 def product(
     files: list[Path], model: str, scratch: Path, cores: int, name: str = "photos", code: Path = HERE.parent
-) -> tuple[float, str]:
+) -> tuple[float, str, float]:
     """Photos per second of `facepic run` (the checkout at ``code``) over ``files`` (hard-linked,
-    else copied, into one folder), start to exit; its summary line."""
+    else copied, into one folder), start to exit; its summary line; the core-seconds it took."""
     photos = scratch / name
     if not photos.exists():
         photos.mkdir(parents=True)
@@ -82,13 +126,16 @@ def product(
     }
     for key in scaleout.ONE_THREAD:
         env.pop(key, None)  # the product sets its own threads
+    known, cpu = children(), children_cpu()
     started = time.perf_counter()
     done = subprocess.run([*console_script(), "run", str(photos)], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
+    reap(known)  # its fork server and pool processes, adopted
+    cpu = children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"facepic run failed ({done.returncode}):\n{done.stderr[-2000:]}")
     summary = next((line for line in (done.stdout + done.stderr).splitlines() if line.startswith("photos ")), "")
-    return len(files) / wall, summary
+    return len(files) / wall, summary, cpu
 
 
 def main() -> None:
@@ -105,6 +152,8 @@ def main() -> None:
     from facepic.runtime import Runtime
 
     cores = os.cpu_count() or 1
+    if not adopt_orphans():
+        print("(the CPU of `facepic run` is its main process's alone: this system cannot adopt orphans)")
     folder = args.corpus or HERE / "corpus" / f"scaleout-{args.photos}"
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg") and not p.name.startswith("."))
     if len(files) < args.photos and args.corpus is None:
@@ -124,8 +173,9 @@ def main() -> None:
         f"corpus: {len(files)} photos from {folder}, {sum(sizes) / len(sizes) / 1e6:.2f} MB each",
         flush=True,
     )
-    ratios, ceilings, runs = [], [], []
+    ratios, ceilings, runs, cpu_ratios = [], [], [], []
     before: list[float] = []
+    before_cpu: list[float] = []
     older = args.before.absolute() if args.before else None
     try:
         product(files[:4], args.model, scratch, cores, "warm-up")
@@ -133,40 +183,49 @@ def main() -> None:
             product(files[:4], args.model, scratch, cores, "warm-up", older)
         for r in range(1, args.rounds + 1):
             os.environ.update(scaleout.ONE_THREAD)  # the spawned stage processes inherit one thread
-            top = ceiling(files, shared, cores)
+            top, top_cpu = ceiling(files, shared, cores)
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-            old = 0.0
+            old, old_cpu = 0.0, 0.0
             if older and r % 2 == 0:  # the two checkouts take turns at going first
-                old, _ = product(files, args.model, scratch, cores, code=older)
-            rate, summary = product(files, args.model, scratch, cores)
+                old, _, old_cpu = product(files, args.model, scratch, cores, code=older)
+            rate, summary, cpu = product(files, args.model, scratch, cores)
             if older and r % 2 == 1:
-                old, _ = product(files, args.model, scratch, cores, code=older)
+                old, _, old_cpu = product(files, args.model, scratch, cores, code=older)
             ratios.append(rate / top)
             ceilings.append(top)
             runs.append(rate)
+            cpu_ratios.append(top_cpu / cpu)
             print(
-                f"round {r}: ceiling {top:.1f} photos/s ({len(files) / top:.2f} s), "
-                f"facepic run {rate:.1f} photos/s ({len(files) / rate:.2f} s): {rate / top:.2f}x  [{summary}]",
+                f"round {r}: ceiling {top:.1f} photos/s ({len(files) / top:.2f} s, {top_cpu:.2f} core-s), "
+                f"facepic run {rate:.1f} photos/s ({len(files) / rate:.2f} s, {cpu:.2f} core-s): "
+                f"{rate / top:.2f}x, CPU {top_cpu / cpu:.2f}x  [{summary}]",
                 flush=True,
             )
             if older:
                 before.append(old / top)
-                print(f"         before: {old:.1f} photos/s ({len(files) / old:.2f} s): {old / top:.2f}x", flush=True)
+                before_cpu.append(top_cpu / old_cpu)
+                print(
+                    f"         before: {old:.1f} photos/s ({len(files) / old:.2f} s, {old_cpu:.2f} core-s): "
+                    f"{old / top:.2f}x, CPU {top_cpu / old_cpu:.2f}x",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(
         f"\nmedian of {len(ratios)}: ceiling {statistics.median(ceilings):.1f} photos/s, facepic run "
         f"{statistics.median(runs):.1f} photos/s, ratio {statistics.median(ratios):.2f}x "
-        f"(rounds {', '.join(f'{x:.2f}' for x in ratios)})"
+        f"(rounds {', '.join(f'{x:.2f}' for x in ratios)}); CPU ratio {statistics.median(cpu_ratios):.2f}x "
+        f"(rounds {', '.join(f'{x:.2f}' for x in cpu_ratios)})"
     )
     if before:
         print(
             f"before ({args.before}): ratio {statistics.median(before):.2f}x "
-            f"(rounds {', '.join(f'{x:.2f}' for x in before)})"
+            f"(rounds {', '.join(f'{x:.2f}' for x in before)}); CPU ratio {statistics.median(before_cpu):.2f}x "
+            f"(rounds {', '.join(f'{x:.2f}' for x in before_cpu)})"
         )
 
 

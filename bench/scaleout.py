@@ -212,6 +212,7 @@ def measure(n: int, files: list[Path], args: dict) -> dict:
         "faces": sum(r["faces"] for r in reports),
         "wall": wall,
         "rate": photos / wall,
+        "cpu": sum(r["cpu"] for r in reports),  # core-seconds of the pipeline phase, all processes
         "cpu_ratio": statistics.mean(r["cpu"] / r["wall"] for r in reports if r["wall"] > 0),
         "slowest": max(r["wall"] for r in reports),
         "fastest": min(r["wall"] for r in reports),
