@@ -43,6 +43,9 @@ TAIL = 16  # once every photo is in the pool: batches this small index beside it
 CHUNK = 4
 SMALL_PHOTO = 256 * 1024  # bytes: a web export, a scan of a print; a camera's photo is larger
 logger = logging.getLogger(__name__)
+# Seconds the run waits for its pool to say OpenVINO's precision (a pool process answers once
+# it has loaded its model: about half a second); past it the run asks OpenVINO itself.
+PRECISION_WAIT = 3.0
 
 _pool_context: Context | None = None
 PARENT_POLL_SECONDS = 1.0
@@ -131,12 +134,13 @@ class CpuPool:
         except (RuntimeError, BrokenProcessPool, EOFError, OSError):
             pass
 
-    def openvino_precision(self) -> str | None:
-        """OpenVINO's precision on this CPU, as a pool process finds it (it has OpenVINO
-        imported already; this process need not import it); None where it could not say."""
+    def openvino_precision(self, timeout: float = PRECISION_WAIT) -> str | None:
+        """OpenVINO's precision on this CPU, as a pool process finds it once it has loaded its
+        model (it has OpenVINO imported already; this process need not import it); None where
+        it could not say within ``timeout`` seconds (a model still downloading, say) or at all."""
         try:
-            return self.executor.submit(precision_here).result()
-        except Exception:  # noqa: BLE001 - a broken pool, or OpenVINO's own error: the caller asks itself
+            return self.executor.submit(precision_here).result(timeout)
+        except Exception:  # noqa: BLE001 - a broken pool, OpenVINO's own error, or no answer yet: the caller asks itself
             return None
 
     def restart(self) -> None:

@@ -116,3 +116,13 @@ def test_the_runs_own_process_imports_neither_runtime_and_says_where_the_models_
     settings = settings_of(offline_env)
     expected = Runtime.for_settings(settings, settings.workers or os.cpu_count() or 1).describe()
     assert [line for line in err.splitlines() if line.startswith("face model: ")][0].endswith(f" on {expected}"), err
+
+
+def test_a_pool_that_cannot_say_the_precision_in_time_leaves_it_to_the_run(offline_config) -> None:
+    """A pool process answers once it has loaded its model; one still loading (a model being
+    downloaded) does not hold the run's line and first photos: the run asks OpenVINO itself."""
+    from facepic.runtime import precision_here
+
+    with CpuPool(settings_of(offline_config), "buffalo_s", processes=1) as pool:
+        assert pool.openvino_precision(timeout=0.0) is None
+        assert pool.openvino_precision() == precision_here()
