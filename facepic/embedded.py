@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from facepic import embedded_packing
 from facepic.datafolder import DataFolder, write_atomic
 from facepic.embedded_catalog import read_once
 from facepic.errors import FacePicError, data_folder_error, disk_full, first_line
@@ -320,6 +321,7 @@ def _started(data_dir: Path, publish: bool, journal: bool, lingering: bool = Fal
             "pip install 'facepic[embedded]' (or set FACEPIC_MONGODB_URI)"
         ) from None
     read_once(Storage)
+    embedded_packing.apply()  # WiredTiger's packing without parsing each format again
     folder = DataFolder(data_dir)
     path = folder.database
     try:
