@@ -51,6 +51,28 @@ def default_threads(processes: int) -> int:
     return max(1, cores // max(1, processes))
 
 
+_blas_unlimited: int | None = None  # BLAS's threads in this process before its first limit
+
+
+def blas_threads_unlimited() -> int:
+    """BLAS's own number of threads in this process, before ``limit_blas_threads`` (its
+    default: the cores this process may use, or OPENBLAS_NUM_THREADS); 1 without threadpoolctl."""
+    _blas_threads_now()
+    return _blas_unlimited or 1
+
+
+def _blas_threads_now() -> None:
+    global _blas_unlimited
+    if _blas_unlimited is not None:
+        return
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return
+    found = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    _blas_unlimited = max(found, default=1)
+
+
 def limit_blas_threads(threads: int) -> None:
     """NumPy's BLAS (OpenBLAS) at ``threads`` threads in this process. Its extra threads spin
     after every matrix product: in a process that works beside a pool of busy processes, or
@@ -61,6 +83,7 @@ def limit_blas_threads(threads: int) -> None:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return
+    _blas_threads_now()  # before the first limit
     threadpool_limits(max(1, threads), user_api="blas")
 
 
@@ -178,11 +201,13 @@ class Runtime:
         cls,
         setting: str = "auto",
         threads: int = 1,
-        precision: str | None = None,
+        precision: str | Callable[[], str | None] | None = None,
         detector_precision: str | None = None,
     ) -> Runtime:
         """The runtime for FACEPIC_RUNTIME ``setting``; ``precision`` and ``detector_precision``
-        override OpenVINO's (the benchmark and the tests compare f32 with bf16)."""
+        override OpenVINO's (the benchmark and the tests compare f32 with bf16). ``precision``
+        may be a function, asked only where the runtime is OpenVINO (None from it: OpenVINO
+        is asked here)."""
         setting = (setting or "auto").strip().lower()
         if setting not in CHOICES:
             raise RuntimeUnavailable(f"unknown runtime {setting!r}: use {', '.join(CHOICES)}")
@@ -204,6 +229,8 @@ class Runtime:
                     f"FACEPIC_RUNTIME=openvino, but OpenVINO is not installed: pip install {OPENVINO_PIN}, "
                     "or set FACEPIC_RUNTIME=auto"
                 )
+            if callable(precision):
+                precision = precision()
             precision = precision or openvino_precision()
             return cls("openvino", precision, threads, (), reason, detector_precision or precision)
         if not _installed("onnxruntime"):
@@ -214,10 +241,12 @@ class Runtime:
         return cls("onnxruntime", "f32", threads, tuple(onnxruntime_providers()), reason)
 
     @classmethod
-    def for_settings(cls, settings: Any, processes: int = 1, precision: str | None = None) -> Runtime:
+    def for_settings(
+        cls, settings: Any, processes: int = 1, precision: str | Callable[[], str | None] | None = None
+    ) -> Runtime:
         """The runtime of one of ``processes`` processes sharing this machine's cores, caching
-        OpenVINO's compiled models beside the model packs; ``precision``: OpenVINO's, where
-        another process asked it already."""
+        OpenVINO's compiled models beside the model packs; ``precision``: OpenVINO's, or who to
+        ask for it (``resolve``)."""
         runtime = cls.resolve(settings.runtime, settings.ort_threads or default_threads(processes), precision)
         cache = Path(settings.model_root) / "openvino-cache"
         if runtime.backend != "openvino" or not _usable_cache(cache):

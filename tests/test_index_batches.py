@@ -285,11 +285,13 @@ def test_the_runs_last_settle_uses_every_core_for_its_products_and_one_after(
     offline_env, tmp_path: Path, monkeypatch
 ) -> None:
     """Beside the pool the run's own process keeps BLAS at one thread (its extra threads spin
-    after each product); the last settle comes once the pool is gone, and may use them all."""
+    after each product); the last settle comes once the pool is gone, and may use BLAS's own
+    number again (the cores this process may use: not more, in a container given fewer)."""
     import os
 
     from threadpoolctl import threadpool_info
 
+    from facepic.runtime import blas_threads_unlimited
     from facepic.settle import AsTheRunGoes
     from tests.conftest import invoke
 
@@ -308,5 +310,8 @@ def test_the_runs_last_settle_uses_every_core_for_its_products_and_one_after(
     copy_photos(root, group=False)
     result = invoke(offline_env, "run", str(root))
     assert result.exit_code == 0, result.output
-    assert seen[-1] == {os.cpu_count()}, seen
+    assert seen[-1] == {blas_threads_unlimited()}, seen
+    assert blas_threads_unlimited() <= len(os.sched_getaffinity(0))
+    if len(os.sched_getaffinity(0)) > 1 and not {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"} & set(os.environ):
+        assert blas_threads_unlimited() > 1
     assert blas_threads() == {1}

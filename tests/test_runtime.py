@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +216,17 @@ def test_run_keeps_numpys_blas_to_one_thread_beside_its_pool(offline_env, tmp_pa
         assert blas_threads() == 2
         assert invoke(offline_env, "run", str(root)).exit_code == 0
         assert blas_threads() == 1
+
+
+def test_a_precision_given_as_a_function_is_asked_only_where_openvino_runs() -> None:
+    """`facepic run` gives its pool's answer this way: a run on onnxruntime never waits for it."""
+    from facepic.runtime import openvino_precision
+
+    asked: list[str] = []
+
+    def ask(answer: str | None) -> Callable[[], str | None]:
+        return lambda: asked.append("asked") or answer
+
+    assert Runtime.resolve("onnxruntime", 1, ask("f32")).precision == "f32" and asked == []
+    assert Runtime.resolve("openvino", 1, ask("f32")).precision == "f32" and asked == ["asked"]
+    assert Runtime.resolve("openvino", 1, ask(None)).precision == openvino_precision()  # no answer: OpenVINO's own

@@ -133,16 +133,16 @@ def choose_model(
     settings: Settings, library_model: str | None, processes: int, pool: CpuPool | None = None
 ) -> models.ModelChoice:
     """The model a run uses, described with the runtime its ``processes`` processes use where
-    this machine has the face engine. OpenVINO's precision comes from ``pool``'s processes,
-    where it has one: this process then never imports OpenVINO (0.15 s of CPU, on the way to
-    the first photo sent to the pool)."""
+    this machine has the face engine. Where they run on OpenVINO, its precision comes from
+    ``pool``'s processes if they say it in time: this process then does not import OpenVINO
+    (0.15 s of CPU, on the way to the first photo sent to the pool)."""
     from facepic import models
     from facepic.runtime import Runtime, engine_installed
 
     choice = models.for_library(settings.model, settings.model_root, library_model)
     if not engine_installed():
         return choice
-    precision = pool.openvino_precision() if pool is not None and settings.runtime != "onnxruntime" else None
+    precision = pool.openvino_precision if pool is not None else None  # asked only where OpenVINO runs them
     return choice.on(Runtime.for_settings(settings, processes, precision).describe())
 
 
@@ -327,16 +327,17 @@ def _settle(ctx: Context, settling: AsTheRunGoes | None) -> None:
     run left), decided together; on a terminal, a line before (it can take a while on a large
     library) and the figures of the run's settles after."""
     from facepic.report import counted
-    from facepic.runtime import limit_blas_threads
+    from facepic.runtime import blas_threads_unlimited, limit_blas_threads
     from facepic.settle import AsTheRunGoes
 
     settling = settling or AsTheRunGoes(ctx)
     terminal = _on_terminal()
     if terminal:
         click.echo(f"settling {counted(settling.faces, 'face')} and those still without a person...", err=True)
-    # The pool is gone: the settle's matrix products may use every core (480 camera photos:
-    # 0.06-0.09 s less of a 1.1 s settle), and one again after it, for a watch's next run.
-    limit_blas_threads(os.cpu_count() or 1)
+    # The pool is gone: the settle's matrix products may use BLAS's own threads again (as
+    # many as the cores this process may use, or OPENBLAS_NUM_THREADS; 480 camera photos: a
+    # 1.10 s settle 0.09 s shorter), and one after it, for a watch's next run.
+    limit_blas_threads(blas_threads_unlimited())
     try:
         s = settling.settle()
     finally:
