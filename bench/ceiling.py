@@ -65,6 +65,8 @@ def adopt_orphans() -> bool:
     """Become the reaper of this process's descendants left without a parent (Linux's
     PR_SET_CHILD_SUBREAPER): `facepic run` ends before its fork server and pool processes, which
     would otherwise end as init's children, their CPU counted nowhere here."""
+    if not next(Path("/proc/self/task").glob("*/children"), None):
+        return False  # no list of a process's children (a kernel without CONFIG_PROC_CHILDREN)
     try:
         import ctypes
 
@@ -128,7 +130,9 @@ def product(
         env.pop(key, None)  # the product sets its own threads
     known, cpu = children(), children_cpu()
     started = time.perf_counter()
-    done = subprocess.run([*console_script(), "run", str(photos)], env=env, capture_output=True, text=True)
+    # From a neutral folder: the pool's fork server puts its working folder first on its path,
+    # so from a checkout's root the pool would run that checkout's code whatever ``code`` says.
+    done = subprocess.run([*console_script(), "run", str(photos)], env=env, capture_output=True, text=True, cwd=scratch)
     wall = time.perf_counter() - started
     reap(known)  # its fork server and pool processes, adopted
     cpu = children_cpu() - cpu
@@ -153,7 +157,7 @@ def main() -> None:
 
     cores = os.cpu_count() or 1
     if not adopt_orphans():
-        print("(the CPU of `facepic run` is its main process's alone: this system cannot adopt orphans)")
+        print("(the CPU of `facepic run` is its main process's alone: this system cannot adopt and list orphans)")
     folder = args.corpus or HERE / "corpus" / f"scaleout-{args.photos}"
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg") and not p.name.startswith("."))
     if len(files) < args.photos and args.corpus is None:

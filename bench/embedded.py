@@ -1,5 +1,6 @@
-"""The embedded database's cost per document written, with and without reading its index
-catalog once per storage transaction (``facepic/embedded_catalog.py``).
+"""The embedded database's cost per document written: as SecantusDB is, with its index catalog
+read once per storage transaction (``facepic/embedded_catalog.py``), and with that and
+WiredTiger's packing formats parsed once (``facepic/embedded_packing.py``), as FacePic runs it.
 
     python bench/embedded.py                  # 3 rounds of 3,840 documents each way
     python bench/embedded.py --batches 60 --rounds 5
@@ -8,7 +9,7 @@ Each round starts a SecantusDB server on a fresh folder in a new process, makes 
 indexes (``Library.ensure_indexes``), then writes batches as `facepic run`'s index stage
 does: 64 photos' `images` documents and their faces' `faces` documents (a 512-d embedding
 each) with ``insert_many``, then one update of each photo's person. It prints the CPU of that
-process (the client's and the server's) per document written; the two ways alternate.
+process (the client's and the server's) per document written; the three ways take turns at going first.
 """
 
 from __future__ import annotations
@@ -30,17 +31,21 @@ sys.path.insert(0, str(HERE.parent))
 PHOTOS_PER_BATCH = 64
 
 
-def one(read_once: bool, batches: int) -> dict[str, float]:
-    """In this process: a server, the library's indexes, ``batches`` batches written."""
+def one(way: str, batches: int) -> dict[str, float]:
+    """In this process: a server (``way``: as SecantusDB is, its catalog read once, that and
+    WiredTiger's formats parsed once), the library's indexes, ``batches`` batches written."""
     import numpy as np
     from secantus import SecantusDBServer
     from secantus.storage import Storage
 
+    from facepic import embedded_packing
     from facepic.db import Library
     from facepic.embedded_catalog import read_once as keep_catalog
 
-    if read_once:
+    if way in ("once", "packed"):
         keep_catalog(Storage)
+    if way == "packed":
+        embedded_packing.apply()
     folder = Path(tempfile.mkdtemp(prefix="facepic-embedded-bench-"))
     server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(folder))
     server.start()
@@ -98,18 +103,21 @@ def one(read_once: bool, batches: int) -> dict[str, float]:
     return {"documents": documents, "cpu_ms": cpu * 1000 / documents}
 
 
+WAYS = ("plain", "once", "packed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--child", choices=("plain", "once"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=WAYS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one(args.child == "once", args.batches)))
+        print(json.dumps(one(args.child, args.batches)))
         return
-    figures: dict[str, list[float]] = {"plain": [], "once": []}
+    figures: dict[str, list[float]] = {way: [] for way in WAYS}
     for r in range(args.rounds):
-        order = ("plain", "once") if r % 2 == 0 else ("once", "plain")
+        order = WAYS[r % len(WAYS) :] + WAYS[: r % len(WAYS)]  # each way first in turn
         for way in order:
             out = subprocess.run(
                 [sys.executable, __file__, "--child", way, "--batches", str(args.batches)],
@@ -120,12 +128,13 @@ def main() -> None:
             result = json.loads(out.stdout.strip().splitlines()[-1])
             figures[way].append(result["cpu_ms"])
             print(
-                f"round {r + 1}: {way:5s} {result['documents']} documents, {result['cpu_ms']:.3f} ms of CPU each",
+                f"round {r + 1}: {way:6s} {result['documents']} documents, {result['cpu_ms']:.3f} ms of CPU each",
                 flush=True,
             )
-    plain, once = statistics.median(figures["plain"]), statistics.median(figures["once"])
+    plain, once, packed = (statistics.median(figures[way]) for way in WAYS)
     print(
-        f"\nmedian: catalog read for each document {plain:.3f} ms, once per transaction {once:.3f} ms ({plain / once:.2f}x)"
+        f"\nmedian: catalog read for each document {plain:.3f} ms, once per transaction {once:.3f} ms "
+        f"({plain / once:.2f}x), and WiredTiger's formats parsed once {packed:.3f} ms ({plain / packed:.2f}x)"
     )
 
 
