@@ -27,7 +27,7 @@ from facepic.pipeline.stages import BY_NAME, Stage, Where
 from facepic.planner import Summary
 from facepic.poolserver import POOL_PRELOAD
 from facepic.procs import alive
-from facepic.runtime import default_threads, limit_blas_threads, limit_image_threads, precision_here
+from facepic.runtime import default_threads, limit_blas_threads, limit_image_threads, openvino_precision
 from facepic.scan import cannot_process, display
 from facepic.settings import Settings
 
@@ -139,8 +139,8 @@ class CpuPool:
         model (it has OpenVINO imported already; this process need not import it); None where
         it could not say within ``timeout`` seconds (a model still downloading, say) or at all."""
         try:
-            return self.executor.submit(precision_here).result(timeout)
-        except Exception:  # noqa: BLE001 - a broken pool, OpenVINO's own error, or no answer yet: the caller asks itself
+            return self.executor.submit(openvino_precision).result(timeout)
+        except Exception:  # noqa: BLE001 - a broken pool, OpenVINO missing or failing, no answer yet: the caller asks itself
             return None
 
     def restart(self) -> None:

@@ -57,20 +57,15 @@ _blas_unlimited: int | None = None  # BLAS's threads in this process before its 
 def blas_threads_unlimited() -> int:
     """BLAS's own number of threads in this process, before ``limit_blas_threads`` (its
     default: the cores this process may use, or OPENBLAS_NUM_THREADS); 1 without threadpoolctl."""
-    _blas_threads_now()
-    return _blas_unlimited or 1
-
-
-def _blas_threads_now() -> None:
     global _blas_unlimited
-    if _blas_unlimited is not None:
-        return
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return
-    found = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
-    _blas_unlimited = max(found, default=1)
+    if _blas_unlimited is None:
+        try:
+            from threadpoolctl import threadpool_info
+        except ImportError:
+            return 1
+        found = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
+        _blas_unlimited = max(found, default=1)
+    return _blas_unlimited
 
 
 def limit_blas_threads(threads: int) -> None:
@@ -83,7 +78,7 @@ def limit_blas_threads(threads: int) -> None:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return
-    _blas_threads_now()  # before the first limit
+    blas_threads_unlimited()  # noted before the first limit
     threadpool_limits(max(1, threads), user_api="blas")
 
 
@@ -151,11 +146,6 @@ def openvino_precision() -> str:
     """bf16 where the CPU computes it natively (AVX-512 BF16 or AMX), else f32."""
     capabilities = openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return "bf16" if "BF16" in capabilities else "f32"
-
-
-def precision_here() -> str | None:
-    """``openvino_precision`` where OpenVINO is installed, else None."""
-    return openvino_precision() if _installed("openvino") else None
 
 
 def _usable_cache(folder: Path) -> bool:

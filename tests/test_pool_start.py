@@ -125,8 +125,8 @@ def test_the_runs_own_process_imports_neither_runtime_and_says_where_the_models_
 def test_a_pool_that_cannot_say_the_precision_in_time_leaves_it_to_the_run(offline_config) -> None:
     """A pool process answers once it has loaded its model; one still loading (a model being
     downloaded) does not hold the run's line and first photos: the run asks OpenVINO itself."""
-    from facepic.runtime import precision_here
+    from facepic.runtime import openvino_precision
 
     with CpuPool(settings_of(offline_config), "buffalo_s", processes=1) as pool:
         assert pool.openvino_precision(timeout=0.0) is None
-        assert pool.openvino_precision() == precision_here()
+        assert pool.openvino_precision() == openvino_precision()
